@@ -1,0 +1,81 @@
+package dev.loraflow.core.kernels;
+
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinWorkerThread;
+import java.util.concurrent.RecursiveAction;
+
+/**
+ * Splits index ranges over the machine's cores. Work smaller than the grain runs on the caller's
+ * thread, because waking a second core costs more than a few microseconds of arithmetic.
+ */
+public final class Parallel {
+
+    /** Work of one range [from, to). */
+    @FunctionalInterface
+    public interface RangeBody {
+        void run(int from, int to);
+    }
+
+    private static final ForkJoinPool POOL = createPool();
+
+    private Parallel() {}
+
+    private static ForkJoinPool createPool() {
+        int threads = Integer.getInteger("loraflow.threads", Runtime.getRuntime().availableProcessors());
+        return new ForkJoinPool(Math.max(1, threads), pool -> {
+            var worker = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(pool);
+            worker.setName("loraflow-kernel-" + worker.getPoolIndex());
+            worker.setDaemon(true);
+            return worker;
+        }, null, false);
+    }
+
+    /** Number of threads kernels may use. */
+    public static int threads() {
+        return POOL.getParallelism();
+    }
+
+    /**
+     * Runs {@code body} over [0, n) in at most {@link #threads()} contiguous chunks, each a multiple of
+     * {@code align} long (except the last), and none shorter than {@code grain} indices.
+     */
+    public static void forRange(int n, int grain, int align, RangeBody body) {
+        int chunks = Math.min(threads(), Math.max(1, n / Math.max(1, grain)));
+        if (chunks <= 1 || insidePool()) {
+            body.run(0, n);
+            return;
+        }
+        int per = (n + chunks - 1) / chunks;
+        int step = (per + align - 1) / align * align;
+        if (step >= n) {
+            body.run(0, n);
+            return;
+        }
+        int count = (n + step - 1) / step;
+        RecursiveAction[] others = new RecursiveAction[count - 1];
+        for (int i = 1; i < count; i++) {
+            int lo = i * step;
+            int hi = Math.min(n, lo + step);
+            others[i - 1] = new RecursiveAction() {
+                @Override
+                protected void compute() {
+                    body.run(lo, hi);
+                }
+            };
+            POOL.execute(others[i - 1]);
+        }
+        body.run(0, step);
+        for (RecursiveAction task : others) {
+            task.join();
+        }
+    }
+
+    private static boolean insidePool() {
+        return Thread.currentThread() instanceof ForkJoinWorkerThread worker && worker.getPool() == POOL;
+    }
+
+    /** Same as {@link #forRange(int, int, int, RangeBody)} with no alignment. */
+    public static void forRange(int n, int grain, RangeBody body) {
+        forRange(n, grain, 1, body);
+    }
+}
