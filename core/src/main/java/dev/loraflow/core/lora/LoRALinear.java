@@ -1,0 +1,312 @@
+package dev.loraflow.core.lora;
+
+import dev.loraflow.core.kernels.Dropout;
+import dev.loraflow.core.kernels.Gemm;
+import dev.loraflow.core.optim.Parameter;
+import dev.loraflow.core.random.Rng;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * A frozen linear layer with a low-rank adapter: {@code y = x·W0ᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ}.
+ *
+ * <p>W0 is [out, in], or [in, out] when {@code fanInFanOut} (GPT-2's Conv1D layout); A is [r, in],
+ * B is [out, r] either way, as PEFT stores them. A starts kaiming-uniform with a = √5 (U(±1/√in)), B at
+ * zero, so a fresh adapter leaves the layer's output unchanged. Only A and B are trainable.
+ *
+ * <p>{@link #merge()} folds s·B·A into the weight for inference; {@link #unmerge()} restores the exact
+ * bits of W0 from a copy kept while merged, because subtracting the delta back would not round-trip.
+ */
+public final class LoRALinear {
+
+    private final String name;
+    private final int inFeatures;
+    private final int outFeatures;
+    private final boolean fanInFanOut;
+    private final LoraSpec spec;
+    private final float scaling;
+    private float[] weight;
+    private final float[] bias;
+    private final Parameter loraA;
+    private final Parameter loraB;
+    private float[] frozenWeight;
+
+    /**
+     * @param weight W0, [out, in] or [in, out] when fanInFanOut; used as given (not copied)
+     * @param bias   [out] or null
+     * @param seed   seeds A's kaiming-uniform initialisation
+     */
+    public LoRALinear(String name, int inFeatures, int outFeatures, float[] weight, float[] bias,
+                      boolean fanInFanOut, LoraSpec spec, long seed) {
+        this.name = Objects.requireNonNull(name, "name");
+        if (inFeatures <= 0 || outFeatures <= 0) {
+            throw new IllegalArgumentException(name + ": features must be positive, got in=" + inFeatures + " out=" + outFeatures);
+        }
+        if (weight.length != (long) inFeatures * outFeatures) {
+            throw new IllegalArgumentException(name + ": weight has " + weight.length + " elements, expected "
+                    + (fanInFanOut ? "[" + inFeatures + ", " + outFeatures + "]" : "[" + outFeatures + ", " + inFeatures + "]"));
+        }
+        if (bias != null && bias.length != outFeatures) {
+            throw new IllegalArgumentException(name + ": bias has " + bias.length + " elements, expected " + outFeatures);
+        }
+        this.inFeatures = inFeatures;
+        this.outFeatures = outFeatures;
+        this.weight = weight;
+        this.bias = bias;
+        this.fanInFanOut = fanInFanOut;
+        this.spec = Objects.requireNonNull(spec, "spec");
+        this.scaling = spec.scaling();
+        int r = spec.rank();
+        this.loraA = new Parameter(name + ".lora_A.weight", new float[r * inFeatures]);
+        this.loraB = new Parameter(name + ".lora_B.weight", new float[outFeatures * r]);
+        Rng rng = new Rng(seed);
+        float bound = (float) (1.0 / Math.sqrt(inFeatures));
+        float[] a = loraA.value();
+        for (int i = 0; i < a.length; i++) {
+            a[i] = rng.nextUniform(bound);
+        }
+    }
+
+    /**
+     * Saved forward quantities of one batch, sized once for a maximum row count and reused: a training
+     * loop allocates nothing per step.
+     */
+    public final class Activations {
+        private final int maxRows;
+        /** drop(x) [rows, in], kept only while dropout is active (A's gradient needs it). */
+        private final float[] droppedInput;
+        /** u = drop(x)·Aᵀ [rows, r]. */
+        private final float[] projected;
+        /** s·dy·B, the gradient of u [rows, r]. */
+        private final float[] projectedGrad;
+        /** Gradient of drop(x) [rows, in], needed only to route it back through the dropout mask. */
+        private final float[] droppedInputGrad;
+        private long dropoutKey;
+        private boolean dropoutApplied;
+
+        private LoRALinear owner() {
+            return LoRALinear.this;
+        }
+
+        private Activations(int maxRows) {
+            this.maxRows = maxRows;
+            int r = spec.rank();
+            boolean dropout = r > 0 && spec.dropout() > 0f;
+            this.droppedInput = dropout ? new float[maxRows * inFeatures] : null;
+            this.droppedInputGrad = dropout ? new float[maxRows * inFeatures] : null;
+            this.projected = new float[maxRows * r];
+            this.projectedGrad = new float[maxRows * r];
+        }
+    }
+
+    /** Buffers for batches of up to {@code maxRows} rows. */
+    public Activations newActivations(int maxRows) {
+        if (maxRows <= 0) {
+            throw new IllegalArgumentException(name + ": maxRows must be positive, got " + maxRows);
+        }
+        return new Activations(maxRows);
+    }
+
+    /**
+     * y = x·W0ᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ, or x·Wᵀ + b when merged. x [rows, in], y [rows, out].
+     *
+     * @param training applies dropout (when the spec has any), keyed by {@code dropoutKey} so that the
+     *                 same key reproduces the same mask
+     */
+    public void forward(float[] x, float[] y, int rows, Activations saved, boolean training, long dropoutKey) {
+        checkRows(rows, saved, x.length, y.length);
+        baseForward(x, y, rows);
+        if (spec.rank() == 0 || isMerged()) {
+            saved.dropoutApplied = false;
+            return;
+        }
+        int r = spec.rank();
+        float[] input = x;
+        saved.dropoutApplied = training && spec.dropout() > 0f;
+        saved.dropoutKey = dropoutKey;
+        if (saved.dropoutApplied) {
+            Dropout.forward(x, saved.droppedInput, rows * inFeatures, spec.dropout(), dropoutKey);
+            input = saved.droppedInput;
+        }
+        Gemm.matmulXWt(input, loraA.value(), saved.projected, rows, inFeatures, r, false);
+        Gemm.sgemm(false, true, rows, outFeatures, r, scaling, saved.projected, 0, r,
+                loraB.value(), 0, r, 1f, y, 0, outFeatures);
+    }
+
+    /**
+     * From dy [rows, out] and the forward's x [rows, in]: accumulates A's and B's gradients, and writes
+     * dx [rows, in] (adds to it when {@code accumulateDx}). W0 gets no gradient.
+     */
+    public void backward(float[] x, float[] dy, float[] dx, int rows, Activations saved, boolean accumulateDx) {
+        checkRows(rows, saved, x.length, dy.length);
+        if (dx.length < rows * inFeatures) {
+            throw new IllegalArgumentException(name + ": dx holds " + dx.length + " values, needs " + rows * inFeatures);
+        }
+        if (isMerged()) {
+            throw new IllegalStateException(name + ": backward through a merged layer; unmerge() before training");
+        }
+        baseBackward(dy, dx, rows, accumulateDx);
+        int r = spec.rank();
+        if (r == 0) {
+            return;
+        }
+        float[] input = saved.dropoutApplied ? saved.droppedInput : x;
+        // dB += s·dyᵀ·u   [out, r]
+        Gemm.sgemm(true, false, outFeatures, r, rows, scaling, dy, 0, outFeatures, saved.projected, 0, r,
+                1f, loraB.grad(), 0, r);
+        // du = s·dy·B     [rows, r]
+        Gemm.sgemm(false, false, rows, r, outFeatures, scaling, dy, 0, outFeatures, loraB.value(), 0, r,
+                0f, saved.projectedGrad, 0, r);
+        // dA += duᵀ·drop(x)   [r, in]
+        Gemm.sgemm(true, false, r, inFeatures, rows, 1f, saved.projectedGrad, 0, r, input, 0, inFeatures,
+                1f, loraA.grad(), 0, inFeatures);
+        if (saved.dropoutApplied) {
+            // d drop(x) = du·A, then back through the same mask
+            Gemm.sgemm(false, false, rows, inFeatures, r, 1f, saved.projectedGrad, 0, r, loraA.value(), 0, inFeatures,
+                    0f, saved.droppedInputGrad, 0, inFeatures);
+            Dropout.backward(saved.droppedInputGrad, dx, rows * inFeatures, spec.dropout(), saved.dropoutKey, true);
+        } else {
+            Gemm.sgemm(false, false, rows, inFeatures, r, 1f, saved.projectedGrad, 0, r, loraA.value(), 0, inFeatures,
+                    1f, dx, 0, inFeatures);
+        }
+    }
+
+    /** y = x·Wᵀ + b with the layer's current weight (W0, or the merged W). */
+    private void baseForward(float[] x, float[] y, int rows) {
+        if (fanInFanOut) {
+            Gemm.sgemm(false, false, rows, outFeatures, inFeatures, 1f, x, 0, inFeatures, weight, 0, outFeatures,
+                    0f, y, 0, outFeatures);
+        } else {
+            Gemm.matmulXWt(x, weight, y, rows, inFeatures, outFeatures, false);
+        }
+        if (bias != null) {
+            for (int i = 0; i < rows; i++) {
+                int row = i * outFeatures;
+                for (int j = 0; j < outFeatures; j++) {
+                    y[row + j] += bias[j];
+                }
+            }
+        }
+    }
+
+    /** dx (+)= dy·W0. */
+    private void baseBackward(float[] dy, float[] dx, int rows, boolean accumulate) {
+        float beta = accumulate ? 1f : 0f;
+        if (fanInFanOut) {
+            Gemm.sgemm(false, true, rows, inFeatures, outFeatures, 1f, dy, 0, outFeatures, weight, 0, outFeatures,
+                    beta, dx, 0, inFeatures);
+        } else {
+            Gemm.matmulDyW(dy, weight, dx, rows, outFeatures, inFeatures, accumulate);
+        }
+    }
+
+    /**
+     * Folds the adapter into the weight: W = W0 + s·B·A (transposed for fanInFanOut). Refuses to merge
+     * twice, and refuses — leaving W0 untouched — a result with NaN or Inf.
+     */
+    public void merge() {
+        if (isMerged()) {
+            throw new IllegalStateException(name + ": adapter already merged; merging again would add it twice");
+        }
+        int r = spec.rank();
+        if (r == 0) {
+            return;
+        }
+        float[] merged = weight.clone();
+        if (fanInFanOut) {
+            // W [in, out] += s·Aᵀ·Bᵀ
+            Gemm.sgemm(true, true, inFeatures, outFeatures, r, scaling, loraA.value(), 0, inFeatures,
+                    loraB.value(), 0, r, 1f, merged, 0, outFeatures);
+        } else {
+            // W [out, in] += s·B·A
+            Gemm.sgemm(false, false, outFeatures, inFeatures, r, scaling, loraB.value(), 0, r,
+                    loraA.value(), 0, inFeatures, 1f, merged, 0, inFeatures);
+        }
+        for (int i = 0; i < merged.length; i++) {
+            if (!Float.isFinite(merged[i])) {
+                int cols = fanInFanOut ? outFeatures : inFeatures;
+                throw new ArithmeticException(name + ": merging the adapter gives " + merged[i] + " at weight["
+                        + i / cols + ", " + i % cols + "]; the adapter is broken (NaN/Inf), the weight is left unmerged");
+            }
+        }
+        frozenWeight = weight;
+        weight = merged;
+    }
+
+    /** Restores W0 exactly as it was before {@link #merge()}. */
+    public void unmerge() {
+        if (!isMerged()) {
+            throw new IllegalStateException(name + ": adapter is not merged");
+        }
+        weight = frozenWeight;
+        frozenWeight = null;
+    }
+
+    public boolean isMerged() {
+        return frozenWeight != null;
+    }
+
+    /** A and B, the only trainable tensors. */
+    public List<Parameter> trainableParameters() {
+        return spec.rank() == 0 ? List.of() : List.of(loraA, loraB);
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public int inFeatures() {
+        return inFeatures;
+    }
+
+    public int outFeatures() {
+        return outFeatures;
+    }
+
+    public boolean fanInFanOut() {
+        return fanInFanOut;
+    }
+
+    public LoraSpec spec() {
+        return spec;
+    }
+
+    public float scaling() {
+        return scaling;
+    }
+
+    /** The weight in use: W0, or W0 + s·B·A while merged. Not a copy. */
+    public float[] weight() {
+        return weight;
+    }
+
+    /** [out] or null. */
+    public float[] bias() {
+        return bias;
+    }
+
+    /** A [r, in]. Not a copy. */
+    public Parameter loraA() {
+        return loraA;
+    }
+
+    /** B [out, r]. Not a copy. */
+    public Parameter loraB() {
+        return loraB;
+    }
+
+    private void checkRows(int rows, Activations saved, int inputLength, int outputLength) {
+        if (saved.owner() != this) {
+            throw new IllegalArgumentException(name + ": activations belong to another layer");
+        }
+        if (rows <= 0 || rows > saved.maxRows) {
+            throw new IllegalArgumentException(name + ": " + rows + " rows, activations hold 1.." + saved.maxRows);
+        }
+        if (inputLength < rows * inFeatures) {
+            throw new IllegalArgumentException(name + ": input holds " + inputLength + " values, needs " + rows * inFeatures);
+        }
+        if (outputLength < rows * outFeatures) {
+            throw new IllegalArgumentException(name + ": output holds " + outputLength + " values, needs " + rows * outFeatures);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+package dev.loraflow.core.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+class GemmTest {
+
+    static Stream<Arguments> shapes() {
+        int[][] mnk = {
+            {1, 1, 1}, {1, 17, 5}, {3, 1, 7}, {8, 32, 16}, {7, 33, 31}, {9, 31, 257}, {17, 65, 300},
+            {64, 8, 768}, {512, 8, 64}, {8, 768, 512}, {130, 1030, 40}, {257, 97, 513}, {512, 96, 96},
+        };
+        Stream.Builder<Arguments> all = Stream.builder();
+        for (int[] s : mnk) {
+            for (boolean ta : new boolean[] {false, true}) {
+                for (boolean tb : new boolean[] {false, true}) {
+                    all.add(Arguments.of(s[0], s[1], s[2], ta, tb));
+                }
+            }
+        }
+        return all.build();
+    }
+
+    @ParameterizedTest(name = "m={0} n={1} k={2} transA={3} transB={4}")
+    @MethodSource("shapes")
+    void matchesDoubleReferenceInEveryLayout(int m, int n, int k, boolean transA, boolean transB) {
+        Random random = new Random(31L * m + 7L * n + k + (transA ? 1 : 0) + (transB ? 2 : 0));
+        int lda = (transA ? m : k) + 3;
+        int ldb = (transB ? k : n) + 5;
+        int ldc = n + 2;
+        int aOff = 4;
+        int bOff = 1;
+        int cOff = 6;
+        float[] a = randomFloats(random, aOff + (transA ? k : m) * lda);
+        float[] b = randomFloats(random, bOff + (transB ? n : k) * ldb);
+        float[] c = randomFloats(random, cOff + m * ldc);
+        float alpha = 0.75f;
+        float beta = -0.5f;
+        double[] expected = toDouble(c);
+        GemmReference.gemm(transA, transB, m, n, k, alpha, toDouble(a), aOff, lda, toDouble(b), bOff, ldb,
+                beta, expected, cOff, ldc);
+        Gemm.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        double tolerance = 1e-5 * Math.sqrt(k) * 2;
+        for (int i = 0; i < c.length; i++) {
+            boolean inside = i >= cOff && (i - cOff) / ldc < m && (i - cOff) % ldc < n;
+            assertEquals(expected[i], c[i], inside ? tolerance : 0, "element " + i + (inside ? "" : " outside C changed"));
+        }
+    }
+
+    @Test
+    void betaZeroIgnoresNaNInC() {
+        int m = 9, n = 40, k = 12;
+        float[] a = randomFloats(new Random(1), m * k);
+        float[] b = randomFloats(new Random(2), k * n);
+        float[] c = new float[m * n];
+        java.util.Arrays.fill(c, Float.NaN);
+        Gemm.sgemm(false, false, m, n, k, 1f, a, 0, k, b, 0, n, 0f, c, 0, n);
+        for (float v : c) {
+            assertTrue(Float.isFinite(v));
+        }
+    }
+
+    @Test
+    void linearLayerLayoutsAgreeWithReference() {
+        Random random = new Random(5);
+        int m = 70, k = 45, n = 100;
+        float[] x = randomFloats(random, m * k);
+        float[] w = randomFloats(random, n * k);
+        float[] dy = randomFloats(random, m * n);
+        float[] y = new float[m * n];
+        float[] dx = new float[m * k];
+        float[] dw = randomFloats(random, n * k);
+        double[] yRef = new double[m * n];
+        double[] dxRef = new double[m * k];
+        double[] dwRef = toDouble(dw);
+        Gemm.matmulXWt(x, w, y, m, k, n, false);
+        Gemm.matmulDyW(dy, w, dx, m, n, k, false);
+        Gemm.matmulDyTX(dy, x, dw, m, n, k, true);
+        GemmReference.matmulXWt(toDouble(x), toDouble(w), yRef, m, k, n, false);
+        GemmReference.matmulDyW(toDouble(dy), toDouble(w), dxRef, m, n, k, false);
+        GemmReference.matmulDyTX(toDouble(dy), toDouble(x), dwRef, m, n, k, true);
+        assertClose(yRef, y, 1e-4);
+        assertClose(dxRef, dx, 1e-4);
+        assertClose(dwRef, dw, 1e-4);
+    }
+
+    @Test
+    void rejectsArraysTooSmallForTheShape() {
+        float[] small = new float[10];
+        IllegalArgumentException error = assertThrows(IllegalArgumentException.class,
+                () -> Gemm.matmulXWt(small, new float[100], new float[100], 10, 10, 10, false));
+        assertTrue(error.getMessage().startsWith("A:"), error.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Gemm.sgemm(false, false, -1, 1, 1, 1f,
+                small, 0, 1, small, 0, 1, 0f, small, 0, 1));
+    }
+
+    static float[] randomFloats(Random random, int size) {
+        float[] values = new float[size];
+        for (int i = 0; i < size; i++) {
+            values[i] = (float) (random.nextGaussian());
+        }
+        return values;
+    }
+
+    static double[] toDouble(float[] values) {
+        double[] result = new double[values.length];
+        for (int i = 0; i < values.length; i++) {
+            result[i] = values[i];
+        }
+        return result;
+    }
+
+    static void assertClose(double[] expected, float[] actual, double tolerance) {
+        assertEquals(expected.length, actual.length);
+        for (int i = 0; i < expected.length; i++) {
+            double scale = Math.max(1, Math.abs(expected[i]));
+            assertEquals(expected[i], actual[i], tolerance * scale, "element " + i);
+        }
+    }
+}
