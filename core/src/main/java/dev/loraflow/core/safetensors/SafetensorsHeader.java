@@ -154,6 +154,8 @@ final class SafetensorsHeader {
                 throw new SafetensorsException(fileName + ": " + METADATA_KEY + " value of '" + entry.getKey()
                         + "' must be a string, found " + kind(entry.getValue()));
             }
+            requireWellFormed(fileName, METADATA_KEY + " key '" + entry.getKey() + "'", entry.getKey());
+            requireWellFormed(fileName, METADATA_KEY + " value of '" + entry.getKey() + "'", entry.getValue().textValue());
             metadata.put(entry.getKey(), entry.getValue().textValue());
         }
         return Collections.unmodifiableMap(metadata);
@@ -162,6 +164,7 @@ final class SafetensorsHeader {
     private static TensorInfo parseTensor(String fileName, String name, JsonNode node, long dataLength)
             throws SafetensorsException {
         String where = fileName + ": tensor '" + name + "': ";
+        requireWellFormed(fileName, "tensor name '" + name + "'", name);
         if (!node.isObject()) {
             throw new SafetensorsException(where + "entry must be an object, found " + kind(node));
         }
@@ -218,6 +221,21 @@ final class SafetensorsHeader {
                     + dataLength + " bytes");
         }
         return new TensorInfo(name, dtype, shape, begin, end);
+    }
+
+    /**
+     * A JSON escape can spell an unpaired UTF-16 surrogate, which is no Unicode text; the reference
+     * parser (serde_json) refuses it, so this reader does too.
+     */
+    private static void requireWellFormed(String fileName, String what, String text) throws SafetensorsException {
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            if (Character.isHighSurrogate(c) && i + 1 < text.length() && Character.isLowSurrogate(text.charAt(i + 1))) {
+                i++;
+            } else if (Character.isSurrogate(c)) {
+                throw new SafetensorsException(fileName + ": " + what + " contains an unpaired surrogate escape");
+            }
+        }
     }
 
     private static JsonNode require(String where, JsonNode entry, String field) throws SafetensorsException {

@@ -1,10 +1,10 @@
 package dev.loraflow.core.safetensors;
 
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.io.AtomicFiles;
 import dev.loraflow.core.io.CodePointOrder;
 import dev.loraflow.core.io.PythonJson;
-import com.fasterxml.jackson.databind.node.JsonNodeFactory;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -15,11 +15,15 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.TreeMap;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
 
 /**
  * Collects named tensors and writes them as a safetensors file laid out byte for byte as the
@@ -38,6 +42,9 @@ public final class SafetensorsWriter {
     public static final String SINGLE_FILE = "model.safetensors";
 
     private static final int CHUNK_BYTES = 1 << 20;
+
+    private static final Pattern CHECKPOINT_FILE =
+            Pattern.compile("model\\.safetensors(\\.index\\.json)?|model-\\d{5,}-of-\\d{5,}\\.safetensors");
 
     private static final Comparator<Entry> REFERENCE_LAYOUT = Comparator
             .comparingInt((Entry entry) -> -entry.dtype.ordinal())
@@ -132,6 +139,8 @@ public final class SafetensorsWriter {
      * (a larger tensor gets a shard of its own), named {@code model-00001-of-00003.safetensors},
      * plus {@value #INDEX_FILE}; when everything fits in one shard, a single {@value #SINGLE_FILE}
      * and no index. The index is written last, so a reader never finds it naming a missing shard.
+     * Checkpoint files of an earlier save that this one does not overwrite are then deleted, since
+     * a stale {@value #SINGLE_FILE} would take precedence over the new index.
      */
     public void writeSharded(Path directory, long maxShardBytes) throws IOException {
         if (maxShardBytes <= 0) {
@@ -152,23 +161,41 @@ public final class SafetensorsWriter {
         shards.add(current);
 
         Files.createDirectories(directory);
+        Set<String> written = new HashSet<>();
         if (shards.size() == 1) {
             write(directory.resolve(SINGLE_FILE));
-            return;
+            written.add(SINGLE_FILE);
+        } else {
+            var factory = JsonNodeFactory.instance;
+            ObjectNode weightMap = factory.objectNode();
+            for (int i = 0; i < shards.size(); i++) {
+                String fileName = String.format("model-%05d-of-%05d.safetensors", i + 1, shards.size());
+                List<Entry> shard = shards.get(i);
+                AtomicFiles.write(directory.resolve(fileName), channel -> writeFile(channel, metadata, new ArrayList<>(shard)));
+                shard.forEach(entry -> weightMap.put(entry.name, fileName));
+                written.add(fileName);
+            }
+            ObjectNode index = factory.objectNode();
+            index.putObject("metadata").put("total_size", dataBytes());
+            index.set("weight_map", weightMap);
+            AtomicFiles.write(directory.resolve(INDEX_FILE),
+                    (PythonJson.dumps(index) + "\n").getBytes(StandardCharsets.UTF_8));
+            written.add(INDEX_FILE);
         }
-        var factory = JsonNodeFactory.instance;
-        ObjectNode weightMap = factory.objectNode();
-        for (int i = 0; i < shards.size(); i++) {
-            String fileName = String.format("model-%05d-of-%05d.safetensors", i + 1, shards.size());
-            List<Entry> shard = shards.get(i);
-            AtomicFiles.write(directory.resolve(fileName), channel -> writeFile(channel, metadata, new ArrayList<>(shard)));
-            shard.forEach(entry -> weightMap.put(entry.name, fileName));
+        deleteStaleCheckpointFiles(directory, written);
+    }
+
+    private static void deleteStaleCheckpointFiles(Path directory, Set<String> keep) throws IOException {
+        List<Path> stale;
+        try (Stream<Path> files = Files.list(directory)) {
+            stale = files.filter(file -> {
+                String name = file.getFileName().toString();
+                return CHECKPOINT_FILE.matcher(name).matches() && !keep.contains(name);
+            }).toList();
         }
-        ObjectNode index = factory.objectNode();
-        index.putObject("metadata").put("total_size", dataBytes());
-        index.set("weight_map", weightMap);
-        AtomicFiles.write(directory.resolve(INDEX_FILE),
-                (PythonJson.dumps(index) + "\n").getBytes(StandardCharsets.UTF_8));
+        for (Path file : stale) {
+            Files.deleteIfExists(file);
+        }
     }
 
     private static void writeFile(WritableByteChannel channel, Map<String, String> metadata, List<Entry> tensors)

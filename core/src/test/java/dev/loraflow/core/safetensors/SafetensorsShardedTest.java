@@ -165,4 +165,20 @@ class SafetensorsShardedTest {
             assertEquals(List.of(dir.resolve("model.safetensors")), files.toList());
         }
     }
+
+    @Test
+    void resavingRemovesCheckpointFilesOfTheEarlierSave() throws IOException {
+        new SafetensorsWriter().add("old", new float[1], DType.F32, 1).writeSharded(dir, 1L << 30);
+        var sharded = new SafetensorsWriter().add("a", new float[4], DType.F32, 4).add("b", new float[4], DType.F32, 4);
+        sharded.writeSharded(dir, 16);
+        Files.writeString(dir.resolve("config.json"), "{}");
+        try (var checkpoint = ShardedSafetensors.open(dir)) {
+            assertEquals(List.of("a", "b"), checkpoint.tensorNames(), "a stale model.safetensors would shadow the index");
+        }
+        new SafetensorsWriter().add("c", new float[1], DType.F32, 1).writeSharded(dir, 1L << 30);
+        try (var files = Files.list(dir)) {
+            assertEquals(List.of("config.json", "model.safetensors"),
+                    files.map(path -> path.getFileName().toString()).sorted().toList());
+        }
+    }
 }
