@@ -1,0 +1,311 @@
+package dev.loraflow.core.safetensors;
+
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.io.AtomicFiles;
+import dev.loraflow.core.io.CodePointOrder;
+import dev.loraflow.core.io.PythonJson;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.WritableByteChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+/**
+ * Collects named tensors and writes them as a safetensors file laid out byte for byte as the
+ * reference writer ({@code safetensors.serialize}) would: {@code __metadata__} first, tensors by
+ * descending {@link DType} order then name, header padded with spaces to a multiple of 8 bytes.
+ *
+ * <p>Arrays passed in are referenced, not copied, until the file is written; do not change them in
+ * between.
+ */
+public final class SafetensorsWriter {
+
+    /** Name of the index file that {@link #writeSharded} writes and {@link ShardedSafetensors} reads. */
+    public static final String INDEX_FILE = "model.safetensors.index.json";
+
+    /** Name of an unsharded checkpoint. */
+    public static final String SINGLE_FILE = "model.safetensors";
+
+    private static final int CHUNK_BYTES = 1 << 20;
+
+    private static final Pattern CHECKPOINT_FILE =
+            Pattern.compile("model\\.safetensors(\\.index\\.json)?|model-\\d{5,}-of-\\d{5,}\\.safetensors");
+
+    private static final Comparator<Entry> REFERENCE_LAYOUT = Comparator
+            .comparingInt((Entry entry) -> -entry.dtype.ordinal())
+            .thenComparing(entry -> entry.name, CodePointOrder.INSTANCE);
+
+    private final Map<String, String> metadata = new TreeMap<>(CodePointOrder.INSTANCE);
+    private final Map<String, Entry> entries = new LinkedHashMap<>();
+
+    private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw) {}
+
+    /** Adds a {@code __metadata__} entry, replacing any earlier value of {@code key}. */
+    public SafetensorsWriter putMetadata(String key, String value) {
+        metadata.put(requireEncodable(key, "metadata key"), requireEncodable(value, "metadata value"));
+        return this;
+    }
+
+    /**
+     * Adds a float tensor to be stored as {@code dtype}, one of F32, F16 or BF16; F16 and BF16 round
+     * to nearest even.
+     */
+    public SafetensorsWriter add(String name, float[] values, DType dtype, long... shape) {
+        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
+            throw new IllegalArgumentException("tensor '" + name + "': float data is stored as F32, F16 or BF16, not " + dtype);
+        }
+        long numel = checkedNumel(name, shape);
+        if (numel != values.length) {
+            throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " holds "
+                    + numel + " elements but " + values.length + " were given");
+        }
+        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null));
+    }
+
+    /** Adds a tensor of any dtype given as its little-endian bytes. */
+    public SafetensorsWriter addRaw(String name, DType dtype, byte[] littleEndianBytes, long... shape) {
+        long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
+        if (bytes != littleEndianBytes.length) {
+            throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " of " + dtype
+                    + " needs " + bytes + " bytes but " + littleEndianBytes.length + " were given");
+        }
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes));
+    }
+
+    private SafetensorsWriter put(Entry entry) {
+        requireEncodable(entry.name, "tensor name");
+        if (entry.name.equals(SafetensorsHeader.METADATA_KEY)) {
+            throw new IllegalArgumentException("'" + SafetensorsHeader.METADATA_KEY + "' is reserved for metadata");
+        }
+        if (entries.putIfAbsent(entry.name, entry) != null) {
+            throw new IllegalArgumentException("tensor '" + entry.name + "' added twice");
+        }
+        return this;
+    }
+
+    /** A lone surrogate has no UTF-8 form; the header would silently get '?' in its place. */
+    private static String requireEncodable(String text, String what) {
+        Objects.requireNonNull(text, what);
+        if (!StandardCharsets.UTF_8.newEncoder().canEncode(text)) {
+            throw new IllegalArgumentException(what + " '" + text + "' is not valid Unicode (unpaired surrogate)");
+        }
+        return text;
+    }
+
+    private static long checkedNumel(String name, long[] shape) {
+        long numel = 1;
+        for (long dim : shape) {
+            if (dim < 0) {
+                throw new IllegalArgumentException("tensor '" + name + "': negative dimension in " + Arrays.toString(shape));
+            }
+            numel = Math.multiplyExact(numel, dim);
+        }
+        return numel;
+    }
+
+    /** Total bytes of tensor data added so far. */
+    public long dataBytes() {
+        return entries.values().stream().mapToLong(Entry::byteSize).sum();
+    }
+
+    /** Atomically writes (or replaces) {@code file}. */
+    public void write(Path file) throws IOException {
+        AtomicFiles.write(file, this::writeTo);
+    }
+
+    /** Streams the file's bytes to {@code channel}. */
+    public void writeTo(WritableByteChannel channel) throws IOException {
+        writeFile(channel, metadata, new ArrayList<>(entries.values()));
+    }
+
+    /**
+     * Writes a checkpoint into {@code directory} the way transformers' {@code save_pretrained}
+     * does: tensors, in the order added, fill shards of at most {@code maxShardBytes} of data
+     * (a larger tensor gets a shard of its own), named {@code model-00001-of-00003.safetensors},
+     * plus {@value #INDEX_FILE}; when everything fits in one shard, a single {@value #SINGLE_FILE}
+     * and no index. The index is written last, so a reader never finds it naming a missing shard.
+     * Checkpoint files of an earlier save that this one does not overwrite are then deleted, since
+     * a stale {@value #SINGLE_FILE} would take precedence over the new index.
+     */
+    public void writeSharded(Path directory, long maxShardBytes) throws IOException {
+        if (maxShardBytes <= 0) {
+            throw new IllegalArgumentException("maxShardBytes must be positive");
+        }
+        List<List<Entry>> shards = new ArrayList<>();
+        List<Entry> current = new ArrayList<>();
+        long currentBytes = 0;
+        for (Entry entry : entries.values()) {
+            if (!current.isEmpty() && currentBytes + entry.byteSize > maxShardBytes) {
+                shards.add(current);
+                current = new ArrayList<>();
+                currentBytes = 0;
+            }
+            current.add(entry);
+            currentBytes += entry.byteSize;
+        }
+        shards.add(current);
+
+        Files.createDirectories(directory);
+        Set<String> written = new HashSet<>();
+        if (shards.size() == 1) {
+            write(directory.resolve(SINGLE_FILE));
+            written.add(SINGLE_FILE);
+        } else {
+            var factory = JsonNodeFactory.instance;
+            ObjectNode weightMap = factory.objectNode();
+            for (int i = 0; i < shards.size(); i++) {
+                String fileName = String.format("model-%05d-of-%05d.safetensors", i + 1, shards.size());
+                List<Entry> shard = shards.get(i);
+                AtomicFiles.write(directory.resolve(fileName), channel -> writeFile(channel, metadata, new ArrayList<>(shard)));
+                shard.forEach(entry -> weightMap.put(entry.name, fileName));
+                written.add(fileName);
+            }
+            ObjectNode index = factory.objectNode();
+            index.putObject("metadata").put("total_size", dataBytes());
+            index.set("weight_map", weightMap);
+            AtomicFiles.write(directory.resolve(INDEX_FILE),
+                    (PythonJson.dumps(index) + "\n").getBytes(StandardCharsets.UTF_8));
+            written.add(INDEX_FILE);
+        }
+        deleteStaleCheckpointFiles(directory, written);
+    }
+
+    private static void deleteStaleCheckpointFiles(Path directory, Set<String> keep) throws IOException {
+        List<Path> stale;
+        try (Stream<Path> files = Files.list(directory)) {
+            stale = files.filter(file -> {
+                String name = file.getFileName().toString();
+                return CHECKPOINT_FILE.matcher(name).matches() && !keep.contains(name);
+            }).toList();
+        }
+        for (Path file : stale) {
+            Files.deleteIfExists(file);
+        }
+    }
+
+    private static void writeFile(WritableByteChannel channel, Map<String, String> metadata, List<Entry> tensors)
+            throws IOException {
+        tensors.sort(REFERENCE_LAYOUT);
+        byte[] header = header(metadata, tensors);
+        ByteBuffer buffer = ByteBuffer.allocate(CHUNK_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+        buffer.putLong(header.length);
+        for (int offset = 0; offset < header.length; ) {
+            int n = Math.min(buffer.remaining(), header.length - offset);
+            buffer.put(header, offset, n);
+            offset += n;
+            if (!buffer.hasRemaining()) {
+                drain(buffer, channel);
+            }
+        }
+        for (Entry tensor : tensors) {
+            if (tensor.raw != null) {
+                for (int offset = 0; offset < tensor.raw.length; ) {
+                    int n = Math.min(buffer.remaining(), tensor.raw.length - offset);
+                    buffer.put(tensor.raw, offset, n);
+                    offset += n;
+                    if (!buffer.hasRemaining()) {
+                        drain(buffer, channel);
+                    }
+                }
+            } else {
+                for (float value : tensor.floats) {
+                    if (buffer.remaining() < Float.BYTES) {
+                        drain(buffer, channel);
+                    }
+                    switch (tensor.dtype) {
+                        case F32 -> buffer.putFloat(value);
+                        case F16 -> buffer.putShort(HalfFloats.toF16(value));
+                        case BF16 -> buffer.putShort(HalfFloats.toBf16(value));
+                        default -> throw new AssertionError(tensor.dtype);
+                    }
+                }
+            }
+        }
+        drain(buffer, channel);
+    }
+
+    private static void drain(ByteBuffer buffer, WritableByteChannel channel) throws IOException {
+        buffer.flip();
+        while (buffer.hasRemaining()) {
+            channel.write(buffer);
+        }
+        buffer.clear();
+    }
+
+    /** serde_json's compact rendering of the header, padded with spaces to a multiple of 8 bytes. */
+    private static byte[] header(Map<String, String> metadata, List<Entry> tensors) {
+        var json = new StringBuilder("{");
+        if (!metadata.isEmpty()) {
+            appendString(json, SafetensorsHeader.METADATA_KEY);
+            json.append(":{");
+            String separator = "";
+            for (Map.Entry<String, String> entry : metadata.entrySet()) {
+                json.append(separator);
+                appendString(json, entry.getKey());
+                json.append(':');
+                appendString(json, entry.getValue());
+                separator = ",";
+            }
+            json.append('}');
+        }
+        long offset = 0;
+        for (Entry tensor : tensors) {
+            if (json.length() > 1) {
+                json.append(',');
+            }
+            appendString(json, tensor.name);
+            json.append(":{\"dtype\":\"").append(tensor.dtype.name()).append("\",\"shape\":[");
+            for (int i = 0; i < tensor.shape.length; i++) {
+                json.append(i == 0 ? "" : ",").append(tensor.shape[i]);
+            }
+            json.append("],\"data_offsets\":[").append(offset).append(',').append(offset + tensor.byteSize).append("]}");
+            offset += tensor.byteSize;
+        }
+        json.append('}');
+        byte[] utf8 = json.toString().getBytes(StandardCharsets.UTF_8);
+        int padded = (utf8.length + 7) & ~7;
+        byte[] header = Arrays.copyOf(utf8, padded);
+        Arrays.fill(header, utf8.length, padded, (byte) ' ');
+        return header;
+    }
+
+    /** serde_json escapes quotes, backslashes and control characters, and writes the rest as UTF-8. */
+    private static void appendString(StringBuilder json, String text) {
+        json.append('"');
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            switch (c) {
+                case '"' -> json.append("\\\"");
+                case '\\' -> json.append("\\\\");
+                case '\n' -> json.append("\\n");
+                case '\r' -> json.append("\\r");
+                case '\t' -> json.append("\\t");
+                case '\b' -> json.append("\\b");
+                case '\f' -> json.append("\\f");
+                default -> {
+                    if (c < 0x20) {
+                        json.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        json.append(c);
+                    }
+                }
+            }
+        }
+        json.append('"');
+    }
+}
