@@ -133,6 +133,13 @@ public final class LoRALinear {
                 loraB.value(), 0, r, 1f, y, 0, outFeatures);
     }
 
+    /** Inference without dropout into a new array: x [rows, in] → y [rows, out]. */
+    public float[] infer(float[] x, int rows) {
+        float[] y = new float[rows * outFeatures];
+        forward(x, y, rows, newActivations(rows), false, 0);
+        return y;
+    }
+
     /**
      * From dy [rows, out] and the forward's x [rows, in]: accumulates A's and B's gradients, and writes
      * dx [rows, in] (adds to it when {@code accumulateDx}). W0 gets no gradient.

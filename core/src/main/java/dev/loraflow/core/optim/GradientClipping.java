@@ -1,0 +1,45 @@
+package dev.loraflow.core.optim;
+
+import java.util.List;
+
+/** Rescales gradients whose global L2 norm exceeds a maximum, as {@code torch.nn.utils.clip_grad_norm_}. */
+public final class GradientClipping {
+
+    private GradientClipping() {}
+
+    /**
+     * Scales every gradient by maxNorm / (norm + 1e-6) when the global norm exceeds maxNorm.
+     *
+     * @return the global norm before clipping
+     * @throws ArithmeticException when a gradient holds NaN or Inf, naming the first such parameter;
+     *                             an update from it would silently destroy the weights
+     */
+    public static double clipByGlobalNorm(List<Parameter> parameters, double maxNorm) {
+        if (!(maxNorm > 0)) {
+            throw new IllegalArgumentException("max gradient norm must be > 0, got " + maxNorm);
+        }
+        double sumOfSquares = 0;
+        for (Parameter parameter : parameters) {
+            double own = 0;
+            for (float g : parameter.grad()) {
+                own += (double) g * g;
+            }
+            if (!Double.isFinite(own)) {
+                throw new ArithmeticException("gradient of " + parameter.name() + " is not finite (NaN or Inf)");
+            }
+            sumOfSquares += own;
+        }
+        double norm = Math.sqrt(sumOfSquares);
+        double coefficient = maxNorm / (norm + 1e-6);
+        if (coefficient < 1) {
+            float scale = (float) coefficient;
+            for (Parameter parameter : parameters) {
+                float[] grad = parameter.grad();
+                for (int i = 0; i < grad.length; i++) {
+                    grad[i] *= scale;
+                }
+            }
+        }
+        return norm;
+    }
+}
