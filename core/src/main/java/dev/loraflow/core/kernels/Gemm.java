@@ -2,6 +2,7 @@ package dev.loraflow.core.kernels;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -25,11 +26,16 @@ public final class Gemm {
     /** Rows of A packed at once: MC×KC floats stay in L2. */
     private static final int MC = 128;
     /** Columns of B packed at once: KC×NC floats stay in the outer caches. */
-    private static final int NC = 1024;
+    private static final int NC = 4096;
     /** Below this many multiply-adds a second thread costs more than it saves. */
     private static final long PARALLEL_MIN_FLOPS = 1L << 20;
-    /** A C narrower than this is computed transposed, so the wide dimension fills the vector lanes. */
-    private static final int THIN = NR / 2;
+    /**
+     * A C at most this narrow (a LoRA rank, typically) is computed as dot products along k, or
+     * transposed, so that the wide dimension fills the vector lanes.
+     */
+    private static final int THIN = 16;
+    /** Columns of C one row-dot kernel call produces, for two rows at once: 16 accumulators. */
+    private static final int DOT_COLUMNS = 8;
 
     private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
 
@@ -41,6 +47,15 @@ public final class Gemm {
         float[] tile = new float[MR * NR];
         float[] packedB = new float[0];
         float[] transposedC = new float[0];
+        float[] transposedB = new float[0];
+        float[] dots = new float[2 * DOT_COLUMNS];
+
+        float[] transposedB(int size) {
+            if (transposedB.length < size) {
+                transposedB = new float[size];
+            }
+            return transposedB;
+        }
 
         float[] packedB(int size) {
             if (packedB.length < size) {
@@ -88,12 +103,115 @@ public final class Gemm {
             scaleC(m, n, beta, c, cOff, ldc);
             return;
         }
-        if (n < THIN && m >= NR) {
+        if (n <= THIN && !transA) {
+            rowDotSgemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            return;
+        }
+        if (n <= THIN && m >= NR) {
             transposedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
         boolean parallel = (long) m * n * k >= PARALLEL_MIN_FLOPS && Parallel.threads() > 1;
         blockedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, parallel);
+    }
+
+    /**
+     * C [m, n] for n ≤ {@link #THIN}: each element a dot product along k of a row of A and a row of
+     * op(B)ᵀ, vectorised along k. op(B)ᵀ is copied (n·k values, small) into rows padded with zeros to a
+     * multiple of {@link #DOT_COLUMNS}, so the kernel always runs 2 rows × 8 columns.
+     */
+    private static void rowDotSgemm(boolean transB, int m, int n, int k, float alpha,
+                                    float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                                    float beta, float[] c, int cOff, int ldc) {
+        int groups = (n + DOT_COLUMNS - 1) / DOT_COLUMNS;
+        float[] bt = BUFFERS.get().transposedB(groups * DOT_COLUMNS * k);
+        for (int j = 0; j < groups * DOT_COLUMNS; j++) {
+            for (int p = 0; p < k; p++) {
+                bt[j * k + p] = j >= n ? 0f : transB ? b[bOff + j * ldb + p] : b[bOff + p * ldb + j];
+            }
+        }
+        Parallel.RangeBody rows = (from, to) -> {
+            float[] dots = BUFFERS.get().dots;
+            for (int i = from; i < to; i += 2) {
+                int second = Math.min(i + 1, to - 1);
+                for (int group = 0; group < groups; group++) {
+                    dotKernel(k, a, aOff + i * lda, aOff + second * lda, bt, group * DOT_COLUMNS * k, dots);
+                    int columns = Math.min(DOT_COLUMNS, n - group * DOT_COLUMNS);
+                    for (int row = 0; row < (second > i ? 2 : 1); row++) {
+                        int cRow = cOff + (i + row) * ldc + group * DOT_COLUMNS;
+                        for (int j = 0; j < columns; j++) {
+                            float value = alpha * dots[row * DOT_COLUMNS + j];
+                            c[cRow + j] = beta == 0f ? value : value + beta * c[cRow + j];
+                        }
+                    }
+                }
+            }
+        };
+        if ((long) m * n * k >= PARALLEL_MIN_FLOPS) {
+            Parallel.forRange(m, 16, 2, rows);
+        } else {
+            rows.run(0, m);
+        }
+    }
+
+    /**
+     * dots [2, 8] = the dot products of rows a0 and a1 of A with the 8 rows of bt from btIndex, each k
+     * long, accumulating in 16 vector registers; the k tail uses masked loads.
+     */
+    private static void dotKernel(int k, float[] a, int a0, int a1, float[] bt, int btIndex, float[] dots) {
+        FloatVector s00 = FloatVector.zero(SPECIES), s01 = FloatVector.zero(SPECIES);
+        FloatVector s02 = FloatVector.zero(SPECIES), s03 = FloatVector.zero(SPECIES);
+        FloatVector s04 = FloatVector.zero(SPECIES), s05 = FloatVector.zero(SPECIES);
+        FloatVector s06 = FloatVector.zero(SPECIES), s07 = FloatVector.zero(SPECIES);
+        FloatVector s10 = FloatVector.zero(SPECIES), s11 = FloatVector.zero(SPECIES);
+        FloatVector s12 = FloatVector.zero(SPECIES), s13 = FloatVector.zero(SPECIES);
+        FloatVector s14 = FloatVector.zero(SPECIES), s15 = FloatVector.zero(SPECIES);
+        FloatVector s16 = FloatVector.zero(SPECIES), s17 = FloatVector.zero(SPECIES);
+        for (int p = 0; p < k; p += LANES) {
+            VectorMask<Float> mask = SPECIES.indexInRange(p, k);
+            FloatVector x0 = FloatVector.fromArray(SPECIES, a, a0 + p, mask);
+            FloatVector x1 = FloatVector.fromArray(SPECIES, a, a1 + p, mask);
+            FloatVector w = FloatVector.fromArray(SPECIES, bt, btIndex + p, mask);
+            s00 = x0.fma(w, s00);
+            s10 = x1.fma(w, s10);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + k + p, mask);
+            s01 = x0.fma(w, s01);
+            s11 = x1.fma(w, s11);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 2 * k + p, mask);
+            s02 = x0.fma(w, s02);
+            s12 = x1.fma(w, s12);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 3 * k + p, mask);
+            s03 = x0.fma(w, s03);
+            s13 = x1.fma(w, s13);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 4 * k + p, mask);
+            s04 = x0.fma(w, s04);
+            s14 = x1.fma(w, s14);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 5 * k + p, mask);
+            s05 = x0.fma(w, s05);
+            s15 = x1.fma(w, s15);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 6 * k + p, mask);
+            s06 = x0.fma(w, s06);
+            s16 = x1.fma(w, s16);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 7 * k + p, mask);
+            s07 = x0.fma(w, s07);
+            s17 = x1.fma(w, s17);
+        }
+        dots[0] = s00.reduceLanes(VectorOperators.ADD);
+        dots[1] = s01.reduceLanes(VectorOperators.ADD);
+        dots[2] = s02.reduceLanes(VectorOperators.ADD);
+        dots[3] = s03.reduceLanes(VectorOperators.ADD);
+        dots[4] = s04.reduceLanes(VectorOperators.ADD);
+        dots[5] = s05.reduceLanes(VectorOperators.ADD);
+        dots[6] = s06.reduceLanes(VectorOperators.ADD);
+        dots[7] = s07.reduceLanes(VectorOperators.ADD);
+        dots[8] = s10.reduceLanes(VectorOperators.ADD);
+        dots[9] = s11.reduceLanes(VectorOperators.ADD);
+        dots[10] = s12.reduceLanes(VectorOperators.ADD);
+        dots[11] = s13.reduceLanes(VectorOperators.ADD);
+        dots[12] = s14.reduceLanes(VectorOperators.ADD);
+        dots[13] = s15.reduceLanes(VectorOperators.ADD);
+        dots[14] = s16.reduceLanes(VectorOperators.ADD);
+        dots[15] = s17.reduceLanes(VectorOperators.ADD);
     }
 
     /** Computes Cᵀ = op(B)ᵀ·op(A)ᵀ into scratch space, so a thin C still fills whole vectors. */
@@ -119,12 +237,15 @@ public final class Gemm {
     /**
      * The Goto loop nest. Per (jc, pc) block, B is packed once into space shared by all threads; then
      * each thread packs its own rows of A and runs the micro-kernel over its share of C. The threads
-     * split rows when there are enough of them, else column panels.
+     * split rows when there are enough of them, else column panels. When op(A) is a single panel tall,
+     * no B panel is used twice, so packing would only copy it: full panels of an untransposed B are
+     * then read where they lie.
      */
     private static void blockedSgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                                      float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                                      float beta, float[] c, int cOff, int ldc, boolean parallel) {
         boolean splitRows = m >= Parallel.threads() * MR * 2;
+        boolean direct = m <= MR && !transB;
         for (int jc = 0; jc < n; jc += NC) {
             int nc = Math.min(NC, n - jc);
             int panels = (nc + NR - 1) / NR;
@@ -134,33 +255,43 @@ public final class Gemm {
                 int depth = pc;
                 float blockBeta = pc == 0 ? beta : 1f;
                 float[] packedB = BUFFERS.get().packedB(panels * NR * KC);
+                int firstPacked = direct ? nc / NR : 0;
                 Parallel.RangeBody packPanels = (from, to) -> packB(transB, b, bOff, ldb, depth, kc,
                         block + from * NR, Math.min(nc, to * NR) - from * NR, packedB, from * NR * kc);
-                if (parallel) {
-                    Parallel.forRange(panels, 1, packPanels);
-                } else {
-                    packPanels.run(0, panels);
+                if (parallel && panels - firstPacked > 1) {
+                    Parallel.forRange(panels - firstPacked, 1, (from, to) -> packPanels.run(firstPacked + from, firstPacked + to));
+                } else if (firstPacked < panels) {
+                    packPanels.run(firstPacked, panels);
                 }
+                BlockB source = new BlockB(packedB, direct ? b : null, direct ? bOff + depth * ldb + block : 0, ldb, kc, nc);
                 if (parallel && splitRows) {
-                    Parallel.forRange(m, MR, MR, (from, to) -> macroKernel(transA, a, aOff, lda, from, to, depth, kc,
-                            packedB, 0, nc, alpha, blockBeta, c, cOff + block, ldc));
+                    Parallel.forRange(m, MR, MR, (from, to) -> macroKernel(transA, a, aOff, lda, from, to, depth, source,
+                            0, nc, alpha, blockBeta, c, cOff + block, ldc));
                 } else if (parallel) {
-                    Parallel.forRange(panels, 1, (from, to) -> macroKernel(transA, a, aOff, lda, 0, m, depth, kc,
-                            packedB, from * NR, Math.min(nc, to * NR), alpha, blockBeta, c, cOff + block, ldc));
+                    Parallel.forRange(panels, 1, (from, to) -> macroKernel(transA, a, aOff, lda, 0, m, depth, source,
+                            from * NR, Math.min(nc, to * NR), alpha, blockBeta, c, cOff + block, ldc));
                 } else {
-                    macroKernel(transA, a, aOff, lda, 0, m, depth, kc, packedB, 0, nc, alpha, blockBeta, c, cOff + block, ldc);
+                    macroKernel(transA, a, aOff, lda, 0, m, depth, source, 0, nc, alpha, blockBeta, c, cOff + block, ldc);
                 }
             }
         }
     }
 
     /**
-     * Multiplies rows [rowFrom, rowTo) of op(A) at depth [pc, pc+kc) with the packed columns
-     * [colFrom, colTo) of the current B block, into C (cBlock: C's index of the block's first column).
+     * Where the micro-kernel finds the current kc×nc block of op(B): packed panels, or — when
+     * {@code direct} is not null — full panels in place in B from {@code directIndex} (row stride ldb),
+     * with only the last, partial panel packed.
      */
-    private static void macroKernel(boolean transA, float[] a, int aOff, int lda, int rowFrom, int rowTo, int pc, int kc,
-                                    float[] packedB, int colFrom, int colTo, float alpha, float beta,
+    private record BlockB(float[] packed, float[] direct, int directIndex, int ldb, int kc, int nc) {}
+
+    /**
+     * Multiplies rows [rowFrom, rowTo) of op(A) at depth [pc, pc+kc) with the columns [colFrom, colTo)
+     * of the current B block, into C (cBlock: C's index of the block's first column).
+     */
+    private static void macroKernel(boolean transA, float[] a, int aOff, int lda, int rowFrom, int rowTo, int pc,
+                                    BlockB blockB, int colFrom, int colTo, float alpha, float beta,
                                     float[] c, int cBlock, int ldc) {
+        int kc = blockB.kc();
         Buffers buffers = BUFFERS.get();
         float[] packedA = buffers.packedA;
         float[] tile = buffers.tile;
@@ -169,10 +300,13 @@ public final class Gemm {
             packA(transA, a, aOff, lda, ic, mc, pc, kc, packedA);
             for (int jr = colFrom; jr < colTo; jr += NR) {
                 int nr = Math.min(NR, colTo - jr);
-                int bPanel = jr * kc;
+                boolean inPlace = blockB.direct() != null && nr == NR;
+                float[] bSource = inPlace ? blockB.direct() : blockB.packed();
+                int bPanel = inPlace ? blockB.directIndex() + jr : jr * kc;
+                int bStride = inPlace ? blockB.ldb() : NR;
                 for (int ir = 0; ir < mc; ir += MR) {
                     int mr = Math.min(MR, mc - ir);
-                    microKernel(kc, packedA, ir * kc, packedB, bPanel, tile);
+                    microKernel(kc, packedA, ir * kc, bSource, bPanel, bStride, tile);
                     storeTile(tile, alpha, beta, c, cBlock + (ic + ir) * ldc + jr, ldc, mr, nr);
                 }
             }
@@ -198,16 +332,25 @@ public final class Gemm {
                         packed[dst + i] = 0f;
                     }
                 }
-            } else {
-                for (int i = 0; i < rows; i++) {
-                    int src = aOff + (ic + ir + i) * lda + pc;
-                    for (int p = 0; p < kc; p++) {
-                        packed[panel + p * MR + i] = a[src + p];
-                    }
+            } else if (rows == MR) {
+                // eight read streams, one per row, and sequential writes
+                int src = aOff + (ic + ir) * lda + pc;
+                for (int p = 0; p < kc; p++) {
+                    int dst = panel + p * MR;
+                    packed[dst] = a[src + p];
+                    packed[dst + 1] = a[src + lda + p];
+                    packed[dst + 2] = a[src + 2 * lda + p];
+                    packed[dst + 3] = a[src + 3 * lda + p];
+                    packed[dst + 4] = a[src + 4 * lda + p];
+                    packed[dst + 5] = a[src + 5 * lda + p];
+                    packed[dst + 6] = a[src + 6 * lda + p];
+                    packed[dst + 7] = a[src + 7 * lda + p];
                 }
-                for (int i = rows; i < MR; i++) {
-                    for (int p = 0; p < kc; p++) {
-                        packed[panel + p * MR + i] = 0f;
+            } else {
+                for (int p = 0; p < kc; p++) {
+                    int dst = panel + p * MR;
+                    for (int i = 0; i < MR; i++) {
+                        packed[dst + i] = i < rows ? a[aOff + (ic + ir + i) * lda + pc + p] : 0f;
                     }
                 }
             }
@@ -224,15 +367,12 @@ public final class Gemm {
             int panel = packedOff + jr * kc;
             int cols = Math.min(NR, nc - jr);
             if (transB) {
-                for (int j = 0; j < cols; j++) {
-                    int src = bOff + (jc + jr + j) * ldb + pc;
-                    for (int p = 0; p < kc; p++) {
-                        packed[panel + p * NR + j] = b[src + p];
-                    }
-                }
-                for (int j = cols; j < NR; j++) {
-                    for (int p = 0; p < kc; p++) {
-                        packed[panel + p * NR + j] = 0f;
+                // NR read streams, one per column of op(B), and sequential writes
+                int src = bOff + (jc + jr) * ldb + pc;
+                for (int p = 0; p < kc; p++) {
+                    int dst = panel + p * NR;
+                    for (int j = 0; j < NR; j++) {
+                        packed[dst + j] = j < cols ? b[src + j * ldb + p] : 0f;
                     }
                 }
             } else if (cols == NR) {
@@ -256,9 +396,9 @@ public final class Gemm {
 
     /**
      * tile [MR, NR] = Apanel·Bpanel, accumulating in 16 registers. packedA holds kc groups of MR values
-     * from aIndex, packedB kc groups of NR values from bIndex.
+     * from aIndex; packedB holds kc groups of NR values from bIndex, bStride apart.
      */
-    private static void microKernel(int kc, float[] packedA, int aIndex, float[] packedB, int bIndex, float[] tile) {
+    private static void microKernel(int kc, float[] packedA, int aIndex, float[] packedB, int bIndex, int bStride, float[] tile) {
         FloatVector c00 = FloatVector.zero(SPECIES), c01 = FloatVector.zero(SPECIES);
         FloatVector c10 = FloatVector.zero(SPECIES), c11 = FloatVector.zero(SPECIES);
         FloatVector c20 = FloatVector.zero(SPECIES), c21 = FloatVector.zero(SPECIES);
@@ -269,7 +409,7 @@ public final class Gemm {
         FloatVector c70 = FloatVector.zero(SPECIES), c71 = FloatVector.zero(SPECIES);
         int ai = aIndex;
         int bi = bIndex;
-        for (int p = 0; p < kc; p++, ai += MR, bi += NR) {
+        for (int p = 0; p < kc; p++, ai += MR, bi += bStride) {
             FloatVector b0 = FloatVector.fromArray(SPECIES, packedB, bi);
             FloatVector b1 = FloatVector.fromArray(SPECIES, packedB, bi + LANES);
             FloatVector a0 = FloatVector.broadcast(SPECIES, packedA[ai]);
