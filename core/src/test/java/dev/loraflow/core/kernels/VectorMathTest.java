@@ -1,0 +1,142 @@
+package dev.loraflow.core.kernels;
+
+import static dev.loraflow.core.kernels.KernelChecks.SIZES;
+import static dev.loraflow.core.kernels.KernelChecks.assertCloseToReference;
+import static dev.loraflow.core.kernels.KernelChecks.gaussian;
+import static dev.loraflow.core.kernels.KernelChecks.widen;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.util.Arrays;
+import java.util.Random;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+class VectorMathTest {
+
+    /** Offsets into the arrays, so that no kernel gets away with ignoring them. */
+    private static final int A_OFF = 3;
+    private static final int B_OFF = 5;
+    private static final int OUT_OFF = 7;
+    private static final int PAD = 8;
+
+    /** The row sizes plus one large enough to be split over the cores. */
+    static IntStream sizes() {
+        return IntStream.concat(Arrays.stream(SIZES), IntStream.of(2 * VectorMath.PARALLEL_MIN_ELEMENTS + 5));
+    }
+
+    @ParameterizedTest
+    @MethodSource("sizes")
+    void elementwiseOpsMatchReference(int n) {
+        Random random = new Random(n);
+        float[] a = gaussian(random, n + PAD, 0, 1);
+        float[] b = gaussian(random, n + PAD, 0, 1);
+        double[] aRef = widen(a);
+        double[] bRef = widen(b);
+
+        float[] out = new float[n + PAD];
+        double[] outRef = new double[n + PAD];
+        VectorMath.add(a, A_OFF, b, B_OFF, out, OUT_OFF, n);
+        VectorMathReference.add(aRef, A_OFF, bRef, B_OFF, outRef, OUT_OFF, n);
+        assertCloseToReference("add", outRef, out);
+
+        VectorMath.mul(a, A_OFF, b, B_OFF, out, OUT_OFF, n);
+        VectorMathReference.mul(aRef, A_OFF, bRef, B_OFF, outRef, OUT_OFF, n);
+        assertCloseToReference("mul", outRef, out);
+
+        float[] y = b.clone();
+        double[] yRef = bRef.clone();
+        VectorMath.addInPlace(a, A_OFF, y, B_OFF, n);
+        VectorMathReference.addInPlace(aRef, A_OFF, yRef, B_OFF, n);
+        assertCloseToReference("addInPlace", yRef, y);
+
+        VectorMath.axpy(-0.37f, a, A_OFF, y, B_OFF, n);
+        VectorMathReference.axpy(-0.37f, aRef, A_OFF, yRef, B_OFF, n);
+        assertCloseToReference("axpy", yRef, y);
+
+        VectorMath.scale(1.7f, y, B_OFF, n);
+        VectorMathReference.scale(1.7f, yRef, B_OFF, n);
+        assertCloseToReference("scale", yRef, y);
+
+        VectorMath.fill(y, B_OFF, n, 2.5f);
+        VectorMathReference.fill(yRef, B_OFF, n, 2.5);
+        assertCloseToReference("fill", yRef, y);
+
+        VectorMath.zero(y, B_OFF, n);
+        VectorMathReference.zero(yRef, B_OFF, n);
+        assertCloseToReference("zero", yRef, y);
+    }
+
+    @ParameterizedTest
+    @MethodSource("sizes")
+    void reductionsMatchReference(int n) {
+        Random random = new Random(n);
+        float[] a = gaussian(random, n + PAD, 0.5, 1);
+        float[] b = gaussian(random, n + PAD, -0.25, 1);
+        double[] aRef = widen(a);
+        double[] bRef = widen(b);
+
+        // Sums of mixed signs cancel: measure their error against Σ|terms|, as any float summation must.
+        double absSum = VectorMathReference.dot(aRef, A_OFF, signs(aRef), A_OFF, n);
+        double absDot = 0;
+        for (int i = 0; i < n; i++) {
+            absDot += Math.abs(aRef[A_OFF + i] * bRef[B_OFF + i]);
+        }
+        assertEquals(VectorMathReference.sum(aRef, A_OFF, n), VectorMath.sum(a, A_OFF, n), 1e-6 * absSum, "sum");
+        assertEquals(VectorMathReference.dot(aRef, A_OFF, bRef, B_OFF, n), VectorMath.dot(a, A_OFF, b, B_OFF, n),
+                1e-6 * absDot, "dot");
+        double sumOfSquares = VectorMathReference.sumOfSquares(aRef, A_OFF, n);
+        assertEquals(sumOfSquares, VectorMath.sumOfSquares(a, A_OFF, n), 1e-7 * sumOfSquares, "sumOfSquares");
+        assertEquals(VectorMathReference.max(aRef, A_OFF, n), VectorMath.max(a, A_OFF, n), "max");
+    }
+
+    @Test
+    void sumOfSquaresStaysExactWhereAFloatRunningSumStalls() {
+        // A float running sum of ones stops at 2^24; the blocked sum must count every element.
+        int n = (1 << 24) + 1001;
+        float[] ones = new float[n];
+        Arrays.fill(ones, 1f);
+        assertEquals(n, VectorMath.sumOfSquares(ones, 0, n));
+        assertEquals(n, VectorMath.sum(ones, 0, n));
+    }
+
+    @Test
+    void sumOfSquaresOfMillionsIsAccurate() {
+        int n = 3_000_017;
+        float[] x = gaussian(new Random(7), n, 0, 1e-3);
+        double exact = VectorMathReference.sumOfSquares(widen(x), 0, n);
+        assertEquals(exact, VectorMath.sumOfSquares(x, 0, n), 1e-7 * exact, "split over the cores");
+        assertEquals(exact, VectorMath.sumOfSquaresRange(x, 0, n), 1e-7 * exact, "single-threaded");
+    }
+
+    @Test
+    void emptyInputs() {
+        float[] empty = new float[0];
+        assertEquals(0.0, VectorMath.sum(empty, 0, 0));
+        assertEquals(0.0, VectorMath.sumOfSquares(empty, 0, 0));
+        assertEquals(Float.NEGATIVE_INFINITY, VectorMath.max(empty, 0, 0));
+        VectorMath.add(empty, 0, empty, 0, empty, 0, 0);
+    }
+
+    @Test
+    void rangesOutsideTheArrayFailBeforeWriting() {
+        float[] small = new float[10];
+        float[] out = new float[10];
+        Arrays.fill(out, 42f);
+        assertThrows(IndexOutOfBoundsException.class, () -> VectorMath.add(small, 0, small, 0, out, 5, 6));
+        assertThrows(IndexOutOfBoundsException.class, () -> VectorMath.axpy(1f, small, -1, out, 0, 4));
+        for (float v : out) {
+            assertEquals(42f, v);
+        }
+    }
+
+    private static double[] signs(double[] values) {
+        double[] signs = new double[values.length];
+        for (int i = 0; i < values.length; i++) {
+            signs[i] = Math.signum(values[i]);
+        }
+        return signs;
+    }
+}
