@@ -43,12 +43,13 @@ public final class Gemm {
 
     /** Packing space of one thread, grown on demand and then reused: a hot loop allocates nothing. */
     private static final class Buffers {
-        float[] packedA = new float[MC * KC];
+        float[] packedA = new float[roundUp(MC, MR) * KC];
         float[] tile = new float[MR * NR];
         float[] packedB = new float[0];
         float[] transposedC = new float[0];
         float[] transposedB = new float[0];
         float[] dots = new float[2 * DOT_COLUMNS];
+        float[] dotLanes = new float[2 * DOT_COLUMNS * LANES];
 
         float[] transposedB(int size) {
             if (transposedB.length < size) {
@@ -111,8 +112,21 @@ public final class Gemm {
             transposedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
-        boolean parallel = (long) m * n * k >= PARALLEL_MIN_FLOPS && Parallel.threads() > 1;
-        blockedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, parallel);
+        int threads = (long) m * n * k >= PARALLEL_MIN_FLOPS ? Parallel.threads() : 1;
+        // Each thread owns a slice of C and packs what it needs itself: one fork per call and no barrier
+        // inside, which beats sharing packed panels on a machine where waking a thread costs tens of µs.
+        // Slicing columns makes every thread pack all of A (m·k values), slicing rows all of B (k·n):
+        // the smaller duplicate wins.
+        boolean sliceColumns = n >= threads * NR * 2 && (n >= m || m < threads * MR * 2);
+        if (threads > 1 && sliceColumns) {
+            Parallel.forRange(n, NR, NR, (from, to) -> blockedSgemm(transA, transB, m, to - from, k, alpha,
+                    a, aOff, lda, b, transB ? bOff + from * ldb : bOff + from, ldb, beta, c, cOff + from, ldc));
+        } else if (threads > 1 && m >= threads * MR * 2) {
+            Parallel.forRange(m, MR, MR, (from, to) -> blockedSgemm(transA, transB, to - from, n, k, alpha,
+                    a, transA ? aOff + from : aOff + from * lda, lda, b, bOff, ldb, beta, c, cOff + from * ldc, ldc));
+        } else {
+            blockedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        }
     }
 
     /**
@@ -131,11 +145,13 @@ public final class Gemm {
             }
         }
         Parallel.RangeBody rows = (from, to) -> {
-            float[] dots = BUFFERS.get().dots;
+            Buffers buffers = BUFFERS.get();
+            float[] lanes = buffers.dotLanes;
+            float[] dots = buffers.dots;
             for (int i = from; i < to; i += 2) {
                 int second = Math.min(i + 1, to - 1);
                 for (int group = 0; group < groups; group++) {
-                    dotKernel(k, a, aOff + i * lda, aOff + second * lda, bt, group * DOT_COLUMNS * k, dots);
+                    dotKernel(k, a, aOff + i * lda, aOff + second * lda, bt, group * DOT_COLUMNS * k, lanes, dots);
                     int columns = Math.min(DOT_COLUMNS, n - group * DOT_COLUMNS);
                     for (int row = 0; row < (second > i ? 2 : 1); row++) {
                         int cRow = cOff + (i + row) * ldc + group * DOT_COLUMNS;
@@ -156,9 +172,9 @@ public final class Gemm {
 
     /**
      * dots [2, 8] = the dot products of rows a0 and a1 of A with the 8 rows of bt from btIndex, each k
-     * long, accumulating in 16 vector registers; the k tail uses masked loads.
+     * long, accumulating in 16 vector registers; lanes [16, LANES] is scratch for the reduction.
      */
-    private static void dotKernel(int k, float[] a, int a0, int a1, float[] bt, int btIndex, float[] dots) {
+    private static void dotKernel(int k, float[] a, int a0, int a1, float[] bt, int btIndex, float[] lanes, float[] dots) {
         FloatVector s00 = FloatVector.zero(SPECIES), s01 = FloatVector.zero(SPECIES);
         FloatVector s02 = FloatVector.zero(SPECIES), s03 = FloatVector.zero(SPECIES);
         FloatVector s04 = FloatVector.zero(SPECIES), s05 = FloatVector.zero(SPECIES);
@@ -167,51 +183,65 @@ public final class Gemm {
         FloatVector s12 = FloatVector.zero(SPECIES), s13 = FloatVector.zero(SPECIES);
         FloatVector s14 = FloatVector.zero(SPECIES), s15 = FloatVector.zero(SPECIES);
         FloatVector s16 = FloatVector.zero(SPECIES), s17 = FloatVector.zero(SPECIES);
-        for (int p = 0; p < k; p += LANES) {
-            VectorMask<Float> mask = SPECIES.indexInRange(p, k);
-            FloatVector x0 = FloatVector.fromArray(SPECIES, a, a0 + p, mask);
-            FloatVector x1 = FloatVector.fromArray(SPECIES, a, a1 + p, mask);
-            FloatVector w = FloatVector.fromArray(SPECIES, bt, btIndex + p, mask);
+        int bound = SPECIES.loopBound(k);
+        for (int p = 0; p < bound; p += LANES) {
+            FloatVector x0 = FloatVector.fromArray(SPECIES, a, a0 + p);
+            FloatVector x1 = FloatVector.fromArray(SPECIES, a, a1 + p);
+            FloatVector w = FloatVector.fromArray(SPECIES, bt, btIndex + p);
             s00 = x0.fma(w, s00);
             s10 = x1.fma(w, s10);
-            w = FloatVector.fromArray(SPECIES, bt, btIndex + k + p, mask);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + k + p);
             s01 = x0.fma(w, s01);
             s11 = x1.fma(w, s11);
-            w = FloatVector.fromArray(SPECIES, bt, btIndex + 2 * k + p, mask);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 2 * k + p);
             s02 = x0.fma(w, s02);
             s12 = x1.fma(w, s12);
-            w = FloatVector.fromArray(SPECIES, bt, btIndex + 3 * k + p, mask);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 3 * k + p);
             s03 = x0.fma(w, s03);
             s13 = x1.fma(w, s13);
-            w = FloatVector.fromArray(SPECIES, bt, btIndex + 4 * k + p, mask);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 4 * k + p);
             s04 = x0.fma(w, s04);
             s14 = x1.fma(w, s14);
-            w = FloatVector.fromArray(SPECIES, bt, btIndex + 5 * k + p, mask);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 5 * k + p);
             s05 = x0.fma(w, s05);
             s15 = x1.fma(w, s15);
-            w = FloatVector.fromArray(SPECIES, bt, btIndex + 6 * k + p, mask);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 6 * k + p);
             s06 = x0.fma(w, s06);
             s16 = x1.fma(w, s16);
-            w = FloatVector.fromArray(SPECIES, bt, btIndex + 7 * k + p, mask);
+            w = FloatVector.fromArray(SPECIES, bt, btIndex + 7 * k + p);
             s07 = x0.fma(w, s07);
             s17 = x1.fma(w, s17);
         }
-        dots[0] = s00.reduceLanes(VectorOperators.ADD);
-        dots[1] = s01.reduceLanes(VectorOperators.ADD);
-        dots[2] = s02.reduceLanes(VectorOperators.ADD);
-        dots[3] = s03.reduceLanes(VectorOperators.ADD);
-        dots[4] = s04.reduceLanes(VectorOperators.ADD);
-        dots[5] = s05.reduceLanes(VectorOperators.ADD);
-        dots[6] = s06.reduceLanes(VectorOperators.ADD);
-        dots[7] = s07.reduceLanes(VectorOperators.ADD);
-        dots[8] = s10.reduceLanes(VectorOperators.ADD);
-        dots[9] = s11.reduceLanes(VectorOperators.ADD);
-        dots[10] = s12.reduceLanes(VectorOperators.ADD);
-        dots[11] = s13.reduceLanes(VectorOperators.ADD);
-        dots[12] = s14.reduceLanes(VectorOperators.ADD);
-        dots[13] = s15.reduceLanes(VectorOperators.ADD);
-        dots[14] = s16.reduceLanes(VectorOperators.ADD);
-        dots[15] = s17.reduceLanes(VectorOperators.ADD);
+        s00.intoArray(lanes, 0);
+        s01.intoArray(lanes, LANES);
+        s02.intoArray(lanes, 2 * LANES);
+        s03.intoArray(lanes, 3 * LANES);
+        s04.intoArray(lanes, 4 * LANES);
+        s05.intoArray(lanes, 5 * LANES);
+        s06.intoArray(lanes, 6 * LANES);
+        s07.intoArray(lanes, 7 * LANES);
+        s10.intoArray(lanes, 8 * LANES);
+        s11.intoArray(lanes, 9 * LANES);
+        s12.intoArray(lanes, 10 * LANES);
+        s13.intoArray(lanes, 11 * LANES);
+        s14.intoArray(lanes, 12 * LANES);
+        s15.intoArray(lanes, 13 * LANES);
+        s16.intoArray(lanes, 14 * LANES);
+        s17.intoArray(lanes, 15 * LANES);
+        // Lanes are summed in a fixed order, then the k tail: the result does not depend on whether the
+        // JIT has compiled the kernel (reduceLanes' order may differ between interpreter and C2).
+        for (int d = 0; d < 2 * DOT_COLUMNS; d++) {
+            float sum = 0f;
+            for (int l = 0; l < LANES; l++) {
+                sum += lanes[d * LANES + l];
+            }
+            int aRow = d < DOT_COLUMNS ? a0 : a1;
+            int btRow = btIndex + (d % DOT_COLUMNS) * k;
+            for (int p = bound; p < k; p++) {
+                sum = Math.fma(a[aRow + p], bt[btRow + p], sum);
+            }
+            dots[d] = sum;
+        }
     }
 
     /** Computes Cᵀ = op(B)ᵀ·op(A)ᵀ into scratch space, so a thin C still fills whole vectors. */
@@ -235,44 +265,25 @@ public final class Gemm {
     }
 
     /**
-     * The Goto loop nest. Per (jc, pc) block, B is packed once into space shared by all threads; then
-     * each thread packs its own rows of A and runs the micro-kernel over its share of C. The threads
-     * split rows when there are enough of them, else column panels. When op(A) is a single panel tall,
-     * no B panel is used twice, so packing would only copy it: full panels of an untransposed B are
-     * then read where they lie.
+     * The Goto loop nest on one thread: per (jc, pc) block B is packed once, per ic block A, and the
+     * micro-kernel runs over every MR×NR tile. When op(A) is a single panel tall no B panel is used
+     * twice, so packing would only copy it: full panels of an untransposed B are then read in place.
      */
     private static void blockedSgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                                      float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
-                                     float beta, float[] c, int cOff, int ldc, boolean parallel) {
-        boolean splitRows = m >= Parallel.threads() * MR * 2;
+                                     float beta, float[] c, int cOff, int ldc) {
         boolean direct = m <= MR && !transB;
+        float[] packedB = BUFFERS.get().packedB(roundUp(Math.min(n, NC), NR) * KC);
         for (int jc = 0; jc < n; jc += NC) {
             int nc = Math.min(NC, n - jc);
-            int panels = (nc + NR - 1) / NR;
             for (int pc = 0; pc < k; pc += KC) {
                 int kc = Math.min(KC, k - pc);
-                int block = jc;
-                int depth = pc;
-                float blockBeta = pc == 0 ? beta : 1f;
-                float[] packedB = BUFFERS.get().packedB(panels * NR * KC);
-                int firstPacked = direct ? nc / NR : 0;
-                Parallel.RangeBody packPanels = (from, to) -> packB(transB, b, bOff, ldb, depth, kc,
-                        block + from * NR, Math.min(nc, to * NR) - from * NR, packedB, from * NR * kc);
-                if (parallel && panels - firstPacked > 1) {
-                    Parallel.forRange(panels - firstPacked, 1, (from, to) -> packPanels.run(firstPacked + from, firstPacked + to));
-                } else if (firstPacked < panels) {
-                    packPanels.run(firstPacked, panels);
+                int firstPacked = direct ? nc / NR * NR : 0;
+                if (firstPacked < nc) {
+                    packB(transB, b, bOff, ldb, pc, kc, jc + firstPacked, nc - firstPacked, packedB, firstPacked * kc);
                 }
-                BlockB source = new BlockB(packedB, direct ? b : null, direct ? bOff + depth * ldb + block : 0, ldb, kc, nc);
-                if (parallel && splitRows) {
-                    Parallel.forRange(m, MR, MR, (from, to) -> macroKernel(transA, a, aOff, lda, from, to, depth, source,
-                            0, nc, alpha, blockBeta, c, cOff + block, ldc));
-                } else if (parallel) {
-                    Parallel.forRange(panels, 1, (from, to) -> macroKernel(transA, a, aOff, lda, 0, m, depth, source,
-                            from * NR, Math.min(nc, to * NR), alpha, blockBeta, c, cOff + block, ldc));
-                } else {
-                    macroKernel(transA, a, aOff, lda, 0, m, depth, source, 0, nc, alpha, blockBeta, c, cOff + block, ldc);
-                }
+                BlockB blockB = new BlockB(packedB, direct ? b : null, direct ? bOff + pc * ldb + jc : 0, ldb, kc);
+                macroKernel(transA, a, aOff, lda, m, pc, blockB, nc, alpha, pc == 0 ? beta : 1f, c, cOff + jc, ldc);
             }
         }
     }
@@ -282,24 +293,23 @@ public final class Gemm {
      * {@code direct} is not null — full panels in place in B from {@code directIndex} (row stride ldb),
      * with only the last, partial panel packed.
      */
-    private record BlockB(float[] packed, float[] direct, int directIndex, int ldb, int kc, int nc) {}
+    private record BlockB(float[] packed, float[] direct, int directIndex, int ldb, int kc) {}
 
     /**
-     * Multiplies rows [rowFrom, rowTo) of op(A) at depth [pc, pc+kc) with the columns [colFrom, colTo)
-     * of the current B block, into C (cBlock: C's index of the block's first column).
+     * Multiplies the m rows of op(A) at depth [pc, pc+kc) with the nc columns of the current B block,
+     * into C (cBlock: C's index of the block's first column).
      */
-    private static void macroKernel(boolean transA, float[] a, int aOff, int lda, int rowFrom, int rowTo, int pc,
-                                    BlockB blockB, int colFrom, int colTo, float alpha, float beta,
-                                    float[] c, int cBlock, int ldc) {
+    private static void macroKernel(boolean transA, float[] a, int aOff, int lda, int m, int pc,
+                                    BlockB blockB, int nc, float alpha, float beta, float[] c, int cBlock, int ldc) {
         int kc = blockB.kc();
         Buffers buffers = BUFFERS.get();
         float[] packedA = buffers.packedA;
         float[] tile = buffers.tile;
-        for (int ic = rowFrom; ic < rowTo; ic += MC) {
-            int mc = Math.min(MC, rowTo - ic);
+        for (int ic = 0; ic < m; ic += MC) {
+            int mc = Math.min(MC, m - ic);
             packA(transA, a, aOff, lda, ic, mc, pc, kc, packedA);
-            for (int jr = colFrom; jr < colTo; jr += NR) {
-                int nr = Math.min(NR, colTo - jr);
+            for (int jr = 0; jr < nc; jr += NR) {
+                int nr = Math.min(NR, nc - jr);
                 boolean inPlace = blockB.direct() != null && nr == NR;
                 float[] bSource = inPlace ? blockB.direct() : blockB.packed();
                 int bPanel = inPlace ? blockB.directIndex() + jr : jr * kc;
@@ -333,18 +343,21 @@ public final class Gemm {
                     }
                 }
             } else if (rows == MR) {
-                // eight read streams, one per row, and sequential writes
+                // one gather per LANES/MR depth steps: MR read streams, one per row, and sequential writes
+                int steps = LANES / MR;
+                int[] offsets = new int[LANES];
+                for (int l = 0; l < LANES; l++) {
+                    offsets[l] = (l % MR) * lda + l / MR;
+                }
                 int src = aOff + (ic + ir) * lda + pc;
-                for (int p = 0; p < kc; p++) {
-                    int dst = panel + p * MR;
-                    packed[dst] = a[src + p];
-                    packed[dst + 1] = a[src + lda + p];
-                    packed[dst + 2] = a[src + 2 * lda + p];
-                    packed[dst + 3] = a[src + 3 * lda + p];
-                    packed[dst + 4] = a[src + 4 * lda + p];
-                    packed[dst + 5] = a[src + 5 * lda + p];
-                    packed[dst + 6] = a[src + 6 * lda + p];
-                    packed[dst + 7] = a[src + 7 * lda + p];
+                int p = 0;
+                for (int bound = kc - kc % steps; p < bound; p += steps) {
+                    FloatVector.fromArray(SPECIES, a, src + p, offsets, 0).intoArray(packed, panel + p * MR);
+                }
+                for (; p < kc; p++) {
+                    for (int i = 0; i < MR; i++) {
+                        packed[panel + p * MR + i] = a[src + i * lda + p];
+                    }
                 }
             } else {
                 for (int p = 0; p < kc; p++) {
@@ -366,8 +379,20 @@ public final class Gemm {
         for (int jr = 0; jr < nc; jr += NR) {
             int panel = packedOff + jr * kc;
             int cols = Math.min(NR, nc - jr);
-            if (transB) {
-                // NR read streams, one per column of op(B), and sequential writes
+            if (transB && cols == NR) {
+                // one gather per vector: NR read streams, one per column of op(B), and sequential writes
+                int[] columnOffsets = new int[NR];
+                for (int j = 0; j < NR; j++) {
+                    columnOffsets[j] = j * ldb;
+                }
+                int src = bOff + (jc + jr) * ldb + pc;
+                for (int p = 0; p < kc; p++) {
+                    int dst = panel + p * NR;
+                    for (int v = 0; v < NR; v += LANES) {
+                        FloatVector.fromArray(SPECIES, b, src + p, columnOffsets, v).intoArray(packed, dst + v);
+                    }
+                }
+            } else if (transB) {
                 int src = bOff + (jc + jr) * ldb + pc;
                 for (int p = 0; p < kc; p++) {
                     int dst = panel + p * NR;
@@ -395,64 +420,63 @@ public final class Gemm {
     }
 
     /**
-     * tile [MR, NR] = Apanel·Bpanel, accumulating in 16 registers. packedA holds kc groups of MR values
-     * from aIndex; packedB holds kc groups of NR values from bIndex, bStride apart.
+     * tile [MR, NR] = Apanel·Bpanel, accumulating in 16 vector registers (8 rows × 2 vectors). packedA
+     * holds kc groups of MR values from aIndex; packedB kc groups of NR values from bIndex, bStride apart.
      */
     private static void microKernel(int kc, float[] packedA, int aIndex, float[] packedB, int bIndex, int bStride, float[] tile) {
-        FloatVector c00 = FloatVector.zero(SPECIES), c01 = FloatVector.zero(SPECIES);
-        FloatVector c10 = FloatVector.zero(SPECIES), c11 = FloatVector.zero(SPECIES);
-        FloatVector c20 = FloatVector.zero(SPECIES), c21 = FloatVector.zero(SPECIES);
-        FloatVector c30 = FloatVector.zero(SPECIES), c31 = FloatVector.zero(SPECIES);
-        FloatVector c40 = FloatVector.zero(SPECIES), c41 = FloatVector.zero(SPECIES);
-        FloatVector c50 = FloatVector.zero(SPECIES), c51 = FloatVector.zero(SPECIES);
-        FloatVector c60 = FloatVector.zero(SPECIES), c61 = FloatVector.zero(SPECIES);
-        FloatVector c70 = FloatVector.zero(SPECIES), c71 = FloatVector.zero(SPECIES);
-        int ai = aIndex;
+        FloatVector c0_0 = FloatVector.zero(SPECIES), c0_1 = FloatVector.zero(SPECIES);
+        FloatVector c1_0 = FloatVector.zero(SPECIES), c1_1 = FloatVector.zero(SPECIES);
+        FloatVector c2_0 = FloatVector.zero(SPECIES), c2_1 = FloatVector.zero(SPECIES);
+        FloatVector c3_0 = FloatVector.zero(SPECIES), c3_1 = FloatVector.zero(SPECIES);
+        FloatVector c4_0 = FloatVector.zero(SPECIES), c4_1 = FloatVector.zero(SPECIES);
+        FloatVector c5_0 = FloatVector.zero(SPECIES), c5_1 = FloatVector.zero(SPECIES);
+        FloatVector c6_0 = FloatVector.zero(SPECIES), c6_1 = FloatVector.zero(SPECIES);
+        FloatVector c7_0 = FloatVector.zero(SPECIES), c7_1 = FloatVector.zero(SPECIES);
         int bi = bIndex;
-        for (int p = 0; p < kc; p++, ai += MR, bi += bStride) {
+        for (int ai = aIndex, end = aIndex + kc * MR; ai < end; ai += MR, bi += bStride) {
             FloatVector b0 = FloatVector.fromArray(SPECIES, packedB, bi);
             FloatVector b1 = FloatVector.fromArray(SPECIES, packedB, bi + LANES);
             FloatVector a0 = FloatVector.broadcast(SPECIES, packedA[ai]);
-            c00 = a0.fma(b0, c00);
-            c01 = a0.fma(b1, c01);
+            c0_0 = a0.fma(b0, c0_0);
+            c0_1 = a0.fma(b1, c0_1);
             FloatVector a1 = FloatVector.broadcast(SPECIES, packedA[ai + 1]);
-            c10 = a1.fma(b0, c10);
-            c11 = a1.fma(b1, c11);
+            c1_0 = a1.fma(b0, c1_0);
+            c1_1 = a1.fma(b1, c1_1);
             FloatVector a2 = FloatVector.broadcast(SPECIES, packedA[ai + 2]);
-            c20 = a2.fma(b0, c20);
-            c21 = a2.fma(b1, c21);
+            c2_0 = a2.fma(b0, c2_0);
+            c2_1 = a2.fma(b1, c2_1);
             FloatVector a3 = FloatVector.broadcast(SPECIES, packedA[ai + 3]);
-            c30 = a3.fma(b0, c30);
-            c31 = a3.fma(b1, c31);
+            c3_0 = a3.fma(b0, c3_0);
+            c3_1 = a3.fma(b1, c3_1);
             FloatVector a4 = FloatVector.broadcast(SPECIES, packedA[ai + 4]);
-            c40 = a4.fma(b0, c40);
-            c41 = a4.fma(b1, c41);
+            c4_0 = a4.fma(b0, c4_0);
+            c4_1 = a4.fma(b1, c4_1);
             FloatVector a5 = FloatVector.broadcast(SPECIES, packedA[ai + 5]);
-            c50 = a5.fma(b0, c50);
-            c51 = a5.fma(b1, c51);
+            c5_0 = a5.fma(b0, c5_0);
+            c5_1 = a5.fma(b1, c5_1);
             FloatVector a6 = FloatVector.broadcast(SPECIES, packedA[ai + 6]);
-            c60 = a6.fma(b0, c60);
-            c61 = a6.fma(b1, c61);
+            c6_0 = a6.fma(b0, c6_0);
+            c6_1 = a6.fma(b1, c6_1);
             FloatVector a7 = FloatVector.broadcast(SPECIES, packedA[ai + 7]);
-            c70 = a7.fma(b0, c70);
-            c71 = a7.fma(b1, c71);
+            c7_0 = a7.fma(b0, c7_0);
+            c7_1 = a7.fma(b1, c7_1);
         }
-        c00.intoArray(tile, 0);
-        c01.intoArray(tile, LANES);
-        c10.intoArray(tile, NR);
-        c11.intoArray(tile, NR + LANES);
-        c20.intoArray(tile, 2 * NR);
-        c21.intoArray(tile, 2 * NR + LANES);
-        c30.intoArray(tile, 3 * NR);
-        c31.intoArray(tile, 3 * NR + LANES);
-        c40.intoArray(tile, 4 * NR);
-        c41.intoArray(tile, 4 * NR + LANES);
-        c50.intoArray(tile, 5 * NR);
-        c51.intoArray(tile, 5 * NR + LANES);
-        c60.intoArray(tile, 6 * NR);
-        c61.intoArray(tile, 6 * NR + LANES);
-        c70.intoArray(tile, 7 * NR);
-        c71.intoArray(tile, 7 * NR + LANES);
+        c0_0.intoArray(tile, 0);
+        c0_1.intoArray(tile, LANES);
+        c1_0.intoArray(tile, 1 * NR);
+        c1_1.intoArray(tile, 1 * NR + LANES);
+        c2_0.intoArray(tile, 2 * NR);
+        c2_1.intoArray(tile, 2 * NR + LANES);
+        c3_0.intoArray(tile, 3 * NR);
+        c3_1.intoArray(tile, 3 * NR + LANES);
+        c4_0.intoArray(tile, 4 * NR);
+        c4_1.intoArray(tile, 4 * NR + LANES);
+        c5_0.intoArray(tile, 5 * NR);
+        c5_1.intoArray(tile, 5 * NR + LANES);
+        c6_0.intoArray(tile, 6 * NR);
+        c6_1.intoArray(tile, 6 * NR + LANES);
+        c7_0.intoArray(tile, 7 * NR);
+        c7_1.intoArray(tile, 7 * NR + LANES);
     }
 
     /**
@@ -460,6 +484,19 @@ public final class Gemm {
      * arguments: a vector handed to a method that is not inlined would be boxed on every call.
      */
     private static void storeTile(float[] tile, float alpha, float beta, float[] c, int cIndex, int ldc, int mr, int nr) {
+        if (nr == NR) {
+            FloatVector alphas = FloatVector.broadcast(SPECIES, alpha);
+            for (int i = 0; i < mr; i++) {
+                int row = cIndex + i * ldc;
+                for (int v = 0; v < NR; v += LANES) {
+                    FloatVector product = FloatVector.fromArray(SPECIES, tile, i * NR + v);
+                    FloatVector result = beta == 0f ? product.mul(alphas)
+                            : product.fma(alphas, FloatVector.fromArray(SPECIES, c, row + v).mul(beta));
+                    result.intoArray(c, row + v);
+                }
+            }
+            return;
+        }
         for (int i = 0; i < mr; i++) {
             int row = cIndex + i * ldc;
             for (int v = 0; v < nr; v += LANES) {
