@@ -81,7 +81,8 @@ public final class LoRALinear {
         private final float[] projectedGrad;
         /** Gradient of drop(x) [rows, in], needed only to route it back through the dropout mask. */
         private final float[] droppedInputGrad;
-        private long dropoutKey;
+        /** Which elements of x the dropout kept, one bit each. */
+        private final long[] dropoutMask;
         private boolean dropoutApplied;
 
         private LoRALinear owner() {
@@ -94,6 +95,7 @@ public final class LoRALinear {
             boolean dropout = r > 0 && spec.dropout() > 0f;
             this.droppedInput = dropout ? new float[maxRows * inFeatures] : null;
             this.droppedInputGrad = dropout ? new float[maxRows * inFeatures] : null;
+            this.dropoutMask = dropout ? new long[Dropout.maskWords(maxRows * inFeatures)] : null;
             this.projected = new float[maxRows * r];
             this.projectedGrad = new float[maxRows * r];
         }
@@ -123,9 +125,8 @@ public final class LoRALinear {
         int r = spec.rank();
         float[] input = x;
         saved.dropoutApplied = training && spec.dropout() > 0f;
-        saved.dropoutKey = dropoutKey;
         if (saved.dropoutApplied) {
-            Dropout.forward(x, saved.droppedInput, rows * inFeatures, spec.dropout(), dropoutKey);
+            Dropout.forward(x, saved.droppedInput, rows * inFeatures, spec.dropout(), dropoutKey, saved.dropoutMask);
             input = saved.droppedInput;
         }
         Gemm.matmulXWt(input, loraA.value(), saved.projected, rows, inFeatures, r, false);
@@ -171,7 +172,7 @@ public final class LoRALinear {
             // d drop(x) = du·A, then back through the same mask
             Gemm.sgemm(false, false, rows, inFeatures, r, 1f, saved.projectedGrad, 0, r, loraA.value(), 0, inFeatures,
                     0f, saved.droppedInputGrad, 0, inFeatures);
-            Dropout.backward(saved.droppedInputGrad, dx, rows * inFeatures, spec.dropout(), saved.dropoutKey, true);
+            Dropout.backward(saved.droppedInputGrad, dx, rows * inFeatures, spec.dropout(), saved.dropoutMask, true);
         } else {
             Gemm.sgemm(false, false, rows, inFeatures, r, 1f, saved.projectedGrad, 0, r, loraA.value(), 0, inFeatures,
                     1f, dx, 0, inFeatures);

@@ -283,7 +283,7 @@ class LoRALinearTest {
         float[] ones = new float[n];
         Arrays.fill(ones, 1f);
         if (p > 0f) {
-            Dropout.forward(ones, ones, n, p, key);
+            Dropout.forward(ones, ones, n, p, key, new long[Dropout.maskWords(n)]);
         }
         return toDouble(ones);
     }
