@@ -48,8 +48,25 @@ public final class Gemm {
         float[] packedB = new float[0];
         float[] transposedC = new float[0];
         float[] transposedB = new float[0];
+        float[] lowRankTile = new float[MR * NR];
+        float[] packedU = new float[0];
+        float[] packedV = new float[0];
         float[] dots = new float[2 * DOT_COLUMNS];
         float[] dotLanes = new float[2 * DOT_COLUMNS * LANES];
+
+        float[] packedU(int size) {
+            if (packedU.length < size) {
+                packedU = new float[size];
+            }
+            return packedU;
+        }
+
+        float[] packedV(int size) {
+            if (packedV.length < size) {
+                packedV = new float[size];
+            }
+            return packedV;
+        }
 
         float[] transposedB(int size) {
             if (transposedB.length < size) {
@@ -96,20 +113,35 @@ public final class Gemm {
     public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                              float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                              float beta, float[] c, int cOff, int ldc) {
+        sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, null);
+    }
+
+    /**
+     * {@link #sgemm(boolean, boolean, int, int, int, float, float[], int, int, float[], int, int, float, float[], int, int)}
+     * plus the {@link Epilogue}'s bias and low-rank terms (none when null), added as tiles are stored.
+     */
+    public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                             float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                             float beta, float[] c, int cOff, int ldc, Epilogue epilogue) {
         checkArguments(transA, transB, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+        if (epilogue != null) {
+            checkEpilogue(epilogue, m, n);
+        }
         if (m == 0 || n == 0) {
             return;
         }
-        if (k == 0 || alpha == 0f) {
-            scaleC(m, n, beta, c, cOff, ldc);
-            return;
-        }
-        if (n <= THIN && !transA) {
-            rowDotSgemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
-            return;
-        }
-        if (n <= THIN && m >= NR) {
-            transposedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        boolean blocked = k > 0 && alpha != 0f && !(n <= THIN && (!transA || m >= NR));
+        if (!blocked) {
+            if (k == 0 || alpha == 0f) {
+                scaleC(m, n, beta, c, cOff, ldc);
+            } else if (!transA) {
+                rowDotSgemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            } else {
+                transposedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            }
+            if (epilogue != null) {
+                applyEpilogueSeparately(epilogue, m, n, c, cOff, ldc);
+            }
             return;
         }
         int threads = (long) m * n * k >= PARALLEL_MIN_FLOPS ? Parallel.threads() : 1;
@@ -120,12 +152,44 @@ public final class Gemm {
         boolean sliceColumns = n >= threads * NR * 2 && (n >= m || m < threads * MR * 2);
         if (threads > 1 && sliceColumns) {
             Parallel.forRange(n, NR, NR, (from, to) -> blockedSgemm(transA, transB, m, to - from, k, alpha,
-                    a, aOff, lda, b, transB ? bOff + from * ldb : bOff + from, ldb, beta, c, cOff + from, ldc));
+                    a, aOff, lda, b, transB ? bOff + from * ldb : bOff + from, ldb, beta, c, cOff + from, ldc,
+                    epilogue == null ? null : epilogue.slice(0, from)));
         } else if (threads > 1 && m >= threads * MR * 2) {
             Parallel.forRange(m, MR, MR, (from, to) -> blockedSgemm(transA, transB, to - from, n, k, alpha,
-                    a, transA ? aOff + from : aOff + from * lda, lda, b, bOff, ldb, beta, c, cOff + from * ldc, ldc));
+                    a, transA ? aOff + from : aOff + from * lda, lda, b, bOff, ldb, beta, c, cOff + from * ldc, ldc,
+                    epilogue == null ? null : epilogue.slice(from, 0)));
         } else {
-            blockedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            blockedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, epilogue);
+        }
+    }
+
+    /** The epilogue's terms as passes of their own, for the paths that do not store tiles. */
+    private static void applyEpilogueSeparately(Epilogue epilogue, int m, int n, float[] c, int cOff, int ldc) {
+        if (epilogue.bias() != null) {
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) {
+                    c[cOff + i * ldc + j] += epilogue.bias()[epilogue.biasOff() + j];
+                }
+            }
+        }
+        if (epilogue.hasLowRank() && epilogue.dropoutMask() == null) {
+            sgemm(false, epilogue.transV(), m, n, epilogue.rank(), epilogue.scale(), epilogue.u(), epilogue.uOff(),
+                    epilogue.ldu(), epilogue.v(), epilogue.vOff(), epilogue.ldv(), 1f, c, cOff, ldc);
+        } else if (epilogue.hasLowRank()) {
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) {
+                    long bit = epilogue.maskOffset() + (long) i * epilogue.maskStride() + j;
+                    if ((epilogue.dropoutMask()[(int) (bit >>> 6)] >>> (bit & 63) & 1L) == 0) {
+                        continue;
+                    }
+                    float sum = 0f;
+                    for (int r = 0; r < epilogue.rank(); r++) {
+                        int vIndex = epilogue.vOff() + (epilogue.transV() ? j * epilogue.ldv() + r : r * epilogue.ldv() + j);
+                        sum += epilogue.u()[epilogue.uOff() + i * epilogue.ldu() + r] * epilogue.v()[vIndex];
+                    }
+                    c[cOff + i * ldc + j] += epilogue.scale() * sum;
+                }
+            }
         }
     }
 
@@ -271,11 +335,18 @@ public final class Gemm {
      */
     private static void blockedSgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                                      float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
-                                     float beta, float[] c, int cOff, int ldc) {
+                                     float beta, float[] c, int cOff, int ldc, Epilogue epilogue) {
         boolean direct = m <= MR && !transB;
-        float[] packedB = BUFFERS.get().packedB(roundUp(Math.min(n, NC), NR) * KC);
+        Buffers buffers = BUFFERS.get();
+        float[] packedB = buffers.packedB(roundUp(Math.min(n, NC), NR) * KC);
+        boolean lowRank = epilogue != null && epilogue.hasLowRank();
+        int rank = lowRank ? epilogue.rank() : 0;
+        float[] packedV = buffers.packedV(roundUp(Math.min(n, NC), NR) * rank);
         for (int jc = 0; jc < n; jc += NC) {
             int nc = Math.min(NC, n - jc);
+            if (lowRank) {
+                packB(epilogue.transV(), epilogue.v(), epilogue.vOff(), epilogue.ldv(), 0, rank, jc, nc, packedV, 0);
+            }
             for (int pc = 0; pc < k; pc += KC) {
                 int kc = Math.min(KC, k - pc);
                 int firstPacked = direct ? nc / NR * NR : 0;
@@ -283,7 +354,9 @@ public final class Gemm {
                     packB(transB, b, bOff, ldb, pc, kc, jc + firstPacked, nc - firstPacked, packedB, firstPacked * kc);
                 }
                 BlockB blockB = new BlockB(packedB, direct ? b : null, direct ? bOff + pc * ldb + jc : 0, ldb, kc);
-                macroKernel(transA, a, aOff, lda, m, pc, blockB, nc, alpha, pc == 0 ? beta : 1f, c, cOff + jc, ldc);
+                Epilogue blockEpilogue = pc + kc < k || epilogue == null ? null : epilogue.slice(0, jc);
+                macroKernel(transA, a, aOff, lda, m, pc, blockB, nc, alpha, pc == 0 ? beta : 1f, c, cOff + jc, ldc,
+                        blockEpilogue, packedV);
             }
         }
     }
@@ -297,17 +370,26 @@ public final class Gemm {
 
     /**
      * Multiplies the m rows of op(A) at depth [pc, pc+kc) with the nc columns of the current B block,
-     * into C (cBlock: C's index of the block's first column).
+     * into C (cBlock: C's index of the block's first column), adding the epilogue's terms when given
+     * (packedV: its V, packed for this block).
      */
     private static void macroKernel(boolean transA, float[] a, int aOff, int lda, int m, int pc,
-                                    BlockB blockB, int nc, float alpha, float beta, float[] c, int cBlock, int ldc) {
+                                    BlockB blockB, int nc, float alpha, float beta, float[] c, int cBlock, int ldc,
+                                    Epilogue epilogue, float[] packedV) {
         int kc = blockB.kc();
         Buffers buffers = BUFFERS.get();
         float[] packedA = buffers.packedA;
         float[] tile = buffers.tile;
+        boolean lowRank = epilogue != null && epilogue.hasLowRank();
+        int rank = lowRank ? epilogue.rank() : 0;
+        float[] packedU = buffers.packedU(roundUp(MC, MR) * rank);
+        float[] lowRankTile = lowRank ? buffers.lowRankTile : null;
         for (int ic = 0; ic < m; ic += MC) {
             int mc = Math.min(MC, m - ic);
             packA(transA, a, aOff, lda, ic, mc, pc, kc, packedA);
+            if (lowRank) {
+                packA(false, epilogue.u(), epilogue.uOff(), epilogue.ldu(), ic, mc, 0, rank, packedU);
+            }
             for (int jr = 0; jr < nc; jr += NR) {
                 int nr = Math.min(NR, nc - jr);
                 boolean inPlace = blockB.direct() != null && nr == NR;
@@ -317,7 +399,10 @@ public final class Gemm {
                 for (int ir = 0; ir < mc; ir += MR) {
                     int mr = Math.min(MR, mc - ir);
                     microKernel(kc, packedA, ir * kc, bSource, bPanel, bStride, tile);
-                    storeTile(tile, alpha, beta, c, cBlock + (ic + ir) * ldc + jr, ldc, mr, nr);
+                    if (lowRank) {
+                        microKernel(rank, packedU, ir * rank, packedV, jr * rank, NR, lowRankTile);
+                    }
+                    storeTile(tile, alpha, beta, c, cBlock + (ic + ir) * ldc + jr, ldc, mr, nr, epilogue, ic + ir, jr, lowRankTile);
                 }
             }
         }
@@ -480,34 +565,60 @@ public final class Gemm {
     }
 
     /**
-     * C[0:mr, 0:nr] = alpha·tile + beta·C. The accumulators pass through {@code tile} rather than as
+     * C[0:mr, 0:nr] = alpha·tile + beta·C, plus the epilogue's bias and scale·lowRankTile (through the
+     * dropout mask, if any) when given; the tile sits at (row, column) of the epilogue's block. The accumulators pass through {@code tile} rather than as
      * arguments: a vector handed to a method that is not inlined would be boxed on every call.
      */
-    private static void storeTile(float[] tile, float alpha, float beta, float[] c, int cIndex, int ldc, int mr, int nr) {
-        if (nr == NR) {
-            FloatVector alphas = FloatVector.broadcast(SPECIES, alpha);
+    private static void storeTile(float[] tile, float alpha, float beta, float[] c, int cIndex, int ldc, int mr, int nr,
+                                  Epilogue epilogue, int row, int column, float[] lowRankTile) {
+        FloatVector alphas = FloatVector.broadcast(SPECIES, alpha);
+        float[] bias = epilogue == null ? null : epilogue.bias();
+        boolean lowRank = epilogue != null && epilogue.hasLowRank();
+        FloatVector betas = FloatVector.broadcast(SPECIES, beta);
+        FloatVector scales = FloatVector.broadcast(SPECIES, lowRank ? epilogue.scale() : 0f);
+        long[] dropoutMask = lowRank ? epilogue.dropoutMask() : null;
+        for (int v = 0; v < nr; v += LANES) {
+            VectorMask<Float> mask = SPECIES.indexInRange(v, nr);
+            boolean full = v + LANES <= nr;
+            FloatVector biasVector = bias == null ? null : full
+                    ? FloatVector.fromArray(SPECIES, bias, epilogue.biasOff() + column + v)
+                    : FloatVector.fromArray(SPECIES, bias, epilogue.biasOff() + column + v, mask);
             for (int i = 0; i < mr; i++) {
-                int row = cIndex + i * ldc;
-                for (int v = 0; v < NR; v += LANES) {
-                    FloatVector product = FloatVector.fromArray(SPECIES, tile, i * NR + v);
-                    FloatVector result = beta == 0f ? product.mul(alphas)
-                            : product.fma(alphas, FloatVector.fromArray(SPECIES, c, row + v).mul(beta));
-                    result.intoArray(c, row + v);
-                }
-            }
-            return;
-        }
-        for (int i = 0; i < mr; i++) {
-            int row = cIndex + i * ldc;
-            for (int v = 0; v < nr; v += LANES) {
-                VectorMask<Float> mask = SPECIES.indexInRange(v, nr);
-                FloatVector result = FloatVector.fromArray(SPECIES, tile, i * NR + v).mul(alpha);
+                int index = cIndex + i * ldc + v;
+                FloatVector result = FloatVector.fromArray(SPECIES, tile, i * NR + v).mul(alphas);
                 if (beta != 0f) {
-                    result = FloatVector.fromArray(SPECIES, c, row + v, mask).mul(beta).add(result);
+                    FloatVector old = full ? FloatVector.fromArray(SPECIES, c, index) : FloatVector.fromArray(SPECIES, c, index, mask);
+                    result = old.fma(betas, result);
                 }
-                result.intoArray(c, row + v, mask);
+                if (biasVector != null) {
+                    result = result.add(biasVector);
+                }
+                if (lowRank) {
+                    FloatVector term = FloatVector.fromArray(SPECIES, lowRankTile, i * NR + v).mul(scales);
+                    if (dropoutMask != null) {
+                        long bit = epilogue.maskOffset() + (long) (row + i) * epilogue.maskStride() + column + v;
+                        term = FloatVector.zero(SPECIES).blend(term, VectorMask.fromLong(SPECIES, maskBits(dropoutMask, bit)));
+                    }
+                    result = result.add(term);
+                }
+                if (full) {
+                    result.intoArray(c, index);
+                } else {
+                    result.intoArray(c, index, mask);
+                }
             }
         }
+    }
+
+    /** The LANES mask bits from bit {@code first} on, which may straddle two words. */
+    private static long maskBits(long[] mask, long first) {
+        int word = (int) (first >>> 6);
+        int shift = (int) (first & 63);
+        long bits = mask[word] >>> shift;
+        if (shift > 64 - LANES && word + 1 < mask.length) {
+            bits |= mask[word + 1] << (64 - shift);
+        }
+        return bits;
     }
 
     private static void scaleC(int m, int n, float beta, float[] c, int cOff, int ldc) {
@@ -536,6 +647,27 @@ public final class Gemm {
         if (k > 0) {
             checkMatrix("A", a, aOff, transA ? k : m, transA ? m : k, lda);
             checkMatrix("B", b, bOff, transB ? n : k, transB ? k : n, ldb);
+        }
+    }
+
+    private static void checkEpilogue(Epilogue epilogue, int m, int n) {
+        if (m == 0 || n == 0) {
+            return;
+        }
+        if (epilogue.bias() != null && (epilogue.biasOff() < 0 || epilogue.biasOff() + (long) n > epilogue.bias().length)) {
+            throw new IllegalArgumentException("bias: " + n + " columns at offset " + epilogue.biasOff()
+                    + " do not fit an array of " + epilogue.bias().length);
+        }
+        if (epilogue.hasLowRank()) {
+            int rank = epilogue.rank();
+            checkMatrix("U", epilogue.u(), epilogue.uOff(), m, rank, epilogue.ldu());
+            checkMatrix("V", epilogue.v(), epilogue.vOff(), epilogue.transV() ? n : rank, epilogue.transV() ? rank : n, epilogue.ldv());
+            long[] mask = epilogue.dropoutMask();
+            if (mask != null && (epilogue.maskStride() < n
+                    || epilogue.maskOffset() + (long) (m - 1) * epilogue.maskStride() + n > 64L * mask.length)) {
+                throw new IllegalArgumentException("dropout mask of " + mask.length + " words does not cover " + m + "×" + n
+                        + " elements with row stride " + epilogue.maskStride());
+            }
         }
     }
 

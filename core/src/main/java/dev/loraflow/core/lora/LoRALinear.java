@@ -1,6 +1,7 @@
 package dev.loraflow.core.lora;
 
 import dev.loraflow.core.kernels.Dropout;
+import dev.loraflow.core.kernels.Epilogue;
 import dev.loraflow.core.kernels.Gemm;
 import dev.loraflow.core.optim.Parameter;
 import dev.loraflow.core.random.Rng;
@@ -79,8 +80,6 @@ public final class LoRALinear {
         private final float[] projected;
         /** s·dy·B, the gradient of u [rows, r]. */
         private final float[] projectedGrad;
-        /** Gradient of drop(x) [rows, in], needed only to route it back through the dropout mask. */
-        private final float[] droppedInputGrad;
         /** Which elements of x the dropout kept, one bit each. */
         private final long[] dropoutMask;
         private boolean dropoutApplied;
@@ -94,7 +93,6 @@ public final class LoRALinear {
             int r = spec.rank();
             boolean dropout = r > 0 && spec.dropout() > 0f;
             this.droppedInput = dropout ? new float[maxRows * inFeatures] : null;
-            this.droppedInputGrad = dropout ? new float[maxRows * inFeatures] : null;
             this.dropoutMask = dropout ? new long[Dropout.maskWords(maxRows * inFeatures)] : null;
             this.projected = new float[maxRows * r];
             this.projectedGrad = new float[maxRows * r];
@@ -117,9 +115,9 @@ public final class LoRALinear {
      */
     public void forward(float[] x, float[] y, int rows, Activations saved, boolean training, long dropoutKey) {
         checkRows(rows, saved, x.length, y.length);
-        baseForward(x, y, rows);
+        saved.dropoutApplied = false;
         if (spec.rank() == 0 || isMerged()) {
-            saved.dropoutApplied = false;
+            baseForward(x, y, rows, bias == null ? null : Epilogue.bias(bias));
             return;
         }
         int r = spec.rank();
@@ -129,9 +127,9 @@ public final class LoRALinear {
             Dropout.forward(x, saved.droppedInput, rows * inFeatures, spec.dropout(), dropoutKey, saved.dropoutMask);
             input = saved.droppedInput;
         }
+        // u = drop(x)·Aᵀ [rows, r]; then y = x·W0ᵀ + b + s·u·Bᵀ in one pass over y
         Gemm.matmulXWt(input, loraA.value(), saved.projected, rows, inFeatures, r, false);
-        Gemm.sgemm(false, true, rows, outFeatures, r, scaling, saved.projected, 0, r,
-                loraB.value(), 0, r, 1f, y, 0, outFeatures);
+        baseForward(x, y, rows, Epilogue.lowRank(bias, saved.projected, r, loraB.value(), r, true, r, scaling));
     }
 
     /** Inference without dropout into a new array: x [rows, in] → y [rows, out]. */
@@ -153,9 +151,9 @@ public final class LoRALinear {
         if (isMerged()) {
             throw new IllegalStateException(name + ": backward through a merged layer; unmerge() before training");
         }
-        baseBackward(dy, dx, rows, accumulateDx);
         int r = spec.rank();
         if (r == 0) {
+            baseBackward(dy, dx, rows, accumulateDx, null);
             return;
         }
         float[] input = saved.dropoutApplied ? saved.droppedInput : x;
@@ -168,43 +166,32 @@ public final class LoRALinear {
         // dA += duᵀ·drop(x)   [r, in]
         Gemm.sgemm(true, false, r, inFeatures, rows, 1f, saved.projectedGrad, 0, r, input, 0, inFeatures,
                 1f, loraA.grad(), 0, inFeatures);
-        if (saved.dropoutApplied) {
-            // d drop(x) = du·A, then back through the same mask
-            Gemm.sgemm(false, false, rows, inFeatures, r, 1f, saved.projectedGrad, 0, r, loraA.value(), 0, inFeatures,
-                    0f, saved.droppedInputGrad, 0, inFeatures);
-            Dropout.backward(saved.droppedInputGrad, dx, rows * inFeatures, spec.dropout(), saved.dropoutMask, true);
-        } else {
-            Gemm.sgemm(false, false, rows, inFeatures, r, 1f, saved.projectedGrad, 0, r, loraA.value(), 0, inFeatures,
-                    1f, dx, 0, inFeatures);
-        }
+        // dx = dy·W0 + (du·A ⊙ keep/(1 − p) when dropout was applied), in one pass over dx
+        Epilogue loraGrad = Epilogue.lowRank(null, saved.projectedGrad, r, loraA.value(), inFeatures, false, r,
+                saved.dropoutApplied ? 1f / (1f - spec.dropout()) : 1f);
+        baseBackward(dy, dx, rows, accumulateDx, saved.dropoutApplied ? loraGrad.masked(saved.dropoutMask, inFeatures) : loraGrad);
     }
 
-    /** y = x·Wᵀ + b with the layer's current weight (W0, or the merged W). */
-    private void baseForward(float[] x, float[] y, int rows) {
+    /** y = x·Wᵀ with the layer's current weight (W0, or the merged W), plus the epilogue's terms. */
+    private void baseForward(float[] x, float[] y, int rows, Epilogue epilogue) {
         if (fanInFanOut) {
             Gemm.sgemm(false, false, rows, outFeatures, inFeatures, 1f, x, 0, inFeatures, weight, 0, outFeatures,
-                    0f, y, 0, outFeatures);
+                    0f, y, 0, outFeatures, epilogue);
         } else {
-            Gemm.matmulXWt(x, weight, y, rows, inFeatures, outFeatures, false);
-        }
-        if (bias != null) {
-            for (int i = 0; i < rows; i++) {
-                int row = i * outFeatures;
-                for (int j = 0; j < outFeatures; j++) {
-                    y[row + j] += bias[j];
-                }
-            }
+            Gemm.sgemm(false, true, rows, outFeatures, inFeatures, 1f, x, 0, inFeatures, weight, 0, inFeatures,
+                    0f, y, 0, outFeatures, epilogue);
         }
     }
 
-    /** dx (+)= dy·W0. */
-    private void baseBackward(float[] dy, float[] dx, int rows, boolean accumulate) {
+    /** dx (+)= dy·W0, plus the epilogue's terms. */
+    private void baseBackward(float[] dy, float[] dx, int rows, boolean accumulate, Epilogue epilogue) {
         float beta = accumulate ? 1f : 0f;
         if (fanInFanOut) {
             Gemm.sgemm(false, true, rows, inFeatures, outFeatures, 1f, dy, 0, outFeatures, weight, 0, outFeatures,
-                    beta, dx, 0, inFeatures);
+                    beta, dx, 0, inFeatures, epilogue);
         } else {
-            Gemm.matmulDyW(dy, weight, dx, rows, outFeatures, inFeatures, accumulate);
+            Gemm.sgemm(false, false, rows, inFeatures, outFeatures, 1f, dy, 0, outFeatures, weight, 0, inFeatures,
+                    beta, dx, 0, inFeatures, epilogue);
         }
     }
 
