@@ -54,39 +54,28 @@ public final class Gemm {
         float[] dots = new float[2 * DOT_COLUMNS];
         float[] dotLanes = new float[2 * DOT_COLUMNS * LANES];
 
+        private static float[] atLeast(float[] buffer, int size) {
+            return buffer.length >= size ? buffer : new float[size];
+        }
+
         float[] packedU(int size) {
-            if (packedU.length < size) {
-                packedU = new float[size];
-            }
-            return packedU;
+            return packedU = atLeast(packedU, size);
         }
 
         float[] packedV(int size) {
-            if (packedV.length < size) {
-                packedV = new float[size];
-            }
-            return packedV;
+            return packedV = atLeast(packedV, size);
         }
 
         float[] transposedB(int size) {
-            if (transposedB.length < size) {
-                transposedB = new float[size];
-            }
-            return transposedB;
+            return transposedB = atLeast(transposedB, size);
         }
 
         float[] packedB(int size) {
-            if (packedB.length < size) {
-                packedB = new float[size];
-            }
-            return packedB;
+            return packedB = atLeast(packedB, size);
         }
 
         float[] transposedC(int size) {
-            if (transposedC.length < size) {
-                transposedC = new float[size];
-            }
-            return transposedC;
+            return transposedC = atLeast(transposedC, size);
         }
     }
 

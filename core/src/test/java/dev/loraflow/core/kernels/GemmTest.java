@@ -55,6 +55,73 @@ class GemmTest {
         }
     }
 
+    static Stream<Arguments> epilogueShapes() {
+        // m, n, k, rank, transB, transV, masked — blocked (sliced by columns and by rows), thin and k = 0 paths
+        return Stream.of(
+                Arguments.of(512, 100, 40, 8, true, true, false),
+                Arguments.of(130, 1030, 70, 4, false, false, true),
+                Arguments.of(2000, 64, 33, 8, true, false, true),
+                Arguments.of(9, 37, 300, 1, false, true, true),
+                Arguments.of(300, 7, 50, 3, true, true, true),
+                Arguments.of(17, 40, 0, 2, false, false, false),
+                Arguments.of(5, 3, 4, 16, false, true, false));
+    }
+
+    @ParameterizedTest(name = "m={0} n={1} k={2} rank={3} transB={4} transV={5} masked={6}")
+    @MethodSource("epilogueShapes")
+    void epilogueAddsBiasAndTheMaskedLowRankTerm(int m, int n, int k, int rank, boolean transB, boolean transV, boolean masked) {
+        Random random = new Random(m * 7L + n * 3L + k + rank);
+        float[] a = randomFloats(random, m * k);
+        float[] b = randomFloats(random, k * n);
+        float[] bias = randomFloats(random, n + 2);
+        float[] u = randomFloats(random, m * rank);
+        float[] v = randomFloats(random, rank * n);
+        float[] c = randomFloats(random, m * n);
+        long[] mask = new long[(m * n + 63) / 64];
+        for (int i = 0; i < mask.length; i++) {
+            mask[i] = random.nextLong();
+        }
+        float scale = 1.25f;
+        float beta = 0.5f;
+        double[] expected = new double[m * n];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double sum = 0;
+                for (int p = 0; p < k; p++) {
+                    sum += a[i * k + p] * (double) (transB ? b[j * k + p] : b[p * n + j]);
+                }
+                double lowRank = 0;
+                for (int r = 0; r < rank; r++) {
+                    lowRank += u[i * rank + r] * (double) (transV ? v[j * rank + r] : v[r * n + j]);
+                }
+                int index = i * n + j;
+                boolean kept = !masked || ((mask[index >>> 6] >>> (index & 63)) & 1) != 0;
+                expected[index] = sum + beta * c[index] + bias[2 + j] + (kept ? scale * lowRank : 0);
+            }
+        }
+        Epilogue epilogue = new Epilogue(bias, 2, u, 0, rank, v, 0, transV ? rank : n, transV, rank, scale,
+                null, 0, 0);
+        Gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, b, 0, transB ? k : n, beta, c, 0, n,
+                masked ? epilogue.masked(mask, n) : epilogue);
+        double tolerance = 1e-5 * Math.sqrt(k + rank) * 4;
+        for (int i = 0; i < expected.length; i++) {
+            assertEquals(expected[i], c[i], tolerance * Math.max(1, Math.abs(expected[i])), "element " + i);
+        }
+    }
+
+    @Test
+    void epilogueArraysAreCheckedBeforeAnythingIsWritten() {
+        float[] c = new float[16];
+        IllegalArgumentException error = assertThrows(IllegalArgumentException.class, () -> Gemm.sgemm(false, false,
+                4, 4, 4, 1f, new float[16], 0, 4, new float[16], 0, 4, 0f, c, 0, 4, Epilogue.bias(new float[3])));
+        assertTrue(error.getMessage().startsWith("bias"), error.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Gemm.sgemm(false, false, 4, 4, 4, 1f, new float[16], 0, 4,
+                new float[16], 0, 4, 0f, c, 0, 4, Epilogue.lowRank(null, new float[7], 2, new float[8], 4, false, 2, 1f)));
+        assertThrows(IllegalArgumentException.class, () -> Gemm.sgemm(false, false, 40, 40, 4, 1f, new float[160], 0, 4,
+                new float[160], 0, 40, 0f, new float[1600], 0, 40,
+                Epilogue.lowRank(null, new float[80], 2, new float[80], 40, false, 2, 1f).masked(new long[3], 40)));
+    }
+
     @Test
     void betaZeroIgnoresNaNInC() {
         int m = 9, n = 40, k = 12;
