@@ -3,6 +3,7 @@ package dev.loraflow.core.kernels;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -21,6 +22,8 @@ public final class Gemm {
     static final int NR = NR_VECTORS * LANES;
     /** Rows of C one micro-kernel call produces: 8 rows × 2 vectors keeps 16 accumulators in registers. */
     static final int MR = 8;
+    /** A vector of MR floats: one depth index of a packed A panel. */
+    private static final VectorSpecies<Float> PANEL_ROW = VectorSpecies.of(float.class, VectorShape.forBitSize(MR * Float.SIZE));
     /** Depth of one packed block: a B micro-panel of KC×NR floats stays in L1. */
     private static final int KC = 256;
     /** Rows of A packed at once: MC×KC floats stay in L2. */
@@ -405,7 +408,12 @@ public final class Gemm {
         for (int ir = 0; ir < mc; ir += MR) {
             int panel = ir * kc;
             int rows = Math.min(MR, mc - ir);
-            if (transA) {
+            if (transA && rows == MR) {
+                // each depth index's MR values are adjacent in A already: one MR-wide vector copy
+                for (int p = 0; p < kc; p++) {
+                    FloatVector.fromArray(PANEL_ROW, a, aOff + (pc + p) * lda + ic + ir).intoArray(packed, panel + p * MR);
+                }
+            } else if (transA) {
                 for (int p = 0; p < kc; p++) {
                     int src = aOff + (pc + p) * lda + ic + ir;
                     int dst = panel + p * MR;
