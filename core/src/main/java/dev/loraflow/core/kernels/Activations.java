@@ -16,6 +16,10 @@ import jdk.incubator.vector.VectorOperators;
  * <p>GELU uses 0.5·(1 + tanh(z)) = σ(2z), so each element needs one vector {@code EXP} (SVML on x86,
  * within 1 ulp) and no tanh; σ(2z) is also more accurate than 1 + tanh(z) where tanh(z) ≈ −1, for
  * x ≲ −3. σ(t) = 1/(1 + e⁻ᵗ) saturates cleanly: e⁻ᵗ = +∞ gives 0, never NaN, for finite inputs.
+ *
+ * <p>Each kernel writes its loop out rather than passing the lane operation to a shared loop: a
+ * lambda taking vectors is only fast where C2 inlines it, and a loop shared by several kernels makes
+ * that call site megamorphic, so every vector would be boxed.
  */
 public final class Activations {
 
