@@ -23,8 +23,11 @@ final class AttentionShapes {
         return elements(batch, seqLen, heads, headDim);
     }
 
-    /** batch·seqLen·heads·headDim, failing on int overflow. */
+    /** batch·seqLen·heads·headDim, failing on negative sizes and int overflow. */
     static int elements(int batch, int seqLen, int heads, int headDim) {
+        if (batch < 0 || seqLen < 0 || heads < 0 || headDim < 0) {
+            throw new IllegalArgumentException("negative shape [" + batch + ", " + seqLen + ", " + heads + ", " + headDim + "]");
+        }
         try {
             return Math.multiplyExact(Math.multiplyExact(batch, seqLen), Math.multiplyExact(heads, headDim));
         } catch (ArithmeticException overflow) {
