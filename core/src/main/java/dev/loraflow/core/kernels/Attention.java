@@ -14,16 +14,25 @@ import jdk.incubator.vector.VectorOperators;
  * multiplies in place, with no transposing copies. Scores are scaled by 1/√D and position t attends
  * to positions 0..t.
  *
+ * <p>Query rows go in blocks of 64, each multiplied only with the keys its last row
+ * may see, so a long sequence costs about half the products of the full [T, T] score matrix.
+ *
  * <p>The forward saves only the log-sum-exp of each score row, [B, H, T], not the probabilities
- * [B, H, T, T]: the backward recomputes the scores with one extra [T, D]·[D, T] product per head,
- * which costs a fifth of the backward's arithmetic but keeps T² floats per head out of the
- * activations kept between passes. Each thread works in a [T, T] scratch buffer (two in the
- * backward) that it grows once and then reuses.
+ * [B, H, T, T]: the backward recomputes the scores with one extra product per block, a fifth of the
+ * backward's arithmetic, and keeps T² floats per head out of the activations held between passes.
+ * Each thread works in a [64, T] scratch buffer (two in the backward) that it
+ * grows once and then reuses.
  */
 public final class Attention {
 
     /** Work of one (batch, head) pair below which a second thread costs more than it saves: ~100 µs. */
     private static final int PARALLEL_MIN_MULTIPLY_ADDS = 1 << 22;
+
+    /**
+     * Query rows per block. A block's scores only reach the keys its last row sees, which skips
+     * nearly half of the [T, T] products of a long sequence; 64 rows still fill Gemm's panels.
+     */
+    private static final int BLOCK_ROWS = 64;
 
     private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
 
@@ -55,19 +64,24 @@ public final class Attention {
         }
         Layout layout = new Layout(seqLen, heads, kvHeads, headDim);
         Parallel.forRange(batch * heads, layout.pairGrain(), (from, to) -> {
-            float[] probabilities = scratch(layout.squareElements());
+            float[] probabilities = scratch(layout.blockElements());
             for (int pair = from; pair < to; pair++) {
                 int b = pair / heads;
                 int h = pair % heads;
-                int qHead = layout.queryHeadOffset(b, h);
+                int qHead = qOff + layout.queryHeadOffset(b, h);
+                int outHead = outOff + layout.queryHeadOffset(b, h);
                 int kvHead = layout.kvHeadOffset(b, layout.kvHeadOf(h));
                 int lseRow = lseOff + pair * seqLen;
-                layout.scores(q, qOff + qHead, k, kOff + kvHead, probabilities);
-                for (int t = 0; t < seqLen; t++) {
-                    logSumExp[lseRow + t] = causalSoftmaxRow(probabilities, t * seqLen, t + 1, seqLen);
+                for (int first = 0; first < seqLen; first += BLOCK_ROWS) {
+                    int rows = Math.min(BLOCK_ROWS, seqLen - first);
+                    int keys = first + rows;
+                    layout.blockScores(q, qHead, first, rows, k, kOff + kvHead, probabilities);
+                    for (int row = 0; row < rows; row++) {
+                        logSumExp[lseRow + first + row] = causalSoftmaxRow(probabilities, row * keys, first + row + 1, keys);
+                    }
+                    Gemm.sgemm(false, false, rows, headDim, keys, 1f, probabilities, 0, keys,
+                            v, vOff + kvHead, layout.kvStride, 0f, out, outHead + first * layout.queryStride, layout.queryStride);
                 }
-                Gemm.sgemm(false, false, seqLen, headDim, seqLen, 1f, probabilities, 0, seqLen,
-                        v, vOff + kvHead, layout.kvStride, 0f, out, outOff + qHead, layout.queryStride);
             }
         });
     }
@@ -109,8 +123,8 @@ public final class Attention {
         // One task owns a kv head and all the query heads that read it, so dk and dv are summed
         // without two threads ever writing the same rows.
         Parallel.forRange(batch * kvHeads, Math.max(1, layout.pairGrain() / group), (from, to) -> {
-            int square = layout.squareElements();
-            float[] buffers = scratch(2 * square);
+            int block = layout.blockElements();
+            float[] buffers = scratch(2 * block);
             for (int kvPair = from; kvPair < to; kvPair++) {
                 int b = kvPair / kvHeads;
                 int kvh = kvPair % kvHeads;
@@ -118,22 +132,29 @@ public final class Attention {
                 for (int h = kvh * group; h < (kvh + 1) * group; h++) {
                     int qHead = layout.queryHeadOffset(b, h);
                     int lseRow = lseOff + (b * heads + h) * seqLen;
-                    float accumulate = h == kvh * group ? 0f : 1f;
-                    layout.scores(q, qOff + qHead, k, kOff + kvHead, buffers);
-                    for (int t = 0; t < seqLen; t++) {
-                        probabilitiesFromLogSumExp(buffers, t * seqLen, t + 1, seqLen, logSumExp[lseRow + t]);
+                    // The last block reaches every key, so going backwards lets the first product of a
+                    // kv head's first query head write all of dk and dv (beta 0) before the rest add.
+                    for (int first = (seqLen - 1) / BLOCK_ROWS * BLOCK_ROWS; first >= 0; first -= BLOCK_ROWS) {
+                        int rows = Math.min(BLOCK_ROWS, seqLen - first);
+                        int keys = first + rows;
+                        int queryRows = qHead + first * layout.queryStride;
+                        float accumulate = h == kvh * group && keys == seqLen ? 0f : 1f;
+                        layout.blockScores(q, qOff + qHead, first, rows, k, kOff + kvHead, buffers);
+                        for (int row = 0; row < rows; row++) {
+                            probabilitiesFromLogSumExp(buffers, row * keys, first + row + 1, keys, logSumExp[lseRow + first + row]);
+                        }
+                        Gemm.sgemm(true, false, keys, headDim, rows, 1f, buffers, 0, keys,
+                                dout, doutOff + queryRows, layout.queryStride, accumulate, dv, dvOff + kvHead, layout.kvStride);
+                        Gemm.sgemm(false, true, rows, keys, headDim, 1f, dout, doutOff + queryRows, layout.queryStride,
+                                v, vOff + kvHead, layout.kvStride, 0f, buffers, block, keys);
+                        for (int row = 0; row < rows; row++) {
+                            softmaxBackwardRow(buffers, row * keys, block + row * keys, first + row + 1, keys);
+                        }
+                        Gemm.sgemm(false, false, rows, headDim, keys, scale, buffers, block, keys,
+                                k, kOff + kvHead, layout.kvStride, 0f, dq, dqOff + queryRows, layout.queryStride);
+                        Gemm.sgemm(true, false, keys, headDim, rows, scale, buffers, block, keys,
+                                q, qOff + queryRows, layout.queryStride, accumulate, dk, dkOff + kvHead, layout.kvStride);
                     }
-                    Gemm.sgemm(true, false, seqLen, headDim, seqLen, 1f, buffers, 0, seqLen,
-                            dout, doutOff + qHead, layout.queryStride, accumulate, dv, dvOff + kvHead, layout.kvStride);
-                    Gemm.sgemm(false, true, seqLen, seqLen, headDim, 1f, dout, doutOff + qHead, layout.queryStride,
-                            v, vOff + kvHead, layout.kvStride, 0f, buffers, square, seqLen);
-                    for (int t = 0; t < seqLen; t++) {
-                        softmaxBackwardRow(buffers, t * seqLen, square + t * seqLen, t + 1, seqLen);
-                    }
-                    Gemm.sgemm(false, false, seqLen, headDim, seqLen, scale, buffers, square, seqLen,
-                            k, kOff + kvHead, layout.kvStride, 0f, dq, dqOff + qHead, layout.queryStride);
-                    Gemm.sgemm(true, false, seqLen, headDim, seqLen, scale, buffers, square, seqLen,
-                            q, qOff + qHead, layout.queryStride, accumulate, dk, dkOff + kvHead, layout.kvStride);
                 }
             }
         });
@@ -146,8 +167,9 @@ public final class Attention {
             this(seqLen, heads, kvHeads, headDim, heads * headDim, kvHeads * headDim, (float) (1 / Math.sqrt(headDim)));
         }
 
-        int squareElements() {
-            return Math.multiplyExact(seqLen, seqLen);
+        /** Scratch of one block of scores: at most BLOCK_ROWS rows of at most T keys. */
+        int blockElements() {
+            return Math.multiplyExact(Math.min(BLOCK_ROWS, seqLen), seqLen);
         }
 
         /** (batch, head) pairs per task: enough that a task is worth a thread. */
@@ -169,10 +191,14 @@ public final class Attention {
             return (b * seqLen * kvHeads + kvh) * headDim;
         }
 
-        /** scores [T, T] = q_head·k_headᵀ/√D, with the entries above the diagonal computed but unused. */
-        void scores(float[] q, int qHead, float[] k, int kHead, float[] scores) {
-            Gemm.sgemm(false, true, seqLen, seqLen, headDim, scale, q, qHead, queryStride,
-                    k, kHead, kvStride, 0f, scores, 0, seqLen);
+        /**
+         * scores [rows, first + rows] = q rows [first, first + rows) · keys [0, first + rows)ᵀ / √D: only
+         * the keys the block's last row can see. The entries above the diagonal inside the block are
+         * computed but unused.
+         */
+        void blockScores(float[] q, int qHead, int first, int rows, float[] k, int kHead, float[] scores) {
+            Gemm.sgemm(false, true, rows, first + rows, headDim, scale, q, qHead + first * queryStride, queryStride,
+                    k, kHead, kvStride, 0f, scores, 0, first + rows);
         }
     }
 
@@ -187,7 +213,7 @@ public final class Attention {
 
     /**
      * Softmax of the first {@code visible} scores of a row in place, zeroing the masked rest so the
-     * row can enter a full [T, T]·[T, D] product. Returns the row's log-sum-exp.
+     * row can enter a product over all of the block's keys. Returns the row's log-sum-exp.
      */
     private static float causalSoftmaxRow(float[] row, int rowOff, int visible, int rowLength) {
         float max = VectorMath.maxRange(row, rowOff, visible);

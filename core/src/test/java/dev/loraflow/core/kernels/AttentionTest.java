@@ -69,7 +69,7 @@ class AttentionTest {
      */
     @ParameterizedTest(name = "B={0} T={1} H={2} Hkv={3} D={4}")
     @CsvSource({"1, 1, 12, 12, 64", "2, 17, 12, 12, 64", "2, 17, 8, 2, 64", "1, 33, 4, 1, 17", "3, 5, 2, 2, 3",
-            "2, 64, 8, 2, 64"})
+            "2, 64, 8, 2, 64", "1, 130, 4, 2, 16"})
     void floatMatchesReference(int b, int t, int h, int hkv, int d) {
         Random random = new Random(17L * t + h + d);
         int offset = 3;
