@@ -17,6 +17,8 @@ public final class Parallel {
     }
 
     private static final ForkJoinPool POOL = createPool();
+    /** Set while a caller thread runs its own share of a split, so work nested in it stays on that thread. */
+    private static final ThreadLocal<Boolean> RUNNING_SHARE = ThreadLocal.withInitial(() -> Boolean.FALSE);
 
     private Parallel() {}
 
@@ -64,14 +66,20 @@ public final class Parallel {
             };
             POOL.execute(others[i - 1]);
         }
-        body.run(0, step);
+        RUNNING_SHARE.set(Boolean.TRUE);
+        try {
+            body.run(0, step);
+        } finally {
+            RUNNING_SHARE.set(Boolean.FALSE);
+        }
         for (RecursiveAction task : others) {
             task.join();
         }
     }
 
+    /** Whether this thread already runs a share of a split: splitting again would oversubscribe the cores. */
     private static boolean insidePool() {
-        return Thread.currentThread() instanceof ForkJoinWorkerThread worker && worker.getPool() == POOL;
+        return RUNNING_SHARE.get() || Thread.currentThread() instanceof ForkJoinWorkerThread worker && worker.getPool() == POOL;
     }
 
     /** Same as {@link #forRange(int, int, int, RangeBody)} with no alignment. */
