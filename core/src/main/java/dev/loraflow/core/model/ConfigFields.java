@@ -1,16 +1,37 @@
 package dev.loraflow.core.model;
 
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 
 /** Typed reads of config.json keys, with messages that name the file and the key. */
 final class ConfigFields {
 
+    // Python's json keeps the last of two equal keys; rejecting them avoids guessing which one was meant.
+    private static final ObjectMapper JSON = new ObjectMapper(
+            JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build());
+
     private final JsonNode root;
     private final String source;
 
-    ConfigFields(JsonNode root, String source) {
+    private ConfigFields(JsonNode root, String source) {
         this.root = root;
         this.source = source;
+    }
+
+    static ConfigFields parse(String json, String source) {
+        JsonNode root;
+        try {
+            root = JSON.readTree(json);
+        } catch (JacksonException e) {
+            throw new ModelConfigException(source + ": not valid JSON: " + e.getOriginalMessage(), e);
+        }
+        if (root == null || !root.isObject()) {
+            throw new ModelConfigException(source + ": must hold a JSON object");
+        }
+        return new ConfigFields(root, source);
     }
 
     /** Null for an absent key and for an explicit null, which HF treats alike. */

@@ -1,11 +1,13 @@
 package dev.loraflow.core.model;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.LoraAdapterConfig.TargetModules;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
+import java.util.function.Predicate;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -15,6 +17,9 @@ import java.util.regex.Pattern;
  * {@code check_target_module_exists} on every module, then {@code rank_pattern}/{@code alpha_pattern}.
  */
 public final class LoraTargets {
+
+    /** PEFT's key, which LoraAdapterConfig keeps among its other keys. */
+    static final String EXCLUDE_MODULES = "exclude_modules";
 
     // PEFT's re.match(r".*\.[^.]*\.(\d+)\.", key): the last "<list>.<index>." in the path.
     private static final Pattern ANY_LAYER_LIST = Pattern.compile(".*\\.[^.]*\\.(\\d+)\\.");
@@ -28,10 +33,11 @@ public final class LoraTargets {
      *     raises "Target modules ... not found in the base model"
      */
     public static List<LoraTarget> select(ModelLayout layout, LoraAdapterConfig config) {
+        Predicate<String> excluded = excludedModules(config);
         List<LoraTarget> targets = new ArrayList<>();
         for (LinearModule module : layout.linearModules()) {
             String path = layout.peftModulePath(module.path());
-            if (isTargeted(layout, config, path)) {
+            if (!excluded.test(path) && isTargeted(layout, config, path)) {
                 targets.add(new LoraTarget(path, module.in(), module.out(), module.fanInFanOut(),
                         config.rankFor(path), config.alphaFor(path), config.scaling(path)));
             }
@@ -48,6 +54,32 @@ public final class LoraTargets {
             case Gpt2Config _ -> List.of("c_attn");
             case LlamaConfig _ -> List.of("q_proj", "v_proj");
         };
+    }
+
+    /**
+     * PEFT's {@code exclude_modules}, checked before target_modules: a regex string must match the whole
+     * path, a list matches like target names (whole path or dotted suffix).
+     */
+    private static Predicate<String> excludedModules(LoraAdapterConfig config) {
+        JsonNode exclude = config.otherKeys().get(EXCLUDE_MODULES);
+        if (exclude == null || exclude.isNull()) {
+            return path -> false;
+        }
+        if (exclude.isTextual()) {
+            Pattern pattern = Pattern.compile(exclude.textValue());
+            return path -> pattern.matcher(path).matches();
+        }
+        if (!exclude.isArray()) {
+            throw new IllegalArgumentException(EXCLUDE_MODULES + " must be a regex string or a list of names, found " + exclude);
+        }
+        List<String> names = new ArrayList<>();
+        for (JsonNode name : exclude) {
+            if (!name.isTextual()) {
+                throw new IllegalArgumentException(EXCLUDE_MODULES + " must hold strings only, found " + name);
+            }
+            names.add(name.textValue());
+        }
+        return path -> names.contains(path) || names.stream().anyMatch(name -> path.endsWith("." + name));
     }
 
     private static boolean isTargeted(ModelLayout layout, LoraAdapterConfig config, String path) {
@@ -115,6 +147,9 @@ public final class LoraTargets {
         layout.linearModules().forEach(module -> linearNames.add(module.baseName()));
         var message = new StringBuilder("Target modules " + targets + " not found in the base model ("
                 + layout.config().modelType() + ")");
+        if (config.otherKeys().containsKey(EXCLUDE_MODULES)) {
+            message.append(" after ").append(EXCLUDE_MODULES).append(' ').append(config.otherKeys().get(EXCLUDE_MODULES));
+        }
         if (!config.layersToTransform().isEmpty()) {
             message.append(" within layers_to_transform ").append(config.layersToTransform());
             if (!config.layersPattern().isEmpty()) {

@@ -1,8 +1,5 @@
 package dev.loraflow.core.model;
 
-import com.fasterxml.jackson.core.JacksonException;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -50,16 +47,7 @@ public sealed interface ModelConfig permits Gpt2Config, LlamaConfig {
      *     uses a feature loraflow does not implement
      */
     static ModelConfig parse(String json, String source) {
-        JsonNode root;
-        try {
-            root = new ObjectMapper().readTree(json);
-        } catch (JacksonException e) {
-            throw new ModelConfigException(source + ": not valid JSON: " + e.getOriginalMessage(), e);
-        }
-        if (root == null || !root.isObject()) {
-            throw new ModelConfigException(source + ": must hold a JSON object");
-        }
-        var fields = new ConfigFields(root, source);
+        var fields = ConfigFields.parse(json, source);
         String modelType = fields.requiredString("model_type");
         return switch (modelType) {
             case Gpt2Config.MODEL_TYPE -> Gpt2Config.fromFields(fields);

@@ -166,6 +166,27 @@ class LoraTargetsTest {
                 new LoraTarget("transformer.h.0.mlp.c_fc", 4, 16, true, 2, 8, 4)), LoraTargets.select(gpt2, config));
     }
 
+    @Test
+    void excludeModulesRemovesModulesBeforeTargeting() throws Exception {
+        var excludedByName = LoraAdapterConfig.parse("adapter_config.json", """
+                {"peft_type": "LORA", "target_modules": "all-linear", "exclude_modules": ["attn.c_proj", "transformer.h.1.mlp.c_fc"]}""");
+        assertEquals(List.of("transformer.h.0.attn.c_attn", "transformer.h.0.mlp.c_fc", "transformer.h.0.mlp.c_proj",
+                        "transformer.h.1.attn.c_attn", "transformer.h.1.mlp.c_proj"),
+                paths(gpt2, excludedByName));
+
+        var excludedByRegex = LoraAdapterConfig.parse("adapter_config.json", """
+                {"peft_type": "LORA", "exclude_modules": ".*layers\\\\.0\\\\..*"}""");
+        assertEquals(List.of("model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"),
+                paths(llama, excludedByRegex));
+
+        var everything = LoraAdapterConfig.parse("adapter_config.json", """
+                {"peft_type": "LORA", "target_modules": ["c_attn"], "exclude_modules": "transformer\\\\.h\\\\..*"}""");
+        var e = assertThrows(IllegalArgumentException.class, () -> LoraTargets.select(gpt2, everything));
+        assertEquals("Target modules [c_attn] not found in the base model (gpt2) after exclude_modules"
+                + " \"transformer\\\\.h\\\\..*\"; its linear modules are c_attn, c_proj, c_fc, lm_head,"
+                + " e.g. transformer.h.0.attn.c_attn", e.getMessage());
+    }
+
     private static LoraAdapterConfig names(String... names) {
         return LoraAdapterConfig.builder().targetModules(names).build();
     }

@@ -199,6 +199,18 @@ class ModelConfigTest {
     }
 
     @Test
+    void rejectsWrongTypesOddHeadDimAndDuplicateKeys() {
+        assertRejected(llamaWith(root -> root.put("tie_word_embeddings", "yes")),
+                SOURCE + ": 'tie_word_embeddings' must be true or false, found \"yes\"");
+        assertRejected(llamaWith(root -> root.put("head_dim", 63)),
+                SOURCE + ": 'head_dim' must be even for rotary embeddings, found 63");
+        assertRejected(gpt2With(root -> root.put("model_type", 2)), SOURCE + ": 'model_type' must be a string, found 2");
+        var e = assertThrows(ModelConfigException.class,
+                () -> ModelConfig.parse("{\"model_type\": \"gpt2\", \"model_type\": \"llama\"}", SOURCE));
+        assertTrue(e.getMessage().startsWith(SOURCE + ": not valid JSON: Duplicate field 'model_type'"), e.getMessage());
+    }
+
+    @Test
     void recordsCheckWhatTheyAreBuiltWith() {
         var e = assertThrows(ModelConfigException.class, () -> new LlamaConfig(10, 8, 12, 1, 4, 3, 2, 32, 1e-6, 1e4, false));
         assertEquals("'num_key_value_heads' (3) must divide 'num_attention_heads' (4)", e.getMessage());
