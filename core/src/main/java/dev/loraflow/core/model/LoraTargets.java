@@ -62,7 +62,7 @@ public final class LoraTargets {
      */
     private static Predicate<String> excludedModules(LoraAdapterConfig config) {
         JsonNode exclude = config.otherKeys().get(EXCLUDE_MODULES);
-        if (exclude == null || exclude.isNull()) {
+        if (!excludesAnything(exclude)) {
             return path -> false;
         }
         if (exclude.isTextual()) {
@@ -80,6 +80,14 @@ public final class LoraTargets {
             names.add(name.textValue());
         }
         return path -> names.contains(path) || names.stream().anyMatch(name -> path.endsWith("." + name));
+    }
+
+    // PEFT tests the value's truthiness, and writes "exclude_modules": null into every config it saves.
+    private static boolean excludesAnything(JsonNode exclude) {
+        if (exclude == null || exclude.isNull()) {
+            return false;
+        }
+        return exclude.isTextual() ? !exclude.textValue().isEmpty() : !exclude.isArray() || !exclude.isEmpty();
     }
 
     private static boolean isTargeted(ModelLayout layout, LoraAdapterConfig config, String path) {
@@ -147,8 +155,9 @@ public final class LoraTargets {
         layout.linearModules().forEach(module -> linearNames.add(module.baseName()));
         var message = new StringBuilder("Target modules " + targets + " not found in the base model ("
                 + layout.config().modelType() + ")");
-        if (config.otherKeys().containsKey(EXCLUDE_MODULES)) {
-            message.append(" after ").append(EXCLUDE_MODULES).append(' ').append(config.otherKeys().get(EXCLUDE_MODULES));
+        JsonNode exclude = config.otherKeys().get(EXCLUDE_MODULES);
+        if (excludesAnything(exclude)) {
+            message.append(" after ").append(EXCLUDE_MODULES).append(' ').append(exclude);
         }
         if (!config.layersToTransform().isEmpty()) {
             message.append(" within layers_to_transform ").append(config.layersToTransform());

@@ -187,6 +187,19 @@ class LoraTargetsTest {
                 + " e.g. transformer.h.0.attn.c_attn", e.getMessage());
     }
 
+    @Test
+    void nullExcludeModulesAsPeftWritesItExcludesNothing() throws Exception {
+        var config = LoraAdapterConfig.parse("adapter_config.json", """
+                {"peft_type": "LORA", "target_modules": ["o_proj"], "exclude_modules": null}""");
+        assertEquals(List.of("model.layers.0.self_attn.o_proj", "model.layers.1.self_attn.o_proj"), paths(llama, config));
+
+        var missing = LoraAdapterConfig.parse("adapter_config.json", """
+                {"peft_type": "LORA", "target_modules": ["out_proj"], "exclude_modules": null}""");
+        var e = assertThrows(IllegalArgumentException.class, () -> LoraTargets.select(gpt2, missing));
+        assertEquals("Target modules [out_proj] not found in the base model (gpt2); its linear modules are c_attn,"
+                + " c_proj, c_fc, lm_head, e.g. transformer.h.0.attn.c_attn", e.getMessage());
+    }
+
     private static LoraAdapterConfig names(String... names) {
         return LoraAdapterConfig.builder().targetModules(names).build();
     }
