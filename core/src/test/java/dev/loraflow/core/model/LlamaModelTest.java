@@ -1,0 +1,348 @@
+package dev.loraflow.core.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.loraflow.core.kernels.Softmax;
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.optim.Parameter;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.function.Function;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+class LlamaModelTest {
+
+    private static final int VOCAB = 23;
+    private static final int BATCH = 2;
+    private static final int SEQ_LEN = 5;
+    private static final int CONTEXT = 8;
+
+    /** Grouped-query attention: 4 query heads read 2 kv heads, head_dim 4. */
+    private static LlamaConfig config(boolean tied) {
+        return new LlamaConfig(VOCAB, 16, 32, 2, 4, 2, 4, CONTEXT, 1e-5, 10000, tied);
+    }
+
+    /** Random weights: linear ones ~ N(0, 1/in), norms near 1, embeddings ~ N(0, embeddingStd²). */
+    private static Map<String, float[]> randomWeights(LlamaConfig config, double embeddingStd, long seed) {
+        Random random = new Random(seed);
+        Map<String, float[]> weights = new LinkedHashMap<>();
+        for (WeightSpec spec : ModelLayout.of(config).weights()) {
+            float[] value = new float[Math.toIntExact(spec.numel())];
+            long[] shape = spec.shape();
+            for (int i = 0; i < value.length; i++) {
+                double gaussian = random.nextGaussian();
+                value[i] = (float) switch (spec.role()) {
+                    case NORM_WEIGHT -> 1 + 0.1 * gaussian;
+                    case TOKEN_EMBEDDING, OUTPUT_HEAD -> embeddingStd * gaussian;
+                    default -> gaussian / Math.sqrt(shape[1]);
+                };
+            }
+            weights.put(spec.name(), value);
+        }
+        return weights;
+    }
+
+    /** Rank 2, alpha 4 on every linear module, the output head included. */
+    private static List<LoraTarget> everyModule(LlamaConfig config, int rank) {
+        ModelLayout layout = ModelLayout.of(config);
+        return layout.linearModules().stream()
+                .map(module -> new LoraTarget(layout.peftModulePath(module.path()), module.in(), module.out(),
+                        module.fanInFanOut(), rank, 4, 4.0 / rank))
+                .toList();
+    }
+
+    private static void randomizeLoraB(LlamaModel model, long seed) {
+        Random random = new Random(seed);
+        for (Parameter parameter : model.trainableParameters()) {
+            if (parameter.name().endsWith("lora_B.weight")) {
+                float[] value = parameter.value();
+                for (int i = 0; i < value.length; i++) {
+                    value[i] = (float) (0.3 * random.nextGaussian());
+                }
+            }
+        }
+    }
+
+    private static int[] randomTokens(long seed) {
+        return new Random(seed).ints(BATCH * SEQ_LEN, 0, VOCAB).toArray();
+    }
+
+    /** Next-token targets within each sequence, −100 at each sequence's end and at one position inside. */
+    private static int[] shiftedTargets(int[] tokens) {
+        int[] targets = new int[tokens.length];
+        for (int b = 0; b < BATCH; b++) {
+            for (int t = 0; t < SEQ_LEN; t++) {
+                int row = b * SEQ_LEN + t;
+                targets[row] = t == SEQ_LEN - 1 ? Softmax.IGNORE_INDEX : tokens[row + 1];
+            }
+        }
+        targets[1] = Softmax.IGNORE_INDEX;
+        return targets;
+    }
+
+    /**
+     * The whole model's LoRA gradients against central differences of the float loss, h = 1e-2. An
+     * entry passes when |num − ana| ≤ 2e-2·max(|num|, |ana|) + 1e-4; every one of the 60 sampled entries
+     * must pass (the brief allows 5 % to fail) and the median relative error must stay below 1e-3
+     * (measured about 1.3e-4). With dropout the mask is a function of the key
+     * alone, so the loss is still a deterministic function of the parameters.
+     */
+    @ParameterizedTest(name = "tied={0} dropout={1}")
+    @CsvSource({"false, 0", "true, 0", "false, 0.25"})
+    void gradientsMatchFiniteDifferences(boolean tied, float dropout) {
+        LlamaConfig config = config(tied);
+        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), dropout, 7);
+        randomizeLoraB(model, 2);
+        int[] tokens = randomTokens(3);
+        int[] targets = shiftedTargets(tokens);
+        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        boolean training = dropout > 0;
+        long key = 11;
+
+        model.forward(tokens, targets, ws, training, key);
+        model.backward(ws);
+
+        List<Parameter> sampled = new ArrayList<>();
+        for (Parameter parameter : model.trainableParameters()) {
+            // The first and last blocks and the output head; the mean over every module of a block.
+            if (parameter.name().contains("layers.0.") || parameter.name().contains("layers.1.")
+                    || parameter.name().startsWith("lm_head")) {
+                sampled.add(parameter);
+            }
+        }
+        assertEquals(30, sampled.size());
+        Random random = new Random(5);
+        List<Double> relativeErrors = new ArrayList<>();
+        int passed = 0;
+        List<String> failures = new ArrayList<>();
+        float h = 1e-2f;
+        for (Parameter parameter : sampled) {
+            for (int sample = 0; sample < 2; sample++) {
+                int index = random.nextInt(parameter.size());
+                float original = parameter.value()[index];
+                parameter.value()[index] = original + h;
+                double plus = model.forward(tokens, targets, ws, training, key);
+                parameter.value()[index] = original - h;
+                double minus = model.forward(tokens, targets, ws, training, key);
+                parameter.value()[index] = original;
+                double numeric = (plus - minus) / (2 * h);
+                double analytic = parameter.grad()[index];
+                double difference = Math.abs(numeric - analytic);
+                double magnitude = Math.max(Math.abs(numeric), Math.abs(analytic));
+                relativeErrors.add(difference / Math.max(magnitude, 1e-6));
+                if (difference <= 2e-2 * magnitude + 1e-4) {
+                    passed++;
+                } else {
+                    failures.add(parameter.name() + "[" + index + "] numeric " + numeric + " analytic " + analytic);
+                }
+            }
+        }
+        int total = relativeErrors.size();
+        double median = relativeErrors.stream().sorted().toList().get(total / 2);
+        assertEquals(total, passed, passed + "/" + total + " passed: " + failures);
+        assertTrue(median < 1e-3, "median relative error " + median);
+        assertTrue(sampled.stream().anyMatch(p -> p.name().contains("lora_A") && nonZero(p.grad())),
+                "A's gradients are non-trivial");
+    }
+
+    private static boolean nonZero(float[] values) {
+        for (float value : values) {
+            if (value != 0f) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    @ParameterizedTest(name = "tied={0}")
+    @ValueSource(booleans = {false, true})
+    void freshAdaptersLeaveTheBaseModelExactly(boolean tied) {
+        LlamaConfig config = config(tied);
+        Map<String, float[]> weights = randomWeights(config, 0.5, 1);
+        LlamaModel base = new LlamaModel(config, weights, List.of(), 0f, 7);
+        LlamaModel adapted = new LlamaModel(config, weights, everyModule(config, 2), 0f, 7);
+        assertTrue(base.trainableParameters().isEmpty());
+        assertEquals(2 * 15, adapted.trainableParameters().size());
+        int[] tokens = randomTokens(3);
+        int[] targets = shiftedTargets(tokens);
+        LlamaModel.Workspace baseWs = base.newWorkspace(BATCH, SEQ_LEN);
+        LlamaModel.Workspace adaptedWs = adapted.newWorkspace(BATCH, SEQ_LEN);
+
+        double baseLoss = base.forward(tokens, targets, baseWs, false, 0);
+        double adaptedLoss = adapted.forward(tokens, targets, adaptedWs, false, 0);
+
+        assertEquals(baseLoss, adaptedLoss, 0.0);
+        assertArrayEquals(base.logits(baseWs), adapted.logits(adaptedWs));
+    }
+
+    @Test
+    void trainableParametersFollowModuleOrderAThenB() {
+        LlamaConfig config = config(false);
+        ModelLayout layout = ModelLayout.of(config);
+        List<LoraTarget> targets = List.of(
+                target(layout, "model.layers.1.mlp.down_proj"),
+                target(layout, "model.layers.0.self_attn.v_proj"),
+                target(layout, "model.layers.0.self_attn.q_proj"));
+        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), targets, 0f, 7);
+        assertEquals(List.of(
+                        "model.layers.0.self_attn.q_proj.lora_A.weight", "model.layers.0.self_attn.q_proj.lora_B.weight",
+                        "model.layers.0.self_attn.v_proj.lora_A.weight", "model.layers.0.self_attn.v_proj.lora_B.weight",
+                        "model.layers.1.mlp.down_proj.lora_A.weight", "model.layers.1.mlp.down_proj.lora_B.weight"),
+                model.trainableParameters().stream().map(Parameter::name).toList());
+        // Distinct seeds per module: no two A matrices of equal shape start alike.
+        LoRALinear q = model.linearModules().get(0);
+        LlamaModel reseeded = new LlamaModel(config, randomWeights(config, 0.5, 1), targets, 0f, 8);
+        assertFalse(Arrays.equals(q.loraA().value(), reseeded.linearModules().get(0).loraA().value()));
+    }
+
+    private static LoraTarget target(ModelLayout layout, String path) {
+        LinearModule module = layout.linearModules().stream().filter(m -> m.path().equals(path)).findFirst().orElseThrow();
+        return new LoraTarget(path, module.in(), module.out(), false, 2, 4, 2);
+    }
+
+    @ParameterizedTest(name = "tied={0}")
+    @ValueSource(booleans = {false, true})
+    void smallLogitsGiveLossNearLnVocab(boolean tied) {
+        LlamaConfig config = config(tied);
+        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.01, 4), everyModule(config, 2), 0f, 7);
+        int[] tokens = randomTokens(3);
+        double loss = model.forward(tokens, shiftedTargets(tokens), model.newWorkspace(BATCH, SEQ_LEN), false, 0);
+        assertEquals(Math.log(VOCAB), loss, 0.05);
+    }
+
+    @Test
+    void allTargetsIgnoredGiveZeroLossAndGradient() {
+        LlamaConfig config = config(false);
+        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
+        randomizeLoraB(model, 2);
+        int[] ignored = new int[BATCH * SEQ_LEN];
+        Arrays.fill(ignored, Softmax.IGNORE_INDEX);
+        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        assertEquals(0.0, model.forward(randomTokens(3), ignored, ws, true, 0));
+        model.backward(ws);
+        model.trainableParameters().forEach(parameter -> assertFalse(nonZero(parameter.grad()), parameter.name()));
+    }
+
+    @ParameterizedTest(name = "tied={0}")
+    @ValueSource(booleans = {false, true})
+    void logitsAreCausal(boolean tied) {
+        LlamaConfig config = config(tied);
+        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
+        randomizeLoraB(model, 2);
+        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        int[] tokens = randomTokens(3);
+        int[] targets = shiftedTargets(tokens);
+        model.forward(tokens, targets, ws, false, 0);
+        float[] before = model.logits(ws).clone();
+
+        int changed = 3;
+        int[] altered = tokens.clone();
+        altered[changed] = (tokens[changed] + 1) % VOCAB;
+        model.forward(altered, targets, ws, false, 0);
+        float[] after = model.logits(ws);
+
+        for (int row = 0; row < BATCH * SEQ_LEN; row++) {
+            float[] rowBefore = Arrays.copyOfRange(before, row * VOCAB, (row + 1) * VOCAB);
+            float[] rowAfter = Arrays.copyOfRange(after, row * VOCAB, (row + 1) * VOCAB);
+            boolean sees = row >= changed && row < SEQ_LEN;
+            if (sees) {
+                assertFalse(Arrays.equals(rowBefore, rowAfter), "row " + row + " sees the changed token");
+            } else {
+                assertArrayEquals(rowBefore, rowAfter, "row " + row + " must not see token " + changed);
+            }
+        }
+    }
+
+    @Test
+    void badTokensTargetsAndLengthsAreRejected() {
+        LlamaConfig config = config(false);
+        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
+        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        int[] tokens = randomTokens(3);
+        int[] targets = shiftedTargets(tokens);
+
+        int[] tooLarge = tokens.clone();
+        tooLarge[4] = VOCAB;
+        assertMessage("token id 23 at index 4", () -> model.forward(tooLarge, targets, ws, false, 0));
+        int[] negative = tokens.clone();
+        negative[0] = -1;
+        assertMessage("token id -1 at index 0", () -> model.forward(negative, targets, ws, false, 0));
+        int[] ignoredToken = tokens.clone();
+        ignoredToken[0] = Softmax.IGNORE_INDEX;
+        assertMessage("token id -100", () -> model.forward(ignoredToken, targets, ws, false, 0));
+        int[] badTarget = targets.clone();
+        badTarget[2] = VOCAB + 5;
+        assertMessage("target id 28 at index 2", () -> model.forward(tokens, badTarget, ws, false, 0));
+        assertMessage("9 tokens", () -> model.forward(Arrays.copyOf(tokens, 9), targets, ws, false, 0));
+        assertMessage("seqLen 9 exceeds", () -> model.newWorkspace(1, CONTEXT + 1));
+        model.newWorkspace(1, CONTEXT);
+        assertThrows(IllegalStateException.class, () -> model.backward(ws));
+        LlamaModel other = new LlamaModel(config, randomWeights(config, 0.5, 1), List.of(), 0f, 7);
+        assertMessage("another model", () -> other.forward(tokens, targets, ws, false, 0));
+    }
+
+    @Test
+    void badWeightsAreRejectedByName() {
+        LlamaConfig config = config(false);
+        Function<Map<String, float[]>, LlamaModel> build = weights -> new LlamaModel(config, weights, List.of(), 0f, 7);
+
+        Map<String, float[]> missing = new HashMap<>(randomWeights(config, 0.5, 1));
+        missing.remove("model.layers.1.mlp.up_proj.weight");
+        assertMessage("missing weight model.layers.1.mlp.up_proj.weight [32, 16]", () -> build.apply(missing));
+
+        Map<String, float[]> missingHead = new HashMap<>(randomWeights(config, 0.5, 1));
+        missingHead.remove("lm_head.weight");
+        assertMessage("missing weight lm_head.weight", () -> build.apply(missingHead));
+
+        Map<String, float[]> wrongSize = new HashMap<>(randomWeights(config, 0.5, 1));
+        wrongSize.put("model.layers.0.self_attn.k_proj.weight", new float[16 * 16]);
+        assertMessage("weight model.layers.0.self_attn.k_proj.weight has 256 elements, expected [8, 16]",
+                () -> build.apply(wrongSize));
+
+        Map<String, float[]> extra = new HashMap<>(randomWeights(config, 0.5, 1));
+        extra.put("model.layers.2.mlp.up_proj.weight", new float[32 * 16]);
+        assertMessage("unexpected weight model.layers.2.mlp.up_proj.weight", () -> build.apply(extra));
+
+        LlamaConfig tiedConfig = config(true);
+        Map<String, float[]> tiedWithHead = new HashMap<>(randomWeights(tiedConfig, 0.5, 1));
+        tiedWithHead.put("lm_head.weight", new float[VOCAB * 16]);
+        new LlamaModel(tiedConfig, tiedWithHead, List.of(), 0f, 7);
+
+        Map<String, float[]> weights = randomWeights(config, 0.5, 1);
+        LoraTarget misshapen = new LoraTarget("model.layers.0.self_attn.k_proj", 16, 16, false, 2, 4, 2);
+        assertMessage("LoRA target model.layers.0.self_attn.k_proj is 16 → 16",
+                () -> new LlamaModel(config, weights, List.of(misshapen), 0f, 7));
+        LoraTarget unknown = new LoraTarget("model.layers.0.self_attn.x_proj", 16, 16, false, 2, 4, 2);
+        assertMessage("model.layers.0.self_attn.x_proj is not a linear module",
+                () -> new LlamaModel(config, weights, List.of(unknown), 0f, 7));
+    }
+
+    @Test
+    void rsLoraScalingIsKept() {
+        LlamaConfig config = config(false);
+        LinearModule module = ModelLayout.of(config).linearModules().getFirst();
+        LoraTarget rsLora = new LoraTarget(module.path(), module.in(), module.out(), false, 4, 8, 8 / Math.sqrt(4));
+        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), List.of(rsLora), 0f, 7);
+        assertEquals(4f, model.linearModules().getFirst().scaling());
+        LoraTarget inconsistent = new LoraTarget(module.path(), module.in(), module.out(), false, 4, 8, 3);
+        assertMessage("scaling 3.0", () -> new LlamaModel(config, randomWeights(config, 0.5, 1), List.of(inconsistent), 0f, 7));
+    }
+
+    private static void assertMessage(String expected, org.junit.jupiter.api.function.Executable executable) {
+        IllegalArgumentException thrown = assertThrows(IllegalArgumentException.class, executable);
+        assertTrue(thrown.getMessage().contains(expected), "message '" + thrown.getMessage() + "' lacks '" + expected + "'");
+    }
+}
