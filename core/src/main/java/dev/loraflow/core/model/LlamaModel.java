@@ -14,6 +14,7 @@ import dev.loraflow.core.random.Rng;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -44,6 +45,13 @@ public final class LlamaModel {
     private final float rmsNormEps;
     /** In {@link ModelLayout#linearModules()} order, which is also the order of dropout keys and A's seeds. */
     private final List<LoRALinear> linearModules;
+    /** Each linear module's index in {@link #linearModules}: its dropout key and its workspace slot. */
+    private final Map<LoRALinear, Integer> moduleIndex;
+    /**
+     * The lowest block with an adapter (L when only the head has one): the backward stops there,
+     * since no gradient below it reaches a trainable parameter.
+     */
+    private final int firstAdaptedBlock;
     private final List<Parameter> trainableParameters;
 
     private record Block(
@@ -97,6 +105,10 @@ public final class LlamaModel {
                     module.out(), weight, null, module.fanInFanOut(), spec, Rng.hash(seed, index)));
         }
         this.linearModules = List.copyOf(linearsByPath.values());
+        this.moduleIndex = new IdentityHashMap<>();
+        for (int index = 0; index < linearModules.size(); index++) {
+            moduleIndex.put(linearModules.get(index), index);
+        }
         this.outputHead = linearsByPath.get(ModelLayout.OUTPUT_HEAD);
 
         List<Block> built = new ArrayList<>();
@@ -114,10 +126,20 @@ public final class LlamaModel {
                     linearsByPath.get(prefix + "mlp.down_proj")));
         }
         this.blocks = List.copyOf(built);
+        this.firstAdaptedBlock = lowestAdaptedBlock(blocks);
 
         List<Parameter> parameters = new ArrayList<>();
         linearModules.forEach(linear -> parameters.addAll(linear.trainableParameters()));
         this.trainableParameters = List.copyOf(parameters);
+    }
+
+    private static int lowestAdaptedBlock(List<Block> blocks) {
+        for (int layer = 0; layer < blocks.size(); layer++) {
+            if (blocks.get(layer).linears().stream().anyMatch(linear -> linear.spec().rank() > 0)) {
+                return layer;
+            }
+        }
+        return blocks.size();
     }
 
     private static void checkWeights(ModelLayout layout, Map<String, float[]> weights) {
@@ -429,7 +451,7 @@ public final class LlamaModel {
         float[] residualGrad = ws.hiddenScratch;
         Norms.rmsNormBackward(ws.normGrad, 0, ws.residual[blocks.size()], 0, finalNormWeight, 0, ws.finalNormRstd, 0,
                 residualGrad, 0, null, 0, rows, hidden);
-        for (int layer = blocks.size() - 1; layer >= 0; layer--) {
+        for (int layer = blocks.size() - 1; layer >= firstAdaptedBlock; layer--) {
             backwardBlock(layer, ws, residualGrad);
         }
     }
@@ -471,13 +493,13 @@ public final class LlamaModel {
 
     private void linearForward(LoRALinear linear, float[] x, float[] y, Workspace ws, boolean training,
                                long dropoutKey) {
-        int index = linearModules.indexOf(linear);
+        int index = moduleIndex.get(linear);
         linear.forward(x, y, ws.rows, ws.linearActivations.get(index), training, Rng.hash(dropoutKey, index));
     }
 
     private void linearBackward(LoRALinear linear, float[] x, float[] dy, float[] dx, Workspace ws,
                                 boolean accumulateDx) {
-        linear.backward(x, dy, dx, ws.rows, ws.linearActivations.get(linearModules.indexOf(linear)), accumulateDx);
+        linear.backward(x, dy, dx, ws.rows, ws.linearActivations.get(moduleIndex.get(linear)), accumulateDx);
     }
 
     private void checkWorkspace(Workspace ws) {
