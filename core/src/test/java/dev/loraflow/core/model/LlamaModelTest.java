@@ -3,13 +3,13 @@ package dev.loraflow.core.model;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.optim.Parameter;
+import dev.loraflow.core.peft.LoraAdapterConfig;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -19,6 +19,7 @@ import java.util.Map;
 import java.util.Random;
 import java.util.function.Function;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -531,6 +532,21 @@ class LlamaModelTest {
     }
 
     @Test
+    void targetsSelectedFromAPeftConfigAdaptThoseModules() {
+        LlamaConfig config = config(true);
+        var adapterConfig = LoraAdapterConfig.builder().r(4).loraAlpha(8).useRslora(true)
+                .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build();
+        List<LoraTarget> targets = LoraTargets.select(ModelLayout.of(config), adapterConfig);
+        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), targets, 0.1f, 7);
+        assertEquals(2 * 7 * config.numLayers(), model.trainableParameters().size());
+        for (LoRALinear linear : model.linearModules()) {
+            boolean head = linear.name().equals(ModelLayout.OUTPUT_HEAD);
+            assertEquals(head ? 0 : 4, linear.spec().rank(), linear.name());
+            assertEquals(head ? 0f : 4f, linear.scaling(), linear.name());
+        }
+    }
+
+    @Test
     void rsLoraScalingIsKept() {
         LlamaConfig config = config(false);
         LinearModule module = ModelLayout.of(config).linearModules().getFirst();
@@ -541,7 +557,7 @@ class LlamaModelTest {
         assertMessage("scaling 3.0", () -> new LlamaModel(config, randomWeights(config, 0.5, 1), List.of(inconsistent), 0f, 7));
     }
 
-    private static void assertMessage(String expected, org.junit.jupiter.api.function.Executable executable) {
+    private static void assertMessage(String expected, Executable executable) {
         IllegalArgumentException thrown = assertThrows(IllegalArgumentException.class, executable);
         assertTrue(thrown.getMessage().contains(expected), "message '" + thrown.getMessage() + "' lacks '" + expected + "'");
     }
