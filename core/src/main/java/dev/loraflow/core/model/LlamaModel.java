@@ -19,6 +19,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Function;
 
 /**
  * A Llama causal language model ({@code LlamaForCausalLM}) with frozen base weights and LoRA adapters
@@ -220,7 +221,7 @@ public final class LlamaModel {
         private final float[][] residualAfterAttention;
         /** [L][N]: 1/rms of each row in the input norm. */
         private final float[][] inputNormRstd;
-        /** [L][N, H]: n, the input of q/k/v_proj. */
+        /** [L][N, H]: n, the input of q/k/v_proj; one shared matrix where none of them is adapted. */
         private final float[][] attentionInput;
         /** [L][N, heads·D]: q after RoPE. */
         private final float[][] query;
@@ -230,17 +231,17 @@ public final class LlamaModel {
         private final float[][] value;
         /** [L][B, heads, T]: the attention's log-sum-exp per score row. */
         private final float[][] attentionLogSumExp;
-        /** [L][N, heads·D]: attention output, the input of o_proj. */
+        /** [L][N, heads·D]: attention output, the input of o_proj; shared where o_proj is not adapted. */
         private final float[][] attentionOutput;
         /** [L][N]: 1/rms of each row in the post-attention norm. */
         private final float[][] mlpNormRstd;
-        /** [L][N, H]: m, the input of gate/up_proj. */
+        /** [L][N, H]: m, the input of gate/up_proj; shared where neither is adapted. */
         private final float[][] mlpInput;
-        /** [L][N, I]. */
+        /** [L][N, I]: gate_proj's output; the backward overwrites it with its gradient. */
         private final float[][] gate;
-        /** [L][N, I]. */
+        /** [L][N, I]: up_proj's output; the backward overwrites it with its gradient. */
         private final float[][] up;
-        /** [L][N, I]: silu(gate) ⊙ up, the input of down_proj. */
+        /** [L][N, I]: silu(gate) ⊙ up, the input of down_proj; shared where down_proj is not adapted. */
         private final float[][] gated;
         /** [N]: 1/rms of each row in the final norm. */
         private final float[] finalNormRstd;
@@ -266,10 +267,6 @@ public final class LlamaModel {
         private final float[] valueGrad;
         /** [N, I]: gradient of silu(gate) ⊙ up. */
         private final float[] gatedGrad;
-        /** [N, I]. */
-        private final float[] gateGrad;
-        /** [N, I]. */
-        private final float[] upGrad;
         private boolean forwardDone;
 
         private Workspace(int batch, int seqLen) {
@@ -289,17 +286,18 @@ public final class LlamaModel {
             this.residual = matrices(layers + 1, rows, hidden);
             this.residualAfterAttention = matrices(layers, rows, hidden);
             this.inputNormRstd = matrices(layers, rows, 1);
-            this.attentionInput = matrices(layers, rows, hidden);
+            this.attentionInput = savedWhereAdapted(rows, hidden, Block::queryProjection, Block::keyProjection,
+                    Block::valueProjection);
             this.query = matrices(layers, rows, queryWidth);
             this.key = matrices(layers, rows, keyValueWidth);
             this.value = matrices(layers, rows, keyValueWidth);
             this.attentionLogSumExp = matrices(layers, rows, config.numHeads());
-            this.attentionOutput = matrices(layers, rows, queryWidth);
+            this.attentionOutput = savedWhereAdapted(rows, queryWidth, Block::outputProjection);
             this.mlpNormRstd = matrices(layers, rows, 1);
-            this.mlpInput = matrices(layers, rows, hidden);
+            this.mlpInput = savedWhereAdapted(rows, hidden, Block::gateProjection, Block::upProjection);
             this.gate = matrices(layers, rows, inner);
             this.up = matrices(layers, rows, inner);
-            this.gated = matrices(layers, rows, inner);
+            this.gated = savedWhereAdapted(rows, inner, Block::downProjection);
             this.finalNormRstd = new float[rows];
             this.finalNormOutput = new float[Math.multiplyExact(rows, hidden)];
             this.logits = new float[Math.multiplyExact(rows, config.vocabSize())];
@@ -312,8 +310,28 @@ public final class LlamaModel {
             this.keyGrad = new float[rows * keyValueWidth];
             this.valueGrad = new float[rows * keyValueWidth];
             this.gatedGrad = new float[rows * inner];
-            this.gateGrad = new float[rows * inner];
-            this.upGrad = new float[rows * inner];
+        }
+
+        /**
+         * One [rows, cols] matrix per block holding the input of the given linear modules. Only an
+         * adapter's backward reads its input, so blocks where none of them is adapted share one
+         * scratch matrix instead.
+         */
+        @SafeVarargs
+        private float[][] savedWhereAdapted(int rows, int cols, Function<Block, LoRALinear>... readers) {
+            float[] shared = null;
+            float[][] matrices = new float[blocks.size()][];
+            for (int layer = 0; layer < blocks.size(); layer++) {
+                Block block = blocks.get(layer);
+                boolean adapted = Arrays.stream(readers).anyMatch(reader -> reader.apply(block).spec().rank() > 0);
+                if (adapted) {
+                    matrices[layer] = new float[Math.multiplyExact(rows, cols)];
+                } else {
+                    shared = shared != null ? shared : new float[Math.multiplyExact(rows, cols)];
+                    matrices[layer] = shared;
+                }
+            }
+            return matrices;
         }
 
         private static float[][] matrices(int count, int rows, int cols) {
@@ -464,10 +482,13 @@ public final class LlamaModel {
 
         // The MLP branch: x_out = x_mid + down(swiglu(gate(m), up(m))).
         linearBackward(block.downProjection(), ws.gated[layer], residualGrad, ws.gatedGrad, ws, false);
-        Activations.swigluBackward(ws.gatedGrad, 0, ws.gate[layer], 0, ws.up[layer], 0, ws.gateGrad, 0,
-                ws.upGrad, 0, rows * config.intermediateSize());
-        linearBackward(block.gateProjection(), ws.mlpInput[layer], ws.gateGrad, ws.normGrad, ws, false);
-        linearBackward(block.upProjection(), ws.mlpInput[layer], ws.upGrad, ws.normGrad, ws, true);
+        // In place: gate and up are not read again after their gradients are formed.
+        float[] gateGrad = ws.gate[layer];
+        float[] upGrad = ws.up[layer];
+        Activations.swigluBackward(ws.gatedGrad, 0, ws.gate[layer], 0, ws.up[layer], 0, gateGrad, 0, upGrad, 0,
+                rows * config.intermediateSize());
+        linearBackward(block.gateProjection(), ws.mlpInput[layer], gateGrad, ws.normGrad, ws, false);
+        linearBackward(block.upProjection(), ws.mlpInput[layer], upGrad, ws.normGrad, ws, true);
         Norms.rmsNormBackward(ws.normGrad, 0, ws.residualAfterAttention[layer], 0, block.postAttentionNormWeight(), 0,
                 ws.mlpNormRstd[layer], 0, ws.normGrad, 0, null, 0, rows, hidden);
         VectorMath.addInPlace(ws.normGrad, 0, residualGrad, 0, rows * hidden);
