@@ -435,13 +435,11 @@ public final class Gpt2Model {
         int rows = ws.rows;
         int e = config.hiddenSize();
         int rowsE = rows * e;
-        float eps = (float) config.layerNormEpsilon();
         float[] x = ws.residual[layer];
         float[] h = ws.attnResidual[layer];
         float[] qkv = ws.qkv[layer];
 
-        Norms.layerNormForward(x, 0, block.ln1Weight(), 0, block.ln1Bias(), 0, ws.normed, 0,
-                ws.ln1Mean[layer], 0, ws.ln1Rstd[layer], 0, rows, e, eps);
+        layerNorm1(ws, layer);
         modules[C_ATTN].forward(ws.normed, ws.fused, rows, saved[C_ATTN], training, moduleKey(dropoutKey, layer, C_ATTN));
         // c_attn's row is [q | k | v]; the attention kernel wants each as its own [B, T, H, D] tensor.
         for (int row = 0; row < rows; row++) {
@@ -456,8 +454,7 @@ public final class Gpt2Model {
         modules[ATTN_PROJ].forward(attnOut, ws.branch, rows, saved[ATTN_PROJ], training, moduleKey(dropoutKey, layer, ATTN_PROJ));
         VectorMath.add(x, 0, ws.branch, 0, h, 0, rowsE);
 
-        Norms.layerNormForward(h, 0, block.ln2Weight(), 0, block.ln2Bias(), 0, ws.normed, 0,
-                ws.ln2Mean[layer], 0, ws.ln2Rstd[layer], 0, rows, e, eps);
+        layerNorm2(ws, layer);
         float[] fc = ws.fc[layer];
         modules[C_FC].forward(ws.normed, fc, rows, saved[C_FC], training, moduleKey(dropoutKey, layer, C_FC));
         Activations.geluForward(fc, 0, ws.act, 0, fc.length);
@@ -499,7 +496,6 @@ public final class Gpt2Model {
         int rows = ws.rows;
         int e = config.hiddenSize();
         int rowsE = rows * e;
-        float eps = (float) config.layerNormEpsilon();
         float[] x = ws.residual[layer];
         float[] h = ws.attnResidual[layer];
         float[] fc = ws.fc[layer];
@@ -512,8 +508,7 @@ public final class Gpt2Model {
         modules[MLP_PROJ].backward(ws.act, ws.dResidual, ws.dAct, rows, saved[MLP_PROJ], false);
         Activations.geluBackward(ws.dAct, 0, fc, 0, ws.dAct, 0, fc.length);
         if (isAdapted(modules[C_FC])) {
-            Norms.layerNormForward(h, 0, block.ln2Weight(), 0, block.ln2Bias(), 0, ws.normed, 0,
-                    ws.ln2Mean[layer], 0, ws.ln2Rstd[layer], 0, rows, e, eps);
+            layerNorm2(ws, layer);
         }
         modules[C_FC].backward(ws.normed, ws.dAct, ws.dNormed, rows, saved[C_FC], false);
         Norms.layerNormBackward(ws.dNormed, 0, h, 0, block.ln2Weight(), 0, ws.ln2Mean[layer], 0, ws.ln2Rstd[layer], 0,
@@ -532,13 +527,26 @@ public final class Gpt2Model {
             System.arraycopy(ws.dHeads, 2 * rowsE + row * e, ws.fused, to + 2 * e, e);
         }
         if (isAdapted(modules[C_ATTN])) {
-            Norms.layerNormForward(x, 0, block.ln1Weight(), 0, block.ln1Bias(), 0, ws.normed, 0,
-                    ws.ln1Mean[layer], 0, ws.ln1Rstd[layer], 0, rows, e, eps);
+            layerNorm1(ws, layer);
         }
         modules[C_ATTN].backward(ws.normed, ws.fused, ws.dNormed, rows, saved[C_ATTN], false);
         Norms.layerNormBackward(ws.dNormed, 0, x, 0, block.ln1Weight(), 0, ws.ln1Mean[layer], 0, ws.ln1Rstd[layer], 0,
                 ws.dNormed, 0, null, 0, null, 0, rows, e);
         VectorMath.addInPlace(ws.dNormed, 0, ws.dResidual, 0, rowsE);
+    }
+
+    /** ln_1 of block l into the normed scratch, saving its statistics: in the forward, and again where the backward needs it. */
+    private void layerNorm1(Workspace ws, int layer) {
+        Block block = blocks[layer];
+        Norms.layerNormForward(ws.residual[layer], 0, block.ln1Weight(), 0, block.ln1Bias(), 0, ws.normed, 0,
+                ws.ln1Mean[layer], 0, ws.ln1Rstd[layer], 0, ws.rows, config.hiddenSize(), (float) config.layerNormEpsilon());
+    }
+
+    /** ln_2 of block l, as {@link #layerNorm1}. */
+    private void layerNorm2(Workspace ws, int layer) {
+        Block block = blocks[layer];
+        Norms.layerNormForward(ws.attnResidual[layer], 0, block.ln2Weight(), 0, block.ln2Bias(), 0, ws.normed, 0,
+                ws.ln2Mean[layer], 0, ws.ln2Rstd[layer], 0, ws.rows, config.hiddenSize(), (float) config.layerNormEpsilon());
     }
 
     /**
