@@ -54,11 +54,11 @@ public final class Attention {
                                int batch, int seqLen, int heads, int kvHeads, int headDim) {
         int queryElements = AttentionShapes.checkHeads(batch, seqLen, heads, kvHeads, headDim);
         int kvElements = AttentionShapes.elements(batch, seqLen, kvHeads, headDim);
-        AttentionShapes.require(q, qOff, queryElements, "q");
-        AttentionShapes.require(k, kOff, kvElements, "k");
-        AttentionShapes.require(v, vOff, kvElements, "v");
-        AttentionShapes.require(out, outOff, queryElements, "out");
-        AttentionShapes.require(logSumExp, lseOff, AttentionShapes.elements(batch, heads, seqLen, 1), "logSumExp");
+        Bounds.check(q, qOff, queryElements, "q");
+        Bounds.check(k, kOff, kvElements, "k");
+        Bounds.check(v, vOff, kvElements, "v");
+        Bounds.check(out, outOff, queryElements, "out");
+        Bounds.check(logSumExp, lseOff, AttentionShapes.elements(batch, heads, seqLen, 1), "logSumExp");
         if (seqLen == 0) {
             return;
         }
@@ -106,14 +106,14 @@ public final class Attention {
                                 int batch, int seqLen, int heads, int kvHeads, int headDim) {
         int queryElements = AttentionShapes.checkHeads(batch, seqLen, heads, kvHeads, headDim);
         int kvElements = AttentionShapes.elements(batch, seqLen, kvHeads, headDim);
-        AttentionShapes.require(dout, doutOff, queryElements, "dout");
-        AttentionShapes.require(q, qOff, queryElements, "q");
-        AttentionShapes.require(k, kOff, kvElements, "k");
-        AttentionShapes.require(v, vOff, kvElements, "v");
-        AttentionShapes.require(logSumExp, lseOff, AttentionShapes.elements(batch, heads, seqLen, 1), "logSumExp");
-        AttentionShapes.require(dq, dqOff, queryElements, "dq");
-        AttentionShapes.require(dk, dkOff, kvElements, "dk");
-        AttentionShapes.require(dv, dvOff, kvElements, "dv");
+        Bounds.check(dout, doutOff, queryElements, "dout");
+        Bounds.check(q, qOff, queryElements, "q");
+        Bounds.check(k, kOff, kvElements, "k");
+        Bounds.check(v, vOff, kvElements, "v");
+        Bounds.check(logSumExp, lseOff, AttentionShapes.elements(batch, heads, seqLen, 1), "logSumExp");
+        Bounds.check(dq, dqOff, queryElements, "dq");
+        Bounds.check(dk, dkOff, kvElements, "dk");
+        Bounds.check(dv, dvOff, kvElements, "dv");
         if (seqLen == 0) {
             return;
         }

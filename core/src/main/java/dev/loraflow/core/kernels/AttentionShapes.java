@@ -1,11 +1,8 @@
 package dev.loraflow.core.kernels;
 
-import java.util.Objects;
-
 /**
- * Argument checks of the attention and RoPE kernels and their references. Unlike {@link Bounds}, a
- * too-small array is an {@link IllegalArgumentException}: these kernels are handed whole activation
- * tensors, so a short array means a wrong shape, not a wrong index.
+ * Shape checks of the attention and RoPE kernels and their references; array ranges go through
+ * {@link Bounds}.
  */
 final class AttentionShapes {
 
@@ -33,28 +30,6 @@ final class AttentionShapes {
         } catch (ArithmeticException overflow) {
             throw new IllegalArgumentException("shape [" + batch + ", " + seqLen + ", " + heads + ", " + headDim
                     + "] has more than 2³¹ − 1 elements");
-        }
-    }
-
-    static void require(float[] array, int offset, int length, String name) {
-        Objects.requireNonNull(array, name);
-        requireRange(offset, length, array.length, name);
-    }
-
-    static void require(double[] array, int offset, int length, String name) {
-        Objects.requireNonNull(array, name);
-        requireRange(offset, length, array.length, name);
-    }
-
-    static void require(int[] array, int offset, int length, String name) {
-        Objects.requireNonNull(array, name);
-        requireRange(offset, length, array.length, name);
-    }
-
-    private static void requireRange(int offset, int length, int arrayLength, String name) {
-        if (offset < 0 || offset > arrayLength - length) {
-            throw new IllegalArgumentException(name + ": needs " + length + " elements from offset " + offset
-                    + " but the array has " + arrayLength);
         }
     }
 }

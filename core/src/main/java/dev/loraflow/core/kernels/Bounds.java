@@ -5,6 +5,8 @@ import java.util.Objects;
 /**
  * Argument checks shared by the kernels. A kernel checks every range before it writes anything, so a
  * bad offset fails with a message naming the array instead of leaving a half-written output behind.
+ * A range outside its array is an {@link IllegalArgumentException}, as in {@link Gemm}: kernels are
+ * handed whole tensors, so it means a wrong shape or offset from the caller, not a bad index.
  */
 final class Bounds {
 
@@ -35,7 +37,7 @@ final class Bounds {
 
     private static void checkRange(int offset, int length, int arrayLength, String name) {
         if (offset < 0 || length < 0 || offset > arrayLength - length) {
-            throw new IndexOutOfBoundsException(
+            throw new IllegalArgumentException(
                     name + ": range [" + offset + ", " + offset + " + " + length + ") outside array of length " + arrayLength);
         }
     }

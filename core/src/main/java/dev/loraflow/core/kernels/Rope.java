@@ -52,8 +52,8 @@ public final class Rope {
         int headDim = table.headDim();
         int elements = AttentionShapes.elements(batch, seqLen, heads, headDim);
         int tokens = batch * seqLen;
-        AttentionShapes.require(in, inOff, elements, inName);
-        AttentionShapes.require(out, outOff, elements, outName);
+        Bounds.check(in, inOff, elements, inName);
+        Bounds.check(out, outOff, elements, outName);
         checkPositions(positions, posOff, tokens, table.maxPositions());
         int half = headDim / 2;
         int tokenElements = heads * headDim;
@@ -94,7 +94,7 @@ public final class Rope {
 
     /** Every position in [0, maxPositions): checked before anything is written. */
     static void checkPositions(int[] positions, int posOff, int tokens, int maxPositions) {
-        AttentionShapes.require(positions, posOff, tokens, "positions");
+        Bounds.check(positions, posOff, tokens, "positions");
         for (int token = 0; token < tokens; token++) {
             int position = positions[posOff + token];
             if (position < 0 || position >= maxPositions) {

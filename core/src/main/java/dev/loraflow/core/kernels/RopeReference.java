@@ -31,8 +31,8 @@ public final class RopeReference {
                                String inName, String outName) {
         int headDim = table.headDim();
         int elements = AttentionShapes.elements(batch, seqLen, heads, headDim);
-        AttentionShapes.require(in, inOff, elements, inName);
-        AttentionShapes.require(out, outOff, elements, outName);
+        Bounds.check(in, inOff, elements, inName);
+        Bounds.check(out, outOff, elements, outName);
         Rope.checkPositions(positions, posOff, batch * seqLen, table.maxPositions());
         int half = headDim / 2;
         for (int token = 0; token < batch * seqLen; token++) {

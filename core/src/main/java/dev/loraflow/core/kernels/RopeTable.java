@@ -18,8 +18,8 @@ public record RopeTable(int maxPositions, int headDim, double theta, float[] cos
     public RopeTable {
         checkShape(maxPositions, headDim, theta);
         int elements = Math.multiplyExact(maxPositions, headDim / 2);
-        AttentionShapes.require(cos, 0, elements, "cos");
-        AttentionShapes.require(sin, 0, elements, "sin");
+        Bounds.check(cos, 0, elements, "cos");
+        Bounds.check(sin, 0, elements, "sin");
     }
 
     /**

@@ -125,8 +125,8 @@ class VectorMathTest {
         float[] small = new float[10];
         float[] out = new float[10];
         Arrays.fill(out, 42f);
-        assertThrows(IndexOutOfBoundsException.class, () -> VectorMath.add(small, 0, small, 0, out, 5, 6));
-        assertThrows(IndexOutOfBoundsException.class, () -> VectorMath.axpy(1f, small, -1, out, 0, 4));
+        assertThrows(IllegalArgumentException.class, () -> VectorMath.add(small, 0, small, 0, out, 5, 6));
+        assertThrows(IllegalArgumentException.class, () -> VectorMath.axpy(1f, small, -1, out, 0, 4));
         for (float v : out) {
             assertEquals(42f, v);
         }

@@ -177,8 +177,9 @@ class Gpt2ModelTest {
         model.backward(ws, 1f);
         model.forward(ws, second, labelsOf(second), true, 99);
         model.backward(ws, 1f);
-        assertEquals(firstLoss, model.forward(ws, first, labelsOf(first), false, 0));
-        assertArrayEquals(firstLogits, ws.logits());
+        // within the last bits that separate two forward runs (the Vector API's fallback vs C2)
+        assertEquals(firstLoss, model.forward(ws, first, labelsOf(first), false, 0), 1e-6 * firstLoss);
+        assertArrayEquals(firstLogits, ws.logits(), 1e-5f);
     }
 
     // ---------------------------------------------------------------- backward
@@ -348,7 +349,8 @@ class Gpt2ModelTest {
         Gpt2Model loaded = new Gpt2Model(TINY, weights, read.config(), 35);
         loaded.loadAdapter(read);
         int[] ids = randomIds(BATCH * SEQ, TINY.vocabSize(), 36);
-        assertArrayEquals(trained.logits(ids, BATCH, SEQ), loaded.logits(ids, BATCH, SEQ));
+        // within the last bits that separate two forward runs (the Vector API's fallback vs C2)
+        assertArrayEquals(trained.logits(ids, BATCH, SEQ), loaded.logits(ids, BATCH, SEQ), 1e-5f);
 
         Gpt2Model other = new Gpt2Model(TINY, weights, FIRST_BLOCK, 37);
         var e = assertThrows(IllegalArgumentException.class, () -> other.loadAdapter(read));
@@ -442,7 +444,9 @@ class Gpt2ModelTest {
         writeHfCheckpoint(tmp.resolve("bf16"), TINY, weights, DType.BF16, true);
         for (String name : List.of("prefixed", "plain")) {
             Gpt2Model loaded = Gpt2Model.load(tmp.resolve(name), null, 0);
-            assertEquals(f32Loss, loaded.forward(loaded.newWorkspace(BATCH, SEQ), ids, labels, false, 0), name);
+            // Same weights, so the same loss up to the last bits, which may differ between two forwards run
+            // before and after C2 compiles the kernels (the Vector API's fallback sums lanes in another order).
+            assertEquals(f32Loss, loaded.forward(loaded.newWorkspace(BATCH, SEQ), ids, labels, false, 0), 1e-6 * f32Loss, name);
         }
         Gpt2Model bf16 = Gpt2Model.load(tmp.resolve("bf16"), ALL_LINEAR, 0);
         double bf16Loss = bf16.forward(bf16.newWorkspace(BATCH, SEQ), ids, labels, false, 0);

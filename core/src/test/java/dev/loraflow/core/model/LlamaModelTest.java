@@ -389,8 +389,10 @@ class LlamaModelTest {
         double baseLoss = base.forward(tokens, targets, baseWs, false, 0);
         double adaptedLoss = adapted.forward(tokens, targets, adaptedWs, false, 0);
 
-        assertEquals(baseLoss, adaptedLoss, 0.0);
-        assertArrayEquals(base.logits(baseWs), adapted.logits(adaptedWs));
+        // two forward runs agree up to the last bits: a kernel's first calls run the Vector API's fallback,
+        // which sums lanes and takes exp differently from C2's code
+        assertEquals(baseLoss, adaptedLoss, 1e-6 * baseLoss);
+        assertArrayEquals(base.logits(baseWs), adapted.logits(adaptedWs), 1e-5f);
     }
 
     @Test
@@ -466,7 +468,8 @@ class LlamaModelTest {
             if (sees) {
                 assertFalse(Arrays.equals(rowBefore, rowAfter), "row " + row + " sees the changed token");
             } else {
-                assertArrayEquals(rowBefore, rowAfter, "row " + row + " must not see token " + changed);
+                // within the last bits that separate two forward runs (the Vector API's fallback vs C2)
+                assertArrayEquals(rowBefore, rowAfter, 1e-5f, "row " + row + " must not see token " + changed);
             }
         }
     }
