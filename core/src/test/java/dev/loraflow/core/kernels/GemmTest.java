@@ -39,13 +39,13 @@ class GemmTest {
         int aOff = 4;
         int bOff = 1;
         int cOff = 6;
-        float[] a = randomFloats(random, aOff + (transA ? k : m) * lda);
-        float[] b = randomFloats(random, bOff + (transB ? n : k) * ldb);
-        float[] c = randomFloats(random, cOff + m * ldc);
+        float[] a = KernelChecks.gaussian(random, aOff + (transA ? k : m) * lda, 0, 1);
+        float[] b = KernelChecks.gaussian(random, bOff + (transB ? n : k) * ldb, 0, 1);
+        float[] c = KernelChecks.gaussian(random, cOff + m * ldc, 0, 1);
         float alpha = 0.75f;
         float beta = -0.5f;
-        double[] expected = toDouble(c);
-        GemmReference.gemm(transA, transB, m, n, k, alpha, toDouble(a), aOff, lda, toDouble(b), bOff, ldb,
+        double[] expected = KernelChecks.widen(c);
+        GemmReference.gemm(transA, transB, m, n, k, alpha, KernelChecks.widen(a), aOff, lda, KernelChecks.widen(b), bOff, ldb,
                 beta, expected, cOff, ldc);
         Gemm.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
         double tolerance = 1e-5 * Math.sqrt(k) * 2;
@@ -71,12 +71,12 @@ class GemmTest {
     @MethodSource("epilogueShapes")
     void epilogueAddsBiasAndTheMaskedLowRankTerm(int m, int n, int k, int rank, boolean transB, boolean transV, boolean masked) {
         Random random = new Random(m * 7L + n * 3L + k + rank);
-        float[] a = randomFloats(random, m * k);
-        float[] b = randomFloats(random, k * n);
-        float[] bias = randomFloats(random, n + 2);
-        float[] u = randomFloats(random, m * rank);
-        float[] v = randomFloats(random, rank * n);
-        float[] c = randomFloats(random, m * n);
+        float[] a = KernelChecks.gaussian(random, m * k, 0, 1);
+        float[] b = KernelChecks.gaussian(random, k * n, 0, 1);
+        float[] bias = KernelChecks.gaussian(random, n + 2, 0, 1);
+        float[] u = KernelChecks.gaussian(random, m * rank, 0, 1);
+        float[] v = KernelChecks.gaussian(random, rank * n, 0, 1);
+        float[] c = KernelChecks.gaussian(random, m * n, 0, 1);
         long[] mask = new long[(m * n + 63) / 64];
         for (int i = 0; i < mask.length; i++) {
             mask[i] = random.nextLong();
@@ -125,8 +125,8 @@ class GemmTest {
     @Test
     void betaZeroIgnoresNaNInC() {
         int m = 9, n = 40, k = 12;
-        float[] a = randomFloats(new Random(1), m * k);
-        float[] b = randomFloats(new Random(2), k * n);
+        float[] a = KernelChecks.gaussian(new Random(1), m * k, 0, 1);
+        float[] b = KernelChecks.gaussian(new Random(2), k * n, 0, 1);
         float[] c = new float[m * n];
         java.util.Arrays.fill(c, Float.NaN);
         Gemm.sgemm(false, false, m, n, k, 1f, a, 0, k, b, 0, n, 0f, c, 0, n);
@@ -139,21 +139,21 @@ class GemmTest {
     void linearLayerLayoutsAgreeWithReference() {
         Random random = new Random(5);
         int m = 70, k = 45, n = 100;
-        float[] x = randomFloats(random, m * k);
-        float[] w = randomFloats(random, n * k);
-        float[] dy = randomFloats(random, m * n);
+        float[] x = KernelChecks.gaussian(random, m * k, 0, 1);
+        float[] w = KernelChecks.gaussian(random, n * k, 0, 1);
+        float[] dy = KernelChecks.gaussian(random, m * n, 0, 1);
         float[] y = new float[m * n];
         float[] dx = new float[m * k];
-        float[] dw = randomFloats(random, n * k);
+        float[] dw = KernelChecks.gaussian(random, n * k, 0, 1);
         double[] yRef = new double[m * n];
         double[] dxRef = new double[m * k];
-        double[] dwRef = toDouble(dw);
+        double[] dwRef = KernelChecks.widen(dw);
         Gemm.matmulXWt(x, w, y, m, k, n, false);
         Gemm.matmulDyW(dy, w, dx, m, n, k, false);
         Gemm.matmulDyTX(dy, x, dw, m, n, k, true);
-        GemmReference.matmulXWt(toDouble(x), toDouble(w), yRef, m, k, n, false);
-        GemmReference.matmulDyW(toDouble(dy), toDouble(w), dxRef, m, n, k, false);
-        GemmReference.matmulDyTX(toDouble(dy), toDouble(x), dwRef, m, n, k, true);
+        GemmReference.matmulXWt(KernelChecks.widen(x), KernelChecks.widen(w), yRef, m, k, n, false);
+        GemmReference.matmulDyW(KernelChecks.widen(dy), KernelChecks.widen(w), dxRef, m, n, k, false);
+        GemmReference.matmulDyTX(KernelChecks.widen(dy), KernelChecks.widen(x), dwRef, m, n, k, true);
         assertClose(yRef, y, 1e-4);
         assertClose(dxRef, dx, 1e-4);
         assertClose(dwRef, dw, 1e-4);
@@ -167,22 +167,6 @@ class GemmTest {
         assertTrue(error.getMessage().startsWith("A:"), error.getMessage());
         assertThrows(IllegalArgumentException.class, () -> Gemm.sgemm(false, false, -1, 1, 1, 1f,
                 small, 0, 1, small, 0, 1, 0f, small, 0, 1));
-    }
-
-    static float[] randomFloats(Random random, int size) {
-        float[] values = new float[size];
-        for (int i = 0; i < size; i++) {
-            values[i] = (float) (random.nextGaussian());
-        }
-        return values;
-    }
-
-    static double[] toDouble(float[] values) {
-        double[] result = new double[values.length];
-        for (int i = 0; i < values.length; i++) {
-            result[i] = values[i];
-        }
-        return result;
     }
 
     static void assertClose(double[] expected, float[] actual, double tolerance) {
