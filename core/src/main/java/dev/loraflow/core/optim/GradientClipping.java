@@ -1,5 +1,6 @@
 package dev.loraflow.core.optim;
 
+import dev.loraflow.core.kernels.VectorMath;
 import java.util.List;
 
 /** Rescales gradients whose global L2 norm exceeds a maximum, as {@code torch.nn.utils.clip_grad_norm_}. */
@@ -20,6 +21,7 @@ public final class GradientClipping {
         }
         double sumOfSquares = 0;
         for (Parameter parameter : parameters) {
+            // squared in double: float lanes would overflow for |g| > 1.8e19 and report a finite gradient as Inf
             double own = 0;
             for (float g : parameter.grad()) {
                 own += (double) g * g;
@@ -34,10 +36,7 @@ public final class GradientClipping {
         if (coefficient < 1) {
             float scale = (float) coefficient;
             for (Parameter parameter : parameters) {
-                float[] grad = parameter.grad();
-                for (int i = 0; i < grad.length; i++) {
-                    grad[i] *= scale;
-                }
+                VectorMath.scale(scale, parameter.grad(), 0, parameter.size());
             }
         }
         return norm;
