@@ -39,7 +39,7 @@ import java.util.Set;
  * output (or the GELU's) only where an adapter needs it as input, and a block keeps its attention
  * output only when its {@code c_proj} is adapted, so nothing is saved that the backward does not read.
  */
-public final class Gpt2Model {
+public final class Gpt2Model implements CausalLanguageModel {
 
     /** Conv1D modules of a block, in Transformers' module order. */
     private static final int C_ATTN = 0;
@@ -136,15 +136,17 @@ public final class Gpt2Model {
         return new Gpt2Model(gpt2, CheckpointWeights.read(modelDirectory, ModelLayout.of(gpt2)), lora, seed);
     }
 
+    @Override
     public Gpt2Config config() {
         return config;
     }
 
+    @Override
     public ModelLayout layout() {
         return layout;
     }
 
-    /** The adapter config the model was built with, or null. */
+    @Override
     public LoraAdapterConfig loraConfig() {
         return loraConfig;
     }
@@ -154,75 +156,14 @@ public final class Gpt2Model {
         return targets;
     }
 
-    /** The adapted modules by PEFT module path (e.g. {@code transformer.h.0.attn.c_attn}), in module order. */
+    @Override
     public Map<String, LoRALinear> adaptedModules() {
         return adapted;
     }
 
-    /** Every adapter's A and B, in module order: what an optimiser updates. */
-    public List<Parameter> trainableParameters() {
-        List<Parameter> parameters = new ArrayList<>();
-        adapted.values().forEach(module -> parameters.addAll(module.trainableParameters()));
-        return List.copyOf(parameters);
-    }
-
-    /** Copies an adapter's A and B into the model's; it must adapt exactly the model's modules with their shapes. */
-    public void loadAdapter(PeftAdapter adapter) {
-        Set<String> expected = adapted.keySet();
-        Set<String> given = adapter.modules().keySet();
-        if (!expected.equals(given)) {
-            throw new IllegalArgumentException("the adapter's modules " + given + " are not the model's adapted modules " + expected);
-        }
-        for (LoraWeights weights : adapter.modules().values()) {
-            LoRALinear module = adapted.get(weights.modulePath());
-            if (weights.r() != module.spec().rank() || weights.inFeatures() != module.inFeatures()
-                    || weights.outFeatures() != module.outFeatures()) {
-                throw new IllegalArgumentException(weights.modulePath() + ": adapter is r=" + weights.r() + " ["
-                        + weights.inFeatures() + " → " + weights.outFeatures() + "], the model's module r="
-                        + module.spec().rank() + " [" + module.inFeatures() + " → " + module.outFeatures() + "]");
-            }
-        }
-        for (LoraWeights weights : adapter.modules().values()) {
-            LoRALinear module = adapted.get(weights.modulePath());
-            System.arraycopy(weights.a(), 0, module.loraA().value(), 0, weights.a().length);
-            System.arraycopy(weights.b(), 0, module.loraB().value(), 0, weights.b().length);
-        }
-    }
-
-    /** A copy of the adapters in PEFT's form, with the config the model was built with. */
-    public PeftAdapter toPeftAdapter() {
-        if (loraConfig == null) {
-            throw new IllegalStateException("the model has no LoRA adapter");
-        }
-        Map<String, LoraWeights> modules = new LinkedHashMap<>();
-        adapted.forEach((path, module) -> modules.put(path, new LoraWeights(path, module.spec().rank(),
-                module.inFeatures(), module.outFeatures(), module.loraA().value().clone(), module.loraB().value().clone())));
-        return new PeftAdapter(loraConfig, modules);
-    }
-
-    /** Folds every adapter into its (copied) base weight; see {@link LoRALinear#merge()}. */
-    public void merge() {
-        List<LoRALinear> merged = new ArrayList<>();
-        try {
-            for (LoRALinear module : adapted.values()) {
-                module.merge();
-                merged.add(module);
-            }
-        } catch (RuntimeException e) {
-            merged.forEach(LoRALinear::unmerge);
-            throw e;
-        }
-    }
-
-    /** Restores every base weight exactly; see {@link LoRALinear#unmerge()}. */
-    public void unmerge() {
-        for (LoRALinear module : adapted.values()) {
-            module.unmerge();
-        }
-    }
-
     /** Buffers for batches of {@code batch} sequences of {@code seqLen} tokens. */
-    public Workspace newWorkspace(int batch, int seqLen) {
+    @Override
+    public CausalLanguageModel.Workspace newWorkspace(int batch, int seqLen) {
         return new Workspace(batch, seqLen);
     }
 
@@ -230,7 +171,7 @@ public final class Gpt2Model {
      * Everything one batch shape needs between and during the passes: the activations the backward
      * reads, per block, and scratch shared by all blocks. Not thread-safe; one per concurrent batch.
      */
-    public final class Workspace {
+    private final class Workspace implements CausalLanguageModel.Workspace {
         private final int batch;
         private final int seqLen;
         private final int rows;
@@ -341,23 +282,22 @@ public final class Gpt2Model {
             return Gpt2Model.this;
         }
 
+        @Override
         public int batch() {
             return batch;
         }
 
+        @Override
         public int seqLen() {
             return seqLen;
         }
 
-        /**
-         * [batch·seqLen, vocab]: the logits of the last forward; the backward overwrites them with their
-         * gradient.
-         */
+        @Override
         public float[] logits() {
             return logits;
         }
 
-        /** Tokens the last forward's loss averaged over: labels after the shift that are not -100. */
+        @Override
         public int countedTokens() {
             return countedTokens;
         }
@@ -374,8 +314,10 @@ public final class Gpt2Model {
      * @param dropoutKey makes a step's dropout masks reproducible: the same key gives the same masks
      * @return the mean cross-entropy over counted tokens (0 when none counts), or NaN without labels
      */
-    public double forward(Workspace ws, int[] inputIds, int[] labels, boolean training, long dropoutKey) {
-        checkWorkspace(ws);
+    @Override
+    public double forward(CausalLanguageModel.Workspace workspace, int[] inputIds, int[] labels, boolean training,
+                          long dropoutKey) {
+        Workspace ws = own(workspace);
         int rows = ws.rows;
         int e = config.hiddenSize();
         int vocab = config.vocabSize();
@@ -469,8 +411,9 @@ public final class Gpt2Model {
      *
      * @throws IllegalStateException if the workspace holds no forward with labels, or the model is merged
      */
-    public void backward(Workspace ws, float dLoss) {
-        checkWorkspace(ws);
+    @Override
+    public void backward(CausalLanguageModel.Workspace workspace, float dLoss) {
+        Workspace ws = own(workspace);
         if (!ws.forwardDone || !ws.withLoss) {
             throw new IllegalStateException("backward needs a forward with labels on this workspace first");
         }
@@ -554,9 +497,9 @@ public final class Gpt2Model {
      * for tests and one-off inference, not for loops.
      */
     public float[] logits(int[] inputIds, int batch, int seqLen) {
-        Workspace ws = newWorkspace(batch, seqLen);
+        CausalLanguageModel.Workspace ws = newWorkspace(batch, seqLen);
         forward(ws, inputIds, null, false, 0);
-        return ws.logits;
+        return ws.logits();
     }
 
     /**
@@ -571,9 +514,10 @@ public final class Gpt2Model {
         return Rng.hash(dropoutKey, (long) layer * MODULES.length + module);
     }
 
-    private void checkWorkspace(Workspace ws) {
-        if (ws.owner() != this) {
+    private Workspace own(CausalLanguageModel.Workspace workspace) {
+        if (!(workspace instanceof Workspace ws) || ws.owner() != this) {
             throw new IllegalArgumentException("the workspace belongs to another model");
         }
+        return ws;
     }
 }

@@ -9,10 +9,13 @@ import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.kernels.VectorMath;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.lora.LoraSpec;
-import dev.loraflow.core.optim.Parameter;
+import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
@@ -31,7 +34,7 @@ import java.util.function.Function;
  * when the embeddings are tied. Every linear module is a {@link LoRALinear}, of rank 0 where it has
  * no adapter, so that all of them run through the same kernels.
  */
-public final class LlamaModel {
+public final class LlamaModel implements CausalLanguageModel {
 
     private final LlamaConfig config;
     private final ModelLayout layout;
@@ -53,7 +56,9 @@ public final class LlamaModel {
      * since no gradient below it reaches a trainable parameter.
      */
     private final int firstAdaptedBlock;
-    private final List<Parameter> trainableParameters;
+    private final LoraAdapterConfig loraConfig;
+    /** PEFT module path → linear module, for the adapted ones (rank > 0), in module order. */
+    private final Map<String, LoRALinear> adaptedModules;
 
     private record Block(
             /* [H] */ float[] inputNormWeight,
@@ -82,9 +87,32 @@ public final class LlamaModel {
      * @throws IllegalArgumentException naming the tensor or module when a weight is missing, unexpected
      *                                  or of the wrong size, or a target is not a linear module of the model
      */
-    public LlamaModel(LlamaConfig config, Map<String, float[]> weights, List<LoraTarget> loraTargets,
-                      float loraDropout, long seed) {
+    LlamaModel(LlamaConfig config, Map<String, float[]> weights, List<LoraTarget> loraTargets, float loraDropout,
+               long seed) {
+        this(config, weights, null, loraTargets, loraDropout, seed);
+    }
+
+    /**
+     * @param weights every tensor of {@code ModelLayout.of(config)} under its canonical name, flattened
+     *                row-major; used as given (not copied) and never written
+     * @param lora    which modules get adapters, by PEFT's rules; null for none
+     * @param seed    seeds A's initialisation, each module from its own hash of it
+     * @throws IllegalArgumentException naming the tensor when a weight is missing, unexpected or of the
+     *                                  wrong size, or if the config asks for trainable biases
+     */
+    public LlamaModel(LlamaConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed) {
+        this(config, weights, lora, lora == null ? List.of() : LoraTargets.select(ModelLayout.of(config), lora),
+                lora == null ? 0f : (float) lora.loraDropout(), seed);
+        if (lora != null && lora.bias() != LoraAdapterConfig.Bias.NONE) {
+            throw new IllegalArgumentException("LoRA bias \"" + lora.bias().json()
+                    + "\" (trainable biases) is not supported; use \"none\"");
+        }
+    }
+
+    private LlamaModel(LlamaConfig config, Map<String, float[]> weights, LoraAdapterConfig lora,
+                       List<LoraTarget> loraTargets, float loraDropout, long seed) {
         this.config = Objects.requireNonNull(config, "config");
+        this.loraConfig = lora;
         this.layout = ModelLayout.of(config);
         checkWeights(layout, weights);
         Map<String, LoraSpec> specs = loraSpecs(layout, loraTargets, loraDropout);
@@ -129,9 +157,26 @@ public final class LlamaModel {
         this.blocks = List.copyOf(built);
         this.firstAdaptedBlock = lowestAdaptedBlock(blocks);
 
-        List<Parameter> parameters = new ArrayList<>();
-        linearModules.forEach(linear -> parameters.addAll(linear.trainableParameters()));
-        this.trainableParameters = List.copyOf(parameters);
+        Map<String, LoRALinear> adapted = new LinkedHashMap<>();
+        linearModules.stream().filter(linear -> linear.spec().rank() > 0)
+                .forEach(linear -> adapted.put(linear.name(), linear));
+        this.adaptedModules = Collections.unmodifiableMap(adapted);
+    }
+
+    /**
+     * Loads a Hugging Face model directory ({@code config.json} + {@code model.safetensors} or a sharded
+     * index), F32/F16/BF16.
+     *
+     * @throws ModelConfigException      if the config is not a Llama one
+     * @throws CheckpointLayoutException if the tensors do not match the config
+     */
+    public static LlamaModel load(Path modelDirectory, LoraAdapterConfig lora, long seed) throws IOException {
+        ModelConfig read = ModelConfig.read(modelDirectory.resolve("config.json"));
+        if (!(read instanceof LlamaConfig llama)) {
+            throw new ModelConfigException(modelDirectory.resolve("config.json") + ": model_type \"" + read.modelType()
+                    + "\" is not \"" + LlamaConfig.MODEL_TYPE + "\"");
+        }
+        return new LlamaModel(llama, CheckpointWeights.read(modelDirectory, ModelLayout.of(llama)), lora, seed);
     }
 
     private static int lowestAdaptedBlock(List<Block> blocks) {
@@ -206,7 +251,7 @@ public final class LlamaModel {
      * The activations of one batch shape: everything the forward saves for the backward, the logits,
      * and the backward's scratch, allocated once so that a training step allocates nothing.
      */
-    public final class Workspace {
+    private final class Workspace implements CausalLanguageModel.Workspace {
         private final int batch;
         private final int seqLen;
         /** N = batch·seqLen, the rows every projection works on. */
@@ -268,6 +313,8 @@ public final class LlamaModel {
         /** [N, I]: gradient of silu(gate) ⊙ up. */
         private final float[] gatedGrad;
         private boolean forwardDone;
+        private boolean withLoss;
+        private int countedTokens;
 
         private Workspace(int batch, int seqLen) {
             this.batch = batch;
@@ -342,12 +389,24 @@ public final class LlamaModel {
             return matrices;
         }
 
+        @Override
         public int batch() {
             return batch;
         }
 
+        @Override
         public int seqLen() {
             return seqLen;
+        }
+
+        @Override
+        public float[] logits() {
+            return logits;
+        }
+
+        @Override
+        public int countedTokens() {
+            return countedTokens;
         }
 
         private LlamaModel owner() {
@@ -360,7 +419,8 @@ public final class LlamaModel {
      *
      * @throws IllegalArgumentException if a size is not positive or seqLen exceeds max_position_embeddings
      */
-    public Workspace newWorkspace(int batch, int seqLen) {
+    @Override
+    public CausalLanguageModel.Workspace newWorkspace(int batch, int seqLen) {
         if (batch <= 0 || seqLen <= 0) {
             throw new IllegalArgumentException("batch and seqLen must be positive, got " + batch + " and " + seqLen);
         }
@@ -371,22 +431,39 @@ public final class LlamaModel {
         return new Workspace(batch, seqLen);
     }
 
+    @Override
+    public double forward(CausalLanguageModel.Workspace workspace, int[] inputIds, int[] labels, boolean training,
+                          long dropoutKey) {
+        Workspace ws = own(workspace);
+        int[] targets = new int[ws.rows];
+        if (labels != null) {
+            checkIds(labels, ws.rows, "label", true);
+        }
+        for (int row = 0; row < ws.rows; row++) {
+            int t = row % ws.seqLen;
+            targets[row] = labels != null && t + 1 < ws.seqLen ? labels[row + 1] : Softmax.IGNORE_INDEX;
+        }
+        double loss = forwardWithTargets(inputIds, targets, ws, training, dropoutKey);
+        ws.withLoss = labels != null;
+        return labels == null ? Double.NaN : loss;
+    }
+
     /**
-     * Runs the model on a batch and returns the mean cross-entropy over the targets that are not
-     * {@link Softmax#IGNORE_INDEX} (0 when there are none).
-     *
-     * @param tokens     [B·T] token ids
-     * @param targets    [B·T], the next token of each position (already shifted) or −100
-     * @param training   applies LoRA dropout
-     * @param dropoutKey keys the dropout masks; each module derives its own from it
-     * @throws IllegalArgumentException if a token or target is out of range or an array does not hold B·T ids
+     * {@link #forward} with the targets already shifted: {@code targets[row]} is the token position
+     * {@code row} predicts, or −100.
      */
-    public double forward(int[] tokens, int[] targets, Workspace ws, boolean training, long dropoutKey) {
-        checkWorkspace(ws);
+    double forwardWithTargets(int[] tokens, int[] targets, CausalLanguageModel.Workspace workspace, boolean training,
+                              long dropoutKey) {
+        Workspace ws = own(workspace);
         checkIds(tokens, ws.rows, "token", false);
         checkIds(targets, ws.rows, "target", true);
         ws.forwardDone = false;
         System.arraycopy(targets, 0, ws.targets, 0, ws.rows);
+        int counted = 0;
+        for (int target : targets) {
+            counted += target == Softmax.IGNORE_INDEX ? 0 : 1;
+        }
+        ws.countedTokens = counted;
 
         int rows = ws.rows;
         int hidden = config.hiddenSize();
@@ -402,6 +479,7 @@ public final class LlamaModel {
         double loss = Softmax.crossEntropyForward(ws.logits, 0, ws.targets, 0, ws.lossLogSumExp, 0, rows,
                 config.vocabSize());
         ws.forwardDone = true;
+        ws.withLoss = true;
         return loss;
     }
 
@@ -439,31 +517,17 @@ public final class LlamaModel {
         VectorMath.add(afterAttention, 0, ws.hiddenScratch, 0, ws.residual[layer + 1], 0, rows * hidden);
     }
 
-    /**
-     * The logits of the last forward, [B·T, V] row-major. A view, not a copy: valid until the next
-     * forward or backward on this workspace (the backward overwrites it with the logits' gradient).
-     */
-    public float[] logits(Workspace ws) {
-        checkWorkspace(ws);
-        return ws.logits;
-    }
-
-    /**
-     * Accumulates (+=) the gradient of the last forward's loss into every LoRA parameter. Frozen weights
-     * get none. The workspace's logits are consumed.
-     *
-     * @throws IllegalStateException if the workspace holds no forward to differentiate
-     */
-    public void backward(Workspace ws) {
-        checkWorkspace(ws);
-        if (!ws.forwardDone) {
-            throw new IllegalStateException("backward needs a forward on this workspace first (once per forward)");
+    @Override
+    public void backward(CausalLanguageModel.Workspace workspace, float dLoss) {
+        Workspace ws = own(workspace);
+        if (!ws.forwardDone || !ws.withLoss) {
+            throw new IllegalStateException("backward needs a forward with labels on this workspace first (once per forward)");
         }
         ws.forwardDone = false;
         int rows = ws.rows;
         int hidden = config.hiddenSize();
         float[] logitsGrad = ws.logits;
-        Softmax.crossEntropyBackward(ws.logits, 0, ws.targets, 0, ws.lossLogSumExp, 0, 1f, logitsGrad, 0, rows,
+        Softmax.crossEntropyBackward(ws.logits, 0, ws.targets, 0, ws.lossLogSumExp, 0, dLoss, logitsGrad, 0, rows,
                 config.vocabSize());
         linearBackward(outputHead, ws.finalNormOutput, logitsGrad, ws.normGrad, ws, false);
         float[] residualGrad = ws.hiddenScratch;
@@ -523,10 +587,11 @@ public final class LlamaModel {
         linear.backward(x, dy, dx, ws.rows, ws.linearActivations.get(moduleIndex.get(linear)), accumulateDx);
     }
 
-    private void checkWorkspace(Workspace ws) {
-        if (Objects.requireNonNull(ws, "workspace").owner() != this) {
+    private Workspace own(CausalLanguageModel.Workspace workspace) {
+        if (!(Objects.requireNonNull(workspace, "workspace") instanceof Workspace ws) || ws.owner() != this) {
             throw new IllegalArgumentException("the workspace belongs to another model");
         }
+        return ws;
     }
 
     private void checkIds(int[] ids, int rows, String what, boolean ignorable) {
@@ -544,9 +609,14 @@ public final class LlamaModel {
         }
     }
 
-    /** LoRA A and B of every adapted module, in module order, A before B. */
-    public List<Parameter> trainableParameters() {
-        return trainableParameters;
+    @Override
+    public LoraAdapterConfig loraConfig() {
+        return loraConfig;
+    }
+
+    @Override
+    public Map<String, LoRALinear> adaptedModules() {
+        return adaptedModules;
     }
 
     /** Every linear module, in {@link ModelLayout#linearModules()} order; rank 0 where not adapted. */
@@ -554,10 +624,12 @@ public final class LlamaModel {
         return linearModules;
     }
 
+    @Override
     public LlamaConfig config() {
         return config;
     }
 
+    @Override
     public ModelLayout layout() {
         return layout;
     }

@@ -32,12 +32,12 @@ class LlamaModelTest {
     private static final int CONTEXT = 8;
 
     /** Grouped-query attention: 4 query heads read 2 kv heads, head_dim 4. */
-    private static LlamaConfig config(boolean tied) {
+    static LlamaConfig config(boolean tied) {
         return new LlamaConfig(VOCAB, 16, 32, 2, 4, 2, 4, CONTEXT, 1e-5, 10000, tied);
     }
 
     /** Random weights: linear ones ~ N(0, 1/in), norms near 1, embeddings ~ N(0, embeddingStd²). */
-    private static Map<String, float[]> randomWeights(LlamaConfig config, double embeddingStd, long seed) {
+    static Map<String, float[]> randomWeights(LlamaConfig config, double embeddingStd, long seed) {
         Random random = new Random(seed);
         Map<String, float[]> weights = new LinkedHashMap<>();
         for (WeightSpec spec : ModelLayout.of(config).weights()) {
@@ -113,12 +113,12 @@ class LlamaModelTest {
         randomizeLoraB(model, 2);
         int[] tokens = randomTokens(3);
         int[] nextTokens = shiftedTargets(tokens);
-        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
         boolean training = dropout > 0;
         long key = 11;
 
-        model.forward(tokens, nextTokens, ws, training, key);
-        model.backward(ws);
+        model.forwardWithTargets(tokens, nextTokens, ws, training, key);
+        model.backward(ws, 1f);
 
         List<Parameter> sampled = new ArrayList<>();
         for (Parameter parameter : model.trainableParameters()) {
@@ -139,9 +139,9 @@ class LlamaModelTest {
                 int index = random.nextInt(parameter.size());
                 float original = parameter.value()[index];
                 parameter.value()[index] = original + h;
-                double plus = model.forward(tokens, nextTokens, ws, training, key);
+                double plus = model.forwardWithTargets(tokens, nextTokens, ws, training, key);
                 parameter.value()[index] = original - h;
-                double minus = model.forward(tokens, nextTokens, ws, training, key);
+                double minus = model.forwardWithTargets(tokens, nextTokens, ws, training, key);
                 parameter.value()[index] = original;
                 double numeric = (plus - minus) / (2 * h);
                 double analytic = parameter.grad()[index];
@@ -185,15 +185,15 @@ class LlamaModelTest {
         randomizeLoraB(model, 2);
         int[] tokens = randomTokens(3);
         int[] targets = shiftedTargets(tokens);
-        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
-        double loss = model.forward(tokens, targets, ws, false, 0);
+        CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        double loss = model.forwardWithTargets(tokens, targets, ws, false, 0);
 
         Map<String, double[][]> merged = new HashMap<>();
         for (LoRALinear linear : model.linearModules()) {
             merged.put(linear.name(), mergedWeight(linear));
         }
         double[][] expected = referenceLogits(config, weights, merged, tokens);
-        float[] logits = model.logits(ws);
+        float[] logits = ws.logits();
         double expectedLoss = 0;
         int counted = 0;
         for (int row = 0; row < expected.length; row++) {
@@ -360,11 +360,11 @@ class LlamaModelTest {
         }
         int[] tokens = randomTokens(3);
         int[] targets = shiftedTargets(tokens);
-        LlamaModel.Workspace partialWs = partial.newWorkspace(BATCH, SEQ_LEN);
-        LlamaModel.Workspace fullWs = full.newWorkspace(BATCH, SEQ_LEN);
-        assertEquals(full.forward(tokens, targets, fullWs, false, 0), partial.forward(tokens, targets, partialWs, false, 0));
-        partial.backward(partialWs);
-        full.backward(fullWs);
+        CausalLanguageModel.Workspace partialWs = partial.newWorkspace(BATCH, SEQ_LEN);
+        CausalLanguageModel.Workspace fullWs = full.newWorkspace(BATCH, SEQ_LEN);
+        assertEquals(full.forwardWithTargets(tokens, targets, fullWs, false, 0), partial.forwardWithTargets(tokens, targets, partialWs, false, 0));
+        partial.backward(partialWs, 1f);
+        full.backward(fullWs, 1f);
         assertEquals(4, partial.trainableParameters().size());
         for (Parameter parameter : partial.trainableParameters()) {
             assertTrue(nonZero(parameter.grad()), parameter.name());
@@ -383,16 +383,16 @@ class LlamaModelTest {
         assertEquals(2 * 15, adapted.trainableParameters().size());
         int[] tokens = randomTokens(3);
         int[] targets = shiftedTargets(tokens);
-        LlamaModel.Workspace baseWs = base.newWorkspace(BATCH, SEQ_LEN);
-        LlamaModel.Workspace adaptedWs = adapted.newWorkspace(BATCH, SEQ_LEN);
+        CausalLanguageModel.Workspace baseWs = base.newWorkspace(BATCH, SEQ_LEN);
+        CausalLanguageModel.Workspace adaptedWs = adapted.newWorkspace(BATCH, SEQ_LEN);
 
-        double baseLoss = base.forward(tokens, targets, baseWs, false, 0);
-        double adaptedLoss = adapted.forward(tokens, targets, adaptedWs, false, 0);
+        double baseLoss = base.forwardWithTargets(tokens, targets, baseWs, false, 0);
+        double adaptedLoss = adapted.forwardWithTargets(tokens, targets, adaptedWs, false, 0);
 
         // two forward runs agree up to the last bits: a kernel's first calls run the Vector API's fallback,
         // which sums lanes and takes exp differently from C2's code
         assertEquals(baseLoss, adaptedLoss, 1e-6 * baseLoss);
-        assertArrayEquals(base.logits(baseWs), adapted.logits(adaptedWs), 1e-5f);
+        assertArrayEquals(baseWs.logits(), adaptedWs.logits(), 1e-5f);
     }
 
     @Test
@@ -426,7 +426,7 @@ class LlamaModelTest {
         LlamaConfig config = config(tied);
         LlamaModel model = new LlamaModel(config, randomWeights(config, 0.01, 4), everyModule(config, 2), 0f, 7);
         int[] tokens = randomTokens(3);
-        double loss = model.forward(tokens, shiftedTargets(tokens), model.newWorkspace(BATCH, SEQ_LEN), false, 0);
+        double loss = model.forwardWithTargets(tokens, shiftedTargets(tokens), model.newWorkspace(BATCH, SEQ_LEN), false, 0);
         assertEquals(Math.log(VOCAB), loss, 0.05);
     }
 
@@ -437,9 +437,9 @@ class LlamaModelTest {
         randomizeLoraB(model, 2);
         int[] ignored = new int[BATCH * SEQ_LEN];
         Arrays.fill(ignored, Softmax.IGNORE_INDEX);
-        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
-        assertEquals(0.0, model.forward(randomTokens(3), ignored, ws, true, 0));
-        model.backward(ws);
+        CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        assertEquals(0.0, model.forwardWithTargets(randomTokens(3), ignored, ws, true, 0));
+        model.backward(ws, 1f);
         model.trainableParameters().forEach(parameter -> assertFalse(nonZero(parameter.grad()), parameter.name()));
     }
 
@@ -449,17 +449,17 @@ class LlamaModelTest {
         LlamaConfig config = config(tied);
         LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
         randomizeLoraB(model, 2);
-        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
         int[] tokens = randomTokens(3);
         int[] targets = shiftedTargets(tokens);
-        model.forward(tokens, targets, ws, false, 0);
-        float[] before = model.logits(ws).clone();
+        model.forwardWithTargets(tokens, targets, ws, false, 0);
+        float[] before = ws.logits().clone();
 
         int changed = 3;
         int[] altered = tokens.clone();
         altered[changed] = (tokens[changed] + 1) % VOCAB;
-        model.forward(altered, targets, ws, false, 0);
-        float[] after = model.logits(ws);
+        model.forwardWithTargets(altered, targets, ws, false, 0);
+        float[] after = ws.logits();
 
         for (int row = 0; row < BATCH * SEQ_LEN; row++) {
             float[] rowBefore = Arrays.copyOfRange(before, row * VOCAB, (row + 1) * VOCAB);
@@ -478,28 +478,28 @@ class LlamaModelTest {
     void badTokensTargetsAndLengthsAreRejected() {
         LlamaConfig config = config(false);
         LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
-        LlamaModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
+        CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
         int[] tokens = randomTokens(3);
         int[] targets = shiftedTargets(tokens);
 
         int[] tooLarge = tokens.clone();
         tooLarge[4] = VOCAB;
-        assertMessage("token id 23 at index 4", () -> model.forward(tooLarge, targets, ws, false, 0));
+        assertMessage("token id 23 at index 4", () -> model.forwardWithTargets(tooLarge, targets, ws, false, 0));
         int[] negative = tokens.clone();
         negative[0] = -1;
-        assertMessage("token id -1 at index 0", () -> model.forward(negative, targets, ws, false, 0));
+        assertMessage("token id -1 at index 0", () -> model.forwardWithTargets(negative, targets, ws, false, 0));
         int[] ignoredToken = tokens.clone();
         ignoredToken[0] = Softmax.IGNORE_INDEX;
-        assertMessage("token id -100", () -> model.forward(ignoredToken, targets, ws, false, 0));
+        assertMessage("token id -100", () -> model.forwardWithTargets(ignoredToken, targets, ws, false, 0));
         int[] badTarget = targets.clone();
         badTarget[2] = VOCAB + 5;
-        assertMessage("target id 28 at index 2", () -> model.forward(tokens, badTarget, ws, false, 0));
-        assertMessage("9 tokens", () -> model.forward(Arrays.copyOf(tokens, 9), targets, ws, false, 0));
+        assertMessage("target id 28 at index 2", () -> model.forwardWithTargets(tokens, badTarget, ws, false, 0));
+        assertMessage("9 tokens", () -> model.forwardWithTargets(Arrays.copyOf(tokens, 9), targets, ws, false, 0));
         assertMessage("seqLen 9 exceeds", () -> model.newWorkspace(1, CONTEXT + 1));
         model.newWorkspace(1, CONTEXT);
-        assertThrows(IllegalStateException.class, () -> model.backward(ws));
+        assertThrows(IllegalStateException.class, () -> model.backward(ws, 1f));
         LlamaModel other = new LlamaModel(config, randomWeights(config, 0.5, 1), List.of(), 0f, 7);
-        assertMessage("another model", () -> other.forward(tokens, targets, ws, false, 0));
+        assertMessage("another model", () -> other.forwardWithTargets(tokens, targets, ws, false, 0));
     }
 
     @Test

@@ -1,0 +1,149 @@
+package dev.loraflow.core.model;
+
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.optim.Parameter;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.peft.LoraWeights;
+import dev.loraflow.core.peft.PeftAdapter;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * A causal language model with frozen base weights and LoRA adapters: what training, evaluation,
+ * generation and merging see, whatever the architecture.
+ *
+ * <p>Labels follow Hugging Face's convention everywhere: {@code labels[t]} is the token position t
+ * should be predicted as, the model shifts them so that position t − 1 predicts it, and −100 is
+ * ignored. The loss is the mean cross-entropy over counted tokens.
+ */
+public sealed interface CausalLanguageModel permits Gpt2Model, LlamaModel {
+
+    /** Activations and scratch of one batch shape, planned once; one per concurrent batch. */
+    interface Workspace {
+        int batch();
+
+        int seqLen();
+
+        /** [batch·seqLen, vocab]: the last forward's logits; a backward overwrites them with their gradient. */
+        float[] logits();
+
+        /** The targets the last forward's loss averaged over: labels after the shift that are not −100. */
+        int countedTokens();
+    }
+
+    ModelConfig config();
+
+    ModelLayout layout();
+
+    /** The adapter config the model was built with, or null when it has no adapter. */
+    LoraAdapterConfig loraConfig();
+
+    /** The adapted modules by PEFT module path, in module order. */
+    Map<String, LoRALinear> adaptedModules();
+
+    /** Buffers for batches of {@code batch} sequences of {@code seqLen} tokens. */
+    Workspace newWorkspace(int batch, int seqLen);
+
+    /**
+     * Runs the model on {@code batch × seqLen} token ids (row-major; position t of each sequence is t),
+     * keeping what the backward needs.
+     *
+     * @param labels     [batch·seqLen] in Hugging Face's convention, or null for logits only
+     * @param training   applies the adapters' dropout
+     * @param dropoutKey the same key gives the same dropout masks
+     * @return the mean cross-entropy over counted tokens (0 when none counts), NaN without labels
+     */
+    double forward(Workspace ws, int[] inputIds, int[] labels, boolean training, long dropoutKey);
+
+    /**
+     * Accumulates (+=) the gradient of {@code dLoss ·} the last forward's loss into every adapter's A
+     * and B; 1 for a plain step, 1/k when averaging k micro-batches. Consumes the workspace's logits.
+     *
+     * @throws IllegalStateException if the workspace holds no forward with labels
+     */
+    void backward(Workspace ws, float dLoss);
+
+    /** Reads a Hugging Face model directory of any supported architecture. */
+    static CausalLanguageModel load(Path modelDirectory, LoraAdapterConfig lora, long seed) throws IOException {
+        ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
+        return create(config, CheckpointWeights.read(modelDirectory, ModelLayout.of(config)), lora, seed);
+    }
+
+    /**
+     * @param weights canonical tensor name → values; held, not copied, and never written
+     * @param lora    which modules get adapters; null for none
+     * @param seed    seeds the adapters' A initialisation
+     */
+    static CausalLanguageModel create(ModelConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed) {
+        return switch (config) {
+            case Gpt2Config gpt2 -> new Gpt2Model(gpt2, weights, lora, seed);
+            case LlamaConfig llama -> new LlamaModel(llama, weights, lora, seed);
+        };
+    }
+
+    /** Every adapter's A and B, in module order, A before B: what an optimiser updates. */
+    default List<Parameter> trainableParameters() {
+        List<Parameter> parameters = new ArrayList<>();
+        adaptedModules().values().forEach(module -> parameters.addAll(module.trainableParameters()));
+        return List.copyOf(parameters);
+    }
+
+    /** Copies an adapter's A and B into the model's; it must adapt exactly the model's modules with their shapes. */
+    default void loadAdapter(PeftAdapter adapter) {
+        Map<String, LoRALinear> adapted = adaptedModules();
+        Set<String> expected = adapted.keySet();
+        Set<String> given = adapter.modules().keySet();
+        if (!expected.equals(given)) {
+            throw new IllegalArgumentException("the adapter's modules " + given + " are not the model's adapted modules " + expected);
+        }
+        for (LoraWeights weights : adapter.modules().values()) {
+            LoRALinear module = adapted.get(weights.modulePath());
+            if (weights.r() != module.spec().rank() || weights.inFeatures() != module.inFeatures()
+                    || weights.outFeatures() != module.outFeatures()) {
+                throw new IllegalArgumentException(weights.modulePath() + ": adapter is r=" + weights.r() + " ["
+                        + weights.inFeatures() + " → " + weights.outFeatures() + "], the model's module r="
+                        + module.spec().rank() + " [" + module.inFeatures() + " → " + module.outFeatures() + "]");
+            }
+        }
+        for (LoraWeights weights : adapter.modules().values()) {
+            LoRALinear module = adapted.get(weights.modulePath());
+            System.arraycopy(weights.a(), 0, module.loraA().value(), 0, weights.a().length);
+            System.arraycopy(weights.b(), 0, module.loraB().value(), 0, weights.b().length);
+        }
+    }
+
+    /** A copy of the adapters in PEFT's form, with the config the model was built with. */
+    default PeftAdapter toPeftAdapter() {
+        if (loraConfig() == null) {
+            throw new IllegalStateException("the model has no LoRA adapter");
+        }
+        Map<String, LoraWeights> modules = new LinkedHashMap<>();
+        adaptedModules().forEach((path, module) -> modules.put(path, new LoraWeights(path, module.spec().rank(),
+                module.inFeatures(), module.outFeatures(), module.loraA().value().clone(), module.loraB().value().clone())));
+        return new PeftAdapter(loraConfig(), modules);
+    }
+
+    /** Folds every adapter into its (copied) base weight, all or none; see {@link LoRALinear#merge()}. */
+    default void merge() {
+        List<LoRALinear> merged = new ArrayList<>();
+        try {
+            for (LoRALinear module : adaptedModules().values()) {
+                module.merge();
+                merged.add(module);
+            }
+        } catch (RuntimeException e) {
+            merged.forEach(LoRALinear::unmerge);
+            throw e;
+        }
+    }
+
+    /** Restores every base weight exactly; see {@link LoRALinear#unmerge()}. */
+    default void unmerge() {
+        adaptedModules().values().forEach(LoRALinear::unmerge);
+    }
+}
