@@ -1,0 +1,140 @@
+package dev.loraflow.benchmarks;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.data.Example;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.model.WeightSpec;
+import dev.loraflow.core.optim.AdamW;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.random.Rng;
+import dev.loraflow.core.train.LearningRateSchedule;
+import dev.loraflow.core.train.Trainer;
+import dev.loraflow.core.train.TrainingSettings;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * LoRA training throughput of a whole step (forward, backward, clipping, AdamW) on a GPT-2-small- or
+ * Llama-shaped model with random weights: the Java half of {@code bench/run-training.sh}, whose PyTorch
+ * half ({@code bench/torch_lora_train.py}) runs the same step. A whole training step is seconds long
+ * and allocates nothing after the first, so plain wall-clock timing of warm steps is what JMH would
+ * measure too; it prints one JSON line with the same fields as the PyTorch script.
+ *
+ * <p>{@code --arch gpt2|llama --batch-size B --seq-len T --steps N --warmup W}
+ */
+public final class TrainingThroughput {
+
+    private TrainingThroughput() {}
+
+    public static void main(String[] args) throws IOException {
+        Map<String, String> options = new LinkedHashMap<>(Map.of("--arch", "gpt2", "--batch-size", "4", "--seq-len", "256",
+                "--steps", "5", "--warmup", "2"));
+        for (int i = 0; i + 1 < args.length; i += 2) {
+            if (!options.containsKey(args[i])) {
+                throw new IllegalArgumentException("unknown option " + args[i] + "; known: " + options.keySet());
+            }
+            options.put(args[i], args[i + 1]);
+        }
+        String arch = options.get("--arch");
+        int batch = Integer.parseInt(options.get("--batch-size"));
+        int seqLen = Integer.parseInt(options.get("--seq-len"));
+        int steps = Integer.parseInt(options.get("--steps"));
+        int warmup = Integer.parseInt(options.get("--warmup"));
+
+        // The shapes and targets of bench/torch_lora_train.py.
+        ModelConfig config = switch (arch) {
+            case "gpt2" -> new Gpt2Config(50257, 1024, 768, 12, 12, 3072, 1e-5);
+            case "llama" -> new LlamaConfig(32000, 768, 2048, 12, 12, 4, 64, 2048, 1e-5, 10000, false);
+            default -> throw new IllegalArgumentException("--arch must be gpt2 or llama, got " + arch);
+        };
+        List<String> targets = arch.equals("gpt2") ? List.of("c_attn") : List.of("q_proj", "v_proj");
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(8).loraAlpha(16).loraDropout(0.05)
+                .targetModules(targets.toArray(String[]::new)).build();
+        CausalLanguageModel model = CausalLanguageModel.create(config, randomWeights(config), lora, 1);
+
+        Rng rng = new Rng(2);
+        List<Example> examples = new ArrayList<>();
+        for (int e = 0; e < batch * (steps + warmup); e++) {
+            int[] ids = new int[seqLen];
+            Arrays.setAll(ids, t -> (int) Math.floorMod(rng.nextLong(), config.vocabSize()));
+            examples.add(new Example(ids, ids));
+        }
+        TrainingSettings settings = new TrainingSettings(steps + warmup, batch, seqLen, 1,
+                new LearningRateSchedule(LearningRateSchedule.Shape.CONSTANT, 2e-4, 0, steps + warmup),
+                new AdamW.Settings(0.9f, 0.999f, 1e-8f, 0.01f), 0, 3);
+        Trainer trainer = new Trainer(model, examples, settings, 0);
+
+        double[] millis = new double[steps];
+        double firstLoss = Double.NaN;
+        for (int s = 0; s < warmup + steps; s++) {
+            long start = System.nanoTime();
+            Trainer.StepResult result = trainer.step();
+            double elapsed = (System.nanoTime() - start) / 1e6;
+            if (s == 0) {
+                firstLoss = result.loss();
+            }
+            if (s >= warmup) {
+                millis[s - warmup] = elapsed;
+            }
+            System.err.printf("step %d: loss %.4f, %.0f ms%n", s, result.loss(), elapsed);
+        }
+        double[] sorted = millis.clone();
+        Arrays.sort(sorted);
+        double median = sorted.length % 2 == 1 ? sorted[sorted.length / 2]
+                : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+
+        ObjectNode line = new ObjectMapper().createObjectNode();
+        line.put("impl", "loraflow");
+        line.put("java", Runtime.version().toString());
+        line.put("arch", arch);
+        line.put("batch", batch);
+        line.put("seq", seqLen);
+        line.put("tokens_per_s", batch * seqLen / (median / 1000));
+        line.put("step_ms_median", median);
+        line.put("peak_rss_mb", peakRssMegabytes());
+        line.put("first_loss", firstLoss);
+        line.put("threads", Runtime.getRuntime().availableProcessors());
+        System.out.println(line);
+    }
+
+    /** Transformers' initialisation: N(0, 0.02) matrices and embeddings, unit norm weights, zero biases. */
+    private static Map<String, float[]> randomWeights(ModelConfig config) {
+        Rng rng = new Rng(7);
+        Map<String, float[]> weights = new LinkedHashMap<>();
+        for (WeightSpec spec : ModelLayout.of(config).weights()) {
+            float[] values = new float[Math.toIntExact(spec.numel())];
+            switch (spec.role()) {
+                case NORM_WEIGHT -> Arrays.fill(values, 1f);
+                case NORM_BIAS, LINEAR_BIAS -> { }
+                default -> {
+                    for (int i = 0; i < values.length; i++) {
+                        values[i] = (float) (0.02 * rng.nextGaussian());
+                    }
+                }
+            }
+            weights.put(spec.name(), values);
+        }
+        return weights;
+    }
+
+    /** VmHWM: the peak resident set of this process, as ru_maxrss reports it for the Python side. */
+    private static double peakRssMegabytes() throws IOException {
+        for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+            if (line.startsWith("VmHWM:")) {
+                return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
+            }
+        }
+        return Double.NaN;
+    }
+}

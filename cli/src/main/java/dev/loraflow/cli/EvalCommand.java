@@ -1,0 +1,48 @@
+package dev.loraflow.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.data.Example;
+import dev.loraflow.core.data.JsonlExamples;
+import dev.loraflow.core.train.Evaluation;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+@Command(name = "eval", mixinStandardHelpOptions = true,
+        description = "Prints {\"loss\": <mean cross-entropy over counted tokens>, \"tokens\": <count>} for a data set.")
+final class EvalCommand implements Callable<Integer> {
+
+    @Spec
+    private CommandSpec spec;
+
+    @Option(names = "--model", required = true, description = "Hugging Face model directory.")
+    private Path model;
+
+    @Option(names = "--adapter", description = "PEFT adapter directory to apply.")
+    private Path adapter;
+
+    @Option(names = "--data", required = true, description = "JSONL examples (input_ids/labels, text, prompt/completion).")
+    private Path data;
+
+    @Option(names = "--batch-size", defaultValue = "8", description = "Sequences per forward (default: ${DEFAULT-VALUE}).")
+    private int batchSize;
+
+    @Override
+    public Integer call() throws Exception {
+        Options.positive(spec, "--batch-size", batchSize);
+        try (ModelFiles files = ModelFiles.open(model, adapter)) {
+            List<Example> examples = JsonlExamples.read(data, files.tokenizer(), files.model().config().vocabSize());
+            Evaluation.Result result = Evaluation.evaluate(files.model(), examples, batchSize, files.padId());
+            ObjectNode line = new ObjectMapper().createObjectNode();
+            line.put("loss", result.loss());
+            line.put("tokens", result.tokens());
+            spec.commandLine().getOut().println(line);
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,72 @@
+package dev.loraflow.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.text.Tokenizer;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.OptionalInt;
+
+/** A Hugging Face model directory as the commands use it: the model, its tokenizer when it has one, its EOS. */
+record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, OptionalInt eosTokenId) implements AutoCloseable {
+
+    /**
+     * @param adapterDirectory a PEFT adapter to apply (unmerged), or null for the base model alone
+     */
+    static ModelFiles open(Path modelDirectory, Path adapterDirectory) throws IOException {
+        if (!Files.isDirectory(modelDirectory)) {
+            throw new IOException(modelDirectory + ": not a model directory");
+        }
+        CausalLanguageModel model;
+        if (adapterDirectory == null) {
+            model = CausalLanguageModel.load(modelDirectory, null, 0);
+        } else {
+            PeftAdapter adapter = PeftAdapter.read(adapterDirectory);
+            model = CausalLanguageModel.load(modelDirectory, adapter.config(), 0);
+            model.loadAdapter(adapter);
+        }
+        Path tokenizerFile = modelDirectory.resolve(Tokenizer.FILE_NAME);
+        Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
+        return new ModelFiles(model, tokenizer, eosTokenId(modelDirectory, tokenizer));
+    }
+
+    /** Base model plus a fresh adapter of {@code lora}, for training. */
+    static ModelFiles openForTraining(Path modelDirectory, LoraAdapterConfig lora, long seed) throws IOException {
+        if (!Files.isDirectory(modelDirectory)) {
+            throw new IOException(modelDirectory + ": not a model directory");
+        }
+        CausalLanguageModel model = CausalLanguageModel.load(modelDirectory, lora, seed);
+        Path tokenizerFile = modelDirectory.resolve(Tokenizer.FILE_NAME);
+        Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
+        return new ModelFiles(model, tokenizer, eosTokenId(modelDirectory, tokenizer));
+    }
+
+    /** config.json's {@code eos_token_id} (the first when a list), else the tokenizer's end-of-text token. */
+    private static OptionalInt eosTokenId(Path modelDirectory, Tokenizer tokenizer) throws IOException {
+        JsonNode config = new ObjectMapper().readTree(Files.readString(modelDirectory.resolve("config.json")));
+        JsonNode eos = config.path("eos_token_id");
+        if (eos.isArray() && !eos.isEmpty()) {
+            eos = eos.get(0);
+        }
+        if (eos.isIntegralNumber()) {
+            return OptionalInt.of(eos.asInt());
+        }
+        return tokenizer == null ? OptionalInt.empty() : tokenizer.eosTokenId();
+    }
+
+    /** The id padding positions carry: EOS when there is one (as Transformers' causal LMs pad), else 0. */
+    int padId() {
+        return eosTokenId.orElse(0);
+    }
+
+    @Override
+    public void close() {
+        if (tokenizer != null) {
+            tokenizer.close();
+        }
+    }
+}

@@ -1,0 +1,246 @@
+package dev.loraflow.core.train;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.loraflow.core.data.Example;
+import dev.loraflow.core.kernels.Softmax;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.model.WeightSpec;
+import dev.loraflow.core.optim.AdamW;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.random.Rng;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+class TrainerTest {
+
+    private static final int VOCAB = 16;
+    private static final int PAIRS = 6;
+
+    @TempDir
+    Path temp;
+
+    static Stream<Arguments> architectures() {
+        Gpt2Config gpt2 = new Gpt2Config(VOCAB, 2 * PAIRS, 32, 2, 4, 64, 1e-5);
+        LlamaConfig llama = new LlamaConfig(VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 10000, false);
+        return Stream.of(Arguments.of("gpt2", gpt2, LoraAdapterConfig.builder().r(8).loraAlpha(16)
+                        .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build()),
+                Arguments.of("llama", llama, LoraAdapterConfig.builder().r(8).loraAlpha(16)
+                        .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build()));
+    }
+
+    /** Weights as Transformers initialises them: N(0, 0.02) matrices, unit norms, zero biases. */
+    static Map<String, float[]> initialWeights(ModelConfig config, long seed) {
+        Rng rng = new Rng(seed);
+        Map<String, float[]> weights = new LinkedHashMap<>();
+        for (WeightSpec spec : ModelLayout.of(config).weights()) {
+            float[] values = new float[Math.toIntExact(spec.numel())];
+            for (int i = 0; i < values.length; i++) {
+                values[i] = switch (spec.role()) {
+                    case NORM_WEIGHT -> 1f;
+                    case NORM_BIAS, LINEAR_BIAS -> 0f;
+                    default -> (float) (0.02 * rng.nextGaussian());
+                };
+            }
+            weights.put(spec.name(), values);
+        }
+        return weights;
+    }
+
+    /**
+     * The task: sequences a, π(a), b, π(b), … for a fixed permutation π of the vocabulary, the loss on
+     * the π positions only. The base model knows nothing of π, so it starts at chance (1/V).
+     */
+    static List<Example> permutationTask(int count, long seed) {
+        int[] permutation = permutation(seed);
+        Rng rng = new Rng(seed + 1);
+        List<Example> examples = new ArrayList<>();
+        for (int e = 0; e < count; e++) {
+            int[] ids = new int[2 * PAIRS];
+            int[] labels = new int[2 * PAIRS];
+            for (int p = 0; p < PAIRS; p++) {
+                int token = (int) Math.floorMod(rng.nextLong(), VOCAB);
+                ids[2 * p] = token;
+                ids[2 * p + 1] = permutation[token];
+                labels[2 * p] = Softmax.IGNORE_INDEX;
+                labels[2 * p + 1] = permutation[token];
+            }
+            examples.add(new Example(ids, labels));
+        }
+        return examples;
+    }
+
+    private static int[] permutation(long seed) {
+        Rng rng = new Rng(seed);
+        int[] permutation = new int[VOCAB];
+        Arrays.setAll(permutation, i -> i);
+        for (int i = VOCAB - 1; i > 0; i--) {
+            int j = (int) Math.floorMod(rng.nextLong(), i + 1);
+            int swap = permutation[i];
+            permutation[i] = permutation[j];
+            permutation[j] = swap;
+        }
+        return permutation;
+    }
+
+    /** Argmax next-token accuracy over the counted positions. */
+    static double accuracy(CausalLanguageModel model, List<Example> examples) {
+        int seqLen = examples.getFirst().inputIds().length;
+        CausalLanguageModel.Workspace ws = model.newWorkspace(1, seqLen);
+        int correct = 0;
+        int counted = 0;
+        for (Example example : examples) {
+            model.forward(ws, example.inputIds(), null, false, 0);
+            float[] logits = ws.logits();
+            for (int t = 0; t + 1 < seqLen; t++) {
+                int target = example.labels()[t + 1];
+                if (target == Softmax.IGNORE_INDEX) {
+                    continue;
+                }
+                int best = 0;
+                for (int v = 1; v < VOCAB; v++) {
+                    best = logits[t * VOCAB + v] > logits[t * VOCAB + best] ? v : best;
+                }
+                correct += best == target ? 1 : 0;
+                counted++;
+            }
+        }
+        return (double) correct / counted;
+    }
+
+    private static TrainingSettings settings(long steps, int gradAccum) {
+        return new TrainingSettings(steps, 8, 2 * PAIRS, gradAccum,
+                new LearningRateSchedule(LearningRateSchedule.Shape.COSINE, 1e-2, 10, steps),
+                new AdamW.Settings(0.9f, 0.999f, 1e-8f, 0f), 1.0, 42);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("architectures")
+    void theAdapterLearnsATaskTheBaseCannotDoAndTheBaseStaysBitForBit(String arch, ModelConfig config,
+                                                                    LoraAdapterConfig lora) {
+        Map<String, float[]> weights = initialWeights(config, 1);
+        Map<String, float[]> before = new HashMap<>();
+        weights.forEach((name, value) -> before.put(name, value.clone()));
+        CausalLanguageModel model = CausalLanguageModel.create(config, weights, lora, 2);
+        List<Example> train = permutationTask(256, 7);
+        List<Example> heldOut = permutationTask(64, 8);
+        double initial = accuracy(model, heldOut);
+        assertTrue(initial < 0.25, "starts near chance (1/" + VOCAB + "), got " + initial);
+
+        Trainer trainer = new Trainer(model, train, settings(300, 1), 0);
+        Trainer.StepResult first = trainer.step();
+        Trainer.StepResult last = first;
+        while (!trainer.finished()) {
+            last = trainer.step();
+        }
+        double trained = accuracy(model, heldOut);
+        assertTrue(trained >= 0.95, arch + ": held-out next-token accuracy after LoRA training " + trained
+                + " (loss " + first.loss() + " → " + last.loss() + ")");
+        weights.forEach((name, value) -> assertArrayEquals(before.get(name), value, name + " changed"));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("architectures")
+    void aResumedRunWritesTheSameAdapterBytesAsAnUninterruptedOne(String arch, ModelConfig config, LoraAdapterConfig lora)
+            throws IOException {
+        Map<String, float[]> weights = initialWeights(config, 1);
+        List<Example> data = permutationTask(20, 7);
+        LoraAdapterConfig withDropout = lora.toBuilder().loraDropout(0.1).build();
+        TrainingSettings settings = settings(6, 2);
+
+        Trainer straight = new Trainer(CausalLanguageModel.create(config, weights, withDropout, 2), data, settings, 0);
+        while (!straight.finished()) {
+            straight.step();
+        }
+        straight.save(temp.resolve("straight"));
+
+        Trainer firstHalf = new Trainer(CausalLanguageModel.create(config, weights, withDropout, 2), data, settings, 0);
+        for (int i = 0; i < 3; i++) {
+            firstHalf.step();
+        }
+        firstHalf.save(temp.resolve("resumed"));
+        Trainer secondHalf = new Trainer(CausalLanguageModel.create(config, weights, withDropout, 99), data, settings, 0);
+        secondHalf.restore(temp.resolve("resumed"));
+        assertEquals(3, secondHalf.completedSteps());
+        assertEquals(firstHalf.dataPosition(), secondHalf.dataPosition());
+        while (!secondHalf.finished()) {
+            secondHalf.step();
+        }
+        secondHalf.save(temp.resolve("resumed"));
+
+        for (String file : List.of(PeftAdapter.WEIGHTS_FILE, TrainingCheckpoint.OPTIMIZER_FILE, PeftAdapter.CONFIG_FILE)) {
+            assertArrayEquals(Files.readAllBytes(temp.resolve("straight").resolve(file)),
+                    Files.readAllBytes(temp.resolve("resumed").resolve(file)), file);
+        }
+    }
+
+    @Test
+    void resumingWithOtherDataOrSettingsOrADamagedCheckpointIsRefused() throws IOException {
+        ModelConfig config = (ModelConfig) architectures().findFirst().orElseThrow().get()[1];
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).build();
+        Map<String, float[]> weights = initialWeights(config, 1);
+        List<Example> data = permutationTask(20, 7);
+        Trainer trainer = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), data, settings(4, 1), 0);
+        trainer.step();
+        Path checkpoint = temp.resolve("checkpoint");
+        trainer.save(checkpoint);
+
+        Trainer otherData = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), permutationTask(20, 8),
+                settings(4, 1), 0);
+        assertTrue(assertThrows(TrainingStateException.class, () -> otherData.restore(checkpoint)).getMessage()
+                .contains("training data differs"));
+        Trainer otherAccumulation = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), data,
+                settings(4, 2), 0);
+        assertTrue(assertThrows(TrainingStateException.class, () -> otherAccumulation.restore(checkpoint)).getMessage()
+                .contains("gradient accumulation was 1, now 2"));
+
+        Path weightsFile = checkpoint.resolve(PeftAdapter.WEIGHTS_FILE);
+        byte[] bytes = Files.readAllBytes(weightsFile);
+        bytes[bytes.length - 1] ^= 1;
+        Files.write(weightsFile, bytes);
+        Trainer fresh = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), data, settings(4, 1), 0);
+        assertTrue(assertThrows(TrainingStateException.class, () -> fresh.restore(checkpoint)).getMessage()
+                .contains("does not match"));
+        assertTrue(assertThrows(TrainingStateException.class, () -> fresh.restore(temp)).getMessage()
+                .contains("not a training checkpoint"));
+        Files.writeString(checkpoint.resolve(TrainingCheckpoint.STATE_FILE), "{\"format\": 3");
+        assertTrue(assertThrows(TrainingStateException.class, () -> fresh.restore(checkpoint)).getMessage()
+                .contains("not valid JSON"));
+    }
+
+    @Test
+    void aModelWithoutAdapterOrDataWithoutExamplesIsNotTrained() {
+        ModelConfig config = (ModelConfig) architectures().findFirst().orElseThrow().get()[1];
+        Map<String, float[]> weights = initialWeights(config, 1);
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).build();
+        assertThrows(IllegalArgumentException.class, () -> new Trainer(CausalLanguageModel.create(config, weights, null, 2),
+                permutationTask(4, 1), settings(4, 1), 0));
+        assertThrows(IllegalArgumentException.class, () -> new Trainer(CausalLanguageModel.create(config, weights, lora, 2),
+                List.of(), settings(4, 1), 0));
+        Trainer done = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), permutationTask(4, 1),
+                settings(1, 1), 0);
+        done.step();
+        assertThrows(IllegalStateException.class, done::step);
+    }
+}
