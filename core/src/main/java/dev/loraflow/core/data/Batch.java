@@ -1,0 +1,57 @@
+package dev.loraflow.core.data;
+
+import dev.loraflow.core.kernels.Softmax;
+import java.util.Arrays;
+
+/**
+ * A training batch of {@code batchSize} sequences of {@code seqLen} positions, row-major, right-padded.
+ *
+ * @param inputIds [batchSize·seqLen] token ids, the pad id after each example's end
+ * @param labels   [batchSize·seqLen] in Hugging Face's convention (aligned with inputIds, not shifted),
+ *                 {@value Softmax#IGNORE_INDEX} over padding and masked tokens
+ */
+public record Batch(int[] inputIds, int[] labels, int batchSize, int seqLen) {
+
+    public Batch {
+        if (batchSize <= 0 || seqLen <= 0) {
+            throw new IllegalArgumentException("batchSize and seqLen must be positive, found " + batchSize + " × " + seqLen);
+        }
+        long size = (long) batchSize * seqLen;
+        if (inputIds.length != size || labels.length != size) {
+            throw new IllegalArgumentException("a " + batchSize + " × " + seqLen + " batch needs " + size
+                    + " input ids and labels, found " + inputIds.length + " and " + labels.length);
+        }
+    }
+
+    /**
+     * The labels shifted one position left within each sequence, {@value Softmax#IGNORE_INDEX} at each
+     * sequence's last position: the next-token targets of models that take them already shifted.
+     */
+    public int[] nextTokenTargets() {
+        int[] targets = new int[labels.length];
+        for (int row = 0; row < batchSize; row++) {
+            int start = row * seqLen;
+            System.arraycopy(labels, start + 1, targets, start, seqLen - 1);
+            targets[start + seqLen - 1] = Softmax.IGNORE_INDEX;
+        }
+        return targets;
+    }
+
+    // Records compare arrays by identity; two batches with equal contents are the same batch.
+    @Override
+    public boolean equals(Object other) {
+        return other instanceof Batch batch && batchSize == batch.batchSize && seqLen == batch.seqLen
+                && Arrays.equals(inputIds, batch.inputIds) && Arrays.equals(labels, batch.labels);
+    }
+
+    @Override
+    public int hashCode() {
+        return 31 * (31 * Arrays.hashCode(inputIds) + Arrays.hashCode(labels)) + batchSize * 7919 + seqLen;
+    }
+
+    @Override
+    public String toString() {
+        return "Batch[" + batchSize + " × " + seqLen + ", inputIds=" + Arrays.toString(inputIds)
+                + ", labels=" + Arrays.toString(labels) + "]";
+    }
+}

@@ -1,0 +1,69 @@
+package dev.loraflow.core.data;
+
+import dev.loraflow.core.kernels.Softmax;
+import java.util.Arrays;
+
+/**
+ * One training sequence in Hugging Face's convention: labels line up with the input ids (the model
+ * shifts them to predict the next token) and {@value Softmax#IGNORE_INDEX} marks a position that
+ * adds nothing to the loss, such as a prompt token.
+ *
+ * @param inputIds token ids, at least one
+ * @param labels   as many entries as inputIds, each a token id or {@value Softmax#IGNORE_INDEX}
+ */
+public record Example(int[] inputIds, int[] labels) {
+
+    public Example {
+        if (inputIds.length == 0) {
+            throw new IllegalArgumentException("an example needs at least one input id");
+        }
+        if (labels.length != inputIds.length) {
+            throw new IllegalArgumentException("labels has " + labels.length + " entries but input_ids has "
+                    + inputIds.length);
+        }
+        inputIds = inputIds.clone();
+        labels = labels.clone();
+    }
+
+    /** An example whose every token counts in the loss. */
+    public static Example unmasked(int[] inputIds) {
+        return new Example(inputIds, inputIds);
+    }
+
+    public int length() {
+        return inputIds.length;
+    }
+
+    @Override
+    public int[] inputIds() {
+        return inputIds.clone();
+    }
+
+    @Override
+    public int[] labels() {
+        return labels.clone();
+    }
+
+    /** Copies the first {@code count} ids and labels into the given arrays at {@code offset}. */
+    void copyPrefixTo(int count, int[] inputIdsOut, int[] labelsOut, int offset) {
+        System.arraycopy(inputIds, 0, inputIdsOut, offset, count);
+        System.arraycopy(labels, 0, labelsOut, offset, count);
+    }
+
+    // Records compare arrays by identity; two examples with equal contents are the same example.
+    @Override
+    public boolean equals(Object other) {
+        return other instanceof Example example
+                && Arrays.equals(inputIds, example.inputIds) && Arrays.equals(labels, example.labels);
+    }
+
+    @Override
+    public int hashCode() {
+        return 31 * Arrays.hashCode(inputIds) + Arrays.hashCode(labels);
+    }
+
+    @Override
+    public String toString() {
+        return "Example[inputIds=" + Arrays.toString(inputIds) + ", labels=" + Arrays.toString(labels) + "]";
+    }
+}

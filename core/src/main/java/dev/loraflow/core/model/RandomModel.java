@@ -1,0 +1,104 @@
+package dev.loraflow.core.model;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.io.AtomicFiles;
+import dev.loraflow.core.io.PythonJson;
+import dev.loraflow.core.random.Rng;
+import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.core.safetensors.SafetensorsWriter;
+import dev.loraflow.core.text.ByteLevelTokenizerJson;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+/**
+ * A freshly initialised base model, written as a Hugging Face model directory, so tests and demos have
+ * a model without a download. Weights follow Transformers' {@code _init_weights}: linear and embedding
+ * weights ~ N(0, 0.02²) ({@code initializer_range}), GPT-2's residual projections ({@code c_proj}) ~
+ * N(0, (0.02/√(2·n_layer))²), biases 0, norm weights 1.
+ */
+public final class RandomModel {
+
+    /** Transformers' default {@code initializer_range} for GPT-2 and Llama. */
+    public static final double INITIALIZER_RANGE = 0.02;
+    public static final String CONFIG_FILE = "config.json";
+
+    private RandomModel() {}
+
+    /**
+     * Every tensor of the model under its canonical name, in layout order; tensor i draws from its own
+     * stream {@code Rng(Rng.hash(seed, i))}, so the weights are a function of (config, seed) alone.
+     */
+    public static Map<String, float[]> initialWeights(ModelConfig config, long seed) {
+        List<WeightSpec> specs = ModelLayout.of(config).weights();
+        double residualStd = INITIALIZER_RANGE / Math.sqrt(2.0 * config.numLayers());
+        Map<String, float[]> weights = new LinkedHashMap<>();
+        for (int index = 0; index < specs.size(); index++) {
+            WeightSpec spec = specs.get(index);
+            float[] values = new float[Math.toIntExact(spec.numel())];
+            switch (spec.role()) {
+                case NORM_WEIGHT -> Arrays.fill(values, 1f);
+                case NORM_BIAS, LINEAR_BIAS -> { }
+                case TOKEN_EMBEDDING, POSITION_EMBEDDING, LINEAR_WEIGHT, OUTPUT_HEAD -> {
+                    // GPT-2 scales the projections into the residual stream down so its variance does not grow with depth.
+                    boolean residual = config instanceof Gpt2Config && spec.name().endsWith(".c_proj.weight");
+                    double std = residual ? residualStd : INITIALIZER_RANGE;
+                    Rng rng = new Rng(Rng.hash(seed, index));
+                    for (int i = 0; i < values.length; i++) {
+                        values[i] = (float) (std * rng.nextGaussian());
+                    }
+                }
+            }
+            weights.put(spec.name(), values);
+        }
+        return Collections.unmodifiableMap(weights);
+    }
+
+    /**
+     * Writes {@value #CONFIG_FILE}, {@code model.safetensors} (F32, tensors named as the *ForCausalLM
+     * model's {@code save_pretrained} names them, a tied output head left out) and, when the vocabulary
+     * has room for the 256 bytes and an end-of-text token, the byte-level tokenizer of
+     * {@link ByteLevelTokenizerJson}, whose end-of-text id 256 the config then names as
+     * {@code bos_token_id} and {@code eos_token_id}.
+     *
+     * @throws FileAlreadyExistsException if {@code outDir} exists and is not empty: a model directory is
+     *     never overwritten
+     */
+    public static void write(ModelConfig config, long seed, Path outDir) throws IOException {
+        Files.createDirectories(outDir);
+        try (Stream<Path> existing = Files.list(outDir)) {
+            if (existing.findAny().isPresent()) {
+                throw new FileAlreadyExistsException(outDir.toString(), null,
+                        "not empty; a new model is only written into an empty or new directory");
+            }
+        }
+        ModelLayout layout = ModelLayout.of(config);
+        var writer = new SafetensorsWriter().putMetadata("format", "pt");
+        for (var entry : initialWeights(config, seed).entrySet()) {
+            String name = entry.getKey();
+            int dot = name.lastIndexOf('.');
+            // A tensor's key in the *ForCausalLM state dict is its module's path there plus the parameter name.
+            String savedName = layout.peftModulePath(name.substring(0, dot)) + name.substring(dot);
+            writer.add(savedName, entry.getValue(), DType.F32, layout.weight(name).shape());
+        }
+        writer.write(outDir.resolve(SafetensorsWriter.SINGLE_FILE));
+
+        ObjectNode configJson = (ObjectNode) new ObjectMapper().readTree(config.toJson());
+        if (config.vocabSize() >= ByteLevelTokenizerJson.VOCAB_SIZE) {
+            ByteLevelTokenizerJson.write(outDir, config.maxPositions());
+            configJson.put("bos_token_id", ByteLevelTokenizerJson.END_OF_TEXT_ID);
+            configJson.put("eos_token_id", ByteLevelTokenizerJson.END_OF_TEXT_ID);
+        }
+        AtomicFiles.write(outDir.resolve(CONFIG_FILE),
+                (PythonJson.dumps(configJson) + "\n").getBytes(StandardCharsets.UTF_8));
+    }
+}
