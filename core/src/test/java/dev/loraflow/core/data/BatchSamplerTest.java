@@ -11,6 +11,7 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 
 class BatchSamplerTest {
@@ -55,7 +56,7 @@ class BatchSamplerTest {
             List<Integer> order = sources.subList(epoch * count, (epoch + 1) * count);
             List<Integer> sorted = new ArrayList<>(order);
             sorted.sort(null);
-            assertEquals(java.util.stream.IntStream.range(0, count).boxed().toList(), sorted, "epoch " + epoch);
+            assertEquals(IntStream.range(0, count).boxed().toList(), sorted, "epoch " + epoch);
             epochs.add(order);
         }
         // Two equal orders of 20 would have probability 1/20! per pair.

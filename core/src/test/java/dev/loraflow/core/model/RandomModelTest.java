@@ -17,6 +17,7 @@ import java.io.IOException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -153,7 +154,7 @@ class RandomModelTest {
                     name);
         }
         assertEquals(Files.size(tmp.resolve("a/model.safetensors")), Files.size(tmp.resolve("c/model.safetensors")));
-        assertFalse(java.util.Arrays.equals(Files.readAllBytes(tmp.resolve("a/model.safetensors")),
+        assertFalse(Arrays.equals(Files.readAllBytes(tmp.resolve("a/model.safetensors")),
                 Files.readAllBytes(tmp.resolve("c/model.safetensors"))));
         // Every tensor gets its own stream: no two weight matrices share their values.
         Map<String, float[]> weights = RandomModel.initialWeights(GPT2, 5);
