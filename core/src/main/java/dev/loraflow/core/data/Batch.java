@@ -23,20 +23,6 @@ public record Batch(int[] inputIds, int[] labels, int batchSize, int seqLen) {
         }
     }
 
-    /**
-     * The labels shifted one position left within each sequence, {@value Softmax#IGNORE_INDEX} at each
-     * sequence's last position: the next-token targets of models that take them already shifted.
-     */
-    public int[] nextTokenTargets() {
-        int[] targets = new int[labels.length];
-        for (int row = 0; row < batchSize; row++) {
-            int start = row * seqLen;
-            System.arraycopy(labels, start + 1, targets, start, seqLen - 1);
-            targets[start + seqLen - 1] = Softmax.IGNORE_INDEX;
-        }
-        return targets;
-    }
-
     // Records compare arrays by identity; two batches with equal contents are the same batch.
     @Override
     public boolean equals(Object other) {

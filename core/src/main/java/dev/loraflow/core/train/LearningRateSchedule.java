@@ -3,7 +3,7 @@ package dev.loraflow.core.train;
 /**
  * The learning rate of each optimiser step, as Transformers' {@code get_cosine_schedule_with_warmup}
  * and {@code get_constant_schedule_with_warmup} compute it: a linear warmup from 0 over
- * {@code warmupSteps}, then a half cosine down to 0 at {@code totalSteps}, or constant.
+ * {@code warmupSteps}, then a half cosine down to 0 at {@code totalSteps} (and 0 after it), or constant.
  */
 public record LearningRateSchedule(Shape shape, double peak, long warmupSteps, long totalSteps) {
 
@@ -30,7 +30,7 @@ public record LearningRateSchedule(Shape shape, double peak, long warmupSteps, l
         if (shape == Shape.CONSTANT) {
             return (float) peak;
         }
-        double progress = (double) (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps);
+        double progress = Math.min(1, (double) (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps));
         return (float) (peak * Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress))));
     }
 }

@@ -139,7 +139,7 @@ public final class Trainer {
 
     /** Writes the adapter and everything a resumed run needs into {@code directory}. */
     public void save(Path directory) throws IOException {
-        TrainingCheckpoint.write(directory, model.toPeftAdapter(), optimizer.state(),
+        TrainingCheckpoint.write(directory, model.toPeftAdapter(), parameters, optimizer.state(),
                 TrainingCheckpoint.Progress.of(step, sampler.position(), fingerprint(examples), settings));
     }
 
@@ -153,8 +153,17 @@ public final class Trainer {
         TrainingCheckpoint checkpoint = TrainingCheckpoint.read(directory);
         TrainingCheckpoint.Progress progress = checkpoint.progress();
         progress.requireCompatible(settings, fingerprint(examples), directory);
-        model.loadAdapter(checkpoint.adapter());
-        optimizer.restore(checkpoint.optimizerState());
+        try {
+            model.loadAdapter(checkpoint.adapter());
+        } catch (IllegalArgumentException e) {
+            throw new TrainingStateException(directory + ": the checkpoint's adapter does not fit the model: "
+                    + e.getMessage(), e);
+        }
+        try {
+            optimizer.restore(checkpoint.moments().inOrderOf(parameters));
+        } catch (IllegalArgumentException e) {
+            throw new TrainingStateException(directory + ": " + e.getMessage(), e);
+        }
         step = progress.step();
         sampler = new BatchSampler(examples, settings.batchSize(), settings.seqLen(), padId, settings.seed(),
                 progress.dataPosition());

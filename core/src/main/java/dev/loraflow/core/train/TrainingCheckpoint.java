@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.io.AtomicFiles;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.optim.AdamW;
+import dev.loraflow.core.optim.Parameter;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.safetensors.DType;
@@ -19,6 +20,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -33,7 +35,7 @@ import java.util.Map;
  * files it belongs with: a crash between two files leaves a checkpoint that {@link #read} refuses
  * rather than one that resumes from mixed steps.
  */
-public record TrainingCheckpoint(PeftAdapter adapter, AdamW.State optimizerState, Progress progress) {
+public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress progress) {
 
     public static final String STATE_FILE = "trainer_state.json";
     public static final String OPTIMIZER_FILE = "optimizer.safetensors";
@@ -81,14 +83,39 @@ public record TrainingCheckpoint(PeftAdapter adapter, AdamW.State optimizerState
         }
     }
 
-    public static void write(Path directory, PeftAdapter adapter, AdamW.State optimizer, Progress progress)
-            throws IOException {
+    /** AdamW's state by parameter name: a model's parameter order need not be the adapter file's. */
+    public record Moments(long step, Map<String, float[]> first, Map<String, float[]> second) {
+
+        /** The state in the order of {@code parameters}, for {@link AdamW#restore}. */
+        public AdamW.State inOrderOf(List<Parameter> parameters) {
+            List<float[]> firstInOrder = new ArrayList<>();
+            List<float[]> secondInOrder = new ArrayList<>();
+            for (Parameter parameter : parameters) {
+                float[] m = first.get(parameter.name());
+                float[] v = second.get(parameter.name());
+                if (m == null || v == null) {
+                    throw new IllegalArgumentException("the checkpoint has no optimizer state for " + parameter.name());
+                }
+                firstInOrder.add(m);
+                secondInOrder.add(v);
+            }
+            if (parameters.size() != first.size()) {
+                throw new IllegalArgumentException("the checkpoint has optimizer state for " + first.size()
+                        + " parameters, the model " + parameters.size());
+            }
+            return new AdamW.State(step, firstInOrder, secondInOrder);
+        }
+    }
+
+    /** @param parameters the optimiser's parameters, in the order of its state */
+    public static void write(Path directory, PeftAdapter adapter, List<Parameter> parameters, AdamW.State optimizer,
+                             Progress progress) throws IOException {
         Files.createDirectories(directory);
         adapter.write(directory, DType.F32);
-        List<String> names = parameterNames(adapter);
+        List<String> names = parameters.stream().map(Parameter::name).toList();
         if (names.size() != optimizer.firstMoments().size()) {
             throw new IllegalArgumentException("optimizer state holds " + optimizer.firstMoments().size()
-                    + " parameters, the adapter " + names.size());
+                    + " parameters, " + names.size() + " named");
         }
         SafetensorsWriter moments = new SafetensorsWriter().putMetadata("step", Long.toString(optimizer.step()));
         for (int i = 0; i < names.size(); i++) {
@@ -156,7 +183,7 @@ public record TrainingCheckpoint(PeftAdapter adapter, AdamW.State optimizerState
             }
         }
         PeftAdapter adapter = PeftAdapter.read(directory);
-        AdamW.State optimizer = readMoments(directory.resolve(OPTIMIZER_FILE), parameterNames(adapter));
+        Moments optimizer = readMoments(directory.resolve(OPTIMIZER_FILE), parameterNames(adapter));
         String data = state.path("data_sha256").asText("");
         if (data.isEmpty()) {
             throw new TrainingStateException(stateFile + ": data_sha256 is missing");
@@ -174,7 +201,7 @@ public record TrainingCheckpoint(PeftAdapter adapter, AdamW.State optimizerState
         return new TrainingCheckpoint(adapter, optimizer, progress);
     }
 
-    /** A (A before B) in module order: the order of the model's trainable parameters. */
+    /** The parameters an adapter's modules hold: A and B of each. */
     private static List<String> parameterNames(PeftAdapter adapter) {
         List<String> names = new ArrayList<>();
         for (Map.Entry<String, LoraWeights> module : adapter.modules().entrySet()) {
@@ -184,7 +211,7 @@ public record TrainingCheckpoint(PeftAdapter adapter, AdamW.State optimizerState
         return names;
     }
 
-    private static AdamW.State readMoments(Path file, List<String> names) throws IOException {
+    private static Moments readMoments(Path file, List<String> names) throws IOException {
         try (SafetensorsFile moments = SafetensorsFile.open(file)) {
             long step;
             try {
@@ -196,18 +223,18 @@ public record TrainingCheckpoint(PeftAdapter adapter, AdamW.State optimizerState
                 throw new TrainingStateException(file + ": holds " + moments.tensors().size() + " tensors, expected "
                         + 2 * names.size() + " (two per adapter parameter)");
             }
-            List<float[]> first = new ArrayList<>();
-            List<float[]> second = new ArrayList<>();
+            Map<String, float[]> first = new LinkedHashMap<>();
+            Map<String, float[]> second = new LinkedHashMap<>();
             for (String name : names) {
                 for (String suffix : List.of(".exp_avg", ".exp_avg_sq")) {
                     if (!moments.contains(name + suffix)) {
                         throw new TrainingStateException(file + ": no tensor " + name + suffix);
                     }
                 }
-                first.add(moments.readFloat32(name + ".exp_avg"));
-                second.add(moments.readFloat32(name + ".exp_avg_sq"));
+                first.put(name, moments.readFloat32(name + ".exp_avg"));
+                second.put(name, moments.readFloat32(name + ".exp_avg_sq"));
             }
-            return new AdamW.State(step, first, second);
+            return new Moments(step, first, second);
         }
     }
 

@@ -11,6 +11,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.core.data.Batch;
 import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
+import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.text.Tokenizer;
 import java.io.IOException;
@@ -116,9 +117,9 @@ class RandomModelTest {
             Map<String, float[]> weights = CheckpointWeights.read(dir, ModelLayout.of(config));
             assertEquals(0.02, std(weights.get("model.layers.0.mlp.down_proj.weight")), 0.002);
             assertTrue(allEqual(weights.get("model.norm.weight"), 1f));
-            LlamaModel model = new LlamaModel(config, weights, List.of(), 0, 0);
+            LlamaModel model = new LlamaModel(config, weights, (LoraAdapterConfig) null, 0);
             Batch batch = randomBatch(config.vocabSize(), 2);
-            double loss = model.forward(batch.inputIds(), batch.nextTokenTargets(), model.newWorkspace(BATCH, SEQ), false, 0);
+            double loss = model.forward(model.newWorkspace(BATCH, SEQ), batch.inputIds(), batch.labels(), false, 0);
             assertEquals(Math.log(config.vocabSize()), loss, 0.05, "tied=" + tied);
         }
     }
