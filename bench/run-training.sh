@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# LoRA training throughput side by side with PyTorch in one run: for each arch (arguments, default gpt2 llama)
+# and each of ROUNDS rounds, the PyTorch step (bench/torch_lora_train.py) then loraflow's
+# (TrainingThroughput), both on THREADS threads; their JSON lines go to bench-results/training-<time>.jsonl,
+# their progress to the .log beside it, and the table compares the fastest run of each.
+# Settings from the environment: BATCH (4), SEQ (256), STEPS (5), WARMUP (2), ROUNDS (1), THREADS (2),
+# HEAP, the JVM's -Xmx (4g). Needs python3 with torch (Debian: apt-get install python3-torch).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+: "${JAVA_HOME:?set JAVA_HOME to a JDK >= 25}"
+JAVA="$JAVA_HOME/bin/java"
+
+BATCH="${BATCH:-4}"
+SEQ="${SEQ:-256}"
+STEPS="${STEPS:-5}"
+WARMUP="${WARMUP:-2}"
+ROUNDS="${ROUNDS:-1}"
+THREADS="${THREADS:-2}"
+HEAP="${HEAP:-4g}"
+ARCHS=("$@")
+[ ${#ARCHS[@]} -gt 0 ] || ARCHS=(gpt2 llama)
+for arch in "${ARCHS[@]}"; do
+  case "$arch" in
+    gpt2|llama) ;;
+    *) echo "run-training: unknown arch '$arch'; expected gpt2 or llama" >&2; exit 2 ;;
+  esac
+done
+
+PYTHON=""
+for candidate in /usr/bin/python3 python3; do
+  if "$candidate" -c "import torch" 2>/dev/null; then PYTHON="$candidate"; break; fi
+done
+[ -n "$PYTHON" ] || { echo "run-training: needs python3 with torch for the PyTorch reference (apt-get install python3-torch)" >&2; exit 1; }
+
+JAR="$ROOT/benchmarks/target/benchmarks.jar"
+if [ ! -f "$JAR" ] || [ -n "$(find "$ROOT/core/src" "$ROOT/benchmarks/src" -newer "$JAR" -print -quit)" ]; then
+  ./mvnw -B -q -pl core,benchmarks package -DskipTests
+fi
+
+mkdir -p "$ROOT/bench-results"
+RESULTS="$ROOT/bench-results/training-$(date +%Y%m%d-%H%M%S).jsonl"
+LOG="${RESULTS%.jsonl}.log"
+: > "$RESULTS"
+
+# Runs one side, its JSON line appended to $RESULTS and its progress to $LOG; on failure shows the log's end.
+measure() {
+  local label="$1"
+  shift
+  echo "$label..." >&2
+  echo "== $label (load average $(cut -d' ' -f1-3 /proc/loadavg))" >> "$LOG"
+  "$@" >> "$RESULTS" 2>> "$LOG" || { tail -n 30 "$LOG" >&2; exit 1; }
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  for arch in "${ARCHS[@]}"; do
+    measure "PyTorch $arch (round $round of $ROUNDS)" "$PYTHON" bench/torch_lora_train.py --arch "$arch" \
+      --batch-size "$BATCH" --seq-len "$SEQ" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS"
+    measure "loraflow $arch (round $round of $ROUNDS)" "$JAVA" --add-modules jdk.incubator.vector \
+      --enable-native-access=ALL-UNNAMED -Xmx"$HEAP" -Dloraflow.threads="$THREADS" -cp "$JAR" \
+      dev.loraflow.benchmarks.TrainingThroughput --arch "$arch" --batch-size "$BATCH" --seq-len "$SEQ" \
+      --steps "$STEPS" --warmup "$WARMUP"
+  done
+done
+"$PYTHON" bench/training_report.py "$RESULTS" | tee "${RESULTS%.jsonl}.txt"
+echo "(raw results in $RESULTS, progress in $LOG)" >&2
