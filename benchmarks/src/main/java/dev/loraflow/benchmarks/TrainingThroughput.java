@@ -2,6 +2,7 @@ package dev.loraflow.benchmarks;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
@@ -73,13 +74,14 @@ public final class TrainingThroughput {
         TrainingSettings settings = new TrainingSettings(steps + warmup, batch, seqLen, 1,
                 new LearningRateSchedule(LearningRateSchedule.Shape.CONSTANT, 2e-4, 0, steps + warmup),
                 new AdamW.Settings(0.9f, 0.999f, 1e-8f, 0.01f), 0, 3);
-        Trainer trainer = new Trainer(model, examples, settings, 0);
+        Trainer trainer = new Trainer(model, settings, "random tokens");
+        BatchSampler sampler = new BatchSampler(examples, batch, seqLen, 0, 3, 0);
 
         double[] millis = new double[steps];
         double firstLoss = Double.NaN;
         for (int s = 0; s < warmup + steps; s++) {
             long start = System.nanoTime();
-            Trainer.StepResult result = trainer.step();
+            Trainer.StepResult result = trainer.step(sampler);
             double elapsed = (System.nanoTime() - start) / 1e6;
             if (s == 0) {
                 firstLoss = result.loss();

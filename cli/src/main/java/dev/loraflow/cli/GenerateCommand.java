@@ -74,12 +74,12 @@ final class GenerateCommand implements Callable<Integer> {
             Options.check(spec, promptIds.length > 0, "the prompt is empty");
             Set<Integer> stop = files.eosTokenId().isPresent() ? Set.of(files.eosTokenId().getAsInt()) : Set.of();
             SamplingSettings settings = new SamplingSettings(maxNewTokens, temperature, topK, topP, seed, stop);
-            GenerationResult result = Generator.generate(files.model(), promptIds, settings, null);
+            GenerationResult result = Generator.generate(files.model(), promptIds, settings);
             ObjectNode line = new ObjectMapper().createObjectNode();
             line.putPOJO("prompt_ids", promptIds);
-            line.putPOJO("ids", result.ids());
+            line.putPOJO("ids", result.tokens());
             if (files.tokenizer() != null) {
-                line.put("text", files.tokenizer().decode(result.ids()));
+                line.put("text", files.tokenizer().decode(result.tokens()));
             }
             line.put("finish_reason", result.finishReason().name().toLowerCase(java.util.Locale.ROOT));
             spec.commandLine().getOut().println(line);

@@ -2,6 +2,7 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.data.JsonlExamples;
 import dev.loraflow.core.model.LoraTargets;
@@ -92,6 +93,10 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "42", description = "Seeds A's initialisation, data order and dropout (default: ${DEFAULT-VALUE}).")
     private long seed;
 
+    @Option(names = "--no-shuffle", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Shuffle the examples each epoch (default); --no-shuffle keeps the file's order, as a stream would.")
+    private boolean shuffle;
+
     @Option(names = "--resume", description = "Continue the run whose checkpoint is in --out.")
     private boolean resume;
 
@@ -135,10 +140,13 @@ final class TrainCommand implements Callable<Integer> {
             TrainingSettings settings = new TrainingSettings(steps, batchSize, sequenceLength, gradAccum,
                     new LearningRateSchedule(shape, learningRate, warmupSteps, steps),
                     new AdamW.Settings(0.9f, 0.999f, 1e-8f, (float) weightDecay), maxGradNorm, seed);
-            Trainer trainer = new Trainer(files.model(), examples, settings, files.padId());
+            String dataId = "sha256:" + Trainer.fingerprint(examples) + (shuffle ? ";shuffled" : ";in-order");
+            Trainer trainer = new Trainer(files.model(), settings, dataId);
             if (resume) {
                 trainer.restore(out);
             }
+            BatchSampler sampler = new BatchSampler(examples, batchSize, sequenceLength, files.padId(), seed, shuffle,
+                    trainer.dataPosition());
             var err = spec.commandLine().getErr();
             err.println("loraflow train: " + examples.size() + " examples, " + files.model().adaptedModules().size()
                     + " adapted modules, " + files.model().trainableParameters().stream().mapToLong(p -> p.size()).sum()
@@ -148,7 +156,7 @@ final class TrainCommand implements Callable<Integer> {
             Trainer.StepResult last = null;
             long stopAt = untilStep != null ? Math.min(untilStep, steps) : steps;
             while (trainer.completedSteps() < stopAt) {
-                last = trainer.step();
+                last = trainer.step(sampler);
                 progress.update(last);
                 if (saveEvery > 0 && last.step() % saveEvery == 0 && last.step() < stopAt) {
                     trainer.save(out);

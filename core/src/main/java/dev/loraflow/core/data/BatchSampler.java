@@ -2,7 +2,6 @@ package dev.loraflow.core.data;
 
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.random.Rng;
-import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -11,8 +10,11 @@ import java.util.List;
  * Since the order at any {@link #position()} is a function of (seed, position), a sampler created at
  * position p yields exactly the batches an uninterrupted one yields after consuming p examples.
  *
+ * <p>Unshuffled, every epoch visits the examples in their given order: the order a stream of
+ * examples (a Kafka topic) arrives in, so that a run over a stream and a run over its file agree.
+ *
  * <p>Each example is cut to its first {@code seqLen} tokens and right-padded with the pad id, whose
- * labels are {@value Softmax#IGNORE_INDEX}. Not thread-safe.
+ * labels are {@value Softmax#IGNORE_INDEX} (see {@link Batch#pack}). Not thread-safe.
  */
 public final class BatchSampler {
 
@@ -21,6 +23,7 @@ public final class BatchSampler {
     private final int seqLen;
     private final int padId;
     private final long seed;
+    private final boolean shuffle;
     private long position;
     private long permutationEpoch = -1;
     private int[] permutation;
@@ -30,18 +33,16 @@ public final class BatchSampler {
      * @param position examples already consumed, 0 for a fresh run
      */
     public BatchSampler(List<Example> examples, int batchSize, int seqLen, int padId, long seed, long position) {
+        this(examples, batchSize, seqLen, padId, seed, true, position);
+    }
+
+    /** @param shuffle false for the examples' own order in every epoch (the seed then plays no part) */
+    public BatchSampler(List<Example> examples, int batchSize, int seqLen, int padId, long seed, boolean shuffle,
+                        long position) {
         if (examples.isEmpty()) {
             throw new IllegalArgumentException("no examples to sample from");
         }
-        if (batchSize <= 0 || seqLen <= 0) {
-            throw new IllegalArgumentException("batchSize and seqLen must be positive, found " + batchSize + " × " + seqLen);
-        }
-        if ((long) batchSize * seqLen > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("a " + batchSize + " × " + seqLen + " batch does not fit in one array");
-        }
-        if (padId < 0) {
-            throw new IllegalArgumentException("padId must be a token id, found " + padId);
-        }
+        Batch.checkShape(batchSize, seqLen, padId);
         if (position < 0) {
             throw new IllegalArgumentException("position must be >= 0, found " + position);
         }
@@ -50,6 +51,7 @@ public final class BatchSampler {
         this.seqLen = seqLen;
         this.padId = padId;
         this.seed = seed;
+        this.shuffle = shuffle;
         this.position = position;
     }
 
@@ -64,18 +66,17 @@ public final class BatchSampler {
     }
 
     public Batch next() {
-        int[] inputIds = new int[batchSize * seqLen];
-        int[] labels = new int[batchSize * seqLen];
-        Arrays.fill(inputIds, padId);
-        Arrays.fill(labels, Softmax.IGNORE_INDEX);
+        Example[] rows = new Example[batchSize];
         for (int row = 0; row < batchSize; row++) {
-            Example example = exampleAt(position++);
-            example.copyPrefixTo(Math.min(example.length(), seqLen), inputIds, labels, row * seqLen);
+            rows[row] = exampleAt(position++);
         }
-        return new Batch(inputIds, labels, batchSize, seqLen);
+        return Batch.pack(List.of(rows), seqLen, padId);
     }
 
     private Example exampleAt(long index) {
+        if (!shuffle) {
+            return examples.get((int) (index % examples.size()));
+        }
         long epoch = index / examples.size();
         if (epoch != permutationEpoch) {
             permutation = permutation(examples.size(), Rng.hash(seed, epoch));

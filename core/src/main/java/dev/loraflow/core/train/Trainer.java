@@ -3,6 +3,7 @@ package dev.loraflow.core.train;
 import dev.loraflow.core.data.Batch;
 import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
+import java.util.ArrayList;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.optim.AdamW;
 import dev.loraflow.core.optim.GradientClipping;
@@ -17,12 +18,13 @@ import java.nio.file.Path;
 import java.util.List;
 
 /**
- * LoRA training of a model's adapters: micro-batches from a seeded sampler, gradient accumulation,
- * clipping, AdamW on a schedule.
+ * LoRA training of a model's adapters: gradient accumulation over micro-batches, clipping, AdamW on
+ * a schedule. Data comes from outside — a {@link BatchSampler} over a file's examples, or batches
+ * assembled from a stream — together with the data position it has reached.
  *
- * <p>Everything random is a function of the seed and the position in the run — the data order of
- * the sampler's epoch, each micro-batch's dropout key — so the state a {@link TrainingCheckpoint}
- * holds (adapter, moments, step, data position) is all a resumed run needs to continue bit-identically.
+ * <p>Everything random is a function of the seed and the position in the run (each micro-batch's
+ * dropout key; the sampler's order), so the state a {@link TrainingCheckpoint} holds (adapter,
+ * moments, step, data position) is all a resumed run needs to continue bit-identically.
  */
 public final class Trainer {
 
@@ -33,35 +35,29 @@ public final class Trainer {
     public record StepResult(long step, double loss, long tokens, float learningRate, double gradNorm) {}
 
     private final CausalLanguageModel model;
-    private final List<Example> examples;
     private final TrainingSettings settings;
-    private final int padId;
+    private final String dataId;
     private final AdamW optimizer;
     private final List<Parameter> parameters;
     private final CausalLanguageModel.Workspace workspace;
-    private BatchSampler sampler;
     private long step;
+    private long dataPosition;
 
     /**
-     * @param padId the input id of padding positions (their labels are −100, so it affects no loss)
-     * @throws IllegalArgumentException if the model has no adapter, there is no example, or the
-     *                                  sequence length exceeds the model's context
+     * @param dataId names the data and its order (e.g. {@link #fingerprint} of a file's examples, or a
+     *               job id): a checkpoint resumes only a run over the same data
+     * @throws IllegalArgumentException if the model has no adapter or the sequence length exceeds its context
      */
-    public Trainer(CausalLanguageModel model, List<Example> examples, TrainingSettings settings, int padId) {
+    public Trainer(CausalLanguageModel model, TrainingSettings settings, String dataId) {
         if (model.trainableParameters().isEmpty()) {
             throw new IllegalArgumentException("the model has no LoRA adapter to train");
         }
-        if (examples.isEmpty()) {
-            throw new IllegalArgumentException("no training example");
-        }
         this.model = model;
-        this.examples = List.copyOf(examples);
         this.settings = settings;
-        this.padId = padId;
+        this.dataId = dataId;
         this.parameters = model.trainableParameters();
         this.optimizer = new AdamW(parameters, settings.optimizer());
         this.workspace = model.newWorkspace(settings.batchSize(), settings.seqLen());
-        this.sampler = new BatchSampler(this.examples, settings.batchSize(), settings.seqLen(), padId, settings.seed(), 0);
         parameters.forEach(Parameter::zeroGrad);
     }
 
@@ -82,21 +78,43 @@ public final class Trainer {
         return model;
     }
 
-    /** Examples consumed so far, over all epochs: where a resumed run picks the data up. */
+    /** Where the data stands after the last step (examples consumed): where a resumed run picks it up. */
     public long dataPosition() {
-        return sampler.position();
+        return dataPosition;
     }
 
-    /** Runs one optimiser update: {@code gradAccum} micro-batches, clipping, AdamW. */
-    public StepResult step() {
+    /** One update from the sampler's next {@code gradAccum} batches. */
+    public StepResult step(BatchSampler sampler) {
+        List<Batch> microBatches = new ArrayList<>();
+        for (int micro = 0; micro < settings.gradAccum(); micro++) {
+            microBatches.add(sampler.next());
+        }
+        return step(microBatches, sampler.position());
+    }
+
+    /**
+     * One optimiser update from exactly {@code gradAccum} micro-batches of {@code batchSize × seqLen}.
+     *
+     * @param dataPositionAfter where the data stands once these batches are consumed
+     */
+    public StepResult step(List<Batch> microBatches, long dataPositionAfter) {
         if (finished()) {
             throw new IllegalStateException("training already ran its " + settings.steps() + " steps");
         }
         int accumulation = settings.gradAccum();
+        if (microBatches.size() != accumulation) {
+            throw new IllegalArgumentException("a step takes " + accumulation + " micro-batches, got " + microBatches.size());
+        }
+        for (Batch batch : microBatches) {
+            if (batch.batchSize() != settings.batchSize() || batch.seqLen() != settings.seqLen()) {
+                throw new IllegalArgumentException("a micro-batch is " + batch.batchSize() + " × " + batch.seqLen()
+                        + ", the run's " + settings.batchSize() + " × " + settings.seqLen());
+            }
+        }
         double lossSum = 0;
         long tokens = 0;
         for (int micro = 0; micro < accumulation; micro++) {
-            Batch batch = sampler.next();
+            Batch batch = microBatches.get(micro);
             long dropoutKey = Rng.hash(settings.seed() ^ DROPOUT_STREAM, step * accumulation + micro);
             lossSum += model.forward(workspace, batch.inputIds(), batch.labels(), true, dropoutKey);
             tokens += workspace.countedTokens();
@@ -109,11 +127,12 @@ public final class Trainer {
         optimizer.step(learningRate);
         optimizer.zeroGrad();
         step++;
+        dataPosition = dataPositionAfter;
         return new StepResult(step, lossSum / accumulation, tokens, learningRate, gradNorm);
     }
 
-    /** SHA-256 over every example's ids and labels: a resumed run must read the same data. */
-    static String fingerprint(List<Example> examples) {
+    /** SHA-256 over every example's ids and labels, in order: the data id of a run over a file. */
+    public static String fingerprint(List<Example> examples) {
         MessageDigest digest = Sha256.newDigest();
         ByteBuffer buffer = ByteBuffer.allocate(8192).order(ByteOrder.LITTLE_ENDIAN);
         for (Example example : examples) {
@@ -140,19 +159,19 @@ public final class Trainer {
     /** Writes the adapter and everything a resumed run needs into {@code directory}. */
     public void save(Path directory) throws IOException {
         TrainingCheckpoint.write(directory, model.toPeftAdapter(), parameters, optimizer.state(),
-                TrainingCheckpoint.Progress.of(step, sampler.position(), fingerprint(examples), settings));
+                TrainingCheckpoint.Progress.of(step, dataPosition, dataId, settings));
     }
 
     /**
      * Continues from a checkpoint {@link #save} wrote for the same model, data and settings (the total
-     * number of steps may differ).
+     * number of steps may differ); the data source then resumes at {@link #dataPosition()}.
      *
      * @throws TrainingStateException if the checkpoint is damaged or was written by a different run
      */
     public void restore(Path directory) throws IOException {
         TrainingCheckpoint checkpoint = TrainingCheckpoint.read(directory);
         TrainingCheckpoint.Progress progress = checkpoint.progress();
-        progress.requireCompatible(settings, fingerprint(examples), directory);
+        progress.requireCompatible(settings, dataId, directory);
         try {
             model.loadAdapter(checkpoint.adapter());
         } catch (IllegalArgumentException e) {
@@ -165,7 +184,6 @@ public final class Trainer {
             throw new TrainingStateException(directory + ": " + e.getMessage(), e);
         }
         step = progress.step();
-        sampler = new BatchSampler(examples, settings.batchSize(), settings.seqLen(), padId, settings.seed(),
-                progress.dataPosition());
+        dataPosition = progress.dataPosition();
     }
 }

@@ -48,13 +48,13 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
     /**
      * Where a run stands, and what it was run with that a resumed run must repeat.
      *
-     * @param dataSha256 fingerprint of the training examples, see {@link Trainer}
+     * @param dataId names the training data and its order, see {@link Trainer}
      */
-    public record Progress(long step, long dataPosition, String dataSha256, long seed, int batchSize, int seqLen,
+    public record Progress(long step, long dataPosition, String dataId, long seed, int batchSize, int seqLen,
                            int gradAccum) {
 
-        static Progress of(long step, long dataPosition, String dataSha256, TrainingSettings settings) {
-            return new Progress(step, dataPosition, dataSha256, settings.seed(), settings.batchSize(), settings.seqLen(),
+        static Progress of(long step, long dataPosition, String dataId, TrainingSettings settings) {
+            return new Progress(step, dataPosition, dataId, settings.seed(), settings.batchSize(), settings.seqLen(),
                     settings.gradAccum());
         }
 
@@ -65,8 +65,8 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
             compare(differences, "batch size", batchSize, current.batchSize());
             compare(differences, "seq len", seqLen, current.seqLen());
             compare(differences, "gradient accumulation", gradAccum, current.gradAccum());
-            if (!dataSha256.equals(currentData)) {
-                differences.add("the training data differs (SHA-256 " + dataSha256 + " vs " + currentData + ")");
+            if (!dataId.equals(currentData)) {
+                differences.add("the training data differs (" + dataId + " vs " + currentData + ")");
             }
             if (step > current.steps()) {
                 differences.add("the checkpoint is at step " + step + ", beyond the " + current.steps() + " steps asked for");
@@ -130,7 +130,7 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
         state.put("version", VERSION);
         state.put("step", progress.step());
         state.put("data_position", progress.dataPosition());
-        state.put("data_sha256", progress.dataSha256());
+        state.put("data_id", progress.dataId());
         state.put("seed", progress.seed());
         state.put("batch_size", progress.batchSize());
         state.put("seq_len", progress.seqLen());
@@ -184,9 +184,9 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
         }
         PeftAdapter adapter = PeftAdapter.read(directory);
         Moments optimizer = readMoments(directory.resolve(OPTIMIZER_FILE), parameterNames(adapter));
-        String data = state.path("data_sha256").asText("");
+        String data = state.path("data_id").asText("");
         if (data.isEmpty()) {
-            throw new TrainingStateException(stateFile + ": data_sha256 is missing");
+            throw new TrainingStateException(stateFile + ": data_id is missing");
         }
         long step = bounded(state, "step", stateFile, 0, Long.MAX_VALUE);
         Progress progress = new Progress(step, bounded(state, "data_position", stateFile, 0, Long.MAX_VALUE), data,

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -130,6 +131,15 @@ class TrainerTest {
         return (double) correct / counted;
     }
 
+    private static BatchSampler sampler(List<Example> examples, TrainingSettings settings, long position) {
+        return new BatchSampler(examples, settings.batchSize(), settings.seqLen(), 0, settings.seed(), position);
+    }
+
+    private static Trainer trainer(ModelConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed,
+                                   List<Example> data, TrainingSettings settings) {
+        return new Trainer(CausalLanguageModel.create(config, weights, lora, seed), settings, Trainer.fingerprint(data));
+    }
+
     private static TrainingSettings settings(long steps, int gradAccum) {
         return new TrainingSettings(steps, 8, 2 * PAIRS, gradAccum,
                 new LearningRateSchedule(LearningRateSchedule.Shape.COSINE, 1e-2, 10, steps),
@@ -149,11 +159,13 @@ class TrainerTest {
         double initial = accuracy(model, heldOut);
         assertTrue(initial < 0.25, "starts near chance (1/" + VOCAB + "), got " + initial);
 
-        Trainer trainer = new Trainer(model, train, settings(300, 1), 0);
-        Trainer.StepResult first = trainer.step();
+        TrainingSettings settings = settings(300, 1);
+        Trainer trainer = new Trainer(model, settings, Trainer.fingerprint(train));
+        BatchSampler sampler = sampler(train, settings, 0);
+        Trainer.StepResult first = trainer.step(sampler);
         Trainer.StepResult last = first;
         while (!trainer.finished()) {
-            last = trainer.step();
+            last = trainer.step(sampler);
         }
         double trained = accuracy(model, heldOut);
         assertTrue(trained >= 0.95, arch + ": held-out next-token accuracy after LoRA training " + trained
@@ -170,23 +182,26 @@ class TrainerTest {
         LoraAdapterConfig withDropout = lora.toBuilder().loraDropout(0.1).build();
         TrainingSettings settings = settings(6, 2);
 
-        Trainer straight = new Trainer(CausalLanguageModel.create(config, weights, withDropout, 2), data, settings, 0);
+        Trainer straight = trainer(config, weights, withDropout, 2, data, settings);
+        BatchSampler straightData = sampler(data, settings, 0);
         while (!straight.finished()) {
-            straight.step();
+            straight.step(straightData);
         }
         straight.save(temp.resolve("straight"));
 
-        Trainer firstHalf = new Trainer(CausalLanguageModel.create(config, weights, withDropout, 2), data, settings, 0);
+        Trainer firstHalf = trainer(config, weights, withDropout, 2, data, settings);
+        BatchSampler firstData = sampler(data, settings, 0);
         for (int i = 0; i < 3; i++) {
-            firstHalf.step();
+            firstHalf.step(firstData);
         }
         firstHalf.save(temp.resolve("resumed"));
-        Trainer secondHalf = new Trainer(CausalLanguageModel.create(config, weights, withDropout, 99), data, settings, 0);
+        Trainer secondHalf = trainer(config, weights, withDropout, 99, data, settings);
         secondHalf.restore(temp.resolve("resumed"));
         assertEquals(3, secondHalf.completedSteps());
-        assertEquals(firstHalf.dataPosition(), secondHalf.dataPosition());
+        assertEquals(firstData.position(), secondHalf.dataPosition());
+        BatchSampler secondData = sampler(data, settings, secondHalf.dataPosition());
         while (!secondHalf.finished()) {
-            secondHalf.step();
+            secondHalf.step(secondData);
         }
         secondHalf.save(temp.resolve("resumed"));
 
@@ -202,25 +217,26 @@ class TrainerTest {
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).build();
         Map<String, float[]> weights = initialWeights(config, 1);
         List<Example> data = permutationTask(20, 7);
-        Trainer trainer = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), data, settings(4, 1), 0);
-        trainer.step();
+        Trainer trainer = trainer(config, weights, lora, 2, data, settings(4, 1));
+        trainer.step(sampler(data, settings(4, 1), 0));
         Path checkpoint = temp.resolve("checkpoint");
         trainer.save(checkpoint);
 
-        Trainer otherData = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), permutationTask(20, 8),
-                settings(4, 1), 0);
+        Trainer otherData = trainer(config, weights, lora, 2, permutationTask(20, 8), settings(4, 1));
         assertTrue(assertThrows(TrainingStateException.class, () -> otherData.restore(checkpoint)).getMessage()
                 .contains("training data differs"));
-        Trainer otherAccumulation = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), data,
-                settings(4, 2), 0);
+        Trainer otherAccumulation = trainer(config, weights, lora, 2, data, settings(4, 2));
         assertTrue(assertThrows(TrainingStateException.class, () -> otherAccumulation.restore(checkpoint)).getMessage()
                 .contains("gradient accumulation was 1, now 2"));
+        Trainer otherRank = trainer(config, weights, lora.toBuilder().r(3).build(), 2, data, settings(4, 1));
+        assertTrue(assertThrows(TrainingStateException.class, () -> otherRank.restore(checkpoint)).getMessage()
+                .contains("does not fit the model"));
 
         Path weightsFile = checkpoint.resolve(PeftAdapter.WEIGHTS_FILE);
         byte[] bytes = Files.readAllBytes(weightsFile);
         bytes[bytes.length - 1] ^= 1;
         Files.write(weightsFile, bytes);
-        Trainer fresh = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), data, settings(4, 1), 0);
+        Trainer fresh = trainer(config, weights, lora, 2, data, settings(4, 1));
         assertTrue(assertThrows(TrainingStateException.class, () -> fresh.restore(checkpoint)).getMessage()
                 .contains("does not match"));
         assertTrue(assertThrows(TrainingStateException.class, () -> fresh.restore(temp)).getMessage()
@@ -231,17 +247,20 @@ class TrainerTest {
     }
 
     @Test
-    void aModelWithoutAdapterOrDataWithoutExamplesIsNotTrained() {
+    void aModelWithoutAdapterOrBatchesOfTheWrongShapeAreNotTrained() {
         ModelConfig config = (ModelConfig) architectures().findFirst().orElseThrow().get()[1];
         Map<String, float[]> weights = initialWeights(config, 1);
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).build();
-        assertThrows(IllegalArgumentException.class, () -> new Trainer(CausalLanguageModel.create(config, weights, null, 2),
-                permutationTask(4, 1), settings(4, 1), 0));
-        assertThrows(IllegalArgumentException.class, () -> new Trainer(CausalLanguageModel.create(config, weights, lora, 2),
-                List.of(), settings(4, 1), 0));
-        Trainer done = new Trainer(CausalLanguageModel.create(config, weights, lora, 2), permutationTask(4, 1),
-                settings(1, 1), 0);
-        done.step();
-        assertThrows(IllegalStateException.class, done::step);
+        List<Example> data = permutationTask(4, 1);
+        assertThrows(IllegalArgumentException.class, () -> trainer(config, weights, null, 2, data, settings(4, 1)));
+        Trainer trainer = trainer(config, weights, lora, 2, data, settings(1, 2));
+        BatchSampler sampler = sampler(data, settings(1, 2), 0);
+        assertThrows(IllegalArgumentException.class, () -> trainer.step(List.of(sampler.next()), 8), "one of two micro-batches");
+        BatchSampler narrow = new BatchSampler(data, 3, 2 * PAIRS, 0, 1, 0);
+        assertThrows(IllegalArgumentException.class, () -> trainer.step(List.of(narrow.next(), narrow.next()), 6));
+        BatchSampler fresh = sampler(data, settings(1, 2), 0);
+        trainer.step(fresh);
+        assertEquals(16, trainer.dataPosition());
+        assertThrows(IllegalStateException.class, () -> trainer.step(fresh));
     }
 }
