@@ -35,7 +35,7 @@ public final class Sampler {
         }
         this.vocab = vocab;
         this.rng = new Rng(settings.seed());
-        boolean filtering = settings.topK() > 0 && settings.topK() < vocab || settings.topP() < 1;
+        boolean filtering = (settings.topK() > 0 && settings.topK() < vocab) || settings.topP() < 1;
         this.order = filtering && !settings.isGreedy() ? new long[vocab] : null;
         this.weights = settings.isGreedy() ? null : new double[vocab];
     }
