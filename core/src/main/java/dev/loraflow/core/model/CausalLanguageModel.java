@@ -36,6 +36,23 @@ public sealed interface CausalLanguageModel permits Gpt2Model, LlamaModel {
         int countedTokens();
     }
 
+    /**
+     * The keys and values of the tokens one sequence has seen so far, so that generation runs each new
+     * token through the model once. Made by {@link #newKvCache} and read by {@link #decode} of the same
+     * model, one thread at a time. It holds what the weights and adapters gave when its tokens went in:
+     * after {@link #merge()}, {@link #unmerge()}, {@link #loadAdapter} or a training step, {@link #reset()} it.
+     */
+    interface KvCache {
+        /** The most tokens the sequence may hold. */
+        int capacity();
+
+        /** Tokens cached so far; the next one goes to this position. */
+        int length();
+
+        /** Empties the cache for a new sequence, keeping its buffers. */
+        void reset();
+    }
+
     ModelConfig config();
 
     ModelLayout layout();
@@ -67,6 +84,28 @@ public sealed interface CausalLanguageModel permits Gpt2Model, LlamaModel {
      * @throws IllegalStateException if the workspace holds no forward with labels
      */
     void backward(Workspace ws, float dLoss);
+
+    /**
+     * A cache for one sequence of up to {@code capacity} tokens, with all the scratch its
+     * {@link #decode} calls need: decoding allocates nothing.
+     *
+     * @throws IllegalArgumentException if capacity is not in [1, the model's context]
+     */
+    KvCache newKvCache(int capacity);
+
+    /**
+     * Appends {@code tokens} to the cached sequence at positions length..length+n−1 and returns the
+     * logits of the last of them: a prompt's prefill is one call, each generated token another. The new
+     * tokens attend to every cached one and causally among themselves, at their absolute positions, as
+     * in {@link #forward} over the whole sequence; no dropout, adapters unmerged or merged alike.
+     *
+     * @param tokens one or more ids
+     * @return [vocab], the cache's own buffer, overwritten by the next decode on it: copy it to keep it
+     * @throws IllegalArgumentException if tokens is empty or would pass the cache's capacity, an id is
+     *                                  outside the vocabulary, or the cache belongs to another model; the
+     *                                  cache is then left as it was
+     */
+    float[] decode(KvCache cache, int[] tokens);
 
     /** Reads a Hugging Face model directory of any supported architecture. */
     static CausalLanguageModel load(Path modelDirectory, LoraAdapterConfig lora, long seed) throws IOException {

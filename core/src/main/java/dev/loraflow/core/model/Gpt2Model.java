@@ -2,6 +2,7 @@ package dev.loraflow.core.model;
 
 import dev.loraflow.core.kernels.Activations;
 import dev.loraflow.core.kernels.Attention;
+import dev.loraflow.core.kernels.CachedAttention;
 import dev.loraflow.core.kernels.Gemm;
 import dev.loraflow.core.kernels.Norms;
 import dev.loraflow.core.kernels.Softmax;
@@ -519,5 +520,122 @@ public final class Gpt2Model implements CausalLanguageModel {
             throw new IllegalArgumentException("the workspace belongs to another model");
         }
         return ws;
+    }
+
+    // ---------------------------------------------------------------- generation
+
+    /** The keys and values of one sequence, and the scratch of up to {@code chunkRows} new tokens. */
+    private final class KvCache extends AbstractKvCache {
+        /** [rows, E]: the new tokens' residual stream, updated in place block after block. */
+        private final float[] residual;
+        /** [rows, E]: a LayerNorm's output. */
+        private final float[] normed;
+        /** [rows]: a LayerNorm's statistics, not read again. */
+        private final float[] mean;
+        private final float[] rstd;
+        /** [rows, 3E]: c_attn's [q | k | v]. */
+        private final float[] fused;
+        /** [rows, E]. */
+        private final float[] attnOut;
+        /** [rows, E]: a block's attention or MLP output before it joins the residual. */
+        private final float[] branch;
+        /** [rows, inner]: c_fc's output, then its GELU. */
+        private final float[] fc;
+        private final float[] act;
+        /** [layers][module]: the LoRA branch's scratch. */
+        private final LoRALinear.Activations[][] moduleActivations;
+
+        private KvCache(int capacity) {
+            super(config, config.numHeads(), capacity);
+            int e = config.hiddenSize();
+            int inner = config.innerSize();
+            this.residual = new float[chunkRows * e];
+            this.normed = new float[chunkRows * e];
+            this.mean = new float[chunkRows];
+            this.rstd = new float[chunkRows];
+            this.fused = new float[3 * chunkRows * e];
+            this.attnOut = new float[chunkRows * e];
+            this.branch = new float[chunkRows * e];
+            this.fc = new float[chunkRows * inner];
+            this.act = new float[chunkRows * inner];
+            this.moduleActivations = new LoRALinear.Activations[blocks.length][];
+            for (int layer = 0; layer < blocks.length; layer++) {
+                LoRALinear[] modules = blocks[layer].modules();
+                moduleActivations[layer] = new LoRALinear.Activations[modules.length];
+                for (int m = 0; m < modules.length; m++) {
+                    moduleActivations[layer][m] = modules[m].newActivations(chunkRows);
+                }
+            }
+        }
+
+        private Gpt2Model owner() {
+            return Gpt2Model.this;
+        }
+    }
+
+    /** A cache of up to {@code capacity} ≤ n_positions tokens. */
+    @Override
+    public CausalLanguageModel.KvCache newKvCache(int capacity) {
+        return new KvCache(capacity);
+    }
+
+    @Override
+    public float[] decode(CausalLanguageModel.KvCache kvCache, int[] tokens) {
+        KvCache cache = own(kvCache);
+        cache.checkAppend(tokens, config.vocabSize());
+        int e = config.hiddenSize();
+        int vocab = config.vocabSize();
+        int rows = 0;
+        for (int first = 0; first < tokens.length; first += rows) {
+            rows = Math.min(cache.chunkRows, tokens.length - first);
+            decodeChunk(cache, tokens, first, rows);
+        }
+        // Only the last token's logits are asked for.
+        Norms.layerNormForward(cache.residual, (rows - 1) * e, lnfWeight, 0, lnfBias, 0, cache.normed, 0,
+                cache.mean, 0, cache.rstd, 0, 1, e, (float) config.layerNormEpsilon());
+        Gemm.sgemm(false, true, 1, vocab, e, 1f, cache.normed, 0, e, wte, 0, e, 0f, cache.logits, 0, vocab);
+        return cache.logits;
+    }
+
+    /** Runs tokens [first, first + rows) through the blocks at positions length.., appending their keys and values. */
+    private void decodeChunk(KvCache cache, int[] tokens, int first, int rows) {
+        int e = config.hiddenSize();
+        int past = cache.length;
+        float eps = (float) config.layerNormEpsilon();
+        float[] x = cache.residual;
+        for (int row = 0; row < rows; row++) {
+            VectorMath.add(wte, tokens[first + row] * e, wpe, (past + row) * e, x, row * e, e);
+        }
+        for (int layer = 0; layer < blocks.length; layer++) {
+            Block block = blocks[layer];
+            LoRALinear[] modules = block.modules();
+            LoRALinear.Activations[] scratch = cache.moduleActivations[layer];
+            Norms.layerNormForward(x, 0, block.ln1Weight(), 0, block.ln1Bias(), 0, cache.normed, 0,
+                    cache.mean, 0, cache.rstd, 0, rows, e, eps);
+            modules[C_ATTN].forward(cache.normed, cache.fused, rows, scratch[C_ATTN], false, 0);
+            // Each fused row is [q | k | v]: the kernel reads q, k and v in place with a row stride of 3E.
+            CachedAttention.append(cache.fused, e, cache.fused, 2 * e, 3 * e, rows, cache.keys[layer],
+                    cache.values[layer], cache.capacity, past, config.numHeads(), config.headDim());
+            CachedAttention.forward(cache.fused, 0, 3 * e, rows, cache.keys[layer], cache.values[layer],
+                    cache.capacity, past, cache.attnOut, 0, config.numHeads(), config.numHeads(), config.headDim(),
+                    cache.scores);
+            modules[ATTN_PROJ].forward(cache.attnOut, cache.branch, rows, scratch[ATTN_PROJ], false, 0);
+            VectorMath.addInPlace(cache.branch, 0, x, 0, rows * e);
+
+            Norms.layerNormForward(x, 0, block.ln2Weight(), 0, block.ln2Bias(), 0, cache.normed, 0,
+                    cache.mean, 0, cache.rstd, 0, rows, e, eps);
+            modules[C_FC].forward(cache.normed, cache.fc, rows, scratch[C_FC], false, 0);
+            Activations.geluForward(cache.fc, 0, cache.act, 0, rows * config.innerSize());
+            modules[MLP_PROJ].forward(cache.act, cache.branch, rows, scratch[MLP_PROJ], false, 0);
+            VectorMath.addInPlace(cache.branch, 0, x, 0, rows * e);
+        }
+        cache.length = past + rows;
+    }
+
+    private KvCache own(CausalLanguageModel.KvCache kvCache) {
+        if (!(Objects.requireNonNull(kvCache, "cache") instanceof KvCache cache) || cache.owner() != this) {
+            throw new IllegalArgumentException("the KV cache belongs to another model");
+        }
+        return cache;
     }
 }

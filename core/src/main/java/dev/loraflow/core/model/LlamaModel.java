@@ -2,6 +2,7 @@ package dev.loraflow.core.model;
 
 import dev.loraflow.core.kernels.Activations;
 import dev.loraflow.core.kernels.Attention;
+import dev.loraflow.core.kernels.CachedAttention;
 import dev.loraflow.core.kernels.Norms;
 import dev.loraflow.core.kernels.Rope;
 import dev.loraflow.core.kernels.RopeTable;
@@ -632,5 +633,136 @@ public final class LlamaModel implements CausalLanguageModel {
     @Override
     public ModelLayout layout() {
         return layout;
+    }
+
+    // ---------------------------------------------------------------- generation
+
+    /** The keys and values of one sequence, and the scratch of up to {@code chunkRows} new tokens. */
+    private final class KvCache extends AbstractKvCache {
+        /** [rows]: the new tokens' absolute positions, for RoPE. */
+        private final int[] positions;
+        /** [rows, H]: the new tokens' residual stream, updated in place block after block. */
+        private final float[] residual;
+        /** [rows, H]: a norm's output. */
+        private final float[] normed;
+        /** [rows]: a norm's 1/rms, not read again. */
+        private final float[] rstd;
+        /** [rows, heads·D]. */
+        private final float[] query;
+        /** [rows, kv·D]. */
+        private final float[] key;
+        /** [rows, kv·D]. */
+        private final float[] value;
+        /** [rows, heads·D]. */
+        private final float[] attentionOutput;
+        /** [rows, H]: o_proj's or down_proj's output before it joins the residual. */
+        private final float[] branch;
+        /** [rows, I]. */
+        private final float[] gate;
+        private final float[] up;
+        private final float[] gated;
+        /** [H]: the last token's final norm, the output head's input. */
+        private final float[] lastNormed;
+        /** The LoRA branch's scratch, one per linear module in {@link #linearModules} order. */
+        private final List<LoRALinear.Activations> linearActivations;
+
+        private KvCache(int capacity) {
+            super(config, config.numKeyValueHeads(), capacity);
+            int hidden = config.hiddenSize();
+            int queryWidth = config.numHeads() * config.headDim();
+            int keyValueWidth = config.numKeyValueHeads() * config.headDim();
+            int inner = config.intermediateSize();
+            this.positions = new int[chunkRows];
+            this.residual = new float[chunkRows * hidden];
+            this.normed = new float[chunkRows * hidden];
+            this.rstd = new float[chunkRows];
+            this.query = new float[chunkRows * queryWidth];
+            this.key = new float[chunkRows * keyValueWidth];
+            this.value = new float[chunkRows * keyValueWidth];
+            this.attentionOutput = new float[chunkRows * queryWidth];
+            this.branch = new float[chunkRows * hidden];
+            this.gate = new float[chunkRows * inner];
+            this.up = new float[chunkRows * inner];
+            this.gated = new float[chunkRows * inner];
+            this.lastNormed = new float[hidden];
+            this.linearActivations = linearModules.stream().map(linear -> linear.newActivations(chunkRows)).toList();
+        }
+
+        private LlamaModel owner() {
+            return LlamaModel.this;
+        }
+    }
+
+    /** A cache of up to {@code capacity} ≤ max_position_embeddings tokens. */
+    @Override
+    public CausalLanguageModel.KvCache newKvCache(int capacity) {
+        return new KvCache(capacity);
+    }
+
+    @Override
+    public float[] decode(CausalLanguageModel.KvCache kvCache, int[] tokens) {
+        KvCache cache = own(kvCache);
+        cache.checkAppend(tokens, config.vocabSize());
+        int hidden = config.hiddenSize();
+        int rows = 0;
+        for (int first = 0; first < tokens.length; first += rows) {
+            rows = Math.min(cache.chunkRows, tokens.length - first);
+            decodeChunk(cache, tokens, first, rows);
+        }
+        // Only the last token's logits are asked for.
+        Norms.rmsNormForward(cache.residual, (rows - 1) * hidden, finalNormWeight, 0, cache.lastNormed, 0,
+                cache.rstd, 0, 1, hidden, rmsNormEps);
+        decodeLinear(outputHead, cache.lastNormed, cache.logits, 1, cache);
+        return cache.logits;
+    }
+
+    /** Runs tokens [first, first + rows) through the blocks at positions length.., appending their keys and values. */
+    private void decodeChunk(KvCache cache, int[] tokens, int first, int rows) {
+        int hidden = config.hiddenSize();
+        int heads = config.numHeads();
+        int kvHeads = config.numKeyValueHeads();
+        int headDim = config.headDim();
+        int past = cache.length;
+        float[] x = cache.residual;
+        for (int row = 0; row < rows; row++) {
+            System.arraycopy(tokenEmbedding, tokens[first + row] * hidden, x, row * hidden, hidden);
+            cache.positions[row] = past + row;
+        }
+        for (int layer = 0; layer < blocks.size(); layer++) {
+            Block block = blocks.get(layer);
+            Norms.rmsNormForward(x, 0, block.inputNormWeight(), 0, cache.normed, 0, cache.rstd, 0, rows, hidden,
+                    rmsNormEps);
+            decodeLinear(block.queryProjection(), cache.normed, cache.query, rows, cache);
+            decodeLinear(block.keyProjection(), cache.normed, cache.key, rows, cache);
+            decodeLinear(block.valueProjection(), cache.normed, cache.value, rows, cache);
+            Rope.forward(cache.query, 0, cache.positions, 0, ropeTable, cache.query, 0, 1, rows, heads);
+            Rope.forward(cache.key, 0, cache.positions, 0, ropeTable, cache.key, 0, 1, rows, kvHeads);
+            CachedAttention.append(cache.key, 0, cache.value, 0, kvHeads * headDim, rows, cache.keys[layer],
+                    cache.values[layer], cache.capacity, past, kvHeads, headDim);
+            CachedAttention.forward(cache.query, 0, heads * headDim, rows, cache.keys[layer], cache.values[layer],
+                    cache.capacity, past, cache.attentionOutput, 0, heads, kvHeads, headDim, cache.scores);
+            decodeLinear(block.outputProjection(), cache.attentionOutput, cache.branch, rows, cache);
+            VectorMath.addInPlace(cache.branch, 0, x, 0, rows * hidden);
+
+            Norms.rmsNormForward(x, 0, block.postAttentionNormWeight(), 0, cache.normed, 0, cache.rstd, 0, rows,
+                    hidden, rmsNormEps);
+            decodeLinear(block.gateProjection(), cache.normed, cache.gate, rows, cache);
+            decodeLinear(block.upProjection(), cache.normed, cache.up, rows, cache);
+            Activations.swigluForward(cache.gate, 0, cache.up, 0, cache.gated, 0, rows * config.intermediateSize());
+            decodeLinear(block.downProjection(), cache.gated, cache.branch, rows, cache);
+            VectorMath.addInPlace(cache.branch, 0, x, 0, rows * hidden);
+        }
+        cache.length = past + rows;
+    }
+
+    private void decodeLinear(LoRALinear linear, float[] x, float[] y, int rows, KvCache cache) {
+        linear.forward(x, y, rows, cache.linearActivations.get(moduleIndex.get(linear)), false, 0);
+    }
+
+    private KvCache own(CausalLanguageModel.KvCache kvCache) {
+        if (!(Objects.requireNonNull(kvCache, "cache") instanceof KvCache cache) || cache.owner() != this) {
+            throw new IllegalArgumentException("the KV cache belongs to another model");
+        }
+        return cache;
     }
 }

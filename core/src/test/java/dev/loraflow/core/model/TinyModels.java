@@ -1,0 +1,66 @@
+package dev.loraflow.core.model;
+
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.random.Rng;
+import java.util.Map;
+
+/**
+ * Small random models of both architectures with adapters whose B is random, so that every LoRA branch
+ * changes the output; shared by the tests of the packages that run a model (generation).
+ */
+public final class TinyModels {
+
+    /** An odd head dimension (20 / 4 = 5), and a context longer than a decode chunk. */
+    public static final Gpt2Config GPT2 = new Gpt2Config(41, 80, 20, 2, 4, 28, 1e-5);
+    /** Grouped-query attention (6 heads over 2) with head_dim 6, not hidden / heads. */
+    public static final LlamaConfig LLAMA = new LlamaConfig(29, 20, 36, 2, 6, 2, 6, 80, 1e-5, 10000, false);
+
+    private TinyModels() {}
+
+    /** The adapter a model of this config gets: every attention and MLP module, and Llama's output head too. */
+    public static LoraAdapterConfig lora(ModelConfig config) {
+        LoraAdapterConfig.Builder builder = LoraAdapterConfig.builder().r(2).loraAlpha(4).loraDropout(0.25);
+        return switch (config) {
+            case Gpt2Config gpt2 -> builder.targetModules("c_attn", "c_proj", "c_fc").build();
+            case LlamaConfig llama -> builder.targetModules("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                    "up_proj", "down_proj", "lm_head").build();
+        };
+    }
+
+    /** Random weights from {@code seed}, adapters per {@link #lora} with A and B drawn from it too. */
+    public static CausalLanguageModel adapted(ModelConfig config, long seed) {
+        CausalLanguageModel model = CausalLanguageModel.create(config, weights(config, seed), lora(config), seed + 1);
+        Rng rng = new Rng(seed + 2);
+        for (LoRALinear module : model.adaptedModules().values()) {
+            float[] b = module.loraB().value();
+            for (int i = 0; i < b.length; i++) {
+                b[i] = rng.nextUniform(0.3f);
+            }
+        }
+        return model;
+    }
+
+    public static Map<String, float[]> weights(ModelConfig config, long seed) {
+        return switch (config) {
+            case Gpt2Config gpt2 -> Gpt2ModelTest.randomWeights(gpt2, seed);
+            case LlamaConfig llama -> LlamaModelTest.randomWeights(llama, 0.5, seed);
+        };
+    }
+
+    /** Full-sequence logits [seqLen, vocab] of one sequence, without dropout, from a fresh workspace. */
+    public static float[] forwardLogits(CausalLanguageModel model, int[] ids) {
+        CausalLanguageModel.Workspace ws = model.newWorkspace(1, ids.length);
+        model.forward(ws, ids, null, false, 0);
+        return ws.logits();
+    }
+
+    public static int[] randomIds(int count, int vocab, long seed) {
+        Rng rng = new Rng(seed);
+        int[] ids = new int[count];
+        for (int i = 0; i < count; i++) {
+            ids[i] = (int) Math.floorMod(rng.nextLong(), vocab);
+        }
+        return ids;
+    }
+}
