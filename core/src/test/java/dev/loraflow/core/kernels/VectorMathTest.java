@@ -111,6 +111,7 @@ class VectorMathTest {
         double exact = VectorMathReference.sumOfSquares(widen(x), 0, n);
         assertEquals(exact, VectorMath.sumOfSquares(x, 0, n), 1e-7 * exact, "split over the cores");
         assertEquals(exact, VectorMath.sumOfSquaresRange(x, 0, n), 1e-7 * exact, "single-threaded");
+        assertEquals(VectorMath.sumOfSquaresRange(x, 0, n), VectorMath.sumOfSquares(x, 0, n), "the thread count changes nothing");
     }
 
     @Test
