@@ -6,15 +6,14 @@ import static dev.loraflow.core.kernels.VectorMath.SPECIES;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Elementwise activations, float32: GELU in GPT-2's tanh form, SiLU, and the SwiGLU product of a
  * Llama MLP. Arrays are flat [n] (any shape, flattened); an output may be an input at the same
  * offset. Input gradients are written (=).
  *
- * <p>GELU uses 0.5·(1 + tanh(z)) = σ(2z), so each element needs one vector {@code EXP} (SVML on x86,
- * within 1 ulp) and no tanh; σ(2z) is also more accurate than 1 + tanh(z) where tanh(z) ≈ −1, for
+ * <p>GELU uses 0.5·(1 + tanh(z)) = σ(2z), so each element needs one {@link VectorMath#exp} (within
+ * 1 ulp, and the same bits whether or not C2 has compiled the kernel) and no tanh; σ(2z) is also more accurate than 1 + tanh(z) where tanh(z) ≈ −1, for
  * x ≲ −3. σ(t) = 1/(1 + e⁻ᵗ) saturates cleanly: e⁻ᵗ = +∞ gives 0, never NaN, for finite inputs.
  *
  * <p>Each kernel writes its loop out rather than passing the lane operation to a shared loop: a
@@ -172,7 +171,7 @@ public final class Activations {
     /** σ(t) = 1/(1 + e⁻ᵗ). */
     private static FloatVector sigmoid(FloatVector t) {
         FloatVector ones = FloatVector.broadcast(SPECIES, 1f);
-        return ones.div(t.neg().lanewise(VectorOperators.EXP).add(ones));
+        return ones.div(VectorMath.exp(t.neg()).add(ones));
     }
 
     /** σ(2z) = 0.5·(1 + tanh(z)), the factor GELU multiplies x by. */

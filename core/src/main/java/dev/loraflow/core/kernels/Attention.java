@@ -5,7 +5,6 @@ import static dev.loraflow.core.kernels.VectorMath.SPECIES;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Causal multi-head self-attention, float32, with grouped-query attention as in Llama: query head h
@@ -235,17 +234,17 @@ public final class Attention {
         FloatVector acc = FloatVector.zero(SPECIES);
         int i = 0;
         for (int bound = SPECIES.loopBound(n); i < bound; i += LANES) {
-            FloatVector e = FloatVector.fromArray(SPECIES, x, off + i).sub(shifts).lanewise(VectorOperators.EXP);
+            FloatVector e = VectorMath.exp(FloatVector.fromArray(SPECIES, x, off + i).sub(shifts));
             e.intoArray(x, off + i);
             acc = acc.add(e);
         }
         if (i < n) {
             VectorMask<Float> tail = SPECIES.indexInRange(i, n);
-            FloatVector e = FloatVector.fromArray(SPECIES, x, off + i, tail).sub(shifts).lanewise(VectorOperators.EXP);
+            FloatVector e = VectorMath.exp(FloatVector.fromArray(SPECIES, x, off + i, tail).sub(shifts));
             e.intoArray(x, off + i, tail);
             acc = acc.add(e, tail);
         }
-        return acc.reduceLanes(VectorOperators.ADD);
+        return VectorMath.sumLanes(acc);
     }
 
     /**

@@ -2,7 +2,6 @@ package dev.loraflow.core.kernels;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -284,8 +283,8 @@ public final class Gemm {
         s15.intoArray(lanes, 13 * LANES);
         s16.intoArray(lanes, 14 * LANES);
         s17.intoArray(lanes, 15 * LANES);
-        // Lanes are summed in a fixed order, then the k tail: the result does not depend on whether the
-        // JIT has compiled the kernel (reduceLanes' order may differ between interpreter and C2).
+        // Lanes are summed in a fixed order, then the k tail, as VectorMath.sumLanes does: reduceLanes'
+        // order differs between the Vector API's fallback and C2, and a result must not depend on the JIT.
         for (int d = 0; d < 2 * DOT_COLUMNS; d++) {
             float sum = 0f;
             for (int l = 0; l < LANES; l++) {

@@ -4,7 +4,6 @@ import static dev.loraflow.core.kernels.VectorMath.LANES;
 import static dev.loraflow.core.kernels.VectorMath.SPECIES;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * LayerNorm (GPT-2) and RMSNorm (Llama) over the last dimension, float32, row-major.
@@ -208,8 +207,8 @@ public final class Norms {
             sumTail += grad;
             dotTail = Math.fma(grad, (x[xRow + j] - mu) * rs, dotTail);
         }
-        float gradMean = (gradSum.reduceLanes(VectorOperators.ADD) + sumTail) / dim;
-        float gradNormMean = (gradDotNorm.reduceLanes(VectorOperators.ADD) + dotTail) / dim;
+        float gradMean = (VectorMath.sumLanes(gradSum) + sumTail) / dim;
+        float gradNormMean = (VectorMath.sumLanes(gradDotNorm) + dotTail) / dim;
 
         FloatVector gradMeans = FloatVector.broadcast(SPECIES, gradMean);
         FloatVector gradNormMeans = FloatVector.broadcast(SPECIES, gradNormMean);
@@ -273,7 +272,7 @@ public final class Norms {
         for (int j = i; j < dim; j++) {
             dotTail = Math.fma(dy[dyRow + j] * weight[wOff + j], x[xRow + j], dotTail);
         }
-        float xCoefficient = (gradDotX.reduceLanes(VectorOperators.ADD) + dotTail) * rs * rs * rs / dim;
+        float xCoefficient = (VectorMath.sumLanes(gradDotX) + dotTail) * rs * rs * rs / dim;
 
         i = 0;
         for (int bound = SPECIES.loopBound(dim); i < bound; i += LANES) {

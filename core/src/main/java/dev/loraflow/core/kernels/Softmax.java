@@ -5,12 +5,12 @@ import static dev.loraflow.core.kernels.VectorMath.SPECIES;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 
 /**
  * Row softmax and the fused softmax + cross-entropy of a language-model head, float32, row-major.
- * Rows are independent and split over the cores when a call is large. Exponentials use the Vector
- * API's {@code EXP} (SVML on x86, within 1 ulp of {@link Math#exp}).
+ * Rows are independent and split over the cores when a call is large. Exponentials come from
+ * {@link VectorMath#exp} (within 1 ulp of {@link Math#exp}) and lanes are summed by
+ * {@link VectorMath#sumLanes}, so a result is the same bits before and after C2 compiles the kernel.
  *
  * <p>Every row is shifted by its maximum before exponentiation, so any finite logits work, ±3·10³⁸
  * included; a row must hold at least one value above −∞.
@@ -174,17 +174,17 @@ public final class Softmax {
             FloatVector acc = FloatVector.zero(SPECIES);
             int i = block;
             for (int bound = end - LANES; i <= bound; i += LANES) {
-                FloatVector e = FloatVector.fromArray(SPECIES, x, xOff + i).sub(shifts).lanewise(VectorOperators.EXP);
+                FloatVector e = VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i).sub(shifts));
                 e.intoArray(y, yOff + i);
                 acc = acc.add(e);
             }
             if (i < end) {
                 VectorMask<Float> tail = SPECIES.indexInRange(i, end);
-                FloatVector e = FloatVector.fromArray(SPECIES, x, xOff + i, tail).sub(shifts).lanewise(VectorOperators.EXP);
+                FloatVector e = VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i, tail).sub(shifts));
                 e.intoArray(y, yOff + i, tail);
                 acc = acc.add(e, tail);
             }
-            total += acc.reduceLanes(VectorOperators.ADD);
+            total += VectorMath.sumLanes(acc);
         }
         return total;
     }
@@ -199,15 +199,15 @@ public final class Softmax {
             FloatVector acc1 = FloatVector.zero(SPECIES);
             int i = block;
             for (int bound = end - 2 * LANES; i <= bound; i += 2 * LANES) {
-                acc0 = acc0.add(FloatVector.fromArray(SPECIES, x, xOff + i).sub(shifts).lanewise(VectorOperators.EXP));
-                acc1 = acc1.add(FloatVector.fromArray(SPECIES, x, xOff + i + LANES).sub(shifts).lanewise(VectorOperators.EXP));
+                acc0 = acc0.add(VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i).sub(shifts)));
+                acc1 = acc1.add(VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i + LANES).sub(shifts)));
             }
             for (; i < end; i += LANES) {
                 VectorMask<Float> inRange = SPECIES.indexInRange(i, end);
-                FloatVector e = FloatVector.fromArray(SPECIES, x, xOff + i, inRange).sub(shifts).lanewise(VectorOperators.EXP);
+                FloatVector e = VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i, inRange).sub(shifts));
                 acc0 = acc0.add(e, inRange);
             }
-            total += acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+            total += VectorMath.sumLanes(acc0.add(acc1));
         }
         return total;
     }
@@ -219,12 +219,12 @@ public final class Softmax {
         FloatVector scales = FloatVector.broadcast(SPECIES, scale);
         int i = 0;
         for (int bound = SPECIES.loopBound(n); i < bound; i += LANES) {
-            FloatVector.fromArray(SPECIES, x, xOff + i).sub(shifts).lanewise(VectorOperators.EXP).mul(scales)
+            VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i).sub(shifts)).mul(scales)
                     .intoArray(out, outOff + i);
         }
         if (i < n) {
             VectorMask<Float> tail = SPECIES.indexInRange(i, n);
-            FloatVector.fromArray(SPECIES, x, xOff + i, tail).sub(shifts).lanewise(VectorOperators.EXP).mul(scales)
+            VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i, tail).sub(shifts)).mul(scales)
                     .intoArray(out, outOff + i, tail);
         }
     }

@@ -2,6 +2,7 @@ package dev.loraflow.core.kernels;
 
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -11,10 +12,14 @@ import jdk.incubator.vector.VectorSpecies;
  * {@link #PARALLEL_MIN_ELEMENTS} elements are split over the cores, in a way that never changes the
  * order of the arithmetic, so the thread count does not change a result.
  *
- * <p>Bitwise reproducibility has one limit no kernel here can lift: before C2 compiles a kernel, the
- * Vector API runs a Java fallback whose {@code reduceLanes(ADD)} adds lanes in another order and whose
- * {@code EXP} is {@link Math#exp} rather than SVML, so the first calls in a JVM may differ from later
- * ones in the last bit.
+ * <p>Results do not depend on the JIT either. Until C2 compiles a method the Vector API runs a Java
+ * fallback, which agrees with C2's intrinsics on the exact lane operations (add, mul, fma, div,
+ * sqrt, min, max, compare, blend, convert, shifts) but not on {@code reduceLanes}, whose order of
+ * additions is left to the implementation, nor on {@code EXP} and the other transcendental
+ * operators ({@link Math#exp} per lane in the fallback, SVML in C2). So no kernel uses those: lanes
+ * are summed by {@link #sumLanes} in a fixed order and exponentials come from {@link #exp}, built
+ * from exact operations only. A run resumed in a new JVM, whose first steps are interpreted,
+ * therefore reproduces an uninterrupted run bit for bit.
  *
  * <p>The reductions ({@link #sum}, {@link #dot}, {@link #sumOfSquares}) add blocks of
  * {@value #REDUCTION_BLOCK} elements in float vector lanes and the block totals in double, which
@@ -38,6 +43,26 @@ public final class VectorMath {
     private static final int REDUCTION_BLOCK = 1024;
     /** Elements per partial of a parallel reduction: fixed, so the rounding does not depend on the thread count. */
     private static final int REDUCTION_CHUNK = 1 << 16;
+
+    // exp(x) = 2ⁿ·e^r with n = round(x·log₂e) and r = x − n·ln2, |r| ≤ ln2/2.
+    private static final float LOG2_E = 1.44269504088896341f;
+    /** ln2 split Cody–Waite style: LN2_HI has 16 significant bits, so n·LN2_HI is exact for |n| < 2⁸. */
+    private static final float LN2_HI = 0.693145751953125f;
+    private static final float LN2_LO = 1.428606765330187045e-6f;
+    /** 1.5·2²³: adding it rounds a float of magnitude below 2²² to an integer, in the current rounding mode (to nearest). */
+    private static final float ROUND_TO_INTEGER = 0x1.8p23f;
+    /**
+     * Inputs are clamped to ±110: e^x is already 0 in float below −103.98 and +∞ above 88.73, and
+     * with |n| ≤ 159 each half of n is a normal float exponent.
+     */
+    private static final float EXP_INPUT_LIMIT = 110f;
+    /** Minimax coefficients of (e^r − 1 − r)/r² on |r| ≤ ln2/2, from SLEEF's expf (1 ulp). */
+    private static final float EXP_C5 = 1.98527617612853646278381e-4f;
+    private static final float EXP_C4 = 1.39304355252534151077271e-3f;
+    private static final float EXP_C3 = 8.33336077630519866943359e-3f;
+    private static final float EXP_C2 = 4.16664853692054748535156e-2f;
+    private static final float EXP_C1 = 1.66666671633720397949219e-1f;
+    private static final float EXP_C0 = 0.5f;
 
     private VectorMath() {}
 
@@ -114,6 +139,59 @@ public final class VectorMath {
         return maxRange(x, xOff, n);
     }
 
+    /**
+     * e^x per lane, within 1 ulp of {@link Math#exp}: 0 for x ≤ −104 and −∞, +∞ above 88.73, NaN for NaN.
+     * Built only from operations that the Vector API's Java fallback and C2 compute identically, unlike
+     * {@code lanewise(EXP)}, so the result does not depend on whether the caller has been compiled.
+     */
+    static FloatVector exp(FloatVector x) {
+        FloatVector clamped = x.max(-EXP_INPUT_LIMIT).min(EXP_INPUT_LIMIT);
+        FloatVector n = clamped.fma(LOG2_E, ROUND_TO_INTEGER).sub(ROUND_TO_INTEGER);
+        FloatVector r = n.fma(FloatVector.broadcast(SPECIES, -LN2_HI), clamped);
+        r = n.fma(FloatVector.broadcast(SPECIES, -LN2_LO), r);
+        FloatVector p = r.fma(EXP_C5, EXP_C4);
+        p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C3));
+        p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C2));
+        p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C1));
+        p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C0));
+        FloatVector expR = r.mul(r).fma(p, r).add(1f);
+        // 2ⁿ as two factors 2^(n/2), each a normal float, so that neither overflows where the product
+        // is still finite, and a subnormal result is rounded once, by the second multiply.
+        IntVector exponent = (IntVector) n.convert(VectorOperators.F2I, 0);
+        IntVector half = exponent.lanewise(VectorOperators.ASHR, 1);
+        return expR.mul(powerOfTwo(half)).mul(powerOfTwo(exponent.sub(half)));
+    }
+
+    /** 2^e for e in [−126, 127], from the exponent bits. */
+    private static FloatVector powerOfTwo(IntVector e) {
+        return e.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+    }
+
+    /**
+     * Σ of v's lanes in a fixed pairwise order. {@code reduceLanes(ADD)} leaves the order to the
+     * implementation, and the Vector API's Java fallback and C2's intrinsic differ.
+     */
+    static float sumLanes(FloatVector v) {
+        float[] lanes = v.toArray();
+        for (int width = lanes.length / 2; width > 0; width /= 2) {
+            for (int l = 0; l < width; l++) {
+                lanes[l] += lanes[l + width];
+            }
+        }
+        return lanes[0];
+    }
+
+    /** max of v's lanes, with {@link Math#max}'s handling of NaN and −0, in a fixed order as {@link #sumLanes}. */
+    static float maxLanes(FloatVector v) {
+        float[] lanes = v.toArray();
+        for (int width = lanes.length / 2; width > 0; width /= 2) {
+            for (int l = 0; l < width; l++) {
+                lanes[l] = Math.max(lanes[l], lanes[l + width]);
+            }
+        }
+        return lanes[0];
+    }
+
     /** Splits [0, rows) over the cores so that each task gets at least {@link #PARALLEL_MIN_ELEMENTS} elements. */
     static void forRows(int rows, int cols, Parallel.RangeBody body) {
         Parallel.forRange(rows, rowGrain(cols), body);
@@ -180,7 +258,7 @@ public final class VectorMath {
         for (int bound = SPECIES.loopBound(n); i < bound; i += LANES) {
             acc = acc.max(FloatVector.fromArray(SPECIES, x, xOff + i));
         }
-        float max = acc.reduceLanes(VectorOperators.MAX);
+        float max = maxLanes(acc);
         for (; i < n; i++) {
             max = Math.max(max, x[xOff + i]);
         }
@@ -214,7 +292,7 @@ public final class VectorMath {
                 acc0 = d0.fma(d0, acc0);
                 acc1 = d1.fma(d1, acc1);
             }
-            float blockSum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+            float blockSum = sumLanes(acc0.add(acc1));
             for (; i < end; i++) {
                 float d = x[xOff + i] - center;
                 blockSum = Math.fma(d, d, blockSum);
@@ -279,7 +357,7 @@ public final class VectorMath {
                 for (; i < n; i += LANES) {
                     s0 = s0.add(FloatVector.fromArray(SPECIES, a, aOff + i, SPECIES.indexInRange(i, n)));
                 }
-                return s0.add(s1).add(s2.add(s3)).reduceLanes(VectorOperators.ADD);
+                return sumLanes(s0.add(s1).add(s2.add(s3)));
             }
         },
         DOT {
@@ -304,7 +382,7 @@ public final class VectorMath {
                     s0 = FloatVector.fromArray(SPECIES, a, aOff + i, inRange)
                             .fma(FloatVector.fromArray(SPECIES, b, bOff + i, inRange), s0);
                 }
-                return s0.add(s1).add(s2.add(s3)).reduceLanes(VectorOperators.ADD);
+                return sumLanes(s0.add(s1).add(s2.add(s3)));
             }
         },
         SUM_OF_SQUARES {
@@ -329,7 +407,7 @@ public final class VectorMath {
                     FloatVector v = FloatVector.fromArray(SPECIES, a, aOff + i, SPECIES.indexInRange(i, n));
                     s0 = v.fma(v, s0);
                 }
-                return s0.add(s1).add(s2.add(s3)).reduceLanes(VectorOperators.ADD);
+                return sumLanes(s0.add(s1).add(s2.add(s3)));
             }
         };
 

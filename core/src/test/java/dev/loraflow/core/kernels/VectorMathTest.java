@@ -6,10 +6,12 @@ import static dev.loraflow.core.kernels.KernelChecks.gaussian;
 import static dev.loraflow.core.kernels.KernelChecks.widen;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.Random;
 import java.util.stream.IntStream;
+import jdk.incubator.vector.FloatVector;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -109,6 +111,80 @@ class VectorMathTest {
         double exact = VectorMathReference.sumOfSquares(widen(x), 0, n);
         assertEquals(exact, VectorMath.sumOfSquares(x, 0, n), 1e-7 * exact, "split over the cores");
         assertEquals(exact, VectorMath.sumOfSquaresRange(x, 0, n), 1e-7 * exact, "single-threaded");
+        assertEquals(VectorMath.sumOfSquaresRange(x, 0, n), VectorMath.sumOfSquares(x, 0, n), "the thread count changes nothing");
+    }
+
+    @Test
+    void expIsWithinOneUlpOfMathExpAcrossTheFloatRange() {
+        // Every 257th float from −110 to +100, both signs: normal, subnormal and zero results,
+        // overflow, and arguments down to the smallest subnormal.
+        int positives = Float.floatToIntBits(100f) / 257;
+        int negatives = Float.floatToIntBits(110f) / 257;
+        float[] x = new float[positives + negatives];
+        for (int i = 0; i < positives; i++) {
+            x[i] = Float.intBitsToFloat(257 * i);
+        }
+        for (int i = 0; i < negatives; i++) {
+            x[positives + i] = -Float.intBitsToFloat(257 * i + 1);
+        }
+        float[] y = exp(x);
+        int worst = 0;
+        float worstInput = Float.NaN;
+        for (int i = 0; i < x.length; i++) {
+            int ulps = Math.abs(Float.floatToIntBits(y[i]) - Float.floatToIntBits((float) Math.exp(x[i])));
+            if (ulps > worst) {
+                worst = ulps;
+                worstInput = x[i];
+            }
+        }
+        assertTrue(worst <= 1, "exp is " + worst + " ulp off at " + worstInput);
+    }
+
+    @Test
+    void expOfSpecialValues() {
+        float overflows = (float) Math.log(Float.MAX_VALUE);
+        float largestFinite = Math.nextDown(overflows);
+        float[] x = {Float.NEGATIVE_INFINITY, -1e30f, -110f, -103.98f, -103.2f, -87.5f, -Float.MIN_VALUE, -0f,
+                0f, Float.MIN_VALUE, 1f, largestFinite, overflows, 1e30f, Float.POSITIVE_INFINITY,
+                Float.NaN};
+        float[] y = exp(x);
+        for (int i = 0; i < x.length - 1; i++) {
+            assertEquals((float) Math.exp(x[i]), y[i], Math.ulp((float) Math.exp(x[i])), "exp(" + x[i] + ")");
+        }
+        assertEquals(0f, y[0], 0f, "exp(−∞) is exactly 0, so masked softmax entries add nothing");
+        assertEquals(1f, y[7], 0f);
+        assertEquals(1f, y[8], 0f);
+        assertTrue(Float.isFinite(y[11]), "exp(" + largestFinite + ") = " + y[11]);
+        assertEquals(Float.POSITIVE_INFINITY, y[12]);
+        assertTrue(Float.isNaN(y[x.length - 1]));
+    }
+
+    @Test
+    void laneSumsAndMaximaTreatEveryLane() {
+        float[] x = new float[VectorMath.LANES];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = i + 1;
+        }
+        FloatVector v = FloatVector.fromArray(VectorMath.SPECIES, x, 0);
+        assertEquals(x.length * (x.length + 1) / 2f, VectorMath.sumLanes(v));
+        assertEquals(x.length, VectorMath.maxLanes(v));
+        x[x.length / 2 + 1] = Float.NaN;
+        assertTrue(Float.isNaN(VectorMath.maxLanes(FloatVector.fromArray(VectorMath.SPECIES, x, 0))));
+        Arrays.fill(x, -0f);
+        x[x.length - 1] = 0f;
+        assertEquals(0f, VectorMath.maxLanes(FloatVector.fromArray(VectorMath.SPECIES, x, 0)), 0f, "+0 above −0, as Math.max");
+        assertEquals(Float.floatToIntBits(0f), Float.floatToIntBits(VectorMath.maxLanes(FloatVector.fromArray(VectorMath.SPECIES, x, 0))));
+    }
+
+    /** {@link VectorMath#exp} over an array, the last partial vector padded with zeros. */
+    private static float[] exp(float[] x) {
+        int lanes = VectorMath.LANES;
+        float[] padded = Arrays.copyOf(x, (x.length + lanes - 1) / lanes * lanes);
+        float[] y = new float[padded.length];
+        for (int i = 0; i < padded.length; i += lanes) {
+            VectorMath.exp(FloatVector.fromArray(VectorMath.SPECIES, padded, i)).intoArray(y, i);
+        }
+        return Arrays.copyOf(y, x.length);
     }
 
     @Test

@@ -368,7 +368,7 @@ class LlamaModelTest {
         assertEquals(4, partial.trainableParameters().size());
         for (Parameter parameter : partial.trainableParameters()) {
             assertTrue(nonZero(parameter.grad()), parameter.name());
-            assertArrayEquals(fullByName.get(parameter.name()).grad(), parameter.grad(), 1e-6f, parameter.name());
+            assertArrayEquals(fullByName.get(parameter.name()).grad(), parameter.grad(), parameter.name());
         }
     }
 
@@ -389,10 +389,9 @@ class LlamaModelTest {
         double baseLoss = base.forwardWithTargets(tokens, targets, baseWs, false, 0);
         double adaptedLoss = adapted.forwardWithTargets(tokens, targets, adaptedWs, false, 0);
 
-        // two forward runs agree up to the last bits: a kernel's first calls run the Vector API's fallback,
-        // which sums lanes and takes exp differently from C2's code
-        assertEquals(baseLoss, adaptedLoss, 1e-6 * baseLoss);
-        assertArrayEquals(baseWs.logits(), adaptedWs.logits(), 1e-5f);
+        // B = 0, so the low-rank terms add exact zeros
+        assertEquals(baseLoss, adaptedLoss);
+        assertArrayEquals(baseWs.logits(), adaptedWs.logits());
     }
 
     @Test
@@ -468,8 +467,7 @@ class LlamaModelTest {
             if (sees) {
                 assertFalse(Arrays.equals(rowBefore, rowAfter), "row " + row + " sees the changed token");
             } else {
-                // within the last bits that separate two forward runs (the Vector API's fallback vs C2)
-                assertArrayEquals(rowBefore, rowAfter, 1e-5f, "row " + row + " must not see token " + changed);
+                assertArrayEquals(rowBefore, rowAfter, "row " + row + " must not see token " + changed);
             }
         }
     }
