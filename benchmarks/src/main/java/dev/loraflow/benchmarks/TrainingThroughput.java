@@ -102,7 +102,8 @@ public final class TrainingThroughput {
         line.put("arch", arch);
         line.put("batch", batch);
         line.put("seq", seqLen);
-        line.put("tokens_per_s", batch * seqLen / (median / 1000));
+        // As bench/torch_lora_train.py counts it: all measured tokens over all measured time.
+        line.put("tokens_per_s", (double) batch * seqLen * steps / (Arrays.stream(millis).sum() / 1000));
         line.put("step_ms_median", median);
         line.put("peak_rss_mb", peakRssMegabytes());
         line.put("first_loss", firstLoss);
