@@ -1,0 +1,133 @@
+package dev.loraflow.trainer.rest;
+
+import dev.loraflow.trainer.events.EventFormatException;
+import dev.loraflow.trainer.events.TrainingJob;
+import dev.loraflow.trainer.service.JobStatus;
+import dev.loraflow.trainer.service.TrainerService;
+import io.smallrye.mutiny.Multi;
+import io.smallrye.mutiny.operators.multi.processors.BroadcastProcessor;
+import jakarta.annotation.PostConstruct;
+import jakarta.inject.Inject;
+import jakarta.ws.rs.Consumes;
+import jakarta.ws.rs.GET;
+import jakarta.ws.rs.HeaderParam;
+import jakarta.ws.rs.POST;
+import jakarta.ws.rs.Path;
+import jakarta.ws.rs.PathParam;
+import jakarta.ws.rs.Produces;
+import jakarta.ws.rs.core.MediaType;
+import jakarta.ws.rs.core.Response;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.jboss.resteasy.reactive.RestStreamElementType;
+
+/** Jobs over HTTP: their status, a live progress stream, and submission for clients that don't speak Kafka. */
+@Path("/jobs")
+public class JobsResource {
+
+    /** Job definitions are small; anything larger is not one. */
+    private static final int MAX_JOB_BYTES = 64 * 1024;
+
+    @Inject
+    TrainerService service;
+    @Inject
+    ApiKeys apiKeys;
+
+    private final BroadcastProcessor<JobStatus> progress = BroadcastProcessor.create();
+    private volatile KafkaProducer<byte[], byte[]> producer;
+
+    @PostConstruct
+    void listen() {
+        service.loop().onStatus(progress::onNext);
+    }
+
+    @GET
+    @Produces(MediaType.APPLICATION_JSON)
+    public List<JobStatus> list() {
+        return service.loop().statuses().stream().sorted(Comparator.comparing(JobStatus::jobId)).toList();
+    }
+
+    @GET
+    @Path("/{id}")
+    @Produces(MediaType.APPLICATION_JSON)
+    public Response get(@PathParam("id") String id) {
+        JobStatus status = service.loop().status(id);
+        return status == null ? error(Response.Status.NOT_FOUND, "no job " + id) : Response.ok(status).build();
+    }
+
+    /** Server-Sent Events: the job's status after every batch it takes, until the client leaves. */
+    @GET
+    @Path("/{id}/progress")
+    @Produces(MediaType.SERVER_SENT_EVENTS)
+    @RestStreamElementType(MediaType.APPLICATION_JSON)
+    public Multi<JobStatus> progress(@PathParam("id") String id) {
+        JobStatus current = service.loop().status(id);
+        Multi<JobStatus> updates = progress.filter(status -> status.jobId().equals(id));
+        return current == null ? updates : Multi.createBy().concatenating().streams(Multi.createFrom().item(current), updates);
+    }
+
+    @POST
+    @Consumes(MediaType.APPLICATION_JSON)
+    @Produces(MediaType.APPLICATION_JSON)
+    public Response submit(byte[] body, @HeaderParam("Authorization") String authorization,
+                           @HeaderParam("X-API-Key") String apiKey) {
+        if (!apiKeys.accepts(authorization, apiKey)) {
+            return error(Response.Status.UNAUTHORIZED, apiKeys.configured()
+                    ? "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
+                    : "job submission is disabled: no API key is configured (loraflow.api-keys)");
+        }
+        if (body == null || body.length > MAX_JOB_BYTES) {
+            return error(Response.Status.BAD_REQUEST, "a job definition is a JSON object of at most " + MAX_JOB_BYTES + " bytes");
+        }
+        TrainingJob job;
+        try {
+            job = TrainingJob.parse(body);
+            service.bases().resolve(job.baseModel());
+        } catch (EventFormatException | IllegalArgumentException e) {
+            return error(Response.Status.BAD_REQUEST, e.getMessage());
+        } catch (IOException e) {
+            return error(Response.Status.BAD_REQUEST, e.getMessage());
+        }
+        try {
+            producer().send(new ProducerRecord<>(service.jobsTopic(), job.jobId().getBytes(StandardCharsets.UTF_8),
+                    job.toJson().toString().getBytes(StandardCharsets.UTF_8))).get(30, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return error(Response.Status.SERVICE_UNAVAILABLE, "interrupted");
+        } catch (ExecutionException | TimeoutException e) {
+            return error(Response.Status.SERVICE_UNAVAILABLE, "cannot publish the job to Kafka: " + e.getMessage());
+        }
+        return Response.accepted(Map.of("job_id", job.jobId(), "topic", service.jobsTopic())).build();
+    }
+
+    private KafkaProducer<byte[], byte[]> producer() {
+        if (producer == null) {
+            synchronized (this) {
+                if (producer == null) {
+                    Properties config = new Properties();
+                    config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, service.bootstrapServers());
+                    config.put(ProducerConfig.ACKS_CONFIG, "all");
+                    config.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
+                    config.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 10_000);
+                    producer = new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer());
+                }
+            }
+        }
+        return producer;
+    }
+
+    private static Response error(Response.Status status, String message) {
+        return Response.status(status).type(MediaType.APPLICATION_JSON).entity(Map.of("error", message)).build();
+    }
+}

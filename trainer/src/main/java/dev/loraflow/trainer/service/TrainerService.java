@@ -1,0 +1,116 @@
+package dev.loraflow.trainer.service;
+
+import dev.loraflow.trainer.store.LocalArtifactStore;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.quarkus.runtime.ShutdownEvent;
+import io.quarkus.runtime.StartupEvent;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.event.Observes;
+import jakarta.inject.Inject;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Optional;
+import java.util.function.ToDoubleFunction;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.jboss.logging.Logger;
+
+/** Starts the training loop on its own thread with the configured broker, topics, models and store. */
+@ApplicationScoped
+public class TrainerService {
+
+    private static final Logger LOG = Logger.getLogger(TrainerService.class);
+
+    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
+    String bootstrapServers;
+    @ConfigProperty(name = "loraflow.trainer.group-id")
+    String groupId;
+    @ConfigProperty(name = "loraflow.topics.jobs")
+    String jobsTopic;
+    @ConfigProperty(name = "loraflow.topics.batches")
+    String batchesTopic;
+    @ConfigProperty(name = "loraflow.topics.checkpoints")
+    String checkpointsTopic;
+    @ConfigProperty(name = "loraflow.topics.training-dead-letters")
+    String deadLetterTopic;
+    @ConfigProperty(name = "loraflow.topics.batch-partitions")
+    int batchPartitions;
+    @ConfigProperty(name = "loraflow.models.root")
+    Path modelsRoot;
+    @ConfigProperty(name = "loraflow.store.root")
+    Path storeRoot;
+    @ConfigProperty(name = "loraflow.trainer.max-record-bytes")
+    int maxRecordBytes;
+    @ConfigProperty(name = "loraflow.trainer.unknown-job-grace")
+    Duration unknownJobGrace;
+    /** Test-only crash point, see {@link Faults}. */
+    @ConfigProperty(name = "loraflow.trainer.fault")
+    Optional<String> fault;
+
+    @Inject
+    MeterRegistry metrics;
+
+    private TrainingLoop loop;
+    private Thread thread;
+    private BaseModels bases;
+
+    void start(@Observes StartupEvent event) throws IOException {
+        bases = new BaseModels(modelsRoot);
+        TrainerSettings settings = new TrainerSettings(bootstrapServers, groupId, jobsTopic, batchesTopic, checkpointsTopic,
+                deadLetterTopic, modelsRoot, storeRoot, maxRecordBytes, unknownJobGrace, Faults.parse(fault.orElse(null)));
+        loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),
+                () -> Topics.ensure(bootstrapServers, batchPartitions, jobsTopic, batchesTopic, checkpointsTopic,
+                        deadLetterTopic));
+        registerMetrics();
+        thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);
+        thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the training loop died; readiness reports DOWN", e));
+        thread.start();
+        LOG.infof("training loop started: %s, group %s, batches on %s", bootstrapServers, groupId, batchesTopic);
+    }
+
+    void stop(@Observes ShutdownEvent event) throws InterruptedException {
+        if (loop != null) {
+            loop.close();
+            thread.join(Duration.ofSeconds(15));
+        }
+    }
+
+    public TrainingLoop loop() {
+        return loop;
+    }
+
+    public BaseModels bases() {
+        return bases;
+    }
+
+    public String jobsTopic() {
+        return jobsTopic;
+    }
+
+    public String bootstrapServers() {
+        return bootstrapServers;
+    }
+
+    /** Ready while the loop runs and its last poll reached the broker. */
+    public boolean ready() {
+        return thread != null && thread.isAlive() && loop.connected();
+    }
+
+    private void registerMetrics() {
+        gauge("loraflow.trainer.batches", "applied", JobStatus::batchesApplied);
+        gauge("loraflow.trainer.batches", "skipped_duplicate", JobStatus::batchesSkippedDuplicate);
+        gauge("loraflow.trainer.batches", "dead_lettered", JobStatus::batchesDeadLettered);
+        gauge("loraflow.trainer.batches", "received", JobStatus::batchesReceived);
+        Gauge.builder("loraflow.trainer.steps", loop, l -> l.statuses().stream().mapToLong(JobStatus::step).sum())
+                .description("optimiser steps taken, over all jobs this replica runs").register(metrics);
+        Gauge.builder("loraflow.trainer.tokens.per.second", loop,
+                        l -> l.statuses().stream().mapToDouble(JobStatus::tokensPerSecond).sum())
+                .description("training throughput of this replica's jobs").register(metrics);
+    }
+
+    private void gauge(String name, String outcome, ToDoubleFunction<JobStatus> value) {
+        Gauge.builder(name, loop, l -> l.statuses().stream().mapToDouble(value).sum())
+                .tag("outcome", outcome).description("batch records by what became of them").register(metrics);
+    }
+}

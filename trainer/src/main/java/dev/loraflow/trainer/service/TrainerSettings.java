@@ -1,0 +1,12 @@
+package dev.loraflow.trainer.service;
+
+import java.nio.file.Path;
+import java.time.Duration;
+
+/**
+ * What the training loop needs from configuration (see application.properties; every value has an
+ * environment-variable override there).
+ */
+public record TrainerSettings(String bootstrapServers, String groupId, String jobsTopic, String batchesTopic,
+                              String checkpointsTopic, String deadLetterTopic, Path modelsRoot, Path storeRoot,
+                              int maxRecordBytes, Duration unknownJobGrace, Faults faults) {}

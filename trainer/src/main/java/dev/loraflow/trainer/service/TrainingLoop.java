@@ -1,0 +1,404 @@
+package dev.loraflow.trainer.service;
+
+import dev.loraflow.trainer.events.CheckpointEvent;
+import dev.loraflow.trainer.events.DeadLetter;
+import dev.loraflow.trainer.events.EventFormatException;
+import dev.loraflow.trainer.events.TrainingBatch;
+import dev.loraflow.trainer.events.TrainingJob;
+import dev.loraflow.trainer.store.ArtifactStore;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.WakeupException;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.jboss.logging.Logger;
+
+/**
+ * The trainer's one thread: reads every job definition, consumes the batches of the partitions the
+ * group gives this replica, drives each job's {@link JobRun}, and commits offsets only as far as
+ * checkpoints cover. Plain Kafka clients rather than a reactive channel, because recovery needs
+ * exact control: seeking back to a record whose job is not yet known, pausing a partition, and
+ * committing an offset chosen per partition as the least any of its jobs still needs.
+ */
+public final class TrainingLoop implements Runnable, AutoCloseable {
+
+    private static final Logger LOG = Logger.getLogger(TrainingLoop.class);
+
+    private final TrainerSettings settings;
+    private final Runnable setup;
+    private final BaseModels bases;
+    private final ArtifactStore store;
+    private final KafkaConsumer<byte[], byte[]> batches;
+    private final KafkaConsumer<byte[], byte[]> jobsReader;
+    private final KafkaProducer<byte[], byte[]> producer;
+    private final Map<String, TrainingJob> jobs = new HashMap<>();
+    private final Map<String, JobRun> runs = new HashMap<>();
+    /** Jobs whose training failed for a reason their batches cannot fix: later batches are dead-lettered. */
+    private final Map<String, String> failed = new HashMap<>();
+    /** Partitions paused on a batch whose job is not known yet, with when that began. */
+    private final Map<TopicPartition, Long> waitingSince = new HashMap<>();
+    private final Map<String, JobStatus> statuses = new ConcurrentHashMap<>();
+    private final List<Consumer<JobStatus>> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final AtomicBoolean running = new AtomicBoolean(true);
+    private final JobRun.Effects effects = new JobRun.Effects() {
+        @Override
+        public void deadLetter(String reason, SourceRecord source, String jobId, Long seq) {
+            TrainingLoop.this.deadLetter(reason, source, jobId, seq);
+        }
+
+        @Override
+        public void announce(CheckpointEvent event) {
+            send(settings.checkpointsTopic(), event.jobId(), event.encode());
+        }
+    };
+    private volatile boolean connected;
+    private long lastConnectionCheck = System.nanoTime() - Duration.ofMinutes(1).toNanos();
+
+    /** @param setup run (and retried until it succeeds) before anything is consumed, e.g. creating topics */
+    public TrainingLoop(TrainerSettings settings, BaseModels bases, ArtifactStore store, Runnable setup) {
+        this.settings = settings;
+        this.setup = setup;
+        this.bases = bases;
+        this.store = store;
+        Properties consumer = new Properties();
+        consumer.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
+        consumer.put(ConsumerConfig.GROUP_ID_CONFIG, settings.groupId());
+        consumer.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        consumer.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        consumer.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        consumer.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 16);
+        // A step of a large model takes seconds and a checkpoint more; the group must not evict us for that.
+        consumer.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, 30 * 60 * 1000);
+        consumer.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
+                "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
+        this.batches = new KafkaConsumer<>(consumer, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+        Properties reader = new Properties();
+        reader.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
+        reader.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        reader.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        this.jobsReader = new KafkaConsumer<>(reader, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+        Properties producerConfig = new Properties();
+        producerConfig.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
+        producerConfig.put(ProducerConfig.ACKS_CONFIG, "all");
+        producerConfig.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
+        this.producer = new KafkaProducer<>(producerConfig, new ByteArraySerializer(), new ByteArraySerializer());
+    }
+
+    /** Every job's latest status. */
+    public Collection<JobStatus> statuses() {
+        return statuses.values();
+    }
+
+    public JobStatus status(String jobId) {
+        return statuses.get(jobId);
+    }
+
+    public void onStatus(Consumer<JobStatus> listener) {
+        listeners.add(listener);
+    }
+
+    /** True once the loop has talked to the broker and while polls keep succeeding. */
+    public boolean connected() {
+        return connected;
+    }
+
+    @Override
+    public void run() {
+        try {
+            awaitBroker();
+            assignJobsTopic();
+            batches.subscribe(List.of(settings.batchesTopic()), new Rebalance());
+            while (running.get()) {
+                readJobs(waitingSince.isEmpty() ? Duration.ZERO : Duration.ofMillis(100));
+                resumeWaitingPartitions();
+                ConsumerRecords<byte[], byte[]> records = batches.poll(Duration.ofMillis(200));
+                checkConnection();
+                Set<TopicPartition> touched = new HashSet<>();
+                for (TopicPartition partition : records.partitions()) {
+                    for (ConsumerRecord<byte[], byte[]> record : records.records(partition)) {
+                        if (waitingSince.containsKey(partition)) {
+                            break;
+                        }
+                        handle(record, partition);
+                    }
+                    touched.add(partition);
+                }
+                commit(touched);
+            }
+        } catch (WakeupException e) {
+            if (running.get()) {
+                throw e;
+            }
+        } catch (RuntimeException e) {
+            connected = false;
+            LOG.error("training loop stopped", e);
+            throw e;
+        } finally {
+            batches.close(Duration.ofSeconds(5));
+            jobsReader.close(Duration.ofSeconds(5));
+            producer.close(Duration.ofSeconds(5));
+        }
+    }
+
+    /** The service starts without Kafka and reports not ready until the broker answers. */
+    private void awaitBroker() {
+        while (running.get()) {
+            try {
+                setup.run();
+                return;
+            } catch (RuntimeException e) {
+                connected = false;
+                LOG.warnf("waiting for Kafka: %s", e.getMessage());
+                try {
+                    Thread.sleep(2000);
+                } catch (InterruptedException interrupted) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+        }
+    }
+
+    /** A poll returns quietly without a broker, so ask for metadata now and then to know. */
+    private void checkConnection() {
+        long now = System.nanoTime();
+        if (now - lastConnectionCheck < Duration.ofSeconds(5).toNanos()) {
+            return;
+        }
+        lastConnectionCheck = now;
+        try {
+            batches.partitionsFor(settings.batchesTopic(), Duration.ofSeconds(2));
+            connected = true;
+        } catch (org.apache.kafka.common.errors.TimeoutException e) {
+            connected = false;
+        }
+    }
+
+    private void assignJobsTopic() {
+        List<TopicPartition> partitions = new ArrayList<>();
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        while (partitions.isEmpty()) {
+            List<PartitionInfo> infos = jobsReader.partitionsFor(settings.jobsTopic(), Duration.ofSeconds(10));
+            if (infos != null) {
+                infos.forEach(info -> partitions.add(new TopicPartition(info.topic(), info.partition())));
+            }
+            if (partitions.isEmpty() && System.nanoTime() > deadline) {
+                throw new IllegalStateException("topic " + settings.jobsTopic() + " has no partitions");
+            }
+        }
+        jobsReader.assign(partitions);
+        jobsReader.seekToBeginning(partitions);
+        readJobs(Duration.ofMillis(500));
+    }
+
+    private void readJobs(Duration timeout) {
+        for (ConsumerRecord<byte[], byte[]> record : jobsReader.poll(timeout)) {
+            try {
+                TrainingJob job = TrainingJob.parse(record.value());
+                TrainingJob known = jobs.putIfAbsent(job.jobId(), job);
+                if (known != null && !known.equals(job)) {
+                    jobs.put(job.jobId(), known);
+                    deadLetter("job " + job.jobId() + " was already defined differently; a job's definition never changes",
+                            source(record), job.jobId(), null);
+                }
+                if (known == null) {
+                    publish(new JobStatus(job.jobId(), "WAITING", 0, job.totalSteps(), Double.NaN, 0, null, null,
+                            0, 0, 0, 0, 0));
+                }
+            } catch (EventFormatException e) {
+                deadLetter(e.getMessage(), source(record), null, null);
+            }
+        }
+    }
+
+    private void handle(ConsumerRecord<byte[], byte[]> record, TopicPartition partition) {
+        SourceRecord source = source(record);
+        String key = record.key() == null ? null : new String(record.key(), StandardCharsets.UTF_8);
+        JobRun keyed = key == null ? null : runs.get(key);
+        if (record.value() != null && record.value().length > settings.maxRecordBytes()) {
+            reject("record of " + record.value().length + " bytes exceeds the limit of " + settings.maxRecordBytes(),
+                    source, keyed, key);
+            return;
+        }
+        TrainingBatch batch;
+        try {
+            batch = TrainingBatch.parse(record.value());
+        } catch (EventFormatException e) {
+            reject(e.getMessage(), source, keyed, key);
+            return;
+        }
+        if (key != null && !key.equals(batch.jobId())) {
+            reject("record key \"" + key + "\" is not its job_id \"" + batch.jobId() + "\"", source, keyed, key);
+            return;
+        }
+        String jobId = batch.jobId();
+        if (failed.containsKey(jobId)) {
+            deadLetter("job " + jobId + " failed: " + failed.get(jobId), source, jobId, batch.seq());
+            return;
+        }
+        JobRun run = runs.get(jobId);
+        if (run == null) {
+            TrainingJob job = jobs.get(jobId);
+            if (job == null) {
+                long since = waitingSince.getOrDefault(partition, System.nanoTime());
+                if (System.nanoTime() - since < settings.unknownJobGrace().toNanos()) {
+                    // The job's definition may still be on its way: wait for it here rather than skip ahead.
+                    waitingSince.put(partition, since);
+                    batches.pause(List.of(partition));
+                    batches.seek(partition, record.offset());
+                    return;
+                }
+                waitingSince.remove(partition);
+                deadLetter("no job " + jobId + " was defined on " + settings.jobsTopic() + " within "
+                        + settings.unknownJobGrace().toSeconds() + " s", source, jobId, batch.seq());
+                return;
+            }
+            waitingSince.remove(partition);
+            try {
+                run = JobRun.startOrResume(job, bases.get(job.baseModel()), store, effects, settings.faults(),
+                        partition.partition(), record.offset());
+            } catch (IOException | RuntimeException e) {
+                fail(jobId, "cannot start: " + e.getMessage(), source, batch.seq());
+                return;
+            }
+            runs.put(jobId, run);
+        }
+        try {
+            run.accept(batch, source);
+        } catch (IOException | RuntimeException e) {
+            LOG.errorf(e, "job %s failed at batch %d", jobId, batch.seq());
+            runs.remove(jobId);
+            fail(jobId, e.getMessage(), source, batch.seq());
+            return;
+        }
+        publish(run.status());
+    }
+
+    private void reject(String reason, SourceRecord source, JobRun keyed, String key) {
+        if (keyed != null) {
+            keyed.rejectUnreadable(reason, source);
+            publish(keyed.status());
+        } else {
+            deadLetter(reason, source, key, null);
+        }
+    }
+
+    private void fail(String jobId, String reason, SourceRecord source, long seq) {
+        failed.put(jobId, reason);
+        deadLetter("job " + jobId + " failed: " + reason, source, jobId, seq);
+        JobStatus previous = statuses.get(jobId);
+        publish(new JobStatus(jobId, "FAILED: " + reason, previous == null ? 0 : previous.step(),
+                previous == null ? 0 : previous.totalSteps(), Double.NaN, 0,
+                previous == null ? null : previous.lastCheckpointUri(),
+                previous == null ? null : previous.lastCheckpointSha256(), 0, 0, 0, 0, 0));
+    }
+
+    private void resumeWaitingPartitions() {
+        if (waitingSince.isEmpty()) {
+            return;
+        }
+        // Resuming re-reads the waiting record: it is then handled, or dead-lettered once its grace is over.
+        batches.resume(new ArrayList<>(waitingSince.keySet()));
+    }
+
+    /**
+     * Commits, per partition, the least offset any of its jobs still needs after a crash (the first
+     * record its newest checkpoint does not cover), or the position when no job needs anything.
+     */
+    private void commit(Set<TopicPartition> partitions) {
+        Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
+        for (TopicPartition partition : partitions) {
+            long offset = batches.position(partition);
+            for (JobRun run : runs.values()) {
+                if (run.partition() == partition.partition()) {
+                    offset = Math.min(offset, run.durableOffset());
+                }
+            }
+            offsets.put(partition, new OffsetAndMetadata(offset));
+        }
+        if (!offsets.isEmpty()) {
+            batches.commitSync(offsets);
+        }
+    }
+
+    private final class Rebalance implements ConsumerRebalanceListener {
+        @Override
+        public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+            commit(new HashSet<>(partitions));
+            Set<Integer> revoked = new HashSet<>();
+            partitions.forEach(partition -> revoked.add(partition.partition()));
+            // Another replica takes these jobs over from their checkpoints; training them here too would race it.
+            runs.values().removeIf(run -> revoked.contains(run.partition()));
+            partitions.forEach(waitingSince::remove);
+        }
+
+        @Override
+        public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+            // Runs start lazily at their jobs' first records, from the committed offsets.
+        }
+
+        @Override
+        public void onPartitionsLost(Collection<TopicPartition> partitions) {
+            Set<Integer> lost = new HashSet<>();
+            partitions.forEach(partition -> lost.add(partition.partition()));
+            runs.values().removeIf(run -> lost.contains(run.partition()));
+        }
+    }
+
+    private void deadLetter(String reason, SourceRecord source, String jobId, Long seq) {
+        LOG.warnf("dead-lettered %s-%d@%d: %s", source.topic(), source.partition(), source.offset(), reason);
+        send(settings.deadLetterTopic(), jobId, DeadLetter.encode(reason, source.topic(), source.partition(),
+                source.offset(), source.key(), source.value(), jobId, seq));
+    }
+
+    /** Sends and waits for the broker's acknowledgement: nothing moves on before it is durable. */
+    private void send(String topic, String key, byte[] value) {
+        try {
+            producer.send(new ProducerRecord<>(topic, key == null ? null : key.getBytes(StandardCharsets.UTF_8), value)).get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while publishing to " + topic, e);
+        } catch (ExecutionException e) {
+            throw new IllegalStateException("cannot publish to " + topic + ": " + e.getCause().getMessage(), e.getCause());
+        }
+    }
+
+    private void publish(JobStatus status) {
+        statuses.put(status.jobId(), status);
+        listeners.forEach(listener -> listener.accept(status));
+    }
+
+    private static SourceRecord source(ConsumerRecord<byte[], byte[]> record) {
+        return new SourceRecord(record.topic(), record.partition(), record.offset(), record.key(), record.value());
+    }
+
+    @Override
+    public void close() {
+        running.set(false);
+        batches.wakeup();
+    }
+}

@@ -1,0 +1,180 @@
+package dev.loraflow.trainer.store;
+
+import dev.loraflow.core.io.AtomicFiles;
+import dev.loraflow.core.io.Sha256;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.URI;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+/**
+ * An artifact store in a local directory:
+ * {@code sha256/<digest>/} holds an artifact, {@code refs/<name>} a reference, {@code tmp/} writes in
+ * progress. An artifact's digest is the SHA-256 of its manifest — one {@code "<sha256>  <file>\n"} line
+ * per file in name order, as {@code sha256sum} prints them — so it can be checked with standard tools.
+ *
+ * <p>A write copies into {@code tmp/}, forces every file and the directory to disk, then renames the
+ * directory into place: a crash leaves either nothing or the whole artifact, never half of one.
+ */
+public final class LocalArtifactStore implements ArtifactStore {
+
+    private static final Pattern DIGEST = Pattern.compile("[0-9a-f]{64}");
+    private static final Pattern REFERENCE = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,200}");
+
+    private final Path root;
+
+    public LocalArtifactStore(Path root) throws IOException {
+        this.root = root.toAbsolutePath().normalize();
+        Files.createDirectories(this.root.resolve("sha256"));
+        Files.createDirectories(this.root.resolve("refs"));
+        Files.createDirectories(this.root.resolve("tmp"));
+    }
+
+    public Path root() {
+        return root;
+    }
+
+    @Override
+    public Artifact putDirectory(Path source) throws IOException {
+        List<Path> files = flatFiles(source);
+        Path staging = root.resolve("tmp").resolve(UUID.randomUUID().toString());
+        Files.createDirectories(staging);
+        try {
+            for (Path file : files) {
+                Path copy = staging.resolve(file.getFileName().toString());
+                Files.copy(file, copy);
+                force(copy);
+            }
+            String digest = Sha256.of(manifest(staging).getBytes(StandardCharsets.UTF_8));
+            force(staging);
+            Path target = root.resolve("sha256").resolve(digest);
+            if (!Files.isDirectory(target)) {
+                try {
+                    Files.move(staging, target, StandardCopyOption.ATOMIC_MOVE);
+                    force(target.getParent());
+                } catch (FileAlreadyExistsException | DirectoryNotEmptyException raced) {
+                    // another writer stored the same content first: theirs is as good as ours
+                } catch (AtomicMoveNotSupportedException e) {
+                    throw new IOException(root + ": the store's file system cannot rename atomically", e);
+                }
+            }
+            return new Artifact(target.toUri(), digest);
+        } finally {
+            deleteTree(staging);
+        }
+    }
+
+    @Override
+    public Path open(URI uri, String sha256) throws IOException {
+        if (!DIGEST.matcher(sha256).matches()) {
+            throw new ArtifactIntegrityException("\"" + sha256 + "\" is not a SHA-256 digest");
+        }
+        Path path;
+        try {
+            path = Path.of(uri).toAbsolutePath().normalize();
+        } catch (IllegalArgumentException | java.nio.file.FileSystemNotFoundException e) {
+            throw new IOException(uri + ": not a file URI of this store", e);
+        }
+        if (!path.getParent().equals(root.resolve("sha256"))) {
+            throw new IOException(uri + ": outside the artifact store " + root);
+        }
+        if (!Files.isDirectory(path)) {
+            throw new IOException(uri + ": no such artifact");
+        }
+        String actual = Sha256.of(manifest(path).getBytes(StandardCharsets.UTF_8));
+        if (!actual.equals(sha256) || !path.getFileName().toString().equals(sha256)) {
+            throw new ArtifactIntegrityException(uri + ": content digest " + actual + " does not match " + sha256);
+        }
+        return path;
+    }
+
+    @Override
+    public Optional<byte[]> readReference(String name) throws IOException {
+        Path file = reference(name);
+        return Files.isRegularFile(file) ? Optional.of(Files.readAllBytes(file)) : Optional.empty();
+    }
+
+    @Override
+    public void writeReference(String name, byte[] value) throws IOException {
+        AtomicFiles.write(reference(name), value);
+    }
+
+    private Path reference(String name) {
+        if (!REFERENCE.matcher(name).matches()) {
+            throw new IllegalArgumentException("reference name \"" + name + "\" must be 1–201 of [A-Za-z0-9._-]");
+        }
+        return root.resolve("refs").resolve(name);
+    }
+
+    /** The directory's regular files; anything else (subdirectories, links) is refused rather than skipped. */
+    private static List<Path> flatFiles(Path source) throws IOException {
+        if (!Files.isDirectory(source)) {
+            throw new IOException(source + ": not a directory");
+        }
+        List<Path> files = new ArrayList<>();
+        try (Stream<Path> entries = Files.list(source)) {
+            for (Path entry : (Iterable<Path>) entries::iterator) {
+                if (!Files.isRegularFile(entry, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                    throw new IOException(entry + ": an artifact holds regular files only");
+                }
+                files.add(entry);
+            }
+        }
+        files.sort(Comparator.comparing(path -> path.getFileName().toString()));
+        return files;
+    }
+
+    static String manifest(Path directory) throws IOException {
+        StringBuilder manifest = new StringBuilder();
+        for (Path file : flatFiles(directory)) {
+            manifest.append(Sha256.of(file)).append("  ").append(file.getFileName()).append('\n');
+        }
+        return manifest.toString();
+    }
+
+    private static void force(Path path) throws IOException {
+        if (Files.isDirectory(path)) {
+            try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
+                channel.force(true);
+            } catch (IOException e) {
+                // some file systems cannot open directories for sync; the rename is still atomic there
+            }
+            return;
+        }
+        try (FileChannel channel = FileChannel.open(path, StandardOpenOption.WRITE)) {
+            channel.force(true);
+        }
+    }
+
+    private static void deleteTree(Path path) {
+        if (!Files.exists(path)) {
+            return;
+        }
+        try (Stream<Path> walk = Files.walk(path)) {
+            walk.sorted(Comparator.reverseOrder()).forEach(p -> {
+                try {
+                    Files.deleteIfExists(p);
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            });
+        } catch (IOException | UncheckedIOException e) {
+            // a leftover staging directory is harmless: nothing refers to it
+        }
+    }
+}
