@@ -1,0 +1,77 @@
+package dev.loraflow.broker;
+
+import java.util.concurrent.CountDownLatch;
+
+/**
+ * Runs a local Kafka broker until this JVM is stopped (SIGTERM or Ctrl-C), for {@code ./loraflow up}:
+ * prints {@code bootstrap.servers=host:port} on stdout once the broker is ready.
+ *
+ * <pre>java -jar broker/target/loraflow-broker.jar [--partitions N] [--auto-create-topics]</pre>
+ *
+ * Exit codes: 0 stopped by a signal, 1 the broker failed, 2 wrong arguments.
+ */
+public final class BrokerMain {
+
+    private BrokerMain() {}
+
+    public static void main(String[] args) throws InterruptedException {
+        LocalKafkaBroker.Options options;
+        try {
+            options = parse(args);
+        } catch (IllegalArgumentException e) {
+            System.err.println("loraflow broker: " + e.getMessage());
+            System.err.println("usage: java -jar loraflow-broker.jar [--partitions N] [--auto-create-topics]");
+            System.exit(2);
+            return;
+        }
+        LocalKafkaBroker broker;
+        try {
+            broker = LocalKafkaBroker.start(options);
+        } catch (BrokerStartException e) {
+            System.err.println("loraflow broker: " + e.getMessage());
+            System.exit(1);
+            return;
+        }
+        // A signal runs the shutdown hooks: this one lets the broker stop first, and marks the
+        // broker's exit as expected so that the watcher below stays quiet.
+        CountDownLatch stopping = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            stopping.countDown();
+            broker.close();
+        }, "loraflow-broker-main-shutdown"));
+        System.out.println("bootstrap.servers=" + broker.bootstrapServers());
+        System.out.flush();
+        System.err.println("loraflow broker: log in " + broker.logFile() + "; stop with Ctrl-C or SIGTERM");
+
+        broker.process().onExit().join();
+        if (stopping.getCount() == 0) {
+            return;
+        }
+        System.err.println("loraflow broker: the Kafka broker exited on its own; its log ended with:\n"
+                + LocalKafkaBroker.logTail(broker.logFile()));
+        broker.close();
+        System.exit(1);
+    }
+
+    private static LocalKafkaBroker.Options parse(String[] args) {
+        LocalKafkaBroker.Options options = LocalKafkaBroker.Options.defaults();
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--partitions" -> {
+                    if (i + 1 == args.length) {
+                        throw new IllegalArgumentException("--partitions needs a number");
+                    }
+                    String value = args[++i];
+                    try {
+                        options = options.withPartitions(Integer.parseInt(value));
+                    } catch (NumberFormatException e) {
+                        throw new IllegalArgumentException("--partitions needs a number, got '" + value + "'");
+                    }
+                }
+                case "--auto-create-topics" -> options = options.withAutoCreateTopics(true);
+                default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "'");
+            }
+        }
+        return options;
+    }
+}

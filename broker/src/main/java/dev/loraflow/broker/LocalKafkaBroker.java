@@ -1,0 +1,436 @@
+package dev.loraflow.broker;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.Writer;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.stream.Stream;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.common.Node;
+import org.apache.kafka.common.Uuid;
+
+/**
+ * A real Apache Kafka broker in KRaft mode (broker and controller in one node) running as a child
+ * JVM on free 127.0.0.1 ports, with its configuration, data and log in a fresh temporary
+ * directory. {@link #close()} stops it and deletes the directory; a shutdown hook does the same
+ * when the owner forgets.
+ *
+ * <p>The child runs from the Kafka jars that the Maven build resolved: their paths are in the
+ * {@code kafka-classpath.txt} resource written by this module's build.
+ */
+public final class LocalKafkaBroker implements AutoCloseable {
+
+    /** How the broker is configured and how long {@link #start} waits for it. */
+    public record Options(
+            int partitions,
+            boolean autoCreateTopics,
+            Duration startTimeout,
+            Map<String, String> serverProperties) {
+
+        public Options {
+            if (partitions < 1) {
+                throw new IllegalArgumentException("partitions must be at least 1, got " + partitions);
+            }
+            if (startTimeout.isNegative() || startTimeout.isZero()) {
+                throw new IllegalArgumentException("startTimeout must be positive, got " + startTimeout);
+            }
+            serverProperties = Map.copyOf(serverProperties);
+        }
+
+        /** Four partitions per new topic, no topic auto-creation, 60 s to start. */
+        public static Options defaults() {
+            return new Options(4, false, Duration.ofSeconds(60), Map.of());
+        }
+
+        public Options withPartitions(int partitions) {
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties);
+        }
+
+        public Options withAutoCreateTopics(boolean autoCreateTopics) {
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties);
+        }
+
+        public Options withStartTimeout(Duration startTimeout) {
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties);
+        }
+
+        /** Extra server.properties entries; they override the ones this class writes. */
+        public Options withServerProperties(Map<String, String> serverProperties) {
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties);
+        }
+    }
+
+    private static final String CLASSPATH_RESOURCE = "kafka-classpath.txt";
+    // A small heap and the serial collector keep a test broker near 400 MB resident.
+    private static final List<String> CHILD_JVM_OPTIONS = List.of(
+            "-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+            "--enable-native-access=ALL-UNNAMED",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS");
+    private static final Duration FORMAT_TIMEOUT = Duration.ofSeconds(60);
+    private static final Duration STOP_TIMEOUT = Duration.ofSeconds(20);
+    private static final int PORT_ATTEMPTS = 3;
+    private static final int LOG_TAIL_LINES = 40;
+
+    private final Path directory;
+    private final Path logFile;
+    private final int brokerPort;
+    private final Process process;
+    private final Thread shutdownHook;
+    private boolean closed;
+
+    private LocalKafkaBroker(Path directory, Path logFile, int brokerPort, Process process) {
+        this.directory = directory;
+        this.logFile = logFile;
+        this.brokerPort = brokerPort;
+        this.process = process;
+        this.shutdownHook = new Thread(this::stopAndDelete, "loraflow-kafka-broker-shutdown");
+    }
+
+    /** Starts a broker with {@link Options#defaults()}. */
+    public static LocalKafkaBroker start() {
+        return start(Options.defaults());
+    }
+
+    /**
+     * Formats fresh storage, starts the broker and returns once it answers a cluster description.
+     *
+     * @throws BrokerStartException when the broker fails or is not ready within the start timeout;
+     *     the message carries the tail of its log, as the directory is deleted
+     */
+    public static LocalKafkaBroker start(Options options) {
+        List<String> classpath = kafkaClasspath();
+        // Free ports are found by binding and releasing them, so another process may take one
+        // before the broker binds it; a new pair of ports is then tried.
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return startOnce(options, classpath);
+            } catch (PortTakenException portTaken) {
+                if (attempt == PORT_ATTEMPTS) {
+                    throw new BrokerStartException("Kafka broker could not bind its ports in " + PORT_ATTEMPTS
+                            + " attempts; last broker log:\n" + portTaken.getMessage());
+                }
+            }
+        }
+    }
+
+    /** {@code host:port} of the PLAINTEXT listener, for {@code bootstrap.servers}. */
+    public String bootstrapServers() {
+        return "127.0.0.1:" + brokerPort;
+    }
+
+    /** The temporary directory holding server.properties, the data and the log. */
+    public Path directory() {
+        return directory;
+    }
+
+    /** Everything the broker JVM wrote to stdout and stderr. */
+    public Path logFile() {
+        return logFile;
+    }
+
+    /** The broker JVM, e.g. to measure it or wait for it. */
+    public ProcessHandle process() {
+        return process.toHandle();
+    }
+
+    /** Creates topics with {@code partitions} partitions each (replication factor 1) and waits for them. */
+    public void createTopics(int partitions, String... names) {
+        if (partitions < 1) {
+            throw new IllegalArgumentException("partitions must be at least 1, got " + partitions);
+        }
+        List<NewTopic> topics = Arrays.stream(names).map(name -> new NewTopic(name, partitions, (short) 1)).toList();
+        try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers()))) {
+            admin.createTopics(topics).all().get(30, TimeUnit.SECONDS);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IllegalStateException("could not create topics " + Arrays.toString(names)
+                    + " on " + bootstrapServers() + ": " + e.getMessage(), e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while creating topics " + Arrays.toString(names), e);
+        }
+    }
+
+    /** Stops the broker (SIGTERM, then a forced kill after 20 s) and deletes its directory. */
+    @Override
+    public void close() {
+        stopAndDelete();
+        try {
+            Runtime.getRuntime().removeShutdownHook(shutdownHook);
+        } catch (IllegalStateException shutdownInProgress) {
+            // The hook is running or has run; it found the broker already closed.
+        }
+    }
+
+    private synchronized void stopAndDelete() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        stopProcess(process);
+        deleteRecursively(directory);
+    }
+
+    private static LocalKafkaBroker startOnce(Options options, List<String> classpath) {
+        Path directory;
+        try {
+            directory = Files.createTempDirectory("loraflow-kafka-");
+        } catch (IOException e) {
+            throw new BrokerStartException("could not create a directory for the Kafka broker: " + e.getMessage(), e);
+        }
+        Path logFile = directory.resolve("broker.log");
+        LocalKafkaBroker broker = null;
+        try {
+            int[] ports = freePorts(2);
+            Path serverProperties = directory.resolve("server.properties");
+            writeServerProperties(serverProperties, directory.resolve("data"), ports[0], ports[1], options);
+            format(classpath, serverProperties, logFile);
+            Process process = launch(classpath, List.of("kafka.Kafka", serverProperties.toString()), logFile);
+            broker = new LocalKafkaBroker(directory, logFile, ports[0], process);
+            Runtime.getRuntime().addShutdownHook(broker.shutdownHook);
+            awaitReady(process, ports[0], logFile, options.startTimeout());
+            return broker;
+        } catch (RuntimeException | Error e) {
+            if (broker != null) {
+                broker.close();
+            } else {
+                deleteRecursively(directory);
+            }
+            throw e;
+        }
+    }
+
+    private static void writeServerProperties(Path file, Path dataDirectory, int brokerPort, int controllerPort,
+            Options options) {
+        Properties properties = new Properties();
+        properties.setProperty("process.roles", "broker,controller");
+        properties.setProperty("node.id", "1");
+        properties.setProperty("controller.quorum.bootstrap.servers", "127.0.0.1:" + controllerPort);
+        properties.setProperty("listeners",
+                "PLAINTEXT://127.0.0.1:" + brokerPort + ",CONTROLLER://127.0.0.1:" + controllerPort);
+        properties.setProperty("advertised.listeners",
+                "PLAINTEXT://127.0.0.1:" + brokerPort + ",CONTROLLER://127.0.0.1:" + controllerPort);
+        properties.setProperty("controller.listener.names", "CONTROLLER");
+        properties.setProperty("inter.broker.listener.name", "PLAINTEXT");
+        properties.setProperty("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT");
+        properties.setProperty("log.dirs", dataDirectory.toString());
+        properties.setProperty("num.partitions", Integer.toString(options.partitions()));
+        properties.setProperty("auto.create.topics.enable", Boolean.toString(options.autoCreateTopics()));
+        // One node: every internal topic has a single replica.
+        properties.setProperty("offsets.topic.replication.factor", "1");
+        properties.setProperty("transaction.state.log.replication.factor", "1");
+        properties.setProperty("transaction.state.log.min.isr", "1");
+        properties.setProperty("share.coordinator.state.topic.replication.factor", "1");
+        properties.setProperty("share.coordinator.state.topic.min.isr", "1");
+        // The default 50 partitions of the internal topics cost seconds on the first group join
+        // and the first transaction; one broker gains nothing from them.
+        properties.setProperty("offsets.topic.num.partitions", "1");
+        properties.setProperty("transaction.state.log.num.partitions", "1");
+        // No other consumer is coming to join a group; don't wait 3 s for one.
+        properties.setProperty("group.initial.rebalance.delay.ms", "0");
+        options.serverProperties().forEach(properties::setProperty);
+        try (Writer writer = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
+            properties.store(writer, "loraflow local Kafka broker");
+        } catch (IOException e) {
+            throw new BrokerStartException("could not write " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void format(List<String> classpath, Path serverProperties, Path logFile) {
+        String clusterId = Uuid.randomUuid().toString();
+        Process storageTool = launch(classpath, List.of("kafka.tools.StorageTool", "format",
+                "-t", clusterId, "-c", serverProperties.toString(), "--standalone"), logFile);
+        try {
+            if (!storageTool.waitFor(FORMAT_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+                stopProcess(storageTool);
+                throw new BrokerStartException("Kafka storage format did not finish in " + FORMAT_TIMEOUT
+                        + "; its log ends with:\n" + logTail(logFile));
+            }
+        } catch (InterruptedException e) {
+            stopProcess(storageTool);
+            Thread.currentThread().interrupt();
+            throw new BrokerStartException("interrupted while formatting Kafka storage", e);
+        }
+        if (storageTool.exitValue() != 0) {
+            throw new BrokerStartException("Kafka storage format failed with exit code " + storageTool.exitValue()
+                    + "; its log ends with:\n" + logTail(logFile));
+        }
+    }
+
+    private static Process launch(List<String> classpath, List<String> mainAndArguments, Path logFile) {
+        List<String> command = new ArrayList<>();
+        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        command.addAll(CHILD_JVM_OPTIONS);
+        command.add("-cp");
+        command.add(String.join(File.pathSeparator, classpath));
+        command.addAll(mainAndArguments);
+        try {
+            return new ProcessBuilder(command)
+                    .redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
+                    .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                    .start();
+        } catch (IOException e) {
+            throw new BrokerStartException("could not start " + command.getFirst() + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void awaitReady(Process process, int brokerPort, Path logFile, Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        String bootstrapServers = "127.0.0.1:" + brokerPort;
+        try {
+            while (!accepts(brokerPort)) {
+                checkAliveBeforeDeadline(process, logFile, timeout, deadline);
+                Thread.sleep(50);
+            }
+            try (Admin admin = Admin.create(Map.of(
+                    AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers,
+                    AdminClientConfig.RETRY_BACKOFF_MS_CONFIG, 50))) {
+                while (true) {
+                    checkAliveBeforeDeadline(process, logFile, timeout, deadline);
+                    try {
+                        List<Node> nodes = List.copyOf(admin.describeCluster().nodes().get(1, TimeUnit.SECONDS));
+                        if (!nodes.isEmpty()) {
+                            return;
+                        }
+                    } catch (ExecutionException | TimeoutException notYet) {
+                        // The listener is open but the node has not joined its own cluster yet.
+                    }
+                    Thread.sleep(50);
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new BrokerStartException("interrupted while waiting for the Kafka broker on " + bootstrapServers, e);
+        }
+    }
+
+    private static void checkAliveBeforeDeadline(Process process, Path logFile, Duration timeout, long deadline) {
+        if (!process.isAlive()) {
+            String tail = logTail(logFile);
+            if (tail.contains("Address already in use")) {
+                throw new PortTakenException(tail);
+            }
+            throw new BrokerStartException("Kafka broker exited with code " + process.exitValue()
+                    + " while starting; its log ends with:\n" + tail);
+        }
+        if (System.nanoTime() - deadline > 0) {
+            throw new BrokerStartException("Kafka broker was not ready within " + timeout
+                    + "; its log ends with:\n" + logTail(logFile));
+        }
+    }
+
+    private static boolean accepts(int port) {
+        try (Socket socket = new Socket()) {
+            socket.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 200);
+            return true;
+        } catch (IOException refused) {
+            return false;
+        }
+    }
+
+    private static int[] freePorts(int count) {
+        // All sockets stay open until every port is chosen, so the ports differ.
+        List<ServerSocket> sockets = new ArrayList<>();
+        try {
+            for (int i = 0; i < count; i++) {
+                ServerSocket socket = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+                sockets.add(socket);
+            }
+            return sockets.stream().mapToInt(ServerSocket::getLocalPort).toArray();
+        } catch (IOException e) {
+            throw new BrokerStartException("could not find free ports on 127.0.0.1: " + e.getMessage(), e);
+        } finally {
+            for (ServerSocket socket : sockets) {
+                try {
+                    socket.close();
+                } catch (IOException ignored) {
+                    // Closing a listening socket that accepted nothing does not fail in practice.
+                }
+            }
+        }
+    }
+
+    static List<String> kafkaClasspath() {
+        String text;
+        try (InputStream in = LocalKafkaBroker.class.getResourceAsStream(CLASSPATH_RESOURCE)) {
+            if (in == null) {
+                throw new BrokerStartException("resource " + CLASSPATH_RESOURCE
+                        + " is missing next to " + LocalKafkaBroker.class.getName()
+                        + "; build the broker module with Maven (./mvnw -pl broker -am package)");
+            }
+            text = new String(in.readAllBytes(), StandardCharsets.UTF_8).strip();
+        } catch (IOException e) {
+            throw new BrokerStartException("could not read " + CLASSPATH_RESOURCE + ": " + e.getMessage(), e);
+        }
+        List<String> entries = List.of(text.split(File.pathSeparator));
+        for (String entry : entries) {
+            if (!Files.isRegularFile(Path.of(entry))) {
+                throw new BrokerStartException("Kafka jar " + entry + " named in " + CLASSPATH_RESOURCE
+                        + " does not exist; rebuild the broker module with Maven on this machine");
+            }
+        }
+        return entries;
+    }
+
+    private static void stopProcess(Process process) {
+        process.destroy(); // SIGTERM: Kafka's own shutdown hook closes the logs cleanly.
+        try {
+            if (!process.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+                process.destroyForcibly().waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            }
+        } catch (InterruptedException e) {
+            process.destroyForcibly();
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    static String logTail(Path logFile) {
+        try {
+            List<String> lines = Files.readAllLines(logFile, StandardCharsets.UTF_8);
+            return String.join("\n", lines.subList(Math.max(0, lines.size() - LOG_TAIL_LINES), lines.size()));
+        } catch (IOException e) {
+            return "(log " + logFile + " unreadable: " + e.getMessage() + ")";
+        }
+    }
+
+    private static void deleteRecursively(Path directory) {
+        if (!Files.exists(directory)) {
+            return;
+        }
+        try (Stream<Path> paths = Files.walk(directory)) {
+            for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(path);
+            }
+        } catch (IOException e) {
+            throw new IllegalStateException("could not delete the Kafka broker directory " + directory
+                    + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The broker could not bind a port chosen as free; the message is the log tail. */
+    private static final class PortTakenException extends RuntimeException {
+        PortTakenException(String logTail) {
+            super(logTail);
+        }
+    }
+}
