@@ -140,10 +140,9 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
                 Set<TopicPartition> touched = new HashSet<>();
                 for (TopicPartition partition : records.partitions()) {
                     for (ConsumerRecord<byte[], byte[]> record : records.records(partition)) {
-                        if (waitingSince.containsKey(partition)) {
+                        if (!handle(record, partition)) {
                             break;
                         }
-                        handle(record, partition);
                     }
                     touched.add(partition);
                 }
@@ -235,30 +234,31 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         }
     }
 
-    private void handle(ConsumerRecord<byte[], byte[]> record, TopicPartition partition) {
+    /** @return false when the partition now waits at this record (its job is not known yet) */
+    private boolean handle(ConsumerRecord<byte[], byte[]> record, TopicPartition partition) {
         SourceRecord source = source(record);
         String key = record.key() == null ? null : new String(record.key(), StandardCharsets.UTF_8);
         JobRun keyed = key == null ? null : runs.get(key);
         if (record.value() != null && record.value().length > settings.maxRecordBytes()) {
             reject("record of " + record.value().length + " bytes exceeds the limit of " + settings.maxRecordBytes(),
                     source, keyed, key);
-            return;
+            return true;
         }
         TrainingBatch batch;
         try {
             batch = TrainingBatch.parse(record.value());
         } catch (EventFormatException e) {
             reject(e.getMessage(), source, keyed, key);
-            return;
+            return true;
         }
         if (key != null && !key.equals(batch.jobId())) {
             reject("record key \"" + key + "\" is not its job_id \"" + batch.jobId() + "\"", source, keyed, key);
-            return;
+            return true;
         }
         String jobId = batch.jobId();
         if (failed.containsKey(jobId)) {
             deadLetter("job " + jobId + " failed: " + failed.get(jobId), source, jobId, batch.seq());
-            return;
+            return true;
         }
         JobRun run = runs.get(jobId);
         if (run == null) {
@@ -270,12 +270,12 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
                     waitingSince.put(partition, since);
                     batches.pause(List.of(partition));
                     batches.seek(partition, record.offset());
-                    return;
+                    return false;
                 }
                 waitingSince.remove(partition);
                 deadLetter("no job " + jobId + " was defined on " + settings.jobsTopic() + " within "
                         + settings.unknownJobGrace().toSeconds() + " s", source, jobId, batch.seq());
-                return;
+                return true;
             }
             waitingSince.remove(partition);
             try {
@@ -283,7 +283,7 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
                         partition.partition(), record.offset());
             } catch (IOException | RuntimeException e) {
                 fail(jobId, "cannot start: " + e.getMessage(), source, batch.seq());
-                return;
+                return true;
             }
             runs.put(jobId, run);
         }
@@ -293,9 +293,10 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
             LOG.errorf(e, "job %s failed at batch %d", jobId, batch.seq());
             runs.remove(jobId);
             fail(jobId, e.getMessage(), source, batch.seq());
-            return;
+            return true;
         }
         publish(run.status());
+        return true;
     }
 
     private void reject(String reason, SourceRecord source, JobRun keyed, String key) {

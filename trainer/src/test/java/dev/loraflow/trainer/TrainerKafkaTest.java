@@ -1,0 +1,216 @@
+package dev.loraflow.trainer;
+
+import static io.restassured.RestAssured.given;
+import static org.hamcrest.Matchers.containsString;
+import static org.hamcrest.Matchers.equalTo;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.broker.KafkaBrokerTestResource;
+import dev.loraflow.core.data.Example;
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.trainer.events.CheckpointEvent;
+import dev.loraflow.trainer.events.TrainingBatch;
+import dev.loraflow.trainer.events.TrainingJob;
+import dev.loraflow.trainer.service.BaseModels;
+import dev.loraflow.trainer.service.TrainingFixtures;
+import dev.loraflow.trainer.store.LocalArtifactStore;
+import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.junit.QuarkusTest;
+import io.quarkus.test.junit.TestProfile;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Properties;
+import java.util.UUID;
+import java.util.function.Predicate;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.junit.jupiter.api.Test;
+
+/** The trainer service against a real Kafka broker: jobs, batches, checkpoints, dead letters, REST. */
+@QuarkusTest
+@QuarkusTestResource(KafkaBrokerTestResource.class)
+@TestProfile(TrainerProfile.class)
+class TrainerKafkaTest {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
+    String bootstrapServers;
+
+    private KafkaProducer<byte[], byte[]> producer() {
+        Properties config = new Properties();
+        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        config.put(ProducerConfig.ACKS_CONFIG, "all");
+        config.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, 1 << 20);
+        return new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer());
+    }
+
+    private void send(KafkaProducer<byte[], byte[]> producer, String topic, String key, byte[] value) throws Exception {
+        producer.send(new ProducerRecord<>(topic, key == null ? null : key.getBytes(StandardCharsets.UTF_8), value)).get();
+    }
+
+    /** Reads {@code topic} from the start until a record matches, or fails after the timeout. */
+    private List<JsonNode> readUntil(String topic, Predicate<List<JsonNode>> done, Duration timeout) throws Exception {
+        Properties config = new Properties();
+        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        config.put(ConsumerConfig.GROUP_ID_CONFIG, "test-" + UUID.randomUUID());
+        config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        List<JsonNode> seen = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),
+                new ByteArrayDeserializer())) {
+            consumer.subscribe(List.of(topic));
+            long deadline = System.nanoTime() + timeout.toNanos();
+            while (!done.test(seen)) {
+                assertTrue(System.nanoTime() < deadline, "timed out on " + topic + " having seen " + seen);
+                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+                    seen.add(JSON.readTree(record.value()));
+                }
+            }
+        }
+        return seen;
+    }
+
+    private static String jobJson(String id, long steps) {
+        return new String(TrainingFixtures.job(id, steps, 2).toJson().toString().getBytes(StandardCharsets.UTF_8),
+                StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void aJobSubmittedOverRestAndFedOverKafkaEndsWithTheAdapterTheCliTrains() throws Exception {
+        await("/q/health/ready");
+        TrainingJob job = TrainingFixtures.job("e2e", 6, 2);
+        given().contentType("application/json").body(jobJson("e2e", 6)).post("/jobs").then().statusCode(401);
+        given().contentType("application/json").header("Authorization", "Bearer " + TrainerProfile.API_KEY)
+                .body(jobJson("e2e", 6)).post("/jobs").then().statusCode(202).body("job_id", equalTo("e2e"));
+
+        List<Example> examples = TrainingFixtures.examples(6 * 4, 11);
+        try (KafkaProducer<byte[], byte[]> producer = producer()) {
+            int from = 0;
+            for (int seq = 0; from < examples.size(); seq++) {
+                int to = Math.min(examples.size(), from + 1 + seq % 4);
+                send(producer, "loraflow.training.batches", "e2e", TrainingBatch.encode("e2e", seq, examples.subList(from, to)));
+                from = to;
+            }
+        }
+        List<JsonNode> events = readUntil("loraflow.adapter.checkpoints",
+                seen -> seen.stream().anyMatch(e -> e.path("job_id").asText().equals("e2e") && e.path("final").asBoolean()),
+                Duration.ofMinutes(2));
+        List<CheckpointEvent> ours = new ArrayList<>();
+        for (JsonNode event : events) {
+            if (event.path("job_id").asText().equals("e2e")) {
+                ours.add(CheckpointEvent.parse(JSON.writeValueAsBytes(event)));
+            }
+        }
+        assertEquals(List.of(2L, 4L, 6L), ours.stream().map(CheckpointEvent::step).distinct().toList());
+        CheckpointEvent last = ours.getLast();
+
+        Path reference = TrainerProfile.ROOT.resolve("reference");
+        BaseModels.Base base = new BaseModels(TrainerProfile.ROOT.resolve("models")).get(TrainingFixtures.BASE);
+        TrainingFixtures.trainDirectly(base, job, examples, reference);
+        Path stored = new LocalArtifactStore(TrainerProfile.ROOT.resolve("store")).open(URI.create(last.adapterUri()),
+                last.adapterSha256());
+        assertArrayEquals(Files.readAllBytes(reference.resolve(PeftAdapter.WEIGHTS_FILE)),
+                Files.readAllBytes(stored.resolve(PeftAdapter.WEIGHTS_FILE)));
+        assertEquals(base.sha256(), last.baseModelSha256());
+
+        given().get("/jobs/e2e").then().statusCode(200).body("state", equalTo("FINISHED")).body("step", equalTo(6))
+                .body("lastCheckpointSha256", equalTo(last.adapterSha256()));
+        given().get("/jobs").then().statusCode(200).body(containsString("e2e"));
+        given().get("/jobs/nope").then().statusCode(404).body("error", containsString("nope"));
+        given().get("/q/metrics").then().statusCode(200).body(containsString("loraflow_trainer_steps"));
+    }
+
+    @Test
+    void poisonBatchesAreDeadLetteredWithTheirReasonAndTheCountsReconcile() throws Exception {
+        await("/q/health/ready");
+        List<Example> examples = TrainingFixtures.examples(12, 12);
+        try (KafkaProducer<byte[], byte[]> producer = producer()) {
+            send(producer, "loraflow.training.jobs", "poison", TrainingFixtures.job("poison", 0, 0).toJson().toString()
+                    .getBytes(StandardCharsets.UTF_8));
+            String topic = "loraflow.training.batches";
+            send(producer, topic, "poison", TrainingBatch.encode("poison", 0, examples.subList(0, 4)));
+            send(producer, topic, "poison", "{\"schema\": ".getBytes(StandardCharsets.UTF_8));
+            send(producer, topic, "poison", """
+                    {"schema": "loraflow.training.batch", "version": 9, "job_id": "poison", "seq": 1, "examples": []}"""
+                    .getBytes(StandardCharsets.UTF_8));
+            send(producer, topic, "poison", """
+                    {"schema": "loraflow.training.batch", "version": 1, "job_id": "poison", "seq": 1,
+                     "examples": [{"input_ids": [5, 300000]}]}""".getBytes(StandardCharsets.UTF_8));
+            send(producer, topic, "poison", """
+                    {"schema": "loraflow.training.batch", "version": 1, "job_id": "poison", "seq": 2,
+                     "examples": [{"input_ids": [5, 6], "labels": [5]}]}""".getBytes(StandardCharsets.UTF_8));
+            send(producer, topic, "poison", TrainingBatch.encode("poison", 3,
+                    java.util.Collections.nCopies(1200, examples.get(0))));                      // oversize
+            send(producer, topic, "someone-else", TrainingBatch.encode("poison", 3, examples.subList(4, 8)));
+            send(producer, topic, "poison", TrainingBatch.encode("poison", 0, examples.subList(0, 4)));   // duplicate
+            send(producer, topic, "poison", TrainingBatch.encode("poison", 3, examples.subList(4, 12)));
+            send(producer, topic, "poison", TrainingBatch.encodeEnd("poison", 4));
+        }
+        List<JsonNode> checkpoints = readUntil("loraflow.adapter.checkpoints",
+                seen -> seen.stream().anyMatch(e -> e.path("job_id").asText().equals("poison") && e.path("final").asBoolean()),
+                Duration.ofMinutes(2));
+        JsonNode last = checkpoints.stream().filter(e -> e.path("job_id").asText().equals("poison")).reduce((a, b) -> b)
+                .orElseThrow();
+        JsonNode counts = last.path("batches");
+        assertEquals(counts.path("received").asLong(), counts.path("applied").asLong()
+                + counts.path("skipped_duplicate").asLong() + counts.path("dead_lettered").asLong(), counts.toString());
+        assertEquals(2, counts.path("applied").asLong(), counts.toString());
+        assertEquals(1, counts.path("skipped_duplicate").asLong(), counts.toString());
+
+        List<JsonNode> deadLetters = readUntil("loraflow.training.dead-letters",
+                seen -> seen.stream().filter(d -> d.path("source").path("topic").asText().equals("loraflow.training.batches")
+                        && d.path("job_id").asText().matches("poison|someone-else")).count() >= 6,
+                Duration.ofSeconds(30));
+        String reasons = deadLetters.toString();
+        for (String reason : List.of("not valid JSON", "schema version 9", "outside the vocabulary", "labels",
+                "exceeds the limit", "is not its job_id")) {
+            assertTrue(reasons.contains(reason), reason + " in " + reasons);
+        }
+        assertTrue(deadLetters.stream().anyMatch(d -> d.path("source").path("value").asText().startsWith("{\"schema\": ")),
+                "the original record travels with its dead letter");
+        given().get("/jobs/poison").then().statusCode(200).body("state", equalTo("FINISHED"))
+                .body("batchesDeadLettered", equalTo(counts.path("dead_lettered").asInt()));
+    }
+
+    @Test
+    void hostileJobSubmissionsAreRefusedWithAReason() {
+        String key = "Bearer " + TrainerProfile.API_KEY;
+        given().contentType("application/json").header("Authorization", "Bearer wrong").body(jobJson("x", 4))
+                .post("/jobs").then().statusCode(401);
+        given().contentType("application/json").header("X-API-Key", TrainerProfile.API_KEY).body("{not json")
+                .post("/jobs").then().statusCode(400).body("error", containsString("not valid JSON"));
+        for (String base : List.of("../models/tiny-gpt2", "/etc", "tiny-gpt2/../../x", "missing")) {
+            String job = jobJson("x", 4).replace("\"base_model\":\"tiny-gpt2\"", "\"base_model\":\"" + base + "\"");
+            given().contentType("application/json").header("Authorization", key).body(job).post("/jobs").then()
+                    .statusCode(400).body("error", containsString(base.equals("missing") ? "not found" : "base model"));
+        }
+        given().contentType("application/json").header("Authorization", key).body("{\"pad\": \"" + "x".repeat(70_000) + "\"}")
+                .post("/jobs").then().statusCode(400);
+        given().contentType("application/json").header("Authorization", key)
+                .body(jobJson("x", 4).replace("\"job_id\":\"x\"", "\"job_id\":\"bad id!\"")).post("/jobs").then().statusCode(400).body("error", containsString("job_id"));
+    }
+
+    private static void await(String path) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (given().get(path).statusCode() != 200) {
+            assertTrue(System.nanoTime() < deadline, path + " never became 200");
+            Thread.sleep(200);
+        }
+    }
+}
