@@ -44,6 +44,8 @@ public class TrainerService {
     int maxRecordBytes;
     @ConfigProperty(name = "loraflow.trainer.unknown-job-grace")
     Duration unknownJobGrace;
+    @ConfigProperty(name = "loraflow.trainer.session-timeout")
+    Duration sessionTimeout;
     /** Test-only crash point, see {@link Faults}. */
     @ConfigProperty(name = "loraflow.trainer.fault")
     Optional<String> fault;
@@ -58,7 +60,7 @@ public class TrainerService {
     void start(@Observes StartupEvent event) throws IOException {
         bases = new BaseModels(modelsRoot);
         TrainerSettings settings = new TrainerSettings(bootstrapServers, groupId, jobsTopic, batchesTopic, checkpointsTopic,
-                deadLetterTopic, modelsRoot, storeRoot, maxRecordBytes, unknownJobGrace, Faults.parse(fault.orElse(null)));
+                deadLetterTopic, modelsRoot, storeRoot, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
         loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),
                 () -> Topics.ensure(bootstrapServers, batchPartitions, jobsTopic, batchesTopic, checkpointsTopic,
                         deadLetterTopic));

@@ -9,4 +9,4 @@ import java.time.Duration;
  */
 public record TrainerSettings(String bootstrapServers, String groupId, String jobsTopic, String batchesTopic,
                               String checkpointsTopic, String deadLetterTopic, Path modelsRoot, Path storeRoot,
-                              int maxRecordBytes, Duration unknownJobGrace, Faults faults) {}
+                              int maxRecordBytes, Duration unknownJobGrace, Duration sessionTimeout, Faults faults) {}

@@ -93,6 +93,9 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         consumer.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 16);
         // A step of a large model takes seconds and a checkpoint more; the group must not evict us for that.
         consumer.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, 30 * 60 * 1000);
+        // A replica that dies without leaving holds its partitions until this runs out: keep it short.
+        consumer.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, (int) settings.sessionTimeout().toMillis());
+        consumer.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, (int) Math.max(500, settings.sessionTimeout().toMillis() / 4));
         consumer.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
                 "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
         this.batches = new KafkaConsumer<>(consumer, new ByteArrayDeserializer(), new ByteArrayDeserializer());
