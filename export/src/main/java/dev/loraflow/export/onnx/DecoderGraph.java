@@ -28,8 +28,10 @@ import java.util.Map;
  *   <li>outputs {@code logits} [batch_size, sequence_length, vocab] and {@code present.{i}.key/value}
  *       [batch_size, kv_heads, past_sequence_length + sequence_length, head_dim];
  *   <li>un-merged export only: {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and
- *       {@code .scaling} [] per adapted module, initializers that default to a rank-0 adapter (A [0, in],
- *       B [out, 0]: a zero update) and the export config's scaling.
+ *       {@code .scaling} [] per adapted module, r free per module. They are required inputs, not
+ *       initializers a caller may override, because ONNX Runtime's Java API refuses to feed an
+ *       initializer; a module without an adapter is fed rank 0 (A [0, in], B [out, 0]), a zero update
+ *       at no cost, which {@link LoraInputs#withDefaults} fills in.
  * </ul>
  * Query i of a sequence (absolute index past + i) attends to key j ≤ past + i where attention_mask
  * is 1; a query that may attend to nothing (a padding position) gets a uniform average, finite and unused.
@@ -244,9 +246,9 @@ final class DecoderGraph {
             return y;
         }
         Dim rank = Dim.of(peftPath + ".r");
-        String a = graph.overridable(loraA(peftPath), new float[0], new long[] {0, module.in()}, rank, Dim.of(module.in()));
-        String b = graph.overridable(loraB(peftPath), new float[0], new long[] {module.out(), 0}, Dim.of(module.out()), rank);
-        String scaling = graph.overridable(loraScaling(peftPath), new float[] {linear.scaling()}, new long[0]);
+        String a = graph.input(loraA(peftPath), OnnxGraph.FLOAT, rank, Dim.of(module.in()));
+        String b = graph.input(loraB(peftPath), OnnxGraph.FLOAT, Dim.of(module.out()), rank);
+        String scaling = graph.input(loraScaling(peftPath), OnnxGraph.FLOAT);
         loraInputs.addAll(List.of(a, b, scaling));
         Attribute transpose = Attribute.ofInts("perm", 1, 0);
         String projected = graph.node("Mul", graph.node("MatMul", x, graph.node("Transpose", a, transpose)), scaling);

@@ -8,7 +8,6 @@ import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.LlamaConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
-import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
@@ -31,10 +30,10 @@ import java.util.Properties;
  *
  * <p>Merged export (the default): every adapter is folded into its base weight by core's
  * {@link CausalLanguageModel#merge()}, so the graph is the base model's graph with other numbers and runs
- * exactly as fast. Un-merged export: the base weights, and for each adapted module three inputs a
- * caller may feed, {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and {@code .scaling}
- * [] (e.g. {@code lora.transformer.h.0.attn.c_attn.A}); fed nothing they default to a zero update and
- * the export config's scaling, so one session serves the base model and any adapter with those targets.
+ * exactly as fast. Un-merged export: the base weights, and for each adapted module three inputs,
+ * {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and {@code .scaling} [] (e.g.
+ * {@code lora.transformer.h.0.attn.c_attn.A}), so one session serves the base model and any adapter of
+ * those targets; {@link LoraInputs} makes the feeds from a PEFT adapter, rank 0 (no update) where none.
  *
  * <p>{@code metadata_props}: {@value #ARCHITECTURE}, {@value #MODEL_TYPE}, {@value #BASE_MODEL_SHA256},
  * and with an adapter {@value #ADAPTER_CHECKPOINT_ID}, {@value #ADAPTER_SHA256}, {@value #LORA_CONFIG}
@@ -241,22 +240,6 @@ public final class OnnxExporter {
             }
             return Sha256.hex(digest);
         }
-    }
-
-    /**
-     * The inputs that make an un-merged graph compute this adapter: A, B and scaling of each of its
-     * modules under the names {@link DecoderGraph} gives them.
-     */
-    public static Map<String, FloatTensor> loraInputs(PeftAdapter adapter) {
-        Map<String, FloatTensor> inputs = new LinkedHashMap<>();
-        for (LoraWeights module : adapter.modules().values()) {
-            String path = module.modulePath();
-            inputs.put(DecoderGraph.loraA(path), new FloatTensor(module.a(), new long[] {module.r(), module.inFeatures()}));
-            inputs.put(DecoderGraph.loraB(path), new FloatTensor(module.b(), new long[] {module.outFeatures(), module.r()}));
-            inputs.put(DecoderGraph.loraScaling(path),
-                    new FloatTensor(new float[] {(float) adapter.config().scaling(path)}, new long[0]));
-        }
-        return inputs;
     }
 
     /** loraflow's version, from the build. */

@@ -16,8 +16,7 @@ import java.util.Set;
 
 /**
  * An ONNX graph being built node by node, and its serialisation as a ModelProto, with the field numbers
- * of onnx/onnx.proto. Node outputs get fresh names unless given one; graph inputs may double as
- * initializers, which makes the initializer a default the caller can override (IR ≥ 4).
+ * of onnx/onnx.proto. Node outputs get fresh names unless given one.
  */
 final class OnnxGraph {
 
@@ -101,17 +100,6 @@ final class OnnxGraph {
     String weight(String weightName, FloatPayload payload, long... dims) {
         checkElements(weightName, payload.byteCount() / 4, dims);
         return addInitializer(new Initializer(weightName, FLOAT, dims.clone(), payload, null));
-    }
-
-    /**
-     * An initializer that is also a graph input: a default the caller may feed a value for. The input
-     * is declared with {@code inputDims}, which may be symbolic where the fed tensor may differ.
-     */
-    String overridable(String inputName, float[] defaultValues, long[] defaultDims, Dim... inputDims) {
-        checkElements(inputName, defaultValues.length, defaultDims);
-        addInitializer(new Initializer(inputName, FLOAT, defaultDims.clone(), new FloatPayload.Plain(defaultValues), null));
-        inputs.add(new ValueInfo(inputName, FLOAT, List.of(inputDims)));
-        return inputName;
     }
 
     /** A 1-D int64 constant. */

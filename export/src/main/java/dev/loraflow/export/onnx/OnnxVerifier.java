@@ -85,7 +85,7 @@ public final class OnnxVerifier {
 
     /**
      * @param reference   the model the graph was exported from, adapters un-merged or merged
-     * @param extraInputs fed with every run, e.g. an un-merged graph's LoRA inputs
+     * @param extraInputs fed with every run: an un-merged graph's LoRA inputs, rank 0 for any not given
      * @param threads     ONNX Runtime intra-op threads
      */
     public static Result verify(Path onnxModel, CausalLanguageModel reference, Probe probe,
@@ -111,7 +111,8 @@ public final class OnnxVerifier {
                     + config.maxPositions());
         }
         try {
-            return new Run(session, reference, probe, extraInputs, tolerance).run();
+            Map<String, FloatTensor> feeds = LoraInputs.withDefaults(session.getInputInfo(), extraInputs);
+            return new Run(session, reference, probe, feeds, tolerance).run();
         } catch (OrtException e) {
             return failure(tolerance, e.getMessage());
         }
