@@ -27,7 +27,7 @@ final class TestModels {
 
     private TestModels() {}
 
-    /** Every attention and MLP module; Llama's output head too. */
+    /** Every attention and MLP module (GPT-2's "c_proj" names both attn.c_proj and mlp.c_proj); Llama's output head too. */
     static LoraAdapterConfig lora(ModelConfig config) {
         LoraAdapterConfig.Builder builder = LoraAdapterConfig.builder().r(2).loraAlpha(4).loraDropout(0.1);
         return switch (config) {
