@@ -18,22 +18,10 @@ import java.util.Map;
  * KV-cached attention, the norms and activations, and linear modules with their weights in the layout
  * MatMul reads ([in, out]) and, in an un-merged export, their LoRA branch fed from graph inputs.
  *
- * <p>Graph interface (dynamic axes named as Optimum names them):
- * <ul>
- *   <li>{@code input_ids} int64 [batch_size, sequence_length], {@code attention_mask} int64
- *       [batch_size, past_sequence_length + sequence_length] (1 = token, 0 = padding),
- *       {@code position_ids} int64 [batch_size, sequence_length];
- *   <li>{@code past_key_values.{i}.key/value} float [batch_size, kv_heads, past_sequence_length, head_dim],
- *       past_sequence_length 0 for a prefill;
- *   <li>outputs {@code logits} [batch_size, sequence_length, vocab] and {@code present.{i}.key/value}
- *       [batch_size, kv_heads, past_sequence_length + sequence_length, head_dim];
- *   <li>un-merged export only: {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and
- *       {@code .scaling} [] per adapted module, r free per module. They are required inputs, not
- *       initializers a caller may override, because ONNX Runtime's Java API refuses to feed an
- *       initializer; a module without an adapter is fed rank 0 (A [0, in], B [out, 0]), a zero update
- *       at no cost, which {@link LoraInputs#withDefaults} fills in.
- * </ul>
- * Query i of a sequence (absolute index past + i) attends to key j ≤ past + i where attention_mask
+ * <p>The interface is the package's (see package-info). LoRA inputs are required inputs, not
+ * initializers a caller may override, because ONNX Runtime's Java API refuses to feed an initializer.
+ *
+ * <p>Query i of a sequence (absolute index past + i) attends to key j ≤ past + i where attention_mask
  * is 1; a query that may attend to nothing (a padding position) gets a uniform average, finite and unused.
  */
 final class DecoderGraph {
