@@ -1,7 +1,7 @@
 package dev.loraflow.trainer.rest;
 
-import dev.loraflow.trainer.events.EventFormatException;
-import dev.loraflow.trainer.events.TrainingJob;
+import dev.loraflow.platform.events.EventFormatException;
+import dev.loraflow.platform.events.TrainingJob;
 import dev.loraflow.trainer.service.JobStatus;
 import dev.loraflow.trainer.service.TrainerService;
 import io.smallrye.mutiny.Multi;

@@ -1,6 +1,6 @@
 package dev.loraflow.trainer.service;
 
-import dev.loraflow.trainer.store.LocalArtifactStore;
+import dev.loraflow.platform.store.LocalArtifactStore;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;

@@ -1,11 +1,11 @@
 package dev.loraflow.trainer.service;
 
-import dev.loraflow.trainer.events.CheckpointEvent;
-import dev.loraflow.trainer.events.DeadLetter;
-import dev.loraflow.trainer.events.EventFormatException;
-import dev.loraflow.trainer.events.TrainingBatch;
-import dev.loraflow.trainer.events.TrainingJob;
-import dev.loraflow.trainer.store.ArtifactStore;
+import dev.loraflow.platform.events.CheckpointEvent;
+import dev.loraflow.platform.events.DeadLetter;
+import dev.loraflow.platform.events.EventFormatException;
+import dev.loraflow.platform.events.TrainingBatch;
+import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;

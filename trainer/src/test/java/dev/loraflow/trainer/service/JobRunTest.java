@@ -6,11 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.peft.PeftAdapter;
-import dev.loraflow.trainer.events.CheckpointEvent;
-import dev.loraflow.trainer.events.EventFormatException;
-import dev.loraflow.trainer.events.TrainingBatch;
-import dev.loraflow.trainer.events.TrainingJob;
-import dev.loraflow.trainer.store.LocalArtifactStore;
+import dev.loraflow.platform.events.CheckpointEvent;
+import dev.loraflow.platform.events.EventFormatException;
+import dev.loraflow.platform.events.TrainingBatch;
+import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.store.LocalArtifactStore;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;

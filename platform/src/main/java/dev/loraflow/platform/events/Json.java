@@ -1,4 +1,4 @@
-package dev.loraflow.trainer.events;
+package dev.loraflow.platform.events;
 
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.core.JsonFactory;

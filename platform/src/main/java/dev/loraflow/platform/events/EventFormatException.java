@@ -1,4 +1,4 @@
-package dev.loraflow.trainer.events;
+package dev.loraflow.platform.events;
 
 /** A record that is not a valid event of its topic: the reason goes to the dead-letter topic. */
 public class EventFormatException extends Exception {

@@ -1,4 +1,4 @@
-package dev.loraflow.trainer.store;
+package dev.loraflow.platform.store;
 
 import java.io.IOException;
 
