@@ -1,0 +1,203 @@
+package dev.loraflow.trainer;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.loraflow.broker.KafkaBrokerExtension;
+import dev.loraflow.core.data.BatchSampler;
+import dev.loraflow.core.data.Example;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.RandomModel;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.random.Rng;
+import dev.loraflow.core.train.Trainer;
+import dev.loraflow.platform.events.CheckpointEvent;
+import dev.loraflow.platform.events.TrainingBatch;
+import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.trainer.service.BaseModels;
+import dev.loraflow.trainer.service.Topics;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Properties;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The trainer's performance figures, measured side by side in one run (not part of the test suite:
+ * {@code bench/run-trainer.sh} runs it): the pipeline's overhead — a job through Kafka and the
+ * packaged service against core's Trainer on the same examples, as {@code ./loraflow train} runs it —
+ * and the cost of a checkpoint of a GPT-2-small r = 8 adapter.
+ */
+class PipelineBenchmark {
+
+    @RegisterExtension
+    static final KafkaBrokerExtension KAFKA = new KafkaBrokerExtension();
+
+    @TempDir
+    static Path root;
+
+    private static final int STEPS = 40;
+
+    private static final String JOB = """
+            {"schema": "loraflow.training.job", "version": 1, "job_id": "%s", "base_model": "bench",
+             "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn"]},
+             "optimizer": {"lr": 0.0002, "schedule": "cosine"},
+             "batch_size": 4, "seq_len": 128, "seed": 3, "total_steps": %d,
+             "checkpoint": {"every_steps": 0, "at_end": true}}""";
+
+    @Test
+    void pipelineOverheadAndCheckpointCost() throws Exception {
+        Gpt2Config config = new Gpt2Config(4096, 128, 384, 4, 6, 1536, 1e-5);
+        RandomModel.write(config, 1, root.resolve("models").resolve("bench"));
+        TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS).getBytes(StandardCharsets.UTF_8));
+        Rng rng = new Rng(9);
+        List<Example> examples = new ArrayList<>();
+        for (int e = 0; e < STEPS * 4; e++) {
+            int[] ids = new int[128];
+            Arrays.setAll(ids, t -> (int) Math.floorMod(rng.nextLong(), config.vocabSize()));
+            examples.add(new Example(ids, ids));
+        }
+        Topics.ensure(KAFKA.broker().bootstrapServers(), 4, "loraflow.training.jobs", "loraflow.training.batches",
+                "loraflow.adapter.checkpoints", "loraflow.training.dead-letters");
+
+        double[] direct = new double[2];
+        double[] pipeline = new double[2];
+        for (int round = 0; round < 2; round++) {
+            direct[round] = directSeconds(job, examples, root.resolve("direct-" + round));
+            pipeline[round] = pipelineSeconds(job, examples, "pipeline-" + round);
+        }
+        double bestDirect = Math.min(direct[0], direct[1]);
+        double bestPipeline = Math.min(pipeline[0], pipeline[1]);
+        long tokens = (long) STEPS * 4 * 128;
+        System.out.printf(Locale.ROOT, "%nPIPELINE %d steps × 4 × 128 tokens, GPT-2 4×384, r=8 c_attn%n", STEPS);
+        System.out.printf(Locale.ROOT, "  direct (core Trainer, as ./loraflow train): %s s → best %.2f s, %.0f tokens/s%n",
+                Arrays.toString(direct), bestDirect, tokens / bestDirect);
+        System.out.printf(Locale.ROOT, "  through Kafka (packaged trainer service):   %s s → best %.2f s, %.0f tokens/s%n",
+                Arrays.toString(pipeline), bestPipeline, tokens / bestPipeline);
+        System.out.printf(Locale.ROOT, "  pipeline overhead: %+.1f %%%n", 100 * (bestPipeline / bestDirect - 1));
+        checkpointCost();
+    }
+
+    /** Loading the model, every step and the final save, as the CLI does them. */
+    private static double directSeconds(TrainingJob job, List<Example> examples, Path out) throws Exception {
+        long start = System.nanoTime();
+        BaseModels.Base base = new BaseModels(root.resolve("models")).get("bench");
+        CausalLanguageModel model = CausalLanguageModel.create(base.config(), base.weights(),
+                job.loraConfig(base.config(), job.baseModel()), job.seed());
+        Trainer trainer = new Trainer(model, job.trainingSettings(), "bench");
+        BatchSampler sampler = new BatchSampler(examples, job.batchSize(), job.seqLen(), base.padId(), job.seed(), false, 0);
+        while (!trainer.finished()) {
+            trainer.step(sampler);
+        }
+        trainer.save(out);
+        return (System.nanoTime() - start) / 1e9;
+    }
+
+    /** From the job's definition reaching Kafka (its batches already there) to its final checkpoint event. */
+    private static double pipelineSeconds(TrainingJob template, List<Example> examples, String jobId) throws Exception {
+        TrainingJob job = TrainingJob.parse(JOB.formatted(jobId, STEPS).getBytes(StandardCharsets.UTF_8));
+        ProcessBuilder builder = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx2g", "-jar",
+                Path.of(System.getProperty("loraflow.trainer.jar", "target/quarkus-app/quarkus-run.jar")).toAbsolutePath()
+                        .toString())
+                .redirectErrorStream(true).redirectOutput(root.resolve(jobId + ".log").toFile());
+        builder.environment().put("KAFKA_BOOTSTRAP_SERVERS", KAFKA.broker().bootstrapServers());
+        builder.environment().put("LORAFLOW_MODELS_ROOT", root.resolve("models").toString());
+        builder.environment().put("LORAFLOW_STORE_ROOT", root.resolve("store").toString());
+        builder.environment().put("QUARKUS_HTTP_PORT", "0");
+        builder.environment().put("LORAFLOW_TRAINER_GROUP_ID", "bench-" + jobId);
+        Process trainer = builder.start();
+        try {
+            Properties config = new Properties();
+            config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+            config.put(ProducerConfig.ACKS_CONFIG, "all");
+            try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
+                    new ByteArraySerializer())) {
+                byte[] key = jobId.getBytes(StandardCharsets.UTF_8);
+                for (int seq = 0; seq < examples.size() / 8; seq++) {
+                    producer.send(new ProducerRecord<>("loraflow.training.batches", key,
+                            TrainingBatch.encode(jobId, seq, examples.subList(seq * 8, seq * 8 + 8))));
+                }
+                producer.flush();
+                Thread.sleep(8000); // the service is up and has joined the group; its model is not loaded yet
+                long start = System.nanoTime();
+                producer.send(new ProducerRecord<>("loraflow.training.jobs", key,
+                        job.toJson().toString().getBytes(StandardCharsets.UTF_8))).get();
+                CheckpointEvent last = awaitFinal(jobId);
+                double seconds = (System.nanoTime() - start) / 1e9;
+                Path stored = new LocalArtifactStore(root.resolve("store")).open(URI.create(last.adapterUri()),
+                        last.adapterSha256());
+                assertArrayEquals(Files.readAllBytes(root.resolve("direct-0").resolve(PeftAdapter.WEIGHTS_FILE)),
+                        Files.readAllBytes(stored.resolve(PeftAdapter.WEIGHTS_FILE)), "the same adapter both ways");
+                return seconds;
+            }
+        } finally {
+            trainer.destroy();
+            trainer.waitFor(20, TimeUnit.SECONDS);
+        }
+    }
+
+    private static CheckpointEvent awaitFinal(String jobId) throws Exception {
+        Properties config = new Properties();
+        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        config.put(ConsumerConfig.GROUP_ID_CONFIG, "bench-" + UUID.randomUUID());
+        config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),
+                new ByteArrayDeserializer())) {
+            consumer.subscribe(List.of("loraflow.adapter.checkpoints"));
+            long deadline = System.nanoTime() + Duration.ofMinutes(10).toNanos();
+            while (System.nanoTime() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(50))) {
+                    CheckpointEvent event = CheckpointEvent.parse(record.value());
+                    if (event.jobId().equals(jobId) && event.last()) {
+                        return event;
+                    }
+                }
+            }
+        }
+        throw new AssertionError(jobId + " never finished");
+    }
+
+    /** Saving (adapter, moments, state) and storing the artifact of a GPT-2-small r = 8 c_attn adapter. */
+    private static void checkpointCost() throws Exception {
+        Gpt2Config small = new Gpt2Config(50257, 1024, 768, 12, 12, 3072, 1e-5);
+        CausalLanguageModel model = CausalLanguageModel.create(small, RandomModel.initialWeights(small, 1),
+                LoraAdapterConfig.builder().r(8).loraAlpha(16).targetModules("c_attn").build(), 1);
+        TrainingJob job = TrainingJob.parse(JOB.formatted("small", 100).getBytes(StandardCharsets.UTF_8));
+        Trainer trainer = new Trainer(model, job.trainingSettings(), "bench");
+        LocalArtifactStore store = new LocalArtifactStore(root.resolve("checkpoint-store"));
+        double[] millis = new double[7];
+        for (int i = 0; i < millis.length; i++) {
+            long start = System.nanoTime();
+            Path staging = Files.createTempDirectory(root, "checkpoint");
+            trainer.save(staging);
+            store.putDirectory(staging);
+            millis[i] = (System.nanoTime() - start) / 1e6;
+        }
+        Arrays.sort(millis);
+        System.out.printf(Locale.ROOT, "CHECKPOINT GPT-2 small, r=8 on c_attn (%d parameters): median %.1f ms (min %.1f, max %.1f)%n",
+                model.trainableParameters().stream().mapToLong(p -> p.size()).sum(), millis[3], millis[0], millis[6]);
+        assertTrue(millis[3] > 0);
+    }
+}
