@@ -15,7 +15,7 @@ done
 
 JAR="$ROOT/benchmarks/target/benchmarks.jar"
 if [ ! -f "$JAR" ] || [ -n "$(find "$ROOT/core/src" "$ROOT/benchmarks/src" -newer "$JAR" -print -quit)" ]; then
-  ./mvnw -B -q -pl core,benchmarks package -DskipTests
+  ./mvnw -B -q -pl benchmarks -am package -DskipTests
 fi
 
 OUT="$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)"

@@ -35,7 +35,7 @@ done
 
 JAR="$ROOT/benchmarks/target/benchmarks.jar"
 if [ ! -f "$JAR" ] || [ -n "$(find "$ROOT/core/src" "$ROOT/benchmarks/src" -newer "$JAR" -print -quit)" ]; then
-  ./mvnw -B -q -pl core,benchmarks package -DskipTests
+  ./mvnw -B -q -pl benchmarks -am package -DskipTests
 fi
 
 mkdir -p "$ROOT/bench-results"
