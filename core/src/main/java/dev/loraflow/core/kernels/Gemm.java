@@ -44,6 +44,11 @@ public final class Gemm {
      * L2 across the depth blocks and still leave several chunks per thread to even out finishing times.
      */
     private static final int CHUNK_PANELS = 6;
+    /**
+     * Floats of packed op(A) the threaded path holds at once (8 MiB): a taller op(A) goes through in
+     * blocks of rows, each packing B again, so the buffer does not grow with the batch.
+     */
+    private static final int SHARED_A_FLOATS = 1 << 21;
 
     private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
 
@@ -152,7 +157,12 @@ public final class Gemm {
         // (k·n values, fewer than the m·k of A).
         boolean chunkColumns = n >= threads * NR * 2 && (n >= m || m < threads * MR * 2);
         if (threads > 1 && chunkColumns) {
-            chunkedSgemm(threads, transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, epilogue);
+            int rowBlock = Math.max(MC, SHARED_A_FLOATS / k / MR * MR);
+            for (int i0 = 0; i0 < m; i0 += rowBlock) {
+                chunkedSgemm(threads, transA, transB, Math.min(rowBlock, m - i0), n, k, alpha,
+                        a, transA ? aOff + i0 : aOff + i0 * lda, lda, b, bOff, ldb, beta, c, cOff + i0 * ldc, ldc,
+                        epilogue == null ? null : epilogue.slice(i0, 0));
+            }
         } else if (threads > 1 && m >= threads * MR * 2) {
             Parallel.forRange(m, MR, MR, (from, to) -> blockedSgemm(transA, transB, to - from, n, k, alpha,
                     a, transA ? aOff + from : aOff + from * lda, lda, b, bOff, ldb, beta, c, cOff + from * ldc, ldc,

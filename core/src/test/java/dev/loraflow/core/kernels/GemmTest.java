@@ -182,6 +182,28 @@ class GemmTest {
         assertArrayEquals(slices, whole);
     }
 
+    @ParameterizedTest(name = "transA={0} transB={1}")
+    @MethodSource("layouts")
+    void deepProductsPackedInRowBlocksGiveTheBitsOfRowSlices(boolean transA, boolean transB) {
+        // k this deep makes the threaded path pack op(A) 128 rows at a time: 200 rows take two blocks,
+        // each 40-row slice one.
+        Random random = new Random(transB ? 17 : 19);
+        int m = 200, n = 256, k = 17_000;
+        float[] a = KernelChecks.gaussian(random, m * k, 0, 1);
+        float[] b = KernelChecks.gaussian(random, k * n, 0, 1);
+        int lda = transA ? m : k;
+        int ldb = transB ? k : n;
+        float[] whole = KernelChecks.gaussian(random, m * n, 0, 1);
+        float[] slices = whole.clone();
+        Gemm.sgemm(transA, transB, m, n, k, 1f, a, 0, lda, b, 0, ldb, 1f, whole, 0, n);
+        int height = 40;
+        for (int from = 0; from < m; from += height) {
+            Gemm.sgemm(transA, transB, Math.min(height, m - from), n, k, 1f, a, transA ? from : from * lda, lda,
+                    b, 0, ldb, 1f, slices, from * n, n);
+        }
+        assertArrayEquals(slices, whole);
+    }
+
     static Stream<Arguments> layouts() {
         return Stream.of(Arguments.of(false, false), Arguments.of(false, true), Arguments.of(true, false), Arguments.of(true, true));
     }
