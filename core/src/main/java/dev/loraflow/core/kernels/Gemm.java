@@ -38,6 +38,16 @@ public final class Gemm {
     private static final int THIN = 16;
     /** Columns of C one row-dot kernel call produces, for two rows at once: 16 accumulators. */
     private static final int DOT_COLUMNS = 8;
+    /**
+     * Column panels in one chunk of the threaded path: about six keep a chunk's C block and B block in
+     * L2 across the depth blocks and still leave several chunks per thread to even out finishing times.
+     */
+    private static final int CHUNK_PANELS = 6;
+    /**
+     * Floats of packed op(A) the threaded path holds at once (8 MiB): a taller op(A) goes through in
+     * blocks of rows, each packing B again, so the buffer does not grow with the batch.
+     */
+    private static final int SHARED_A_FLOATS = 1 << 21;
 
     private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
 
@@ -48,6 +58,7 @@ public final class Gemm {
         float[] packedA = new float[roundUp(MC, MR) * KC];
         float[] tile = new float[MR * NR];
         float[] packedB = new float[0];
+        float[] sharedA = new float[0];
         float[] transposedC = new float[0];
         float[] transposedB = new float[0];
         float[] lowRankTile = new float[MR * NR];
@@ -74,6 +85,10 @@ public final class Gemm {
 
         float[] packedB(int size) {
             return packedB = atLeast(packedB, size);
+        }
+
+        float[] sharedA(int size) {
+            return sharedA = atLeast(sharedA, size);
         }
 
         float[] transposedC(int size) {
@@ -136,15 +151,17 @@ public final class Gemm {
             return;
         }
         int threads = (long) m * n * k >= PARALLEL_MIN_FLOPS ? Parallel.threads() : 1;
-        // Each thread owns a slice of C and packs what it needs itself: one fork per call and no barrier
-        // inside, which beats sharing packed panels on a machine where waking a thread costs tens of µs.
-        // Slicing columns makes every thread pack all of A (m·k values), slicing rows all of B (k·n):
-        // the smaller duplicate wins.
-        boolean sliceColumns = n >= threads * NR * 2 && (n >= m || m < threads * MR * 2);
-        if (threads > 1 && sliceColumns) {
-            Parallel.forRange(n, NR, NR, (from, to) -> blockedSgemm(transA, transB, m, to - from, k, alpha,
-                    a, aOff, lda, b, transB ? bOff + from * ldb : bOff + from, ldb, beta, c, cOff + from, ldc,
-                    epilogue == null ? null : epilogue.slice(0, from)));
+        // Columns of C go to the threads in chunks taken on demand, with op(A) packed once for all of them.
+        // A C much taller than wide is split into row slices instead, each thread packing all of B itself
+        // (k·n values, fewer than the m·k of A).
+        boolean chunkColumns = n >= threads * NR * 2 && (n >= m || m < threads * MR * 2);
+        if (threads > 1 && chunkColumns) {
+            int rowBlock = Math.max(MC, SHARED_A_FLOATS / k / MR * MR);
+            for (int i0 = 0; i0 < m; i0 += rowBlock) {
+                chunkedSgemm(threads, transA, transB, Math.min(rowBlock, m - i0), n, k, alpha,
+                        a, transA ? aOff + i0 : aOff + i0 * lda, lda, b, bOff, ldb, beta, c, cOff + i0 * ldc, ldc,
+                        epilogue == null ? null : epilogue.slice(i0, 0));
+            }
         } else if (threads > 1 && m >= threads * MR * 2) {
             Parallel.forRange(m, MR, MR, (from, to) -> blockedSgemm(transA, transB, to - from, n, k, alpha,
                     a, transA ? aOff + from : aOff + from * lda, lda, b, bOff, ldb, beta, c, cOff + from * ldc, ldc,
@@ -320,6 +337,50 @@ public final class Gemm {
     }
 
     /**
+     * The Goto loop nest on every thread: op(A) is packed once, the threads sharing the work, then the
+     * columns of C are cut into chunks of whole panels that each thread takes one at a time until none is
+     * left, so a thread slowed by other work on its core holds up the call by one chunk at most. A chunk
+     * packs its own block of B and keeps its block of C in L2 across the depth blocks. Chunks are as many
+     * as a multiple of the thread count, and every element of C sees the same sums whoever computes it.
+     */
+    private static void chunkedSgemm(int threads, boolean transA, boolean transB, int m, int n, int k, float alpha,
+                                     float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                                     float beta, float[] c, int cOff, int ldc, Epilogue epilogue) {
+        int panelRows = roundUp(m, MR);
+        // [depth block][row panel][kc][MR]: the block at depth pc starts at pc·panelRows
+        float[] sharedA = BUFFERS.get().sharedA(panelRows * k);
+        Parallel.forRange(m, 4 * MR, MR, (from, to) -> {
+            for (int pc = 0; pc < k; pc += KC) {
+                int kc = Math.min(KC, k - pc);
+                packA(transA, a, aOff, lda, from, to - from, pc, kc, sharedA, pc * panelRows + from * kc);
+            }
+        });
+        int panels = (n + NR - 1) / NR;
+        int chunkCount = threads * Math.max(1, panels / (threads * CHUNK_PANELS));
+        int chunkWidth = (panels + chunkCount - 1) / chunkCount * NR;
+        Parallel.forEachChunk((n + chunkWidth - 1) / chunkWidth, chunk -> {
+            int jc = chunk * chunkWidth;
+            int nc = Math.min(chunkWidth, n - jc);
+            Buffers buffers = BUFFERS.get();
+            float[] packedB = buffers.packedB(roundUp(nc, NR) * KC);
+            boolean lowRank = epilogue != null && epilogue.hasLowRank();
+            int rank = lowRank ? epilogue.rank() : 0;
+            float[] packedV = buffers.packedV(roundUp(nc, NR) * rank);
+            if (lowRank) {
+                packB(epilogue.transV(), epilogue.v(), epilogue.vOff(), epilogue.ldv(), 0, rank, jc, nc, packedV, 0);
+            }
+            for (int pc = 0; pc < k; pc += KC) {
+                int kc = Math.min(KC, k - pc);
+                packB(transB, b, bOff, ldb, pc, kc, jc, nc, packedB, 0);
+                BlockB blockB = new BlockB(packedB, null, 0, ldb, kc);
+                Epilogue blockEpilogue = pc + kc < k || epilogue == null ? null : epilogue.slice(0, jc);
+                macroKernel(transA, a, aOff, lda, m, pc, sharedA, pc * panelRows, blockB, nc, alpha, pc == 0 ? beta : 1f,
+                        c, cOff + jc, ldc, blockEpilogue, packedV);
+            }
+        });
+    }
+
+    /**
      * The Goto loop nest on one thread: per (jc, pc) block B is packed once, per ic block A, and the
      * micro-kernel runs over every MR×NR tile. When op(A) is a single panel tall no B panel is used
      * twice, so packing would only copy it: full panels of an untransposed B are then read in place.
@@ -346,7 +407,7 @@ public final class Gemm {
                 }
                 BlockB blockB = new BlockB(packedB, direct ? b : null, direct ? bOff + pc * ldb + jc : 0, ldb, kc);
                 Epilogue blockEpilogue = pc + kc < k || epilogue == null ? null : epilogue.slice(0, jc);
-                macroKernel(transA, a, aOff, lda, m, pc, blockB, nc, alpha, pc == 0 ? beta : 1f, c, cOff + jc, ldc,
+                macroKernel(transA, a, aOff, lda, m, pc, null, 0, blockB, nc, alpha, pc == 0 ? beta : 1f, c, cOff + jc, ldc,
                         blockEpilogue, packedV);
             }
         }
@@ -362,14 +423,15 @@ public final class Gemm {
     /**
      * Multiplies the m rows of op(A) at depth [pc, pc+kc) with the nc columns of the current B block,
      * into C (cBlock: C's index of the block's first column), adding the epilogue's terms when given
-     * (packedV: its V, packed for this block).
+     * (packedV: its V, packed for this block). op(A) comes packed for all m rows at this depth in
+     * sharedA from sharedAIndex, or, when sharedA is null, is packed here MC rows at a time.
      */
     private static void macroKernel(boolean transA, float[] a, int aOff, int lda, int m, int pc,
-                                    BlockB blockB, int nc, float alpha, float beta, float[] c, int cBlock, int ldc,
-                                    Epilogue epilogue, float[] packedV) {
+                                    float[] sharedA, int sharedAIndex, BlockB blockB, int nc, float alpha, float beta,
+                                    float[] c, int cBlock, int ldc, Epilogue epilogue, float[] packedV) {
         int kc = blockB.kc();
         Buffers buffers = BUFFERS.get();
-        float[] packedA = buffers.packedA;
+        float[] packedA = sharedA != null ? sharedA : buffers.packedA;
         float[] tile = buffers.tile;
         boolean lowRank = epilogue != null && epilogue.hasLowRank();
         int rank = lowRank ? epilogue.rank() : 0;
@@ -377,9 +439,12 @@ public final class Gemm {
         float[] lowRankTile = lowRank ? buffers.lowRankTile : null;
         for (int ic = 0; ic < m; ic += MC) {
             int mc = Math.min(MC, m - ic);
-            packA(transA, a, aOff, lda, ic, mc, pc, kc, packedA);
+            int aBlock = sharedA != null ? sharedAIndex + ic * kc : 0;
+            if (sharedA == null) {
+                packA(transA, a, aOff, lda, ic, mc, pc, kc, packedA, 0);
+            }
             if (lowRank) {
-                packA(false, epilogue.u(), epilogue.uOff(), epilogue.ldu(), ic, mc, 0, rank, packedU);
+                packA(false, epilogue.u(), epilogue.uOff(), epilogue.ldu(), ic, mc, 0, rank, packedU, 0);
             }
             for (int jr = 0; jr < nc; jr += NR) {
                 int nr = Math.min(NR, nc - jr);
@@ -389,7 +454,7 @@ public final class Gemm {
                 int bStride = inPlace ? blockB.ldb() : NR;
                 for (int ir = 0; ir < mc; ir += MR) {
                     int mr = Math.min(MR, mc - ir);
-                    microKernel(kc, packedA, ir * kc, bSource, bPanel, bStride, tile);
+                    microKernel(kc, packedA, aBlock + ir * kc, bSource, bPanel, bStride, tile);
                     if (lowRank) {
                         microKernel(rank, packedU, ir * rank, packedV, jr * rank, NR, lowRankTile);
                     }
@@ -403,9 +468,10 @@ public final class Gemm {
      * Packs rows [ic, ic+mc) × depth [pc, pc+kc) of op(A) into panels of MR rows: within a panel the MR
      * values of one depth index are adjacent. Rows past mc are zero so the micro-kernel needs no edge case.
      */
-    private static void packA(boolean transA, float[] a, int aOff, int lda, int ic, int mc, int pc, int kc, float[] packed) {
+    private static void packA(boolean transA, float[] a, int aOff, int lda, int ic, int mc, int pc, int kc,
+                              float[] packed, int packedOff) {
         for (int ir = 0; ir < mc; ir += MR) {
-            int panel = ir * kc;
+            int panel = packedOff + ir * kc;
             int rows = Math.min(MR, mc - ir);
             if (transA && rows == MR) {
                 // each depth index's MR values are adjacent in A already: one MR-wide vector copy

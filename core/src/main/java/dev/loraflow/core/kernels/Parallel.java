@@ -3,6 +3,7 @@ package dev.loraflow.core.kernels;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.concurrent.RecursiveAction;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Splits index ranges over the machine's cores. Work smaller than the grain runs on the caller's
@@ -69,6 +70,52 @@ public final class Parallel {
         RUNNING_SHARE.set(Boolean.TRUE);
         try {
             body.run(0, step);
+        } finally {
+            RUNNING_SHARE.set(Boolean.FALSE);
+        }
+        for (RecursiveAction task : others) {
+            task.join();
+        }
+    }
+
+    /** Work of one chunk index. */
+    @FunctionalInterface
+    public interface ChunkBody {
+        void run(int chunk);
+    }
+
+    /**
+     * Runs {@code body} for every chunk in [0, count), on up to {@link #threads()} threads that each take
+     * the next unclaimed chunk when done with one: a thread slowed by other work on its core leaves more
+     * chunks to the others instead of holding up the whole call. Which thread runs a chunk varies.
+     */
+    public static void forEachChunk(int count, ChunkBody body) {
+        int helpers = Math.min(threads(), count) - 1;
+        if (helpers <= 0 || insidePool()) {
+            for (int chunk = 0; chunk < count; chunk++) {
+                body.run(chunk);
+            }
+            return;
+        }
+        AtomicInteger next = new AtomicInteger();
+        Runnable claimChunks = () -> {
+            for (int chunk = next.getAndIncrement(); chunk < count; chunk = next.getAndIncrement()) {
+                body.run(chunk);
+            }
+        };
+        RecursiveAction[] others = new RecursiveAction[helpers];
+        for (int i = 0; i < helpers; i++) {
+            others[i] = new RecursiveAction() {
+                @Override
+                protected void compute() {
+                    claimChunks.run();
+                }
+            };
+            POOL.execute(others[i]);
+        }
+        RUNNING_SHARE.set(Boolean.TRUE);
+        try {
+            claimChunks.run();
         } finally {
             RUNNING_SHARE.set(Boolean.FALSE);
         }

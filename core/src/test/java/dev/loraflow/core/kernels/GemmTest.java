@@ -1,5 +1,6 @@
 package dev.loraflow.core.kernels;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -157,6 +158,54 @@ class GemmTest {
         assertClose(yRef, y, 1e-4);
         assertClose(dxRef, dx, 1e-4);
         assertClose(dwRef, dw, 1e-4);
+    }
+
+    @ParameterizedTest(name = "transA={0} transB={1}")
+    @MethodSource("layouts")
+    void chunksSharedByThreadsGiveTheBitsOfSingleThreadedColumnSlices(boolean transA, boolean transB) {
+        // m·n·k is over the threading threshold, each 40-column slice under it (and wider than a thin C):
+        // the whole product takes the chunked multi-threaded path, the slices the single-threaded one.
+        Random random = new Random(transA ? 11 : 13);
+        int m = 96, n = 400, k = 250;
+        float[] a = KernelChecks.gaussian(random, m * k, 0, 1);
+        float[] b = KernelChecks.gaussian(random, k * n, 0, 1);
+        int lda = transA ? m : k;
+        int ldb = transB ? k : n;
+        float[] whole = KernelChecks.gaussian(random, m * n, 0, 1);
+        float[] slices = whole.clone();
+        Gemm.sgemm(transA, transB, m, n, k, 0.5f, a, 0, lda, b, 0, ldb, 2f, whole, 0, n);
+        int width = 40;
+        for (int from = 0; from < n; from += width) {
+            Gemm.sgemm(transA, transB, m, Math.min(width, n - from), k, 0.5f, a, 0, lda,
+                    b, transB ? from * ldb : from, ldb, 2f, slices, from, n);
+        }
+        assertArrayEquals(slices, whole);
+    }
+
+    @ParameterizedTest(name = "transA={0} transB={1}")
+    @MethodSource("layouts")
+    void deepProductsPackedInRowBlocksGiveTheBitsOfRowSlices(boolean transA, boolean transB) {
+        // k this deep makes the threaded path pack op(A) 128 rows at a time: 200 rows take two blocks,
+        // each 40-row slice one.
+        Random random = new Random(transB ? 17 : 19);
+        int m = 200, n = 256, k = 17_000;
+        float[] a = KernelChecks.gaussian(random, m * k, 0, 1);
+        float[] b = KernelChecks.gaussian(random, k * n, 0, 1);
+        int lda = transA ? m : k;
+        int ldb = transB ? k : n;
+        float[] whole = KernelChecks.gaussian(random, m * n, 0, 1);
+        float[] slices = whole.clone();
+        Gemm.sgemm(transA, transB, m, n, k, 1f, a, 0, lda, b, 0, ldb, 1f, whole, 0, n);
+        int height = 40;
+        for (int from = 0; from < m; from += height) {
+            Gemm.sgemm(transA, transB, Math.min(height, m - from), n, k, 1f, a, transA ? from : from * lda, lda,
+                    b, 0, ldb, 1f, slices, from * n, n);
+        }
+        assertArrayEquals(slices, whole);
+    }
+
+    static Stream<Arguments> layouts() {
+        return Stream.of(Arguments.of(false, false), Arguments.of(false, true), Arguments.of(true, false), Arguments.of(true, true));
     }
 
     @Test
