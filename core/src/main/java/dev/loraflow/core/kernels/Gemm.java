@@ -36,6 +36,10 @@ public final class Gemm {
      * transposed, so that the wide dimension fills the vector lanes.
      */
     private static final int THIN = 16;
+    /** Up to this many rows of C, a row of op(A) at a time against op(B) read in place (see gemvSgemm). */
+    private static final int GEMV_ROWS = 4;
+    /** Columns per task in gemvSgemm: a few cache lines of every row of B. */
+    private static final int GEMV_GRAIN = 256;
     /** Columns of C one row-dot kernel call produces, for two rows at once: 16 accumulators. */
     private static final int DOT_COLUMNS = 8;
     /**
@@ -134,6 +138,13 @@ public final class Gemm {
             checkEpilogue(epilogue, m, n);
         }
         if (m == 0 || n == 0) {
+            return;
+        }
+        if (!transA && m <= GEMV_ROWS && n > THIN && k > 0 && alpha != 0f) {
+            gemvSgemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            if (epilogue != null) {
+                applyEpilogueSeparately(epilogue, m, n, c, cOff, ldc);
+            }
             return;
         }
         boolean blocked = k > 0 && alpha != 0f && !(n <= THIN && (!transA || m >= NR));
@@ -313,6 +324,106 @@ public final class Gemm {
                 sum = Math.fma(a[aRow + p], bt[btRow + p], sum);
             }
             dots[d] = sum;
+        }
+    }
+
+    /**
+     * C [m ≤ {@link #GEMV_ROWS}, n], a row of op(A) at a time against op(B) read in place: a decoding
+     * step's shape, where packing B would copy the whole weight for one use of each value. Each
+     * element's sum runs along k in one fixed order (an FMA chain per lane, or a dot product whose lanes
+     * are summed in a fixed order), whatever the threads' split of the columns.
+     */
+    private static void gemvSgemm(boolean transB, int m, int n, int k, float alpha,
+                                  float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+                                  float beta, float[] c, int cOff, int ldc) {
+        for (int i = 0; i < m; i++) {
+            int aRow = aOff + i * lda;
+            int cRow = cOff + i * ldc;
+            Parallel.RangeBody columns = transB
+                    ? (from, to) -> rowTimesBt(k, alpha, a, aRow, b, bOff, ldb, beta, c, cRow, from, to)
+                    : (from, to) -> rowTimesB(k, alpha, a, aRow, b, bOff, ldb, beta, c, cRow, from, to);
+            if ((long) n * k >= PARALLEL_MIN_FLOPS) {
+                Parallel.forRange(n, GEMV_GRAIN, LANES, columns);
+            } else {
+                columns.run(0, n);
+            }
+        }
+    }
+
+    /** c[j] = alpha·Σ_p a[p]·B[p, j] (+ beta·c[j]) for j in [from, to): B [k, n] row-major, streamed row by row. */
+    private static void rowTimesB(int k, float alpha, float[] a, int aRow, float[] b, int bOff, int ldb,
+                                  float beta, float[] c, int cRow, int from, int to) {
+        int j = from;
+        for (; j + 4 * LANES <= to; j += 4 * LANES) {
+            FloatVector s0 = FloatVector.zero(SPECIES), s1 = FloatVector.zero(SPECIES);
+            FloatVector s2 = FloatVector.zero(SPECIES), s3 = FloatVector.zero(SPECIES);
+            for (int p = 0; p < k; p++) {
+                FloatVector x = FloatVector.broadcast(SPECIES, a[aRow + p]);
+                int row = bOff + p * ldb + j;
+                s0 = FloatVector.fromArray(SPECIES, b, row).fma(x, s0);
+                s1 = FloatVector.fromArray(SPECIES, b, row + LANES).fma(x, s1);
+                s2 = FloatVector.fromArray(SPECIES, b, row + 2 * LANES).fma(x, s2);
+                s3 = FloatVector.fromArray(SPECIES, b, row + 3 * LANES).fma(x, s3);
+            }
+            storeRow(s0, alpha, beta, c, cRow + j);
+            storeRow(s1, alpha, beta, c, cRow + j + LANES);
+            storeRow(s2, alpha, beta, c, cRow + j + 2 * LANES);
+            storeRow(s3, alpha, beta, c, cRow + j + 3 * LANES);
+        }
+        for (; j < to; j++) {
+            float sum = 0f;
+            for (int p = 0; p < k; p++) {
+                sum = Math.fma(b[bOff + p * ldb + j], a[aRow + p], sum);
+            }
+            c[cRow + j] = beta == 0f ? alpha * sum : alpha * sum + beta * c[cRow + j];
+        }
+    }
+
+    private static void storeRow(FloatVector sum, float alpha, float beta, float[] c, int index) {
+        FloatVector value = sum.mul(alpha);
+        if (beta != 0f) {
+            value = FloatVector.fromArray(SPECIES, c, index).fma(beta, value);
+        }
+        value.intoArray(c, index);
+    }
+
+    /** c[j] = alpha·(a · B[j, :]) (+ beta·c[j]) for j in [from, to): B [n, k] row-major, four rows at a time. */
+    private static void rowTimesBt(int k, float alpha, float[] a, int aRow, float[] b, int bOff, int ldb,
+                                   float beta, float[] c, int cRow, int from, int to) {
+        float[] lanes = BUFFERS.get().dotLanes;
+        int bound = SPECIES.loopBound(k);
+        for (int j = from; j < to; j += 4) {
+            int rows = Math.min(4, to - j);
+            int b0 = bOff + j * ldb;
+            int b1 = bOff + (j + Math.min(1, rows - 1)) * ldb;
+            int b2 = bOff + (j + Math.min(2, rows - 1)) * ldb;
+            int b3 = bOff + (j + Math.min(3, rows - 1)) * ldb;
+            FloatVector s0 = FloatVector.zero(SPECIES), s1 = FloatVector.zero(SPECIES);
+            FloatVector s2 = FloatVector.zero(SPECIES), s3 = FloatVector.zero(SPECIES);
+            for (int p = 0; p < bound; p += LANES) {
+                FloatVector x = FloatVector.fromArray(SPECIES, a, aRow + p);
+                s0 = FloatVector.fromArray(SPECIES, b, b0 + p).fma(x, s0);
+                s1 = FloatVector.fromArray(SPECIES, b, b1 + p).fma(x, s1);
+                s2 = FloatVector.fromArray(SPECIES, b, b2 + p).fma(x, s2);
+                s3 = FloatVector.fromArray(SPECIES, b, b3 + p).fma(x, s3);
+            }
+            s0.intoArray(lanes, 0);
+            s1.intoArray(lanes, LANES);
+            s2.intoArray(lanes, 2 * LANES);
+            s3.intoArray(lanes, 3 * LANES);
+            for (int r = 0; r < rows; r++) {
+                // Lanes in a fixed order, then the k tail: the result must not depend on the JIT (see dotKernel).
+                float sum = 0f;
+                for (int l = 0; l < LANES; l++) {
+                    sum += lanes[r * LANES + l];
+                }
+                int bRow = bOff + (j + r) * ldb;
+                for (int p = bound; p < k; p++) {
+                    sum = Math.fma(a[aRow + p], b[bRow + p], sum);
+                }
+                int index = cRow + j + r;
+                c[index] = beta == 0f ? alpha * sum : alpha * sum + beta * c[index];
+            }
         }
     }
 
