@@ -4,6 +4,7 @@ import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -65,6 +66,12 @@ public final class VectorMath {
     private static final float EXP_C2 = 4.16664853692054748535156e-2f;
     private static final float EXP_C1 = 1.66666671633720397949219e-1f;
     private static final float EXP_C0 = 0.5f;
+
+    /** Lane l of {@code v.rearrange(ROTATE_k)} is lane l + k of v, for the lane sums' pairwise order. */
+    private static final VectorShuffle<Float> ROTATE_8 = VectorShuffle.iota(SPECIES, 8, 1, true);
+    private static final VectorShuffle<Float> ROTATE_4 = VectorShuffle.iota(SPECIES, 4, 1, true);
+    private static final VectorShuffle<Float> ROTATE_2 = VectorShuffle.iota(SPECIES, 2, 1, true);
+    private static final VectorShuffle<Float> ROTATE_1 = VectorShuffle.iota(SPECIES, 1, 1, true);
 
     private VectorMath() {}
 
@@ -170,28 +177,35 @@ public final class VectorMath {
     }
 
     /**
-     * Σ of v's lanes in a fixed pairwise order. {@code reduceLanes(ADD)} leaves the order to the
-     * implementation, and the Vector API's Java fallback and C2's intrinsic differ.
+     * Σ of v's lanes in a fixed pairwise order: lane l + width is added to lane l for width = LANES/2,
+     * …, 2, 1, by rotating the vector. {@code reduceLanes(ADD)} leaves the order to the implementation,
+     * and the Vector API's Java fallback and C2's intrinsic differ; rotations and adds are exact in both.
      */
     static float sumLanes(FloatVector v) {
-        float[] lanes = v.toArray();
-        for (int width = lanes.length / 2; width > 0; width /= 2) {
-            for (int l = 0; l < width; l++) {
-                lanes[l] += lanes[l + width];
-            }
+        if (LANES > 8) {
+            v = v.add(v.rearrange(ROTATE_8));
         }
-        return lanes[0];
+        if (LANES > 4) {
+            v = v.add(v.rearrange(ROTATE_4));
+        }
+        if (LANES > 2) {
+            v = v.add(v.rearrange(ROTATE_2));
+        }
+        return v.add(v.rearrange(ROTATE_1)).lane(0);
     }
 
-    /** max of v's lanes, with {@link Math#max}'s handling of NaN and −0, in a fixed order as {@link #sumLanes}. */
+    /** max of v's lanes, with {@link Math#max}'s handling of NaN and −0, in the order of {@link #sumLanes}. */
     static float maxLanes(FloatVector v) {
-        float[] lanes = v.toArray();
-        for (int width = lanes.length / 2; width > 0; width /= 2) {
-            for (int l = 0; l < width; l++) {
-                lanes[l] = Math.max(lanes[l], lanes[l + width]);
-            }
+        if (LANES > 8) {
+            v = v.max(v.rearrange(ROTATE_8));
         }
-        return lanes[0];
+        if (LANES > 4) {
+            v = v.max(v.rearrange(ROTATE_4));
+        }
+        if (LANES > 2) {
+            v = v.max(v.rearrange(ROTATE_2));
+        }
+        return v.max(v.rearrange(ROTATE_1)).lane(0);
     }
 
     /** Splits [0, rows) over the cores so that each task gets at least {@link #PARALLEL_MIN_ELEMENTS} elements. */
