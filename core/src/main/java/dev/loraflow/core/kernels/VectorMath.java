@@ -67,7 +67,12 @@ public final class VectorMath {
     private static final float EXP_C1 = 1.66666671633720397949219e-1f;
     private static final float EXP_C0 = 0.5f;
 
-    /** Lane l of {@code v.rearrange(ROTATE_k)} is lane l + k of v, for the lane sums' pairwise order. */
+    /**
+     * Lane l of {@code v.rearrange(ROTATE_k)} is lane l + k of v, for the lane sums' pairwise order;
+     * up to 64 lanes, the widest float vector the Vector API has (2048-bit SVE).
+     */
+    private static final VectorShuffle<Float> ROTATE_32 = VectorShuffle.iota(SPECIES, 32, 1, true);
+    private static final VectorShuffle<Float> ROTATE_16 = VectorShuffle.iota(SPECIES, 16, 1, true);
     private static final VectorShuffle<Float> ROTATE_8 = VectorShuffle.iota(SPECIES, 8, 1, true);
     private static final VectorShuffle<Float> ROTATE_4 = VectorShuffle.iota(SPECIES, 4, 1, true);
     private static final VectorShuffle<Float> ROTATE_2 = VectorShuffle.iota(SPECIES, 2, 1, true);
@@ -182,6 +187,12 @@ public final class VectorMath {
      * and the Vector API's Java fallback and C2's intrinsic differ; rotations and adds are exact in both.
      */
     static float sumLanes(FloatVector v) {
+        if (LANES > 32) {
+            v = v.add(v.rearrange(ROTATE_32));
+        }
+        if (LANES > 16) {
+            v = v.add(v.rearrange(ROTATE_16));
+        }
         if (LANES > 8) {
             v = v.add(v.rearrange(ROTATE_8));
         }
@@ -196,6 +207,12 @@ public final class VectorMath {
 
     /** max of v's lanes, with {@link Math#max}'s handling of NaN and −0, in the order of {@link #sumLanes}. */
     static float maxLanes(FloatVector v) {
+        if (LANES > 32) {
+            v = v.max(v.rearrange(ROTATE_32));
+        }
+        if (LANES > 16) {
+            v = v.max(v.rearrange(ROTATE_16));
+        }
         if (LANES > 8) {
             v = v.max(v.rearrange(ROTATE_8));
         }
