@@ -15,12 +15,12 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Results do not depend on the JIT either. Until C2 compiles a method the Vector API runs a Java
  * fallback, which agrees with C2's intrinsics on the exact lane operations (add, mul, fma, div,
- * sqrt, min, max, compare, blend, convert, shifts) but not on {@code reduceLanes}, whose order of
- * additions is left to the implementation, nor on {@code EXP} and the other transcendental
- * operators ({@link Math#exp} per lane in the fallback, SVML in C2). So no kernel uses those: lanes
- * are summed by {@link #sumLanes} in a fixed order and exponentials come from {@link #exp}, built
- * from exact operations only. A run resumed in a new JVM, whose first steps are interpreted,
- * therefore reproduces an uninterrupted run bit for bit.
+ * sqrt, min, max, compare, blend, rearrange, convert, shifts) but not on {@code reduceLanes},
+ * whose order of additions is left to the implementation, nor on {@code EXP} and the other
+ * transcendental operators ({@link Math#exp} per lane in the fallback, SVML in C2). So no kernel
+ * uses those: lanes are summed by {@link #sumLanes} in a fixed order and exponentials come from
+ * {@link #exp}, built from exact operations only. A run resumed in a new JVM, whose first steps are
+ * interpreted, therefore reproduces an uninterrupted run bit for bit (JitIndependenceTest checks).
  *
  * <p>The reductions ({@link #sum}, {@link #dot}, {@link #sumOfSquares}) add blocks of
  * {@value #REDUCTION_BLOCK} elements in float vector lanes and the block totals in double, which
@@ -171,7 +171,7 @@ public final class VectorMath {
         p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C1));
         p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C0));
         FloatVector expR = r.mul(r).fma(p, r).add(1f);
-        // ·2ⁿ by adding n to the exponent field of e^r ∈ [0.7, 1.5): shifted holds n in its low bits,
+        // ·2ⁿ by adding n to the exponent field of e^r ∈ [0.70, 1.42]: shifted holds n in its low bits,
         // and the shift by 23 drops the rest. Outside [EXP_UNDERFLOW, EXP_OVERFLOW] the field would
         // wrap, so those lanes, and NaN whose payload would move the field, are replaced.
         IntVector exponent = shifted.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23);
