@@ -311,8 +311,8 @@ public final class Gemm {
         s15.intoArray(lanes, 13 * LANES);
         s16.intoArray(lanes, 14 * LANES);
         s17.intoArray(lanes, 15 * LANES);
-        // Lanes are summed in a fixed order, then the k tail, as VectorMath.sumLanes does: reduceLanes'
-        // order differs between the Vector API's fallback and C2, and a result must not depend on the JIT.
+        // Lanes are summed in a fixed order, then the k tail: reduceLanes' order differs between the
+        // Vector API's fallback and C2, and a result must not depend on the JIT (see VectorMath.sumLanes).
         for (int d = 0; d < 2 * DOT_COLUMNS; d++) {
             float sum = 0f;
             for (int l = 0; l < LANES; l++) {

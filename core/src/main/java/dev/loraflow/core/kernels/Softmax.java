@@ -195,19 +195,18 @@ public final class Softmax {
         double total = 0;
         for (int block = 0; block < n; block += SUM_BLOCK) {
             int end = Math.min(n, block + SUM_BLOCK);
-            FloatVector acc0 = FloatVector.zero(SPECIES);
-            FloatVector acc1 = FloatVector.zero(SPECIES);
+            // One accumulator, one exp in the loop: the add's latency hides behind the exp's, and a
+            // second call site would push exp past C2's inlining budget, boxing every vector.
+            FloatVector acc = FloatVector.zero(SPECIES);
             int i = block;
-            for (int bound = end - 2 * LANES; i <= bound; i += 2 * LANES) {
-                acc0 = acc0.add(VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i).sub(shifts)));
-                acc1 = acc1.add(VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i + LANES).sub(shifts)));
+            for (int bound = end - LANES; i <= bound; i += LANES) {
+                acc = acc.add(VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i).sub(shifts)));
             }
-            for (; i < end; i += LANES) {
+            if (i < end) {
                 VectorMask<Float> inRange = SPECIES.indexInRange(i, end);
-                FloatVector e = VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i, inRange).sub(shifts));
-                acc0 = acc0.add(e, inRange);
+                acc = acc.add(VectorMath.exp(FloatVector.fromArray(SPECIES, x, xOff + i, inRange).sub(shifts)), inRange);
             }
-            total += VectorMath.sumLanes(acc0.add(acc1));
+            total += VectorMath.sumLanes(acc);
         }
         return total;
     }

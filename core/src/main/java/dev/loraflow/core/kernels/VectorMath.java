@@ -4,6 +4,7 @@ import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -14,12 +15,12 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>Results do not depend on the JIT either. Until C2 compiles a method the Vector API runs a Java
  * fallback, which agrees with C2's intrinsics on the exact lane operations (add, mul, fma, div,
- * sqrt, min, max, compare, blend, convert, shifts) but not on {@code reduceLanes}, whose order of
- * additions is left to the implementation, nor on {@code EXP} and the other transcendental
- * operators ({@link Math#exp} per lane in the fallback, SVML in C2). So no kernel uses those: lanes
- * are summed by {@link #sumLanes} in a fixed order and exponentials come from {@link #exp}, built
- * from exact operations only. A run resumed in a new JVM, whose first steps are interpreted,
- * therefore reproduces an uninterrupted run bit for bit.
+ * sqrt, min, max, compare, blend, rearrange, convert, shifts) but not on {@code reduceLanes},
+ * whose order of additions is left to the implementation, nor on {@code EXP} and the other
+ * transcendental operators ({@link Math#exp} per lane in the fallback, SVML in C2). So no kernel
+ * uses those: lanes are summed by {@link #sumLanes} in a fixed order and exponentials come from
+ * {@link #exp}, built from exact operations only. A run resumed in a new JVM, whose first steps are
+ * interpreted, therefore reproduces an uninterrupted run bit for bit (JitIndependenceTest checks).
  *
  * <p>The reductions ({@link #sum}, {@link #dot}, {@link #sumOfSquares}) add blocks of
  * {@value #REDUCTION_BLOCK} elements in float vector lanes and the block totals in double, which
@@ -44,18 +45,20 @@ public final class VectorMath {
     /** Elements per partial of a parallel reduction: fixed, so the rounding does not depend on the thread count. */
     private static final int REDUCTION_CHUNK = 1 << 16;
 
-    // exp(x) = 2ⁿ·e^r with n = round(x·log₂e) and r = x − n·ln2, |r| ≤ ln2/2.
+    // e^x = 2ⁿ·e^r with n = round(x·log₂e) and r = x − n·ln2, |r| ≤ ln2/2.
     private static final float LOG2_E = 1.44269504088896341f;
     /** ln2 split Cody–Waite style: LN2_HI has 16 significant bits, so n·LN2_HI is exact for |n| < 2⁸. */
     private static final float LN2_HI = 0.693145751953125f;
     private static final float LN2_LO = 1.428606765330187045e-6f;
-    /** 1.5·2²³: adding it rounds a float of magnitude below 2²² to an integer, in the current rounding mode (to nearest). */
-    private static final float ROUND_TO_INTEGER = 0x1.8p23f;
     /**
-     * Inputs are clamped to ±110: e^x is already 0 in float below −103.98 and +∞ above 88.73, and
-     * with |n| ≤ 159 each half of n is a normal float exponent.
+     * 1.5·2²³: adding it to a float of magnitude below 2²² rounds it to the nearest integer n and
+     * leaves n in the low bits of the sum's mantissa.
      */
-    private static final float EXP_INPUT_LIMIT = 110f;
+    private static final float ROUND_TO_INTEGER = 0x1.8p23f;
+    /** Largest x with e^x finite in float; above it e^x is +∞. */
+    private static final float EXP_OVERFLOW = 88.72283f;
+    /** Smallest x with e^x a normal float, −126·ln2 rounded up; below it e^x is flushed to 0. */
+    private static final float EXP_UNDERFLOW = -87.33654f;
     /** Minimax coefficients of (e^r − 1 − r)/r² on |r| ≤ ln2/2, from SLEEF's expf (1 ulp). */
     private static final float EXP_C5 = 1.98527617612853646278381e-4f;
     private static final float EXP_C4 = 1.39304355252534151077271e-3f;
@@ -63,6 +66,17 @@ public final class VectorMath {
     private static final float EXP_C2 = 4.16664853692054748535156e-2f;
     private static final float EXP_C1 = 1.66666671633720397949219e-1f;
     private static final float EXP_C0 = 0.5f;
+
+    /**
+     * Lane l of {@code v.rearrange(ROTATE_k)} is lane l + k of v, for the lane sums' pairwise order;
+     * up to 64 lanes, the widest float vector the Vector API has (2048-bit SVE).
+     */
+    private static final VectorShuffle<Float> ROTATE_32 = VectorShuffle.iota(SPECIES, 32, 1, true);
+    private static final VectorShuffle<Float> ROTATE_16 = VectorShuffle.iota(SPECIES, 16, 1, true);
+    private static final VectorShuffle<Float> ROTATE_8 = VectorShuffle.iota(SPECIES, 8, 1, true);
+    private static final VectorShuffle<Float> ROTATE_4 = VectorShuffle.iota(SPECIES, 4, 1, true);
+    private static final VectorShuffle<Float> ROTATE_2 = VectorShuffle.iota(SPECIES, 2, 1, true);
+    private static final VectorShuffle<Float> ROTATE_1 = VectorShuffle.iota(SPECIES, 1, 1, true);
 
     private VectorMath() {}
 
@@ -140,14 +154,16 @@ public final class VectorMath {
     }
 
     /**
-     * e^x per lane, within 1 ulp of {@link Math#exp}: 0 for x ≤ −104 and −∞, +∞ above 88.73, NaN for NaN.
-     * Built only from operations that the Vector API's Java fallback and C2 compute identically, unlike
-     * {@code lanewise(EXP)}, so the result does not depend on whether the caller has been compiled.
+     * e^x per lane, within 1 ulp of {@link Math#exp} where that is a normal float: +∞ above 88.72283,
+     * and 0 below −87.33654, where e^x < 2⁻¹²⁶ would be subnormal (flushed, as no kernel needs an
+     * exponential that small), −∞ included; NaN stays NaN. Built only from operations that the
+     * Vector API's Java fallback and C2 compute identically, unlike {@code lanewise(EXP)}, so the
+     * result does not depend on whether the caller has been compiled.
      */
     static FloatVector exp(FloatVector x) {
-        FloatVector clamped = x.max(-EXP_INPUT_LIMIT).min(EXP_INPUT_LIMIT);
-        FloatVector n = clamped.fma(LOG2_E, ROUND_TO_INTEGER).sub(ROUND_TO_INTEGER);
-        FloatVector r = n.fma(FloatVector.broadcast(SPECIES, -LN2_HI), clamped);
+        FloatVector shifted = x.fma(LOG2_E, ROUND_TO_INTEGER);
+        FloatVector n = shifted.sub(ROUND_TO_INTEGER);
+        FloatVector r = n.fma(FloatVector.broadcast(SPECIES, -LN2_HI), x);
         r = n.fma(FloatVector.broadcast(SPECIES, -LN2_LO), r);
         FloatVector p = r.fma(EXP_C5, EXP_C4);
         p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C3));
@@ -155,41 +171,58 @@ public final class VectorMath {
         p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C1));
         p = p.fma(r, FloatVector.broadcast(SPECIES, EXP_C0));
         FloatVector expR = r.mul(r).fma(p, r).add(1f);
-        // 2ⁿ as two factors 2^(n/2), each a normal float, so that neither overflows where the product
-        // is still finite, and a subnormal result is rounded once, by the second multiply.
-        IntVector exponent = (IntVector) n.convert(VectorOperators.F2I, 0);
-        IntVector half = exponent.lanewise(VectorOperators.ASHR, 1);
-        return expR.mul(powerOfTwo(half)).mul(powerOfTwo(exponent.sub(half)));
-    }
-
-    /** 2^e for e in [−126, 127], from the exponent bits. */
-    private static FloatVector powerOfTwo(IntVector e) {
-        return e.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        // ·2ⁿ by adding n to the exponent field of e^r ∈ [0.70, 1.42]: shifted holds n in its low bits,
+        // and the shift by 23 drops the rest. Outside [EXP_UNDERFLOW, EXP_OVERFLOW] the field would
+        // wrap, so those lanes, and NaN whose payload would move the field, are replaced.
+        IntVector exponent = shifted.reinterpretAsInts().lanewise(VectorOperators.LSHL, 23);
+        return expR.reinterpretAsInts().add(exponent).reinterpretAsFloats()
+                .blend(0f, x.compare(VectorOperators.LT, EXP_UNDERFLOW))
+                .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, EXP_OVERFLOW))
+                .blend(x, x.test(VectorOperators.IS_NAN));
     }
 
     /**
-     * Σ of v's lanes in a fixed pairwise order. {@code reduceLanes(ADD)} leaves the order to the
-     * implementation, and the Vector API's Java fallback and C2's intrinsic differ.
+     * Σ of v's lanes in a fixed pairwise order: lane l + width is added to lane l for width = LANES/2,
+     * …, 2, 1, by rotating the vector. {@code reduceLanes(ADD)} leaves the order to the implementation,
+     * and the Vector API's Java fallback and C2's intrinsic differ; rotations and adds are exact in both.
      */
     static float sumLanes(FloatVector v) {
-        float[] lanes = v.toArray();
-        for (int width = lanes.length / 2; width > 0; width /= 2) {
-            for (int l = 0; l < width; l++) {
-                lanes[l] += lanes[l + width];
-            }
+        if (LANES > 32) {
+            v = v.add(v.rearrange(ROTATE_32));
         }
-        return lanes[0];
+        if (LANES > 16) {
+            v = v.add(v.rearrange(ROTATE_16));
+        }
+        if (LANES > 8) {
+            v = v.add(v.rearrange(ROTATE_8));
+        }
+        if (LANES > 4) {
+            v = v.add(v.rearrange(ROTATE_4));
+        }
+        if (LANES > 2) {
+            v = v.add(v.rearrange(ROTATE_2));
+        }
+        return v.add(v.rearrange(ROTATE_1)).lane(0);
     }
 
-    /** max of v's lanes, with {@link Math#max}'s handling of NaN and −0, in a fixed order as {@link #sumLanes}. */
+    /** max of v's lanes, with {@link Math#max}'s handling of NaN and −0, in the order of {@link #sumLanes}. */
     static float maxLanes(FloatVector v) {
-        float[] lanes = v.toArray();
-        for (int width = lanes.length / 2; width > 0; width /= 2) {
-            for (int l = 0; l < width; l++) {
-                lanes[l] = Math.max(lanes[l], lanes[l + width]);
-            }
+        if (LANES > 32) {
+            v = v.max(v.rearrange(ROTATE_32));
         }
-        return lanes[0];
+        if (LANES > 16) {
+            v = v.max(v.rearrange(ROTATE_16));
+        }
+        if (LANES > 8) {
+            v = v.max(v.rearrange(ROTATE_8));
+        }
+        if (LANES > 4) {
+            v = v.max(v.rearrange(ROTATE_4));
+        }
+        if (LANES > 2) {
+            v = v.max(v.rearrange(ROTATE_2));
+        }
+        return v.max(v.rearrange(ROTATE_1)).lane(0);
     }
 
     /** Splits [0, rows) over the cores so that each task gets at least {@link #PARALLEL_MIN_ELEMENTS} elements. */

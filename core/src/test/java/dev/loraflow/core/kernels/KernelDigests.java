@@ -69,9 +69,12 @@ public final class KernelDigests {
         return digest(sums);
     }
 
-    /** Scores spread over ±40 with −∞ entries, so exponentials underflow to 0 and masked positions appear. */
+    /**
+     * Scores spread over about ±60 with −∞ entries, so that exponentials of x − max cover the whole
+     * range down to flushing to 0, and masked positions appear.
+     */
     private static float[] logits(Random random) {
-        float[] x = gaussian(random, ROWS * COLS, 0, 12);
+        float[] x = gaussian(random, ROWS * COLS, 0, 20);
         for (int i = 5; i < x.length; i += 97) {
             x[i] = Float.NEGATIVE_INFINITY;
         }
