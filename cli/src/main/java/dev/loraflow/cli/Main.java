@@ -7,7 +7,8 @@ import picocli.CommandLine.Command;
 /** {@code ./loraflow <command>}: the local commands, each a thin layer over core. */
 @Command(name = "loraflow", mixinStandardHelpOptions = true, version = "loraflow 0.1.0",
         description = "JVM-native LoRA fine-tuning: local commands.",
-        subcommands = {InitModelCommand.class, TrainCommand.class, EvalCommand.class, GenerateCommand.class})
+        subcommands = {InitModelCommand.class, TrainCommand.class, EvalCommand.class, GenerateCommand.class,
+                MergeCommand.class, ExportOnnxCommand.class})
 public final class Main implements Runnable {
 
     /** Wrong or missing arguments: picocli's usage code, which the launcher documents. */

@@ -1,0 +1,62 @@
+package dev.loraflow.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.export.merge.LoraMerge;
+import dev.loraflow.export.merge.LoraMerge.OutputDType;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+@Command(name = "merge", mixinStandardHelpOptions = true,
+        description = {"Folds a PEFT LoRA adapter into its base model: W = W0 + s·B·A, computed in float32, written as a",
+                "Hugging Face model directory (config.json, model.safetensors with the base's tensor names, tokenizer files).",
+                "A trainer checkpoint's recorded base SHA-256 must match the base; NaN/Inf aborts naming the module."})
+final class MergeCommand implements Callable<Integer> {
+
+    @Spec
+    private CommandSpec spec;
+
+    @Option(names = "--base", required = true, description = "Base model directory.")
+    private Path base;
+
+    @Option(names = "--adapter", required = true, description = "PEFT adapter directory.")
+    private Path adapter;
+
+    @Option(names = "--out", required = true, description = "Directory to write; must be new or empty.")
+    private Path out;
+
+    @Option(names = "--dtype", defaultValue = "base",
+            description = "f32, f16, bf16, or base: each tensor as the base stores it (default: ${DEFAULT-VALUE}).")
+    private String dtype;
+
+    @Option(names = "--base-sha256", description = "The base digest the adapter was trained on, checked before merging.")
+    private String baseSha256;
+
+    @Override
+    public Integer call() throws Exception {
+        OutputDType outputDType;
+        try {
+            outputDType = OutputDType.parse(dtype);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
+        }
+        Options.check(spec, baseSha256 == null || baseSha256.matches("[0-9a-f]{64}"),
+                "--base-sha256 must be 64 lower-case hex digits, got " + baseSha256);
+        LoraMerge.Result result = LoraMerge.mergeDirectory(base, adapter, out,
+                new LoraMerge.Options(outputDType, baseSha256));
+        ObjectNode line = new ObjectMapper().createObjectNode();
+        line.put("model", out.toString());
+        line.put("modules", result.modules().size());
+        line.put("dtype", outputDType.toString());
+        line.put("base_sha256", result.baseSha256());
+        line.put("adapter_sha256", result.adapterSha256());
+        line.put("seconds", result.mergeNanos() / 1e9);
+        spec.commandLine().getOut().println(line);
+        return 0;
+    }
+}

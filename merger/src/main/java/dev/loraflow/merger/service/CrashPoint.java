@@ -1,0 +1,43 @@
+package dev.loraflow.merger.service;
+
+/**
+ * A test-only fault ({@code loraflow.merger.fault=crash-after-export:<job id>}): the first merge of that
+ * job dies after its ONNX file is written and verified in the staging directory, before anything goes
+ * into the store, as a killed process would. The loop then resumes from its committed offset, as a
+ * restarted process does.
+ */
+public final class CrashPoint {
+
+    private static final String AFTER_EXPORT = "crash-after-export:";
+
+    /** Thrown where the process would have died; an Error, so that no failure handling catches it. */
+    public static final class SimulatedCrash extends Error {
+        SimulatedCrash(String message) {
+            super(message);
+        }
+    }
+
+    private final String jobId;
+    private boolean fired;
+
+    private CrashPoint(String jobId) {
+        this.jobId = jobId;
+    }
+
+    public static CrashPoint parse(String spec) {
+        if (spec == null || spec.isBlank()) {
+            return new CrashPoint(null);
+        }
+        if (!spec.startsWith(AFTER_EXPORT) || spec.length() == AFTER_EXPORT.length()) {
+            throw new IllegalArgumentException("loraflow.merger.fault must be " + AFTER_EXPORT + "<job id>, got '" + spec + "'");
+        }
+        return new CrashPoint(spec.substring(AFTER_EXPORT.length()));
+    }
+
+    synchronized void afterExport(String job) {
+        if (jobId != null && jobId.equals(job) && !fired) {
+            fired = true;
+            throw new SimulatedCrash("simulated crash after exporting job " + job);
+        }
+    }
+}

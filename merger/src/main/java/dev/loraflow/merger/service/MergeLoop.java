@@ -1,0 +1,330 @@
+package dev.loraflow.merger.service;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.platform.events.CheckpointEvent;
+import dev.loraflow.platform.events.EventFormatException;
+import dev.loraflow.platform.store.ArtifactStore;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Properties;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.WakeupException;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.jboss.logging.Logger;
+
+/**
+ * The merger's one thread: consumes checkpoint events, merges those the trigger or a request selects,
+ * one at a time, and publishes one event per checkpoint.
+ *
+ * <p>Exactly one event per checkpoint, across redeliveries and restarts: before any work the loop reads
+ * the checkpoint's outcome reference in the store ({@code merge-<job>-<step>.outcome.json}); the outcome
+ * is recorded before its event is sent and marked published after the broker acknowledged it, and a
+ * checkpoint whose outcome exists is never merged again (an unpublished one is sent, then marked). The
+ * offset is committed only after that, so a crash before the outcome redoes the work from the start; the
+ * only duplicate left is a crash between the acknowledgement and the mark, which re-sends the same bytes.
+ */
+public final class MergeLoop implements Runnable, AutoCloseable {
+
+    private static final Logger LOG = Logger.getLogger(MergeLoop.class);
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** What a request for a checkpoint found. */
+    public enum RequestStatus {
+        QUEUED,
+        MERGED,
+        FAILED,
+        UNKNOWN_CHECKPOINT
+    }
+
+    private final MergerSettings settings;
+    private final ArtifactStore store;
+    private final CheckpointMerger merger;
+    private final Runnable setup;
+    private final KafkaConsumer<byte[], byte[]> consumer;
+    private final KafkaProducer<byte[], byte[]> producer;
+    private final BlockingQueue<CheckpointEvent> requests = new LinkedBlockingQueue<>();
+    private final List<Consumer<CheckpointMerger.Outcome>> listeners = new CopyOnWriteArrayList<>();
+    private final AtomicBoolean running = new AtomicBoolean(true);
+    private final AtomicLong duplicates = new AtomicLong();
+    private final AtomicLong crashes = new AtomicLong();
+    private volatile boolean connected;
+    private long lastConnectionCheck = System.nanoTime() - Duration.ofMinutes(1).toNanos();
+
+    /** @param setup run (and retried until it succeeds) before anything is consumed, e.g. creating topics */
+    public MergeLoop(MergerSettings settings, ArtifactStore store, CheckpointMerger merger, Runnable setup) {
+        this.settings = settings;
+        this.store = store;
+        this.merger = merger;
+        this.setup = setup;
+        Properties consumerConfig = new Properties();
+        consumerConfig.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
+        consumerConfig.put(ConsumerConfig.GROUP_ID_CONFIG, settings.groupId());
+        consumerConfig.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
+        consumerConfig.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        consumerConfig.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        // One checkpoint per poll: a merge of a large model takes minutes, and the offset moves after each.
+        consumerConfig.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 1);
+        consumerConfig.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, 60 * 60 * 1000);
+        this.consumer = new KafkaConsumer<>(consumerConfig, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+        Properties producerConfig = new Properties();
+        producerConfig.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
+        producerConfig.put(ProducerConfig.ACKS_CONFIG, "all");
+        producerConfig.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
+        this.producer = new KafkaProducer<>(producerConfig, new ByteArraySerializer(), new ByteArraySerializer());
+    }
+
+    /** Called on the loop's thread after each checkpoint's event is published. */
+    public void onOutcome(Consumer<CheckpointMerger.Outcome> listener) {
+        listeners.add(listener);
+    }
+
+    /** True once the loop has talked to the broker and while polls keep succeeding. */
+    public boolean connected() {
+        return connected;
+    }
+
+    /** Checkpoints delivered again (or asked for) after their event was published: skipped. */
+    public long duplicates() {
+        return duplicates.get();
+    }
+
+    /** Simulated crashes the loop resumed from, see {@link CrashPoint}. */
+    public long crashes() {
+        return crashes.get();
+    }
+
+    /**
+     * Asks for a checkpoint the loop has seen to be merged, whatever the trigger; answered from the store,
+     * so any replica answers for any checkpoint.
+     */
+    public RequestStatus request(String jobId, long step) throws IOException {
+        Optional<JsonNode> outcome = readJson(outcomeReference(jobId, step));
+        if (outcome.isPresent()) {
+            return outcome.get().path("status").asText().equals("merged") ? RequestStatus.MERGED : RequestStatus.FAILED;
+        }
+        Optional<byte[]> checkpoint = store.readReference(checkpointReference(jobId, step));
+        if (checkpoint.isEmpty()) {
+            return RequestStatus.UNKNOWN_CHECKPOINT;
+        }
+        try {
+            requests.add(CheckpointEvent.parse(checkpoint.get()));
+        } catch (EventFormatException e) {
+            throw new IOException("the stored checkpoint " + jobId + " step " + step + " is unreadable: " + e.getMessage(), e);
+        }
+        return RequestStatus.QUEUED;
+    }
+
+    /** The recorded outcome of a checkpoint: {status, topic, published, event}, if it was merged or failed. */
+    public Optional<JsonNode> outcome(String jobId, long step) throws IOException {
+        return readJson(outcomeReference(jobId, step));
+    }
+
+    @Override
+    public void run() {
+        try {
+            awaitBroker();
+            consumer.subscribe(List.of(settings.checkpointsTopic()));
+            while (running.get()) {
+                CheckpointEvent requested = requests.poll();
+                if (requested != null) {
+                    runOnce(requested);
+                }
+                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+                    TopicPartition partition = new TopicPartition(record.topic(), record.partition());
+                    try {
+                        handle(record);
+                    } catch (CrashPoint.SimulatedCrash crash) {
+                        // As a restarted process would: nothing recorded, resume from the committed offset.
+                        crashes.incrementAndGet();
+                        LOG.warnf("%s; resuming from the committed offset", crash.getMessage());
+                        consumer.seek(partition, record.offset());
+                        continue;
+                    } catch (IOException e) {
+                        // The store or the work directory, not the checkpoint: try the same record again.
+                        LOG.errorf(e, "checkpoint at %s@%d: %s; retrying", partition, record.offset(), e.getMessage());
+                        consumer.seek(partition, record.offset());
+                        sleep(Duration.ofSeconds(2));
+                        continue;
+                    }
+                    consumer.commitSync(Map.of(partition, new OffsetAndMetadata(record.offset() + 1)));
+                }
+                checkConnection();
+            }
+        } catch (WakeupException e) {
+            if (running.get()) {
+                throw e;
+            }
+        } catch (RuntimeException e) {
+            connected = false;
+            LOG.error("merge loop stopped", e);
+            throw e;
+        } finally {
+            consumer.close(Duration.ofSeconds(5));
+            producer.close(Duration.ofSeconds(5));
+        }
+    }
+
+    private void handle(ConsumerRecord<byte[], byte[]> record) throws IOException {
+        CheckpointEvent checkpoint;
+        try {
+            checkpoint = CheckpointEvent.parse(record.value());
+        } catch (EventFormatException e) {
+            // The trainer's topic, the trainer's format: nothing to merge and nothing to announce.
+            LOG.warnf("skipping record %s-%d@%d: %s", record.topic(), record.partition(), record.offset(), e.getMessage());
+            return;
+        }
+        store.writeReference(checkpointReference(checkpoint.jobId(), checkpoint.step()), checkpoint.encode());
+        if (settings.trigger().mergesOnArrival(checkpoint)) {
+            process(checkpoint);
+        }
+    }
+
+    private void runOnce(CheckpointEvent checkpoint) {
+        try {
+            process(checkpoint);
+        } catch (CrashPoint.SimulatedCrash crash) {
+            crashes.incrementAndGet();
+            LOG.warnf("%s; the request is taken up again", crash.getMessage());
+            requests.add(checkpoint);
+        } catch (IOException e) {
+            LOG.errorf(e, "requested merge of %s step %d failed: %s", checkpoint.jobId(), checkpoint.step(), e.getMessage());
+        }
+    }
+
+    private void process(CheckpointEvent checkpoint) throws IOException {
+        String outcomeName = outcomeReference(checkpoint.jobId(), checkpoint.step());
+        Optional<JsonNode> recorded = readJson(outcomeName);
+        if (recorded.isPresent()) {
+            if (!recorded.get().path("published").asBoolean()) {
+                publish(outcomeName, (ObjectNode) recorded.get());
+            } else {
+                duplicates.incrementAndGet();
+                LOG.infof("checkpoint %s step %d was already %s; not merged again", checkpoint.jobId(), checkpoint.step(),
+                        recorded.get().path("status").asText());
+            }
+            return;
+        }
+        String model = checkpoint.jobId();
+        CheckpointMerger.Outcome outcome = merger.merge(checkpoint, latestVersion(model));
+        boolean merged = outcome instanceof CheckpointMerger.Merged;
+        ObjectNode record = JSON.createObjectNode();
+        record.put("status", merged ? "merged" : "failed");
+        record.put("topic", merged ? settings.mergedTopic() : settings.failuresTopic());
+        record.put("key", model);
+        record.put("published", false);
+        record.set("event", JSON.readTree(outcome.encode()));
+        store.writeReference(outcomeName, JSON.writeValueAsBytes(record));
+        publish(outcomeName, record);
+        if (merged) {
+            ObjectNode latest = JSON.createObjectNode();
+            latest.put("version", checkpoint.step());
+            store.writeReference(latestReference(model), JSON.writeValueAsBytes(latest));
+        }
+        listeners.forEach(listener -> listener.accept(outcome));
+    }
+
+    private void publish(String outcomeName, ObjectNode record) throws IOException {
+        send(record.path("topic").asText(), record.path("key").asText(),
+                JSON.writeValueAsBytes(record.get("event")));
+        record.put("published", true);
+        store.writeReference(outcomeName, JSON.writeValueAsBytes(record));
+    }
+
+    private Long latestVersion(String model) throws IOException {
+        return readJson(latestReference(model)).map(latest -> latest.path("version").asLong()).orElse(null);
+    }
+
+    private Optional<JsonNode> readJson(String reference) throws IOException {
+        Optional<byte[]> bytes = store.readReference(reference);
+        return bytes.isEmpty() ? Optional.empty() : Optional.of(JSON.readTree(bytes.get()));
+    }
+
+    static String outcomeReference(String jobId, long step) {
+        return "merge-" + jobId + "-" + step + ".outcome.json";
+    }
+
+    static String checkpointReference(String jobId, long step) {
+        return "merge-" + jobId + "-" + step + ".checkpoint.json";
+    }
+
+    static String latestReference(String model) {
+        return "model-" + model + ".latest.json";
+    }
+
+    /** Sends and waits for the broker's acknowledgement: the outcome is marked published only after it. */
+    private void send(String topic, String key, byte[] value) {
+        try {
+            producer.send(new ProducerRecord<>(topic, key.getBytes(StandardCharsets.UTF_8), value)).get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while publishing to " + topic, e);
+        } catch (ExecutionException e) {
+            throw new IllegalStateException("cannot publish to " + topic + ": " + e.getCause().getMessage(), e.getCause());
+        }
+    }
+
+    /** The service starts without Kafka and reports not ready until the broker answers. */
+    private void awaitBroker() {
+        while (running.get()) {
+            try {
+                setup.run();
+                connected = true;
+                return;
+            } catch (RuntimeException e) {
+                connected = false;
+                LOG.warnf("waiting for Kafka: %s", e.getMessage());
+                sleep(Duration.ofSeconds(2));
+            }
+        }
+    }
+
+    /** A poll returns quietly without a broker, so ask for metadata now and then to know. */
+    private void checkConnection() {
+        long now = System.nanoTime();
+        if (now - lastConnectionCheck < Duration.ofSeconds(5).toNanos()) {
+            return;
+        }
+        lastConnectionCheck = now;
+        try {
+            consumer.partitionsFor(settings.checkpointsTopic(), Duration.ofSeconds(2));
+            connected = true;
+        } catch (org.apache.kafka.common.errors.TimeoutException e) {
+            connected = false;
+        }
+    }
+
+    private static void sleep(Duration duration) {
+        try {
+            Thread.sleep(duration);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void close() {
+        running.set(false);
+        consumer.wakeup();
+    }
+}

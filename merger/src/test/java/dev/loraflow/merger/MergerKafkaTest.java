@@ -1,0 +1,338 @@
+package dev.loraflow.merger;
+
+import static io.restassured.RestAssured.given;
+import static org.hamcrest.Matchers.containsString;
+import static org.hamcrest.Matchers.equalTo;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.broker.KafkaBrokerTestResource;
+import dev.loraflow.core.io.Sha256;
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.RandomModel;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.random.Rng;
+import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.export.merge.ModelDigest;
+import dev.loraflow.merger.service.MergerService;
+import dev.loraflow.platform.events.CheckpointEvent;
+import dev.loraflow.platform.events.MergeFailureEvent;
+import dev.loraflow.platform.events.MergedModelEvent;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.LocalArtifactStore;
+import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.junit.QuarkusTest;
+import io.quarkus.test.junit.TestProfile;
+import jakarta.inject.Inject;
+import java.io.IOException;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.UUID;
+import java.util.function.Consumer;
+import java.util.function.Predicate;
+import java.util.stream.Stream;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.junit.jupiter.api.Test;
+
+/** The merger service against a real Kafka broker: checkpoints in, verified models or failures out. */
+@QuarkusTest
+@QuarkusTestResource(KafkaBrokerTestResource.class)
+@TestProfile(MergerProfile.class)
+class MergerKafkaTest {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String CHECKPOINTS = "loraflow.adapter.checkpoints";
+    private static final String MERGED = "loraflow.models.merged";
+    private static final String FAILURES = "loraflow.models.merge-failures";
+
+    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
+    String bootstrapServers;
+    @Inject
+    MergerService service;
+
+    private static LocalArtifactStore store() throws IOException {
+        return new LocalArtifactStore(MergerProfile.ROOT.resolve("store"));
+    }
+
+    private static Path base() {
+        return MergerProfile.ROOT.resolve("models").resolve(MergerProfile.BASE);
+    }
+
+    /** A trained-looking adapter on every attention and MLP module (B random), stored as the trainer stores it. */
+    private static ArtifactStore.Artifact storeAdapter(Gpt2Config shape, long seed, Consumer<LoRALinear> tamper)
+            throws IOException {
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).targetModules("c_attn", "c_proj", "c_fc").build();
+        CausalLanguageModel model = CausalLanguageModel.create(shape, RandomModel.initialWeights(shape, 1), lora, seed);
+        Rng rng = new Rng(seed);
+        for (LoRALinear module : model.adaptedModules().values()) {
+            float[] b = module.loraB().value();
+            for (int i = 0; i < b.length; i++) {
+                b[i] = rng.nextUniform(0.5f);
+            }
+            tamper.accept(module);
+        }
+        Path staging = Files.createTempDirectory(MergerProfile.ROOT, "adapter-");
+        model.toPeftAdapter().write(staging, DType.F32);
+        return store().putDirectory(staging);
+    }
+
+    private static ArtifactStore.Artifact storeAdapter(long seed) throws IOException {
+        return storeAdapter(MergerProfile.CONFIG, seed, module -> {});
+    }
+
+    private static CheckpointEvent checkpoint(String job, long step, boolean last, ArtifactStore.Artifact adapter,
+                                              String adapterSha256, String baseSha256) {
+        return new CheckpointEvent(job, step, 1.5, last, adapter.uri().toString(), adapterSha256, MergerProfile.BASE,
+                baseSha256, JSON.createObjectNode().put("r", 2), step, 0, 0, step, new CheckpointEvent.Counts(step, step, 0, 0));
+    }
+
+    private static CheckpointEvent checkpoint(String job, long step, boolean last, ArtifactStore.Artifact adapter)
+            throws IOException {
+        return checkpoint(job, step, last, adapter, adapter.sha256(), ModelDigest.of(base()));
+    }
+
+    private void send(CheckpointEvent... events) throws Exception {
+        Properties config = new Properties();
+        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        config.put(ProducerConfig.ACKS_CONFIG, "all");
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer())) {
+            for (CheckpointEvent event : events) {
+                producer.send(new ProducerRecord<>(CHECKPOINTS, event.jobId().getBytes(StandardCharsets.UTF_8), event.encode())).get();
+            }
+        }
+    }
+
+    /** Reads {@code topic} from the start until {@code done} holds, or fails after the timeout. */
+    private List<byte[]> readUntil(String topic, Predicate<List<byte[]>> done, Duration timeout) throws Exception {
+        Properties config = new Properties();
+        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        config.put(ConsumerConfig.GROUP_ID_CONFIG, "test-" + UUID.randomUUID());
+        config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        List<byte[]> seen = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),
+                new ByteArrayDeserializer())) {
+            consumer.subscribe(List.of(topic));
+            long deadline = System.nanoTime() + timeout.toNanos();
+            while (!done.test(seen)) {
+                assertTrue(System.nanoTime() < deadline, "timed out on " + topic + " having seen " + seen.size() + " records");
+                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+                    seen.add(record.value());
+                }
+            }
+        }
+        return seen;
+    }
+
+    /** Everything on {@code topic} that arrives within {@code duration}: for asserting what never comes. */
+    private List<byte[]> readFor(String topic, Duration duration) throws Exception {
+        long end = System.nanoTime() + duration.toNanos();
+        return readUntil(topic, seen -> System.nanoTime() > end, duration.plusSeconds(30));
+    }
+
+    private static List<MergedModelEvent> parseMerged(List<byte[]> values, String job) throws Exception {
+        List<MergedModelEvent> ours = new ArrayList<>();
+        for (byte[] value : values) {
+            MergedModelEvent event = MergedModelEvent.parse(value);
+            if (event.model().equals(job)) {
+                ours.add(event);
+            }
+        }
+        return ours;
+    }
+
+    private List<MergedModelEvent> mergedEvents(String job, int atLeast) throws Exception {
+        List<MergedModelEvent> ours = new ArrayList<>();
+        for (byte[] value : readUntil(MERGED, seen -> count(seen, job) >= atLeast, Duration.ofMinutes(2))) {
+            MergedModelEvent event = MergedModelEvent.parse(value);
+            if (event.model().equals(job)) {
+                ours.add(event);
+            }
+        }
+        return ours;
+    }
+
+    private static long count(List<byte[]> values, String job) {
+        return values.stream().filter(v -> new String(v, StandardCharsets.UTF_8).contains("\"model\":\"" + job + "\"")).count();
+    }
+
+    private void awaitReady() {
+        long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
+        while (given().get("/q/health/ready").statusCode() != 200) {
+            assertTrue(System.nanoTime() < deadline, "the merger never became ready");
+            sleep(200);
+        }
+    }
+
+    private static void sleep(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Test
+    void aFinalCheckpointDeliveredTwiceBecomesOneVerifiedModelAndALaterFailureKeepsIt() throws Exception {
+        awaitReady();
+        given().get("/q/health/live").then().statusCode(200).body("status", equalTo("UP"));
+        ArtifactStore.Artifact adapter = storeAdapter(11);
+        long duplicatesBefore = service.loop().duplicates();
+        CheckpointEvent event = checkpoint("j-ok", 4, true, adapter);
+        send(event, event);
+
+        MergedModelEvent merged = mergedEvents("j-ok", 1).getFirst();
+        long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
+        while (service.loop().duplicates() == duplicatesBefore) {
+            assertTrue(System.nanoTime() < deadline, "the second delivery was never seen");
+            sleep(100);
+        }
+        assertEquals(1, parseMerged(readFor(MERGED, Duration.ofSeconds(3)), "j-ok").size(),
+                "one event for the checkpoint delivered twice");
+        assertEquals(4, merged.modelVersion());
+        assertTrue(merged.verification().passed() && merged.verification().maxAbsLogitError() <= 1e-4, merged.toString());
+        assertEquals("j-ok", merged.lineage().jobId());
+        assertEquals(adapter.sha256(), merged.lineage().adapterSha256());
+        assertEquals(ModelDigest.of(base()), merged.lineage().baseModelSha256());
+
+        Path onnx = store().open(URI.create(merged.onnxUri()), merged.onnxSha256());
+        assertEquals(merged.onnxFileSha256(), Sha256.of(onnx.resolve(merged.onnxFile())));
+        Path mergedModel = store().open(URI.create(merged.mergedUri()), merged.mergedSha256());
+        assertEquals(MergerProfile.CONFIG, CausalLanguageModel.load(mergedModel, null, 0).config());
+        given().get("/merges/j-ok/4").then().statusCode(200).body("status", equalTo("merged"))
+                .body("published", equalTo(true));
+        given().get("/q/metrics").then().statusCode(200)
+                .body(containsString("loraflow_merger_merge_seconds_count"))
+                .body(containsString("loraflow_merger_export_seconds_count"))
+                .body(containsString("loraflow_merger_verification_max_abs_logit_error"));
+
+        ArtifactStore.Artifact broken = storeAdapter(MergerProfile.CONFIG, 12, module -> module.loraB().value()[3] = Float.NaN);
+        send(checkpoint("j-ok", 6, true, broken));
+        MergeFailureEvent failure = failures("j-ok", 1).getFirst();
+        assertEquals("non_finite", failure.reason());
+        assertEquals(6, failure.modelVersion());
+        assertEquals(4L, failure.previousVersion(), "the model in service stays version 4");
+    }
+
+    private List<MergeFailureEvent> failures(String job, int atLeast) throws Exception {
+        List<MergeFailureEvent> ours = new ArrayList<>();
+        for (byte[] value : readUntil(FAILURES, seen -> count(seen, job) >= atLeast, Duration.ofMinutes(2))) {
+            MergeFailureEvent event = MergeFailureEvent.parse(value);
+            if (event.model().equals(job)) {
+                ours.add(event);
+            }
+        }
+        return ours;
+    }
+
+    @Test
+    void aCheckpointThatIsNotFinalIsMergedOnRequest() throws Exception {
+        awaitReady();
+        send(checkpoint("j-req", 2, false, storeAdapter(21)));
+        String body = "{\"job_id\": \"j-req\", \"step\": 2}";
+        given().contentType("application/json").body(body).post("/merges").then().statusCode(401);
+        long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
+        int status;
+        while ((status = given().contentType("application/json").header("X-API-Key", MergerProfile.API_KEY).body(body)
+                .post("/merges").statusCode()) == 404) {
+            assertTrue(System.nanoTime() < deadline, "the checkpoint was never seen");
+            sleep(200);
+        }
+        assertEquals(202, status, "queued: the trigger (final) did not merge it on arrival");
+
+        MergedModelEvent merged = mergedEvents("j-req", 1).getFirst();
+        assertEquals(2, merged.modelVersion());
+        given().contentType("application/json").header("Authorization", "Bearer " + MergerProfile.API_KEY).body(body)
+                .post("/merges").then().statusCode(200).body("status", equalTo("merged"));
+        given().contentType("application/json").header("X-API-Key", MergerProfile.API_KEY)
+                .body("{\"job_id\": \"j-req\", \"step\": 99}").post("/merges").then().statusCode(404);
+        given().contentType("application/json").header("X-API-Key", MergerProfile.API_KEY)
+                .body("{\"job_id\": \"../x\", \"step\": 1}").post("/merges").then().statusCode(400);
+        assertEquals(1, parseMerged(readFor(MERGED, Duration.ofSeconds(2)), "j-req").size());
+    }
+
+    @Test
+    void everyMismatchPublishesAFailureEventNamingIt() throws Exception {
+        awaitReady();
+        ArtifactStore.Artifact good = storeAdapter(31);
+        ArtifactStore.Artifact other = storeAdapter(32);
+        String baseSha = ModelDigest.of(base());
+        Gpt2Config deeper = new Gpt2Config(48, 32, 16, 3, 2, 32, 1e-5);
+        Gpt2Config wider = new Gpt2Config(48, 32, 24, 2, 2, 32, 1e-5);
+        send(checkpoint("j-base", 1, true, good, good.sha256(), "0".repeat(64)),
+                checkpoint("j-artifact", 1, true, good, other.sha256(), baseSha),
+                checkpoint("j-missing", 1, true, storeAdapter(deeper, 33, module -> {})),
+                checkpoint("j-shape", 1, true, storeAdapter(wider, 34, module -> {})),
+                checkpoint("j-nan", 1, true, storeAdapter(MergerProfile.CONFIG, 35,
+                        module -> module.loraA().value()[0] = Float.POSITIVE_INFINITY)));
+
+        Map<String, String[]> expected = Map.of(
+                "j-base", new String[] {"base_sha256_mismatch", baseSha},
+                "j-artifact", new String[] {"artifact_sha256_mismatch", other.sha256()},
+                "j-missing", new String[] {"missing_target_module", "transformer.h.2."},
+                "j-shape", new String[] {"shape_mismatch", "transformer.h.0.attn.c_attn"},
+                "j-nan", new String[] {"non_finite", "lora_A"});
+        List<byte[]> values = readUntil(FAILURES, seen -> expected.keySet().stream().allMatch(job -> count(seen, job) >= 1),
+                Duration.ofMinutes(2));
+        for (byte[] value : values) {
+            MergeFailureEvent failure = MergeFailureEvent.parse(value);
+            String[] want = expected.get(failure.model());
+            if (want != null) {
+                assertEquals(want[0], failure.reason(), failure.message());
+                assertTrue(failure.message().contains(want[1]), failure.message());
+                given().get("/merges/" + failure.model() + "/1").then().statusCode(200).body("status", equalTo("failed"));
+            }
+        }
+        List<byte[]> merged = readFor(MERGED, Duration.ofSeconds(3));
+        for (String job : expected.keySet()) {
+            assertEquals(0, count(merged, job), job + " is never announced as merged");
+        }
+    }
+
+    @Test
+    void aCrashMidExportLeavesNoPartialArtifactAndTheCheckpointIsMergedOnce() throws Exception {
+        awaitReady();
+        ArtifactStore.Artifact adapter = storeAdapter(41);
+        List<Path> before = artifacts();
+        send(checkpoint(MergerProfile.CRASHING_JOB, 3, true, adapter));
+
+        MergedModelEvent merged = mergedEvents(MergerProfile.CRASHING_JOB, 1).getFirst();
+        assertEquals(1, service.loop().crashes(), "the merge died once after its export");
+        List<Path> after = artifacts();
+        assertEquals(before.size() + 2, after.size(), "the merged model and the ONNX file, nothing from the crashed try");
+        for (Path artifact : after) {
+            String digest = artifact.getFileName().toString();
+            store().open(artifact.toUri(), digest);
+        }
+        assertTrue(after.stream().anyMatch(path -> path.getFileName().toString().equals(merged.onnxSha256())));
+        try (Stream<Path> tmp = Files.list(MergerProfile.ROOT.resolve("store").resolve("tmp"))) {
+            assertFalse(tmp.findAny().isPresent(), "nothing half-copied in the store");
+        }
+        assertEquals(1, parseMerged(readFor(MERGED, Duration.ofSeconds(3)), MergerProfile.CRASHING_JOB).size());
+    }
+
+    private static List<Path> artifacts() throws IOException {
+        try (Stream<Path> entries = Files.list(MergerProfile.ROOT.resolve("store").resolve("sha256"))) {
+            return entries.toList();
+        }
+    }
+}

@@ -1,0 +1,85 @@
+package dev.loraflow.platform.events;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * One record of {@code loraflow.models.merged} (schema {@value #SCHEMA}, version {@value #VERSION}),
+ * keyed by model name: a checkpoint merged, exported to ONNX and verified. Only verified models are
+ * announced; the version is the checkpoint's step, so the same checkpoint always gives the same version.
+ *
+ * @param model          the model's name, the training job's id
+ * @param modelVersion   the checkpoint's step
+ * @param onnxUri        the store artifact holding {@code onnxFile} (and its external data, if any)
+ * @param onnxSha256     the store's digest of that artifact
+ * @param onnxFileSha256 SHA-256 of the .onnx file itself
+ * @param mergedUri      the store artifact holding the merged Hugging Face model directory
+ * @param dtype          what the merged model's tensors are stored as: f32, f16, bf16 or base
+ */
+public record MergedModelEvent(String model, long modelVersion, String onnxUri, String onnxSha256, String onnxFile,
+                               String onnxFileSha256, int opset, String mergedUri, String mergedSha256, String dtype,
+                               Verification verification, ModelLineage lineage, Timings timings) {
+
+    public static final String SCHEMA = "loraflow.models.merged";
+    public static final int VERSION = 1;
+
+    /** ONNX Runtime against the Java forward of the un-merged base + adapter. */
+    public record Verification(boolean passed, double maxAbsLogitError, double tolerance, int rowsChecked,
+                               boolean greedyIdentical) {}
+
+    /** Wall-clock seconds of each stage. */
+    public record Timings(double mergeSeconds, double exportSeconds, double verifySeconds) {}
+
+    public byte[] encode() {
+        ObjectNode root = Json.MAPPER.createObjectNode();
+        root.put("schema", SCHEMA);
+        root.put("version", VERSION);
+        root.put("model", model);
+        root.put("model_version", modelVersion);
+        ObjectNode onnx = root.putObject("onnx");
+        onnx.put("uri", onnxUri);
+        onnx.put("sha256", onnxSha256);
+        onnx.put("file", onnxFile);
+        onnx.put("file_sha256", onnxFileSha256);
+        onnx.put("opset", opset);
+        ObjectNode merged = root.putObject("merged_model");
+        merged.put("uri", mergedUri);
+        merged.put("sha256", mergedSha256);
+        merged.put("dtype", dtype);
+        ObjectNode checked = root.putObject("verification");
+        checked.put("passed", verification.passed());
+        checked.put("max_abs_logit_error", verification.maxAbsLogitError());
+        checked.put("tolerance", verification.tolerance());
+        checked.put("rows_checked", verification.rowsChecked());
+        checked.put("greedy_identical", verification.greedyIdentical());
+        lineage.writeTo(root);
+        ObjectNode seconds = root.putObject("timings");
+        seconds.put("merge_s", timings.mergeSeconds());
+        seconds.put("export_s", timings.exportSeconds());
+        seconds.put("verify_s", timings.verifySeconds());
+        return root.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    public static MergedModelEvent parse(byte[] value) throws EventFormatException {
+        String what = "merged model event";
+        ObjectNode root = Json.parseObject(value, what);
+        Json.requireSchema(root, SCHEMA, VERSION, what);
+        JsonNode onnx = Json.object(root, "onnx", what);
+        JsonNode merged = Json.object(root, "merged_model", what);
+        JsonNode checked = Json.object(root, "verification", what);
+        JsonNode seconds = Json.object(root, "timings", what);
+        return new MergedModelEvent(Json.text(root, "model", what), Json.integer(root, "model_version", what),
+                Json.text(onnx, "uri", what), Json.text(onnx, "sha256", what), Json.text(onnx, "file", what),
+                Json.text(onnx, "file_sha256", what), (int) Json.integer(onnx, "opset", what),
+                Json.text(merged, "uri", what), Json.text(merged, "sha256", what), Json.text(merged, "dtype", what),
+                new Verification(Json.bool(checked, "passed", false, what),
+                        Json.number(checked, "max_abs_logit_error", Double.NaN, 0, Double.MAX_VALUE, what),
+                        Json.number(checked, "tolerance", Double.NaN, 0, Double.MAX_VALUE, what),
+                        (int) Json.integer(checked, "rows_checked", what), Json.bool(checked, "greedy_identical", false, what)),
+                ModelLineage.read(root, what),
+                new Timings(Json.number(seconds, "merge_s", Double.NaN, 0, Double.MAX_VALUE, what),
+                        Json.number(seconds, "export_s", Double.NaN, 0, Double.MAX_VALUE, what),
+                        Json.number(seconds, "verify_s", Double.NaN, 0, Double.MAX_VALUE, what)));
+    }
+}

@@ -1,0 +1,51 @@
+package dev.loraflow.platform.events;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.charset.StandardCharsets;
+import org.junit.jupiter.api.Test;
+
+class ModelEventsTest {
+
+    private static final ModelLineage LINEAGE = new ModelLineage("gpt2", "a".repeat(64), "j-1", 40,
+            "file:///store/sha256/" + "b".repeat(64), "b".repeat(64));
+
+    @Test
+    void mergedAndFailureEventsRoundTrip() throws EventFormatException {
+        MergedModelEvent merged = new MergedModelEvent("j-1", 40, "file:///store/sha256/" + "c".repeat(64), "c".repeat(64),
+                "model.onnx", "d".repeat(64), 17, "file:///store/sha256/" + "e".repeat(64), "e".repeat(64), "f32",
+                new MergedModelEvent.Verification(true, 3.5e-6, 1e-4, 48, true), LINEAGE,
+                new MergedModelEvent.Timings(0.5, 1.25, 0.75));
+        assertEquals(merged, MergedModelEvent.parse(merged.encode()));
+
+        MergeFailureEvent verification = new MergeFailureEvent("j-1", 41, "verification_failed", "max |Δlogit| 0.3",
+                0.3, 1e-4, 40L, LINEAGE);
+        assertEquals(verification, MergeFailureEvent.parse(verification.encode()));
+        MergeFailureEvent mismatch = new MergeFailureEvent("j-1", 42, "base_sha256_mismatch", "trained on another base",
+                Double.NaN, Double.NaN, null, LINEAGE);
+        MergeFailureEvent parsed = MergeFailureEvent.parse(mismatch.encode());
+        assertNull(parsed.previousVersion());
+        assertTrue(Double.isNaN(parsed.maxAbsLogitError()));
+        assertTrue(new String(mismatch.encode(), StandardCharsets.UTF_8).contains("\"status\":\"failed\""));
+    }
+
+    @Test
+    void malformedModelEventsAreRefused() {
+        String good = new String(new MergeFailureEvent("j-1", 1, "non_finite", "NaN", Double.NaN, Double.NaN, null, LINEAGE)
+                .encode(), StandardCharsets.UTF_8);
+        String[][] cases = {
+                {good.replace("\"version\":1", "\"version\":2"), "version 2"},
+                {good.replace("\"reason\":\"non_finite\",", ""), "\"reason\""},
+                {good.replace("\"job_id\":\"j-1\"", "\"job_id\":\"../x\""), "job_id"},
+                {good.replace("loraflow.models.merge-failure", "loraflow.models.merged"), "schema"},
+        };
+        for (String[] bad : cases) {
+            EventFormatException e = assertThrows(EventFormatException.class,
+                    () -> MergeFailureEvent.parse(bad[0].getBytes(StandardCharsets.UTF_8)), bad[0]);
+            assertTrue(e.getMessage().contains(bad[1]), e.getMessage());
+        }
+    }
+}
