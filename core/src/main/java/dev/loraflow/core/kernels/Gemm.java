@@ -382,7 +382,7 @@ public final class Gemm {
     private static void storeRow(FloatVector sum, float alpha, float beta, float[] c, int index) {
         FloatVector value = sum.mul(alpha);
         if (beta != 0f) {
-            value = FloatVector.fromArray(SPECIES, c, index).fma(beta, value);
+            value = value.add(FloatVector.fromArray(SPECIES, c, index).mul(beta));
         }
         value.intoArray(c, index);
     }

@@ -18,6 +18,8 @@ class GemmTest {
         int[][] mnk = {
             {1, 1, 1}, {1, 17, 5}, {3, 1, 7}, {8, 32, 16}, {7, 33, 31}, {9, 31, 257}, {17, 65, 300},
             {64, 8, 768}, {512, 8, 64}, {8, 768, 512}, {130, 1030, 40}, {257, 97, 513}, {512, 96, 96},
+            // decoding steps: a few rows against a wide weight, read in place
+            {1, 2304, 768}, {2, 70, 33}, {3, 1027, 300}, {4, 17, 1},
         };
         Stream.Builder<Arguments> all = Stream.builder();
         for (int[] s : mnk) {
@@ -65,7 +67,9 @@ class GemmTest {
                 Arguments.of(9, 37, 300, 1, false, true, true),
                 Arguments.of(300, 7, 50, 3, true, true, true),
                 Arguments.of(17, 40, 0, 2, false, false, false),
-                Arguments.of(5, 3, 4, 16, false, true, false));
+                Arguments.of(5, 3, 4, 16, false, true, false),
+                Arguments.of(1, 2304, 768, 8, true, false, true),
+                Arguments.of(3, 100, 64, 2, false, true, false));
     }
 
     @ParameterizedTest(name = "m={0} n={1} k={2} rank={3} transB={4} transV={5} masked={6}")
@@ -200,6 +204,26 @@ class GemmTest {
         for (int from = 0; from < m; from += height) {
             Gemm.sgemm(transA, transB, Math.min(height, m - from), n, k, 1f, a, transA ? from : from * lda, lda,
                     b, 0, ldb, 1f, slices, from * n, n);
+        }
+        assertArrayEquals(slices, whole);
+    }
+
+    @ParameterizedTest(name = "transB={0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void decodingRowsGiveTheSameBitsWhateverTheThreadsSplit(boolean transB) {
+        // 2304 × 768 is over the threading threshold and the columns are split among threads; 40-column
+        // slices under it run on one thread: each element must not depend on which ran it.
+        Random random = new Random(transB ? 23 : 29);
+        int m = 3, n = 2304, k = 768;
+        float[] a = KernelChecks.gaussian(random, m * k, 0, 1);
+        float[] b = KernelChecks.gaussian(random, k * n, 0, 1);
+        int ldb = transB ? k : n;
+        float[] whole = KernelChecks.gaussian(random, m * n, 0, 1);
+        float[] slices = whole.clone();
+        Gemm.sgemm(false, transB, m, n, k, 0.5f, a, 0, k, b, 0, ldb, 2f, whole, 0, n);
+        for (int from = 0; from < n; from += 40) {
+            Gemm.sgemm(false, transB, m, Math.min(40, n - from), k, 0.5f, a, 0, k,
+                    b, transB ? from * ldb : from, ldb, 2f, slices, from, n);
         }
         assertArrayEquals(slices, whole);
     }
