@@ -65,6 +65,7 @@ public final class ServedModel {
     /** Leases held, or {@link #CLOSED}. */
     private final AtomicInteger leases = new AtomicInteger();
     private volatile boolean retired;
+    private final long loadedAtEpochSeconds = System.currentTimeMillis() / 1000;
 
     private ServedModel(String name, String version, Path file, String sha256, OrtSession session, String provider,
                         ModelConfig config, Tokenizer tokenizer) throws OrtException, ModelLoadException {
@@ -363,6 +364,11 @@ public final class ServedModel {
         return file;
     }
 
+    /** When this model was loaded, for OpenAI's {@code created}. */
+    public long loadedAtEpochSeconds() {
+        return loadedAtEpochSeconds;
+    }
+
     public String sha256() {
         return sha256;
     }
@@ -405,7 +411,7 @@ public final class ServedModel {
         return headDim;
     }
 
-    int vocabSize() {
+    public int vocabSize() {
         return config.vocabSize();
     }
 }
