@@ -1,0 +1,85 @@
+package dev.loraflow.serving.engine;
+
+import java.util.Locale;
+import java.util.Objects;
+
+/**
+ * How models are run: ONNX Runtime's execution provider and session options, and the batcher's limits.
+ *
+ * @param provider          where the graph runs; CUDA falls back to the CPU, with a log line saying why
+ * @param cudaDeviceId      the GPU used with {@link Provider#CUDA}
+ * @param optimizationLevel ONNX Runtime's graph optimisation level
+ * @param intraOpThreads    threads inside one operator; 0 lets ONNX Runtime choose
+ * @param interOpThreads    threads across independent operators; 0 lets ONNX Runtime choose
+ * @param memoryArena       ONNX Runtime's CPU memory arena (faster, keeps memory it once used)
+ * @param maxBatchSize      sequences decoded together in one step, all models and adapters together
+ * @param queueCapacity     requests waiting to join the batch; one more is refused ({@link QueueFullException})
+ */
+public record EngineSettings(Provider provider, int cudaDeviceId, OptimizationLevel optimizationLevel,
+                             int intraOpThreads, int interOpThreads, boolean memoryArena, int maxBatchSize,
+                             int queueCapacity) {
+
+    public enum Provider {
+        CPU,
+        CUDA;
+
+        /** "cpu" or "cuda", any case. */
+        public static Provider parse(String name) {
+            try {
+                return valueOf(name.strip().toUpperCase(Locale.ROOT));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("execution provider must be cpu or cuda, got '" + name + "'");
+            }
+        }
+    }
+
+    /** ONNX Runtime's levels: none, basic, extended (fused attention and norms), all (layout too). */
+    public enum OptimizationLevel {
+        NONE,
+        BASIC,
+        EXTENDED,
+        ALL;
+
+        public static OptimizationLevel parse(String name) {
+            try {
+                return valueOf(name.strip().toUpperCase(Locale.ROOT));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("optimisation level must be none, basic, extended or all, got '"
+                        + name + "'");
+            }
+        }
+    }
+
+    public EngineSettings {
+        Objects.requireNonNull(provider, "provider");
+        Objects.requireNonNull(optimizationLevel, "optimizationLevel");
+        if (cudaDeviceId < 0) {
+            throw new IllegalArgumentException("CUDA device id must be ≥ 0, got " + cudaDeviceId);
+        }
+        if (intraOpThreads < 0 || interOpThreads < 0) {
+            throw new IllegalArgumentException("thread counts must be ≥ 0 (0 = ONNX Runtime's choice), got intra-op "
+                    + intraOpThreads + ", inter-op " + interOpThreads);
+        }
+        if (maxBatchSize <= 0) {
+            throw new IllegalArgumentException("max batch size must be positive, got " + maxBatchSize);
+        }
+        if (queueCapacity <= 0) {
+            throw new IllegalArgumentException("queue capacity must be positive, got " + queueCapacity);
+        }
+    }
+
+    /** CPU, all optimisations, ONNX Runtime's thread counts, arena on, batches of 16, 64 waiting. */
+    public static EngineSettings defaults() {
+        return new EngineSettings(Provider.CPU, 0, OptimizationLevel.ALL, 0, 0, true, 16, 64);
+    }
+
+    public EngineSettings withIntraOpThreads(int value) {
+        return new EngineSettings(provider, cudaDeviceId, optimizationLevel, value, interOpThreads, memoryArena,
+                maxBatchSize, queueCapacity);
+    }
+
+    public EngineSettings withBatching(int maxBatch, int queue) {
+        return new EngineSettings(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena,
+                maxBatch, queue);
+    }
+}

@@ -1,0 +1,41 @@
+package dev.loraflow.serving.engine;
+
+import dev.loraflow.core.generate.SamplingSettings;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * One generation: a prompt of token ids continued as the settings say.
+ *
+ * @param promptIds     at least one id, fewer than the model's context
+ * @param sampling      core's settings (max tokens, temperature, top-k, top-p, seed, stop token ids),
+ *                      applied by core's {@link dev.loraflow.core.generate.Sampler} as its Generator does
+ * @param stopSequences texts that end the generation when they appear, cut off from the text; need a tokenizer
+ * @param adapter       the loaded adapter to run with, or null for the model as exported
+ */
+public record GenerationRequest(int[] promptIds, SamplingSettings sampling, List<String> stopSequences, String adapter) {
+
+    public GenerationRequest {
+        promptIds = promptIds.clone();
+        Objects.requireNonNull(sampling, "sampling");
+        stopSequences = List.copyOf(stopSequences);
+        for (String stop : stopSequences) {
+            if (stop.isEmpty()) {
+                throw new IllegalArgumentException("a stop sequence must not be empty");
+            }
+        }
+    }
+
+    @Override
+    public int[] promptIds() {
+        return promptIds.clone();
+    }
+
+    int promptLength() {
+        return promptIds.length;
+    }
+
+    int promptId(int index) {
+        return promptIds[index];
+    }
+}

@@ -1,0 +1,9 @@
+package dev.loraflow.serving.engine;
+
+/** The engine's queue is full: the request was not accepted; try again later. */
+public final class QueueFullException extends RuntimeException {
+
+    public QueueFullException(int capacity) {
+        super("the server is at capacity: " + capacity + " requests are already waiting; retry later");
+    }
+}

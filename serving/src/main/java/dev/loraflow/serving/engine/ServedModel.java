@@ -1,0 +1,417 @@
+package dev.loraflow.serving.engine;
+
+import ai.onnxruntime.NodeInfo;
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtProvider;
+import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.TensorInfo;
+import dev.loraflow.core.io.Sha256;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.text.Tokenizer;
+import dev.loraflow.export.onnx.FloatTensor;
+import dev.loraflow.export.onnx.LoraInputs;
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * One exported causal LM open under ONNX Runtime: its session, its config and tokenizer, and for an
+ * un-merged export the adapters loaded into it. Requests hold a lease while they run on it; once
+ * {@link #retire retired} it closes when the last lease ends, so a swap never cuts a request short.
+ *
+ * <p>The model is a {@code .onnx} file exported by loraflow (Optimum's input and output names) with
+ * {@code config.json} beside it (the context length) and, when present, {@code tokenizer.json} and
+ * {@code tokenizer_config.json} (text in and out; without them requests give token ids).
+ */
+public final class ServedModel {
+
+    static final String INPUT_IDS = "input_ids";
+    static final String ATTENTION_MASK = "attention_mask";
+    static final String POSITION_IDS = "position_ids";
+    static final String LOGITS = "logits";
+    static final String LORA_PREFIX = "lora.";
+
+    private static final System.Logger LOG = System.getLogger(ServedModel.class.getName());
+    private static final int CLOSED = -1;
+
+    private final String name;
+    private final String version;
+    private final Path file;
+    private final String sha256;
+    private final OrtSession session;
+    private final String provider;
+    private final ModelConfig config;
+    private final Tokenizer tokenizer;
+    private final int numLayers;
+    private final int kvHeads;
+    private final int headDim;
+    private final List<String> loraInputs;
+    private final Map<String, NodeInfo> inputInfo;
+    /** Adapter name → its feeds for every LoRA input of the graph, rank 0 where the adapter has none. */
+    private final Map<String, Map<String, FloatTensor>> adapters = new ConcurrentHashMap<>();
+    /** Leases held, or {@link #CLOSED}. */
+    private final AtomicInteger leases = new AtomicInteger();
+    private volatile boolean retired;
+    private final long loadedAtEpochSeconds = System.currentTimeMillis() / 1000;
+
+    private ServedModel(String name, String version, Path file, String sha256, OrtSession session, String provider,
+                        ModelConfig config, Tokenizer tokenizer) throws OrtException, ModelLoadException {
+        this.name = name;
+        this.version = version;
+        this.file = file;
+        this.sha256 = sha256;
+        this.session = session;
+        this.provider = provider;
+        this.config = config;
+        this.tokenizer = tokenizer;
+        this.inputInfo = session.getInputInfo();
+        int layers = 0;
+        while (inputInfo.containsKey(pastKey(layers))) {
+            layers++;
+        }
+        if (layers == 0 || !inputInfo.containsKey(INPUT_IDS) || !inputInfo.containsKey(ATTENTION_MASK)
+                || !inputInfo.containsKey(POSITION_IDS) || !session.getOutputInfo().containsKey(LOGITS)) {
+            throw new ModelLoadException(file + ": not a KV-cache decoder graph: it needs inputs input_ids, attention_mask,"
+                    + " position_ids, past_key_values.{i}.key/value and output logits; it has " + inputInfo.keySet());
+        }
+        if (layers != config.numLayers()) {
+            throw new ModelLoadException(file + ": the graph has " + layers + " layers, config.json says "
+                    + config.numLayers());
+        }
+        long[] pastShape = ((TensorInfo) inputInfo.get(pastKey(0)).getInfo()).getShape();
+        this.numLayers = layers;
+        this.kvHeads = Math.toIntExact(pastShape[1]);
+        this.headDim = Math.toIntExact(pastShape[3]);
+        this.loraInputs = inputInfo.keySet().stream().filter(input -> input.startsWith(LORA_PREFIX)).sorted().toList();
+    }
+
+    /**
+     * Opens {@code onnxFile}, checks its SHA-256 against {@code expectedSha256} (when given) and runs one
+     * token through it, so that a model that cannot serve is refused before it is switched to.
+     *
+     * @throws ModelLoadException naming the file and what is wrong
+     */
+    public static ServedModel load(String name, String version, Path onnxFile, String expectedSha256,
+                                   EngineSettings settings) throws ModelLoadException {
+        Objects.requireNonNull(name, "name");
+        if (!Files.isRegularFile(onnxFile)) {
+            throw new ModelLoadException(onnxFile + ": no such model file");
+        }
+        Path configFile = onnxFile.resolveSibling("config.json");
+        Path tokenizerFile = onnxFile.resolveSibling(Tokenizer.FILE_NAME);
+        String sha256;
+        ModelConfig config;
+        try {
+            sha256 = Sha256.of(onnxFile);
+            if (expectedSha256 != null && !expectedSha256.strip().equalsIgnoreCase(sha256)) {
+                throw new ModelLoadException(onnxFile + ": SHA-256 is " + sha256 + ", expected "
+                        + expectedSha256.strip().toLowerCase(Locale.ROOT));
+            }
+            if (!Files.isRegularFile(configFile)) {
+                throw new ModelLoadException(onnxFile + ": needs config.json beside it (the context length and layers)");
+            }
+            config = ModelConfig.read(configFile);
+        } catch (IOException | RuntimeException e) {
+            throw new ModelLoadException(onnxFile + ": " + e.getMessage(), e);
+        }
+        Tokenizer tokenizer = null;
+        OrtSession session = null;
+        try {
+            if (Files.isRegularFile(tokenizerFile)) {
+                tokenizer = Tokenizer.load(tokenizerFile);
+            }
+            OrtEnvironment env = OrtEnvironment.getEnvironment();
+            String provider;
+            try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
+                provider = configure(options, settings);
+                session = env.createSession(onnxFile.toString(), options);
+            }
+            ServedModel model = new ServedModel(name, version, onnxFile, sha256, session, provider, config, tokenizer);
+            model.warmUp();
+            return model;
+        } catch (ModelLoadException e) {
+            closeQuietly(session, tokenizer);
+            throw e;
+        } catch (OrtException | IOException | RuntimeException e) {
+            closeQuietly(session, tokenizer);
+            throw new ModelLoadException(onnxFile + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void closeQuietly(OrtSession session, Tokenizer tokenizer) {
+        try {
+            if (session != null) {
+                session.close();
+            }
+        } catch (OrtException e) {
+            LOG.log(Level.WARNING, "closing a session that failed to load: " + e.getMessage());
+        }
+        if (tokenizer != null) {
+            tokenizer.close();
+        }
+    }
+
+    /** Applies the settings; the provider the session will use, "cuda:N" or "cpu". */
+    private static String configure(OrtSession.SessionOptions options, EngineSettings settings) throws OrtException {
+        options.setOptimizationLevel(switch (settings.optimizationLevel()) {
+            case NONE -> OrtSession.SessionOptions.OptLevel.NO_OPT;
+            case BASIC -> OrtSession.SessionOptions.OptLevel.BASIC_OPT;
+            case EXTENDED -> OrtSession.SessionOptions.OptLevel.EXTENDED_OPT;
+            case ALL -> OrtSession.SessionOptions.OptLevel.ALL_OPT;
+        });
+        options.setIntraOpNumThreads(settings.intraOpThreads());
+        options.setInterOpNumThreads(settings.interOpThreads());
+        options.setCPUArenaAllocator(settings.memoryArena());
+        if (settings.provider() == EngineSettings.Provider.CUDA) {
+            if (!OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
+                LOG.log(Level.WARNING, "CUDA execution provider requested, but this ONNX Runtime build has none "
+                        + "(build with -Pcuda for onnxruntime_gpu); running on the CPU");
+                return "cpu";
+            }
+            try {
+                options.addCUDA(settings.cudaDeviceId());
+                return "cuda:" + settings.cudaDeviceId();
+            } catch (OrtException e) {
+                LOG.log(Level.WARNING, "CUDA execution provider on device " + settings.cudaDeviceId()
+                        + " is unavailable (" + e.getMessage() + "); running on the CPU");
+                return "cpu";
+            }
+        }
+        return "cpu";
+    }
+
+    /** One token of the base model through the graph: a model that loads but cannot run fails here. */
+    private void warmUp() throws OrtException, ModelLoadException {
+        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        Map<String, OnnxTensor> inputs = new HashMap<>();
+        try {
+            inputs.put(INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0}), new long[] {1, 1}));
+            inputs.put(ATTENTION_MASK, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {1}), new long[] {1, 1}));
+            inputs.put(POSITION_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0}), new long[] {1, 1}));
+            long[] emptyPast = {1, kvHeads, 0, headDim};
+            for (int layer = 0; layer < numLayers; layer++) {
+                inputs.put(pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), emptyPast));
+                inputs.put(pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), emptyPast));
+            }
+            for (var feed : adapterFeeds(null).entrySet()) {
+                inputs.put(feed.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(feed.getValue().values()),
+                        feed.getValue().shape()));
+            }
+            try (OrtSession.Result result = session.run(inputs)) {
+                float[] logits = floats((OnnxTensor) result.get(LOGITS).orElseThrow());
+                if (logits.length != config.vocabSize()) {
+                    throw new ModelLoadException(file + ": the graph gives " + logits.length
+                            + " logits per token, config.json's vocabulary is " + config.vocabSize());
+                }
+                for (float logit : logits) {
+                    if (!Float.isFinite(logit)) {
+                        throw new ModelLoadException(file + ": the warm-up token gave a non-finite logit");
+                    }
+                }
+            }
+        } finally {
+            inputs.values().forEach(OnnxTensor::close);
+        }
+    }
+
+    /**
+     * Loads a PEFT adapter under {@code adapterName} into an un-merged graph; replaces one of that name.
+     *
+     * @throws ModelLoadException if the graph is merged or lacks an input the adapter needs
+     */
+    public void loadAdapter(String adapterName, PeftAdapter adapter) throws ModelLoadException {
+        if (loraInputs.isEmpty()) {
+            throw new ModelLoadException(name + " is a merged export without LoRA inputs; adapters need an un-merged export");
+        }
+        Map<String, FloatTensor> given = LoraInputs.of(adapter);
+        for (var input : given.entrySet()) {
+            NodeInfo info = inputInfo.get(input.getKey());
+            if (info == null) {
+                throw new ModelLoadException("adapter " + adapterName + " adapts " + input.getKey()
+                        + ", which the graph has no input for; it has " + loraInputs);
+            }
+            long[] expected = ((TensorInfo) info.getInfo()).getShape();
+            long[] actual = input.getValue().shape();
+            for (int d = 0; d < expected.length; d++) {
+                if (expected.length != actual.length || (expected[d] >= 0 && expected[d] != actual[d])) {
+                    throw new ModelLoadException("adapter " + adapterName + ": " + input.getKey() + " has shape "
+                            + java.util.Arrays.toString(actual) + ", the graph wants " + java.util.Arrays.toString(expected));
+                }
+            }
+        }
+        adapters.put(adapterName, LoraInputs.withDefaults(inputInfo, given));
+    }
+
+    /** @return whether an adapter of that name was loaded */
+    public boolean unloadAdapter(String adapterName) {
+        return adapters.remove(adapterName) != null;
+    }
+
+    public List<String> adapterNames() {
+        return adapters.keySet().stream().sorted().toList();
+    }
+
+    public boolean hasAdapter(String adapterName) {
+        return adapters.containsKey(adapterName);
+    }
+
+    /**
+     * The extra feeds of a run: the adapter's, or rank-0 LoRA inputs for the base model (null); empty
+     * for a merged graph.
+     *
+     * @throws IllegalArgumentException if no adapter of that name is loaded
+     */
+    Map<String, FloatTensor> adapterFeeds(String adapterName) {
+        if (adapterName == null) {
+            return LoraInputs.withDefaults(inputInfo, Map.of());
+        }
+        Map<String, FloatTensor> feeds = adapters.get(adapterName);
+        if (feeds == null) {
+            throw new IllegalArgumentException("no adapter " + adapterName + " is loaded on " + name);
+        }
+        return feeds;
+    }
+
+    /** Takes a lease; false once the model is closed (a swap replaced it: look up the current one again). */
+    public boolean tryAcquire() {
+        while (true) {
+            int held = leases.get();
+            if (held == CLOSED) {
+                return false;
+            }
+            if (leases.compareAndSet(held, held + 1)) {
+                return true;
+            }
+        }
+    }
+
+    public void release() {
+        if (leases.decrementAndGet() == 0 && retired) {
+            closeIfIdle();
+        }
+    }
+
+    /** No new work should start here: closes now if idle, else when the last lease ends. */
+    public void retire() {
+        retired = true;
+        closeIfIdle();
+    }
+
+    private void closeIfIdle() {
+        if (leases.compareAndSet(0, CLOSED)) {
+            try {
+                session.close();
+            } catch (OrtException e) {
+                LOG.log(Level.WARNING, "closing " + name + " version " + version + ": " + e.getMessage());
+            }
+            if (tokenizer != null) {
+                tokenizer.close();
+            }
+            LOG.log(Level.INFO, "closed " + name + " version " + version);
+        }
+    }
+
+    public boolean isClosed() {
+        return leases.get() == CLOSED;
+    }
+
+    /** A tensor's values copied out. */
+    static float[] floats(OnnxTensor tensor) {
+        FloatBuffer buffer = tensor.getFloatBuffer();
+        float[] values = new float[buffer.remaining()];
+        buffer.get(values);
+        return values;
+    }
+
+    static String pastKey(int layer) {
+        return "past_key_values." + layer + ".key";
+    }
+
+    static String pastValue(int layer) {
+        return "past_key_values." + layer + ".value";
+    }
+
+    static String presentKey(int layer) {
+        return "present." + layer + ".key";
+    }
+
+    static String presentValue(int layer) {
+        return "present." + layer + ".value";
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public String version() {
+        return version;
+    }
+
+    public Path file() {
+        return file;
+    }
+
+    /** When this model was loaded, for OpenAI's {@code created}. */
+    public long loadedAtEpochSeconds() {
+        return loadedAtEpochSeconds;
+    }
+
+    public String sha256() {
+        return sha256;
+    }
+
+    /** "cpu" or "cuda:N": where the session runs. */
+    public String provider() {
+        return provider;
+    }
+
+    public ModelConfig config() {
+        return config;
+    }
+
+    /** The model's tokenizer, or null when only token ids can be given. */
+    public Tokenizer tokenizer() {
+        return tokenizer;
+    }
+
+    public int contextLength() {
+        return config.maxPositions();
+    }
+
+    public List<String> loraInputs() {
+        return loraInputs;
+    }
+
+    OrtSession session() {
+        return session;
+    }
+
+    int numLayers() {
+        return numLayers;
+    }
+
+    int kvHeads() {
+        return kvHeads;
+    }
+
+    int headDim() {
+        return headDim;
+    }
+
+    public int vocabSize() {
+        return config.vocabSize();
+    }
+}

@@ -1,0 +1,138 @@
+package dev.loraflow.serving.rest;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.serving.engine.ModelLoadException;
+import dev.loraflow.serving.engine.ServedModel;
+import jakarta.inject.Inject;
+import jakarta.ws.rs.Consumes;
+import jakarta.ws.rs.DELETE;
+import jakarta.ws.rs.GET;
+import jakarta.ws.rs.HeaderParam;
+import jakarta.ws.rs.POST;
+import jakarta.ws.rs.Path;
+import jakarta.ws.rs.PathParam;
+import jakarta.ws.rs.Produces;
+import jakarta.ws.rs.core.MediaType;
+import jakarta.ws.rs.core.Response;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.jboss.logging.Logger;
+
+/**
+ * Changing what is served, behind the API key ({@code Authorization: Bearer KEY} or {@code X-API-Key}):
+ * {@code POST /admin/models {"path": FILE.onnx, "sha256"?: HEX}} loads, verifies and warms up a model and
+ * switches to it atomically, the requests in flight finishing on the old one; a model that fails leaves
+ * the old one serving and the answer (422) says why. {@code POST /admin/adapters {"name", "path": DIR}}
+ * loads a PEFT adapter into an un-merged model, {@code DELETE /admin/adapters/{name}} unloads it.
+ * Errors are in OpenAI's shape.
+ */
+@Path("/admin")
+@Produces(MediaType.APPLICATION_JSON)
+public class AdminResource {
+
+    private static final Logger LOG = Logger.getLogger(AdminResource.class);
+
+    @Inject
+    Serving serving;
+    @Inject
+    ApiKeys apiKeys;
+
+    @ConfigProperty(name = "loraflow.serving.max-body-bytes", defaultValue = "1048576")
+    long maxBodyBytes;
+
+    @GET
+    @Path("/models")
+    public Response models(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey) {
+        Response refused = authorize(authorization, apiKey);
+        if (refused != null) {
+            return refused;
+        }
+        ServedModel model = serving.current();
+        return Response.ok(model == null ? Requests.JSON.createObjectNode() : describe(model)).build();
+    }
+
+    @POST
+    @Path("/models")
+    @Consumes(MediaType.WILDCARD)
+    public Response loadModel(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey,
+                              byte[] body) {
+        Response refused = authorize(authorization, apiKey);
+        if (refused != null) {
+            return refused;
+        }
+        try {
+            JsonNode root = Requests.jsonObject(body, maxBodyBytes);
+            String path = Requests.requiredString(root, "path");
+            JsonNode sha = root.get("sha256");
+            if (sha != null && !sha.isNull() && !sha.isTextual()) {
+                throw ApiError.badParameter("sha256", "sha256 must be a hex string");
+            }
+            ServedModel model = serving.load(java.nio.file.Path.of(path), sha == null || sha.isNull() ? null : sha.textValue());
+            return Response.ok(describe(model)).build();
+        } catch (ApiError e) {
+            return OpenAiResource.error(e, 1);
+        } catch (ModelLoadException | java.nio.file.InvalidPathException e) {
+            LOG.warnf("model not loaded, the current one keeps serving: %s", e.getMessage());
+            return OpenAiResource.error(new ApiError(422, "the model was not loaded (the current one keeps serving): "
+                    + e.getMessage(), "path", "model_load_failed"), 1);
+        }
+    }
+
+    @POST
+    @Path("/adapters")
+    @Consumes(MediaType.WILDCARD)
+    public Response loadAdapter(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey,
+                                byte[] body) {
+        Response refused = authorize(authorization, apiKey);
+        if (refused != null) {
+            return refused;
+        }
+        try {
+            JsonNode root = Requests.jsonObject(body, maxBodyBytes);
+            String name = Requests.requiredString(root, "name");
+            if (name.isBlank()) {
+                throw ApiError.badParameter("name", "name must not be blank");
+            }
+            String path = Requests.requiredString(root, "path");
+            serving.loadAdapter(name, java.nio.file.Path.of(path));
+            return Response.ok(describe(serving.current())).build();
+        } catch (ApiError e) {
+            return OpenAiResource.error(e, 1);
+        } catch (ModelLoadException | java.nio.file.InvalidPathException e) {
+            return OpenAiResource.error(new ApiError(422, "the adapter was not loaded: " + e.getMessage(), "path",
+                    "adapter_load_failed"), 1);
+        }
+    }
+
+    @DELETE
+    @Path("/adapters/{name}")
+    public Response unloadAdapter(@HeaderParam("Authorization") String authorization,
+                                  @HeaderParam("X-API-Key") String apiKey, @PathParam("name") String name) {
+        Response refused = authorize(authorization, apiKey);
+        if (refused != null) {
+            return refused;
+        }
+        if (!serving.unloadAdapter(name)) {
+            return OpenAiResource.error(new ApiError(404, "no adapter " + name + " is loaded", "name", "adapter_not_found"), 1);
+        }
+        return Response.noContent().build();
+    }
+
+    private Response authorize(String authorization, String apiKey) {
+        if (apiKeys.accepts(authorization, apiKey)) {
+            return null;
+        }
+        String message = apiKeys.configured() ? "a valid API key is required (Authorization: Bearer KEY or X-API-Key)"
+                : "no API key is configured (loraflow.api-keys), so the admin API accepts nothing";
+        return OpenAiResource.error(new ApiError(401, message, null, "invalid_api_key"), 1);
+    }
+
+    private static ObjectNode describe(ServedModel model) {
+        ObjectNode root = Requests.JSON.createObjectNode().put("name", model.name()).put("version", model.version())
+                .put("sha256", model.sha256()).put("path", model.file().toString()).put("provider", model.provider())
+                .put("context_length", model.contextLength()).put("tokenizer", model.tokenizer() != null);
+        var adapters = root.putArray("adapters");
+        model.adapterNames().forEach(adapters::add);
+        return root;
+    }
+}

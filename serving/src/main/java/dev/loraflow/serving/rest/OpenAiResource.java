@@ -1,0 +1,355 @@
+package dev.loraflow.serving.rest;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.generate.GenerationResult.FinishReason;
+import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.serving.engine.Completion;
+import dev.loraflow.serving.engine.GenerationRequest;
+import dev.loraflow.serving.engine.ServedModel;
+import jakarta.inject.Inject;
+import jakarta.ws.rs.Consumes;
+import jakarta.ws.rs.GET;
+import jakarta.ws.rs.POST;
+import jakarta.ws.rs.Path;
+import jakarta.ws.rs.Produces;
+import jakarta.ws.rs.core.MediaType;
+import jakarta.ws.rs.core.Response;
+import jakarta.ws.rs.core.StreamingOutput;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.UUID;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.jboss.logging.Logger;
+
+/**
+ * OpenAI-compatible completions: {@code POST /v1/completions}, {@code POST /v1/chat/completions},
+ * {@code GET /v1/models}. The {@code model} field names the base model or a loaded adapter. Streaming is
+ * server-sent events, {@code data: {chunk}} per piece of text and {@code data: [DONE]} at the end.
+ * Errors are OpenAI's {@code {"error": {"message", "type", "param", "code"}}}.
+ *
+ * <p>Chat prompts use this template (the tokenizer config's Jinja {@code chat_template} is not rendered
+ * yet): each message as {@code <|role|>\ncontent\n}, then {@code <|assistant|>\n}; generation ends at the
+ * tokenizer's end-of-text token.
+ *
+ * <p>Beyond OpenAI: {@code top_k}, and each completion choice's {@code token_ids}, the generated ids
+ * (the only output of a model served without a tokenizer, whose prompts are then token ids).
+ */
+@Path("/v1")
+public class OpenAiResource {
+
+    private static final Logger LOG = Logger.getLogger(OpenAiResource.class);
+    private static final int DEFAULT_MAX_TOKENS = 16;
+
+    @Inject
+    Serving serving;
+    @Inject
+    Generations generations;
+
+    @ConfigProperty(name = "loraflow.serving.max-body-bytes", defaultValue = "1048576")
+    long maxBodyBytes;
+
+    @GET
+    @Path("/models")
+    @Produces(MediaType.APPLICATION_JSON)
+    public Response models() {
+        ObjectNode root = Requests.JSON.createObjectNode().put("object", "list");
+        ArrayNode data = root.putArray("data");
+        ServedModel model = serving.current();
+        if (model != null) {
+            long created = model.loadedAtEpochSeconds();
+            data.addObject().put("id", model.name()).put("object", "model").put("created", created)
+                    .put("owned_by", "loraflow");
+            for (String adapter : model.adapterNames()) {
+                data.addObject().put("id", adapter).put("object", "model").put("created", created)
+                        .put("owned_by", "loraflow").put("parent", model.name());
+            }
+        }
+        return Response.ok(root).build();
+    }
+
+    @POST
+    @Path("/completions")
+    @Consumes(MediaType.WILDCARD)
+    public Response completions(byte[] body) {
+        return generate(body, false);
+    }
+
+    @POST
+    @Path("/chat/completions")
+    @Consumes(MediaType.WILDCARD)
+    public Response chatCompletions(byte[] body) {
+        return generate(body, true);
+    }
+
+    private Response generate(byte[] body, boolean chat) {
+        String api = chat ? "openai_chat" : "openai_completions";
+        Serving.Target target = null;
+        boolean submitted = false;
+        try {
+            JsonNode root = Requests.jsonObject(body, maxBodyBytes);
+            String modelName = Requests.requiredString(root, "model");
+            target = acquire(modelName);
+            ServedModel model = target.model();
+            int[] prompt = chat ? chatPrompt(root, model) : prompt(root, model);
+            int n = Requests.integer(root, "n", 1);
+            if (n != 1) {
+                throw ApiError.badParameter("n", "only n = 1 is supported, got " + n);
+            }
+            JsonNode logprobs = root.get("logprobs");
+            if (logprobs != null && !logprobs.isNull() && !(logprobs.isBoolean() && !logprobs.booleanValue())) {
+                throw ApiError.badParameter("logprobs", "logprobs are not supported");
+            }
+            boolean stream = Requests.bool(root, "stream");
+            JsonNode streamOptions = root.path("stream_options");
+            boolean includeUsage = stream && streamOptions.isObject() && Requests.bool(streamOptions, "include_usage");
+            int maxTokensDefault = chat ? model.contextLength() - prompt.length : DEFAULT_MAX_TOKENS;
+            JsonNode parameters = chat && root.hasNonNull("max_completion_tokens") && !root.hasNonNull("max_tokens")
+                    ? ((ObjectNode) root.deepCopy()).set("max_tokens", root.get("max_completion_tokens")) : root;
+            SamplingSettings sampling = Requests.sampling(parameters, model, prompt.length, Math.max(1, maxTokensDefault));
+            List<String> stops = Requests.stopSequences(root, model);
+            GenerationRequest request = new GenerationRequest(prompt, sampling, stops, target.adapter());
+            String id = (chat ? "chatcmpl-" : "cmpl-") + UUID.randomUUID();
+            long created = System.currentTimeMillis() / 1000;
+            String servedName = target.servedName();
+            submitted = true;
+            if (!stream) {
+                Completion completion = generations.complete(target, request, api);
+                return Response.ok(completionBody(chat, id, created, servedName, completion)).build();
+            }
+            Generations.Stream events = generations.stream(target, request, api);
+            boolean textOut = model.tokenizer() != null;
+            StreamingOutput output = out -> writeStream(out, events, chat, id, created, servedName, includeUsage, textOut);
+            return Response.ok(output, "text/event-stream").header("Cache-Control", "no-cache").build();
+        } catch (ApiError e) {
+            if (target != null && !submitted) {
+                target.model().release();
+            }
+            generations.refused(api, e.status());
+            return error(e, generations.retryAfterSeconds());
+        } catch (RuntimeException e) {
+            if (target != null && !submitted) {
+                target.model().release();
+            }
+            LOG.error("generation failed", e);
+            return error(new ApiError(500, "the generation failed: " + e.getMessage(), null, "server_error"), 0);
+        }
+    }
+
+    private Serving.Target acquire(String modelName) {
+        Serving.Target target = serving.acquire(modelName);
+        if (target != null) {
+            return target;
+        }
+        if (!serving.ready()) {
+            throw new ApiError(503, "no model is loaded yet", "model", "model_not_loaded");
+        }
+        throw new ApiError(404, "the model '" + modelName + "' does not exist; GET /v1/models lists those served",
+                "model", "model_not_found");
+    }
+
+    /** {@code prompt}: a string, an array of token ids, or an array holding one string. */
+    private static int[] prompt(JsonNode root, ServedModel model) {
+        JsonNode prompt = root.get("prompt");
+        if (prompt == null || prompt.isNull()) {
+            throw ApiError.badParameter("prompt", "'prompt' is required");
+        }
+        if (prompt.isArray() && prompt.size() == 1 && prompt.get(0).isTextual()) {
+            prompt = prompt.get(0);
+        }
+        if (prompt.isTextual()) {
+            return encode(model, prompt.textValue(), "prompt");
+        }
+        if (prompt.isArray() && !prompt.isEmpty() && prompt.get(0).isNumber()) {
+            return Requests.tokenIds(prompt, "prompt", model.vocabSize());
+        }
+        throw ApiError.badParameter("prompt", "prompt must be a string, an array of token ids, or an array of one string");
+    }
+
+    private static int[] encode(ServedModel model, String text, String param) {
+        if (model.tokenizer() == null) {
+            throw ApiError.badParameter(param, "this model has no tokenizer.json: give the prompt as token ids");
+        }
+        int[] ids = model.tokenizer().encode(text);
+        if (ids.length == 0) {
+            throw ApiError.badParameter(param, "the prompt is empty");
+        }
+        return ids;
+    }
+
+    /** The messages through the template documented on the class. */
+    private static int[] chatPrompt(JsonNode root, ServedModel model) {
+        JsonNode messages = root.get("messages");
+        if (messages == null || !messages.isArray() || messages.isEmpty()) {
+            throw ApiError.badParameter("messages", "'messages' must be a non-empty array of {role, content}");
+        }
+        StringBuilder text = new StringBuilder();
+        for (int i = 0; i < messages.size(); i++) {
+            JsonNode message = messages.get(i);
+            JsonNode role = message.get("role");
+            JsonNode content = message.get("content");
+            if (role == null || !role.isTextual() || !List.of("system", "user", "assistant", "developer")
+                    .contains(role.textValue())) {
+                throw ApiError.badParameter("messages[" + i + "].role",
+                        "role must be system, developer, user or assistant, got " + role);
+            }
+            if (content == null || !content.isTextual()) {
+                throw ApiError.badParameter("messages[" + i + "].content", "content must be a string");
+            }
+            text.append("<|").append(role.textValue()).append("|>\n").append(content.textValue()).append('\n');
+        }
+        text.append("<|assistant|>\n");
+        return encode(model, text.toString(), "messages");
+    }
+
+    private static String finishReason(FinishReason reason) {
+        return reason == FinishReason.STOP ? "stop" : "length";
+    }
+
+    private static ObjectNode completionBody(boolean chat, String id, long created, String model, Completion completion) {
+        ObjectNode root = Requests.JSON.createObjectNode().put("id", id)
+                .put("object", chat ? "chat.completion" : "text_completion").put("created", created).put("model", model)
+                .put("system_fingerprint", fingerprint(completion));
+        ObjectNode choice = root.putArray("choices").addObject().put("index", 0);
+        String text = completion.text() == null ? "" : completion.text();
+        if (chat) {
+            choice.putObject("message").put("role", "assistant").put("content", text);
+        } else {
+            choice.put("text", text).putNull("logprobs");
+            ArrayNode ids = choice.putArray("token_ids");
+            for (int token : completion.tokens()) {
+                ids.add(token);
+            }
+        }
+        choice.put("finish_reason", finishReason(completion.finishReason()));
+        usage(root, completion);
+        return root;
+    }
+
+    /** The model version every token came from, as OpenAI's system_fingerprint. */
+    private static String fingerprint(Completion completion) {
+        return "loraflow-v" + completion.modelVersion();
+    }
+
+    private static void usage(ObjectNode root, Completion completion) {
+        root.putObject("usage").put("prompt_tokens", completion.promptTokens())
+                .put("completion_tokens", completion.tokens().length)
+                .put("total_tokens", completion.promptTokens() + completion.tokens().length);
+    }
+
+    private void writeStream(OutputStream out, Generations.Stream stream, boolean chat, String id, long created,
+                             String model, boolean includeUsage, boolean textOut) throws IOException {
+        try {
+            if (chat) {
+                ObjectNode first = chunk(true, id, created, model, null);
+                ((ObjectNode) first.withArray("choices").get(0)).putObject("delta").put("role", "assistant").put("content", "");
+                send(out, first);
+            }
+            int sentChars = 0;
+            // Ids whose text is held back (part of a character, or maybe a stop sequence) go out with the next text.
+            List<Integer> unsentIds = new java.util.ArrayList<>();
+            while (true) {
+                Generations.Event event = stream.events().take();
+                switch (event) {
+                    case Generations.Event.Token token -> {
+                        unsentIds.add(token.id());
+                        if (!token.text().isEmpty() || !textOut) {
+                            send(out, textChunk(chat, id, created, model, token.text(), unsentIds, null));
+                            unsentIds.clear();
+                            sentChars += token.text().length();
+                        }
+                    }
+                    case Generations.Event.Done done -> {
+                        Completion completion = done.completion();
+                        String text = completion.text() == null ? "" : completion.text();
+                        ObjectNode last = textChunk(chat, id, created, model, text.substring(Math.min(sentChars, text.length())),
+                                unsentIds, finishReason(completion.finishReason()));
+                        last.put("system_fingerprint", fingerprint(completion));
+                        send(out, last);
+                        if (includeUsage) {
+                            ObjectNode usage = chunk(chat, id, created, model, null);
+                            usage.putArray("choices");
+                            usage(usage, completion);
+                            send(out, usage);
+                        }
+                        out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
+                        out.flush();
+                        return;
+                    }
+                    case Generations.Event.Failed failed -> {
+                        ObjectNode error = Requests.JSON.createObjectNode();
+                        error.putObject("error").put("message", "the generation failed: " + failed.error().getMessage())
+                                .put("type", "server_error").putNull("param").put("code", "server_error");
+                        send(out, error);
+                        out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
+                        out.flush();
+                        return;
+                    }
+                }
+            }
+        } catch (IOException e) {
+            // The client went away: its sequence leaves the batch at the next step.
+            stream.generation().cancel();
+            throw e;
+        } catch (InterruptedException e) {
+            stream.generation().cancel();
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static ObjectNode chunk(boolean chat, String id, long created, String model, String finishReason) {
+        ObjectNode root = Requests.JSON.createObjectNode().put("id", id)
+                .put("object", chat ? "chat.completion.chunk" : "text_completion").put("created", created)
+                .put("model", model);
+        ObjectNode choice = root.putArray("choices").addObject().put("index", 0);
+        if (finishReason == null) {
+            choice.putNull("finish_reason");
+        } else {
+            choice.put("finish_reason", finishReason);
+        }
+        return root;
+    }
+
+    private static ObjectNode textChunk(boolean chat, String id, long created, String model, String text,
+                                        List<Integer> tokens, String finishReason) {
+        ObjectNode root = chunk(chat, id, created, model, finishReason);
+        ObjectNode choice = (ObjectNode) root.withArray("choices").get(0);
+        if (chat) {
+            ObjectNode delta = choice.putObject("delta");
+            if (!text.isEmpty() || finishReason == null) {
+                delta.put("content", text);
+            }
+        } else {
+            choice.put("text", text).putNull("logprobs");
+            ArrayNode ids = choice.putArray("token_ids");
+            for (int token : tokens) {
+                ids.add(token);
+            }
+        }
+        return root;
+    }
+
+    private static void send(OutputStream out, ObjectNode chunk) throws IOException {
+        out.write(("data: " + Requests.JSON.writeValueAsString(chunk) + "\n\n").getBytes(StandardCharsets.UTF_8));
+        out.flush();
+    }
+
+    static Response error(ApiError e, int retryAfterSeconds) {
+        ObjectNode root = Requests.JSON.createObjectNode();
+        ObjectNode error = root.putObject("error").put("message", e.getMessage()).put("type", e.type());
+        if (e.param() == null) {
+            error.putNull("param");
+        } else {
+            error.put("param", e.param());
+        }
+        error.put("code", e.code());
+        Response.ResponseBuilder response = Response.status(e.status()).entity(root).type(MediaType.APPLICATION_JSON);
+        if (e.status() == 429) {
+            response.header("Retry-After", Integer.toString(retryAfterSeconds));
+        }
+        return response.build();
+    }
+}

@@ -1,0 +1,173 @@
+package dev.loraflow.serving.rest;
+
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.serving.engine.Engine;
+import dev.loraflow.serving.engine.EngineSettings;
+import dev.loraflow.serving.engine.ModelLoadException;
+import dev.loraflow.serving.engine.ModelRegistry;
+import dev.loraflow.serving.engine.ServedModel;
+import io.micrometer.core.instrument.DistributionSummary;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.quarkus.runtime.ShutdownEvent;
+import io.quarkus.runtime.StartupEvent;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.event.Observes;
+import jakarta.inject.Inject;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.Optional;
+import java.util.concurrent.atomic.AtomicLong;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.jboss.logging.Logger;
+
+/**
+ * The engine and the models it serves: the configured model loaded at start, swaps and adapters loaded
+ * through the admin API. One base model is served, under {@code loraflow.serving.model.name}; its
+ * adapters are served under their own names.
+ */
+@ApplicationScoped
+public class Serving {
+
+    private static final Logger LOG = Logger.getLogger(Serving.class);
+
+    @ConfigProperty(name = "loraflow.serving.model.name", defaultValue = "loraflow")
+    String modelName;
+    @ConfigProperty(name = "loraflow.serving.model.path")
+    Optional<String> modelPath;
+    @ConfigProperty(name = "loraflow.serving.model.sha256")
+    Optional<String> modelSha256;
+    @ConfigProperty(name = "loraflow.serving.provider", defaultValue = "cpu")
+    String provider;
+    @ConfigProperty(name = "loraflow.serving.cuda-device", defaultValue = "0")
+    int cudaDevice;
+    @ConfigProperty(name = "loraflow.serving.optimization-level", defaultValue = "all")
+    String optimizationLevel;
+    @ConfigProperty(name = "loraflow.serving.intra-op-threads", defaultValue = "0")
+    int intraOpThreads;
+    @ConfigProperty(name = "loraflow.serving.inter-op-threads", defaultValue = "0")
+    int interOpThreads;
+    @ConfigProperty(name = "loraflow.serving.memory-arena", defaultValue = "true")
+    boolean memoryArena;
+    @ConfigProperty(name = "loraflow.serving.max-batch-size", defaultValue = "16")
+    int maxBatchSize;
+    @ConfigProperty(name = "loraflow.serving.queue-capacity", defaultValue = "64")
+    int queueCapacity;
+
+    @Inject
+    MeterRegistry meters;
+
+    private final ModelRegistry registry = new ModelRegistry();
+    private final AtomicLong versions = new AtomicLong();
+    private final AtomicLong servedVersion = new AtomicLong();
+    private EngineSettings settings;
+    private Engine engine;
+
+    void start(@Observes StartupEvent event) throws ModelLoadException {
+        settings = new EngineSettings(EngineSettings.Provider.parse(provider), cudaDevice,
+                EngineSettings.OptimizationLevel.parse(optimizationLevel), intraOpThreads, interOpThreads, memoryArena,
+                maxBatchSize, queueCapacity);
+        engine = new Engine(settings);
+        Gauge.builder("loraflow.queue.depth", engine, Engine::queueDepth).description("requests waiting to join the batch")
+                .register(meters);
+        Gauge.builder("loraflow.batch.active", engine, Engine::activeSequences).description("sequences in the batch")
+                .register(meters);
+        Gauge.builder("loraflow.model.version", servedVersion, AtomicLong::get)
+                .description("the version of the model served (counts loads since start)").tag("model", modelName)
+                .register(meters);
+        DistributionSummary batchSizes = DistributionSummary.builder("loraflow.decode.batch.size")
+                .description("sequences per decode step").register(meters);
+        engine.onStep(batchSizes::record);
+        if (modelPath.isPresent() && !modelPath.get().isBlank()) {
+            load(Path.of(modelPath.get()), modelSha256.filter(sha -> !sha.isBlank()).orElse(null));
+        } else {
+            LOG.info("no model configured (loraflow.serving.model.path): not ready until one is loaded via POST /admin/models");
+        }
+    }
+
+    void stop(@Observes ShutdownEvent event) {
+        engine.close();
+        registry.close();
+    }
+
+    /**
+     * Loads, verifies and warms up a model, then serves it in place of the current one, whose requests
+     * finish on it; on failure the current one keeps serving. Adapters loaded on the old model are not
+     * carried over.
+     */
+    public synchronized ServedModel load(Path onnx, String sha256) throws ModelLoadException {
+        String version = Long.toString(versions.incrementAndGet());
+        ServedModel model = ServedModel.load(modelName, version, onnx, sha256, settings);
+        registry.serve(model);
+        servedVersion.set(Long.parseLong(version));
+        LOG.infof("serving %s version %s from %s (SHA-256 %s) on %s", modelName, version, onnx, model.sha256(),
+                model.provider());
+        return model;
+    }
+
+    /** Loads a PEFT adapter directory under {@code name} into the served (un-merged) model. */
+    public synchronized void loadAdapter(String name, Path directory) throws ModelLoadException {
+        ServedModel model = registry.current(modelName);
+        if (model == null) {
+            throw new ModelLoadException("no model is loaded to add adapter " + name + " to");
+        }
+        if (name.equals(modelName)) {
+            throw new ModelLoadException("an adapter cannot take the base model's name " + modelName);
+        }
+        try {
+            model.loadAdapter(name, PeftAdapter.read(directory));
+        } catch (IOException | RuntimeException e) {
+            throw new ModelLoadException(directory + ": " + e.getMessage(), e);
+        }
+    }
+
+    public synchronized boolean unloadAdapter(String name) {
+        ServedModel model = registry.current(modelName);
+        return model != null && model.unloadAdapter(name);
+    }
+
+    /** What a request's {@code model} names: the base model, or one of its adapters. */
+    public record Target(ServedModel model, String adapter) {
+        public String servedName() {
+            return adapter == null ? model.name() : adapter;
+        }
+    }
+
+    /** The target named, with a lease taken on its model (the engine releases it); null if none is served. */
+    public Target acquire(String name) {
+        ServedModel model = registry.acquire(modelName);
+        if (model == null) {
+            return null;
+        }
+        if (name.equals(modelName)) {
+            return new Target(model, null);
+        }
+        if (model.hasAdapter(name)) {
+            return new Target(model, name);
+        }
+        model.release();
+        return null;
+    }
+
+    /** The served model, without a lease: for metadata. */
+    public ServedModel current() {
+        return registry.current(modelName);
+    }
+
+    public boolean ready() {
+        ServedModel model = current();
+        return model != null && !model.isClosed();
+    }
+
+    public String modelName() {
+        return modelName;
+    }
+
+    public Engine engine() {
+        return engine;
+    }
+
+    public MeterRegistry meters() {
+        return meters;
+    }
+}

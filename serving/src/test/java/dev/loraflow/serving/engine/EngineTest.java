@@ -1,0 +1,352 @@
+package dev.loraflow.serving.engine;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.loraflow.core.generate.GenerationResult;
+import dev.loraflow.core.generate.GenerationResult.FinishReason;
+import dev.loraflow.core.generate.Generator;
+import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.random.Rng;
+import dev.loraflow.core.text.ByteLevelTokenizerJson;
+import dev.loraflow.export.onnx.OnnxExporter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** The engine's generations against core's Java Generator on the model the graph was exported from. */
+class EngineTest {
+
+    private static final EngineSettings ONE_THREAD = EngineSettings.defaults().withIntraOpThreads(1);
+
+    @TempDir
+    Path dir;
+
+    static Stream<Arguments> architectures() {
+        return Stream.of(Arguments.of(TinyModels.GPT2.modelType(), TinyModels.GPT2),
+                Arguments.of(TinyModels.LLAMA.modelType(), TinyModels.LLAMA));
+    }
+
+    /** Listens for one generation; its tokens as streamed and the completion. */
+    static final class Collector implements GenerationListener {
+        final CompletableFuture<Completion> done = new CompletableFuture<>();
+        final List<Integer> streamed = new ArrayList<>();
+        final StringBuilder text = new StringBuilder();
+
+        @Override
+        public void onToken(int token, String delta) {
+            streamed.add(token);
+            text.append(delta);
+        }
+
+        @Override
+        public void onComplete(Completion completion) {
+            done.complete(completion);
+        }
+
+        @Override
+        public void onError(RuntimeException error) {
+            done.completeExceptionally(error);
+        }
+
+        Completion get() throws Exception {
+            return done.get(60, TimeUnit.SECONDS);
+        }
+    }
+
+    private static int[] prompt(long seed, int length) {
+        Rng rng = new Rng(seed);
+        int[] ids = new int[length];
+        for (int i = 0; i < length; i++) {
+            ids[i] = (int) Math.floorMod(rng.nextLong(), ByteLevelTokenizerJson.END_OF_TEXT_ID);
+        }
+        return ids;
+    }
+
+    private static Collector submit(Engine engine, ServedModel model, int[] prompt, SamplingSettings sampling,
+                                    List<String> stops, String adapter) {
+        assertTrue(model.tryAcquire());
+        Collector collector = new Collector();
+        engine.submit(model, new GenerationRequest(prompt, sampling, stops, adapter), collector);
+        return collector;
+    }
+
+    private static void assertSameAsGenerator(CausalLanguageModel java, int[] prompt, SamplingSettings sampling,
+                                              Collector collector) throws Exception {
+        GenerationResult expected = Generator.generate(java, prompt, sampling);
+        Completion actual = collector.get();
+        assertArrayEquals(expected.tokens(), actual.tokens(), "prompt of " + prompt.length + " tokens, " + sampling);
+        assertEquals(expected.finishReason(), actual.finishReason());
+        assertEquals(prompt.length, actual.promptTokens());
+        assertEquals(List.of(actual.tokens().length), List.of(collector.streamed.size()));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("architectures")
+    void greedyOutputEqualsTheJavaGeneratorOneRequestAtATime(String arch, ModelConfig config) throws Exception {
+        CausalLanguageModel java = TinyModels.model(config, 1);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 1), dir);
+        try (Engine engine = new Engine(ONE_THREAD.withBatching(1, 8))) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            for (int length : new int[] {1, 5, 17}) {
+                int[] prompt = prompt(length, length);
+                SamplingSettings greedy = SamplingSettings.greedy(20, Set.of());
+                assertSameAsGenerator(java, prompt, greedy, submit(engine, model, prompt, greedy, List.of(), null));
+            }
+            // Generation stops when the prompt and the new tokens fill the context, as the Generator's does.
+            int[] nearlyFull = prompt(3, config.maxPositions() - 4);
+            SamplingSettings many = SamplingSettings.greedy(50, Set.of());
+            Collector collector = submit(engine, model, nearlyFull, many, List.of(), null);
+            assertSameAsGenerator(java, nearlyFull, many, collector);
+            assertEquals(4, collector.get().tokens().length);
+            model.retire();
+            assertTrue(model.isClosed());
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("architectures")
+    void concurrentRequestsJoiningAndLeavingTheBatchEachEqualTheJavaGenerator(String arch, ModelConfig config)
+            throws Exception {
+        CausalLanguageModel java = TinyModels.model(config, 2);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 2), dir);
+        List<Integer> batchSizes = new ArrayList<>();
+        // Four at a time from a queue of twelve: requests of different lengths leave and others join mid-way.
+        try (Engine engine = new Engine(ONE_THREAD.withBatching(4, 12))) {
+            engine.onStep(batchSizes::add);
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            List<int[]> prompts = new ArrayList<>();
+            List<SamplingSettings> settings = new ArrayList<>();
+            List<Collector> collectors = new ArrayList<>();
+            for (int i = 0; i < 10; i++) {
+                int[] prompt = prompt(100 + i, 1 + (7 * i) % 23);
+                SamplingSettings sampling = i % 3 == 2
+                        ? new SamplingSettings(3 + 5 * i % 17, 0.8, 40, 0.9, 1000 + i, Set.of())
+                        : SamplingSettings.greedy(3 + (5 * i) % 17, Set.of());
+                prompts.add(prompt);
+                settings.add(sampling);
+                collectors.add(submit(engine, model, prompt, sampling, List.of(), null));
+            }
+            for (int i = 0; i < prompts.size(); i++) {
+                assertSameAsGenerator(java, prompts.get(i), settings.get(i), collectors.get(i));
+            }
+            assertTrue(batchSizes.stream().anyMatch(size -> size > 1), "requests shared steps: " + batchSizes);
+            assertTrue(batchSizes.stream().allMatch(size -> size <= 4), "batch limit kept: " + batchSizes);
+            model.retire();
+            assertTrue(model.isClosed(), "every lease was returned");
+        }
+    }
+
+    @Test
+    void stopTokenAndStopSequencesEndTheTextAsTheyAppear() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        CausalLanguageModel java = TinyModels.model(config, 3);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 3), dir);
+        try (Engine engine = new Engine(ONE_THREAD.withBatching(4, 8))) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            int[] prompt = toIds("Hello, world");
+            SamplingSettings greedy = SamplingSettings.greedy(40, Set.of());
+            int[] free = Generator.generate(java, prompt, greedy).tokens();
+            String fullText = model.tokenizer().decode(free);
+            // A stop token: the greedy output's 6th token, wherever it first appears.
+            int stopToken = free[5];
+            SamplingSettings withStopToken = SamplingSettings.greedy(40, Set.of(stopToken));
+            Collector stoppedByToken = submit(engine, model, prompt, withStopToken, List.of(), null);
+            assertSameAsGenerator(java, prompt, withStopToken, stoppedByToken);
+            assertEquals(FinishReason.STOP, stoppedByToken.get().finishReason());
+            int[] beforeStop = stoppedByToken.get().tokens();
+            assertEquals(model.tokenizer().decode(Arrays.copyOf(beforeStop, beforeStop.length - 1)),
+                    stoppedByToken.get().text(), "the stop token's text is not part of the answer");
+
+            // A stop sequence: two characters from the middle of the free text.
+            int from = fullText.length() / 2;
+            while (from < fullText.length() - 2 && (fullText.charAt(from) == '\uFFFD' || fullText.charAt(from + 1) == '\uFFFD')) {
+                from++;
+            }
+            String stop = fullText.substring(from, from + 2);
+            Collector stoppedByText = submit(engine, model, prompt, greedy, List.of("never appears", stop), null);
+            Completion completion = stoppedByText.get();
+            assertEquals(FinishReason.STOP, completion.finishReason());
+            assertEquals(fullText.substring(0, fullText.indexOf(stop)), completion.text());
+            assertTrue(completion.tokens().length < free.length);
+            assertTrue(completion.text().startsWith(stoppedByText.text.toString()),
+                    "streamed text is a prefix of the answer: " + stoppedByText.text);
+            assertFalse(stoppedByText.text.toString().contains(stop));
+
+            // No stop at all: the streamed pieces add up to the whole text.
+            Collector unstopped = submit(engine, model, prompt, greedy, List.of("\u0000\u0001never"), null);
+            assertEquals(fullText, unstopped.get().text());
+            assertEquals(FinishReason.LENGTH, unstopped.get().finishReason());
+        }
+    }
+
+    private static int[] toIds(String text) {
+        byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
+        int[] ids = new int[bytes.length];
+        for (int i = 0; i < bytes.length; i++) {
+            ids[i] = bytes[i] & 0xff;
+        }
+        return ids;
+    }
+
+    @Test
+    void aFullQueueRefusesAndEveryAcceptedRequestStillCompletes() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        CausalLanguageModel java = TinyModels.model(config, 4);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 4), dir);
+        try (Engine engine = new Engine(ONE_THREAD.withBatching(1, 2))) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            int[] prompt = prompt(5, 10);
+            SamplingSettings greedy = SamplingSettings.greedy(40, Set.of());
+            List<Collector> accepted = new ArrayList<>();
+            int refused = 0;
+            for (int i = 0; i < 30; i++) {
+                try {
+                    accepted.add(submit(engine, model, prompt, greedy, List.of(), null));
+                } catch (QueueFullException e) {
+                    refused++;
+                }
+            }
+            assertTrue(refused > 0, "30 requests at once into a queue of 2 behind a batch of 1");
+            int[] expected = Generator.generate(java, prompt, greedy).tokens();
+            for (Collector collector : accepted) {
+                assertArrayEquals(expected, collector.get().tokens());
+            }
+            model.retire();
+            assertTrue(model.isClosed(), "refused requests returned their leases too");
+        }
+    }
+
+    @Test
+    void badRequestsAreRefusedWithTheReasonAndReturnTheirLease() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        CausalLanguageModel java = TinyModels.model(config, 5);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 5), dir);
+        try (Engine engine = new Engine(ONE_THREAD)) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            SamplingSettings greedy = SamplingSettings.greedy(4, Set.of());
+            var tooLong = assertThrows(IllegalArgumentException.class,
+                    () -> submit(engine, model, prompt(1, 64), greedy, List.of(), null));
+            assertTrue(tooLong.getMessage().contains("context of 64"), tooLong.getMessage());
+            var outside = assertThrows(IllegalArgumentException.class,
+                    () -> submit(engine, model, new int[] {1, 257}, greedy, List.of(), null));
+            assertTrue(outside.getMessage().contains("257"), outside.getMessage());
+            var empty = assertThrows(IllegalArgumentException.class,
+                    () -> submit(engine, model, new int[0], greedy, List.of(), null));
+            assertTrue(empty.getMessage().contains("at least one token"), empty.getMessage());
+            var adapter = assertThrows(IllegalArgumentException.class,
+                    () -> submit(engine, model, new int[] {1}, greedy, List.of(), "nope"));
+            assertTrue(adapter.getMessage().contains("nope"), adapter.getMessage());
+            model.retire();
+            assertTrue(model.isClosed());
+        }
+    }
+
+    @Test
+    void aModelWhoseChecksumDiffersIsRefused() throws Exception {
+        CausalLanguageModel java = TinyModels.model(TinyModels.GPT2, 6);
+        Path onnx = TinyModels.export(java, TinyModels.weights(TinyModels.GPT2, 6), dir);
+        ModelLoadException e = assertThrows(ModelLoadException.class,
+                () -> ServedModel.load("tiny", "1", onnx, "00".repeat(32), ONE_THREAD));
+        assertTrue(e.getMessage().contains("SHA-256"), e.getMessage());
+        ServedModel model = ServedModel.load("tiny", "1", onnx, dev.loraflow.core.io.Sha256.of(onnx).toUpperCase(), ONE_THREAD);
+        model.retire();
+    }
+
+    @Test
+    void aSwapLetsRequestsOnTheOldModelFinishThenClosesIt() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        CausalLanguageModel javaA = TinyModels.model(config, 7);
+        CausalLanguageModel javaB = TinyModels.model(config, 8);
+        Path onnxA = TinyModels.export(javaA, TinyModels.weights(config, 7), dir.resolve("a"));
+        Path onnxB = TinyModels.export(javaB, TinyModels.weights(config, 8), dir.resolve("b"));
+        try (Engine engine = new Engine(ONE_THREAD); ModelRegistry registry = new ModelRegistry()) {
+            ServedModel a = ServedModel.load("tiny", "1", onnxA, null, ONE_THREAD);
+            registry.serve(a);
+            int[] prompt = prompt(9, 6);
+            SamplingSettings greedy = SamplingSettings.greedy(50, Set.of());
+            List<Collector> onA = new ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                ServedModel leased = registry.acquire("tiny");
+                Collector collector = new Collector();
+                engine.submit(leased, new GenerationRequest(prompt, greedy, List.of(), null), collector);
+                onA.add(collector);
+            }
+            registry.serve(ServedModel.load("tiny", "2", onnxB, null, ONE_THREAD));
+            ServedModel b = registry.acquire("tiny");
+            Collector onB = new Collector();
+            engine.submit(b, new GenerationRequest(prompt, greedy, List.of(), null), onB);
+
+            int[] expectedA = Generator.generate(javaA, prompt, greedy).tokens();
+            int[] expectedB = Generator.generate(javaB, prompt, greedy).tokens();
+            assertNotEquals(List.of(expectedA), List.of(expectedB));
+            for (Collector collector : onA) {
+                assertArrayEquals(expectedA, collector.get().tokens());
+                assertEquals("1", collector.get().modelVersion());
+            }
+            assertArrayEquals(expectedB, onB.get().tokens());
+            assertEquals("2", onB.get().modelVersion());
+            assertTrue(a.isClosed(), "the replaced model closed once its requests ended");
+            assertFalse(registry.current("tiny").isClosed());
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("architectures")
+    void twoAdaptersOnOneUnmergedBaseEachEqualTheirOwnModelInOneBatch(String arch, ModelConfig config) throws Exception {
+        Map<String, float[]> weights = TinyModels.weights(config, 10);
+        CausalLanguageModel first = TinyModels.adapted(config, weights, 11);
+        CausalLanguageModel second = TinyModels.adapted(config, weights, 12);
+        CausalLanguageModel base = CausalLanguageModel.create(config, weights, null, 0);
+        Path onnx = TinyModels.export(first, weights, dir, OnnxExporter.Options.defaults().withUnmerged(true));
+        try (Engine engine = new Engine(ONE_THREAD.withBatching(8, 16))) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            model.loadAdapter("first", first.toPeftAdapter());
+            model.loadAdapter("second", second.toPeftAdapter());
+            assertEquals(List.of("first", "second"), model.adapterNames());
+            SamplingSettings greedy = SamplingSettings.greedy(12, Set.of());
+            List<Collector> collectors = new ArrayList<>();
+            List<CausalLanguageModel> references = new ArrayList<>();
+            List<int[]> prompts = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                int[] prompt = prompt(20 + i, 3 + i);
+                String adapter = switch (i % 3) {
+                    case 0 -> "first";
+                    case 1 -> "second";
+                    default -> null;
+                };
+                prompts.add(prompt);
+                references.add(switch (i % 3) {
+                    case 0 -> first;
+                    case 1 -> second;
+                    default -> base;
+                });
+                collectors.add(submit(engine, model, prompt, greedy, List.of(), adapter));
+            }
+            for (int i = 0; i < collectors.size(); i++) {
+                assertSameAsGenerator(references.get(i), prompts.get(i), greedy, collectors.get(i));
+            }
+            assertNotEquals(List.of(Generator.generate(first, prompts.get(0), greedy).tokens()),
+                    List.of(Generator.generate(second, prompts.get(0), greedy).tokens()));
+            model.retire();
+        }
+    }
+}

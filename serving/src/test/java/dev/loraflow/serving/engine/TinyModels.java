@@ -1,0 +1,90 @@
+package dev.loraflow.serving.engine;
+
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.model.WeightSpec;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.random.Rng;
+import dev.loraflow.core.text.ByteLevelTokenizerJson;
+import dev.loraflow.export.onnx.OnnxExporter;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Tiny served models: exported to ONNX with config.json and the byte-level tokenizer beside them (vocab
+ * 257: every id has a text), weights spread wide enough that greedy choices are not near-ties.
+ */
+public final class TinyModels {
+
+    /** 2 layers, hidden 32, 4 heads, context 64. */
+    public static final Gpt2Config GPT2 = new Gpt2Config(ByteLevelTokenizerJson.VOCAB_SIZE, 64, 32, 2, 4, 64, 1e-5);
+    /** Grouped-query attention: 4 heads over 2, head_dim 8, context 64. */
+    public static final LlamaConfig LLAMA = new LlamaConfig(ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 8, 64,
+            1e-5, 10000, false);
+
+    private TinyModels() {}
+
+    public static Map<String, float[]> weights(ModelConfig config, long seed) {
+        Rng rng = new Rng(seed);
+        Map<String, float[]> weights = new LinkedHashMap<>();
+        for (WeightSpec spec : ModelLayout.of(config).weights()) {
+            float[] values = new float[Math.toIntExact(spec.numel())];
+            long fanIn = spec.shape().length == 2 ? spec.shape()[config instanceof Gpt2Config ? 0 : 1] : 1;
+            for (int i = 0; i < values.length; i++) {
+                values[i] = switch (spec.role()) {
+                    case NORM_WEIGHT -> 1 + rng.nextUniform(0.2f);
+                    case NORM_BIAS, LINEAR_BIAS -> rng.nextUniform(0.1f);
+                    case LINEAR_WEIGHT -> rng.nextUniform((float) (1.5 / Math.sqrt(fanIn)));
+                    case TOKEN_EMBEDDING, POSITION_EMBEDDING, OUTPUT_HEAD -> rng.nextUniform(0.8f);
+                };
+            }
+            weights.put(spec.name(), values);
+        }
+        return weights;
+    }
+
+    public static CausalLanguageModel model(ModelConfig config, long seed) {
+        return CausalLanguageModel.create(config, weights(config, seed), null, 0);
+    }
+
+    /** Attention adapters of rank 2 with A as initialised and B random, from {@code seed}. */
+    public static CausalLanguageModel adapted(ModelConfig config, Map<String, float[]> weights, long seed) {
+        LoraAdapterConfig.Builder lora = LoraAdapterConfig.builder().r(2).loraAlpha(4);
+        lora = switch (config) {
+            case Gpt2Config _ -> lora.targetModules("c_attn", "c_fc");
+            case LlamaConfig _ -> lora.targetModules("q_proj", "v_proj", "up_proj");
+        };
+        CausalLanguageModel model = CausalLanguageModel.create(config, weights, lora.build(), seed);
+        Rng rng = new Rng(seed + 1);
+        for (LoRALinear module : model.adaptedModules().values()) {
+            float[] b = module.loraB().value();
+            for (int i = 0; i < b.length; i++) {
+                b[i] = rng.nextUniform(0.3f);
+            }
+        }
+        return model;
+    }
+
+    /** Exports the model (merged) into {@code dir}/model.onnx with config.json and the tokenizer; the .onnx path. */
+    public static Path export(CausalLanguageModel model, Map<String, float[]> weights, Path dir) throws IOException {
+        return export(model, weights, dir, OnnxExporter.Options.defaults());
+    }
+
+    public static Path export(CausalLanguageModel model, Map<String, float[]> weights, Path dir,
+                              OnnxExporter.Options options) throws IOException {
+        Files.createDirectories(dir);
+        Files.writeString(dir.resolve("config.json"), model.config().toJson(), StandardCharsets.UTF_8);
+        ByteLevelTokenizerJson.write(dir, model.config().maxPositions());
+        Path onnx = dir.resolve("model.onnx");
+        OnnxExporter.export(model, weights, options, new OnnxExporter.Provenance(null, null, null), onnx);
+        return onnx;
+    }
+}
