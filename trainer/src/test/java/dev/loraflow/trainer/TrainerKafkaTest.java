@@ -132,6 +132,14 @@ class TrainerKafkaTest {
         given().get("/jobs/e2e").then().statusCode(200).body("state", equalTo("FINISHED")).body("step", equalTo(6))
                 .body("lastCheckpointSha256", equalTo(last.adapterSha256()));
         given().get("/jobs").then().statusCode(200).body(containsString("e2e"));
+        // The progress stream opens with the job's current status as a Server-Sent Event.
+        java.net.http.HttpResponse<java.util.stream.Stream<String>> stream = java.net.http.HttpClient.newHttpClient().send(
+                java.net.http.HttpRequest.newBuilder(URI.create(io.restassured.RestAssured.baseURI + ":"
+                        + io.restassured.RestAssured.port + "/jobs/e2e/progress")).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofLines());
+        assertEquals("text/event-stream", stream.headers().firstValue("content-type").orElse("").split(";")[0]);
+        String firstEvent = stream.body().filter(line -> line.startsWith("data:")).findFirst().orElseThrow();
+        assertEquals(6, JSON.readTree(firstEvent.substring(5)).path("step").asInt(), firstEvent);
         given().get("/jobs/nope").then().statusCode(404).body("error", containsString("nope"));
         given().get("/q/metrics").then().statusCode(200).body(containsString("loraflow_trainer_steps"));
     }
