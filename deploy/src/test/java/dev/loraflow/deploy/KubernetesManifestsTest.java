@@ -1,0 +1,384 @@
+package dev.loraflow.deploy;
+
+import static dev.loraflow.deploy.RenderedManifests.containers;
+import static dev.loraflow.deploy.RenderedManifests.elements;
+import static dev.loraflow.deploy.RenderedManifests.name;
+import static dev.loraflow.deploy.RenderedManifests.quantity;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.io.IOException;
+import java.math.BigDecimal;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Renders every overlay under {@code kubernetes/overlays} with {@code kubectl kustomize} and checks the
+ * result against itself and against the services' own configuration (their application.properties), so
+ * that manifests and services cannot drift apart. Skipped, saying why, where kubectl is not installed.
+ */
+class KubernetesManifestsTest {
+
+    private static final Path MODULE = Path.of("").toAbsolutePath();
+    private static final Path OVERLAYS = MODULE.resolve("kubernetes/overlays");
+    private static final Path REPOSITORY = MODULE.getParent();
+    private static final List<String> SERVICES = List.of("trainer", "merger", "serving");
+    private static final String NAMESPACE = "loraflow";
+    private static final String GPU = "nvidia.com/gpu";
+    private static final String WAIT_FOR_TOPICS = "wait-for-topics";
+    /** Variables the services read that are not loraflow keys: the broker address, JVM options, Quarkus's own. */
+    private static final Set<String> OTHER_VARIABLES = Set.of("KAFKA_BOOTSTRAP_SERVERS", "JDK_JAVA_OPTIONS",
+            "QUARKUS_SHUTDOWN_TIMEOUT");
+
+    private static final Map<String, RenderedManifests> RENDERED = new ConcurrentHashMap<>();
+    private static final Map<String, ServiceConfiguration> CONFIGURATIONS = new ConcurrentHashMap<>();
+
+    static List<String> overlays() throws IOException {
+        try (Stream<Path> directories = Files.list(OVERLAYS)) {
+            return directories.filter(Files::isDirectory).map(directory -> directory.getFileName().toString()).sorted().toList();
+        }
+    }
+
+    private static RenderedManifests rendered(String overlay) {
+        assumeTrue(RenderedManifests.kubectlAvailable(), "kubectl (" + RenderedManifests.KUBECTL + ") is not installed, "
+                + "so the Kubernetes manifests are neither rendered nor checked; on Debian: apt-get install -y kubernetes-client");
+        return RENDERED.computeIfAbsent(overlay, name -> RenderedManifests.render(OVERLAYS.resolve(name)));
+    }
+
+    private static ServiceConfiguration configuration(String service) {
+        return CONFIGURATIONS.computeIfAbsent(service, name -> ServiceConfiguration.of(REPOSITORY, name));
+    }
+
+    /** The environment of a service's own container. */
+    private static Map<String, String> environment(RenderedManifests manifests, String service) {
+        return manifests.environment(RenderedManifests.container(manifests.require("Deployment", service), service));
+    }
+
+    private static int replicas(JsonNode deployment) {
+        return deployment.path("spec").path("replicas").asInt(1);
+    }
+
+    private static JsonNode topic(RenderedManifests manifests, String topicName) {
+        return manifests.ofKind("KafkaTopic").stream().filter(topic -> topicName.equals(topicName(topic))).findFirst()
+                .orElseThrow(() -> new AssertionError(manifests.overlay() + ": no KafkaTopic for topic " + topicName));
+    }
+
+    private static String topicName(JsonNode kafkaTopic) {
+        return kafkaTopic.path("spec").path("topicName").asText(name(kafkaTopic));
+    }
+
+    private static String cluster(JsonNode strimziResource) {
+        return strimziResource.path("metadata").path("labels").path("strimzi.io/cluster").asText();
+    }
+
+    private static boolean selects(JsonNode matchLabels, JsonNode deployment) {
+        JsonNode labels = deployment.path("spec").path("template").path("metadata").path("labels");
+        return !matchLabels.isEmpty() && matchLabels.properties().stream()
+                .allMatch(label -> label.getValue().asText().equals(labels.path(label.getKey()).asText(null)));
+    }
+
+    private static JsonNode selectedDeployment(RenderedManifests manifests, JsonNode matchLabels, String what) {
+        List<JsonNode> selected = manifests.ofKind("Deployment").stream().filter(deployment -> selects(matchLabels, deployment)).toList();
+        assertEquals(1, selected.size(), manifests.overlay() + ": " + what + " selects " + selected.size() + " Deployments");
+        return selected.getFirst();
+    }
+
+    private static boolean hasPort(JsonNode deployment, JsonNode port) {
+        return containers(deployment, false).stream().flatMap(container -> elements(container.path("ports")).stream())
+                .anyMatch(declared -> port.isNumber() ? declared.path("containerPort").asInt() == port.asInt()
+                        : port.asText().equals(declared.path("name").asText()));
+    }
+
+    @Test
+    void theCpuAndCudaOverlaysExist() throws IOException {
+        assertTrue(overlays().containsAll(List.of("cpu", "cuda")), "overlays found: " + overlays());
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void everyServiceIsADeploymentWithHealthProbesAndResources(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        Set<String> deployments = new TreeSet<>();
+        manifests.ofKind("Deployment").forEach(deployment -> deployments.add(name(deployment)));
+        assertEquals(new TreeSet<>(SERVICES), deployments, overlay + ": the Deployments");
+        for (JsonNode deployment : manifests.ofKind("Deployment")) {
+            String where = overlay + ": Deployment " + name(deployment);
+            for (JsonNode container : containers(deployment, false)) {
+                String at = where + ", container " + container.path("name").asText();
+                for (String[] probe : new String[][] {{"livenessProbe", "/q/health/live"}, {"readinessProbe", "/q/health/ready"}}) {
+                    JsonNode httpGet = container.path(probe[0]).path("httpGet");
+                    assertEquals(probe[1], httpGet.path("path").asText(), at + ": " + probe[0] + " path");
+                    assertTrue(hasPort(deployment, httpGet.path("port")), at + ": " + probe[0] + " port " + httpGet.path("port")
+                            + " is not a port of the pod");
+                }
+                checkResources(container, at);
+            }
+            for (JsonNode container : containers(deployment, true)) {
+                checkResources(container, where + ", init container " + container.path("name").asText());
+            }
+        }
+    }
+
+    private static void checkResources(JsonNode container, String at) {
+        JsonNode resources = container.path("resources");
+        for (String bound : List.of("requests", "limits")) {
+            for (String resource : List.of("cpu", "memory")) {
+                assertTrue(resources.path(bound).has(resource), at + ": no " + resource + " in resources." + bound);
+            }
+        }
+        resources.path("requests").properties().forEach(request -> {
+            JsonNode limit = resources.path("limits").path(request.getKey());
+            if (!limit.isMissingNode()) {
+                assertTrue(quantity(request.getValue()).compareTo(quantity(limit)) <= 0,
+                        at + ": " + request.getKey() + " request " + request.getValue().asText() + " exceeds its limit " + limit.asText());
+            }
+        });
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void everyReferencedConfigMapSecretVolumeClaimServiceAndTargetExists(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        for (JsonNode deployment : manifests.ofKind("Deployment")) {
+            String where = overlay + ": Deployment " + name(deployment);
+            JsonNode pod = deployment.path("spec").path("template").path("spec");
+            Set<String> volumes = new HashSet<>();
+            for (JsonNode volume : elements(pod.path("volumes"))) {
+                volumes.add(volume.path("name").asText());
+                if (volume.has("configMap")) {
+                    manifests.require("ConfigMap", volume.path("configMap").path("name").asText());
+                } else if (volume.has("secret")) {
+                    manifests.require("Secret", volume.path("secret").path("secretName").asText());
+                } else if (volume.has("persistentVolumeClaim")) {
+                    manifests.require("PersistentVolumeClaim", volume.path("persistentVolumeClaim").path("claimName").asText());
+                }
+            }
+            for (JsonNode container : Stream.concat(containers(deployment, true).stream(), containers(deployment, false).stream()).toList()) {
+                String at = where + ", container " + container.path("name").asText();
+                manifests.environment(container);
+                for (JsonNode variable : elements(container.path("env"))) {
+                    JsonNode from = variable.path("valueFrom");
+                    for (String[] reference : new String[][] {{"configMapKeyRef", "ConfigMap"}, {"secretKeyRef", "Secret"}}) {
+                        if (from.has(reference[0])) {
+                            JsonNode source = manifests.require(reference[1], from.path(reference[0]).path("name").asText());
+                            assertTrue(source.path("data").has(from.path(reference[0]).path("key").asText()),
+                                    at + ": " + variable.path("name").asText() + " names a key its " + reference[1] + " lacks");
+                        }
+                    }
+                }
+                for (JsonNode mount : elements(container.path("volumeMounts"))) {
+                    assertTrue(volumes.contains(mount.path("name").asText()), at + ": mounts a volume the pod lacks: " + mount);
+                }
+            }
+        }
+        for (JsonNode service : manifests.ofKind("Service")) {
+            JsonNode deployment = selectedDeployment(manifests, service.path("spec").path("selector"), "Service " + name(service));
+            for (JsonNode port : elements(service.path("spec").path("ports"))) {
+                assertTrue(hasPort(deployment, port.path("targetPort")), overlay + ": Service " + name(service) + " port "
+                        + port.path("name").asText() + " targets " + port.path("targetPort") + ", not a port of " + name(deployment));
+            }
+        }
+        for (JsonNode autoscaler : manifests.ofKind("HorizontalPodAutoscaler")) {
+            JsonNode target = autoscaler.path("spec").path("scaleTargetRef");
+            assertEquals("Deployment", target.path("kind").asText(), overlay + ": HorizontalPodAutoscaler " + name(autoscaler));
+            JsonNode deployment = manifests.require("Deployment", target.path("name").asText());
+            assertFalse(deployment.path("spec").has("replicas"), overlay + ": Deployment " + name(deployment)
+                    + " sets replicas, which every apply would reset under its HorizontalPodAutoscaler");
+        }
+        for (JsonNode budget : manifests.ofKind("PodDisruptionBudget")) {
+            selectedDeployment(manifests, budget.path("spec").path("selector").path("matchLabels"), "PodDisruptionBudget " + name(budget));
+        }
+        for (JsonNode strimzi : Stream.concat(manifests.ofKind("KafkaNodePool").stream(), manifests.ofKind("KafkaTopic").stream()).toList()) {
+            manifests.require("Kafka", cluster(strimzi));
+        }
+        manifests.require("Namespace", NAMESPACE);
+        for (JsonNode resource : manifests.all()) {
+            if (!resource.path("kind").asText().equals("Namespace")) {
+                assertEquals(NAMESPACE, resource.path("metadata").path("namespace").asText(),
+                        overlay + ": namespace of " + resource.path("kind").asText() + " " + name(resource));
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void theServicesReachTheBrokerOnAPlainListenerOfTheKafkaCluster(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        for (String service : SERVICES) {
+            JsonNode deployment = manifests.require("Deployment", service);
+            for (JsonNode container : Stream.concat(containers(deployment, true).stream(), containers(deployment, false).stream()).toList()) {
+                Map<String, String> environment = manifests.environment(container);
+                String address = environment.getOrDefault(ServiceConfiguration.environmentName("loraflow.kafka.bootstrap-servers"),
+                        environment.get("KAFKA_BOOTSTRAP_SERVERS"));
+                if (address == null) {
+                    assertFalse(configuration(service).keys().contains("loraflow.kafka.bootstrap-servers"),
+                            overlay + ": " + service + " uses Kafka but is given no broker address");
+                    continue;
+                }
+                String at = overlay + ": " + service + ", container " + container.path("name").asText() + ", broker " + address;
+                String[] hostAndPort = address.split(":");
+                assertEquals(2, hostAndPort.length, at);
+                assertTrue(hostAndPort[0].endsWith("-kafka-bootstrap"), at + ": not a Strimzi bootstrap Service");
+                JsonNode kafka = manifests.require("Kafka", hostAndPort[0].substring(0, hostAndPort[0].length() - "-kafka-bootstrap".length()));
+                JsonNode listener = elements(kafka.path("spec").path("kafka").path("listeners")).stream()
+                        .filter(candidate -> candidate.path("port").asText().equals(hostAndPort[1])).findFirst()
+                        .orElseThrow(() -> new AssertionError(at + ": the Kafka has no listener on that port"));
+                assertEquals("internal", listener.path("type").asText(), at);
+                assertFalse(listener.path("tls").asBoolean(), at + ": the services speak plain text to the broker");
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void everyTopicTheServicesUseIsAKafkaTopicAndTheyWaitForIt(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        Set<String> used = new TreeSet<>();
+        for (String service : SERVICES) {
+            ServiceConfiguration configuration = configuration(service);
+            JsonNode deployment = manifests.require("Deployment", service);
+            Map<String, String> environment = environment(manifests, service);
+            JsonNode waiter = containers(deployment, true).stream()
+                    .filter(container -> WAIT_FOR_TOPICS.equals(container.path("name").asText())).findFirst().orElse(null);
+            assertEquals(!configuration.topicKeys().isEmpty(), waiter != null,
+                    overlay + ": " + service + " uses topics " + configuration.topicKeys() + "; init container " + WAIT_FOR_TOPICS);
+            for (String key : configuration.topicKeys()) {
+                String topicName = configuration.effective(key, environment);
+                used.add(topicName);
+                topic(manifests, topicName);
+                assertEquals(topicName, manifests.environment(waiter).get(ServiceConfiguration.environmentName(key)),
+                        overlay + ": " + service + "'s " + WAIT_FOR_TOPICS + " does not wait for " + key + " = " + topicName);
+            }
+        }
+        Set<String> declared = new TreeSet<>();
+        manifests.ofKind("KafkaTopic").forEach(topic -> declared.add(topicName(topic)));
+        assertEquals(used, declared, overlay + ": the KafkaTopics are the topics the services use");
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void partitionsReplicasAndRecordSizesFitTheServices(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        ServiceConfiguration trainer = configuration("trainer");
+        Map<String, String> trainerEnvironment = environment(manifests, "trainer");
+        JsonNode batches = topic(manifests, trainer.effective("loraflow.topics.batches", trainerEnvironment));
+        int batchPartitions = Integer.parseInt(trainer.effective("loraflow.topics.batch-partitions", trainerEnvironment));
+        assertEquals(batchPartitions, batches.path("spec").path("partitions").asInt(),
+                overlay + ": the batches topic has the partitions the trainer would give it");
+        assertEquals(batchPartitions, topic(manifests, trainer.effective("loraflow.topics.checkpoints", trainerEnvironment))
+                .path("spec").path("partitions").asInt(), overlay + ": the checkpoints topic has the partitions the trainer would give it");
+        int trainers = replicas(manifests.require("Deployment", "trainer"));
+        assertTrue(trainers <= batchPartitions, overlay + ": " + trainers + " trainers for " + batchPartitions
+                + " partitions of the batches topic would leave some idle");
+        ServiceConfiguration merger = configuration("merger");
+        int checkpointPartitions = topic(manifests, merger.effective("loraflow.topics.checkpoints", environment(manifests, "merger")))
+                .path("spec").path("partitions").asInt();
+        assertTrue(replicas(manifests.require("Deployment", "merger")) <= checkpointPartitions, overlay + ": mergers beyond the partitions");
+
+        long recordBytes = Long.parseLong(trainer.effective("loraflow.trainer.max-record-bytes", trainerEnvironment));
+        JsonNode maxMessageBytes = batches.path("spec").path("config").path("max.message.bytes");
+        assertTrue(maxMessageBytes.asLong(0) >= recordBytes, overlay + ": the batches topic takes records of "
+                + maxMessageBytes.asText("the broker's default") + " bytes; the trainer reads " + recordBytes);
+
+        for (JsonNode topic : manifests.ofKind("KafkaTopic")) {
+            JsonNode kafka = manifests.require("Kafka", cluster(topic));
+            int brokers = manifests.ofKind("KafkaNodePool").stream()
+                    .filter(pool -> cluster(pool).equals(name(kafka)))
+                    .filter(pool -> elements(pool.path("spec").path("roles")).stream().anyMatch(role -> role.asText().equals("broker")))
+                    .mapToInt(pool -> pool.path("spec").path("replicas").asInt()).sum();
+            int replicas = topic.path("spec").path("replicas").asInt();
+            int minInSync = topic.path("spec").path("config").path("min.insync.replicas")
+                    .asInt(kafka.path("spec").path("kafka").path("config").path("min.insync.replicas").asInt(1));
+            String at = overlay + ": KafkaTopic " + name(topic);
+            assertTrue(topic.path("spec").path("partitions").asInt() >= 1, at + ": partitions");
+            assertTrue(replicas >= 1 && replicas <= brokers, at + ": " + replicas + " replicas on " + brokers + " brokers");
+            assertTrue(minInSync < replicas, at + ": with min.insync.replicas " + minInSync + " of " + replicas
+                    + " replicas, one broker down stops every write");
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void containersSetOnlyConfigurationTheirServiceReads(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        for (String service : SERVICES) {
+            ServiceConfiguration configuration = configuration(service);
+            JsonNode container = RenderedManifests.container(manifests.require("Deployment", service), service);
+            for (String variable : manifests.environment(container).keySet()) {
+                if (variable.startsWith("LORAFLOW_")) {
+                    assertTrue(configuration.knowsEnvironmentName(variable), overlay + ": " + service + " is given " + variable
+                            + ", which names no key of its application.properties");
+                } else {
+                    assertTrue(OTHER_VARIABLES.contains(variable), overlay + ": " + service + " is given " + variable
+                            + ", which it does not read");
+                }
+            }
+            assertTrue(elements(container.path("ports")).stream().anyMatch(port -> port.path("name").asText().equals("http")
+                            && port.path("containerPort").asInt() == 8080),
+                    overlay + ": " + service + " serves HTTP on Quarkus's port 8080, named http");
+        }
+        JsonNode serving = RenderedManifests.container(manifests.require("Deployment", "serving"), "serving");
+        int threads = Integer.parseInt(configuration("serving").effective("loraflow.serving.intra-op-threads",
+                manifests.environment(serving)));
+        BigDecimal cpus = quantity(serving.path("resources").path("limits").path("cpu"));
+        assertTrue(threads >= 1 && BigDecimal.valueOf(threads).compareTo(cpus) <= 0, overlay + ": serving's ONNX Runtime runs "
+                + threads + " threads (0 = one per core of the node) on a CPU limit of " + cpus);
+        assertTrue(elements(serving.path("ports")).stream().anyMatch(port -> port.path("name").asText().equals("grpc")),
+                overlay + ": serving declares its gRPC port");
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void gpusAreAskedForInLimitsOnly(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        for (JsonNode deployment : manifests.ofKind("Deployment")) {
+            for (JsonNode container : Stream.concat(containers(deployment, true).stream(), containers(deployment, false).stream()).toList()) {
+                assertFalse(container.path("resources").path("requests").has(GPU), overlay + ": Deployment " + name(deployment)
+                        + ", container " + container.path("name").asText() + " requests " + GPU + "; extended resources go in limits");
+            }
+        }
+    }
+
+    @Test
+    void theCudaOverlayGivesEveryServingReplicaAGpuAndTheCudaImage() {
+        RenderedManifests cuda = rendered("cuda");
+        JsonNode serving = RenderedManifests.container(cuda.require("Deployment", "serving"), "serving");
+        assertTrue(serving.path("resources").path("limits").path(GPU).asInt(0) >= 1, "cuda: serving's limits: " + serving.path("resources"));
+        assertEquals("cuda", configuration("serving").effective("loraflow.serving.provider", cuda.environment(serving)));
+        JsonNode cpuServing = RenderedManifests.container(rendered("cpu").require("Deployment", "serving"), "serving");
+        assertNotEquals(cpuServing.path("image").asText(), serving.path("image").asText(), "cuda: serving runs the CUDA image");
+        for (String service : List.of("trainer", "merger")) {
+            JsonNode container = RenderedManifests.container(cuda.require("Deployment", service), service);
+            assertFalse(container.path("resources").path("limits").has(GPU), "cuda: " + service + " has no use for a GPU");
+        }
+    }
+
+    @Test
+    void theCpuOverlayAsksForNoGpu() {
+        RenderedManifests cpu = rendered("cpu");
+        for (JsonNode deployment : cpu.ofKind("Deployment")) {
+            for (JsonNode container : containers(deployment, false)) {
+                if (container.path("resources").path("limits").has(GPU)) {
+                    fail("cpu: Deployment " + name(deployment) + " asks for a GPU");
+                }
+            }
+        }
+        JsonNode serving = RenderedManifests.container(cpu.require("Deployment", "serving"), "serving");
+        assertEquals("cpu", configuration("serving").effective("loraflow.serving.provider", cpu.environment(serving)));
+    }
+}
