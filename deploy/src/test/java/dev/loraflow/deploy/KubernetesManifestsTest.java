@@ -170,7 +170,7 @@ class KubernetesManifestsTest {
             }
             for (JsonNode container : Stream.concat(containers(deployment, true).stream(), containers(deployment, false).stream()).toList()) {
                 String at = where + ", container " + container.path("name").asText();
-                manifests.environment(container);
+                manifests.environment(container); // resolves envFrom: a missing ConfigMap or Secret fails here
                 for (JsonNode variable : elements(container.path("env"))) {
                     JsonNode from = variable.path("valueFrom");
                     for (String[] reference : new String[][] {{"configMapKeyRef", "ConfigMap"}, {"secretKeyRef", "Secret"}}) {
