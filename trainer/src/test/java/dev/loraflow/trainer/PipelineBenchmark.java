@@ -197,8 +197,13 @@ class PipelineBenchmark {
         try (Admin admin = Admin.create(config)) {
             long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
             while (System.nanoTime() < deadline) {
-                ConsumerGroupDescription group = admin.describeConsumerGroups(List.of(groupId)).all().get()
-                        .get(groupId);
+                ConsumerGroupDescription group;
+                try {
+                    group = admin.describeConsumerGroups(List.of(groupId)).all().get().get(groupId);
+                } catch (java.util.concurrent.ExecutionException notYet) {
+                    Thread.sleep(200);
+                    continue;
+                }
                 if (group.groupState() == GroupState.STABLE && group.members().stream()
                         .anyMatch(member -> !member.assignment().topicPartitions().isEmpty())) {
                     return;
