@@ -11,5 +11,5 @@ LOG="bench-results/trainer-$(date +%Y%m%d-%H%M%S).log"
 ./mvnw -B -pl trainer -am verify -Dtest=NoSuchTest -Dsurefire.failIfNoSpecifiedTests=false \
   -Dit.test=PipelineBenchmark -Dfailsafe.failIfNoSpecifiedTests=false -Dfailsafe.includes='**/PipelineBenchmark.java' \
   > "$LOG" 2>&1 || { tail -n 40 "$LOG" >&2; exit 1; }
-grep -A4 -E "^PIPELINE|^CHECKPOINT" "$LOG" | grep -E "PIPELINE|direct|through|overhead|CHECKPOINT" | tee "${LOG%.log}.txt"
+grep -A5 -E "^PIPELINE|^CHECKPOINT" "$LOG" | grep -E "PIPELINE|direct|through|overhead|steady|CHECKPOINT" | tee "${LOG%.log}.txt"
 echo "(full log in $LOG)" >&2

@@ -62,13 +62,14 @@ class PipelineBenchmark {
     static Path root;
 
     private static final int STEPS = 40;
+    private static final int CADENCE = 10;
 
     private static final String JOB = """
             {"schema": "loraflow.training.job", "version": 1, "job_id": "%s", "base_model": "bench",
              "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn"]},
              "optimizer": {"lr": 0.0002, "schedule": "cosine"},
              "batch_size": 4, "seq_len": 128, "seed": 3, "total_steps": %d,
-             "checkpoint": {"every_steps": 0, "at_end": true}}""";
+             "checkpoint": {"every_steps": 10, "at_end": true}}""";
 
     @Test
     void pipelineOverheadAndCheckpointCost() throws Exception {
@@ -81,9 +82,13 @@ class PipelineBenchmark {
 
         double[] direct = new double[3];
         double[] pipeline = new double[3];
+        double[] directSteady = new double[3];
+        double[] pipelineSteady = new double[3];
         for (int round = 0; round < direct.length; round++) {
             direct[round] = directSecondsInFreshJvm(root.resolve("direct-" + round));
+            directSteady[round] = lastSteadySeconds;
             pipeline[round] = pipelineSeconds(job, examples, "pipeline-" + round);
+            pipelineSteady[round] = pipelineSteadySeconds;
         }
         double bestDirect = Arrays.stream(direct).min().orElseThrow();
         double bestPipeline = Arrays.stream(pipeline).min().orElseThrow();
@@ -93,7 +98,14 @@ class PipelineBenchmark {
                 Arrays.toString(direct), bestDirect, tokens / bestDirect);
         System.out.printf(Locale.ROOT, "  through Kafka (packaged trainer service):   %s s → best %.2f s, %.0f tokens/s%n",
                 Arrays.toString(pipeline), bestPipeline, tokens / bestPipeline);
-        System.out.printf(Locale.ROOT, "  pipeline overhead: %+.1f %%%n", 100 * (bestPipeline / bestDirect - 1));
+        System.out.printf(Locale.ROOT, "  end to end (model load, JIT warm-up, every step, checkpoints every %d): overhead %+.1f %%%n",
+                CADENCE, 100 * (bestPipeline / bestDirect - 1));
+        double steadyDirect = Arrays.stream(directSteady).min().orElseThrow();
+        double steadyPipeline = Arrays.stream(pipelineSteady).min().orElseThrow();
+        System.out.printf(Locale.ROOT, "  steady state, steps %d→%d: direct %s s, through Kafka %s s → training throughput %.0f vs %.0f tokens/s, overhead %+.1f %%%n",
+                CADENCE, STEPS, Arrays.toString(directSteady), Arrays.toString(pipelineSteady),
+                (STEPS - CADENCE) * 4 * 128 / steadyDirect, (STEPS - CADENCE) * 4 * 128 / steadyPipeline,
+                100 * (steadyPipeline / steadyDirect - 1));
         checkpointCost();
     }
 
@@ -117,7 +129,8 @@ class PipelineBenchmark {
         public static void main(String[] args) throws Exception {
             root = Path.of(args[0]);
             TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS).getBytes(StandardCharsets.UTF_8));
-            System.out.println(directSeconds(job, examples(), Path.of(args[1])));
+            double total = directSeconds(job, examples(), Path.of(args[1]));
+            System.out.println(total + " " + lastSteadySeconds);
         }
     }
 
@@ -140,12 +153,23 @@ class PipelineBenchmark {
                 job.loraConfig(base.config(), job.baseModel()), job.seed());
         Trainer trainer = new Trainer(model, job.trainingSettings(), "bench");
         BatchSampler sampler = new BatchSampler(examples, job.batchSize(), job.seqLen(), base.padId(), job.seed(), false, 0);
+        long atFirstCheckpoint = 0;
         while (!trainer.finished()) {
             trainer.step(sampler);
+            if (trainer.completedSteps() % CADENCE == 0) {
+                // as the service does at its cadence, so both sides pay for the same checkpoints
+                trainer.save(out);
+                if (trainer.completedSteps() == CADENCE) {
+                    atFirstCheckpoint = System.nanoTime();
+                }
+            }
         }
-        trainer.save(out);
+        lastSteadySeconds = (System.nanoTime() - atFirstCheckpoint) / 1e9;
         return (System.nanoTime() - start) / 1e9;
     }
+
+    /** Seconds from the first checkpoint (step {@value #CADENCE}) to the last: steady-state training. */
+    static double lastSteadySeconds;
 
     /** From the job's definition reaching Kafka (its batches already there) to its final checkpoint event. */
     private static double pipelineSeconds(TrainingJob template, List<Example> examples, String jobId) throws Exception {
@@ -179,6 +203,7 @@ class PipelineBenchmark {
                         job.toJson().toString().getBytes(StandardCharsets.UTF_8))).get();
                 CheckpointEvent last = awaitFinal(jobId);
                 double seconds = (System.nanoTime() - start) / 1e9;
+                pipelineSteadySeconds = (lastEventMillis - firstCadenceEventMillis) / 1e3;
                 Path stored = new LocalArtifactStore(root.resolve("store")).open(URI.create(last.adapterUri()),
                         last.adapterSha256());
                 assertArrayEquals(Files.readAllBytes(root.resolve("direct-0").resolve(PeftAdapter.WEIGHTS_FILE)),
@@ -214,6 +239,11 @@ class PipelineBenchmark {
         throw new AssertionError("the trainer never joined group " + groupId);
     }
 
+    /** Broker timestamps of the job's step-{@value #CADENCE} and final checkpoint events. */
+    static long firstCadenceEventMillis;
+    static long lastEventMillis;
+    static double pipelineSteadySeconds;
+
     private static CheckpointEvent awaitFinal(String jobId) throws Exception {
         Properties config = new Properties();
         config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
@@ -226,7 +256,11 @@ class PipelineBenchmark {
             while (System.nanoTime() < deadline) {
                 for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(50))) {
                     CheckpointEvent event = CheckpointEvent.parse(record.value());
+                    if (event.jobId().equals(jobId) && event.step() == CADENCE) {
+                        firstCadenceEventMillis = record.timestamp();
+                    }
                     if (event.jobId().equals(jobId) && event.last()) {
+                        lastEventMillis = record.timestamp();
                         return event;
                     }
                 }
