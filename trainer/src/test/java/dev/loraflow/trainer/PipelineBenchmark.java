@@ -61,20 +61,22 @@ class PipelineBenchmark {
     @TempDir
     static Path root;
 
-    private static final int STEPS = 40;
-    private static final int CADENCE = 10;
+    /** GPT-2 small, batch 4 × 256: the shape of the training-throughput benchmark against PyTorch. */
+    private static final Gpt2Config MODEL = new Gpt2Config(50257, 1024, 768, 12, 12, 3072, 1e-5);
+    private static final int SEQ = 256;
+    private static final int STEPS = 15;
+    private static final int CADENCE = 5;
 
     private static final String JOB = """
             {"schema": "loraflow.training.job", "version": 1, "job_id": "%s", "base_model": "bench",
              "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn"]},
              "optimizer": {"lr": 0.0002, "schedule": "cosine"},
-             "batch_size": 4, "seq_len": 128, "seed": 3, "total_steps": %d,
+             "batch_size": 4, "seq_len": 256, "seed": 3, "total_steps": %d,
              "checkpoint": {"every_steps": 10, "at_end": true}}""";
 
     @Test
     void pipelineOverheadAndCheckpointCost() throws Exception {
-        Gpt2Config config = new Gpt2Config(4096, 128, 384, 4, 6, 1536, 1e-5);
-        RandomModel.write(config, 1, root.resolve("models").resolve("bench"));
+        RandomModel.write(MODEL, 1, root.resolve("models").resolve("bench"));
         TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS).getBytes(StandardCharsets.UTF_8));
         List<Example> examples = examples();
         Topics.ensure(KAFKA.broker().bootstrapServers(), 4, "loraflow.training.jobs", "loraflow.training.batches",
@@ -92,8 +94,8 @@ class PipelineBenchmark {
         }
         double bestDirect = Arrays.stream(direct).min().orElseThrow();
         double bestPipeline = Arrays.stream(pipeline).min().orElseThrow();
-        long tokens = (long) STEPS * 4 * 128;
-        System.out.printf(Locale.ROOT, "%nPIPELINE %d steps × 4 × 128 tokens, GPT-2 4×384, r=8 c_attn%n", STEPS);
+        long tokens = (long) STEPS * 4 * SEQ;
+        System.out.printf(Locale.ROOT, "%nPIPELINE %d steps × 4 × %d tokens, GPT-2 small, r=8 c_attn%n", STEPS, SEQ);
         System.out.printf(Locale.ROOT, "  direct (core Trainer in a fresh JVM, as ./loraflow train): %s s → best %.2f s, %.0f tokens/s%n",
                 Arrays.toString(direct), bestDirect, tokens / bestDirect);
         System.out.printf(Locale.ROOT, "  through Kafka (packaged trainer service):   %s s → best %.2f s, %.0f tokens/s%n",
@@ -104,7 +106,7 @@ class PipelineBenchmark {
         double steadyPipeline = Arrays.stream(pipelineSteady).min().orElseThrow();
         System.out.printf(Locale.ROOT, "  steady state, steps %d→%d: direct %s s, through Kafka %s s → training throughput %.0f vs %.0f tokens/s, overhead %+.1f %%%n",
                 CADENCE, STEPS, Arrays.toString(directSteady), Arrays.toString(pipelineSteady),
-                (STEPS - CADENCE) * 4 * 128 / steadyDirect, (STEPS - CADENCE) * 4 * 128 / steadyPipeline,
+                (STEPS - CADENCE) * 4 * SEQ / steadyDirect, (STEPS - CADENCE) * 4 * SEQ / steadyPipeline,
                 100 * (steadyPipeline / steadyDirect - 1));
         checkpointCost();
     }
@@ -115,7 +117,7 @@ class PipelineBenchmark {
      */
     private static double directSecondsInFreshJvm(Path out) throws Exception {
         Process process = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx2g",
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx4g",
                 "-cp", System.getProperty("java.class.path"), Direct.class.getName(), root.toString(), out.toString())
                 .redirectErrorStream(true).start();
         String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
@@ -140,8 +142,8 @@ class PipelineBenchmark {
         Rng rng = new Rng(9);
         List<Example> examples = new ArrayList<>();
         for (int e = 0; e < STEPS * 4; e++) {
-            int[] ids = new int[128];
-            Arrays.setAll(ids, t -> (int) Math.floorMod(rng.nextLong(), 4096));
+            int[] ids = new int[SEQ];
+            Arrays.setAll(ids, t -> (int) Math.floorMod(rng.nextLong(), MODEL.vocabSize()));
             examples.add(new Example(ids, ids));
         }
         return examples;
@@ -177,7 +179,7 @@ class PipelineBenchmark {
     private static double pipelineSeconds(TrainingJob template, List<Example> examples, String jobId) throws Exception {
         TrainingJob job = TrainingJob.parse(JOB.formatted(jobId, STEPS).getBytes(StandardCharsets.UTF_8));
         ProcessBuilder builder = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx2g", "-jar",
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx4g", "-jar",
                 Path.of(System.getProperty("loraflow.trainer.jar", "target/quarkus-app/quarkus-run.jar")).toAbsolutePath()
                         .toString())
                 .redirectErrorStream(true).redirectOutput(root.resolve(jobId + ".log").toFile());
