@@ -196,9 +196,10 @@ class PipelineBenchmark {
             try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                     new ByteArraySerializer())) {
                 byte[] key = jobId.getBytes(StandardCharsets.UTF_8);
-                for (int seq = 0; seq < examples.size() / 8; seq++) {
+                // One record per micro-batch: every example reaches the trainer whatever the step count.
+                for (int seq = 0; seq < examples.size() / 4; seq++) {
                     producer.send(new ProducerRecord<>("loraflow.training.batches", key,
-                            TrainingBatch.encode(jobId, seq, examples.subList(seq * 8, seq * 8 + 8))));
+                            TrainingBatch.encode(jobId, seq, examples.subList(seq * 4, seq * 4 + 4))));
                 }
                 producer.flush();
                 awaitGroupMember("bench-" + jobId);  // the service is up and owns partitions; its model is not loaded yet
