@@ -72,12 +72,12 @@ class PipelineBenchmark {
              "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["c_attn"]},
              "optimizer": {"lr": 0.0002, "schedule": "cosine"},
              "batch_size": 4, "seq_len": 256, "seed": 3, "total_steps": %d,
-             "checkpoint": {"every_steps": 10, "at_end": true}}""";
+             "checkpoint": {"every_steps": %d, "at_end": true}}""";
 
     @Test
     void pipelineOverheadAndCheckpointCost() throws Exception {
         RandomModel.write(MODEL, 1, root.resolve("models").resolve("bench"));
-        TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS).getBytes(StandardCharsets.UTF_8));
+        TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS, CADENCE).getBytes(StandardCharsets.UTF_8));
         List<Example> examples = examples();
         Topics.ensure(KAFKA.broker().bootstrapServers(), 4, "loraflow.training.jobs", "loraflow.training.batches",
                 "loraflow.adapter.checkpoints", "loraflow.training.dead-letters");
@@ -132,7 +132,7 @@ class PipelineBenchmark {
     public static final class Direct {
         public static void main(String[] args) throws Exception {
             root = Path.of(args[0]);
-            TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS).getBytes(StandardCharsets.UTF_8));
+            TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS, CADENCE).getBytes(StandardCharsets.UTF_8));
             double total = directSeconds(job, examples(), Path.of(args[1]));
             System.out.println(total + " " + lastSteadySeconds);
         }
@@ -177,7 +177,7 @@ class PipelineBenchmark {
 
     /** From the job's definition reaching Kafka (its batches already there) to its final checkpoint event. */
     private static double pipelineSeconds(TrainingJob template, List<Example> examples, String jobId) throws Exception {
-        TrainingJob job = TrainingJob.parse(JOB.formatted(jobId, STEPS).getBytes(StandardCharsets.UTF_8));
+        TrainingJob job = TrainingJob.parse(JOB.formatted(jobId, STEPS, CADENCE).getBytes(StandardCharsets.UTF_8));
         ProcessBuilder builder = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"),
                 "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx4g", "-jar",
                 Path.of(System.getProperty("loraflow.trainer.jar", "target/quarkus-app/quarkus-run.jar")).toAbsolutePath()
@@ -279,7 +279,7 @@ class PipelineBenchmark {
         Gpt2Config small = new Gpt2Config(50257, 1024, 768, 12, 12, 3072, 1e-5);
         CausalLanguageModel model = CausalLanguageModel.create(small, RandomModel.initialWeights(small, 1),
                 LoraAdapterConfig.builder().r(8).loraAlpha(16).targetModules("c_attn").build(), 1);
-        TrainingJob job = TrainingJob.parse(JOB.formatted("small", 100).getBytes(StandardCharsets.UTF_8));
+        TrainingJob job = TrainingJob.parse(JOB.formatted("small", 100, CADENCE).getBytes(StandardCharsets.UTF_8));
         Trainer trainer = new Trainer(model, job.trainingSettings(), "bench");
         LocalArtifactStore store = new LocalArtifactStore(root.resolve("checkpoint-store"));
         double[] millis = new double[7];

@@ -1,5 +1,6 @@
 package dev.loraflow.merger.service;
 
+import dev.loraflow.platform.store.SafePaths;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.peft.PeftAdapter;

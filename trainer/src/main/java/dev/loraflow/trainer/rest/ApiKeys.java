@@ -1,41 +1,23 @@
 package dev.loraflow.trainer.rest;
 
+import dev.loraflow.platform.security.ApiKeyCheck;
 import jakarta.enterprise.context.ApplicationScoped;
-import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
 import java.util.List;
 import java.util.Optional;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 
-/**
- * The API keys that may change things ({@code POST /jobs}; serving's admin endpoints use the same
- * scheme): {@code Authorization: Bearer <key>} or {@code X-API-Key: <key>}. With no key configured,
- * nothing is accepted.
- */
+/** The API keys that may submit jobs ({@code POST /jobs}), in the services' one scheme: see {@link ApiKeyCheck}. */
 @ApplicationScoped
 public class ApiKeys {
 
     @ConfigProperty(name = "loraflow.api-keys")
     Optional<List<String>> keys;
 
-    /** Compares in constant time, so response timing reveals nothing of a key. */
     public boolean accepts(String authorization, String apiKey) {
-        String presented = apiKey != null ? apiKey
-                : authorization != null && authorization.startsWith("Bearer ") ? authorization.substring(7).strip() : null;
-        if (presented == null || presented.isEmpty()) {
-            return false;
-        }
-        boolean match = false;
-        for (String key : keys.orElse(List.of())) {
-            if (!key.isBlank()) {
-                match |= MessageDigest.isEqual(key.strip().getBytes(StandardCharsets.UTF_8),
-                        presented.getBytes(StandardCharsets.UTF_8));
-            }
-        }
-        return match;
+        return ApiKeyCheck.accepts(keys.orElse(List.of()), authorization, apiKey);
     }
 
     public boolean configured() {
-        return keys.orElse(List.of()).stream().anyMatch(key -> !key.isBlank());
+        return ApiKeyCheck.configured(keys.orElse(List.of()));
     }
 }

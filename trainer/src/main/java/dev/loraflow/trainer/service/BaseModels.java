@@ -6,6 +6,7 @@ import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CheckpointWeights;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.platform.store.SafePaths;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

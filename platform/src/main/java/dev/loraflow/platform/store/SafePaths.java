@@ -1,4 +1,4 @@
-package dev.loraflow.trainer.service;
+package dev.loraflow.platform.store;
 
 import java.io.IOException;
 import java.nio.file.Files;
