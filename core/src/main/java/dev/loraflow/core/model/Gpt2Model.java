@@ -9,21 +9,16 @@ import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.kernels.VectorMath;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.lora.LoraSpec;
-import dev.loraflow.core.optim.Parameter;
 import dev.loraflow.core.peft.LoraAdapterConfig;
-import dev.loraflow.core.peft.LoraWeights;
-import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.random.Rng;
 import java.io.IOException;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Set;
 
 /**
  * GPT-2 ({@code GPT2LMHeadModel}) with LoRA adapters, forward and backward, in float32.
