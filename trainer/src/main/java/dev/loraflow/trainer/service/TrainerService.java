@@ -60,7 +60,7 @@ public class TrainerService {
     void start(@Observes StartupEvent event) throws IOException {
         bases = new BaseModels(modelsRoot);
         TrainerSettings settings = new TrainerSettings(bootstrapServers, groupId, jobsTopic, batchesTopic, checkpointsTopic,
-                deadLetterTopic, modelsRoot, storeRoot, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
+                deadLetterTopic, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
         loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),
                 () -> Topics.ensure(bootstrapServers, batchPartitions, jobsTopic, batchesTopic, checkpointsTopic,
                         deadLetterTopic));

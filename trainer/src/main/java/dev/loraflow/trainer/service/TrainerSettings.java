@@ -1,6 +1,5 @@
 package dev.loraflow.trainer.service;
 
-import java.nio.file.Path;
 import java.time.Duration;
 
 /**
@@ -8,5 +7,5 @@ import java.time.Duration;
  * environment-variable override there).
  */
 public record TrainerSettings(String bootstrapServers, String groupId, String jobsTopic, String batchesTopic,
-                              String checkpointsTopic, String deadLetterTopic, Path modelsRoot, Path storeRoot,
-                              int maxRecordBytes, Duration unknownJobGrace, Duration sessionTimeout, Faults faults) {}
+                              String checkpointsTopic, String deadLetterTopic, int maxRecordBytes,
+                              Duration unknownJobGrace, Duration sessionTimeout, Faults faults) {}
