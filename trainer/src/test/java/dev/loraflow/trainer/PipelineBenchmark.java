@@ -13,12 +13,12 @@ import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.train.Trainer;
+import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import dev.loraflow.trainer.service.BaseModels;
-import dev.loraflow.trainer.service.Topics;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -27,6 +27,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Locale;
 import java.util.Properties;
 import java.util.UUID;
@@ -79,8 +80,8 @@ class PipelineBenchmark {
         RandomModel.write(MODEL, 1, root.resolve("models").resolve("bench"));
         TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS, CADENCE).getBytes(StandardCharsets.UTF_8));
         List<Example> examples = examples();
-        Topics.ensure(KAFKA.broker().bootstrapServers(), 4, "loraflow.training.jobs", "loraflow.training.batches",
-                "loraflow.adapter.checkpoints", "loraflow.training.dead-letters");
+        KafkaSetup.ensureTopics(KAFKA.broker().bootstrapServers(), Map.of("loraflow.training.jobs", 1,
+                "loraflow.training.batches", 4, "loraflow.adapter.checkpoints", 4, "loraflow.training.dead-letters", 1));
 
         double[] direct = new double[3];
         double[] pipeline = new double[3];

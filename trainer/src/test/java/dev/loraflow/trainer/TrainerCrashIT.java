@@ -9,11 +9,11 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerExtension;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
 import dev.loraflow.trainer.service.BaseModels;
-import dev.loraflow.trainer.service.Topics;
 import dev.loraflow.trainer.service.TrainingFixtures;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import java.io.IOException;
@@ -67,8 +67,8 @@ class TrainerCrashIT {
         TrainingFixtures.writeBase(root.resolve("models"));
         base = new BaseModels(root.resolve("models")).get(TrainingFixtures.BASE);
         // As the trainer would create them: jobs are produced here before any trainer has started.
-        Topics.ensure(KAFKA.broker().bootstrapServers(), 4, "loraflow.training.jobs", "loraflow.training.batches",
-                "loraflow.adapter.checkpoints", "loraflow.training.dead-letters");
+        KafkaSetup.ensureTopics(KAFKA.broker().bootstrapServers(), Map.of("loraflow.training.jobs", 1,
+                "loraflow.training.batches", 4, "loraflow.adapter.checkpoints", 4, "loraflow.training.dead-letters", 1));
     }
 
     @AfterEach

@@ -1,5 +1,6 @@
 package dev.loraflow.merger.service;
 
+import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.export.merge.LoraMerge.OutputDType;
 import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.store.LocalArtifactStore;
@@ -12,6 +13,7 @@ import io.quarkus.runtime.StartupEvent;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Inject;
+import java.util.Map;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -74,7 +76,8 @@ public class MergerService {
         clearWorkDirectory(workDirectory);
         LocalArtifactStore store = new LocalArtifactStore(storeRoot);
         loop = new MergeLoop(settings, store, new CheckpointMerger(settings, store),
-                () -> Topics.ensure(bootstrapServers, partitions, checkpointsTopic, mergedTopic, failuresTopic));
+                () -> KafkaSetup.ensureTopics(bootstrapServers,
+                        Map.of(checkpointsTopic, partitions, mergedTopic, partitions, failuresTopic, partitions)));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-merge-loop").unstarted(loop);
         thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the merge loop died; readiness reports DOWN", e));

@@ -2,6 +2,7 @@ package dev.loraflow.trainer.rest;
 
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.trainer.service.JobStatus;
 import dev.loraflow.trainer.service.TrainerService;
 import io.smallrye.mutiny.Multi;
@@ -29,7 +30,6 @@ import java.util.concurrent.TimeoutException;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
-import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.jboss.resteasy.reactive.RestStreamElementType;
 
 /** Jobs over HTTP: their status, a live progress stream, and submission for clients that don't speak Kafka. */
@@ -116,11 +116,8 @@ public class JobsResource {
             synchronized (this) {
                 if (producer == null) {
                     Properties config = new Properties();
-                    config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, service.bootstrapServers());
-                    config.put(ProducerConfig.ACKS_CONFIG, "all");
-                    config.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
                     config.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 10_000);
-                    producer = new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer());
+                    producer = KafkaSetup.durableProducer(service.bootstrapServers(), config);
                 }
             }
         }

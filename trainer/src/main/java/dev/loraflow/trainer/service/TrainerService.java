@@ -1,5 +1,6 @@
 package dev.loraflow.trainer.service;
 
+import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -11,6 +12,7 @@ import jakarta.inject.Inject;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Map;
 import java.util.Optional;
 import java.util.function.ToDoubleFunction;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
@@ -62,8 +64,7 @@ public class TrainerService {
         TrainerSettings settings = new TrainerSettings(bootstrapServers, groupId, jobsTopic, batchesTopic, checkpointsTopic,
                 deadLetterTopic, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
         loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),
-                () -> Topics.ensure(bootstrapServers, batchPartitions, jobsTopic, batchesTopic, checkpointsTopic,
-                        deadLetterTopic));
+                () -> KafkaSetup.ensureTopics(bootstrapServers, topics()));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);
         thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the training loop died; readiness reports DOWN", e));
@@ -76,6 +77,11 @@ public class TrainerService {
             loop.close();
             thread.join(Duration.ofSeconds(15));
         }
+    }
+
+    /** One partition keeps every job definition in one order; batches spread jobs over replicas. */
+    private Map<String, Integer> topics() {
+        return Map.of(jobsTopic, 1, batchesTopic, batchPartitions, checkpointsTopic, batchPartitions, deadLetterTopic, 1);
     }
 
     public TrainingLoop loop() {

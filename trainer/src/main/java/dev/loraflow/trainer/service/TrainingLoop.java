@@ -1,6 +1,7 @@
 package dev.loraflow.trainer.service;
 
 import dev.loraflow.platform.events.CheckpointEvent;
+import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.events.TrainingBatch;
@@ -28,13 +29,11 @@ import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
-import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
-import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.jboss.logging.Logger;
 
 /**
@@ -104,11 +103,7 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         reader.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
         reader.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         this.jobsReader = new KafkaConsumer<>(reader, new ByteArrayDeserializer(), new ByteArrayDeserializer());
-        Properties producerConfig = new Properties();
-        producerConfig.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
-        producerConfig.put(ProducerConfig.ACKS_CONFIG, "all");
-        producerConfig.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
-        this.producer = new KafkaProducer<>(producerConfig, new ByteArraySerializer(), new ByteArraySerializer());
+        this.producer = KafkaSetup.durableProducer(settings.bootstrapServers(), new Properties());
     }
 
     /** Every job's latest status. */

@@ -1,7 +1,8 @@
-package dev.loraflow.merger.service;
+package dev.loraflow.platform.kafka;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ExecutionException;
@@ -10,29 +11,38 @@ import java.util.concurrent.TimeoutException;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
 
-/** Creates the merger's topics when they do not exist yet, so a fresh broker needs no setup. */
-final class Topics {
+/** What every service does the same way with Kafka: create its topics, and publish durably. */
+public final class KafkaSetup {
 
-    private Topics() {}
+    private KafkaSetup() {}
 
-    static void ensure(String bootstrapServers, int partitions, String... topics) {
+    /**
+     * Creates the topics that do not exist yet (one replica: a local broker; on Kubernetes Strimzi's
+     * KafkaTopics create them first), so a fresh broker needs no setup. Another service creating the
+     * same topic first is no error.
+     *
+     * @param partitionsByTopic topic name → its partition count
+     */
+    public static void ensureTopics(String bootstrapServers, Map<String, Integer> partitionsByTopic) {
         Properties config = new Properties();
         config.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
         try (Admin admin = Admin.create(config)) {
             Set<String> existing = admin.listTopics().names().get(30, TimeUnit.SECONDS);
             List<NewTopic> missing = new ArrayList<>();
-            for (String topic : topics) {
+            partitionsByTopic.forEach((topic, partitions) -> {
                 if (!existing.contains(topic)) {
                     missing.add(new NewTopic(topic, partitions, (short) 1));
                 }
-            }
+            });
             if (!missing.isEmpty()) {
                 try {
                     admin.createTopics(missing).all().get(30, TimeUnit.SECONDS);
                 } catch (ExecutionException e) {
-                    // another service (the trainer creates the checkpoints topic) may have been first
                     if (!(e.getCause() instanceof TopicExistsException)) {
                         throw e;
                     }
@@ -44,5 +54,15 @@ final class Topics {
         } catch (ExecutionException | TimeoutException e) {
             throw new IllegalStateException("cannot reach Kafka at " + bootstrapServers + " to create topics: " + e.getMessage(), e);
         }
+    }
+
+    /** A producer whose acknowledged records are on every in-sync replica and never duplicated by its retries. */
+    public static KafkaProducer<byte[], byte[]> durableProducer(String bootstrapServers, Properties extra) {
+        Properties config = new Properties();
+        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        config.put(ProducerConfig.ACKS_CONFIG, "all");
+        config.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
+        config.putAll(extra);
+        return new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer());
     }
 }
