@@ -2,8 +2,8 @@ package dev.loraflow.serving.rest;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loraflow.serving.engine.ModelLoadException;
-import dev.loraflow.serving.engine.ServedModel;
+import dev.loraflow.inference.ModelLoadException;
+import dev.loraflow.inference.ServedModel;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.DELETE;

@@ -1,10 +1,10 @@
 package dev.loraflow.serving.rest;
 
-import dev.loraflow.serving.engine.Completion;
-import dev.loraflow.serving.engine.Engine;
-import dev.loraflow.serving.engine.GenerationListener;
-import dev.loraflow.serving.engine.GenerationRequest;
-import dev.loraflow.serving.engine.QueueFullException;
+import dev.loraflow.inference.Completion;
+import dev.loraflow.inference.Engine;
+import dev.loraflow.inference.GenerationListener;
+import dev.loraflow.inference.GenerationRequest;
+import dev.loraflow.inference.QueueFullException;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;

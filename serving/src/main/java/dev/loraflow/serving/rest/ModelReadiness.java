@@ -1,6 +1,6 @@
 package dev.loraflow.serving.rest;
 
-import dev.loraflow.serving.engine.ServedModel;
+import dev.loraflow.inference.ServedModel;
 import jakarta.inject.Inject;
 import org.eclipse.microprofile.health.HealthCheck;
 import org.eclipse.microprofile.health.HealthCheckResponse;

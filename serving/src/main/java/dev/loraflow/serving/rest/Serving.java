@@ -1,11 +1,11 @@
 package dev.loraflow.serving.rest;
 
 import dev.loraflow.core.peft.PeftAdapter;
-import dev.loraflow.serving.engine.Engine;
-import dev.loraflow.serving.engine.EngineSettings;
-import dev.loraflow.serving.engine.ModelLoadException;
-import dev.loraflow.serving.engine.ModelRegistry;
-import dev.loraflow.serving.engine.ServedModel;
+import dev.loraflow.inference.Engine;
+import dev.loraflow.inference.EngineSettings;
+import dev.loraflow.inference.ModelLoadException;
+import dev.loraflow.inference.ModelRegistry;
+import dev.loraflow.inference.ServedModel;
 import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;

@@ -1,7 +1,7 @@
 package dev.loraflow.serving.rest;
 
 import dev.loraflow.core.model.CausalLanguageModel;
-import dev.loraflow.serving.engine.TinyModels;
+import dev.loraflow.inference.TinyModels;
 import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import java.io.IOException;
 import java.io.UncheckedIOException;

@@ -1,4 +1,4 @@
-package dev.loraflow.serving.engine;
+package dev.loraflow.inference;
 
 /** The engine's queue is full: the request was not accepted; try again later. */
 public final class QueueFullException extends RuntimeException {

@@ -1,4 +1,4 @@
-package dev.loraflow.serving.engine;
+package dev.loraflow.inference;
 
 /**
  * Told a generation's progress, on the engine's thread: return quickly, hand slow work (network writes)

@@ -1,4 +1,4 @@
-package dev.loraflow.serving.engine;
+package dev.loraflow.inference;
 
 import dev.loraflow.core.generate.SamplingSettings;
 import java.util.List;

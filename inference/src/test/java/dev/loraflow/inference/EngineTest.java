@@ -1,4 +1,4 @@
-package dev.loraflow.serving.engine;
+package dev.loraflow.inference;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;

@@ -1,4 +1,4 @@
-package dev.loraflow.serving.engine;
+package dev.loraflow.inference;
 
 import java.util.List;
 import java.util.Map;

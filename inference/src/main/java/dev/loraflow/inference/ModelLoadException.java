@@ -1,4 +1,4 @@
-package dev.loraflow.serving.engine;
+package dev.loraflow.inference;
 
 /** A model could not be loaded, verified or warmed up; the message says which and why. */
 public final class ModelLoadException extends Exception {
