@@ -26,8 +26,9 @@ import java.util.function.IntConsumer;
 /**
  * Continuous batching over exported KV-cache graphs. One thread runs steps; between steps waiting
  * requests join (their prompts prefilled together, left-padded) and finished ones leave, so concurrent
- * requests share every decode step. Sequences on the same model and adapter form a group, decoded in one
- * ONNX Runtime run per step; different models (a swap in progress) or adapters are different groups.
+ * requests share every decode step. Sequences on the same model form a group, decoded in one ONNX Runtime
+ * run per step whatever their adapters: an un-merged graph is fed every member's adapter at once (see
+ * {@link LoraRows}). Different models (a swap in progress) are different groups.
  *
  * <p>While a group's members stay the same, each step feeds the last run's present.* back as past.*,
  * left padding and all, as Transformers' generate does. When a member leaves or joins, every member's
@@ -42,7 +43,7 @@ public final class Engine implements AutoCloseable {
 
     private final EngineSettings settings;
     private final BlockingQueue<Sequence> queue;
-    private final Map<GroupKey, Group> groups = new LinkedHashMap<>();
+    private final Map<ServedModel, Group> groups = new LinkedHashMap<>();
     private final Thread thread;
     private final OrtEnvironment env = OrtEnvironment.getEnvironment();
     private volatile boolean running = true;
@@ -142,7 +143,7 @@ public final class Engine implements AutoCloseable {
         return settings;
     }
 
-    /** Told the number of sequences of every decode step (all groups together). */
+    /** Told the number of sequences of every decode run: a step runs once per model (twice during a swap). */
     public void onStep(IntConsumer observer) {
         this.stepObserver = Objects.requireNonNull(observer, "observer");
     }
@@ -179,11 +180,10 @@ public final class Engine implements AutoCloseable {
                 }
                 prefill(joining);
                 joining.clear();
-                int batch = 0;
                 for (Iterator<Group> it = groups.values().iterator(); it.hasNext(); ) {
                     Group group = it.next();
-                    batch += group.members.size();
                     if (!group.members.isEmpty()) {
+                        stepObserver.accept(group.members.size());
                         decode(group);
                     }
                     if (group.members.isEmpty()) {
@@ -192,9 +192,6 @@ public final class Engine implements AutoCloseable {
                     }
                 }
                 activeSequences = groups.values().stream().mapToInt(group -> group.members.size()).sum();
-                if (batch > 0) {
-                    stepObserver.accept(batch);
-                }
             }
         } catch (InterruptedException e) {
             // close() ends the loop.
@@ -217,24 +214,17 @@ public final class Engine implements AutoCloseable {
 
     /** Runs the prompts of the joining sequences, each group's together, and samples their first tokens. */
     private void prefill(List<Sequence> joining) {
-        Map<GroupKey, List<Sequence>> byGroup = new LinkedHashMap<>();
+        Map<ServedModel, List<Sequence>> byGroup = new LinkedHashMap<>();
         for (Sequence sequence : joining) {
             if (sequence.cancelled) {
                 sequence.end();
                 continue;
             }
             sequence.startNanos = System.nanoTime();
-            byGroup.computeIfAbsent(new GroupKey(sequence.model, sequence.request.adapter()), key -> new ArrayList<>())
-                    .add(sequence);
+            byGroup.computeIfAbsent(sequence.model, model -> new ArrayList<>()).add(sequence);
         }
         for (var entry : byGroup.entrySet()) {
-            Group group;
-            try {
-                group = groups.computeIfAbsent(entry.getKey(), Group::new);
-            } catch (RuntimeException e) {
-                entry.getValue().forEach(sequence -> sequence.fail(e));
-                continue;
-            }
+            Group group = groups.computeIfAbsent(entry.getKey(), Group::new);
             List<Sequence> sequences = entry.getValue();
             try {
                 prefill(group, sequences);
@@ -260,7 +250,7 @@ public final class Engine implements AutoCloseable {
     }
 
     private void prefill(Group group, List<Sequence> sequences) throws OrtException {
-        ServedModel model = group.key.model;
+        ServedModel model = group.model;
         int n = sequences.size();
         int padded = sequences.stream().mapToInt(sequence -> sequence.request.promptLength()).max().orElseThrow();
         long[] ids = new long[n * padded];
@@ -277,7 +267,8 @@ public final class Engine implements AutoCloseable {
             }
         }
         float[][] emptyPast = new float[2 * model.numLayers()][0];
-        try (OrtSession.Result result = run(group, n, padded, ids, mask, positions, emptyPast, 0, null)) {
+        Map<String, OnnxTensor> adapters = adapterTensors(model, sequences);
+        try (OrtSession.Result result = run(model, adapters, n, padded, ids, mask, positions, emptyPast, 0, null)) {
             float[] logits = ServedModel.floats(output(result, ServedModel.LOGITS));
             int vocab = model.vocabSize();
             List<float[]> presents = presents(model, result);
@@ -289,12 +280,14 @@ public final class Engine implements AutoCloseable {
                 int from = (b * padded + padded - 1) * vocab;
                 sequence.accept(Arrays.copyOfRange(logits, from, from + vocab));
             }
+        } finally {
+            adapters.values().forEach(OnnxTensor::close);
         }
     }
 
     /** One token for every member of the group. */
     private void decode(Group group) {
-        ServedModel model = group.key.model;
+        ServedModel model = group.model;
         List<Sequence> members = group.members;
         int n = members.size();
         int past = group.present != null ? group.presentLength : members.stream().mapToInt(sequence -> sequence.fed).max().orElseThrow();
@@ -323,8 +316,9 @@ public final class Engine implements AutoCloseable {
                     insert(model, members.get(b).cache, pastValues, past, b, members.get(b).fed);
                     members.get(b).cache = null;
                 }
+                group.feedAdapters(adapterTensors(model, members));
             }
-            result = run(group, n, 1, ids, mask, positions, pastValues, past, group.present);
+            result = run(model, group.adapterTensors, n, 1, ids, mask, positions, pastValues, past, group.present);
         } catch (OrtException | RuntimeException e) {
             RuntimeException failure = e instanceof RuntimeException runtime ? runtime
                     : new IllegalStateException("ONNX Runtime failed in a decode step: " + e.getMessage(), e);
@@ -358,14 +352,30 @@ public final class Engine implements AutoCloseable {
         }
     }
 
+    /** The LoRA inputs of a run over these sequences, one row each, with every row's adapter. */
+    private Map<String, OnnxTensor> adapterTensors(ServedModel model, List<Sequence> rows) throws OrtException {
+        Map<String, FloatTensor> feeds = LoraRows.feeds(model.loraInputs(), rows.stream().map(row -> row.adapter).toList());
+        Map<String, OnnxTensor> tensors = new HashMap<>();
+        try {
+            for (Map.Entry<String, FloatTensor> feed : feeds.entrySet()) {
+                tensors.put(feed.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(feed.getValue().values()),
+                        feed.getValue().shape()));
+            }
+        } catch (OrtException | RuntimeException e) {
+            tensors.values().forEach(OnnxTensor::close);
+            throw e;
+        }
+        return tensors;
+    }
+
     /**
      * Runs the graph on {@code rows} new tokens per sequence after {@code past} cached ones, given either
      * as arrays [layer key, layer value, …] of [n, kvHeads, past, headDim] or as the last run's result.
      */
-    private OrtSession.Result run(Group group, int n, int rows, long[] ids, long[] mask, long[] positions,
-                                  float[][] pastValues, int past, OrtSession.Result previous) throws OrtException {
-        ServedModel model = group.key.model;
-        Map<String, OnnxTensor> inputs = new HashMap<>(group.adapterTensors);
+    private OrtSession.Result run(ServedModel model, Map<String, OnnxTensor> adapters, int n, int rows, long[] ids,
+                                  long[] mask, long[] positions, float[][] pastValues, int past,
+                                  OrtSession.Result previous) throws OrtException {
+        Map<String, OnnxTensor> inputs = new HashMap<>(adapters);
         List<OnnxTensor> owned = new ArrayList<>();
         try {
             owned.add(put(inputs, ServedModel.INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {n, rows})));
@@ -439,31 +449,26 @@ public final class Engine implements AutoCloseable {
         }
     }
 
-    private record GroupKey(ServedModel model, String adapter) {}
-
-    /** Sequences decoded in one run per step, and the last run's KV cache while they stay the same. */
+    /**
+     * Sequences decoded in one run per step, and while they stay the same the last run's KV cache and
+     * their adapters' inputs.
+     */
     private final class Group {
-        final GroupKey key;
+        final ServedModel model;
         final List<Sequence> members = new ArrayList<>();
-        final Map<String, OnnxTensor> adapterTensors = new HashMap<>();
+        Map<String, OnnxTensor> adapterTensors = Map.of();
         /** The last decode run, whose present.* hold every member's cache; null when the members hold it. */
         OrtSession.Result present;
         int presentLength;
 
-        Group(GroupKey key) {
-            this.key = key;
-            try {
-                for (Map.Entry<String, FloatTensor> feed : key.model.adapterFeeds(key.adapter).entrySet()) {
-                    adapterTensors.put(feed.getKey(), OnnxTensor.createTensor(env,
-                            FloatBuffer.wrap(feed.getValue().values()), feed.getValue().shape()));
-                }
-            } catch (OrtException e) {
-                close();
-                throw new IllegalStateException("could not make the adapter's inputs: " + e.getMessage(), e);
-            } catch (RuntimeException e) {
-                close();
-                throw e;
-            }
+        Group(ServedModel model) {
+            this.model = model;
+        }
+
+        /** Replaces the members' adapter inputs (after they changed). */
+        void feedAdapters(Map<String, OnnxTensor> tensors) {
+            adapterTensors.values().forEach(OnnxTensor::close);
+            adapterTensors = tensors;
         }
 
         /** Copies every member's cache but those leaving out of the last run, which is then dropped. */
@@ -471,11 +476,11 @@ public final class Engine implements AutoCloseable {
             if (present == null) {
                 return;
             }
-            List<float[]> presents = presents(key.model, present);
+            List<float[]> presents = presents(model, present);
             for (int b = 0; b < members.size(); b++) {
                 Sequence member = members.get(b);
                 if (leaving == null || !leaving.contains(member)) {
-                    member.cache = extract(key.model, presents, members.size(), presentLength, b, member.fed);
+                    member.cache = extract(model, presents, members.size(), presentLength, b, member.fed);
                 }
             }
             dropPresent();
@@ -490,7 +495,7 @@ public final class Engine implements AutoCloseable {
 
         void close() {
             dropPresent();
-            adapterTensors.values().forEach(OnnxTensor::close);
+            feedAdapters(Map.of());
         }
     }
 
@@ -498,6 +503,8 @@ public final class Engine implements AutoCloseable {
     private static final class Sequence {
         final ServedModel model;
         final GenerationRequest request;
+        /** The adapter's inputs as loaded when the request came: unloading it later does not cut it short. */
+        final Map<String, FloatTensor> adapter;
         final GenerationListener listener;
         final Sampler sampler;
         final TextStream text;
@@ -520,6 +527,7 @@ public final class Engine implements AutoCloseable {
         Sequence(ServedModel model, GenerationRequest request, GenerationListener listener) {
             this.model = model;
             this.request = request;
+            this.adapter = model.adapterFeeds(request.adapter());
             this.listener = listener;
             this.sampler = new Sampler(request.sampling(), model.vocabSize());
             this.text = model.tokenizer() == null ? null : new TextStream(model.tokenizer(), request.stopSequences());

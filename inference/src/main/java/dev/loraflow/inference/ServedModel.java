@@ -13,6 +13,7 @@ import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.export.onnx.FloatTensor;
 import dev.loraflow.export.onnx.LoraInputs;
+import dev.loraflow.export.onnx.OnnxExporter;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
@@ -60,6 +61,8 @@ public final class ServedModel {
     private final int headDim;
     private final List<String> loraInputs;
     private final Map<String, NodeInfo> inputInfo;
+    /** Rank-0 feeds for every LoRA input: the base model. */
+    private final Map<String, FloatTensor> baseFeeds;
     /** Adapter name → its feeds for every LoRA input of the graph, rank 0 where the adapter has none. */
     private final Map<String, Map<String, FloatTensor>> adapters = new ConcurrentHashMap<>();
     /** Leases held, or {@link #CLOSED}. */
@@ -96,6 +99,12 @@ public final class ServedModel {
         this.kvHeads = Math.toIntExact(pastShape[1]);
         this.headDim = Math.toIntExact(pastShape[3]);
         this.loraInputs = inputInfo.keySet().stream().filter(input -> input.startsWith(LORA_PREFIX)).sorted().toList();
+        if (!loraInputs.isEmpty()
+                && !"true".equals(session.getMetadata().getCustomMetadata().get(OnnxExporter.LORA_PER_ROW))) {
+            throw new ModelLoadException(file + ": an un-merged export whose LoRA scaling inputs are scalars only;"
+                    + " export it again (export-onnx --unmerged), so that rows of different adapters share a run");
+        }
+        this.baseFeeds = LoraInputs.withDefaults(inputInfo, Map.of());
     }
 
     /**
@@ -270,13 +279,13 @@ public final class ServedModel {
 
     /**
      * The extra feeds of a run: the adapter's, or rank-0 LoRA inputs for the base model (null); empty
-     * for a merged graph.
+     * for a merged graph. The same map for the same adapter until it is loaded again.
      *
      * @throws IllegalArgumentException if no adapter of that name is loaded
      */
     Map<String, FloatTensor> adapterFeeds(String adapterName) {
         if (adapterName == null) {
-            return LoraInputs.withDefaults(inputInfo, Map.of());
+            return baseFeeds;
         }
         Map<String, FloatTensor> feeds = adapters.get(adapterName);
         if (feeds == null) {

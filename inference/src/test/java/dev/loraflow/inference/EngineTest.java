@@ -12,6 +12,8 @@ import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.LlamaConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
@@ -314,11 +316,17 @@ class EngineTest {
     void twoAdaptersOnOneUnmergedBaseEachEqualTheirOwnModelInOneBatch(String arch, ModelConfig config) throws Exception {
         Map<String, float[]> weights = TinyModels.weights(config, 10);
         CausalLanguageModel first = TinyModels.adapted(config, weights, 11);
-        CausalLanguageModel second = TinyModels.adapted(config, weights, 12);
+        // Another rank on fewer modules: stacked along r, rows must not pick up each other's ranks.
+        CausalLanguageModel second = TinyModels.adapted(config, weights, 12, 3, switch (config) {
+            case Gpt2Config _ -> new String[] {"c_attn"};
+            case LlamaConfig _ -> new String[] {"q_proj", "up_proj"};
+        });
         CausalLanguageModel base = CausalLanguageModel.create(config, weights, null, 0);
         Path onnx = TinyModels.export(first, weights, dir, OnnxExporter.Options.defaults().withUnmerged(true));
         try (Engine engine = new Engine(ONE_THREAD.withBatching(8, 16))) {
             ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            List<Integer> batches = new java.util.concurrent.CopyOnWriteArrayList<>();
+            engine.onStep(batches::add);
             model.loadAdapter("first", first.toPeftAdapter());
             model.loadAdapter("second", second.toPeftAdapter());
             assertEquals(List.of("first", "second"), model.adapterNames());
@@ -346,6 +354,7 @@ class EngineTest {
             }
             assertNotEquals(List.of(Generator.generate(first, prompts.get(0), greedy).tokens()),
                     List.of(Generator.generate(second, prompts.get(0), greedy).tokens()));
+            assertTrue(batches.stream().anyMatch(batch -> batch > 2), "adapters and the base decoded in one run: " + batches);
             model.retire();
         }
     }

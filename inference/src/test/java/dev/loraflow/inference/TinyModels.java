@@ -57,12 +57,17 @@ public final class TinyModels {
 
     /** Attention adapters of rank 2 with A as initialised and B random, from {@code seed}. */
     public static CausalLanguageModel adapted(ModelConfig config, Map<String, float[]> weights, long seed) {
-        LoraAdapterConfig.Builder lora = LoraAdapterConfig.builder().r(2).loraAlpha(4);
-        lora = switch (config) {
-            case Gpt2Config _ -> lora.targetModules("c_attn", "c_fc");
-            case LlamaConfig _ -> lora.targetModules("q_proj", "v_proj", "up_proj");
-        };
-        CausalLanguageModel model = CausalLanguageModel.create(config, weights, lora.build(), seed);
+        return adapted(config, weights, seed, 2, switch (config) {
+            case Gpt2Config _ -> new String[] {"c_attn", "c_fc"};
+            case LlamaConfig _ -> new String[] {"q_proj", "v_proj", "up_proj"};
+        });
+    }
+
+    /** Adapters of rank {@code rank} (alpha 2·rank) on the target modules, A as initialised and B random. */
+    public static CausalLanguageModel adapted(ModelConfig config, Map<String, float[]> weights, long seed, int rank,
+                                              String... targetModules) {
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(rank).loraAlpha(2 * rank).targetModules(targetModules).build();
+        CausalLanguageModel model = CausalLanguageModel.create(config, weights, lora, seed);
         Rng rng = new Rng(seed + 1);
         for (LoRALinear module : model.adaptedModules().values()) {
             float[] b = module.loraB().value();

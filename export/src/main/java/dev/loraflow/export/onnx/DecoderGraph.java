@@ -236,7 +236,9 @@ final class DecoderGraph {
         Dim rank = Dim.of(peftPath + ".r");
         String a = graph.input(loraA(peftPath), OnnxGraph.FLOAT, rank, Dim.of(module.in()));
         String b = graph.input(loraB(peftPath), OnnxGraph.FLOAT, Dim.of(module.out()), rank);
-        String scaling = graph.input(loraScaling(peftPath), OnnxGraph.FLOAT);
+        // Any shape, so that one run can serve rows of different adapters: stacked along r in A and B, each
+        // row scaled [batch, 1, r] by its own adapter's scaling and zero elsewhere. A scalar serves one adapter.
+        String scaling = graph.inputOfAnyShape(loraScaling(peftPath), OnnxGraph.FLOAT);
         loraInputs.addAll(List.of(a, b, scaling));
         Attribute transpose = Attribute.ofInts("perm", 1, 0);
         String projected = graph.node("Mul", graph.node("MatMul", x, graph.node("Transpose", a, transpose)), scaling);

@@ -58,6 +58,7 @@ final class OnnxGraph {
         }
     }
 
+    /** dims null: a tensor of any shape. */
     private record ValueInfo(String name, int elemType, List<Dim> dims) {}
 
     private record Node(String opType, List<String> inputs, List<String> outputs, List<Attribute> attributes) {}
@@ -85,6 +86,13 @@ final class OnnxGraph {
     String input(String inputName, int elemType, Dim... dims) {
         define(inputName);
         inputs.add(new ValueInfo(inputName, elemType, List.of(dims)));
+        return inputName;
+    }
+
+    /** Declares a graph input of any rank and shape (no shape in its type) and returns its name. */
+    String inputOfAnyShape(String inputName, int elemType) {
+        define(inputName);
+        inputs.add(new ValueInfo(inputName, elemType, null));
         return inputName;
     }
 
@@ -265,8 +273,16 @@ final class OnnxGraph {
     }
 
     private static ProtoMessage valueInfo(ValueInfo info) {
+        ProtoMessage tensorType = new ProtoMessage().int64(1, info.elemType());
+        if (info.dims() != null) {
+            tensorType.message(2, shape(info.dims()));
+        }
+        return new ProtoMessage().string(1, info.name()).message(2, new ProtoMessage().message(1, tensorType));
+    }
+
+    private static ProtoMessage shape(List<Dim> dims) {
         ProtoMessage shape = new ProtoMessage();
-        for (Dim dim : info.dims()) {
+        for (Dim dim : dims) {
             ProtoMessage dimension = new ProtoMessage();
             if (dim.param() != null) {
                 dimension.string(2, dim.param());
@@ -275,8 +291,7 @@ final class OnnxGraph {
             }
             shape.message(1, dimension);
         }
-        ProtoMessage tensorType = new ProtoMessage().int64(1, info.elemType()).message(2, shape);
-        return new ProtoMessage().string(1, info.name()).message(2, new ProtoMessage().message(1, tensorType));
+        return shape;
     }
 
     private static ProtoMessage entry(String key, String value) {

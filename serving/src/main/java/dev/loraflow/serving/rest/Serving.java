@@ -76,7 +76,7 @@ public class Serving {
                 .description("the version of the model served (counts loads since start)").tag("model", modelName)
                 .register(meters);
         DistributionSummary batchSizes = DistributionSummary.builder("loraflow.decode.batch.size")
-                .description("sequences per decode step").register(meters);
+                .description("sequences per decode run (one run per model and step, adapters together)").register(meters);
         engine.onStep(batchSizes::record);
         if (modelPath.isPresent() && !modelPath.get().isBlank()) {
             load(Path.of(modelPath.get()), modelSha256.filter(sha -> !sha.isBlank()).orElse(null));
