@@ -1,0 +1,663 @@
+package dev.loraflow.benchmarks;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.RandomModel;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.random.Rng;
+import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.export.onnx.OnnxExporter;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.function.IntFunction;
+import java.util.stream.Stream;
+
+/**
+ * The serving figures of issue 6 in one run, on a GPT-2-small-shaped model (random weights) exported
+ * merged with one r = 8 adapter and un-merged with eight, served by the packaged serving service in a
+ * child JVM on a free port:
+ * <ol>
+ *   <li>overhead: a greedy generation (prefill + {@code --tokens} steps through the KV cache, batch 1)
+ *       by ONNX Runtime directly in a loop against the same through {@code POST /v1/completions}, one
+ *       client, non-streaming, alternating rounds; the server must give the loop's tokens;</li>
+ *   <li>KV cache: the same generation recomputing the whole sequence each step (empty past) against it;</li>
+ *   <li>continuous batching: {@code --clients} streaming clients against one, each sending
+ *       {@code --requests} requests back to back: tokens/s, p50/p99 latency and time to first token;</li>
+ *   <li>adapters: the same clients spread round-robin over eight adapters on the un-merged export,
+ *       against the merged model.</li>
+ * </ol>
+ * Prints a table, writes the figures as JSON to {@code --out}. Both sides of every ratio run on the same
+ * (shared) machine minutes apart, so ratios are steadier than absolute figures.
+ */
+public final class ServingLoad {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String MODEL = "bench";
+    private static final String API_KEY = "bench-key";
+
+    private final Map<String, String> options;
+    private final Gpt2Config config;
+    private final int promptLength;
+    private final int tokens;
+    private final int threads;
+    private final int[] prompt;
+
+    private ServingLoad(Map<String, String> options) {
+        this.options = options;
+        this.config = new Gpt2Config(integer("--vocab"), integer("--context"), integer("--hidden"), integer("--layers"),
+                integer("--heads"), 4 * integer("--hidden"), 1e-5);
+        this.promptLength = integer("--prompt");
+        this.tokens = integer("--tokens");
+        this.threads = integer("--threads");
+        if (promptLength + tokens > config.maxPositions()) {
+            throw new IllegalArgumentException("--prompt " + promptLength + " + --tokens " + tokens
+                    + " exceed the context " + config.maxPositions());
+        }
+        Rng rng = new Rng(4);
+        this.prompt = new int[promptLength];
+        Arrays.setAll(prompt, i -> (int) Math.floorMod(rng.nextLong(), config.vocabSize()));
+    }
+
+    public static void main(String[] args) throws Exception {
+        Map<String, String> options = new LinkedHashMap<>();
+        options.put("--layers", "12");
+        options.put("--hidden", "768");
+        options.put("--heads", "12");
+        options.put("--vocab", "50257");
+        options.put("--context", "512");
+        options.put("--prompt", "16");
+        options.put("--tokens", "256");
+        options.put("--rounds", "3");
+        options.put("--clients", "16");
+        options.put("--requests", "2");
+        options.put("--adapters", "8");
+        options.put("--rank", "8");
+        options.put("--threads", "2");
+        options.put("--server-jar", "serving/target/quarkus-app/quarkus-run.jar");
+        options.put("--dir", System.getProperty("java.io.tmpdir") + "/loraflow-serving-bench");
+        options.put("--out", "bench-results/serving.json");
+        for (int i = 0; i < args.length; i += 2) {
+            if (!options.containsKey(args[i]) || i + 1 == args.length) {
+                throw new IllegalArgumentException("unknown option or missing value: " + args[i] + "; known: "
+                        + options.keySet());
+            }
+            options.put(args[i], args[i + 1]);
+        }
+        new ServingLoad(options).run();
+    }
+
+    private int integer(String option) {
+        return Integer.parseInt(options.get(option));
+    }
+
+    private void run() throws Exception {
+        Path dir = Path.of(options.get("--dir"));
+        Path serverJar = Path.of(options.get("--server-jar"));
+        if (!Files.isRegularFile(serverJar)) {
+            throw new IllegalArgumentException(serverJar + ": no serving jar; build it with ./mvnw -pl serving -am package");
+        }
+        int adapterCount = integer("--adapters");
+        int clients = integer("--clients");
+        int requests = integer("--requests");
+        ObjectNode report = JSON.createObjectNode();
+        report.put("model", String.format("GPT-2 shape %d layers x %d hidden, %d heads, vocab %d, context %d, random weights",
+                config.numLayers(), config.hiddenSize(), config.numHeads(), config.vocabSize(), config.maxPositions()));
+        report.put("adapters", adapterCount + " PEFT adapters, r = " + integer("--rank") + ", on c_attn");
+        report.put("prompt_tokens", promptLength);
+        report.put("generated_tokens", tokens);
+        report.put("threads", threads);
+        report.put("cpus", Runtime.getRuntime().availableProcessors());
+        report.put("load_average_start", loadAverage());
+
+        deleteTree(dir);
+        log("exporting the merged and un-merged models and " + adapterCount + " adapters to " + dir);
+        Path merged = exportModels(dir, adapterCount);
+        Path unmerged = dir.resolve("unmerged/model.onnx");
+
+        ObjectNode overhead = report.putObject("overhead");
+        ObjectNode cache = report.putObject("kv_cache");
+        ObjectNode batching = report.putObject("batching");
+        ObjectNode adapters = report.putObject("adapters_mix");
+        try (Server server = Server.start(serverJar, merged, threads, dir.resolve("server-merged.log"));
+             DirectLoop direct = new DirectLoop(merged, config, threads)) {
+            measureOverhead(server, direct, overhead);
+            measureKvCache(direct, cache);
+            LoadResult one = load(server, 1, requests, client -> MODEL);
+            LoadResult many = load(server, clients, requests, client -> MODEL);
+            batching.set("one_client", one.toJson());
+            batching.set("clients", many.toJson());
+            batching.put("concurrent_clients", clients);
+            batching.put("throughput_ratio", many.tokensPerSecond() / one.tokensPerSecond());
+            batching.put("goal", ">= 3");
+            adapters.set("merged", many.toJson());
+        }
+        try (Server server = Server.start(serverJar, unmerged, threads, dir.resolve("server-unmerged.log"))) {
+            for (int i = 0; i < adapterCount; i++) {
+                server.loadAdapter(adapterName(i), dir.resolve("adapters").resolve(adapterName(i)));
+            }
+            LoadResult mixed = load(server, clients, requests, client -> adapterName(client % adapterCount));
+            LoadResult mergedRun = LoadResult.fromJson(adapters.get("merged"));
+            adapters.set("mixed", mixed.toJson());
+            adapters.put("concurrent_clients", clients);
+            adapters.put("throughput_ratio", mixed.tokensPerSecond() / mergedRun.tokensPerSecond());
+            adapters.put("goal", ">= 0.7");
+        }
+        report.put("load_average_end", loadAverage());
+        Path out = Path.of(options.get("--out"));
+        Files.createDirectories(out.toAbsolutePath().getParent());
+        JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
+        System.out.println(table(report));
+    }
+
+    private static String adapterName(int i) {
+        return "adapter-" + i;
+    }
+
+    /**
+     * One adapted model, its adapter re-drawn per PEFT directory; the last drawn (adapter 0) is the one
+     * merged into merged/model.onnx. The un-merged export has the same graph with LoRA inputs.
+     */
+    private Path exportModels(Path dir, int adapterCount) throws IOException {
+        Map<String, float[]> weights = RandomModel.initialWeights(config, 1);
+        int rank = integer("--rank");
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(rank).loraAlpha(2 * rank).targetModules("c_attn").build();
+        CausalLanguageModel model = CausalLanguageModel.create(config, weights, lora, 2);
+        for (int i = adapterCount - 1; i >= 0; i--) {
+            Rng rng = new Rng(100 + i);
+            for (LoRALinear module : model.adaptedModules().values()) {
+                float[] a = module.loraA().value();
+                for (int j = 0; j < a.length; j++) {
+                    a[j] = rng.nextUniform(0.05f);
+                }
+                float[] b = module.loraB().value();
+                for (int j = 0; j < b.length; j++) {
+                    b[j] = rng.nextUniform(0.05f);
+                }
+            }
+            model.toPeftAdapter().write(dir.resolve("adapters").resolve(adapterName(i)), DType.F32);
+        }
+        OnnxExporter.Provenance provenance = new OnnxExporter.Provenance(null, null, null);
+        Path merged = dir.resolve("merged/model.onnx");
+        Path unmerged = dir.resolve("unmerged/model.onnx");
+        for (Path onnx : List.of(merged, unmerged)) {
+            Files.createDirectories(onnx.getParent());
+            Files.writeString(onnx.resolveSibling("config.json"), config.toJson(), StandardCharsets.UTF_8);
+        }
+        OnnxExporter.export(model, weights, OnnxExporter.Options.defaults(), provenance, merged);
+        OnnxExporter.export(model, weights, OnnxExporter.Options.defaults().withUnmerged(true), provenance, unmerged);
+        return merged;
+    }
+
+    /** a. Direct loop against the server, rounds alternating; medians per token. */
+    private void measureOverhead(Server server, DirectLoop direct, ObjectNode out) throws Exception {
+        int rounds = integer("--rounds");
+        log("overhead: " + rounds + " rounds of " + tokens + " tokens, direct and through the server");
+        direct.generate(prompt, tokens);
+        server.complete(MODEL, prompt, tokens, false);
+        double[] directMs = new double[rounds];
+        double[] serverMs = new double[rounds];
+        boolean same = true;
+        for (int round = 0; round < rounds; round++) {
+            long start = System.nanoTime();
+            int[] expected = direct.generate(prompt, tokens);
+            directMs[round] = (System.nanoTime() - start) / 1e6;
+            start = System.nanoTime();
+            RequestResult served = server.complete(MODEL, prompt, tokens, false);
+            serverMs[round] = (System.nanoTime() - start) / 1e6;
+            same &= Arrays.equals(expected, served.tokens());
+        }
+        double directPerToken = median(directMs) / tokens;
+        double serverPerToken = median(serverMs) / tokens;
+        out.put("direct_ms_per_token", directPerToken);
+        out.put("server_ms_per_token", serverPerToken);
+        out.put("overhead_percent", 100 * (serverPerToken / directPerToken - 1));
+        out.put("goal_percent", "<= 10");
+        out.put("same_tokens", same);
+        out.set("direct_ms", JSON.valueToTree(directMs));
+        out.set("server_ms", JSON.valueToTree(serverMs));
+    }
+
+    /** b. The same generation recomputing the whole sequence each step, once, against the cached one. */
+    private void measureKvCache(DirectLoop direct, ObjectNode out) throws OrtException {
+        log("KV cache: " + tokens + " tokens without the cache");
+        long start = System.nanoTime();
+        int[] cached = direct.generate(prompt, tokens);
+        double cachedMs = (System.nanoTime() - start) / 1e6;
+        start = System.nanoTime();
+        int[] uncached = direct.generateWithoutCache(prompt, tokens);
+        double uncachedMs = (System.nanoTime() - start) / 1e6;
+        int agreeing = 0;
+        while (agreeing < tokens && cached[agreeing] == uncached[agreeing]) {
+            agreeing++;
+        }
+        out.put("with_cache_ms", cachedMs);
+        out.put("without_cache_ms", uncachedMs);
+        out.put("speedup", uncachedMs / cachedMs);
+        out.put("tokens_agreeing_before_first_difference", agreeing);
+    }
+
+    /** c/d. {@code clients} streaming clients, each sending {@code requests} requests back to back. */
+    private LoadResult load(Server server, int clients, int requests, IntFunction<String> modelOf) throws Exception {
+        log("load: " + clients + " clients x " + requests + " streaming requests of " + tokens + " tokens ("
+                + modelOf.apply(0) + (clients > 1 ? ", " + modelOf.apply(1) + ", ..." : "") + ")");
+        List<RequestResult> results = Collections.synchronizedList(new ArrayList<>());
+        long start = System.nanoTime();
+        try (ExecutorService pool = Executors.newFixedThreadPool(clients)) {
+            List<Future<?>> running = new ArrayList<>();
+            for (int client = 0; client < clients; client++) {
+                String model = modelOf.apply(client);
+                running.add(pool.submit(() -> {
+                    for (int r = 0; r < requests; r++) {
+                        results.add(server.complete(model, prompt, tokens, true));
+                    }
+                    return null;
+                }));
+            }
+            for (Future<?> future : running) {
+                future.get();
+            }
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        long generated = results.stream().mapToLong(result -> result.tokens().length).sum();
+        return new LoadResult(clients, results.size(), generated, seconds,
+                results.stream().mapToDouble(RequestResult::latencyMs).toArray(),
+                results.stream().mapToDouble(RequestResult::firstTokenMs).toArray());
+    }
+
+    record RequestResult(int[] tokens, double latencyMs, double firstTokenMs) {}
+
+    record LoadResult(int clients, int requests, long tokens, double seconds, double[] latencyMs, double[] firstTokenMs) {
+
+        double tokensPerSecond() {
+            return tokens / seconds;
+        }
+
+        ObjectNode toJson() {
+            ObjectNode node = JSON.createObjectNode();
+            node.put("clients", clients);
+            node.put("requests", requests);
+            node.put("tokens", tokens);
+            node.put("seconds", seconds);
+            node.put("tokens_per_second", tokensPerSecond());
+            node.put("latency_p50_ms", percentile(latencyMs, 50));
+            node.put("latency_p99_ms", percentile(latencyMs, 99));
+            node.put("ttft_p50_ms", percentile(firstTokenMs, 50));
+            node.put("ttft_p99_ms", percentile(firstTokenMs, 99));
+            node.set("latency_ms", JSON.valueToTree(latencyMs));
+            node.set("ttft_ms", JSON.valueToTree(firstTokenMs));
+            return node;
+        }
+
+        static LoadResult fromJson(JsonNode node) {
+            return new LoadResult(node.get("clients").intValue(), node.get("requests").intValue(),
+                    node.get("tokens").longValue(), node.get("seconds").doubleValue(),
+                    JSON.convertValue(node.get("latency_ms"), double[].class),
+                    JSON.convertValue(node.get("ttft_ms"), double[].class));
+        }
+    }
+
+    /** The packaged serving service in a child JVM, on a free port, serving one model. */
+    private static final class Server implements AutoCloseable {
+        private final Process process;
+        private final URI base;
+        private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
+                .connectTimeout(Duration.ofSeconds(10)).build();
+
+        private Server(Process process, int port) {
+            this.process = process;
+            this.base = URI.create("http://127.0.0.1:" + port);
+        }
+
+        static Server start(Path jar, Path model, int threads, Path log) throws Exception {
+            int port;
+            try (ServerSocket socket = new ServerSocket(0)) {
+                port = socket.getLocalPort();
+            }
+            Path java = Path.of(System.getProperty("java.home"), "bin", "java");
+            Process process = new ProcessBuilder(java.toString(), "--add-modules", "jdk.incubator.vector",
+                    "--enable-native-access=ALL-UNNAMED", "-Dquarkus.http.port=" + port, "-Dquarkus.http.host=127.0.0.1",
+                    "-Dloraflow.serving.model.name=" + MODEL, "-Dloraflow.serving.model.path=" + model.toAbsolutePath(),
+                    "-Dloraflow.serving.intra-op-threads=" + threads, "-Dloraflow.serving.request-timeout=PT30M",
+                    "-Dloraflow.api-keys=" + API_KEY, "-jar", jar.toAbsolutePath().toString())
+                    .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+            Server server = new Server(process, port);
+            try {
+                server.awaitReady(log);
+            } catch (Exception e) {
+                server.close();
+                throw e;
+            }
+            return server;
+        }
+
+        private void awaitReady(Path log) throws Exception {
+            long deadline = System.nanoTime() + Duration.ofMinutes(3).toNanos();
+            while (System.nanoTime() < deadline) {
+                if (!process.isAlive()) {
+                    throw new IllegalStateException("the server exited with " + process.exitValue() + "; see " + log);
+                }
+                try {
+                    HttpResponse<String> response = http.send(HttpRequest.newBuilder(base.resolve("/q/health/ready"))
+                            .GET().build(), HttpResponse.BodyHandlers.ofString());
+                    if (response.statusCode() == 200) {
+                        return;
+                    }
+                } catch (IOException e) {
+                    // Not listening yet.
+                }
+                Thread.sleep(250);
+            }
+            throw new IllegalStateException("the server was not ready within 3 minutes; see " + log);
+        }
+
+        void loadAdapter(String name, Path directory) throws Exception {
+            String body = JSON.createObjectNode().put("name", name).put("path", directory.toAbsolutePath().toString())
+                    .toString();
+            HttpResponse<String> response = http.send(HttpRequest.newBuilder(base.resolve("/admin/adapters"))
+                    .header("X-API-Key", API_KEY).header("Content-Type", "application/json")
+                    .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+            if (response.statusCode() != 200) {
+                throw new IllegalStateException("loading adapter " + name + ": " + response.statusCode() + " "
+                        + response.body());
+            }
+        }
+
+        /** A greedy completion of exactly {@code maxTokens} tokens (no stop ids: the model has no tokenizer). */
+        RequestResult complete(String model, int[] prompt, int maxTokens, boolean stream) throws Exception {
+            ObjectNode body = JSON.createObjectNode().put("model", model).put("max_tokens", maxTokens)
+                    .put("temperature", 0).put("stream", stream);
+            ArrayNode ids = body.putArray("prompt");
+            for (int id : prompt) {
+                ids.add(id);
+            }
+            HttpRequest request = HttpRequest.newBuilder(base.resolve("/v1/completions"))
+                    .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body.toString()))
+                    .build();
+            long start = System.nanoTime();
+            if (!stream) {
+                HttpResponse<String> response = http.send(request, HttpResponse.BodyHandlers.ofString());
+                double latency = (System.nanoTime() - start) / 1e6;
+                JsonNode root = check(response.statusCode(), response.body());
+                int[] generated = JSON.convertValue(root.path("choices").path(0).path("token_ids"), int[].class);
+                return new RequestResult(generated, latency, Double.NaN);
+            }
+            HttpResponse<Stream<String>> response = http.send(request, HttpResponse.BodyHandlers.ofLines());
+            if (response.statusCode() != 200) {
+                check(response.statusCode(), String.join("\n", response.body().toList()));
+            }
+            int[] generated = new int[maxTokens];
+            int count = 0;
+            double firstToken = Double.NaN;
+            try (Stream<String> lines = response.body()) {
+                for (String line : (Iterable<String>) lines::iterator) {
+                    if (!line.startsWith("data: {")) {
+                        continue;
+                    }
+                    JsonNode chunk = JSON.readTree(line.substring("data: ".length()));
+                    if (chunk.has("error")) {
+                        throw new IllegalStateException("the stream failed: " + chunk);
+                    }
+                    for (JsonNode id : chunk.path("choices").path(0).path("token_ids")) {
+                        if (count == 0) {
+                            firstToken = (System.nanoTime() - start) / 1e6;
+                        }
+                        generated[count++] = id.intValue();
+                    }
+                }
+            }
+            double latency = (System.nanoTime() - start) / 1e6;
+            return new RequestResult(Arrays.copyOf(generated, count), latency, firstToken);
+        }
+
+        private static JsonNode check(int status, String body) throws IOException {
+            if (status != 200) {
+                throw new IllegalStateException("the server answered " + status + ": " + body);
+            }
+            return JSON.readTree(body);
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            process.destroy();
+            if (!process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS)) {
+                process.destroyForcibly().waitFor();
+            }
+        }
+    }
+
+    /**
+     * Greedy generation through ONNX Runtime directly: the session options the engine uses, present.*
+     * fed back as past.* each step, argmax of the last logits row.
+     */
+    private static final class DirectLoop implements AutoCloseable {
+        private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+        private final OrtSession session;
+        private final Gpt2Config config;
+
+        DirectLoop(Path model, Gpt2Config config, int threads) throws OrtException {
+            this.config = config;
+            try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
+                options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+                options.setIntraOpNumThreads(threads);
+                this.session = env.createSession(model.toString(), options);
+            }
+        }
+
+        /** Prefill, then one step per further token: {@code count} tokens. */
+        int[] generate(int[] prompt, int count) throws OrtException {
+            int[] generated = new int[count];
+            Map<String, OnnxTensor> emptyPast = new HashMap<>();
+            long[] pastShape = {1, config.numHeads(), 0, config.headDim()};
+            OrtSession.Result result = null;
+            try {
+                for (int layer = 0; layer < config.numLayers(); layer++) {
+                    emptyPast.put("past_key_values." + layer + ".key",
+                            OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+                    emptyPast.put("past_key_values." + layer + ".value",
+                            OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+                }
+                result = step(Arrays.stream(prompt).asLongStream().toArray(), 0, emptyPast);
+                generated[0] = argmaxLast(result);
+                for (int t = 1; t < count; t++) {
+                    Map<String, OnnxTensor> past = new HashMap<>();
+                    for (int layer = 0; layer < config.numLayers(); layer++) {
+                        past.put("past_key_values." + layer + ".key", tensor(result, "present." + layer + ".key"));
+                        past.put("past_key_values." + layer + ".value", tensor(result, "present." + layer + ".value"));
+                    }
+                    OrtSession.Result next = step(new long[] {generated[t - 1]}, prompt.length + t - 1, past);
+                    result.close();
+                    result = next;
+                    generated[t] = argmaxLast(result);
+                }
+                return generated;
+            } finally {
+                if (result != null) {
+                    result.close();
+                }
+                emptyPast.values().forEach(OnnxTensor::close);
+            }
+        }
+
+        /** Every step runs the whole sequence so far with an empty past. */
+        int[] generateWithoutCache(int[] prompt, int count) throws OrtException {
+            int[] generated = new int[count];
+            long[] sequence = new long[prompt.length + count];
+            for (int i = 0; i < prompt.length; i++) {
+                sequence[i] = prompt[i];
+            }
+            Map<String, OnnxTensor> emptyPast = new HashMap<>();
+            long[] pastShape = {1, config.numHeads(), 0, config.headDim()};
+            try {
+                for (int layer = 0; layer < config.numLayers(); layer++) {
+                    emptyPast.put("past_key_values." + layer + ".key",
+                            OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+                    emptyPast.put("past_key_values." + layer + ".value",
+                            OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+                }
+                for (int t = 0; t < count; t++) {
+                    try (OrtSession.Result result = step(Arrays.copyOf(sequence, prompt.length + t), 0, emptyPast)) {
+                        generated[t] = argmaxLast(result);
+                    }
+                    sequence[prompt.length + t] = generated[t];
+                }
+                return generated;
+            } finally {
+                emptyPast.values().forEach(OnnxTensor::close);
+            }
+        }
+
+        private OrtSession.Result step(long[] ids, int past, Map<String, OnnxTensor> pastTensors) throws OrtException {
+            int total = past + ids.length;
+            long[] mask = new long[total];
+            Arrays.fill(mask, 1);
+            long[] positions = new long[ids.length];
+            Arrays.setAll(positions, i -> past + i);
+            Map<String, OnnxTensor> inputs = new HashMap<>(pastTensors);
+            try (OnnxTensor inputIds = OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {1, ids.length});
+                 OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {1, total});
+                 OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions),
+                         new long[] {1, ids.length})) {
+                inputs.put("input_ids", inputIds);
+                inputs.put("attention_mask", attentionMask);
+                inputs.put("position_ids", positionIds);
+                return session.run(inputs);
+            }
+        }
+
+        private static OnnxTensor tensor(OrtSession.Result result, String name) {
+            return (OnnxTensor) result.get(name).orElseThrow();
+        }
+
+        private int argmaxLast(OrtSession.Result result) {
+            FloatBuffer logits = tensor(result, "logits").getFloatBuffer();
+            int vocab = config.vocabSize();
+            int last = logits.limit() - vocab;
+            int best = 0;
+            for (int v = 1; v < vocab; v++) {
+                if (logits.get(last + v) > logits.get(last + best)) {
+                    best = v;
+                }
+            }
+            return best;
+        }
+
+        @Override
+        public void close() throws OrtException {
+            session.close();
+        }
+    }
+
+    private static String table(JsonNode report) {
+        JsonNode overhead = report.get("overhead");
+        JsonNode cache = report.get("kv_cache");
+        JsonNode batching = report.get("batching");
+        JsonNode adapters = report.get("adapters_mix");
+        StringBuilder table = new StringBuilder();
+        table.append(report.get("model").textValue()).append("; ").append(report.get("adapters").textValue())
+                .append("; prompt ").append(report.get("prompt_tokens")).append(", ")
+                .append(report.get("generated_tokens")).append(" tokens greedy; ").append(report.get("threads"))
+                .append(" ORT threads on ").append(report.get("cpus")).append(" CPUs; load average ")
+                .append(report.get("load_average_start").textValue()).append(" -> ")
+                .append(report.get("load_average_end").textValue()).append('\n');
+        table.append(String.format("%-44s %-44s %s%n", "measure", "figures", "ratio (goal)"));
+        table.append(String.format("%-44s %-44s %s%n", "a. server vs direct ORT loop, batch 1",
+                String.format("%.2f vs %.2f ms/token, same tokens: %s", overhead.get("server_ms_per_token").doubleValue(),
+                        overhead.get("direct_ms_per_token").doubleValue(), overhead.get("same_tokens").booleanValue()),
+                String.format("%+.1f %% (<= 10 %%)", overhead.get("overhead_percent").doubleValue())));
+        table.append(String.format("%-44s %-44s %s%n", "b. decode with KV cache vs without",
+                String.format("%.1f vs %.1f s", cache.get("with_cache_ms").doubleValue() / 1000,
+                        cache.get("without_cache_ms").doubleValue() / 1000),
+                String.format("%.1fx faster", cache.get("speedup").doubleValue())));
+        JsonNode one = batching.get("one_client");
+        JsonNode many = batching.get("clients");
+        table.append(String.format("%-44s %-44s %s%n", "c. " + batching.get("concurrent_clients") + " clients vs 1 (tokens/s)",
+                String.format("%.1f vs %.1f tokens/s", many.get("tokens_per_second").doubleValue(),
+                        one.get("tokens_per_second").doubleValue()),
+                String.format("%.2fx (>= 3x)", batching.get("throughput_ratio").doubleValue())));
+        for (JsonNode run : List.of(one, many)) {
+            table.append(String.format("%-44s %s%n", "   " + run.get("clients") + " client(s): latency / TTFT p50 p99",
+                    String.format("%.0f / %.0f ms, TTFT %.0f / %.0f ms (%d requests)",
+                            run.get("latency_p50_ms").doubleValue(), run.get("latency_p99_ms").doubleValue(),
+                            run.get("ttft_p50_ms").doubleValue(), run.get("ttft_p99_ms").doubleValue(),
+                            run.get("requests").intValue())));
+        }
+        JsonNode mixed = adapters.get("mixed");
+        table.append(String.format("%-44s %-44s %s%n", "d. 8 adapters mixed vs merged, " + adapters.get("concurrent_clients")
+                        + " clients",
+                String.format("%.1f vs %.1f tokens/s", mixed.get("tokens_per_second").doubleValue(),
+                        adapters.get("merged").get("tokens_per_second").doubleValue()),
+                String.format("%.0f %% (>= 70 %%)", 100 * adapters.get("throughput_ratio").doubleValue())));
+        table.append(String.format("%-44s %s%n", "   mixed: latency / TTFT p50 p99",
+                String.format("%.0f / %.0f ms, TTFT %.0f / %.0f ms", mixed.get("latency_p50_ms").doubleValue(),
+                        mixed.get("latency_p99_ms").doubleValue(), mixed.get("ttft_p50_ms").doubleValue(),
+                        mixed.get("ttft_p99_ms").doubleValue())));
+        return table.toString();
+    }
+
+    /** Nearest-rank percentile. */
+    private static double percentile(double[] values, double p) {
+        double[] sorted = values.clone();
+        Arrays.sort(sorted);
+        int rank = (int) Math.ceil(p / 100 * sorted.length);
+        return sorted[Math.max(rank, 1) - 1];
+    }
+
+    private static double median(double[] values) {
+        double[] sorted = values.clone();
+        Arrays.sort(sorted);
+        return sorted.length % 2 == 1 ? sorted[sorted.length / 2]
+                : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+    }
+
+    private static String loadAverage() {
+        try {
+            return String.join(" ", Arrays.copyOf(Files.readString(Path.of("/proc/loadavg")).split(" "), 3));
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+
+    private static void log(String message) {
+        System.err.println("[serving-bench] " + message);
+    }
+
+    private static void deleteTree(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (Stream<Path> paths = Files.walk(dir)) {
+            for (Path path : paths.sorted(Collections.reverseOrder()).toList()) {
+                Files.delete(path);
+            }
+        }
+    }
+}
