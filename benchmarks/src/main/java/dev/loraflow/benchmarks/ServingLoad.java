@@ -17,6 +17,7 @@ import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.export.onnx.OnnxExporter;
 import java.io.IOException;
+import java.lang.management.ManagementFactory;
 import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -151,12 +152,15 @@ public final class ServingLoad {
              DirectLoop direct = new DirectLoop(merged, config, threads)) {
             measureOverhead(server, direct, overhead);
             measureKvCache(direct, cache);
+            // One streaming request first, so that the timed ones do not pay for its first use (JIT, classes).
+            server.complete(MODEL, prompt, tokens, true);
             LoadResult one = load(server, 1, requests, client -> MODEL);
             LoadResult many = load(server, clients, requests, client -> MODEL);
             batching.set("one_client", one.toJson());
             batching.set("clients", many.toJson());
             batching.put("concurrent_clients", clients);
             batching.put("throughput_ratio", many.tokensPerSecond() / one.tokensPerSecond());
+            batching.put("cpu_throughput_ratio", many.tokensPerCpuSecond() / one.tokensPerCpuSecond());
             batching.put("goal", ">= 3");
             adapters.set("merged", many.toJson());
         }
@@ -164,11 +168,13 @@ public final class ServingLoad {
             for (int i = 0; i < adapterCount; i++) {
                 server.loadAdapter(adapterName(i), dir.resolve("adapters").resolve(adapterName(i)));
             }
+            server.complete(adapterName(0), prompt, tokens, true);
             LoadResult mixed = load(server, clients, requests, client -> adapterName(client % adapterCount));
             LoadResult mergedRun = LoadResult.fromJson(adapters.get("merged"));
             adapters.set("mixed", mixed.toJson());
             adapters.put("concurrent_clients", clients);
             adapters.put("throughput_ratio", mixed.tokensPerSecond() / mergedRun.tokensPerSecond());
+            adapters.put("cpu_throughput_ratio", mixed.tokensPerCpuSecond() / mergedRun.tokensPerCpuSecond());
             adapters.put("goal", ">= 0.7");
         }
         report.put("load_average_end", loadAverage());
@@ -225,15 +231,24 @@ public final class ServingLoad {
         server.complete(MODEL, prompt, tokens, false);
         double[] directMs = new double[rounds];
         double[] serverMs = new double[rounds];
+        double[] directCpuMs = new double[rounds];
+        double[] serverCpuMs = new double[rounds];
         boolean same = true;
         for (int round = 0; round < rounds; round++) {
+            double cpu = ownCpuMs();
             long start = System.nanoTime();
             int[] expected = direct.generate(prompt, tokens);
             directMs[round] = (System.nanoTime() - start) / 1e6;
+            directCpuMs[round] = ownCpuMs() - cpu;
+            cpu = server.cpuMs();
             start = System.nanoTime();
             RequestResult served = server.complete(MODEL, prompt, tokens, false);
             serverMs[round] = (System.nanoTime() - start) / 1e6;
+            serverCpuMs[round] = server.cpuMs() - cpu;
             same &= Arrays.equals(expected, served.tokens());
+            log(String.format("  round %d: direct %.2f, server %.2f ms/token (CPU %.2f, %.2f)", round + 1,
+                    directMs[round] / tokens, serverMs[round] / tokens, directCpuMs[round] / tokens,
+                    serverCpuMs[round] / tokens));
         }
         double directPerToken = median(directMs) / tokens;
         double serverPerToken = median(serverMs) / tokens;
@@ -241,9 +256,15 @@ public final class ServingLoad {
         out.put("server_ms_per_token", serverPerToken);
         out.put("overhead_percent", 100 * (serverPerToken / directPerToken - 1));
         out.put("goal_percent", "<= 10");
+        // CPU time of each process: what waiting for a shared CPU adds to the wall clock stays out of it.
+        out.put("direct_cpu_ms_per_token", median(directCpuMs) / tokens);
+        out.put("server_cpu_ms_per_token", median(serverCpuMs) / tokens);
+        out.put("cpu_overhead_percent", 100 * (median(serverCpuMs) / median(directCpuMs) - 1));
         out.put("same_tokens", same);
         out.set("direct_ms", JSON.valueToTree(directMs));
         out.set("server_ms", JSON.valueToTree(serverMs));
+        out.set("direct_cpu_ms", JSON.valueToTree(directCpuMs));
+        out.set("server_cpu_ms", JSON.valueToTree(serverCpuMs));
     }
 
     /** b. The same generation recomputing the whole sequence each step, once, against the cached one. */
@@ -270,6 +291,7 @@ public final class ServingLoad {
         log("load: " + clients + " clients x " + requests + " streaming requests of " + tokens + " tokens ("
                 + modelOf.apply(0) + (clients > 1 ? ", " + modelOf.apply(1) + ", ..." : "") + ")");
         List<RequestResult> results = Collections.synchronizedList(new ArrayList<>());
+        double cpu = server.cpuMs();
         long start = System.nanoTime();
         try (ExecutorService pool = Executors.newFixedThreadPool(clients)) {
             List<Future<?>> running = new ArrayList<>();
@@ -287,18 +309,25 @@ public final class ServingLoad {
             }
         }
         double seconds = (System.nanoTime() - start) / 1e9;
+        double cpuSeconds = (server.cpuMs() - cpu) / 1e3;
         long generated = results.stream().mapToLong(result -> result.tokens().length).sum();
-        return new LoadResult(clients, results.size(), generated, seconds,
+        return new LoadResult(clients, results.size(), generated, seconds, cpuSeconds,
                 results.stream().mapToDouble(RequestResult::latencyMs).toArray(),
                 results.stream().mapToDouble(RequestResult::firstTokenMs).toArray());
     }
 
     record RequestResult(int[] tokens, double latencyMs, double firstTokenMs) {}
 
-    record LoadResult(int clients, int requests, long tokens, double seconds, double[] latencyMs, double[] firstTokenMs) {
+    /** @param cpuSeconds the server process's CPU time over the run */
+    record LoadResult(int clients, int requests, long tokens, double seconds, double cpuSeconds, double[] latencyMs,
+                      double[] firstTokenMs) {
 
         double tokensPerSecond() {
             return tokens / seconds;
+        }
+
+        double tokensPerCpuSecond() {
+            return tokens / cpuSeconds;
         }
 
         ObjectNode toJson() {
@@ -308,6 +337,8 @@ public final class ServingLoad {
             node.put("tokens", tokens);
             node.put("seconds", seconds);
             node.put("tokens_per_second", tokensPerSecond());
+            node.put("server_cpu_seconds", cpuSeconds);
+            node.put("tokens_per_server_cpu_second", tokensPerCpuSecond());
             node.put("latency_p50_ms", percentile(latencyMs, 50));
             node.put("latency_p99_ms", percentile(latencyMs, 99));
             node.put("ttft_p50_ms", percentile(firstTokenMs, 50));
@@ -320,6 +351,7 @@ public final class ServingLoad {
         static LoadResult fromJson(JsonNode node) {
             return new LoadResult(node.get("clients").intValue(), node.get("requests").intValue(),
                     node.get("tokens").longValue(), node.get("seconds").doubleValue(),
+                    node.get("server_cpu_seconds").doubleValue(),
                     JSON.convertValue(node.get("latency_ms"), double[].class),
                     JSON.convertValue(node.get("ttft_ms"), double[].class));
         }
@@ -377,6 +409,12 @@ public final class ServingLoad {
                 Thread.sleep(250);
             }
             throw new IllegalStateException("the server was not ready within 3 minutes; see " + log);
+        }
+
+        /** The server process's CPU time so far. */
+        double cpuMs() {
+            return process.toHandle().info().totalCpuDuration().map(cpu -> cpu.toNanos() / 1e6)
+                    .orElseThrow(() -> new IllegalStateException("this system does not tell a process's CPU time"));
         }
 
         void loadAdapter(String name, Path directory) throws Exception {
@@ -593,6 +631,10 @@ public final class ServingLoad {
                 String.format("%.2f vs %.2f ms/token, same tokens: %s", overhead.get("server_ms_per_token").doubleValue(),
                         overhead.get("direct_ms_per_token").doubleValue(), overhead.get("same_tokens").booleanValue()),
                 String.format("%+.1f %% (<= 10 %%)", overhead.get("overhead_percent").doubleValue())));
+        table.append(String.format("%-44s %-44s %s%n", "   the same in CPU time per token",
+                String.format("%.2f vs %.2f ms/token", overhead.get("server_cpu_ms_per_token").doubleValue(),
+                        overhead.get("direct_cpu_ms_per_token").doubleValue()),
+                String.format("%+.1f %%", overhead.get("cpu_overhead_percent").doubleValue())));
         table.append(String.format("%-44s %-44s %s%n", "b. decode with KV cache vs without",
                 String.format("%.1f vs %.1f s", cache.get("with_cache_ms").doubleValue() / 1000,
                         cache.get("without_cache_ms").doubleValue() / 1000),
@@ -603,6 +645,10 @@ public final class ServingLoad {
                 String.format("%.1f vs %.1f tokens/s", many.get("tokens_per_second").doubleValue(),
                         one.get("tokens_per_second").doubleValue()),
                 String.format("%.2fx (>= 3x)", batching.get("throughput_ratio").doubleValue())));
+        table.append(String.format("%-44s %-44s %s%n", "   the same per server CPU second",
+                String.format("%.1f vs %.1f tokens/CPU-s", many.get("tokens_per_server_cpu_second").doubleValue(),
+                        one.get("tokens_per_server_cpu_second").doubleValue()),
+                String.format("%.2fx", batching.get("cpu_throughput_ratio").doubleValue())));
         for (JsonNode run : List.of(one, many)) {
             table.append(String.format("%-44s %s%n", "   " + run.get("clients") + " client(s): latency / TTFT p50 p99",
                     String.format("%.0f / %.0f ms, TTFT %.0f / %.0f ms (%d requests)",
@@ -616,6 +662,10 @@ public final class ServingLoad {
                 String.format("%.1f vs %.1f tokens/s", mixed.get("tokens_per_second").doubleValue(),
                         adapters.get("merged").get("tokens_per_second").doubleValue()),
                 String.format("%.0f %% (>= 70 %%)", 100 * adapters.get("throughput_ratio").doubleValue())));
+        table.append(String.format("%-44s %-44s %s%n", "   the same per server CPU second",
+                String.format("%.1f vs %.1f tokens/CPU-s", mixed.get("tokens_per_server_cpu_second").doubleValue(),
+                        adapters.get("merged").get("tokens_per_server_cpu_second").doubleValue()),
+                String.format("%.0f %%", 100 * adapters.get("cpu_throughput_ratio").doubleValue())));
         table.append(String.format("%-44s %s%n", "   mixed: latency / TTFT p50 p99",
                 String.format("%.0f / %.0f ms, TTFT %.0f / %.0f ms", mixed.get("latency_p50_ms").doubleValue(),
                         mixed.get("latency_p99_ms").doubleValue(), mixed.get("ttft_p50_ms").doubleValue(),
@@ -636,6 +686,11 @@ public final class ServingLoad {
         Arrays.sort(sorted);
         return sorted.length % 2 == 1 ? sorted[sorted.length / 2]
                 : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+    }
+
+    private static double ownCpuMs() {
+        return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime()
+                / 1e6;
     }
 
     private static String loadAverage() {

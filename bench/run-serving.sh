@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The serving figures of issue 6 in one run (dev.loraflow.benchmarks.ServingLoad): a GPT-2-small-shaped model
+# (random weights) exported merged with one r = 8 adapter and un-merged with eight, served by the packaged
+# serving service in a child JVM. Prints the table; the figures go to bench-results/serving-<time>.json,
+# progress and the servers' logs to the .log beside it. Extra arguments go to ServingLoad, e.g.
+# --layers 6 --tokens 128 --clients 16 --requests 2 --rounds 3 --threads 2.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+: "${JAVA_HOME:?run through ./loraflow bench-serving, which finds a JDK >= 25}"
+
+JAR="$ROOT/benchmarks/target/benchmarks.jar"
+SERVER="$ROOT/serving/target/quarkus-app/quarkus-run.jar"
+SOURCES=("$ROOT/core/src/main" "$ROOT/export/src/main" "$ROOT/inference/src/main" "$ROOT/serving/src/main"
+  "$ROOT/benchmarks/src/main")
+if [ ! -f "$JAR" ] || [ ! -f "$SERVER" ] || [ -n "$(find "${SOURCES[@]}" -newer "$JAR" -print -quit)" ] \
+    || [ -n "$(find "${SOURCES[@]}" -newer "$SERVER" -print -quit)" ]; then
+  echo "building the benchmarks and the serving service..." >&2
+  ./mvnw -B -q -pl benchmarks,serving -am package -DskipTests >&2
+fi
+
+mkdir -p bench-results
+RESULTS="$ROOT/bench-results/serving-$(date +%Y%m%d-%H%M%S).json"
+LOG="${RESULTS%.json}.log"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/loraflow-serving-bench.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+"$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xmx6g -cp "$JAR" \
+  dev.loraflow.benchmarks.ServingLoad --server-jar "$SERVER" --dir "$WORK/models" --out "$RESULTS" "$@" \
+  > "${RESULTS%.json}.txt" 2> "$LOG" || { tail -n 40 "$LOG" >&2; for server in "$WORK"/models/server-*.log; do
+    [ -f "$server" ] && { echo "== $server" >&2; tail -n 20 "$server" >&2; }; done; exit 1; }
+for server in "$WORK"/models/server-*.log; do
+  { echo "== $(basename "$server")"; cat "$server"; } >> "$LOG"
+done
+cat "${RESULTS%.json}.txt"
+echo "(figures in $RESULTS, progress in $LOG)" >&2
