@@ -340,6 +340,12 @@ public final class ServedModel {
     /** A tensor's values copied out. */
     static float[] floats(OnnxTensor tensor) {
         FloatBuffer buffer = tensor.getFloatBuffer();
+        // ONNX Runtime's copy is a heap buffer already: a second copy would double the cost of every step's
+        // logits and of every cache rebuild.
+        if (buffer.hasArray() && buffer.arrayOffset() == 0 && buffer.position() == 0
+                && buffer.remaining() == buffer.array().length) {
+            return buffer.array();
+        }
         float[] values = new float[buffer.remaining()];
         buffer.get(values);
         return values;
