@@ -44,20 +44,21 @@ import java.util.stream.Stream;
 
 /**
  * The serving figures of issue 6 in one run, on a GPT-2-small-shaped model (random weights) exported
- * merged with one r = 8 adapter and un-merged with eight, served by the packaged serving service in a
- * child JVM on a free port:
+ * merged with one r = 8 adapter and un-merged with eight, each served by the packaged serving service in
+ * a child JVM on a free port:
  * <ol>
  *   <li>overhead: a greedy generation (prefill + {@code --tokens} steps through the KV cache, batch 1)
  *       by ONNX Runtime directly in a loop against the same through {@code POST /v1/completions}, one
  *       client, non-streaming, alternating rounds; the server must give the loop's tokens;</li>
  *   <li>KV cache: the same generation recomputing the whole sequence each step (empty past) against it;</li>
- *   <li>continuous batching: {@code --clients} streaming clients against one, each sending
- *       {@code --requests} requests back to back: tokens/s, p50/p99 latency and time to first token;</li>
- *   <li>adapters: the same clients spread round-robin over eight adapters on the un-merged export,
- *       against the merged model.</li>
+ *   <li>continuous batching: waves of {@code --clients} streaming clients, one request each, against
+ *       waves of one: tokens/s, p50/p99 latency and time to first token;</li>
+ *   <li>adapters: the same waves spread round-robin over eight adapters on the un-merged export, against
+ *       the merged model's.</li>
  * </ol>
- * Prints a table, writes the figures as JSON to {@code --out}. Both sides of every ratio run on the same
- * (shared) machine minutes apart, so ratios are steadier than absolute figures.
+ * The three kinds of wave take turns, {@code --waves} each. Prints a table, writes the figures as JSON to
+ * {@code --out}. Both sides of every ratio run on the same (shared) machine in turns, so ratios are
+ * steadier than absolute figures.
  */
 public final class ServingLoad {
 
@@ -99,7 +100,7 @@ public final class ServingLoad {
         options.put("--tokens", "256");
         options.put("--rounds", "3");
         options.put("--clients", "16");
-        options.put("--requests", "2");
+        options.put("--waves", "2");
         options.put("--adapters", "8");
         options.put("--rank", "8");
         options.put("--threads", "2");
@@ -128,7 +129,7 @@ public final class ServingLoad {
         }
         int adapterCount = integer("--adapters");
         int clients = integer("--clients");
-        int requests = integer("--requests");
+        int waves = integer("--waves");
         ObjectNode report = JSON.createObjectNode();
         report.put("model", String.format("GPT-2 shape %d layers x %d hidden, %d heads, vocab %d, context %d, random weights",
                 config.numLayers(), config.hiddenSize(), config.numHeads(), config.vocabSize(), config.maxPositions()));
@@ -149,32 +150,40 @@ public final class ServingLoad {
         ObjectNode batching = report.putObject("batching");
         ObjectNode adapters = report.putObject("adapters_mix");
         try (Server server = Server.start(serverJar, merged, threads, dir.resolve("server-merged.log"));
+             Server adapted = Server.start(serverJar, unmerged, threads, dir.resolve("server-unmerged.log"));
              DirectLoop direct = new DirectLoop(merged, config, threads)) {
+            for (int i = 0; i < adapterCount; i++) {
+                adapted.loadAdapter(adapterName(i), dir.resolve("adapters").resolve(adapterName(i)));
+            }
             measureOverhead(server, direct, overhead);
             measureKvCache(direct, cache);
-            // One streaming request first, so that the timed ones do not pay for its first use (JIT, classes).
+            // One streaming request first on each, so that the timed ones do not pay for its first use (JIT, classes).
             server.complete(MODEL, prompt, tokens, true);
-            LoadResult one = load(server, 1, requests, client -> MODEL);
-            LoadResult many = load(server, clients, requests, client -> MODEL);
-            batching.set("one_client", one.toJson());
-            batching.set("clients", many.toJson());
-            batching.put("concurrent_clients", clients);
-            batching.put("throughput_ratio", many.tokensPerSecond() / one.tokensPerSecond());
-            batching.put("cpu_throughput_ratio", many.tokensPerCpuSecond() / one.tokensPerCpuSecond());
-            batching.put("goal", ">= 3");
-            adapters.set("merged", many.toJson());
-        }
-        try (Server server = Server.start(serverJar, unmerged, threads, dir.resolve("server-unmerged.log"))) {
-            for (int i = 0; i < adapterCount; i++) {
-                server.loadAdapter(adapterName(i), dir.resolve("adapters").resolve(adapterName(i)));
+            adapted.complete(adapterName(0), prompt, tokens, true);
+            // Waves of each kind in turn, so that the machine's load changes fall on all three alike.
+            List<LoadResult> one = new ArrayList<>();
+            List<LoadResult> many = new ArrayList<>();
+            List<LoadResult> mixed = new ArrayList<>();
+            for (int wave = 0; wave < waves; wave++) {
+                log("wave " + (wave + 1) + " of " + waves);
+                one.add(wave(server, 1, client -> MODEL));
+                many.add(wave(server, clients, client -> MODEL));
+                mixed.add(wave(adapted, clients, client -> adapterName(client % adapterCount)));
             }
-            server.complete(adapterName(0), prompt, tokens, true);
-            LoadResult mixed = load(server, clients, requests, client -> adapterName(client % adapterCount));
-            LoadResult mergedRun = LoadResult.fromJson(adapters.get("merged"));
-            adapters.set("mixed", mixed.toJson());
+            LoadResult oneClient = LoadResult.of(one);
+            LoadResult merged16 = LoadResult.of(many);
+            LoadResult mixed16 = LoadResult.of(mixed);
+            batching.set("one_client", oneClient.toJson());
+            batching.set("clients", merged16.toJson());
+            batching.put("concurrent_clients", clients);
+            batching.put("throughput_ratio", merged16.tokensPerSecond() / oneClient.tokensPerSecond());
+            batching.put("cpu_throughput_ratio", merged16.tokensPerCpuSecond() / oneClient.tokensPerCpuSecond());
+            batching.put("goal", ">= 3");
+            adapters.set("merged", merged16.toJson());
+            adapters.set("mixed", mixed16.toJson());
             adapters.put("concurrent_clients", clients);
-            adapters.put("throughput_ratio", mixed.tokensPerSecond() / mergedRun.tokensPerSecond());
-            adapters.put("cpu_throughput_ratio", mixed.tokensPerCpuSecond() / mergedRun.tokensPerCpuSecond());
+            adapters.put("throughput_ratio", mixed16.tokensPerSecond() / merged16.tokensPerSecond());
+            adapters.put("cpu_throughput_ratio", mixed16.tokensPerCpuSecond() / merged16.tokensPerCpuSecond());
             adapters.put("goal", ">= 0.7");
         }
         report.put("load_average_end", loadAverage());
@@ -286,10 +295,10 @@ public final class ServingLoad {
         out.put("tokens_agreeing_before_first_difference", agreeing);
     }
 
-    /** c/d. {@code clients} streaming clients, each sending {@code requests} requests back to back. */
-    private LoadResult load(Server server, int clients, int requests, IntFunction<String> modelOf) throws Exception {
-        log("load: " + clients + " clients x " + requests + " streaming requests of " + tokens + " tokens ("
-                + modelOf.apply(0) + (clients > 1 ? ", " + modelOf.apply(1) + ", ..." : "") + ")");
+    /** c/d. One streaming request from each of {@code clients} clients at once; the wave ends with the last. */
+    private LoadResult wave(Server server, int clients, IntFunction<String> modelOf) throws Exception {
+        log("  " + clients + " clients x 1 streaming request of " + tokens + " tokens (" + modelOf.apply(0)
+                + (clients > 1 ? ", " + modelOf.apply(1) + ", ..." : "") + ")");
         List<RequestResult> results = Collections.synchronizedList(new ArrayList<>());
         double cpu = server.cpuMs();
         long start = System.nanoTime();
@@ -297,12 +306,7 @@ public final class ServingLoad {
             List<Future<?>> running = new ArrayList<>();
             for (int client = 0; client < clients; client++) {
                 String model = modelOf.apply(client);
-                running.add(pool.submit(() -> {
-                    for (int r = 0; r < requests; r++) {
-                        results.add(server.complete(model, prompt, tokens, true));
-                    }
-                    return null;
-                }));
+                running.add(pool.submit(() -> results.add(server.complete(model, prompt, tokens, true))));
             }
             for (Future<?> future : running) {
                 future.get();
@@ -348,12 +352,13 @@ public final class ServingLoad {
             return node;
         }
 
-        static LoadResult fromJson(JsonNode node) {
-            return new LoadResult(node.get("clients").intValue(), node.get("requests").intValue(),
-                    node.get("tokens").longValue(), node.get("seconds").doubleValue(),
-                    node.get("server_cpu_seconds").doubleValue(),
-                    JSON.convertValue(node.get("latency_ms"), double[].class),
-                    JSON.convertValue(node.get("ttft_ms"), double[].class));
+        /** Waves of the same clients together: their tokens over their time. */
+        static LoadResult of(List<LoadResult> waves) {
+            return new LoadResult(waves.getFirst().clients(), waves.stream().mapToInt(LoadResult::requests).sum(),
+                    waves.stream().mapToLong(LoadResult::tokens).sum(), waves.stream().mapToDouble(LoadResult::seconds).sum(),
+                    waves.stream().mapToDouble(LoadResult::cpuSeconds).sum(),
+                    waves.stream().flatMapToDouble(wave -> Arrays.stream(wave.latencyMs())).toArray(),
+                    waves.stream().flatMapToDouble(wave -> Arrays.stream(wave.firstTokenMs())).toArray());
         }
     }
 
