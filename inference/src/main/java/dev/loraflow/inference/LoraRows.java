@@ -2,18 +2,17 @@ package dev.loraflow.inference;
 
 import dev.loraflow.export.onnx.FloatTensor;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
- * The LoRA feeds of one run whose rows use different adapters, for an un-merged graph whose scaling
- * inputs take any shape: per module, every adapter's A [r, in] and B [out, r] stacked along r, and
- * scaling [rows, 1, Σr] holding each row's adapter's scaling on that adapter's ranks and 0 elsewhere, so
- * that each row gets its own adapter's update and nothing of the others'. The base model is the adapter
- * of rank 0. Rows that all use one adapter get its feeds as they are.
+ * The LoRA feeds of one run whose rows use different adapters: per module, every adapter's A [r, in]
+ * and B [out, r] stacked along r, and scaling [rows, 1, Σr] holding each row's adapter's scaling on that
+ * adapter's ranks and 0 elsewhere, so that each row gets its own adapter's update and nothing of the
+ * others'. The base model is the adapter of rank 0. Rows that all use one adapter get its feeds as they
+ * are (scaling [1, 1, r], every row alike).
  */
 final class LoraRows {
 
@@ -66,8 +65,8 @@ final class LoraRows {
             float[] scaling = new float[rows.size() * rank];
             for (int row = 0; row < rows.size(); row++) {
                 int d = adapterOfRow[row];
-                Arrays.fill(scaling, row * rank + offsets[d], row * rank + offsets[d + 1],
-                        adapters.get(d).get(module + SCALING).values()[0]);
+                System.arraycopy(adapters.get(d).get(module + SCALING).values(), 0, scaling, row * rank + offsets[d],
+                        offsets[d + 1] - offsets[d]);
             }
             stacked.put(module + A, new FloatTensor(a, new long[] {rank, in}));
             stacked.put(module + B, new FloatTensor(b, new long[] {out, rank}));

@@ -13,7 +13,6 @@ import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.export.onnx.FloatTensor;
 import dev.loraflow.export.onnx.LoraInputs;
-import dev.loraflow.export.onnx.OnnxExporter;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
@@ -99,10 +98,11 @@ public final class ServedModel {
         this.kvHeads = Math.toIntExact(pastShape[1]);
         this.headDim = Math.toIntExact(pastShape[3]);
         this.loraInputs = inputInfo.keySet().stream().filter(input -> input.startsWith(LORA_PREFIX)).sorted().toList();
-        if (!loraInputs.isEmpty()
-                && !"true".equals(session.getMetadata().getCustomMetadata().get(OnnxExporter.LORA_PER_ROW))) {
-            throw new ModelLoadException(file + ": an un-merged export whose LoRA scaling inputs are scalars only;"
-                    + " export it again (export-onnx --unmerged), so that rows of different adapters share a run");
+        for (String input : loraInputs) {
+            if (input.endsWith(".scaling") && ((TensorInfo) inputInfo.get(input).getInfo()).getShape().length != 3) {
+                throw new ModelLoadException(file + ": " + input + " is a scalar, from an older un-merged export; export"
+                        + " it again (export-onnx --unmerged): its scaling per row and rank lets adapters share a run");
+            }
         }
         this.baseFeeds = LoraInputs.withDefaults(inputInfo, Map.of());
     }

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 
 import dev.loraflow.export.onnx.FloatTensor;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -15,8 +16,10 @@ class LoraRowsTest {
 
     private static Map<String, FloatTensor> adapter(float[] a, float[] b, float scaling) {
         int rank = a.length / 2;
+        float[] scalings = new float[rank];
+        Arrays.fill(scalings, scaling);
         return Map.of("lora.m.A", new FloatTensor(a, new long[] {rank, 2}), "lora.m.B", new FloatTensor(b, new long[] {3, rank}),
-                "lora.m.scaling", new FloatTensor(new float[] {scaling}, new long[0]));
+                "lora.m.scaling", new FloatTensor(scalings, new long[] {1, 1, rank}));
     }
 
     @Test

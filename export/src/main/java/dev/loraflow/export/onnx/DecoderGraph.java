@@ -36,6 +36,8 @@ final class DecoderGraph {
     private static final Dim SEQUENCE = Dim.of("sequence_length");
     private static final Dim PAST = Dim.of("past_sequence_length");
     private static final Dim TOTAL = Dim.of("past_sequence_length + sequence_length");
+    /** A LoRA scaling's rows: 1 for every row alike, or batch_size for one adapter per row. */
+    private static final Dim LORA_ROWS = Dim.of("lora_rows");
     /** The score of a key a query may not see: finite, so that a row with no visible key stays finite. */
     private static final float MASKED_SCORE = -Float.MAX_VALUE;
 
@@ -236,9 +238,9 @@ final class DecoderGraph {
         Dim rank = Dim.of(peftPath + ".r");
         String a = graph.input(loraA(peftPath), OnnxGraph.FLOAT, rank, Dim.of(module.in()));
         String b = graph.input(loraB(peftPath), OnnxGraph.FLOAT, Dim.of(module.out()), rank);
-        // Any shape, so that one run can serve rows of different adapters: stacked along r in A and B, each
-        // row scaled [batch, 1, r] by its own adapter's scaling and zero elsewhere. A scalar serves one adapter.
-        String scaling = graph.inputOfAnyShape(loraScaling(peftPath), OnnxGraph.FLOAT);
+        // Per row and rank, so that one run can serve rows of different adapters: stacked along r in A and B,
+        // each row scaled by its own adapter's scaling on its ranks and 0 on the others'.
+        String scaling = graph.input(loraScaling(peftPath), OnnxGraph.FLOAT, LORA_ROWS, Dim.of(1), rank);
         loraInputs.addAll(List.of(a, b, scaling));
         Attribute transpose = Attribute.ofInts("perm", 1, 0);
         String projected = graph.node("Mul", graph.node("MatMul", x, graph.node("Transpose", a, transpose)), scaling);

@@ -31,13 +31,13 @@ import java.util.Properties;
  * <p>Merged export (the default): every adapter is folded into its base weight by core's
  * {@link CausalLanguageModel#merge()}, so the graph is the base model's graph with other numbers and runs
  * exactly as fast. Un-merged export: the base weights, and for each adapted module three inputs,
- * {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and {@code .scaling} [] (e.g.
+ * {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and {@code .scaling} [lora_rows, 1, r] (e.g.
  * {@code lora.transformer.h.0.attn.c_attn.A}), so one session serves the base model and any adapter of
  * those targets; {@link LoraInputs} makes the feeds from a PEFT adapter, rank 0 (no update) where none.
  *
  * <p>{@code metadata_props}: {@value #ARCHITECTURE}, {@value #MODEL_TYPE}, {@value #BASE_MODEL_SHA256},
  * and with an adapter {@value #ADAPTER_CHECKPOINT_ID}, {@value #ADAPTER_SHA256}, {@value #LORA_CONFIG}
- * (adapter_config.json), {@value #LORA_MERGED}, un-merged {@value #LORA_PER_ROW}; always {@value #LORAFLOW_VERSION}.
+ * (adapter_config.json), {@value #LORA_MERGED}; always {@value #LORAFLOW_VERSION}.
  */
 public final class OnnxExporter {
 
@@ -58,11 +58,6 @@ public final class OnnxExporter {
     public static final String ADAPTER_SHA256 = "adapter_sha256";
     public static final String LORA_CONFIG = "lora_config";
     public static final String LORA_MERGED = "lora_merged";
-    /**
-     * "true" in un-merged exports whose {@code .scaling} inputs take any shape: a scalar, or per row and
-     * rank [batch_size, 1, r] for a batch whose rows use different adapters (see package-info).
-     */
-    public static final String LORA_PER_ROW = "lora_per_row";
     public static final String LORAFLOW_VERSION = "loraflow_version";
 
     /** Where the weights go. */
@@ -213,9 +208,6 @@ public final class OnnxExporter {
             putIfPresent(metadata, ADAPTER_SHA256, provenance.adapterSha256());
             metadata.put(LORA_CONFIG, model.loraConfig().toJson());
             metadata.put(LORA_MERGED, Boolean.toString(!options.unmerged()));
-            if (options.unmerged()) {
-                metadata.put(LORA_PER_ROW, "true");
-            }
         }
         metadata.put(LORAFLOW_VERSION, version());
         return metadata;

@@ -58,7 +58,6 @@ final class OnnxGraph {
         }
     }
 
-    /** dims null: a tensor of any shape. */
     private record ValueInfo(String name, int elemType, List<Dim> dims) {}
 
     private record Node(String opType, List<String> inputs, List<String> outputs, List<Attribute> attributes) {}
@@ -86,13 +85,6 @@ final class OnnxGraph {
     String input(String inputName, int elemType, Dim... dims) {
         define(inputName);
         inputs.add(new ValueInfo(inputName, elemType, List.of(dims)));
-        return inputName;
-    }
-
-    /** Declares a graph input of any rank and shape (no shape in its type) and returns its name. */
-    String inputOfAnyShape(String inputName, int elemType) {
-        define(inputName);
-        inputs.add(new ValueInfo(inputName, elemType, null));
         return inputName;
     }
 
@@ -273,16 +265,8 @@ final class OnnxGraph {
     }
 
     private static ProtoMessage valueInfo(ValueInfo info) {
-        ProtoMessage tensorType = new ProtoMessage().int64(1, info.elemType());
-        if (info.dims() != null) {
-            tensorType.message(2, shape(info.dims()));
-        }
-        return new ProtoMessage().string(1, info.name()).message(2, new ProtoMessage().message(1, tensorType));
-    }
-
-    private static ProtoMessage shape(List<Dim> dims) {
         ProtoMessage shape = new ProtoMessage();
-        for (Dim dim : dims) {
+        for (Dim dim : info.dims()) {
             ProtoMessage dimension = new ProtoMessage();
             if (dim.param() != null) {
                 dimension.string(2, dim.param());
@@ -291,7 +275,8 @@ final class OnnxGraph {
             }
             shape.message(1, dimension);
         }
-        return shape;
+        ProtoMessage tensorType = new ProtoMessage().int64(1, info.elemType()).message(2, shape);
+        return new ProtoMessage().string(1, info.name()).message(2, new ProtoMessage().message(1, tensorType));
     }
 
     private static ProtoMessage entry(String key, String value) {

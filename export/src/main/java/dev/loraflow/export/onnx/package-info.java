@@ -13,13 +13,12 @@
  *   <li>outputs {@code logits} [batch_size, sequence_length, vocab] and {@code present.{i}.key/value}
  *       [batch_size, kv_heads, past_sequence_length + sequence_length, head_dim];
  *   <li>un-merged graphs only: {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and
- *       {@code .scaling} for each adapted module, e.g. {@code lora.transformer.h.0.attn.c_attn.A} or
- *       {@code lora.model.layers.0.self_attn.q_proj.B}; the update is (x·Aᵀ ⊙ scaling)·Bᵀ.
- *       {@link dev.loraflow.export.onnx.LoraInputs} builds them from a PEFT adapter, rank 0 (no update)
- *       for modules it leaves out, scaling a scalar []. The scaling input has no declared shape (metadata
- *       {@code lora_per_row}): fed [batch_size, 1, r] it scales each row's ranks, so rows of different
- *       adapters share one run, their A and B stacked along r and each row's scaling zero outside its
- *       adapter's ranks.
+ *       {@code .scaling} [lora_rows, 1, r] for each adapted module, e.g.
+ *       {@code lora.transformer.h.0.attn.c_attn.A} or {@code lora.model.layers.0.self_attn.q_proj.B}; the
+ *       update is (x·Aᵀ ⊙ scaling)·Bᵀ. {@link dev.loraflow.export.onnx.LoraInputs} builds them from a PEFT
+ *       adapter, scaling [1, 1, r] (every row alike), rank 0 (no update) for modules it leaves out.
+ *       Fed [batch_size, 1, r] the scaling differs per row, so rows of different adapters share one run:
+ *       their A and B stacked along r, each row's scaling zero outside its adapter's ranks.
  * </ul>
  * {@link dev.loraflow.export.onnx.OnnxVerifier} runs a fixed probe through the graph and through core's
  * Java forward and reports max |Δlogit| and whether the greedy continuations agree.
