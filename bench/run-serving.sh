@@ -3,7 +3,7 @@
 # (random weights) exported merged with one r = 8 adapter and un-merged with eight, served by the packaged
 # serving service in a child JVM. Prints the table; the figures go to bench-results/serving-<time>.json,
 # progress and the servers' logs to the .log beside it. Extra arguments go to ServingLoad, e.g.
-# --layers 6 --tokens 128 --clients 16 --requests 2 --rounds 3 --threads 2.
+# --layers 6 --tokens 128 --clients 16 --waves 2 --rounds 3 --threads 2.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
