@@ -16,6 +16,7 @@ import jakarta.ws.rs.Produces;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.eclipse.microprofile.openapi.annotations.Operation;
 import org.jboss.logging.Logger;
 
 /**
@@ -42,6 +43,7 @@ public class AdminResource {
 
     @GET
     @Path("/models")
+    @Operation(summary = "The model served (API key required)")
     public Response models(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey) {
         Response refused = authorize(authorization, apiKey);
         if (refused != null) {
@@ -54,6 +56,7 @@ public class AdminResource {
     @POST
     @Path("/models")
     @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "Load, verify and warm up a model, then switch to it atomically (API key required)")
     public Response loadModel(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey,
                               byte[] body) {
         Response refused = authorize(authorization, apiKey);
@@ -81,6 +84,7 @@ public class AdminResource {
     @POST
     @Path("/adapters")
     @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "Load a PEFT adapter into the un-merged model (API key required)")
     public Response loadAdapter(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey,
                                 byte[] body) {
         Response refused = authorize(authorization, apiKey);
@@ -106,6 +110,7 @@ public class AdminResource {
 
     @DELETE
     @Path("/adapters/{name}")
+    @Operation(summary = "Unload an adapter (API key required)")
     public Response unloadAdapter(@HeaderParam("Authorization") String authorization,
                                   @HeaderParam("X-API-Key") String apiKey, @PathParam("name") String name) {
         Response refused = authorize(authorization, apiKey);

@@ -23,6 +23,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.UUID;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.eclipse.microprofile.openapi.annotations.Operation;
 import org.jboss.logging.Logger;
 
 /**
@@ -55,6 +56,7 @@ public class OpenAiResource {
     @GET
     @Path("/models")
     @Produces(MediaType.APPLICATION_JSON)
+    @Operation(summary = "The models served: the base model and its adapters")
     public Response models() {
         ObjectNode root = Requests.JSON.createObjectNode().put("object", "list");
         ArrayNode data = root.putArray("data");
@@ -74,6 +76,7 @@ public class OpenAiResource {
     @POST
     @Path("/completions")
     @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "OpenAI text completion, streamed as server-sent events with stream=true")
     public Response completions(byte[] body) {
         return generate(body, false);
     }
@@ -81,6 +84,7 @@ public class OpenAiResource {
     @POST
     @Path("/chat/completions")
     @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "OpenAI chat completion through the model's chat template, streamed with stream=true")
     public Response chatCompletions(byte[] body) {
         return generate(body, true);
     }
