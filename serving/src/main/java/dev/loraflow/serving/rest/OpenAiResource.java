@@ -5,6 +5,8 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.inference.ChatTemplate;
+import dev.loraflow.inference.ChatTemplateException;
 import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
@@ -20,6 +22,7 @@ import jakarta.ws.rs.core.StreamingOutput;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
@@ -32,9 +35,10 @@ import org.jboss.logging.Logger;
  * server-sent events, {@code data: {chunk}} per piece of text and {@code data: [DONE]} at the end.
  * Errors are OpenAI's {@code {"error": {"message", "type", "param", "code"}}}.
  *
- * <p>Chat prompts use this template (the tokenizer config's Jinja {@code chat_template} is not rendered
- * yet): each message as {@code <|role|>\ncontent\n}, then {@code <|assistant|>\n}; generation ends at the
- * tokenizer's end-of-text token.
+ * <p>Chat prompts are the model's {@code tokenizer_config.json} {@code chat_template} rendered over the
+ * messages (see {@link ChatTemplate}); a template that fails or refuses the messages answers 400 with
+ * code {@code chat_template_failed}. Without one, each message becomes {@code <|role|>\ncontent\n}, then
+ * {@code <|assistant|>\n}. Generation ends at the tokenizer's end-of-text token.
  *
  * <p>Beyond OpenAI: {@code top_k}, and each completion choice's {@code token_ids}, the generated ids
  * (the only output of a model served without a tokenizer, whose prompts are then token ids).
@@ -184,13 +188,13 @@ public class OpenAiResource {
         return ids;
     }
 
-    /** The messages through the template documented on the class. */
+    /** The messages through the model's chat template, or the fallback documented on the class. */
     private static int[] chatPrompt(JsonNode root, ServedModel model) {
         JsonNode messages = root.get("messages");
         if (messages == null || !messages.isArray() || messages.isEmpty()) {
             throw ApiError.badParameter("messages", "'messages' must be a non-empty array of {role, content}");
         }
-        StringBuilder text = new StringBuilder();
+        List<ChatTemplate.Message> conversation = new ArrayList<>();
         for (int i = 0; i < messages.size(); i++) {
             JsonNode message = messages.get(i);
             JsonNode role = message.get("role");
@@ -203,10 +207,16 @@ public class OpenAiResource {
             if (content == null || !content.isTextual()) {
                 throw ApiError.badParameter("messages[" + i + "].content", "content must be a string");
             }
-            text.append("<|").append(role.textValue()).append("|>\n").append(content.textValue()).append('\n');
+            conversation.add(new ChatTemplate.Message(role.textValue(), content.textValue()));
         }
-        text.append("<|assistant|>\n");
-        return encode(model, text.toString(), "messages");
+        ChatTemplate template = model.chatTemplate() == null ? ChatTemplate.FALLBACK : model.chatTemplate();
+        String prompt;
+        try {
+            prompt = template.render(conversation);
+        } catch (ChatTemplateException e) {
+            throw new ApiError(400, e.getMessage(), "messages", "chat_template_failed");
+        }
+        return encode(model, prompt, "messages");
     }
 
     private static String finishReason(FinishReason reason) {
