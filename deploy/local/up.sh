@@ -58,11 +58,11 @@ LORAFLOW_HOME="$STATE"
 UP_PID=$$
 STATUS=starting
 BROKER_PID="" TRAINER_PID="" MERGER_PID="" SERVING_PID=""
-BOOTSTRAP_SERVERS="" TRAINER_URL="" MERGER_URL="" SERVING_URL=""
+BOOTSTRAP_SERVERS="" TRAINER_URL="" MERGER_URL="" SERVING_URL="" SERVING_GRPC=""
 API_KEYS="${LORAFLOW_API_KEYS:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 API_KEY="${API_KEYS%%,*}"
 RUN_KEYS=(STATUS LORAFLOW_HOME UP_PID BROKER_PID TRAINER_PID MERGER_PID SERVING_PID BOOTSTRAP_SERVERS
-  TRAINER_URL MERGER_URL SERVING_URL API_KEY MODELS_ROOT STORE_ROOT MERGER_WORK_DIR LOGS)
+  TRAINER_URL MERGER_URL SERVING_URL SERVING_GRPC API_KEY MODELS_ROOT STORE_ROOT MERGER_WORK_DIR LOGS)
 
 # Writes run.env whole or not at all (readers never see half a file); with "claim", only when no
 # other up has written one meanwhile.
@@ -168,7 +168,10 @@ start_service() {
 start_service trainer /q/health/ready
 start_service merger /q/health/ready LORAFLOW_MERGER_WORK_DIR="$MERGER_WORK_DIR"
 # Serving is ready only once it serves a model; it loads each merged model the merger announces.
-start_service serving /q/health/live LORAFLOW_SERVING_FOLLOW_MODELS=true
+# Its KServe v2 gRPC server too listens on 127.0.0.1 at a free port, which its log names.
+start_service serving /q/health/live LORAFLOW_SERVING_FOLLOW_MODELS=true \
+  QUARKUS_GRPC_SERVER_HOST=127.0.0.1 QUARKUS_GRPC_SERVER_PORT=0
+SERVING_GRPC="$(await_log_line serving "$SERVING_PID" 's|.*Started gRPC server on \([^ ]*\) .*|\1|p')"
 
 STATUS=up
 write_run_env
@@ -180,6 +183,7 @@ row broker "$BOOTSTRAP_SERVERS" "$(relative "$LOGS")/broker.log"
 row trainer "$TRAINER_URL" "$(relative "$LOGS")/trainer.log"
 row merger "$MERGER_URL" "$(relative "$LOGS")/merger.log"
 row serving "$SERVING_URL" "$(relative "$LOGS")/serving.log   (follows the merged models)"
+row "  gRPC" "$SERVING_GRPC" "(KServe v2: inference.GRPCInferenceService, plaintext)"
 row "API key" "$API_KEY" "(Authorization: Bearer <key>)"
 row models "$(relative "$MODELS_ROOT")" "(base models: Hugging Face directories, named as jobs name them)"
 row artifacts "$(relative "$STORE_ROOT")" "(adapters, merged models, ONNX files)"

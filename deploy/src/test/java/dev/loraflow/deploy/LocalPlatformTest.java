@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.File;
 import java.io.IOException;
+import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -79,6 +80,11 @@ class LocalPlatformTest {
         assertEquals(200, status(run.get("SERVING_URL") + "/q/health/live"));
         // No model yet: serving is alive but not ready, until the merger announces one.
         assertEquals(503, status(run.get("SERVING_URL") + "/q/health/ready"));
+        String grpc = run.get("SERVING_GRPC");
+        assertTrue(grpc != null && grpc.matches("127\\.0\\.0\\.1:[0-9]+"), "serving's gRPC address: " + run);
+        try (Socket socket = new Socket("127.0.0.1", Integer.parseInt(grpc.substring(grpc.indexOf(':') + 1)))) {
+            assertTrue(socket.isConnected(), "serving's gRPC server listens on " + grpc);
+        }
 
         List<ProcessHandle> processes = new ArrayList<>();
         for (String service : List.of("BROKER", "TRAINER", "MERGER", "SERVING")) {

@@ -268,4 +268,14 @@ class KServeGrpcTest {
         assertStatus(Status.Code.INVALID_ARGUMENT, "is FP32", () -> kserve.modelInfer(greedy(4)
                 .addInputs(tensor("input_ids", "FP32", 1)).addRawInputContents(ByteString.copyFrom(new byte[4])).build()));
     }
+
+    @Test
+    void aMessageOverTheBodyLimitIsRefused() {
+        ByteString tooLong = ByteString.copyFromUtf8("x".repeat(ServingProfile.MAX_BODY_BYTES + 1));
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> kserve.modelInfer(greedy(4)
+                .addInputs(tensor("text_input", "BYTES", 1).setContents(InferTensorContents.newBuilder()
+                        .addBytesContents(tooLong))).build()));
+        assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode(), e.getStatus().toString());
+        assertTrue(kserve.serverLive(ServerLiveRequest.getDefaultInstance()).getLive());
+    }
 }
