@@ -219,7 +219,7 @@ public class EventFollower {
                 MergedModelEvent event = parseModel(record);
                 if (event != null && followed(event.model())) {
                     models.add(event);
-                    timestamps.put(event, record.timestamp());
+                    timestamps.merge(event, record.timestamp(), Math::max);
                     newestVersions.merge(event.model(), event.modelVersion(), Math::max);
                 }
             } else {
