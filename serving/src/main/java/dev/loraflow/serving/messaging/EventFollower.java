@@ -235,7 +235,8 @@ public class EventFollower {
         if (!models.isEmpty()) {
             serveNewest(models, timestamps);
         } else if (followModels) {
-            LOG.infof("no model of %s announced on %s yet", followedName(), modelsTopic);
+            LOG.infof("no model announced on %s yet%s", modelsTopic,
+                    followModelName.filter(name -> !name.isBlank()).map(name -> " for " + name).orElse(""));
         }
         newestCheckpoints.values().forEach(this::loadAdapter);
     }
