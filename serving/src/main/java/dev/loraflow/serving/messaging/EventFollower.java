@@ -99,8 +99,12 @@ public class EventFollower {
         }
         store = new LocalArtifactStore(storeRoot);
         for (String outcome : List.of("loaded", "failed", "skipped", "malformed")) {
-            serving.swaps(Serving.Trigger.EVENT, outcome);
-            adapterLoads(outcome);
+            if (followModels) {
+                serving.swaps(Serving.Trigger.EVENT, outcome);
+            }
+            if (followAdapters) {
+                adapterLoads(outcome);
+            }
         }
         Properties config = new Properties();
         config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
@@ -190,7 +194,12 @@ public class EventFollower {
                 KafkaSetup.ensureTopics(bootstrapServers, wanted);
                 List<TopicPartition> assigned = new ArrayList<>();
                 for (String topic : topics) {
-                    for (PartitionInfo partition : consumer.partitionsFor(topic, Duration.ofSeconds(10))) {
+                    List<PartitionInfo> partitionsOfTopic = consumer.partitionsFor(topic, Duration.ofSeconds(10));
+                    if (partitionsOfTopic.isEmpty()) {
+                        // Just created: the broker's metadata does not list it yet.
+                        throw new IllegalStateException("no partitions of " + topic + " known yet");
+                    }
+                    for (PartitionInfo partition : partitionsOfTopic) {
                         assigned.add(new TopicPartition(topic, partition.partition()));
                     }
                 }
