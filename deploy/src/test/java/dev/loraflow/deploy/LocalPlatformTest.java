@@ -138,7 +138,7 @@ class LocalPlatformTest {
                 "--max-new-tokens", "8").strip());
 
         Path output = Files.createTempFile("loraflow-serve-", ".out");
-        Process serve = launcher("serve", "--model", onnx.getParent().toString(), "--port", "0", "--name", "tiny")
+        Process serve = launcher("serve", "--model", onnx.getParent().toString(), "--port", "0", "--grpc-port", "0", "--name", "tiny")
                 .redirectOutput(output.toFile()).start();
         try {
             int port = listeningPort(serve, output);
