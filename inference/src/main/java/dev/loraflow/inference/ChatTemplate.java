@@ -20,7 +20,8 @@ import java.util.Objects;
 import java.util.Optional;
 
 /**
- * A chat template: the Jinja {@code chat_template} of a model's {@code tokenizer_config.json}, rendered
+ * A chat template: the Jinja {@code chat_template} of a model's {@code tokenizer_config.json} (or its
+ * {@code chat_template.jinja}), rendered
  * as Transformers' {@code apply_chat_template} does (blocks trimmed and left-stripped; {@code messages},
  * {@code add_generation_prompt = true}, the config's special tokens such as {@code bos_token} and
  * {@code eos_token}, and {@code raise_exception(message)}), by Jinjava. Models without one get
@@ -44,6 +45,9 @@ public final class ChatTemplate {
             "{% for message in messages %}<|{{ message.role }}|>\n{{ message.content }}\n{% endfor %}<|assistant|>\n",
             Map.of(), "the fallback template");
 
+    /** The template in a file of its own, beside tokenizer_config.json. */
+    public static final String JINJA_FILE_NAME = "chat_template.jinja";
+
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final Jinjava JINJA = jinja();
 
@@ -63,20 +67,34 @@ public final class ChatTemplate {
     }
 
     /**
-     * The {@code chat_template} of a {@code tokenizer_config.json}: a string, or a list of named
-     * templates of which {@code default} is taken; empty when the file or the field is absent.
+     * The chat template of the model whose {@code tokenizer_config.json} is given: {@value #JINJA_FILE_NAME}
+     * beside it when present (where Transformers saves it since 4.50), else the config's
+     * {@code chat_template}, a string or a list of named templates of which {@code default} is taken;
+     * empty when neither is there. The special tokens come from the config.
      *
      * @throws IOException naming the file when it is unreadable, not JSON, or the field has another shape
      */
     public static Optional<ChatTemplate> read(Path tokenizerConfig) throws IOException {
-        if (!Files.isRegularFile(tokenizerConfig)) {
-            return Optional.empty();
+        JsonNode root = null;
+        if (Files.isRegularFile(tokenizerConfig)) {
+            try {
+                root = JSON.readTree(Files.readAllBytes(tokenizerConfig));
+            } catch (JacksonException e) {
+                throw new IOException(tokenizerConfig + ": not valid JSON: " + e.getOriginalMessage(), e);
+            }
         }
-        JsonNode root;
-        try {
-            root = JSON.readTree(Files.readAllBytes(tokenizerConfig));
-        } catch (JacksonException e) {
-            throw new IOException(tokenizerConfig + ": not valid JSON: " + e.getOriginalMessage(), e);
+        Map<String, String> specialTokens = new LinkedHashMap<>();
+        if (root != null) {
+            for (var field : root.properties()) {
+                JsonNode token = field.getValue().isObject() ? field.getValue().path("content") : field.getValue();
+                if (field.getKey().endsWith("_token") && token.isTextual()) {
+                    specialTokens.put(field.getKey(), token.textValue());
+                }
+            }
+        }
+        Path jinja = tokenizerConfig.resolveSibling(JINJA_FILE_NAME);
+        if (Files.isRegularFile(jinja)) {
+            return Optional.of(new ChatTemplate(Files.readString(jinja), specialTokens, "the " + JINJA_FILE_NAME));
         }
         JsonNode chatTemplate = root == null ? null : root.get("chat_template");
         if (chatTemplate == null || chatTemplate.isNull()) {
@@ -95,13 +113,6 @@ public final class ChatTemplate {
         if (template == null) {
             throw new IOException(tokenizerConfig + ": chat_template must be a string or a list of {name, template}"
                     + " holding one named default, found " + chatTemplate);
-        }
-        Map<String, String> specialTokens = new LinkedHashMap<>();
-        for (var field : root.properties()) {
-            JsonNode token = field.getValue().isObject() ? field.getValue().path("content") : field.getValue();
-            if (field.getKey().endsWith("_token") && token.isTextual()) {
-                specialTokens.put(field.getKey(), token.textValue());
-            }
         }
         return Optional.of(new ChatTemplate(template, specialTokens, "the chat_template of " + tokenizerConfig.getFileName()));
     }

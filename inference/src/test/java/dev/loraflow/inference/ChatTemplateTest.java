@@ -103,9 +103,13 @@ class ChatTemplateTest {
                 + " \"chat_template\": \"{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}\"}");
         assertEquals("<s>  Be brief. </s>Hi!</s>", ChatTemplate.read(config).orElseThrow().render(CONVERSATION));
 
-        Files.writeString(config, "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"tools\"},"
+        Files.writeString(config, "{\"bos_token\": \"<s>\", \"chat_template\": [{\"name\": \"tool_use\", \"template\": \"tools\"},"
                 + " {\"name\": \"default\", \"template\": \"{{ messages | length }}\"}]}");
         assertEquals("2", ChatTemplate.read(config).orElseThrow().render(CONVERSATION));
+
+        Files.writeString(dir.resolve("chat_template.jinja"), "{{ bos_token }}{{ messages[-1].content }}");
+        assertEquals("<s>Hi!", ChatTemplate.read(config).orElseThrow().render(CONVERSATION), "the .jinja file wins");
+        Files.delete(dir.resolve("chat_template.jinja"));
 
         Files.writeString(config, "{\"chat_template\": 7}");
         IOException wrongShape = assertThrows(IOException.class, () -> ChatTemplate.read(config));
