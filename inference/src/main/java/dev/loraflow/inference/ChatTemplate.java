@@ -68,7 +68,7 @@ public final class ChatTemplate {
 
     /**
      * The chat template of the model whose {@code tokenizer_config.json} is given: {@value #JINJA_FILE_NAME}
-     * beside it when present (where Transformers saves it since 4.50), else the config's
+     * beside it when present (where recent Transformers versions save it), else the config's
      * {@code chat_template}, a string or a list of named templates of which {@code default} is taken;
      * empty when neither is there. The special tokens come from the config.
      *
