@@ -225,19 +225,19 @@ public final class Demo {
             failure = "stage '" + e.stage + "' failed: " + e.getMessage();
             System.err.println("demo: " + failure);
             System.err.println("demo: see " + e.log);
-        } finally {
-            if (tokenizer != null) {
-                tokenizer.close();
-            }
         }
-        summary();
         try {
+            summary();
             Files.createDirectories(settings.report().getParent());
             Files.writeString(settings.report(), report(failure).html());
             out.println("report: " + settings.report());
         } catch (IOException e) {
             System.err.println("demo: cannot write the report " + settings.report() + ": " + e.getMessage());
             return 1;
+        } finally {
+            if (tokenizer != null) {
+                tokenizer.close();
+            }
         }
         return failure == null ? 0 : 1;
     }
@@ -563,6 +563,11 @@ public final class Demo {
     // --- words, tokens, text ---
 
     private Example example(CipherTask.Pair pair) {
+        return example(pair, tokenizer, endOfText);
+    }
+
+    /** The prompt's tokens, then the cipher's and the end-of-text token, only those in the loss. */
+    static Example example(CipherTask.Pair pair, Tokenizer tokenizer, int endOfText) {
         int[] prompt = tokenizer.encode(pair.prompt());
         int[] answer = tokenizer.encode(pair.cipher());
         int[] ids = new int[prompt.length + answer.length + 1];
