@@ -71,7 +71,8 @@ public final class Demo {
               --base DIR    a Hugging Face GPT-2 or Llama directory to adapt (default: a new random GPT-2)
               --steps N     training steps (default 300; batches of 16 words)
               --model SIZE  the random base: small (4 layers x 128, default) or tiny (2 x 32, for tests)
-              --report FILE the HTML report (default: demo-report.html in the current directory)""";
+              --report FILE the HTML report (default: demo-report.html in the current directory)
+              --platform-up-seconds S  how long ./loraflow up took, shown as the first stage""";
     static final int BATCH_SIZE = 16;
     static final int SEQ_LEN = 24;
     /** Answers are four letters and the end-of-text token; a little room shows what a wrong answer rambles. */
@@ -80,6 +81,8 @@ public final class Demo {
     static final String CHECKPOINTS_TOPIC = "loraflow.adapter.checkpoints";
     static final String MERGED_TOPIC = "loraflow.models.merged";
     static final String MERGE_FAILURES_TOPIC = "loraflow.models.merge-failures";
+    /** How long a server that follows the merged models may take to load one before the demo loads it. */
+    static final Duration FOLLOW_WAIT = Duration.ofSeconds(20);
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** A stage that failed: its name, why, and which log tells more. */
@@ -96,13 +99,13 @@ public final class Demo {
 
     /** The command line, with the services' whereabouts from run.env. */
     record Settings(URI trainer, URI serving, String bootstrapServers, String apiKey, Path modelsRoot, Path storeRoot,
-                    Path logs, Path base, long steps, String modelSize, Path report) {
+                    Path logs, Path base, long steps, String modelSize, Path report, double platformUpSeconds) {
 
         static Settings parse(String[] args) throws IOException {
             Map<String, String> options = new LinkedHashMap<>();
             for (int i = 0; i < args.length; i++) {
                 String name = args[i];
-                if (!Set.of("--env", "--base", "--steps", "--model", "--report").contains(name) || i + 1 == args.length) {
+                if (!Set.of("--env", "--base", "--steps", "--model", "--report", "--platform-up-seconds").contains(name) || i + 1 == args.length) {
                     throw new IllegalArgumentException(name.startsWith("--") && i + 1 == args.length
                             ? name + " needs a value" : "unknown argument " + name);
                 }
@@ -121,6 +124,13 @@ public final class Demo {
             if (steps < 1 || steps > 100_000) {
                 throw new IllegalArgumentException("--steps must be in [1, 100000], got " + steps);
             }
+            double platformUp;
+            try {
+                platformUp = Double.parseDouble(options.getOrDefault("--platform-up-seconds", "-1"));
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("--platform-up-seconds must be a number, got "
+                        + options.get("--platform-up-seconds"));
+            }
             String size = options.getOrDefault("--model", "small");
             if (!size.equals("small") && !size.equals("tiny")) {
                 throw new IllegalArgumentException("--model must be small or tiny, got " + size);
@@ -129,7 +139,7 @@ public final class Demo {
                     required(env, "BOOTSTRAP_SERVERS"), required(env, "API_KEY"), Path.of(required(env, "MODELS_ROOT")),
                     Path.of(required(env, "STORE_ROOT")), Path.of(env.getOrDefault("LOGS", ".")),
                     options.containsKey("--base") ? Path.of(options.get("--base")) : null, steps, size,
-                    Path.of(options.getOrDefault("--report", "demo-report.html")).toAbsolutePath());
+                    Path.of(options.getOrDefault("--report", "demo-report.html")).toAbsolutePath(), platformUp);
         }
 
         /** KEY=VALUE lines, as a shell sources them: comments and blank lines skipped, one level of quotes dropped. */
@@ -209,6 +219,9 @@ public final class Demo {
     /** @return 0 when every stage passed, 1 when one failed (named on stderr) */
     int run() {
         String failure = null;
+        if (settings.platformUpSeconds() >= 0) {
+            stages.add(new DemoReport.Stage("platform up", settings.platformUpSeconds(), true));
+        }
         try {
             stage("base model", "demo", this::baseModel);
             stage("serve the base", "serving", this::serveBase);
@@ -312,7 +325,7 @@ public final class Demo {
 
     private void serveBase() throws Exception {
         Path base = settings.modelsRoot().resolve(baseName);
-        Path served = settings.storeRoot().resolveSibling("demo-served").resolve("base");
+        Path served = settings.storeRoot().resolveSibling("demo-served").resolve(jobId + "-base");
         Files.createDirectories(served);
         Path onnx = served.resolve("model.onnx");
         Files.deleteIfExists(onnx);
@@ -460,20 +473,37 @@ public final class Demo {
         throw new IOException("no merged model for " + jobId + " on " + MERGED_TOPIC + " within 300 s");
     }
 
-    /** The merged graph, with the merged model's config and tokenizer beside it as the server reads them. */
+    /**
+     * The server that follows {@code loraflow.models.merged} (as {@code ./loraflow up} starts it) loads the
+     * merged graph by itself: wait until it serves that very file. One that does not follow is given the
+     * graph, with the merged model's config and tokenizer beside it, through {@code POST /admin/models}.
+     */
     private void serveMerged(MergedModelEvent merged) throws Exception {
-        LocalArtifactStore store = new LocalArtifactStore(settings.storeRoot());
-        Path onnxArtifact = store.open(URI.create(merged.onnxUri()), merged.onnxSha256());
-        Path mergedModel = store.open(URI.create(merged.mergedUri()), merged.mergedSha256());
-        Path served = settings.storeRoot().resolveSibling("demo-served").resolve("v" + merged.modelVersion());
-        Files.createDirectories(served);
-        Path onnx = served.resolve(merged.onnxFile());
-        Files.copy(onnxArtifact.resolve(merged.onnxFile()), onnx, StandardCopyOption.REPLACE_EXISTING);
-        copyModelFiles(mergedModel, served);
-        JsonNode model = load(onnx);
+        long deadline = System.nanoTime() + FOLLOW_WAIT.toNanos();
+        JsonNode model = servedModel();
+        while (!merged.onnxFileSha256().equals(model.path("sha256").asText()) && System.nanoTime() < deadline) {
+            Thread.sleep(250);
+            model = servedModel();
+        }
+        if (merged.onnxFileSha256().equals(model.path("sha256").asText())) {
+            out.println("   the server follows the merged models: it switched to " + merged.model() + " v"
+                    + merged.modelVersion() + " by itself");
+        } else {
+            out.println("   the server did not switch within " + FOLLOW_WAIT.toSeconds()
+                    + " s (it does not follow the merged models): loading it through POST /admin/models");
+            LocalArtifactStore store = new LocalArtifactStore(settings.storeRoot());
+            Path onnxArtifact = store.open(URI.create(merged.onnxUri()), merged.onnxSha256());
+            Path mergedModel = store.open(URI.create(merged.mergedUri()), merged.mergedSha256());
+            Path served = settings.storeRoot().resolveSibling("demo-served").resolve(jobId + "-v" + merged.modelVersion());
+            Files.createDirectories(served);
+            Path onnx = served.resolve(merged.onnxFile());
+            Files.copy(onnxArtifact.resolve(merged.onnxFile()), onnx, StandardCopyOption.REPLACE_EXISTING);
+            copyModelFiles(mergedModel, served);
+            model = load(onnx);
+        }
         servedName = model.path("name").asText();
-        out.println("   serving " + merged.model() + " v" + merged.modelVersion() + " as version "
-                + model.path("version").asText() + " (SHA-256 " + model.path("sha256").asText().substring(0, 12) + "…)");
+        out.println("   serving " + servedName + " version " + model.path("version").asText() + " (SHA-256 "
+                + model.path("sha256").asText().substring(0, 12) + "…, the merged graph's)");
     }
 
     /** Greedy answers of the merged Hugging Face directory run by core's Generator, compared with the server's. */
@@ -501,6 +531,17 @@ public final class Demo {
     }
 
     // --- talking to the services ---
+
+    /** {@code GET /admin/models}: what the server serves now (an empty object before any model). */
+    private JsonNode servedModel() throws Exception {
+        HttpResponse<String> response = http.send(HttpRequest.newBuilder(settings.serving().resolve("/admin/models"))
+                .header("Authorization", "Bearer " + settings.apiKey()).timeout(Duration.ofSeconds(30)).GET().build(),
+                HttpResponse.BodyHandlers.ofString());
+        if (response.statusCode() != 200) {
+            throw new IOException("GET /admin/models answered " + response.statusCode() + ": " + response.body());
+        }
+        return JSON.readTree(response.body());
+    }
 
     /** {@code POST /admin/models}: the server loads, verifies and warms up the graph, then serves it. */
     private JsonNode load(Path onnx) throws Exception {
@@ -594,11 +635,16 @@ public final class Demo {
     }
 
     private static String quoted(String text) {
-        StringBuilder out = new StringBuilder("\"");
+        return '"' + visible(text) + '"';
+    }
+
+    /** Spaces as ␣ and control characters or broken UTF-8 as ·, so that an answer of blanks shows as one. */
+    static String visible(String text) {
+        StringBuilder out = new StringBuilder(text.length());
         for (char c : text.toCharArray()) {
-            out.append(c < ' ' || c == 0xfffd ? '·' : c);
+            out.append(c == ' ' ? '␣' : c < ' ' || c == 0xfffd ? '·' : c);
         }
-        return out.append('"').toString();
+        return out.toString();
     }
 
     /** config.json's eos_token_id, else the tokenizer's end-of-text token: the id that ends an answer. */
@@ -672,7 +718,8 @@ public final class Demo {
         List<DemoReport.Sample> samples = new ArrayList<>();
         for (int i = 0; heldOut != null && i < Math.min(12, heldOut.size()); i++) {
             samples.add(new DemoReport.Sample(heldOut.get(i).prompt(), heldOut.get(i).cipher(),
-                    i < before.size() ? text(before.get(i)) : null, i < after.size() ? text(after.get(i)) : null));
+                    i < before.size() ? visible(text(before.get(i))) : null,
+                    i < after.size() ? visible(text(after.get(i))) : null));
         }
         int total = heldOut == null ? 0 : heldOut.size();
         return new DemoReport(jobId, baseName == null ? "?" : baseName, settings.steps(), examplesSent, tokensPerSecond,

@@ -73,7 +73,7 @@ class DemoIT {
         start("trainer", jars.get("trainer"), trainerPort, common, Map.of(), logs);
         start("merger", jars.get("merger"), mergerPort, common,
                 Map.of("LORAFLOW_MERGER_WORK_DIR", home.resolve("merger-work").toString()), logs);
-        start("serving", jars.get("serving"), servingPort, common, Map.of(), logs);
+        start("serving", jars.get("serving"), servingPort, common, Map.of("LORAFLOW_SERVING_FOLLOW_MODELS", "true"), logs);
         awaitUp(trainerPort, "/q/health/ready", logs.resolve("trainer.log"));
         awaitUp(mergerPort, "/q/health/ready", logs.resolve("merger.log"));
         awaitUp(servingPort, "/q/health/live", logs.resolve("serving.log"));
