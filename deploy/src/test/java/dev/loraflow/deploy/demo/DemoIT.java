@@ -74,7 +74,7 @@ class DemoIT {
         start("merger", jars.get("merger"), mergerPort, common,
                 Map.of("LORAFLOW_MERGER_WORK_DIR", home.resolve("merger-work").toString()), logs);
         start("serving", jars.get("serving"), servingPort, common, Map.of("LORAFLOW_SERVING_FOLLOW_MODELS", "true"), logs);
-        awaitUp(trainerPort, "/q/health/ready", logs.resolve("trainer.log"));
+        awaitUp(trainerPort, "/q/health/ready", logs.resolve("serving.log"));
         awaitUp(mergerPort, "/q/health/ready", logs.resolve("merger.log"));
         awaitUp(servingPort, "/q/health/live", logs.resolve("serving.log"));
 
@@ -91,17 +91,8 @@ class DemoIT {
                 """.formatted(trainerPort, mergerPort, servingPort, KAFKA.broker().bootstrapServers(), API_KEY, models, store,
                 logs));
         Path report = home.resolve("report/demo.html");
-        Path output = home.resolve("demo.out");
-        Process demo = new ProcessBuilder(java(), "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-                "-Xss4m", "-jar", demoJar.toString(), "--env", runEnv.toString(), "--model", "tiny", "--steps", "40",
-                "--report", report.toString())
-                .redirectErrorStream(true).redirectOutput(output.toFile()).start();
-        boolean finished = demo.waitFor(4, TimeUnit.MINUTES);
-        String printed = Files.readString(output);
-        if (!finished) {
-            demo.destroyForcibly();
-        }
-        assertTrue(finished, "the demo did not finish in 4 minutes:\n" + printed);
+        Process demo = demo(demoJar, runEnv, report, "demo.out");
+        String printed = Files.readString(home.resolve("demo.out"));
         assertEquals(0, demo.exitValue(), "the demo failed:\n" + printed);
         assertTrue(printed.contains("identical 100/100"), "served = merged model's Java answers:\n" + printed);
         for (String stage : List.of("base model", "serve the base", "answers before", "submit job", "stream data into Kafka",
@@ -112,6 +103,29 @@ class DemoIT {
         assertTrue(Files.isRegularFile(report), "the report is written");
         String html = Files.readString(report);
         assertTrue(html.contains("<polyline") && html.contains("identical 100/100"), "the report shows the run");
+
+        // A stage that fails ends the run, named, with the log to read, and the report still written.
+        Path wrongKey = Files.writeString(home.resolve("wrong-key.env"),
+                Files.readString(runEnv).replace("API_KEY=" + API_KEY, "API_KEY=not-the-key"));
+        Path failedReport = home.resolve("report/failed.html");
+        Process failed = demo(demoJar, wrongKey, failedReport, "failed.out");
+        String failure = Files.readString(home.resolve("failed.out"));
+        assertEquals(1, failed.exitValue(), failure);
+        assertTrue(failure.contains("demo: stage 'serve the base' failed: POST /admin/models answered 401"), failure);
+        assertTrue(failure.contains("demo: see " + logs.resolve("serving.log")), failure);
+        assertTrue(Files.readString(failedReport).contains("Failed: stage 'serve the base' failed"), "the report says so");
+    }
+
+    private Process demo(Path jar, Path runEnv, Path report, String output) throws Exception {
+        Process demo = new ProcessBuilder(java(), "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+                "-Xss4m", "-jar", jar.toString(), "--env", runEnv.toString(), "--model", "tiny", "--steps", "40",
+                "--report", report.toString())
+                .redirectErrorStream(true).redirectOutput(home.resolve(output).toFile()).start();
+        if (!demo.waitFor(4, TimeUnit.MINUTES)) {
+            demo.destroyForcibly();
+            throw new AssertionError("the demo did not finish in 4 minutes:\n" + Files.readString(home.resolve(output)));
+        }
+        return demo;
     }
 
     private void start(String name, Path jar, int port, Map<String, String> common, Map<String, String> extra, Path logs)
