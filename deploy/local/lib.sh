@@ -12,26 +12,33 @@ JAVA_OPTIONS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNA
 BROKER_JAR="$ROOT/broker/target/loraflow-broker.jar"
 service_jar() { echo "$ROOT/$1/target/quarkus-app/quarkus-run.jar"; }
 
-# Builds the broker's and the services' jars when one is missing or older than any source it is made from;
-# with LORAFLOW_NO_BUILD=1 (tests inside a Maven build) takes them as they are.
-ensure_service_jars() {
-  local sources=("$ROOT/pom.xml") module jar
+# Builds the modules $1 (comma-separated, with what they need) when one of the jars that follow is missing
+# or older than any source it is made from; with LORAFLOW_NO_BUILD=1 (tests inside a Maven build) takes
+# the jars as they are.
+ensure_jars() {
+  local modules="$1" sources=("$ROOT/pom.xml") module jar
+  shift
   if [ "${LORAFLOW_NO_BUILD:-}" = 1 ]; then
-    for jar in "$BROKER_JAR" "$(service_jar trainer)" "$(service_jar merger)" "$(service_jar serving)"; do
+    for jar in "$@"; do
       [ -f "$jar" ] || { echo "loraflow: $jar is missing and LORAFLOW_NO_BUILD=1 forbids building it" >&2; return 1; }
     done
     return 0
   fi
-  for module in core export platform inference broker trainer merger serving; do
+  for module in core export platform inference ${modules//,/ }; do
     sources+=("$ROOT/$module/pom.xml" "$ROOT/$module/src/main")
   done
-  for jar in "$BROKER_JAR" "$(service_jar trainer)" "$(service_jar merger)" "$(service_jar serving)"; do
+  for jar in "$@"; do
     if [ ! -f "$jar" ] || [ -n "$(find "${sources[@]}" -newer "$jar" -print -quit)" ]; then
-      echo "loraflow: building the broker and the services (first use or changed sources) ..." >&2
-      (cd "$ROOT" && ./mvnw -B -q -pl broker,trainer,merger,serving -am package -DskipTests) >&2
+      echo "loraflow: building $modules (first use or changed sources) ..." >&2
+      (cd "$ROOT" && ./mvnw -B -q -pl "$modules" -am package -DskipTests) >&2
       return 0
     fi
   done
+}
+
+ensure_service_jars() {
+  ensure_jars broker,trainer,merger,serving "$BROKER_JAR" "$(service_jar trainer)" "$(service_jar merger)" \
+    "$(service_jar serving)"
 }
 
 # Succeeds when pid $1 is a running (not zombie) process whose command line contains $2: a pid

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.File;
 import java.io.IOException;
 import java.net.URI;
@@ -21,6 +23,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.junit.jupiter.api.AfterEach;
@@ -28,9 +32,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * {@code ./loraflow up --detach} and {@code ./loraflow down} as a user runs them, on the jars the build
+ * {@code ./loraflow up --detach}, {@code down} and {@code serve} as a user runs them, on the jars the build
  * packaged: the broker and the three services come up healthy, a second up refuses, down leaves no
- * process and no run.env. Skipped, saying why, where the jars have not been packaged (./mvnw test alone).
+ * process and no run.env; serve answers as generate does on the same exported model. Skipped, saying
+ * why, where the jars have not been packaged (./mvnw test alone).
  */
 class LocalPlatformTest {
 
@@ -42,6 +47,7 @@ class LocalPlatformTest {
             REPOSITORY.resolve("serving/target/quarkus-app/quarkus-run.jar"));
     private static final Duration COMMAND_TIMEOUT = Duration.ofMinutes(6);
     private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
+    private static final ObjectMapper JSON = new ObjectMapper();
 
     @TempDir
     Path home;
@@ -110,23 +116,80 @@ class LocalPlatformTest {
         assertTrue(again.output().contains("nothing is running"), again.output());
     }
 
+    @Test
+    void serveAnswersWithTheTokensThatGenerateGivesOnTheSameExportedModel() throws Exception {
+        Path cliJar = REPOSITORY.resolve("cli/target/loraflow-cli.jar");
+        for (Path jar : List.of(cliJar, JARS.get(3))) {
+            assumeTrue(Files.isRegularFile(jar), jar + " is not built, so ./loraflow serve is not tested; "
+                    + "it runs in ./mvnw verify (./loraflow test), after the command line and serving are packaged");
+        }
+        Path base = home.resolve("base");
+        Path onnx = home.resolve("exported/model.onnx");
+        cli(cliJar, "init-model", "--arch", "gpt2", "--layers", "2", "--hidden", "32", "--heads", "4", "--vocab", "257",
+                "--context", "32", "--seed", "7", "--out", base.toString());
+        cli(cliJar, "export-onnx", "--model", base.toString(), "--out", onnx.toString());
+        JsonNode generated = JSON.readTree(cli(cliJar, "generate", "--model", onnx.toString(), "--prompt", "hello",
+                "--max-new-tokens", "8").strip());
+
+        Path output = Files.createTempFile("loraflow-serve-", ".out");
+        Process serve = launcher("serve", "--model", onnx.getParent().toString(), "--port", "0", "--name", "tiny")
+                .redirectOutput(output.toFile()).start();
+        try {
+            int port = listeningPort(serve, output);
+            HttpRequest completion = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/v1/completions"))
+                    .header("Content-Type", "application/json")
+                    .POST(HttpRequest.BodyPublishers.ofString(
+                            "{\"model\": \"tiny\", \"prompt\": \"hello\", \"max_tokens\": 8, \"temperature\": 0}"))
+                    .timeout(Duration.ofSeconds(60)).build();
+            HttpResponse<String> response = HTTP.send(completion, HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, response.statusCode(), response.body());
+            JsonNode choice = JSON.readTree(response.body()).get("choices").get(0);
+            assertEquals(generated.get("ids"), choice.get("token_ids"), response.body());
+            assertEquals(generated.get("text"), choice.get("text"), response.body());
+        } finally {
+            serve.destroy();
+            if (!serve.waitFor(30, TimeUnit.SECONDS)) {
+                serve.destroyForcibly();
+            }
+            Files.delete(output);
+        }
+        assertEquals(143, serve.exitValue(), "serving stops on SIGTERM");
+    }
+
+    /** The port of Quarkus's "Listening on: http://127.0.0.1:PORT" line. */
+    private static int listeningPort(Process process, Path output) throws IOException, InterruptedException {
+        Pattern listening = Pattern.compile("Listening on: http://127\\.0\\.0\\.1:(\\d+)");
+        long deadline = System.nanoTime() + COMMAND_TIMEOUT.toNanos();
+        while (System.nanoTime() < deadline) {
+            Matcher matcher = listening.matcher(Files.readString(output));
+            if (matcher.find()) {
+                return Integer.parseInt(matcher.group(1));
+            }
+            if (!process.isAlive()) {
+                throw new AssertionError("serve exited with " + process.exitValue() + ":\n" + Files.readString(output));
+            }
+            Thread.sleep(100);
+        }
+        throw new AssertionError("serve did not listen within " + COMMAND_TIMEOUT + ":\n" + Files.readString(output));
+    }
+
+    /** Runs the command-line jar as the launcher does; its stdout. */
+    private static String cli(Path jar, String... arguments) throws IOException, InterruptedException {
+        List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-jar", jar.toString()));
+        command.addAll(List.of(arguments));
+        Process process = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+        String out = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(process.waitFor(COMMAND_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS), String.join(" ", arguments));
+        assertEquals(0, process.exitValue(), String.join(" ", arguments) + ": " + out);
+        return out;
+    }
+
     private record Result(int exitCode, String output) {}
 
     private Result loraflow(String... arguments) throws IOException, InterruptedException {
-        List<String> command = new ArrayList<>(List.of(REPOSITORY.resolve("loraflow").toString()));
-        command.addAll(List.of(arguments));
         Path output = Files.createTempFile("loraflow-", ".out");
-        ProcessBuilder builder = new ProcessBuilder(command)
-                .directory(REPOSITORY.toFile())
-                .redirectErrorStream(true)
-                .redirectOutput(output.toFile())
-                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
-        builder.environment().put("LORAFLOW_HOME", home.toString());
-        builder.environment().put("JAVA_HOME", System.getProperty("java.home"));
-        // The jars Maven just packaged: up must not start a build of its own inside this one.
-        builder.environment().put("LORAFLOW_NO_BUILD", "1");
-        builder.environment().remove("LORAFLOW_API_KEYS");
-        Process process = builder.start();
+        Process process = launcher(arguments).redirectOutput(output.toFile()).start();
         if (!process.waitFor(COMMAND_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
             process.destroyForcibly();
             throw new AssertionError("./loraflow " + String.join(" ", arguments) + " did not finish within "
@@ -135,6 +198,21 @@ class LocalPlatformTest {
         String text = Files.readString(output);
         Files.delete(output);
         return new Result(process.exitValue(), text);
+    }
+
+    private ProcessBuilder launcher(String... arguments) {
+        List<String> command = new ArrayList<>(List.of(REPOSITORY.resolve("loraflow").toString()));
+        command.addAll(List.of(arguments));
+        ProcessBuilder builder = new ProcessBuilder(command)
+                .directory(REPOSITORY.toFile())
+                .redirectErrorStream(true)
+                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
+        builder.environment().put("LORAFLOW_HOME", home.toString());
+        builder.environment().put("JAVA_HOME", System.getProperty("java.home"));
+        // The jars Maven just packaged: the launcher must not start a build of its own inside this one.
+        builder.environment().put("LORAFLOW_NO_BUILD", "1");
+        builder.environment().remove("LORAFLOW_API_KEYS");
+        return builder;
     }
 
     /** run.env as KEY=VALUE lines; the values here (temporary paths, URLs, hex) need no shell unquoting. */
