@@ -106,12 +106,22 @@ public final class ServedModel {
      */
     public static ServedModel load(String name, String version, Path onnxFile, String expectedSha256,
                                    EngineSettings settings) throws ModelLoadException {
+        return load(name, version, onnxFile, expectedSha256, onnxFile.toAbsolutePath().getParent(), settings);
+    }
+
+    /**
+     * As {@link #load(String, String, Path, String, EngineSettings)}, with config.json and the tokenizer
+     * files read from {@code companions} instead of the .onnx file's directory: the merger stores the
+     * graph and the merged Hugging Face directory as two artifacts.
+     */
+    public static ServedModel load(String name, String version, Path onnxFile, String expectedSha256, Path companions,
+                                   EngineSettings settings) throws ModelLoadException {
         Objects.requireNonNull(name, "name");
         if (!Files.isRegularFile(onnxFile)) {
             throw new ModelLoadException(onnxFile + ": no such model file");
         }
-        Path configFile = onnxFile.resolveSibling("config.json");
-        Path tokenizerFile = onnxFile.resolveSibling(Tokenizer.FILE_NAME);
+        Path configFile = companions.resolve("config.json");
+        Path tokenizerFile = companions.resolve(Tokenizer.FILE_NAME);
         String sha256;
         ModelConfig config;
         try {
@@ -121,7 +131,7 @@ public final class ServedModel {
                         + expectedSha256.strip().toLowerCase(Locale.ROOT));
             }
             if (!Files.isRegularFile(configFile)) {
-                throw new ModelLoadException(onnxFile + ": needs config.json beside it (the context length and layers)");
+                throw new ModelLoadException(onnxFile + ": needs config.json in " + companions + " (the context length and layers)");
             }
             config = ModelConfig.read(configFile);
         } catch (IOException | RuntimeException e) {

@@ -27,7 +27,9 @@ import org.jboss.logging.Logger;
 
 /**
  * OpenAI-compatible completions: {@code POST /v1/completions}, {@code POST /v1/chat/completions},
- * {@code GET /v1/models}. The {@code model} field names the base model or a loaded adapter. Streaming is
+ * {@code GET /v1/models} (beyond OpenAI: the served {@code version}, as in {@code system_fingerprint}, and for a
+ * model loaded from a {@code loraflow.models.merged} event the {@code announced} model and model_version).
+ * The {@code model} field names the base model or a loaded adapter. Streaming is
  * server-sent events, {@code data: {chunk}} per piece of text and {@code data: [DONE]} at the end.
  * Errors are OpenAI's {@code {"error": {"message", "type", "param", "code"}}}.
  *
@@ -61,8 +63,12 @@ public class OpenAiResource {
         ServedModel model = serving.current();
         if (model != null) {
             long created = model.loadedAtEpochSeconds();
-            data.addObject().put("id", model.name()).put("object", "model").put("created", created)
-                    .put("owned_by", "loraflow");
+            ObjectNode base = data.addObject().put("id", model.name()).put("object", "model").put("created", created)
+                    .put("owned_by", "loraflow").put("version", model.version());
+            Serving.Origin origin = serving.origin(model);
+            if (origin != null) {
+                base.putObject("announced").put("model", origin.model()).put("model_version", origin.modelVersion());
+            }
             for (String adapter : model.adapterNames()) {
                 data.addObject().put("id", adapter).put("object", "model").put("created", created)
                         .put("owned_by", "loraflow").put("parent", model.name());
