@@ -187,6 +187,7 @@ public final class Demo {
     private final List<DemoReport.LossPoint> loss = new CopyOnWriteArrayList<>();
     private final String jobId = "demo-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
     private volatile double tokensPerSecond;
+    private long lastReportedStep;
     private String baseName;
     /** The name the server serves the model under, which every completion request names. */
     private String servedName;
@@ -380,7 +381,6 @@ public final class Demo {
     private void followTraining() throws Exception {
         long deadline = System.nanoTime() + Duration.ofSeconds(120 + 2 * settings.steps()).toNanos();
         long reportEvery = Math.max(1, settings.steps() / 10);
-        long lastReported = 0;
         while (true) {
             HttpResponse<Stream<String>> response = http.send(HttpRequest.newBuilder(
                             settings.trainer().resolve("/jobs/" + jobId + "/progress"))
@@ -390,43 +390,65 @@ public final class Demo {
                 throw new IOException("GET /jobs/" + jobId + "/progress answered " + response.statusCode());
             }
             try (Stream<String> lines = response.body()) {
-                for (String line : (Iterable<String>) lines::iterator) {
-                    if (System.nanoTime() > deadline) {
-                        throw new IOException("the job did not finish its " + settings.steps() + " steps in time; last step "
-                                + (loss.isEmpty() ? 0 : loss.getLast().step()));
+                // A trainer that goes silent sends no line to check the deadline on: close the stream at it.
+                Thread watchdog = Thread.ofVirtual().start(() -> {
+                    try {
+                        Thread.sleep(Duration.ofNanos(Math.max(0, deadline - System.nanoTime())));
+                        lines.close();
+                    } catch (InterruptedException finished) {
+                        // The stream ended first.
                     }
-                    if (!line.startsWith("data:")) {
-                        continue;
-                    }
-                    JsonNode status = JSON.readTree(line.substring("data:".length()));
-                    long step = field(status, "step", "step").asLong();
-                    String state = field(status, "state", "state").asText();
-                    if (state.equalsIgnoreCase("failed")) {
-                        throw new IOException("the trainer reports the job failed: " + status);
-                    }
-                    if (step > 0 && (loss.isEmpty() || loss.getLast().step() < step)) {
-                        loss.add(new DemoReport.LossPoint(step, field(status, "loss", "loss").asDouble()));
-                        double speed = field(status, "tokensPerSecond", "tokens_per_second").asDouble();
-                        if (speed > 0) {
-                            tokensPerSecond = speed;
-                        }
-                        if (step - lastReported >= reportEvery || step == settings.steps()) {
-                            lastReported = step;
-                            out.printf(Locale.ROOT, "   step %4d/%d  loss %.3f  %,.0f tokens/s%n", step, settings.steps(),
-                                    loss.getLast().loss(), tokensPerSecond);
-                        }
-                    }
-                    if (step >= settings.steps()) {
+                });
+                try {
+                    if (readProgress(lines, deadline, reportEvery)) {
                         return;
                     }
+                } finally {
+                    watchdog.interrupt();
                 }
             } catch (UncheckedIOException e) {
-                // The stream ended under us (a timeout between events): open it again.
+                // The stream ended under us (a timeout between events, or the deadline): open it again.
             }
             if (System.nanoTime() > deadline) {
-                throw new IOException("the job did not finish its " + settings.steps() + " steps in time");
+                throw new IOException("the job did not finish its " + settings.steps() + " steps in time; last step "
+                        + (loss.isEmpty() ? 0 : loss.getLast().step()));
             }
         }
+    }
+
+    /** Reads status events into the loss curve; true once the last step is in. */
+    private boolean readProgress(Stream<String> lines, long deadline, long reportEvery) throws IOException {
+        for (String line : (Iterable<String>) lines::iterator) {
+            if (System.nanoTime() > deadline) {
+                throw new IOException("the job did not finish its " + settings.steps() + " steps in time; last step "
+                        + (loss.isEmpty() ? 0 : loss.getLast().step()));
+            }
+            if (!line.startsWith("data:")) {
+                continue;
+            }
+            JsonNode status = JSON.readTree(line.substring("data:".length()));
+            long step = field(status, "step", "step").asLong();
+            String state = field(status, "state", "state").asText();
+            if (state.startsWith("FAILED")) {
+                throw new IOException("the trainer reports " + state);
+            }
+            if (step > 0 && (loss.isEmpty() || loss.getLast().step() < step)) {
+                loss.add(new DemoReport.LossPoint(step, field(status, "loss", "loss").asDouble()));
+                double speed = field(status, "tokensPerSecond", "tokens_per_second").asDouble();
+                if (speed > 0) {
+                    tokensPerSecond = speed;
+                }
+                if (step - lastReportedStep >= reportEvery || step == settings.steps()) {
+                    lastReportedStep = step;
+                    out.printf(Locale.ROOT, "   step %4d/%d  loss %.3f  %,.0f tokens/s%n", step, settings.steps(),
+                            loss.getLast().loss(), tokensPerSecond);
+                }
+            }
+            if (step >= settings.steps()) {
+                return true;
+            }
+        }
+        return false;
     }
 
     private CheckpointEvent awaitCheckpoint() throws Exception {
