@@ -18,14 +18,17 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
- * The demo end to end on a tiny model: the real broker, the packaged trainer, merger and server as
- * separate processes, and the packaged demo driver against them. It must pass every stage, and the
- * server's answers must be token for token the greedy answers of the merged model run in Java.
+ * The demo end to end, as the README's command runs it (a 4-layer, 128-wide GPT-2 trained 300 steps): the
+ * real broker, the packaged trainer, merger and server as separate processes, and the packaged demo driver
+ * against them. It must pass every stage, the adapter must have learnt the task (held-out accuracy), and
+ * the server's answers must be token for token the greedy answers of the merged model run in Java.
  */
 class DemoIT {
 
@@ -95,6 +98,11 @@ class DemoIT {
         String printed = Files.readString(home.resolve("demo.out"));
         assertEquals(0, demo.exitValue(), "the demo failed:\n" + printed);
         assertTrue(printed.contains("identical 100/100"), "served = merged model's Java answers:\n" + printed);
+        Matcher accuracy = Pattern
+                .compile("held-out accuracy: (\\d+) % \\(\\d+/100\\) before, (\\d+) % \\(\\d+/100\\) after").matcher(printed);
+        assertTrue(accuracy.find(), "the accuracy line:\n" + printed);
+        assertTrue(Integer.parseInt(accuracy.group(1)) <= 10 && Integer.parseInt(accuracy.group(2)) >= 90,
+                "the base cannot do the task and the adapter learnt it: " + accuracy.group());
         for (String stage : List.of("base model", "serve the base", "answers before", "submit job", "stream data into Kafka",
                 "training", "checkpoint", "merge, ONNX export, verify", "serve the merged model", "answers after",
                 "served = merged model in Java")) {
@@ -118,7 +126,7 @@ class DemoIT {
 
     private Process demo(Path jar, Path runEnv, Path report, String output) throws Exception {
         Process demo = new ProcessBuilder(java(), "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-                "-Xss4m", "-jar", jar.toString(), "--env", runEnv.toString(), "--model", "tiny", "--steps", "40",
+                "-Xss4m", "-jar", jar.toString(), "--env", runEnv.toString(),
                 "--report", report.toString())
                 .redirectErrorStream(true).redirectOutput(home.resolve(output).toFile()).start();
         if (!demo.waitFor(4, TimeUnit.MINUTES)) {

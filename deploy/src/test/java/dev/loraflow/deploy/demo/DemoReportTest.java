@@ -45,7 +45,7 @@ class DemoReportTest {
         for (int step = 1; step <= 300; step++) {
             loss.add(new DemoReport.LossPoint(step, 1.2 + 4.3 * Math.exp(-step / 60.0)));
         }
-        return new DemoReport("demo-20261128-120000", "demo-gpt2-small", 300, 4800, 1234.5, loss,
+        return new DemoReport("demo-20261128-120000", "demo-gpt2", 300, 4800, 1234.5, loss,
                 List.of(new DemoReport.Stage("base model", 0.5, true), new DemoReport.Stage("training", 87.25, true),
                         new DemoReport.Stage("merge, ONNX export, verify", 4.75, failure == null)),
                 List.of(new DemoReport.Sample("enc: tdao = ", "kahj", "        ", "kahj"),

@@ -34,7 +34,7 @@ class DemoSettingsTest {
                 # a comment
                 LOGS="/srv/loraflow/logs"
                 """);
-        Demo.Settings settings = Demo.Settings.parse(new String[] {"--env", env.toString(), "--steps", "40", "--model", "tiny"});
+        Demo.Settings settings = Demo.Settings.parse(new String[] {"--env", env.toString(), "--steps", "40"});
         assertEquals(URI.create("http://127.0.0.1:4100"), settings.trainer());
         assertEquals(URI.create("http://127.0.0.1:4300"), settings.serving());
         assertEquals("127.0.0.1:9092", settings.bootstrapServers());
@@ -42,7 +42,6 @@ class DemoSettingsTest {
         assertEquals(Path.of("/srv/lora flow/artifacts"), settings.storeRoot());
         assertEquals("/srv/loraflow/logs/trainer.log", settings.log("trainer"));
         assertEquals(40, settings.steps());
-        assertEquals("tiny", settings.modelSize());
         assertNull(settings.base());
         assertEquals(Path.of("demo-report.html").toAbsolutePath(), settings.report());
     }
@@ -57,7 +56,7 @@ class DemoSettingsTest {
         assertEquals("--steps needs a value", message("--env", e, "--steps"));
         assertEquals("--steps must be a whole number, got many", message("--env", e, "--steps", "many"));
         assertEquals("--steps must be in [1, 100000], got 0", message("--env", e, "--steps", "0"));
-        assertEquals("--model must be small or tiny, got huge", message("--env", e, "--model", "huge"));
+        assertEquals("unknown argument --model", message("--env", e, "--model", "huge"));
         Path incomplete = Files.writeString(temp.resolve("incomplete.env"), "TRAINER_URL=http://127.0.0.1:1\n");
         assertEquals("the run.env has no SERVING_URL", message("--env", incomplete.toString()));
     }
