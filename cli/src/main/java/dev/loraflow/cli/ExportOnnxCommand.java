@@ -4,12 +4,17 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.export.merge.LoraMerge;
 import dev.loraflow.export.onnx.FloatTensor;
 import dev.loraflow.export.onnx.LoraInputs;
 import dev.loraflow.export.onnx.OnnxExporter;
 import dev.loraflow.export.onnx.OnnxVerifier;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
@@ -21,6 +26,7 @@ import picocli.CommandLine.Spec;
 @Command(name = "export-onnx", mixinStandardHelpOptions = true,
         description = {"Exports a model (with its adapter merged, or as LoRA inputs with --unmerged) as one ONNX graph",
                 "for prefill and KV-cached decoding, with Hugging Face Optimum's input and output names.",
+                "config.json and the tokenizer files go beside it, so that serve and generate --model FILE.onnx run it.",
                 "--verify runs it under ONNX Runtime against the Java forward and fails when they disagree."})
 final class ExportOnnxCommand implements Callable<Integer> {
 
@@ -58,6 +64,7 @@ final class ExportOnnxCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
         }
         OnnxExporter.Result result = OnnxExporter.exportDirectory(model, adapter, options, out);
+        copyModelFiles();
         ObjectNode line = new ObjectMapper().createObjectNode();
         line.put("onnx", result.model().toString());
         if (result.externalData() != null) {
@@ -79,6 +86,19 @@ final class ExportOnnxCommand implements Callable<Integer> {
         }
         spec.commandLine().getOut().println(line);
         return 0;
+    }
+
+    /** The graph alone has no context length or vocabulary, nor text: the model's files beside it give them. */
+    private void copyModelFiles() throws IOException {
+        Path directory = out.toAbsolutePath().getParent();
+        List<String> names = new ArrayList<>(List.of("config.json"));
+        names.addAll(LoraMerge.COPIED_FILES);
+        for (String name : names) {
+            Path source = model.resolve(name);
+            if (Files.isRegularFile(source)) {
+                Files.copy(source, directory.resolve(name), StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
     }
 
     private OnnxVerifier.Result verify(Path onnx) throws IOException {

@@ -3,12 +3,30 @@ package dev.loraflow.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.generate.GenerationResult;
+import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.text.Tokenizer;
+import dev.loraflow.inference.Completion;
+import dev.loraflow.inference.Engine;
+import dev.loraflow.inference.EngineSettings;
+import dev.loraflow.inference.GenerationListener;
+import dev.loraflow.inference.GenerationRequest;
+import dev.loraflow.inference.ServedModel;
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Locale;
+import java.util.OptionalInt;
 import java.util.Set;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+import java.util.stream.Stream;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -19,13 +37,23 @@ import picocli.CommandLine.Spec;
         description = "Continues a prompt with the model's KV-cache decoder; prints the ids (and text with a tokenizer) as one JSON line.")
 final class GenerateCommand implements Callable<Integer> {
 
+    private static final String ADAPTER_NAME = "adapter";
+    // The engine's INFO lines (a model closed) are a service's record; here the JSON line is the output.
+    private static final Logger ENGINE_LOG = Logger.getLogger(Engine.class.getPackageName());
+
+    static {
+        ENGINE_LOG.setLevel(Level.WARNING);
+    }
+
     @Spec
     private CommandSpec spec;
 
-    @Option(names = "--model", required = true, description = "Hugging Face model directory.")
+    @Option(names = "--model", required = true, description = {"Hugging Face model directory (core's Java decoder),",
+            "or an exported FILE.onnx or a directory holding one (the inference engine that serving runs;",
+            "config.json and tokenizer.json beside it, as export-onnx writes them)."})
     private Path model;
 
-    @Option(names = "--adapter", description = "PEFT adapter directory to apply.")
+    @Option(names = "--adapter", description = "PEFT adapter directory to apply (to an .onnx: one exported --unmerged).")
     private Path adapter;
 
     @ArgGroup(exclusive = true, multiplicity = "1")
@@ -60,29 +88,110 @@ final class GenerateCommand implements Callable<Integer> {
         Options.nonNegative(spec, "--temperature", temperature);
         Options.check(spec, topK >= 0, "--top-k must be >= 0, got " + topK);
         Options.check(spec, topP > 0 && topP <= 1, "--top-p must be in (0, 1], got " + topP);
+        Path onnx = exportedGraph();
+        if (onnx != null) {
+            return generateWithEngine(onnx);
+        }
         try (ModelFiles files = ModelFiles.open(model, adapter)) {
-            int[] promptIds;
-            if (prompt.text != null) {
-                if (files.tokenizer() == null) {
-                    throw new IllegalArgumentException(model + " has no tokenizer.json: pass --prompt-ids instead of --prompt");
-                }
-                promptIds = files.tokenizer().encode(prompt.text);
-            } else {
-                promptIds = prompt.ids.stream().mapToInt(Integer::intValue).toArray();
-            }
-            Options.check(spec, promptIds.length > 0, "the prompt is empty");
-            Set<Integer> stop = files.eosTokenId().isPresent() ? Set.of(files.eosTokenId().getAsInt()) : Set.of();
-            SamplingSettings settings = new SamplingSettings(maxNewTokens, temperature, topK, topP, seed, stop);
-            GenerationResult result = Generator.generate(files.model(), promptIds, settings);
-            ObjectNode line = new ObjectMapper().createObjectNode();
-            line.putPOJO("prompt_ids", promptIds);
-            line.putPOJO("ids", result.tokens());
-            if (files.tokenizer() != null) {
-                line.put("text", files.tokenizer().decode(result.tokens()));
-            }
-            line.put("finish_reason", result.finishReason().name().toLowerCase(java.util.Locale.ROOT));
-            spec.commandLine().getOut().println(line);
+            int[] promptIds = promptIds(files.tokenizer());
+            GenerationResult result = Generator.generate(files.model(), promptIds, sampling(files.eosTokenId()));
+            print(promptIds, result.tokens(), files.tokenizer(), result.finishReason());
         }
         return 0;
+    }
+
+    /** The .onnx file --model names, or the one its directory holds; null for a Hugging Face directory. */
+    private Path exportedGraph() throws IOException {
+        if (model.getFileName() != null && model.getFileName().toString().endsWith(".onnx")) {
+            Options.check(spec, Files.isRegularFile(model), "--model " + model + ": no such file");
+            return model;
+        }
+        if (!Files.isDirectory(model)) {
+            return null;
+        }
+        List<Path> graphs;
+        try (Stream<Path> files = Files.list(model)) {
+            graphs = files.filter(file -> file.getFileName().toString().endsWith(".onnx") && Files.isRegularFile(file))
+                    .sorted().toList();
+        }
+        Options.check(spec, graphs.size() <= 1, "--model " + model + " holds several .onnx files "
+                + graphs.stream().map(file -> file.getFileName().toString()).toList() + "; name one");
+        return graphs.isEmpty() ? null : graphs.getFirst();
+    }
+
+    /**
+     * The exported graph through the inference engine, as serving runs it: one request in a batch of one,
+     * with the sampling, stop token and output of the Java path.
+     */
+    private int generateWithEngine(Path onnx) throws Exception {
+        EngineSettings settings = EngineSettings.defaults().withBatching(1, 1);
+        ServedModel served = ServedModel.load(onnx.getFileName().toString(), "1", onnx, null, settings);
+        try (Engine engine = new Engine(settings)) {
+            if (adapter != null) {
+                served.loadAdapter(ADAPTER_NAME, PeftAdapter.read(adapter));
+            }
+            int[] promptIds = promptIds(served.tokenizer());
+            GenerationRequest request = new GenerationRequest(promptIds,
+                    sampling(ModelFiles.eosTokenId(onnx.toAbsolutePath().getParent(), served.tokenizer())), List.of(),
+                    adapter == null ? null : ADAPTER_NAME);
+            CompletableFuture<Completion> done = new CompletableFuture<>();
+            if (!served.tryAcquire()) {
+                throw new IllegalStateException(onnx + " was closed before it ran");
+            }
+            engine.submit(served, request, new GenerationListener() {
+                @Override
+                public void onToken(int token, String text) {}
+
+                @Override
+                public void onComplete(Completion completion) {
+                    done.complete(completion);
+                }
+
+                @Override
+                public void onError(RuntimeException error) {
+                    done.completeExceptionally(error);
+                }
+            });
+            Completion completion;
+            try {
+                completion = done.get();
+            } catch (ExecutionException e) {
+                throw e.getCause() instanceof RuntimeException failure ? failure : e;
+            }
+            print(promptIds, completion.tokens(), served.tokenizer(), completion.finishReason());
+        } finally {
+            served.retire();
+        }
+        return 0;
+    }
+
+    private int[] promptIds(Tokenizer tokenizer) {
+        int[] ids;
+        if (prompt.text != null) {
+            if (tokenizer == null) {
+                throw new IllegalArgumentException(model + " has no tokenizer.json: pass --prompt-ids instead of --prompt");
+            }
+            ids = tokenizer.encode(prompt.text);
+        } else {
+            ids = prompt.ids.stream().mapToInt(Integer::intValue).toArray();
+        }
+        Options.check(spec, ids.length > 0, "the prompt is empty");
+        return ids;
+    }
+
+    private SamplingSettings sampling(OptionalInt eosTokenId) {
+        Set<Integer> stop = eosTokenId.isPresent() ? Set.of(eosTokenId.getAsInt()) : Set.of();
+        return new SamplingSettings(maxNewTokens, temperature, topK, topP, seed, stop);
+    }
+
+    private void print(int[] promptIds, int[] tokens, Tokenizer tokenizer, FinishReason finishReason) {
+        ObjectNode line = new ObjectMapper().createObjectNode();
+        line.putPOJO("prompt_ids", promptIds);
+        line.putPOJO("ids", tokens);
+        if (tokenizer != null) {
+            line.put("text", tokenizer.decode(tokens));
+        }
+        line.put("finish_reason", finishReason.name().toLowerCase(Locale.ROOT));
+        spec.commandLine().getOut().println(line);
     }
 }

@@ -46,7 +46,7 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, OptionalInt eo
     }
 
     /** config.json's {@code eos_token_id} (the first when a list), else the tokenizer's end-of-text token. */
-    private static OptionalInt eosTokenId(Path modelDirectory, Tokenizer tokenizer) throws IOException {
+    static OptionalInt eosTokenId(Path modelDirectory, Tokenizer tokenizer) throws IOException {
         JsonNode config = new ObjectMapper().readTree(Files.readString(modelDirectory.resolve("config.json")));
         JsonNode eos = config.path("eos_token_id");
         if (eos.isArray() && !eos.isEmpty()) {

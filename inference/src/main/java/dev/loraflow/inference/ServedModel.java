@@ -34,7 +34,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>The model is a {@code .onnx} file exported by loraflow (Optimum's input and output names) with
  * {@code config.json} beside it (the context length) and, when present, {@code tokenizer.json} and
- * {@code tokenizer_config.json} (text in and out; without them requests give token ids).
+ * {@code tokenizer_config.json} (text in and out, and the chat template; without them requests give token
+ * ids).
  */
 public final class ServedModel {
 
@@ -55,6 +56,7 @@ public final class ServedModel {
     private final String provider;
     private final ModelConfig config;
     private final Tokenizer tokenizer;
+    private final ChatTemplate chatTemplate;
     private final int numLayers;
     private final int kvHeads;
     private final int headDim;
@@ -70,7 +72,8 @@ public final class ServedModel {
     private final long loadedAtEpochSeconds = System.currentTimeMillis() / 1000;
 
     private ServedModel(String name, String version, Path file, String sha256, OrtSession session, String provider,
-                        ModelConfig config, Tokenizer tokenizer) throws OrtException, ModelLoadException {
+                        ModelConfig config, Tokenizer tokenizer, ChatTemplate chatTemplate)
+            throws OrtException, ModelLoadException {
         this.name = name;
         this.version = version;
         this.file = file;
@@ -79,6 +82,7 @@ public final class ServedModel {
         this.provider = provider;
         this.config = config;
         this.tokenizer = tokenizer;
+        this.chatTemplate = chatTemplate;
         this.inputInfo = session.getInputInfo();
         int layers = 0;
         while (inputInfo.containsKey(pastKey(layers))) {
@@ -115,12 +119,22 @@ public final class ServedModel {
      */
     public static ServedModel load(String name, String version, Path onnxFile, String expectedSha256,
                                    EngineSettings settings) throws ModelLoadException {
+        return load(name, version, onnxFile, expectedSha256, onnxFile.toAbsolutePath().getParent(), settings);
+    }
+
+    /**
+     * As {@link #load(String, String, Path, String, EngineSettings)}, with config.json and the tokenizer
+     * files read from {@code companions} instead of the .onnx file's directory: the merger stores the
+     * graph and the merged Hugging Face directory as two artifacts.
+     */
+    public static ServedModel load(String name, String version, Path onnxFile, String expectedSha256, Path companions,
+                                   EngineSettings settings) throws ModelLoadException {
         Objects.requireNonNull(name, "name");
         if (!Files.isRegularFile(onnxFile)) {
             throw new ModelLoadException(onnxFile + ": no such model file");
         }
-        Path configFile = onnxFile.resolveSibling("config.json");
-        Path tokenizerFile = onnxFile.resolveSibling(Tokenizer.FILE_NAME);
+        Path configFile = companions.resolve("config.json");
+        Path tokenizerFile = companions.resolve(Tokenizer.FILE_NAME);
         String sha256;
         ModelConfig config;
         try {
@@ -130,17 +144,19 @@ public final class ServedModel {
                         + expectedSha256.strip().toLowerCase(Locale.ROOT));
             }
             if (!Files.isRegularFile(configFile)) {
-                throw new ModelLoadException(onnxFile + ": needs config.json beside it (the context length and layers)");
+                throw new ModelLoadException(onnxFile + ": needs config.json in " + companions + " (the context length and layers)");
             }
             config = ModelConfig.read(configFile);
         } catch (IOException | RuntimeException e) {
             throw new ModelLoadException(onnxFile + ": " + e.getMessage(), e);
         }
         Tokenizer tokenizer = null;
+        ChatTemplate chatTemplate = null;
         OrtSession session = null;
         try {
             if (Files.isRegularFile(tokenizerFile)) {
                 tokenizer = Tokenizer.load(tokenizerFile);
+                chatTemplate = ChatTemplate.read(tokenizerFile.resolveSibling(Tokenizer.CONFIG_FILE_NAME)).orElse(null);
             }
             OrtEnvironment env = OrtEnvironment.getEnvironment();
             String provider;
@@ -148,7 +164,8 @@ public final class ServedModel {
                 provider = configure(options, settings);
                 session = env.createSession(onnxFile.toString(), options);
             }
-            ServedModel model = new ServedModel(name, version, onnxFile, sha256, session, provider, config, tokenizer);
+            ServedModel model = new ServedModel(name, version, onnxFile, sha256, session, provider, config, tokenizer,
+                    chatTemplate);
             model.warmUp();
             return model;
         } catch (ModelLoadException e) {
@@ -400,6 +417,11 @@ public final class ServedModel {
     /** The model's tokenizer, or null when only token ids can be given. */
     public Tokenizer tokenizer() {
         return tokenizer;
+    }
+
+    /** The chat template of tokenizer_config.json, or null when it has none (or the model no tokenizer). */
+    public ChatTemplate chatTemplate() {
+        return chatTemplate;
     }
 
     public int contextLength() {

@@ -11,13 +11,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerTestResource;
 import dev.loraflow.core.data.Example;
+import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.store.LocalArtifactStore;
 import dev.loraflow.trainer.service.BaseModels;
 import dev.loraflow.trainer.service.TrainingFixtures;
-import dev.loraflow.platform.store.LocalArtifactStore;
 import io.quarkus.test.common.QuarkusTestResource;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
@@ -28,15 +29,22 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
 import java.util.UUID;
 import java.util.function.Predicate;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
@@ -57,7 +65,7 @@ class TrainerKafkaTest {
         Properties config = new Properties();
         config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
         config.put(ProducerConfig.ACKS_CONFIG, "all");
-        config.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, 1 << 20);
+        config.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, 4 << 20);
         return new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer());
     }
 
@@ -148,6 +156,20 @@ class TrainerKafkaTest {
     void poisonBatchesAreDeadLetteredWithTheirReasonAndTheCountsReconcile() throws Exception {
         await("/q/health/ready");
         List<Example> examples = TrainingFixtures.examples(12, 12);
+        byte[] nearLimitBinary = new byte[TrainerProfile.MAX_RECORD_BYTES - 1000];
+        new java.util.Random(7).nextBytes(nearLimitBinary);
+        int copies = 1200;
+        while (TrainingBatch.encode("poison", 3, java.util.Collections.nCopies(copies, examples.get(0))).length
+                <= TrainerProfile.MAX_RECORD_BYTES) {
+            copies *= 2;
+        }
+        byte[] oversize = TrainingBatch.encode("poison", 3, java.util.Collections.nCopies(copies, examples.get(0)));
+        // The topic holds up to the trainer's limit; here it allows more, as a misconfigured one would.
+        try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers))) {
+            admin.incrementalAlterConfigs(Map.of(new ConfigResource(ConfigResource.Type.TOPIC, "loraflow.training.batches"),
+                    List.of(new AlterConfigOp(new ConfigEntry(TopicConfig.MAX_MESSAGE_BYTES_CONFIG, Integer.toString(4 << 20)),
+                            AlterConfigOp.OpType.SET)))).all().get();
+        }
         try (KafkaProducer<byte[], byte[]> producer = producer()) {
             send(producer, "loraflow.training.jobs", "poison", TrainingFixtures.job("poison", 0, 0).toJson().toString()
                     .getBytes(StandardCharsets.UTF_8));
@@ -163,8 +185,8 @@ class TrainerKafkaTest {
             send(producer, topic, "poison", """
                     {"schema": "loraflow.training.batch", "version": 1, "job_id": "poison", "seq": 2,
                      "examples": [{"input_ids": [5, 6], "labels": [5]}]}""".getBytes(StandardCharsets.UTF_8));
-            send(producer, topic, "poison", TrainingBatch.encode("poison", 3,
-                    java.util.Collections.nCopies(1200, examples.get(0))));                      // oversize
+            send(producer, topic, "poison", oversize);
+            send(producer, topic, "poison", nearLimitBinary);
             send(producer, topic, "someone-else", TrainingBatch.encode("poison", 3, examples.subList(4, 8)));
             send(producer, topic, "poison", TrainingBatch.encode("poison", 0, examples.subList(0, 4)));   // duplicate
             send(producer, topic, "poison", TrainingBatch.encode("poison", 3, examples.subList(4, 12)));
@@ -183,7 +205,7 @@ class TrainerKafkaTest {
 
         List<JsonNode> deadLetters = readUntil("loraflow.training.dead-letters",
                 seen -> seen.stream().filter(d -> d.path("source").path("topic").asText().equals("loraflow.training.batches")
-                        && d.path("job_id").asText().matches("poison|someone-else")).count() >= 6,
+                        && d.path("job_id").asText().matches("poison|someone-else")).count() >= 7,
                 Duration.ofSeconds(30));
         String reasons = deadLetters.toString();
         for (String reason : List.of("not valid JSON", "schema version 9", "outside the vocabulary", "labels",
@@ -192,6 +214,12 @@ class TrainerKafkaTest {
         }
         assertTrue(deadLetters.stream().anyMatch(d -> d.path("source").path("value").asText().startsWith("{\"schema\": ")),
                 "the original record travels with its dead letter");
+        assertTrue(deadLetters.stream().anyMatch(d -> d.path("source").has("value_base64") && java.util.Arrays.equals(
+                        nearLimitBinary, java.util.Base64.getDecoder().decode(d.path("source").path("value_base64").asText()))),
+                "a binary record just under the limit travels whole, in base64");
+        assertTrue(deadLetters.stream().anyMatch(d -> d.path("source").path("value_omitted").path("bytes").asInt() == oversize.length
+                        && d.path("source").path("value_omitted").path("sha256").asText().equals(Sha256.of(oversize))),
+                "a record over the limit is named by its length and digest");
         given().get("/jobs/poison").then().statusCode(200).body("state", equalTo("FINISHED"))
                 .body("batchesDeadLettered", equalTo(counts.path("dead_lettered").asInt()));
     }

@@ -52,7 +52,7 @@ public final class LoraMerge {
     /** Tokenizer and generation files a model directory may carry, copied as they are. */
     public static final List<String> COPIED_FILES = List.of("tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
-            "generation_config.json");
+            "generation_config.json", "chat_template.jinja");
     /** The trainer service's job state beside the adapter, which records the base it trained on. */
     public static final String JOB_STATE_FILE = "job_state.json";
     /** safetensors metadata of the merged file, beside {@code format: pt}. */

@@ -29,6 +29,17 @@ public final class KafkaSetup {
      * @param partitionsByTopic topic name → its partition count
      */
     public static void ensureTopics(String bootstrapServers, Map<String, Integer> partitionsByTopic) {
+        ensureTopics(bootstrapServers, partitionsByTopic, Map.of());
+    }
+
+    /**
+     * As {@link #ensureTopics(String, Map)}, creating topics with their configuration (for example
+     * {@code max.message.bytes}); topics that exist keep theirs.
+     *
+     * @param configsByTopic topic name → its topic-level configuration, for the topics that need one
+     */
+    public static void ensureTopics(String bootstrapServers, Map<String, Integer> partitionsByTopic,
+                                    Map<String, Map<String, String>> configsByTopic) {
         Properties config = new Properties();
         config.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
         try (Admin admin = Admin.create(config)) {
@@ -36,7 +47,7 @@ public final class KafkaSetup {
             List<NewTopic> missing = new ArrayList<>();
             partitionsByTopic.forEach((topic, partitions) -> {
                 if (!existing.contains(topic)) {
-                    missing.add(new NewTopic(topic, partitions, (short) 1));
+                    missing.add(new NewTopic(topic, partitions, (short) 1).configs(configsByTopic.getOrDefault(topic, Map.of())));
                 }
             });
             if (!missing.isEmpty()) {

@@ -16,11 +16,14 @@ import jakarta.ws.rs.Produces;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.eclipse.microprofile.openapi.annotations.Operation;
 import org.jboss.logging.Logger;
 
 /**
  * Changing what is served, behind the API key ({@code Authorization: Bearer KEY} or {@code X-API-Key}):
- * {@code POST /admin/models {"path": FILE.onnx, "sha256"?: HEX}} loads, verifies and warms up a model and
+ * {@code POST /admin/models {"path": FILE.onnx, "sha256"?: HEX, "config_dir"?: DIR}} (config.json and the
+ * tokenizer in DIR, by default beside the file: a merger's graph artifact needs its merged model's directory)
+ * loads, verifies and warms up a model and
  * switches to it atomically, the requests in flight finishing on the old one; a model that fails leaves
  * the old one serving and the answer (422) says why. {@code POST /admin/adapters {"name", "path": DIR}}
  * loads a PEFT adapter into an un-merged model, {@code DELETE /admin/adapters/{name}} unloads it.
@@ -42,18 +45,20 @@ public class AdminResource {
 
     @GET
     @Path("/models")
+    @Operation(summary = "The model served (API key required)")
     public Response models(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey) {
         Response refused = authorize(authorization, apiKey);
         if (refused != null) {
             return refused;
         }
         ServedModel model = serving.current();
-        return Response.ok(model == null ? Requests.JSON.createObjectNode() : describe(model)).build();
+        return Response.ok(model == null ? Requests.JSON.createObjectNode() : describe(model, serving.origin(model))).build();
     }
 
     @POST
     @Path("/models")
     @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "Load, verify and warm up a model, then switch to it atomically (API key required)")
     public Response loadModel(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey,
                               byte[] body) {
         Response refused = authorize(authorization, apiKey);
@@ -67,8 +72,16 @@ public class AdminResource {
             if (sha != null && !sha.isNull() && !sha.isTextual()) {
                 throw ApiError.badParameter("sha256", "sha256 must be a hex string");
             }
-            ServedModel model = serving.load(java.nio.file.Path.of(path), sha == null || sha.isNull() ? null : sha.textValue());
-            return Response.ok(describe(model)).build();
+            JsonNode configDir = root.get("config_dir");
+            if (configDir != null && !configDir.isNull() && !configDir.isTextual()) {
+                throw ApiError.badParameter("config_dir", "config_dir must be a directory path");
+            }
+            java.nio.file.Path onnx = java.nio.file.Path.of(path);
+            java.nio.file.Path companions = configDir == null || configDir.isNull() ? onnx.toAbsolutePath().getParent()
+                    : java.nio.file.Path.of(configDir.textValue());
+            ServedModel model = serving.load(onnx, companions, sha == null || sha.isNull() ? null : sha.textValue(),
+                    Serving.Trigger.ADMIN, null);
+            return Response.ok(describe(model, null)).build();
         } catch (ApiError e) {
             return OpenAiResource.error(e, 1);
         } catch (ModelLoadException | java.nio.file.InvalidPathException e) {
@@ -81,6 +94,7 @@ public class AdminResource {
     @POST
     @Path("/adapters")
     @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "Load a PEFT adapter into the un-merged model (API key required)")
     public Response loadAdapter(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey,
                                 byte[] body) {
         Response refused = authorize(authorization, apiKey);
@@ -95,7 +109,8 @@ public class AdminResource {
             }
             String path = Requests.requiredString(root, "path");
             serving.loadAdapter(name, java.nio.file.Path.of(path));
-            return Response.ok(describe(serving.current())).build();
+            ServedModel model = serving.current();
+            return Response.ok(describe(model, serving.origin(model))).build();
         } catch (ApiError e) {
             return OpenAiResource.error(e, 1);
         } catch (ModelLoadException | java.nio.file.InvalidPathException e) {
@@ -106,6 +121,7 @@ public class AdminResource {
 
     @DELETE
     @Path("/adapters/{name}")
+    @Operation(summary = "Unload an adapter (API key required)")
     public Response unloadAdapter(@HeaderParam("Authorization") String authorization,
                                   @HeaderParam("X-API-Key") String apiKey, @PathParam("name") String name) {
         Response refused = authorize(authorization, apiKey);
@@ -127,10 +143,13 @@ public class AdminResource {
         return OpenAiResource.error(new ApiError(401, message, null, "invalid_api_key"), 1);
     }
 
-    private static ObjectNode describe(ServedModel model) {
+    private static ObjectNode describe(ServedModel model, Serving.Origin origin) {
         ObjectNode root = Requests.JSON.createObjectNode().put("name", model.name()).put("version", model.version())
                 .put("sha256", model.sha256()).put("path", model.file().toString()).put("provider", model.provider())
                 .put("context_length", model.contextLength()).put("tokenizer", model.tokenizer() != null);
+        if (origin != null) {
+            root.putObject("announced").put("model", origin.model()).put("model_version", origin.modelVersion());
+        }
         var adapters = root.putArray("adapters");
         model.adapterNames().forEach(adapters::add);
         return root;

@@ -45,7 +45,7 @@ public class Generations {
     record Stream(BlockingQueue<Event> events, Engine.Generation generation) {}
 
     /** Runs to the end; the completion. */
-    Completion complete(Serving.Target target, GenerationRequest request, String api) {
+    public Completion complete(Serving.Target target, GenerationRequest request, String api) {
         CompletableFuture<Completion> done = new CompletableFuture<>();
         Engine.Generation generation = submit(target, request, api, new GenerationListener() {
             @Override
@@ -136,12 +136,12 @@ public class Generations {
         }
     }
 
-    int retryAfterSeconds() {
+    public int retryAfterSeconds() {
         return retryAfterSeconds;
     }
 
     /** Counts a request refused before it reached the engine. */
-    void refused(String api, int status) {
+    public void refused(String api, int status) {
         meters.counter("loraflow.requests", "api", api, "outcome", "refused_" + status).increment();
     }
 }

@@ -5,6 +5,8 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.inference.ChatTemplate;
+import dev.loraflow.inference.ChatTemplateException;
 import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
@@ -20,20 +22,25 @@ import jakarta.ws.rs.core.StreamingOutput;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.eclipse.microprofile.openapi.annotations.Operation;
 import org.jboss.logging.Logger;
 
 /**
  * OpenAI-compatible completions: {@code POST /v1/completions}, {@code POST /v1/chat/completions},
- * {@code GET /v1/models}. The {@code model} field names the base model or a loaded adapter. Streaming is
+ * {@code GET /v1/models} (beyond OpenAI: the served {@code version}, as in {@code system_fingerprint}, and for a
+ * model loaded from a {@code loraflow.models.merged} event the {@code announced} model and model_version).
+ * The {@code model} field names the base model or a loaded adapter. Streaming is
  * server-sent events, {@code data: {chunk}} per piece of text and {@code data: [DONE]} at the end.
  * Errors are OpenAI's {@code {"error": {"message", "type", "param", "code"}}}.
  *
- * <p>Chat prompts use this template (the tokenizer config's Jinja {@code chat_template} is not rendered
- * yet): each message as {@code <|role|>\ncontent\n}, then {@code <|assistant|>\n}; generation ends at the
- * tokenizer's end-of-text token.
+ * <p>Chat prompts are the model's {@code tokenizer_config.json} {@code chat_template} rendered over the
+ * messages (see {@link ChatTemplate}); a template that fails or refuses the messages answers 400 with
+ * code {@code chat_template_failed}. Without one, each message becomes {@code <|role|>\ncontent\n}, then
+ * {@code <|assistant|>\n}. Generation ends at the tokenizer's end-of-text token.
  *
  * <p>Beyond OpenAI: {@code top_k}, and each completion choice's {@code token_ids}, the generated ids
  * (the only output of a model served without a tokenizer, whose prompts are then token ids).
@@ -55,14 +62,19 @@ public class OpenAiResource {
     @GET
     @Path("/models")
     @Produces(MediaType.APPLICATION_JSON)
+    @Operation(summary = "The models served: the base model and its adapters")
     public Response models() {
         ObjectNode root = Requests.JSON.createObjectNode().put("object", "list");
         ArrayNode data = root.putArray("data");
         ServedModel model = serving.current();
         if (model != null) {
             long created = model.loadedAtEpochSeconds();
-            data.addObject().put("id", model.name()).put("object", "model").put("created", created)
-                    .put("owned_by", "loraflow");
+            ObjectNode base = data.addObject().put("id", model.name()).put("object", "model").put("created", created)
+                    .put("owned_by", "loraflow").put("version", model.version());
+            Serving.Origin origin = serving.origin(model);
+            if (origin != null) {
+                base.putObject("announced").put("model", origin.model()).put("model_version", origin.modelVersion());
+            }
             for (String adapter : model.adapterNames()) {
                 data.addObject().put("id", adapter).put("object", "model").put("created", created)
                         .put("owned_by", "loraflow").put("parent", model.name());
@@ -74,6 +86,7 @@ public class OpenAiResource {
     @POST
     @Path("/completions")
     @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "OpenAI text completion, streamed as server-sent events with stream=true")
     public Response completions(byte[] body) {
         return generate(body, false);
     }
@@ -81,6 +94,7 @@ public class OpenAiResource {
     @POST
     @Path("/chat/completions")
     @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "OpenAI chat completion through the model's chat template, streamed with stream=true")
     public Response chatCompletions(byte[] body) {
         return generate(body, true);
     }
@@ -180,13 +194,13 @@ public class OpenAiResource {
         return ids;
     }
 
-    /** The messages through the template documented on the class. */
+    /** The messages through the model's chat template, or the fallback documented on the class. */
     private static int[] chatPrompt(JsonNode root, ServedModel model) {
         JsonNode messages = root.get("messages");
         if (messages == null || !messages.isArray() || messages.isEmpty()) {
             throw ApiError.badParameter("messages", "'messages' must be a non-empty array of {role, content}");
         }
-        StringBuilder text = new StringBuilder();
+        List<ChatTemplate.Message> conversation = new ArrayList<>();
         for (int i = 0; i < messages.size(); i++) {
             JsonNode message = messages.get(i);
             JsonNode role = message.get("role");
@@ -199,10 +213,16 @@ public class OpenAiResource {
             if (content == null || !content.isTextual()) {
                 throw ApiError.badParameter("messages[" + i + "].content", "content must be a string");
             }
-            text.append("<|").append(role.textValue()).append("|>\n").append(content.textValue()).append('\n');
+            conversation.add(new ChatTemplate.Message(role.textValue(), content.textValue()));
         }
-        text.append("<|assistant|>\n");
-        return encode(model, text.toString(), "messages");
+        ChatTemplate template = model.chatTemplate() == null ? ChatTemplate.FALLBACK : model.chatTemplate();
+        String prompt;
+        try {
+            prompt = template.render(conversation);
+        } catch (ChatTemplateException e) {
+            throw new ApiError(400, e.getMessage(), "messages", "chat_template_failed");
+        }
+        return encode(model, prompt, "messages");
     }
 
     private static String finishReason(FinishReason reason) {

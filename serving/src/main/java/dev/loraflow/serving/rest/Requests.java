@@ -19,9 +19,9 @@ import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
 
 /** Reading request bodies and the generation parameters both APIs share, each refusal naming the parameter. */
-final class Requests {
+public final class Requests {
 
-    static final ObjectMapper JSON = new ObjectMapper(
+    public static final ObjectMapper JSON = new ObjectMapper(
             JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build());
     /** OpenAI allows up to four stop sequences. */
     static final int MAX_STOP_SEQUENCES = 4;
@@ -33,7 +33,7 @@ final class Requests {
      *
      * @throws ApiError 413 over {@code maxBytes}; 400 when not UTF-8, not JSON, or not an object
      */
-    static JsonNode jsonObject(byte[] body, long maxBytes) {
+    public static JsonNode jsonObject(byte[] body, long maxBytes) {
         if (body == null || body.length == 0) {
             throw new ApiError(400, "the request body is empty; send a JSON object", null, "invalid_body");
         }
@@ -79,7 +79,7 @@ final class Requests {
      *
      * @throws ApiError 400 naming the parameter, or when the prompt and max_tokens exceed the context
      */
-    static SamplingSettings sampling(JsonNode parameters, ServedModel model, int promptLength, int defaultMaxTokens) {
+    public static SamplingSettings sampling(JsonNode parameters, ServedModel model, int promptLength, int defaultMaxTokens) {
         int context = model.contextLength();
         if (promptLength >= context) {
             throw new ApiError(400, "the prompt is " + promptLength + " tokens; the model's context of " + context
@@ -122,7 +122,7 @@ final class Requests {
     }
 
     /** {@code stop}: absent, a string, or an array of up to four non-empty strings. */
-    static List<String> stopSequences(JsonNode parameters, ServedModel model) {
+    public static List<String> stopSequences(JsonNode parameters, ServedModel model) {
         JsonNode stop = parameters.get("stop");
         if (stop == null || stop.isNull()) {
             return List.of();

@@ -11,6 +11,7 @@ import dev.loraflow.core.generate.GenerationResult;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import io.restassured.path.json.JsonPath;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 
 /** KServe v2 over REST, the admin API's guard and failed loads, health and metrics, on tiny model A. */
@@ -30,7 +31,7 @@ class KServeAndAdminTest {
         given().get("/v2/models/nope").then().statusCode(404).body("error", containsString("nope"));
         given().get("/v2/models/nope/ready").then().statusCode(404);
         given().get("/q/health/ready").then().statusCode(200).body("status", equalTo("UP"))
-                .body("checks[0].data.name", equalTo("tiny"));
+                .body("checks.find { it.name == 'model' }.data.name", equalTo("tiny"));
     }
 
     @Test
@@ -54,6 +55,11 @@ class KServeAndAdminTest {
                 {"inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES", "data": ["Hi there"]}],
                  "parameters": {"max_tokens": 6, "temperature": 0}}""").post("/v2/models/tiny/versions/" + version + "/infer")
                 .then().statusCode(200).body("outputs[1].data[0]", equalTo(OpenAiApiTest.text(fromText.tokens())));
+        given().contentType("application/json").body("""
+                {"inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES", "data": ["Hi there"]}],
+                 "outputs": [{"name": "text_output"}], "parameters": {"max_tokens": 6, "temperature": 0}}""")
+                .post("/v2/models/tiny/infer").then().statusCode(200).body("outputs.name", equalTo(List.of("text_output")))
+                .body("outputs[0].data[0]", equalTo(OpenAiApiTest.text(fromText.tokens())));
     }
 
     @Test
@@ -66,6 +72,8 @@ class KServeAndAdminTest {
             "{\"inputs\": [{\"name\": \"input_ids\", \"shape\": [1], \"datatype\": \"INT64\", \"data\": [999]}]}",
             "{\"inputs\": [{\"name\": \"pixels\", \"shape\": [1], \"datatype\": \"INT64\", \"data\": [1]}]}",
             "{\"inputs\": [{\"name\": \"input_ids\", \"shape\": [1], \"datatype\": \"INT64\", \"data\": [1]}], \"parameters\": {\"max_tokens\": -1}}",
+            "{\"inputs\": [{\"name\": \"input_ids\", \"shape\": [1], \"datatype\": \"INT64\", \"data\": [1]}], \"outputs\": [{\"name\": \"logits\"}]}",
+            "{\"inputs\": [{\"name\": \"input_ids\", \"shape\": [1], \"datatype\": \"INT64\", \"data\": [1]}], \"outputs\": \"all\"}",
             "not json",
         };
         for (String body : bad) {

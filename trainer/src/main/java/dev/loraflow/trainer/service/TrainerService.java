@@ -1,5 +1,6 @@
 package dev.loraflow.trainer.service;
 
+import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import io.micrometer.core.instrument.Gauge;
@@ -15,6 +16,7 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.Optional;
 import java.util.function.ToDoubleFunction;
+import org.apache.kafka.common.config.TopicConfig;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
 
@@ -64,7 +66,7 @@ public class TrainerService {
         TrainerSettings settings = new TrainerSettings(bootstrapServers, groupId, jobsTopic, batchesTopic, checkpointsTopic,
                 deadLetterTopic, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
         loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),
-                () -> KafkaSetup.ensureTopics(bootstrapServers, topics()));
+                () -> KafkaSetup.ensureTopics(bootstrapServers, topics(), topicConfigs()));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);
         thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the training loop died; readiness reports DOWN", e));
@@ -82,6 +84,13 @@ public class TrainerService {
     /** One partition keeps every job definition in one order; batches spread jobs over replicas. */
     private Map<String, Integer> topics() {
         return Map.of(jobsTopic, 1, batchesTopic, batchPartitions, checkpointsTopic, batchPartitions, deadLetterTopic, 1);
+    }
+
+    /** Batch records up to the loop's limit, and dead letters that carry one of them. */
+    private Map<String, Map<String, String>> topicConfigs() {
+        return Map.of(batchesTopic, Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG, Integer.toString(maxRecordBytes)),
+                deadLetterTopic, Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG,
+                        Integer.toString(DeadLetter.maxEncodedBytes(maxRecordBytes))));
     }
 
     public TrainingLoop loop() {

@@ -1,11 +1,11 @@
 package dev.loraflow.trainer.service;
 
 import dev.loraflow.platform.events.CheckpointEvent;
-import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -29,6 +29,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
@@ -103,7 +104,11 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         reader.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
         reader.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         this.jobsReader = new KafkaConsumer<>(reader, new ByteArrayDeserializer(), new ByteArrayDeserializer());
-        this.producer = KafkaSetup.durableProducer(settings.bootstrapServers(), new Properties());
+        // A dead letter carries its record: room for the largest one the loop reads, which is above Kafka's 1 MiB.
+        Properties producer = new Properties();
+        producer.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG,
+                Math.max(1 << 20, DeadLetter.maxEncodedBytes(settings.maxRecordBytes())));
+        this.producer = KafkaSetup.durableProducer(settings.bootstrapServers(), producer);
     }
 
     /** Every job's latest status. */
@@ -371,7 +376,7 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
     private void deadLetter(String reason, SourceRecord source, String jobId, Long seq) {
         LOG.warnf("dead-lettered %s-%d@%d: %s", source.topic(), source.partition(), source.offset(), reason);
         send(settings.deadLetterTopic(), jobId, DeadLetter.encode(reason, source.topic(), source.partition(),
-                source.offset(), source.key(), source.value(), jobId, seq));
+                source.offset(), source.key(), source.value(), jobId, seq, settings.maxRecordBytes()));
     }
 
     /** Sends and waits for the broker's acknowledgement: nothing moves on before it is durable. */

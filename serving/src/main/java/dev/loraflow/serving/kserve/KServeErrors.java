@@ -1,5 +1,6 @@
-package dev.loraflow.serving.rest;
+package dev.loraflow.serving.kserve;
 
+import dev.loraflow.serving.rest.ApiError;
 import jakarta.ws.rs.core.Response;
 import jakarta.ws.rs.ext.ExceptionMapper;
 import jakarta.ws.rs.ext.Provider;

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# ./loraflow up: the whole platform on one machine — the local Kafka broker, the trainer, the merger and
+# serving, each its own process with its own log — started in that order, each awaited on its health
+# endpoint. In the foreground until Ctrl-C (or ./loraflow down), or with --detach until ./loraflow down.
+# State: $LORAFLOW_HOME (default .loraflow/ at the repository root) holds models/, artifacts/,
+# merger-work/, logs/ and run.env (pids, URLs, broker, API key; sourceable by scripts).
+set -euo pipefail
+: "${JAVA_HOME:?run through ./loraflow up, which finds a JDK >= 25}"
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+  cat <<USAGE
+usage: ./loraflow up [--detach] [--trainer-port P] [--merger-port P] [--serving-port P]
+
+Starts the Kafka broker, the trainer, the merger and serving on 127.0.0.1 and waits in the foreground;
+Ctrl-C stops them all. --detach (-d) returns once everything is up; ./loraflow down stops it.
+Ports are chosen free unless given. Environment: LORAFLOW_HOME (state directory, default
+$ROOT/.loraflow), LORAFLOW_API_KEYS (comma-separated; one is generated when unset),
+LORAFLOW_UP_TIMEOUT (seconds each process may take to become healthy, default 180),
+LORAFLOW_JAVA_OPTS (extra JVM options for every service).
+USAGE
+}
+
+DETACH=false
+declare -A PORT=([trainer]=0 [merger]=0 [serving]=0)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -d|--detach) DETACH=true ;;
+    --trainer-port|--merger-port|--serving-port)
+      [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || { echo "loraflow up: $1 needs a port number" >&2; exit 2; }
+      name="${1#--}"
+      PORT[${name%-port}]="$2"
+      shift
+      ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "loraflow up: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+TIMEOUT="${LORAFLOW_UP_TIMEOUT:-180}"
+
+running="$(running_from_run_env)"
+if [ -n "$running" ]; then
+  echo "loraflow is already up (pids $(echo "$running" | sed 's/^[a-z]*://' | tr '\n' ' ' | sed 's/ $//')); ./loraflow down first" >&2
+  exit 1
+fi
+# Left by a run that was killed without cleaning up: none of its processes runs any more.
+rm -f "$RUN_ENV"
+
+MODELS_ROOT="$STATE/models"
+STORE_ROOT="$STATE/artifacts"
+MERGER_WORK_DIR="$STATE/merger-work"
+LOGS="$STATE/logs"
+mkdir -p "$MODELS_ROOT" "$STORE_ROOT" "$MERGER_WORK_DIR" "$LOGS"
+
+LORAFLOW_HOME="$STATE"
+UP_PID=$$
+STATUS=starting
+BROKER_PID="" TRAINER_PID="" MERGER_PID="" SERVING_PID=""
+BOOTSTRAP_SERVERS="" TRAINER_URL="" MERGER_URL="" SERVING_URL="" SERVING_GRPC=""
+API_KEYS="${LORAFLOW_API_KEYS:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
+API_KEY="${API_KEYS%%,*}"
+RUN_KEYS=(STATUS LORAFLOW_HOME UP_PID BROKER_PID TRAINER_PID MERGER_PID SERVING_PID BOOTSTRAP_SERVERS
+  TRAINER_URL MERGER_URL SERVING_URL SERVING_GRPC API_KEY MODELS_ROOT STORE_ROOT MERGER_WORK_DIR LOGS)
+
+# Writes run.env whole or not at all (readers never see half a file); with "claim", only when no
+# other up has written one meanwhile.
+write_run_env() {
+  local temporary="$RUN_ENV.$$.tmp" key
+  for key in "${RUN_KEYS[@]}"; do
+    printf '%s=%q\n' "$key" "${!key}"
+  done > "$temporary"
+  if [ "${1:-}" = claim ]; then
+    if ln "$temporary" "$RUN_ENV" 2>/dev/null; then
+      rm -f "$temporary"
+    else
+      rm -f "$temporary"
+      echo "loraflow is already up (another ./loraflow up is starting); ./loraflow down first" >&2
+      exit 1
+    fi
+  else
+    mv -f "$temporary" "$RUN_ENV"
+  fi
+}
+
+write_run_env claim
+
+# From here on every exit — a failure, Ctrl-C, SIGTERM from ./loraflow down — stops what was started.
+shutdown() {
+  trap '' INT TERM
+  if [ -f "$RUN_ENV" ]; then
+    echo "loraflow: stopping ..." >&2
+    stop_from_run_env
+  fi
+}
+trap shutdown EXIT
+trap 'exit 0' INT TERM
+
+fail() {
+  local name="$1" message="$2"
+  echo "loraflow up: $name $message; the end of $LOGS/$name.log:" >&2
+  tail -n 40 "$LOGS/$name.log" | sed 's/^/  | /' >&2
+  exit 1
+}
+
+ensure_service_jars
+
+if command -v setsid > /dev/null; then SETSID=(setsid); else SETSID=(); fi
+
+# Starts java -jar $2 as process $1 with the environment assignments that follow, in a session of its
+# own (Ctrl-C reaches only this script, which stops the services in order) and with its log; sets STARTED_PID.
+start_java() {
+  local name="$1" jar="$2"
+  shift 2
+  env "$@" "${SETSID[@]}" "$JAVA_HOME/bin/java" "${JAVA_OPTIONS[@]}" ${LORAFLOW_JAVA_OPTS:-} -jar "$jar" \
+    > "$LOGS/$name.log" 2>&1 < /dev/null &
+  STARTED_PID=$!
+}
+
+# Waits until the log of $1 (pid $2) has a line matching the sed expression $3 and prints what it captures.
+await_log_line() {
+  local name="$1" pid="$2" expression="$3" deadline=$((SECONDS + TIMEOUT)) found
+  while true; do
+    found="$(sed -n "$expression" "$LOGS/$name.log" | head -n 1)"
+    [ -z "$found" ] || { echo "$found"; return 0; }
+    is_running "$pid" "$(marker_of "$name")" || fail "$name" "exited while starting"
+    [ "$SECONDS" -lt "$deadline" ] || fail "$name" "did not start within ${TIMEOUT}s"
+    sleep 0.2
+  done
+}
+
+await_health() {
+  local name="$1" pid="$2" port="$3" path="$4" deadline=$((SECONDS + TIMEOUT))
+  until [ "$(http_status "$port" "$path")" = 200 ]; do
+    is_running "$pid" "$(marker_of "$name")" || fail "$name" "exited while starting"
+    [ "$SECONDS" -lt "$deadline" ] || fail "$name" "did not answer 200 on $path within ${TIMEOUT}s"
+    sleep 0.2
+  done
+}
+
+echo "loraflow: starting the Kafka broker ..." >&2
+start_java broker "$BROKER_JAR"
+BROKER_PID=$STARTED_PID
+write_run_env
+BOOTSTRAP_SERVERS="$(await_log_line broker "$BROKER_PID" 's/^bootstrap\.servers=\(.*\)$/\1/p')"
+write_run_env
+
+# Each service listens on 127.0.0.1 only; with port 0 the system picks a free one and Quarkus logs it.
+start_service() {
+  local name="$1" health="$2"
+  shift 2
+  echo "loraflow: starting $name ..." >&2
+  start_java "$name" "$(service_jar "$name")" \
+    KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP_SERVERS" \
+    QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT="${PORT[$name]}" \
+    LORAFLOW_MODELS_ROOT="$MODELS_ROOT" LORAFLOW_STORE_ROOT="$STORE_ROOT" LORAFLOW_API_KEYS="$API_KEYS" "$@"
+  local pid=$STARTED_PID variable="${name^^}_PID"
+  printf -v "$variable" '%s' "$pid"
+  write_run_env
+  local port
+  port="$(await_log_line "$name" "$pid" 's|.*Listening on: http://[^ ]*:\([0-9][0-9]*\).*|\1|p')"
+  await_health "$name" "$pid" "$port" "$health"
+  printf -v "${name^^}_URL" '%s' "http://127.0.0.1:$port"
+  write_run_env
+}
+
+start_service trainer /q/health/ready
+start_service merger /q/health/ready LORAFLOW_MERGER_WORK_DIR="$MERGER_WORK_DIR"
+# Serving is ready only once it serves a model; it loads each merged model the merger announces.
+# Its KServe v2 gRPC server too listens on 127.0.0.1 at a free port, which its log names.
+start_service serving /q/health/live LORAFLOW_SERVING_FOLLOW_MODELS=true \
+  QUARKUS_GRPC_SERVER_HOST=127.0.0.1 QUARKUS_GRPC_SERVER_PORT=0
+SERVING_GRPC="$(await_log_line serving "$SERVING_PID" 's|.*Started gRPC server on \([^ ]*\) .*|\1|p')"
+
+STATUS=up
+write_run_env
+
+relative() { echo "${1#"$PWD"/}"; }
+row() { printf '  %-10s %-30s %s\n' "$@"; }
+echo "loraflow is up:"
+row broker "$BOOTSTRAP_SERVERS" "$(relative "$LOGS")/broker.log"
+row trainer "$TRAINER_URL" "$(relative "$LOGS")/trainer.log"
+row merger "$MERGER_URL" "$(relative "$LOGS")/merger.log"
+row serving "$SERVING_URL" "$(relative "$LOGS")/serving.log   (follows the merged models)"
+row "  gRPC" "$SERVING_GRPC" "(KServe v2: inference.GRPCInferenceService, plaintext)"
+row "API key" "$API_KEY" "(Authorization: Bearer <key>)"
+row models "$(relative "$MODELS_ROOT")" "(base models: Hugging Face directories, named as jobs name them)"
+row artifacts "$(relative "$STORE_ROOT")" "(adapters, merged models, ONNX files)"
+row run.env "$(relative "$RUN_ENV")" "(all of the above for scripts)"
+
+if [ "$DETACH" = true ]; then
+  trap - EXIT INT TERM
+  echo "loraflow: running in the background; ./loraflow down stops it" >&2
+  exit 0
+fi
+
+echo "loraflow: Ctrl-C (or ./loraflow down) stops everything" >&2
+while true; do
+  # ./loraflow down asks this script to stop (SIGTERM); if run.env went another way, so did the services.
+  [ -f "$RUN_ENV" ] || { trap - EXIT; exit 0; }
+  for name in "${SERVICES[@]}"; do
+    variable="${name^^}_PID"
+    is_running "${!variable}" "$(marker_of "$name")" || fail "$name" "exited unexpectedly"
+  done
+  sleep 1
+done
