@@ -382,6 +382,8 @@ public final class ServingLoad {
             Path java = Path.of(System.getProperty("java.home"), "bin", "java");
             Process process = new ProcessBuilder(java.toString(), "--add-modules", "jdk.incubator.vector",
                     "--enable-native-access=ALL-UNNAMED", "-Dquarkus.http.port=" + port, "-Dquarkus.http.host=127.0.0.1",
+                    // Two servers run at once: gRPC, unused here, on a free port each.
+                    "-Dquarkus.grpc.server.port=0", "-Dquarkus.grpc.server.host=127.0.0.1",
                     "-Dloraflow.serving.model.name=" + MODEL, "-Dloraflow.serving.model.path=" + model.toAbsolutePath(),
                     "-Dloraflow.serving.intra-op-threads=" + threads, "-Dloraflow.serving.request-timeout=PT30M",
                     "-Dloraflow.api-keys=" + API_KEY, "-jar", jar.toAbsolutePath().toString())
