@@ -19,7 +19,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
-import java.util.OptionalInt;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
@@ -94,7 +93,7 @@ final class GenerateCommand implements Callable<Integer> {
         }
         try (ModelFiles files = ModelFiles.open(model, adapter)) {
             int[] promptIds = promptIds(files.tokenizer());
-            GenerationResult result = Generator.generate(files.model(), promptIds, sampling(files.eosTokenId()));
+            GenerationResult result = Generator.generate(files.model(), promptIds, sampling(files.stopTokenIds()));
             print(promptIds, result.tokens(), files.tokenizer(), result.finishReason());
         }
         return 0;
@@ -132,7 +131,7 @@ final class GenerateCommand implements Callable<Integer> {
             }
             int[] promptIds = promptIds(served.tokenizer());
             GenerationRequest request = new GenerationRequest(promptIds,
-                    sampling(ModelFiles.eosTokenId(onnx.toAbsolutePath().getParent(), served.tokenizer())), List.of(),
+                    sampling(served.stopTokenIds()), List.of(),
                     adapter == null ? null : ADAPTER_NAME);
             CompletableFuture<Completion> done = new CompletableFuture<>();
             if (!served.tryAcquire()) {
@@ -179,9 +178,8 @@ final class GenerateCommand implements Callable<Integer> {
         return ids;
     }
 
-    private SamplingSettings sampling(OptionalInt eosTokenId) {
-        Set<Integer> stop = eosTokenId.isPresent() ? Set.of(eosTokenId.getAsInt()) : Set.of();
-        return new SamplingSettings(maxNewTokens, temperature, topK, topP, seed, stop);
+    private SamplingSettings sampling(List<Integer> stopTokenIds) {
+        return new SamplingSettings(maxNewTokens, temperature, topK, topP, seed, Set.copyOf(stopTokenIds));
     }
 
     private void print(int[] promptIds, int[] tokens, Tokenizer tokenizer, FinishReason finishReason) {

@@ -1,7 +1,6 @@
 package dev.loraflow.cli;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.PeftAdapter;
@@ -9,10 +8,13 @@ import dev.loraflow.core.text.Tokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.OptionalInt;
+import java.util.List;
 
-/** A Hugging Face model directory as the commands use it: the model, its tokenizer when it has one, its EOS. */
-record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, OptionalInt eosTokenId) implements AutoCloseable {
+/**
+ * A Hugging Face model directory as the commands use it: the model, its tokenizer when it has one, and the
+ * tokens that end a generation ({@link StopTokens}).
+ */
+record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, List<Integer> stopTokenIds) implements AutoCloseable {
 
     /**
      * @param adapterDirectory a PEFT adapter to apply (unmerged), or null for the base model alone
@@ -31,7 +33,7 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, OptionalInt eo
         }
         Path tokenizerFile = modelDirectory.resolve(Tokenizer.FILE_NAME);
         Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
-        return new ModelFiles(model, tokenizer, eosTokenId(modelDirectory, tokenizer));
+        return new ModelFiles(model, tokenizer, StopTokens.of(modelDirectory, tokenizer));
     }
 
     /** Base model plus a fresh adapter of {@code lora}, for training. */
@@ -42,25 +44,12 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, OptionalInt eo
         CausalLanguageModel model = CausalLanguageModel.load(modelDirectory, lora, seed);
         Path tokenizerFile = modelDirectory.resolve(Tokenizer.FILE_NAME);
         Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
-        return new ModelFiles(model, tokenizer, eosTokenId(modelDirectory, tokenizer));
-    }
-
-    /** config.json's {@code eos_token_id} (the first when a list), else the tokenizer's end-of-text token. */
-    static OptionalInt eosTokenId(Path modelDirectory, Tokenizer tokenizer) throws IOException {
-        JsonNode config = new ObjectMapper().readTree(Files.readString(modelDirectory.resolve("config.json")));
-        JsonNode eos = config.path("eos_token_id");
-        if (eos.isArray() && !eos.isEmpty()) {
-            eos = eos.get(0);
-        }
-        if (eos.isIntegralNumber()) {
-            return OptionalInt.of(eos.asInt());
-        }
-        return tokenizer == null ? OptionalInt.empty() : tokenizer.eosTokenId();
+        return new ModelFiles(model, tokenizer, StopTokens.of(modelDirectory, tokenizer));
     }
 
     /** The id padding positions carry: EOS when there is one (as Transformers' causal LMs pad), else 0. */
     int padId() {
-        return eosTokenId.orElse(0);
+        return stopTokenIds.isEmpty() ? 0 : stopTokenIds.get(0);
     }
 
     @Override

@@ -7,6 +7,7 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtProvider;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
+import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.peft.PeftAdapter;
@@ -57,6 +58,7 @@ public final class ServedModel {
     private final ModelConfig config;
     private final Tokenizer tokenizer;
     private final ChatTemplate chatTemplate;
+    private final List<Integer> stopTokenIds;
     private final int numLayers;
     private final int kvHeads;
     private final int headDim;
@@ -72,7 +74,8 @@ public final class ServedModel {
     private final long loadedAtEpochSeconds = System.currentTimeMillis() / 1000;
 
     private ServedModel(String name, String version, Path file, String sha256, OrtSession session, String provider,
-                        ModelConfig config, Tokenizer tokenizer, ChatTemplate chatTemplate)
+                        ModelConfig config, Tokenizer tokenizer, ChatTemplate chatTemplate,
+                        List<Integer> stopTokenIds)
             throws OrtException, ModelLoadException {
         this.name = name;
         this.version = version;
@@ -83,6 +86,7 @@ public final class ServedModel {
         this.config = config;
         this.tokenizer = tokenizer;
         this.chatTemplate = chatTemplate;
+        this.stopTokenIds = List.copyOf(stopTokenIds);
         this.inputInfo = session.getInputInfo();
         int layers = 0;
         while (inputInfo.containsKey(pastKey(layers))) {
@@ -165,7 +169,7 @@ public final class ServedModel {
                 session = env.createSession(onnxFile.toString(), options);
             }
             ServedModel model = new ServedModel(name, version, onnxFile, sha256, session, provider, config, tokenizer,
-                    chatTemplate);
+                    chatTemplate, StopTokens.of(companions, tokenizer));
             model.warmUp();
             return model;
         } catch (ModelLoadException e) {
@@ -420,6 +424,11 @@ public final class ServedModel {
     }
 
     /** The chat template of tokenizer_config.json, or null when it has none (or the model no tokenizer). */
+    /** What ends a generation unless the request says otherwise: see {@link StopTokens}. */
+    public List<Integer> stopTokenIds() {
+        return stopTokenIds;
+    }
+
     public ChatTemplate chatTemplate() {
         return chatTemplate;
     }

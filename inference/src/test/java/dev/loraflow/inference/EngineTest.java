@@ -11,6 +11,7 @@ import dev.loraflow.core.generate.GenerationResult;
 import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.LlamaConfig;
@@ -19,6 +20,7 @@ import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
 import dev.loraflow.export.onnx.OnnxExporter;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -198,6 +200,24 @@ class EngineTest {
             assertEquals(fullText, unstopped.get().text());
             assertEquals(FinishReason.LENGTH, unstopped.get().finishReason());
         }
+    }
+
+    @Test
+    void theModelsOwnEndOfTurnTokensEndItsAnswers() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        CausalLanguageModel java = TinyModels.model(config, 3);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 3), dir);
+        int[] prompt = toIds("Hello, world");
+        int[] free = Generator.generate(java, prompt, SamplingSettings.greedy(40, Set.of())).tokens();
+        ServedModel plain = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+        assertEquals(List.of(ByteLevelTokenizerJson.END_OF_TEXT_ID), plain.stopTokenIds(), "the tokenizer's end of text");
+        plain.retire();
+        // A chat model lists its end-of-turn token beside end-of-text in generation_config.json.
+        Files.writeString(onnx.resolveSibling(StopTokens.GENERATION_CONFIG_FILE),
+                "{\"eos_token_id\": [" + ByteLevelTokenizerJson.END_OF_TEXT_ID + ", " + free[5] + "]}");
+        ServedModel chat = ServedModel.load("tiny", "2", onnx, null, ONE_THREAD);
+        assertEquals(List.of(ByteLevelTokenizerJson.END_OF_TEXT_ID, free[5]), chat.stopTokenIds());
+        chat.retire();
     }
 
     private static int[] toIds(String text) {

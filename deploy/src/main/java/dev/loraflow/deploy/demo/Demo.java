@@ -8,6 +8,7 @@ import dev.loraflow.core.data.Example;
 import dev.loraflow.core.generate.GenerationResult;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.ModelConfig;
@@ -187,6 +188,8 @@ public final class Demo {
     /** The name the server serves the model under, which every completion request names. */
     private String servedName;
     private Tokenizer tokenizer;
+    /** What ends an answer, as serving decides it; the first is what the training answers end with. */
+    private List<Integer> stopTokenIds;
     private int endOfText;
     private List<CipherTask.Pair> heldOut;
     private List<Answer> before = List.of();
@@ -314,7 +317,11 @@ public final class Demo {
             throw new IOException(base + " has no tokenizer.json: the demo's words are text");
         }
         tokenizer = Tokenizer.load(tokenizerFile);
-        endOfText = endOfTextId(base);
+        stopTokenIds = StopTokens.of(base, tokenizer);
+        if (stopTokenIds.isEmpty()) {
+            throw new IOException(base + " names no end-of-text token");
+        }
+        endOfText = stopTokenIds.get(0);
         heldOut = CipherTask.bundled(CipherTask.HELD_OUT_FILE);
     }
 
@@ -527,7 +534,7 @@ public final class Demo {
         Path mergedModel = new LocalArtifactStore(settings.storeRoot()).open(URI.create(merged.mergedUri()),
                 merged.mergedSha256());
         CausalLanguageModel model = CausalLanguageModel.load(mergedModel, null, 0);
-        SamplingSettings greedy = SamplingSettings.greedy(MAX_ANSWER_TOKENS, Set.of(endOfText));
+        SamplingSettings greedy = SamplingSettings.greedy(MAX_ANSWER_TOKENS, Set.copyOf(stopTokenIds));
         List<String> differences = new ArrayList<>();
         identical = 0;
         for (int i = 0; i < heldOut.size(); i++) {
@@ -661,18 +668,6 @@ public final class Demo {
             out.append(c == ' ' ? '␣' : c < ' ' || c == 0xfffd ? '·' : c);
         }
         return out.toString();
-    }
-
-    /** config.json's eos_token_id, else the tokenizer's end-of-text token: the id that ends an answer. */
-    private int endOfTextId(Path model) throws IOException {
-        JsonNode eos = JSON.readTree(model.resolve(RandomModel.CONFIG_FILE).toFile()).path("eos_token_id");
-        if (eos.isArray() && !eos.isEmpty()) {
-            eos = eos.get(0);
-        }
-        if (eos.isIntegralNumber()) {
-            return eos.asInt();
-        }
-        return tokenizer.eosTokenId().orElseThrow(() -> new IOException(model + " names no end-of-text token"));
     }
 
     private static JsonNode field(JsonNode node, String camel, String snake) {

@@ -13,7 +13,6 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
@@ -114,11 +113,7 @@ public final class Requests {
         } else {
             throw ApiError.badParameter("seed", "seed must be an integer, got " + seedNode);
         }
-        Set<Integer> stopIds = new HashSet<>();
-        if (model.tokenizer() != null) {
-            model.tokenizer().eosTokenId().ifPresent(stopIds::add);
-        }
-        return new SamplingSettings(maxTokens, temperature, Math.max(topK, 0), topP, seed, stopIds);
+        return new SamplingSettings(maxTokens, temperature, Math.max(topK, 0), topP, seed, Set.copyOf(model.stopTokenIds()));
     }
 
     /** {@code stop}: absent, a string, or an array of up to four non-empty strings. */
