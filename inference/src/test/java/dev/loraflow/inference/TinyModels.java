@@ -5,8 +5,6 @@ import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.LlamaConfig;
 import dev.loraflow.core.model.ModelConfig;
-import dev.loraflow.core.model.ModelLayout;
-import dev.loraflow.core.model.WeightSpec;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
@@ -15,7 +13,6 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
@@ -33,22 +30,7 @@ public final class TinyModels {
     private TinyModels() {}
 
     public static Map<String, float[]> weights(ModelConfig config, long seed) {
-        Rng rng = new Rng(seed);
-        Map<String, float[]> weights = new LinkedHashMap<>();
-        for (WeightSpec spec : ModelLayout.of(config).weights()) {
-            float[] values = new float[Math.toIntExact(spec.numel())];
-            long fanIn = spec.shape().length == 2 ? spec.shape()[config instanceof Gpt2Config ? 0 : 1] : 1;
-            for (int i = 0; i < values.length; i++) {
-                values[i] = switch (spec.role()) {
-                    case NORM_WEIGHT -> 1 + rng.nextUniform(0.2f);
-                    case NORM_BIAS, LINEAR_BIAS -> rng.nextUniform(0.1f);
-                    case LINEAR_WEIGHT -> rng.nextUniform((float) (1.5 / Math.sqrt(fanIn)));
-                    case TOKEN_EMBEDDING, POSITION_EMBEDDING, OUTPUT_HEAD -> rng.nextUniform(0.8f);
-                };
-            }
-            weights.put(spec.name(), values);
-        }
-        return weights;
+        return dev.loraflow.core.model.TinyModels.spreadWeights(config, seed);
     }
 
     public static CausalLanguageModel model(ModelConfig config, long seed) {

@@ -21,7 +21,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
@@ -54,21 +53,7 @@ class Gpt2ModelTest {
     // ---------------------------------------------------------------- helpers
 
     static Map<String, float[]> randomWeights(Gpt2Config config, long seed) {
-        Rng rng = new Rng(seed);
-        Map<String, float[]> weights = new LinkedHashMap<>();
-        for (WeightSpec spec : ModelLayout.of(config).weights()) {
-            float[] values = new float[Math.toIntExact(spec.numel())];
-            for (int i = 0; i < values.length; i++) {
-                values[i] = switch (spec.role()) {
-                    case NORM_WEIGHT -> 1 + rng.nextUniform(0.2f);
-                    case NORM_BIAS, LINEAR_BIAS -> rng.nextUniform(0.1f);
-                    case LINEAR_WEIGHT -> rng.nextUniform((float) (1.5 / Math.sqrt(spec.shape()[0])));
-                    case TOKEN_EMBEDDING, POSITION_EMBEDDING, OUTPUT_HEAD -> rng.nextUniform(0.8f);
-                };
-            }
-            weights.put(spec.name(), values);
-        }
-        return weights;
+        return TinyModels.spreadWeights(config, seed);
     }
 
     /** Gives every B random values, so that the adapters change the output and A gets gradients. */

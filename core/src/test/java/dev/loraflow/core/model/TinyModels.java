@@ -3,6 +3,7 @@ package dev.loraflow.core.model;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
+import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
@@ -39,6 +40,30 @@ public final class TinyModels {
             }
         }
         return model;
+    }
+
+    /**
+     * Weights of either architecture spread wide enough that logits differ by whole units, so greedy
+     * choices are never near-ties and a wrong computation shows; shared with the export, inference and
+     * serving tests through core's test jar.
+     */
+    public static Map<String, float[]> spreadWeights(ModelConfig config, long seed) {
+        Rng rng = new Rng(seed);
+        Map<String, float[]> weights = new LinkedHashMap<>();
+        for (WeightSpec spec : ModelLayout.of(config).weights()) {
+            float[] values = new float[Math.toIntExact(spec.numel())];
+            long fanIn = spec.shape().length == 2 ? spec.shape()[config instanceof Gpt2Config ? 0 : 1] : 1;
+            for (int i = 0; i < values.length; i++) {
+                values[i] = switch (spec.role()) {
+                    case NORM_WEIGHT -> 1 + rng.nextUniform(0.2f);
+                    case NORM_BIAS, LINEAR_BIAS -> rng.nextUniform(0.1f);
+                    case LINEAR_WEIGHT -> rng.nextUniform((float) (1.5 / Math.sqrt(fanIn)));
+                    case TOKEN_EMBEDDING, POSITION_EMBEDDING, OUTPUT_HEAD -> rng.nextUniform(0.8f);
+                };
+            }
+            weights.put(spec.name(), values);
+        }
+        return weights;
     }
 
     public static Map<String, float[]> weights(ModelConfig config, long seed) {

@@ -6,7 +6,7 @@ import dev.loraflow.core.model.LoraTarget;
 import dev.loraflow.core.model.LoraTargets;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
-import dev.loraflow.core.model.WeightSpec;
+import dev.loraflow.core.model.TinyModels;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
@@ -32,22 +32,7 @@ final class MergeFixtures {
 
     /** Weights large enough that logits spread over several units, so a wrong merge shows. */
     static Map<String, float[]> weights(ModelConfig config, long seed) {
-        Rng rng = new Rng(seed);
-        Map<String, float[]> weights = new LinkedHashMap<>();
-        for (WeightSpec spec : ModelLayout.of(config).weights()) {
-            float[] values = new float[Math.toIntExact(spec.numel())];
-            long fanIn = spec.shape().length == 2 ? spec.shape()[config instanceof Gpt2Config ? 0 : 1] : 1;
-            for (int i = 0; i < values.length; i++) {
-                values[i] = switch (spec.role()) {
-                    case NORM_WEIGHT -> 1 + rng.nextUniform(0.2f);
-                    case NORM_BIAS, LINEAR_BIAS -> rng.nextUniform(0.1f);
-                    case LINEAR_WEIGHT -> rng.nextUniform((float) (1.5 / Math.sqrt(fanIn)));
-                    case TOKEN_EMBEDDING, POSITION_EMBEDDING, OUTPUT_HEAD -> rng.nextUniform(0.8f);
-                };
-            }
-            weights.put(spec.name(), values);
-        }
-        return weights;
+        return TinyModels.spreadWeights(config, seed);
     }
 
     /**
