@@ -14,6 +14,7 @@ import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.export.onnx.FloatTensor;
+import dev.loraflow.export.onnx.GraphNames;
 import dev.loraflow.export.onnx.LoraInputs;
 import dev.loraflow.export.onnx.OnnxExporter;
 import dev.loraflow.export.onnx.OnnxExporter.Options;
@@ -151,8 +152,8 @@ public final class OnnxExportThroughput {
         }
         long[] pastShape = {1, GPT2_SMALL.numHeads(), 0, GPT2_SMALL.headDim()};
         for (int layer = 0; layer < layers; layer++) {
-            owned.put("past_key_values." + layer + ".key", OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-            owned.put("past_key_values." + layer + ".value", OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+            owned.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+            owned.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
         }
         OrtSession.Result result = null;
         try {
@@ -191,16 +192,16 @@ public final class OnnxExportThroughput {
         }
         if (previous != null) {
             for (int layer = 0; layer < GPT2_SMALL.numLayers(); layer++) {
-                inputs.put("past_key_values." + layer + ".key", tensor(previous, "present." + layer + ".key"));
-                inputs.put("past_key_values." + layer + ".value", tensor(previous, "present." + layer + ".value"));
+                inputs.put(GraphNames.pastKey(layer), tensor(previous, GraphNames.presentKey(layer)));
+                inputs.put(GraphNames.pastValue(layer), tensor(previous, GraphNames.presentValue(layer)));
             }
         }
         try (OnnxTensor inputIds = OnnxTensor.createTensor(env, LongBuffer.wrap(tokens), new long[] {1, tokens.length});
              OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {1, total});
              OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {1, tokens.length})) {
-            inputs.put("input_ids", inputIds);
-            inputs.put("attention_mask", attentionMask);
-            inputs.put("position_ids", positionIds);
+            inputs.put(GraphNames.INPUT_IDS, inputIds);
+            inputs.put(GraphNames.ATTENTION_MASK, attentionMask);
+            inputs.put(GraphNames.POSITION_IDS, positionIds);
             return session.run(inputs);
         }
     }
@@ -211,7 +212,7 @@ public final class OnnxExportThroughput {
     }
 
     private static long argmaxLast(OrtSession.Result result) {
-        FloatBuffer logits = tensor(result, "logits").getFloatBuffer();
+        FloatBuffer logits = tensor(result, GraphNames.LOGITS).getFloatBuffer();
         int vocab = GPT2_SMALL.vocabSize();
         int last = logits.limit() - vocab;
         int best = 0;

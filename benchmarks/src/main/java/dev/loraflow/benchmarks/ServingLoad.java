@@ -15,6 +15,7 @@ import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.export.onnx.GraphNames;
 import dev.loraflow.export.onnx.OnnxExporter;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -525,9 +526,9 @@ public final class ServingLoad {
             OrtSession.Result result = null;
             try {
                 for (int layer = 0; layer < config.numLayers(); layer++) {
-                    emptyPast.put("past_key_values." + layer + ".key",
+                    emptyPast.put(GraphNames.pastKey(layer),
                             OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-                    emptyPast.put("past_key_values." + layer + ".value",
+                    emptyPast.put(GraphNames.pastValue(layer),
                             OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
                 }
                 result = step(Arrays.stream(prompt).asLongStream().toArray(), 0, emptyPast);
@@ -535,8 +536,8 @@ public final class ServingLoad {
                 for (int t = 1; t < count; t++) {
                     Map<String, OnnxTensor> past = new HashMap<>();
                     for (int layer = 0; layer < config.numLayers(); layer++) {
-                        past.put("past_key_values." + layer + ".key", tensor(result, "present." + layer + ".key"));
-                        past.put("past_key_values." + layer + ".value", tensor(result, "present." + layer + ".value"));
+                        past.put(GraphNames.pastKey(layer), tensor(result, GraphNames.presentKey(layer)));
+                        past.put(GraphNames.pastValue(layer), tensor(result, GraphNames.presentValue(layer)));
                     }
                     OrtSession.Result next = step(new long[] {generated[t - 1]}, prompt.length + t - 1, past);
                     result.close();
@@ -563,9 +564,9 @@ public final class ServingLoad {
             long[] pastShape = {1, config.numHeads(), 0, config.headDim()};
             try {
                 for (int layer = 0; layer < config.numLayers(); layer++) {
-                    emptyPast.put("past_key_values." + layer + ".key",
+                    emptyPast.put(GraphNames.pastKey(layer),
                             OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-                    emptyPast.put("past_key_values." + layer + ".value",
+                    emptyPast.put(GraphNames.pastValue(layer),
                             OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
                 }
                 for (int t = 0; t < count; t++) {
@@ -591,9 +592,9 @@ public final class ServingLoad {
                  OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {1, total});
                  OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions),
                          new long[] {1, ids.length})) {
-                inputs.put("input_ids", inputIds);
-                inputs.put("attention_mask", attentionMask);
-                inputs.put("position_ids", positionIds);
+                inputs.put(GraphNames.INPUT_IDS, inputIds);
+                inputs.put(GraphNames.ATTENTION_MASK, attentionMask);
+                inputs.put(GraphNames.POSITION_IDS, positionIds);
                 return session.run(inputs);
             }
         }
@@ -603,7 +604,7 @@ public final class ServingLoad {
         }
 
         private int argmaxLast(OrtSession.Result result) {
-            FloatBuffer logits = tensor(result, "logits").getFloatBuffer();
+            FloatBuffer logits = tensor(result, GraphNames.LOGITS).getFloatBuffer();
             int vocab = config.vocabSize();
             int last = logits.limit() - vocab;
             int best = 0;

@@ -7,6 +7,7 @@ import ai.onnxruntime.OrtSession;
 import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.Sampler;
 import dev.loraflow.export.onnx.FloatTensor;
+import dev.loraflow.export.onnx.GraphNames;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
@@ -269,7 +270,7 @@ public final class Engine implements AutoCloseable {
         float[][] emptyPast = new float[2 * model.numLayers()][0];
         Map<String, OnnxTensor> adapters = adapterTensors(model, sequences);
         try (OrtSession.Result result = run(model, adapters, n, padded, ids, mask, positions, emptyPast, 0, null)) {
-            float[] logits = ServedModel.floats(output(result, ServedModel.LOGITS));
+            float[] logits = ServedModel.floats(output(result, GraphNames.LOGITS));
             int vocab = model.vocabSize();
             List<float[]> presents = presents(model, result);
             for (int b = 0; b < n; b++) {
@@ -330,7 +331,7 @@ public final class Engine implements AutoCloseable {
         group.dropPresent();
         group.present = result;
         group.presentLength = total;
-        float[] logits = ServedModel.floats(output(result, ServedModel.LOGITS));
+        float[] logits = ServedModel.floats(output(result, GraphNames.LOGITS));
         int vocab = model.vocabSize();
         List<Sequence> leaving = new ArrayList<>();
         for (int b = 0; b < n; b++) {
@@ -378,20 +379,20 @@ public final class Engine implements AutoCloseable {
         Map<String, OnnxTensor> inputs = new HashMap<>(adapters);
         List<OnnxTensor> owned = new ArrayList<>();
         try {
-            owned.add(put(inputs, ServedModel.INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {n, rows})));
-            owned.add(put(inputs, ServedModel.ATTENTION_MASK,
+            owned.add(put(inputs, GraphNames.INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {n, rows})));
+            owned.add(put(inputs, GraphNames.ATTENTION_MASK,
                     OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {n, past + rows})));
-            owned.add(put(inputs, ServedModel.POSITION_IDS,
+            owned.add(put(inputs, GraphNames.POSITION_IDS,
                     OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {n, rows})));
             long[] pastShape = {n, model.kvHeads(), past, model.headDim()};
             for (int layer = 0; layer < model.numLayers(); layer++) {
                 if (previous != null) {
-                    inputs.put(ServedModel.pastKey(layer), output(previous, ServedModel.presentKey(layer)));
-                    inputs.put(ServedModel.pastValue(layer), output(previous, ServedModel.presentValue(layer)));
+                    inputs.put(GraphNames.pastKey(layer), output(previous, GraphNames.presentKey(layer)));
+                    inputs.put(GraphNames.pastValue(layer), output(previous, GraphNames.presentValue(layer)));
                 } else {
-                    owned.add(put(inputs, ServedModel.pastKey(layer),
+                    owned.add(put(inputs, GraphNames.pastKey(layer),
                             OnnxTensor.createTensor(env, FloatBuffer.wrap(pastValues[2 * layer]), pastShape)));
-                    owned.add(put(inputs, ServedModel.pastValue(layer),
+                    owned.add(put(inputs, GraphNames.pastValue(layer),
                             OnnxTensor.createTensor(env, FloatBuffer.wrap(pastValues[2 * layer + 1]), pastShape)));
                 }
             }
@@ -414,8 +415,8 @@ public final class Engine implements AutoCloseable {
     private static List<float[]> presents(ServedModel model, OrtSession.Result result) {
         List<float[]> presents = new ArrayList<>();
         for (int layer = 0; layer < model.numLayers(); layer++) {
-            presents.add(ServedModel.floats(output(result, ServedModel.presentKey(layer))));
-            presents.add(ServedModel.floats(output(result, ServedModel.presentValue(layer))));
+            presents.add(ServedModel.floats(output(result, GraphNames.presentKey(layer))));
+            presents.add(ServedModel.floats(output(result, GraphNames.presentValue(layer))));
         }
         return presents;
     }

@@ -13,6 +13,7 @@ import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.export.onnx.FloatTensor;
+import dev.loraflow.export.onnx.GraphNames;
 import dev.loraflow.export.onnx.LoraInputs;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -40,10 +41,6 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 public final class ServedModel {
 
-    static final String INPUT_IDS = "input_ids";
-    static final String ATTENTION_MASK = "attention_mask";
-    static final String POSITION_IDS = "position_ids";
-    static final String LOGITS = "logits";
     static final String LORA_PREFIX = "lora.";
 
     private static final System.Logger LOG = System.getLogger(ServedModel.class.getName());
@@ -89,11 +86,11 @@ public final class ServedModel {
         this.stopTokenIds = List.copyOf(stopTokenIds);
         this.inputInfo = session.getInputInfo();
         int layers = 0;
-        while (inputInfo.containsKey(pastKey(layers))) {
+        while (inputInfo.containsKey(GraphNames.pastKey(layers))) {
             layers++;
         }
-        if (layers == 0 || !inputInfo.containsKey(INPUT_IDS) || !inputInfo.containsKey(ATTENTION_MASK)
-                || !inputInfo.containsKey(POSITION_IDS) || !session.getOutputInfo().containsKey(LOGITS)) {
+        if (layers == 0 || !inputInfo.containsKey(GraphNames.INPUT_IDS) || !inputInfo.containsKey(GraphNames.ATTENTION_MASK)
+                || !inputInfo.containsKey(GraphNames.POSITION_IDS) || !session.getOutputInfo().containsKey(GraphNames.LOGITS)) {
             throw new ModelLoadException(file + ": not a KV-cache decoder graph: it needs inputs input_ids, attention_mask,"
                     + " position_ids, past_key_values.{i}.key/value and output logits; it has " + inputInfo.keySet());
         }
@@ -101,7 +98,7 @@ public final class ServedModel {
             throw new ModelLoadException(file + ": the graph has " + layers + " layers, config.json says "
                     + config.numLayers());
         }
-        long[] pastShape = ((TensorInfo) inputInfo.get(pastKey(0)).getInfo()).getShape();
+        long[] pastShape = ((TensorInfo) inputInfo.get(GraphNames.pastKey(0)).getInfo()).getShape();
         this.numLayers = layers;
         this.kvHeads = Math.toIntExact(pastShape[1]);
         this.headDim = Math.toIntExact(pastShape[3]);
@@ -228,20 +225,20 @@ public final class ServedModel {
         OrtEnvironment env = OrtEnvironment.getEnvironment();
         Map<String, OnnxTensor> inputs = new HashMap<>();
         try {
-            inputs.put(INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0}), new long[] {1, 1}));
-            inputs.put(ATTENTION_MASK, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {1}), new long[] {1, 1}));
-            inputs.put(POSITION_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0}), new long[] {1, 1}));
+            inputs.put(GraphNames.INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0}), new long[] {1, 1}));
+            inputs.put(GraphNames.ATTENTION_MASK, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {1}), new long[] {1, 1}));
+            inputs.put(GraphNames.POSITION_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0}), new long[] {1, 1}));
             long[] emptyPast = {1, kvHeads, 0, headDim};
             for (int layer = 0; layer < numLayers; layer++) {
-                inputs.put(pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), emptyPast));
-                inputs.put(pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), emptyPast));
+                inputs.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), emptyPast));
+                inputs.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), emptyPast));
             }
             for (var feed : adapterFeeds(null).entrySet()) {
                 inputs.put(feed.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(feed.getValue().values()),
                         feed.getValue().shape()));
             }
             try (OrtSession.Result result = session.run(inputs)) {
-                float[] logits = floats((OnnxTensor) result.get(LOGITS).orElseThrow());
+                float[] logits = floats((OnnxTensor) result.get(GraphNames.LOGITS).orElseThrow());
                 if (logits.length != config.vocabSize()) {
                     throw new ModelLoadException(file + ": the graph gives " + logits.length
                             + " logits per token, config.json's vocabulary is " + config.vocabSize());
@@ -370,22 +367,6 @@ public final class ServedModel {
         float[] values = new float[buffer.remaining()];
         buffer.get(values);
         return values;
-    }
-
-    static String pastKey(int layer) {
-        return "past_key_values." + layer + ".key";
-    }
-
-    static String pastValue(int layer) {
-        return "past_key_values." + layer + ".value";
-    }
-
-    static String presentKey(int layer) {
-        return "present." + layer + ".key";
-    }
-
-    static String presentValue(int layer) {
-        return "present." + layer + ".value";
     }
 
     public String name() {

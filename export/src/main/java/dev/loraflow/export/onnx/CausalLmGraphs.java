@@ -36,8 +36,8 @@ final class CausalLmGraphs {
         float eps = (float) config.layerNormEpsilon();
         long embd = config.hiddenSize();
         String wte = g.weight("wte.weight");
-        String x = graph.node("Add", graph.node("Gather", wte, DecoderGraph.INPUT_IDS),
-                graph.node("Gather", g.weight("wpe.weight"), DecoderGraph.POSITION_IDS));
+        String x = graph.node("Add", graph.node("Gather", wte, GraphNames.INPUT_IDS),
+                graph.node("Gather", g.weight("wpe.weight"), GraphNames.POSITION_IDS));
         for (int layer = 0; layer < config.numLayers(); layer++) {
             String prefix = "h." + layer + ".";
             String qkv = g.linear(g.layerNorm(x, prefix + "ln_1", eps), prefix + "attn.c_attn");
@@ -59,7 +59,7 @@ final class CausalLmGraphs {
         OnnxGraph graph = g.graph;
         double eps = config.rmsNormEps();
         String embedding = g.weight("model.embed_tokens.weight");
-        String x = graph.node("Gather", embedding, DecoderGraph.INPUT_IDS);
+        String x = graph.node("Gather", embedding, GraphNames.INPUT_IDS);
         DecoderGraph.Rotary rotary = g.rotary(RopeTable.create(config.maxPositions(), config.headDim(), config.ropeTheta()));
         for (int layer = 0; layer < config.numLayers(); layer++) {
             String prefix = "model.layers." + layer + ".";

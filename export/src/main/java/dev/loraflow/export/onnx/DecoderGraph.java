@@ -26,10 +26,6 @@ import java.util.Map;
  */
 final class DecoderGraph {
 
-    static final String INPUT_IDS = "input_ids";
-    static final String ATTENTION_MASK = "attention_mask";
-    static final String POSITION_IDS = "position_ids";
-    static final String LOGITS = "logits";
     static final String LORA_PREFIX = "lora.";
 
     private static final Dim BATCH = Dim.of("batch_size");
@@ -77,39 +73,23 @@ final class DecoderGraph {
         layout.linearModules().forEach(module -> linearModules.put(module.path(), module));
         this.graph = new OnnxGraph(config.modelType());
 
-        graph.input(INPUT_IDS, OnnxGraph.INT64, BATCH, SEQUENCE);
-        graph.input(ATTENTION_MASK, OnnxGraph.INT64, BATCH, TOTAL);
-        graph.input(POSITION_IDS, OnnxGraph.INT64, BATCH, SEQUENCE);
+        graph.input(GraphNames.INPUT_IDS, OnnxGraph.INT64, BATCH, SEQUENCE);
+        graph.input(GraphNames.ATTENTION_MASK, OnnxGraph.INT64, BATCH, TOTAL);
+        graph.input(GraphNames.POSITION_IDS, OnnxGraph.INT64, BATCH, SEQUENCE);
         Dim headDim = Dim.of(config.headDim());
         Dim kv = Dim.of(kvHeads);
         for (int layer = 0; layer < config.numLayers(); layer++) {
-            graph.input(pastKey(layer), OnnxGraph.FLOAT, BATCH, kv, PAST, headDim);
-            graph.input(pastValue(layer), OnnxGraph.FLOAT, BATCH, kv, PAST, headDim);
+            graph.input(GraphNames.pastKey(layer), OnnxGraph.FLOAT, BATCH, kv, PAST, headDim);
+            graph.input(GraphNames.pastValue(layer), OnnxGraph.FLOAT, BATCH, kv, PAST, headDim);
         }
-        graph.output(LOGITS, OnnxGraph.FLOAT, BATCH, SEQUENCE, Dim.of(config.vocabSize()));
+        graph.output(GraphNames.LOGITS, OnnxGraph.FLOAT, BATCH, SEQUENCE, Dim.of(config.vocabSize()));
         for (int layer = 0; layer < config.numLayers(); layer++) {
-            graph.output(presentKey(layer), OnnxGraph.FLOAT, BATCH, kv, TOTAL, headDim);
-            graph.output(presentValue(layer), OnnxGraph.FLOAT, BATCH, kv, TOTAL, headDim);
+            graph.output(GraphNames.presentKey(layer), OnnxGraph.FLOAT, BATCH, kv, TOTAL, headDim);
+            graph.output(GraphNames.presentValue(layer), OnnxGraph.FLOAT, BATCH, kv, TOTAL, headDim);
         }
 
-        this.inputShape = graph.node("Shape", INPUT_IDS);
+        this.inputShape = graph.node("Shape", GraphNames.INPUT_IDS);
         this.visible = visibility();
-    }
-
-    static String pastKey(int layer) {
-        return "past_key_values." + layer + ".key";
-    }
-
-    static String pastValue(int layer) {
-        return "past_key_values." + layer + ".value";
-    }
-
-    static String presentKey(int layer) {
-        return "present." + layer + ".key";
-    }
-
-    static String presentValue(int layer) {
-        return "present." + layer + ".value";
     }
 
     static String loraA(String peftModulePath) {
@@ -132,7 +112,7 @@ final class DecoderGraph {
     /** Key j visible to query i when j ≤ past + i (by index, whatever the positions) and attention_mask[b, j] = 1. */
     private String visibility() {
         String sequence = graph.node("Gather", inputShape, graph.scalar(1L), Attribute.of("axis", 0));
-        String total = graph.node("Gather", graph.node("Shape", ATTENTION_MASK), graph.scalar(1L), Attribute.of("axis", 0));
+        String total = graph.node("Gather", graph.node("Shape", GraphNames.ATTENTION_MASK), graph.scalar(1L), Attribute.of("axis", 0));
         String past = graph.node("Sub", total, sequence);
         String one = graph.scalar(1L);
         String keys = graph.node("Range", List.of(graph.scalar(0L), total, one));
@@ -141,7 +121,7 @@ final class DecoderGraph {
                 graph.node("Unsqueeze", keys, graph.ints(0)),       // [1, total]
                 graph.node("Unsqueeze", queries, graph.ints(1)));   // [seq, 1]
         String padding = graph.node("Unsqueeze",
-                graph.node("Cast", ATTENTION_MASK, Attribute.of("to", OnnxGraph.BOOL)), graph.ints(1, 2)); // [batch, 1, 1, total]
+                graph.node("Cast", GraphNames.ATTENTION_MASK, Attribute.of("to", OnnxGraph.BOOL)), graph.ints(1, 2)); // [batch, 1, 1, total]
         return graph.node("And", padding, causal);
     }
 
@@ -182,7 +162,7 @@ final class DecoderGraph {
     }
 
     /**
-     * The logits, named {@value #LOGITS}: x·Wᵀ by Gemm with transB over [batch·seq, hidden], so a head
+     * The logits, named {@value #GraphNames.LOGITS}: x·Wᵀ by Gemm with transB over [batch·seq, hidden], so a head
      * tied to the token embedding reads the same initializer as the embedding's Gather.
      *
      * @param tiedEmbedding the embedding's initializer when the head is tied to it, else null
@@ -201,7 +181,7 @@ final class DecoderGraph {
         String logits2d = graph.node("Gemm", List.of(rows, weight), Attribute.of("transB", 1));
         String shape = graph.node("Concat", List.of(inputShape, graph.ints(module.out())), Attribute.of("axis", 0));
         String logits = withLora(x, graph.node("Reshape", logits2d, shape), module);
-        graph.nodeNamed("Identity", LOGITS, List.of(logits));
+        graph.nodeNamed("Identity", GraphNames.LOGITS, List.of(logits));
     }
 
     private LinearModule requireModule(String canonicalModule) {
@@ -284,8 +264,8 @@ final class DecoderGraph {
         String sinTable = graph.weight("rotary.sin", new FloatPayload.Plain(table.sin()), table.maxPositions(), half);
         String headAxis = graph.ints(1);
         return new Rotary(
-                graph.node("Unsqueeze", graph.node("Gather", cosTable, POSITION_IDS), headAxis),
-                graph.node("Unsqueeze", graph.node("Gather", sinTable, POSITION_IDS), headAxis));
+                graph.node("Unsqueeze", graph.node("Gather", cosTable, GraphNames.POSITION_IDS), headAxis),
+                graph.node("Unsqueeze", graph.node("Gather", sinTable, GraphNames.POSITION_IDS), headAxis));
     }
 
     /**
@@ -306,8 +286,8 @@ final class DecoderGraph {
             q = rotate(q, rotary);
             k = rotate(k, rotary);
         }
-        String keys = graph.nodeNamed("Concat", presentKey(layer), List.of(pastKey(layer), k), Attribute.of("axis", 2));
-        String values = graph.nodeNamed("Concat", presentValue(layer), List.of(pastValue(layer), splitHeads(value, kvHeads)),
+        String keys = graph.nodeNamed("Concat", GraphNames.presentKey(layer), List.of(GraphNames.pastKey(layer), k), Attribute.of("axis", 2));
+        String values = graph.nodeNamed("Concat", GraphNames.presentValue(layer), List.of(GraphNames.pastValue(layer), splitHeads(value, kvHeads)),
                 Attribute.of("axis", 2));
         if (kvHeads != heads) {
             keys = repeatKeyValueHeads(keys, heads / kvHeads);

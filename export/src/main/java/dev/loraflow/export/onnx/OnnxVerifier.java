@@ -259,9 +259,9 @@ public final class OnnxVerifier {
             Map<String, OnnxTensor> inputs = new HashMap<>(pastInputs);
             List<OnnxTensor> owned = new ArrayList<>();
             try {
-                owned.add(longTensor(DecoderGraph.INPUT_IDS, inputIds, batch, rows, inputs));
-                owned.add(longTensor(DecoderGraph.ATTENTION_MASK, mask, batch, total, inputs));
-                owned.add(longTensor(DecoderGraph.POSITION_IDS, positions, batch, rows, inputs));
+                owned.add(longTensor(GraphNames.INPUT_IDS, inputIds, batch, rows, inputs));
+                owned.add(longTensor(GraphNames.ATTENTION_MASK, mask, batch, total, inputs));
+                owned.add(longTensor(GraphNames.POSITION_IDS, positions, batch, rows, inputs));
                 for (var extra : extraInputs.entrySet()) {
                     OnnxTensor tensor = OnnxTensor.createTensor(env, FloatBuffer.wrap(extra.getValue().values()),
                             extra.getValue().shape());
@@ -285,8 +285,8 @@ public final class OnnxVerifier {
             Map<String, OnnxTensor> past = new HashMap<>();
             long[] shape = {batch, kvHeads(config), 0, config.headDim()};
             for (int layer = 0; layer < config.numLayers(); layer++) {
-                past.put(DecoderGraph.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), shape));
-                past.put(DecoderGraph.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), shape));
+                past.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), shape));
+                past.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), shape));
             }
             return past;
         }
@@ -295,8 +295,8 @@ public final class OnnxVerifier {
         private Map<String, OnnxTensor> presentAsPast(OrtSession.Result result) {
             Map<String, OnnxTensor> past = new HashMap<>();
             for (int layer = 0; layer < config.numLayers(); layer++) {
-                past.put(DecoderGraph.pastKey(layer), output(result, DecoderGraph.presentKey(layer)));
-                past.put(DecoderGraph.pastValue(layer), output(result, DecoderGraph.presentValue(layer)));
+                past.put(GraphNames.pastKey(layer), output(result, GraphNames.presentKey(layer)));
+                past.put(GraphNames.pastValue(layer), output(result, GraphNames.presentValue(layer)));
             }
             return past;
         }
@@ -307,7 +307,7 @@ public final class OnnxVerifier {
         }
 
         private static float[] logits(OrtSession.Result result) {
-            FloatBuffer buffer = output(result, DecoderGraph.LOGITS).getFloatBuffer();
+            FloatBuffer buffer = output(result, GraphNames.LOGITS).getFloatBuffer();
             float[] values = new float[buffer.remaining()];
             buffer.get(values);
             return values;

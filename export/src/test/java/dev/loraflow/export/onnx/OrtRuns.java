@@ -41,20 +41,20 @@ final class OrtRuns {
             try (OrtSession session = env.createSession(model.toString(), options)) {
                 Map<String, OnnxTensor> inputs = new HashMap<>();
                 long[] shape = {batch, seq};
-                inputs.put(DecoderGraph.INPUT_IDS, track(tensors, OnnxTensor.createTensor(env, LongBuffer.wrap(flatIds), shape)));
-                inputs.put(DecoderGraph.ATTENTION_MASK, track(tensors, OnnxTensor.createTensor(env, LongBuffer.wrap(flatMask), shape)));
-                inputs.put(DecoderGraph.POSITION_IDS, track(tensors, OnnxTensor.createTensor(env, LongBuffer.wrap(positions), shape)));
+                inputs.put(GraphNames.INPUT_IDS, track(tensors, OnnxTensor.createTensor(env, LongBuffer.wrap(flatIds), shape)));
+                inputs.put(GraphNames.ATTENTION_MASK, track(tensors, OnnxTensor.createTensor(env, LongBuffer.wrap(flatMask), shape)));
+                inputs.put(GraphNames.POSITION_IDS, track(tensors, OnnxTensor.createTensor(env, LongBuffer.wrap(positions), shape)));
                 long[] pastShape = {batch, OnnxVerifier.kvHeads(config), 0, config.headDim()};
                 for (int layer = 0; layer < config.numLayers(); layer++) {
-                    inputs.put(DecoderGraph.pastKey(layer), track(tensors, OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape)));
-                    inputs.put(DecoderGraph.pastValue(layer), track(tensors, OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape)));
+                    inputs.put(GraphNames.pastKey(layer), track(tensors, OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape)));
+                    inputs.put(GraphNames.pastValue(layer), track(tensors, OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape)));
                 }
                 for (var extra : LoraInputs.withDefaults(session.getInputInfo(), extraInputs).entrySet()) {
                     inputs.put(extra.getKey(), track(tensors, OnnxTensor.createTensor(env,
                             FloatBuffer.wrap(extra.getValue().values()), extra.getValue().shape())));
                 }
                 try (OrtSession.Result result = session.run(inputs)) {
-                    FloatBuffer logits = ((OnnxTensor) result.get(DecoderGraph.LOGITS).orElseThrow()).getFloatBuffer();
+                    FloatBuffer logits = ((OnnxTensor) result.get(GraphNames.LOGITS).orElseThrow()).getFloatBuffer();
                     float[] values = new float[logits.remaining()];
                     logits.get(values);
                     return values;
