@@ -137,20 +137,7 @@ final class GenerateCommand implements Callable<Integer> {
             if (!served.tryAcquire()) {
                 throw new IllegalStateException(onnx + " was closed before it ran");
             }
-            engine.submit(served, request, new GenerationListener() {
-                @Override
-                public void onToken(int token, String text) {}
-
-                @Override
-                public void onComplete(Completion completion) {
-                    done.complete(completion);
-                }
-
-                @Override
-                public void onError(RuntimeException error) {
-                    done.completeExceptionally(error);
-                }
-            });
+            engine.submit(served, request, GenerationListener.completing(done));
             Completion completion;
             try {
                 completion = done.get();

@@ -47,20 +47,7 @@ public class Generations {
     /** Runs to the end; the completion. */
     public Completion complete(Serving.Target target, GenerationRequest request, String api) {
         CompletableFuture<Completion> done = new CompletableFuture<>();
-        Engine.Generation generation = submit(target, request, api, new GenerationListener() {
-            @Override
-            public void onToken(int token, String text) {}
-
-            @Override
-            public void onComplete(Completion completion) {
-                done.complete(completion);
-            }
-
-            @Override
-            public void onError(RuntimeException error) {
-                done.completeExceptionally(error);
-            }
-        });
+        Engine.Generation generation = submit(target, request, api, GenerationListener.completing(done));
         try {
             return done.get(requestTimeout.toMillis(), TimeUnit.MILLISECONDS);
         } catch (TimeoutException e) {
