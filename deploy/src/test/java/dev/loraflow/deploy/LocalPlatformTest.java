@@ -35,7 +35,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * {@code ./loraflow up --detach}, {@code down} and {@code serve} as a user runs them, on the jars the build
  * packaged: the broker and the three services come up healthy, a second up refuses, down leaves no
- * process and no run.env; serve answers as generate does on the same exported model. Skipped, saying
+ * process and no run.env, and so does Ctrl-C on an up in the foreground; serve answers as generate does
+ * on the same exported model. Skipped, saying
  * why, where the jars have not been packaged (./mvnw test alone).
  */
 class LocalPlatformTest {
@@ -120,6 +121,48 @@ class LocalPlatformTest {
         Result again = loraflow("down");
         assertEquals(0, again.exitCode(), again.output());
         assertTrue(again.output().contains("nothing is running"), again.output());
+    }
+
+    @Test
+    void ctrlCOnAForegroundUpStopsEverythingAndLeavesNoRunEnv() throws Exception {
+        for (Path jar : JARS) {
+            assumeTrue(Files.isRegularFile(jar), jar + " is not built, so ./loraflow up is not tested; "
+                    + "it runs in ./mvnw verify (./loraflow test), after the services are packaged");
+        }
+        Path output = Files.createTempFile("loraflow-up-", ".out");
+        Process up = launcher("up").redirectOutput(output.toFile()).start();
+        List<ProcessHandle> processes = new ArrayList<>();
+        try {
+            long deadline = System.nanoTime() + COMMAND_TIMEOUT.toNanos();
+            while (!Files.readString(output).contains("Ctrl-C (or ./loraflow down) stops everything")) {
+                assertTrue(up.isAlive() && System.nanoTime() < deadline, "up did not come up:\n" + Files.readString(output));
+                Thread.sleep(200);
+            }
+            Map<String, String> run = runEnv();
+            for (String service : List.of("BROKER", "TRAINER", "MERGER", "SERVING")) {
+                ProcessHandle process = ProcessHandle.of(Long.parseLong(run.get(service + "_PID"))).orElseThrow();
+                processes.add(process);
+                process.descendants().forEach(processes::add);
+            }
+            // What a terminal's Ctrl-C sends to the foreground command.
+            assertEquals(0, new ProcessBuilder("kill", "-INT", Long.toString(up.pid())).start().waitFor());
+            assertTrue(up.waitFor(2, TimeUnit.MINUTES), "up still running after Ctrl-C:\n" + Files.readString(output));
+        } finally {
+            if (up.isAlive()) {
+                up.destroyForcibly();
+            }
+        }
+        String printed = Files.readString(output);
+        Files.delete(output);
+        assertEquals(0, up.exitValue(), printed);
+        assertFalse(Files.exists(home.resolve("run.env")), "run.env left behind:\n" + printed);
+        for (ProcessHandle process : processes) {
+            assertFalse(running(process), "still running after Ctrl-C: " + process.pid() + " "
+                    + process.info().commandLine().orElse(""));
+        }
+        for (String service : List.of("serving", "merger", "trainer", "broker")) {
+            assertTrue(printed.contains("stopped " + service + " (pid "), printed);
+        }
     }
 
     @Test
