@@ -3,12 +3,12 @@ package dev.loraflow.merger.service;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.platform.kafka.BrokerConnection;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -16,7 +16,6 @@ import java.util.Optional;
 import java.util.Properties;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
@@ -26,10 +25,8 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
-import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.jboss.logging.Logger;
 
 /**
@@ -67,8 +64,7 @@ public final class MergeLoop implements Runnable, AutoCloseable {
     private final AtomicBoolean running = new AtomicBoolean(true);
     private final AtomicLong duplicates = new AtomicLong();
     private final AtomicLong crashes = new AtomicLong();
-    private volatile boolean connected;
-    private long lastConnectionCheck = System.nanoTime() - Duration.ofMinutes(1).toNanos();
+    private final BrokerConnection connection = new BrokerConnection();
 
     /** @param setup run (and retried until it succeeds) before anything is consumed, e.g. creating topics */
     public MergeLoop(MergerSettings settings, ArtifactStore store, CheckpointMerger merger, Runnable setup) {
@@ -77,15 +73,10 @@ public final class MergeLoop implements Runnable, AutoCloseable {
         this.merger = merger;
         this.setup = setup;
         Properties consumerConfig = new Properties();
-        consumerConfig.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
-        consumerConfig.put(ConsumerConfig.GROUP_ID_CONFIG, settings.groupId());
-        consumerConfig.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
-        consumerConfig.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        consumerConfig.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         // One checkpoint per poll: a merge of a large model takes minutes, and the offset moves after each.
         consumerConfig.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 1);
         consumerConfig.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, 60 * 60 * 1000);
-        this.consumer = new KafkaConsumer<>(consumerConfig, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+        this.consumer = KafkaSetup.committedReader(settings.bootstrapServers(), settings.groupId(), consumerConfig);
         this.producer = KafkaSetup.durableProducer(settings.bootstrapServers(), new Properties());
     }
 
@@ -96,7 +87,7 @@ public final class MergeLoop implements Runnable, AutoCloseable {
 
     /** True once the loop has talked to the broker and while polls keep succeeding. */
     public boolean connected() {
-        return connected;
+        return connection.connected();
     }
 
     /** Checkpoints delivered again (or asked for) after their event was published: skipped. */
@@ -138,7 +129,7 @@ public final class MergeLoop implements Runnable, AutoCloseable {
     @Override
     public void run() {
         try {
-            awaitBroker();
+            connection.await(setup, running::get);
             consumer.subscribe(List.of(settings.checkpointsTopic()));
             while (running.get()) {
                 CheckpointEvent requested = requests.poll();
@@ -164,14 +155,14 @@ public final class MergeLoop implements Runnable, AutoCloseable {
                     }
                     consumer.commitSync(Map.of(partition, new OffsetAndMetadata(record.offset() + 1)));
                 }
-                checkConnection();
+                connection.check(consumer, settings.checkpointsTopic());
             }
         } catch (WakeupException e) {
             if (running.get()) {
                 throw e;
             }
         } catch (RuntimeException e) {
-            connected = false;
+            connection.lost();
             LOG.error("merge loop stopped", e);
             throw e;
         } finally {
@@ -240,7 +231,8 @@ public final class MergeLoop implements Runnable, AutoCloseable {
     }
 
     private void publish(String outcomeName, ObjectNode record) throws IOException {
-        send(record.path("topic").asText(), record.path("key").asText(),
+        // Sent and acknowledged before the outcome is marked published.
+        KafkaSetup.sendAndWait(producer, record.path("topic").asText(), record.path("key").asText(),
                 JSON.writeValueAsBytes(record.get("event")));
         record.put("published", true);
         store.writeReference(outcomeName, JSON.writeValueAsBytes(record));
@@ -265,48 +257,6 @@ public final class MergeLoop implements Runnable, AutoCloseable {
 
     static String latestReference(String model) {
         return "model-" + model + ".latest.json";
-    }
-
-    /** Sends and waits for the broker's acknowledgement: the outcome is marked published only after it. */
-    private void send(String topic, String key, byte[] value) {
-        try {
-            producer.send(new ProducerRecord<>(topic, key.getBytes(StandardCharsets.UTF_8), value)).get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while publishing to " + topic, e);
-        } catch (ExecutionException e) {
-            throw new IllegalStateException("cannot publish to " + topic + ": " + e.getCause().getMessage(), e.getCause());
-        }
-    }
-
-    /** The service starts without Kafka and reports not ready until the broker answers. */
-    private void awaitBroker() {
-        while (running.get()) {
-            try {
-                setup.run();
-                connected = true;
-                return;
-            } catch (RuntimeException e) {
-                connected = false;
-                LOG.warnf("waiting for Kafka: %s", e.getMessage());
-                sleep(Duration.ofSeconds(2));
-            }
-        }
-    }
-
-    /** A poll returns quietly without a broker, so ask for metadata now and then to know. */
-    private void checkConnection() {
-        long now = System.nanoTime();
-        if (now - lastConnectionCheck < Duration.ofSeconds(5).toNanos()) {
-            return;
-        }
-        lastConnectionCheck = now;
-        try {
-            consumer.partitionsFor(settings.checkpointsTopic(), Duration.ofSeconds(2));
-            connected = true;
-        } catch (org.apache.kafka.common.errors.TimeoutException e) {
-            connected = false;
-        }
     }
 
     private static void sleep(Duration duration) {

@@ -5,6 +5,7 @@ import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.kafka.BrokerConnection;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
@@ -19,7 +20,6 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -30,11 +30,9 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
-import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.jboss.logging.Logger;
 
 /**
@@ -72,11 +70,10 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
 
         @Override
         public void announce(CheckpointEvent event) {
-            send(settings.checkpointsTopic(), event.jobId(), event.encode());
+            KafkaSetup.sendAndWait(producer, settings.checkpointsTopic(), event.jobId(), event.encode());
         }
     };
-    private volatile boolean connected;
-    private long lastConnectionCheck = System.nanoTime() - Duration.ofMinutes(1).toNanos();
+    private final BrokerConnection connection = new BrokerConnection();
 
     /** @param setup run (and retried until it succeeds) before anything is consumed, e.g. creating topics */
     public TrainingLoop(TrainerSettings settings, BaseModels bases, ArtifactStore store, Runnable setup) {
@@ -85,11 +82,6 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         this.bases = bases;
         this.store = store;
         Properties consumer = new Properties();
-        consumer.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
-        consumer.put(ConsumerConfig.GROUP_ID_CONFIG, settings.groupId());
-        consumer.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
-        consumer.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        consumer.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         consumer.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 16);
         // A step of a large model takes seconds and a checkpoint more; the group must not evict us for that.
         consumer.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, 30 * 60 * 1000);
@@ -98,12 +90,8 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         consumer.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, (int) Math.max(500, settings.sessionTimeout().toMillis() / 4));
         consumer.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
                 "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
-        this.batches = new KafkaConsumer<>(consumer, new ByteArrayDeserializer(), new ByteArrayDeserializer());
-        Properties reader = new Properties();
-        reader.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
-        reader.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
-        reader.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
-        this.jobsReader = new KafkaConsumer<>(reader, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+        this.batches = KafkaSetup.committedReader(settings.bootstrapServers(), settings.groupId(), consumer);
+        this.jobsReader = KafkaSetup.committedReader(settings.bootstrapServers(), null, new Properties());
         // A dead letter carries its record: room for the largest one the loop reads, which is above Kafka's 1 MiB.
         Properties producer = new Properties();
         producer.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG,
@@ -126,20 +114,20 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
 
     /** True once the loop has talked to the broker and while polls keep succeeding. */
     public boolean connected() {
-        return connected;
+        return connection.connected();
     }
 
     @Override
     public void run() {
         try {
-            awaitBroker();
+            connection.await(setup, running::get);
             assignJobsTopic();
             batches.subscribe(List.of(settings.batchesTopic()), new Rebalance());
             while (running.get()) {
                 readJobs(waitingSince.isEmpty() ? Duration.ZERO : Duration.ofMillis(100));
                 resumeWaitingPartitions();
                 ConsumerRecords<byte[], byte[]> records = batches.poll(Duration.ofMillis(200));
-                checkConnection();
+                connection.check(batches, settings.batchesTopic());
                 Set<TopicPartition> touched = new HashSet<>();
                 for (TopicPartition partition : records.partitions()) {
                     for (ConsumerRecord<byte[], byte[]> record : records.records(partition)) {
@@ -156,47 +144,13 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
                 throw e;
             }
         } catch (RuntimeException e) {
-            connected = false;
+            connection.lost();
             LOG.error("training loop stopped", e);
             throw e;
         } finally {
             batches.close(Duration.ofSeconds(5));
             jobsReader.close(Duration.ofSeconds(5));
             producer.close(Duration.ofSeconds(5));
-        }
-    }
-
-    /** The service starts without Kafka and reports not ready until the broker answers. */
-    private void awaitBroker() {
-        while (running.get()) {
-            try {
-                setup.run();
-                return;
-            } catch (RuntimeException e) {
-                connected = false;
-                LOG.warnf("waiting for Kafka: %s", e.getMessage());
-                try {
-                    Thread.sleep(2000);
-                } catch (InterruptedException interrupted) {
-                    Thread.currentThread().interrupt();
-                    return;
-                }
-            }
-        }
-    }
-
-    /** A poll returns quietly without a broker, so ask for metadata now and then to know. */
-    private void checkConnection() {
-        long now = System.nanoTime();
-        if (now - lastConnectionCheck < Duration.ofSeconds(5).toNanos()) {
-            return;
-        }
-        lastConnectionCheck = now;
-        try {
-            batches.partitionsFor(settings.batchesTopic(), Duration.ofSeconds(2));
-            connected = true;
-        } catch (org.apache.kafka.common.errors.TimeoutException e) {
-            connected = false;
         }
     }
 
@@ -375,20 +329,8 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
 
     private void deadLetter(String reason, SourceRecord source, String jobId, Long seq) {
         LOG.warnf("dead-lettered %s-%d@%d: %s", source.topic(), source.partition(), source.offset(), reason);
-        send(settings.deadLetterTopic(), jobId, DeadLetter.encode(reason, source.topic(), source.partition(),
+        KafkaSetup.sendAndWait(producer, settings.deadLetterTopic(), jobId, DeadLetter.encode(reason, source.topic(), source.partition(),
                 source.offset(), source.key(), source.value(), jobId, seq, settings.maxRecordBytes()));
-    }
-
-    /** Sends and waits for the broker's acknowledgement: nothing moves on before it is durable. */
-    private void send(String topic, String key, byte[] value) {
-        try {
-            producer.send(new ProducerRecord<>(topic, key == null ? null : key.getBytes(StandardCharsets.UTF_8), value)).get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted while publishing to " + topic, e);
-        } catch (ExecutionException e) {
-            throw new IllegalStateException("cannot publish to " + topic + ": " + e.getCause().getMessage(), e.getCause());
-        }
     }
 
     private void publish(JobStatus status) {
