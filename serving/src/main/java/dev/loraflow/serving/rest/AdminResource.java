@@ -68,19 +68,11 @@ public class AdminResource {
         try {
             JsonNode root = Requests.jsonObject(body, maxBodyBytes);
             String path = Requests.requiredString(root, "path");
-            JsonNode sha = root.get("sha256");
-            if (sha != null && !sha.isNull() && !sha.isTextual()) {
-                throw ApiError.badParameter("sha256", "sha256 must be a hex string");
-            }
-            JsonNode configDir = root.get("config_dir");
-            if (configDir != null && !configDir.isNull() && !configDir.isTextual()) {
-                throw ApiError.badParameter("config_dir", "config_dir must be a directory path");
-            }
+            String sha = Requests.optionalString(root, "sha256", "a hex string");
+            String configDir = Requests.optionalString(root, "config_dir", "a directory path");
             java.nio.file.Path onnx = java.nio.file.Path.of(path);
-            java.nio.file.Path companions = configDir == null || configDir.isNull() ? onnx.toAbsolutePath().getParent()
-                    : java.nio.file.Path.of(configDir.textValue());
-            ServedModel model = serving.load(onnx, companions, sha == null || sha.isNull() ? null : sha.textValue(),
-                    Serving.Trigger.ADMIN, null);
+            java.nio.file.Path companions = configDir == null ? onnx.toAbsolutePath().getParent() : java.nio.file.Path.of(configDir);
+            ServedModel model = serving.load(onnx, companions, sha, Serving.Trigger.ADMIN, null);
             return Response.ok(describe(model, null)).build();
         } catch (ApiError e) {
             return OpenAiResource.error(e, 1);

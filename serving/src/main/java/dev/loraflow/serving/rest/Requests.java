@@ -71,6 +71,18 @@ public final class Requests {
         return value.textValue();
     }
 
+    /** A string field that may be absent or null (then null); anything else is a 400 saying what it must be. */
+    static String optionalString(JsonNode root, String field, String mustBe) {
+        JsonNode value = root.get(field);
+        if (value == null || value.isNull()) {
+            return null;
+        }
+        if (!value.isTextual()) {
+            throw ApiError.badParameter(field, field + " must be " + mustBe);
+        }
+        return value.textValue();
+    }
+
     /**
      * The sampling settings of a request: max_tokens (default {@code defaultMaxTokens}), temperature
      * (default 1, 0 greedy, at most 2), top_p (default 1), top_k (default 0 = off; −1 also off, as vLLM
