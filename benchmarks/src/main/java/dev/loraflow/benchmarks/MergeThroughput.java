@@ -2,6 +2,7 @@ package dev.loraflow.benchmarks;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.io.FileTrees;
 import dev.loraflow.core.kernels.Parallel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.LoraTarget;
@@ -107,7 +108,7 @@ public final class MergeThroughput {
             Path dir = Files.createDirectories(Path.of(options.get("--dir")));
             Path base = dir.resolve("base");
             Path adapterDir = dir.resolve("adapter");
-            deleteTree(dir);
+            FileTrees.delete(dir);
             RandomModel.write(GPT2_SMALL, 1, base);
             adapter.write(adapterDir, dev.loraflow.core.safetensors.DType.F32);
             List<Double> fileCopy = new ArrayList<>();
@@ -121,11 +122,11 @@ public final class MergeThroughput {
                 Path out = dir.resolve("merged-" + round);
                 LoraMerge.Result result = LoraMerge.mergeDirectory(base, adapterDir, out, LoraMerge.Options.defaults());
                 fileMerge.add(result.mergeNanos() / 1e9);
-                deleteTree(out);
+                FileTrees.delete(out);
             }
             line.put("file_copy_s", median(fileCopy));
             line.put("directory_merge_s", median(fileMerge));
-            deleteTree(dir);
+            FileTrees.delete(dir);
         }
         line.put("checksum", sink);
         System.out.println(line);
@@ -152,16 +153,5 @@ public final class MergeThroughput {
         double[] sorted = values.stream().mapToDouble(Double::doubleValue).toArray();
         Arrays.sort(sorted);
         return sorted[sorted.length / 2];
-    }
-
-    private static void deleteTree(Path path) throws java.io.IOException {
-        if (!Files.exists(path)) {
-            return;
-        }
-        try (var walk = Files.walk(path)) {
-            for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                Files.delete(p);
-            }
-        }
     }
 }

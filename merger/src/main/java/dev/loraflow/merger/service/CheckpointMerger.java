@@ -1,5 +1,6 @@
 package dev.loraflow.merger.service;
 
+import dev.loraflow.core.io.FileTrees;
 import dev.loraflow.platform.store.SafePaths;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -15,13 +16,10 @@ import dev.loraflow.platform.events.ModelLineage;
 import dev.loraflow.platform.store.ArtifactIntegrityException;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Comparator;
 import java.util.Map;
-import java.util.stream.Stream;
 import org.jboss.logging.Logger;
 
 /**
@@ -188,18 +186,9 @@ public final class CheckpointMerger {
     }
 
     static void deleteTree(Path path) {
-        if (!Files.exists(path)) {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(path)) {
-            walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-                try {
-                    Files.deleteIfExists(p);
-                } catch (IOException e) {
-                    throw new UncheckedIOException(e);
-                }
-            });
-        } catch (IOException | UncheckedIOException e) {
+        try {
+            FileTrees.delete(path);
+        } catch (IOException e) {
             LOG.warnf("cannot remove %s: %s", path, e.getMessage());
         }
     }

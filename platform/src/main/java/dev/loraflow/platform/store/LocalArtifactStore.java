@@ -1,9 +1,9 @@
 package dev.loraflow.platform.store;
 
 import dev.loraflow.core.io.AtomicFiles;
+import dev.loraflow.core.io.FileTrees;
 import dev.loraflow.core.io.Sha256;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.net.URI;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
@@ -75,7 +75,11 @@ public final class LocalArtifactStore implements ArtifactStore {
             }
             return new Artifact(target.toUri(), digest);
         } finally {
-            deleteTree(staging);
+            try {
+                FileTrees.delete(staging);
+            } catch (IOException leftover) {
+                // a leftover staging directory is harmless: nothing refers to it
+            }
         }
     }
 
@@ -158,23 +162,6 @@ public final class LocalArtifactStore implements ArtifactStore {
         }
         try (FileChannel channel = FileChannel.open(path, StandardOpenOption.WRITE)) {
             channel.force(true);
-        }
-    }
-
-    private static void deleteTree(Path path) {
-        if (!Files.exists(path)) {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(path)) {
-            walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-                try {
-                    Files.deleteIfExists(p);
-                } catch (IOException e) {
-                    throw new UncheckedIOException(e);
-                }
-            });
-        } catch (IOException | UncheckedIOException e) {
-            // a leftover staging directory is harmless: nothing refers to it
         }
     }
 }

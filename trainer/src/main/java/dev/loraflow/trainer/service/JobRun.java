@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.data.Batch;
 import dev.loraflow.core.data.Example;
+import dev.loraflow.core.io.FileTrees;
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
@@ -15,7 +16,6 @@ import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -361,7 +361,11 @@ public final class JobRun {
                     .writeValueAsString(saved), StandardCharsets.UTF_8);
             artifact = store.putDirectory(staging);
         } finally {
-            deleteTree(staging);
+            try {
+                FileTrees.delete(staging);
+            } catch (IOException leftover) {
+                // a leftover temp directory holds nothing anyone refers to
+            }
         }
         faults.reach(Faults.Point.AFTER_CHECKPOINT_WRITE, step);
         ObjectNode reference = JSON.createObjectNode();
@@ -400,19 +404,5 @@ public final class JobRun {
                 seconds > 0 ? tokens / seconds : 0, lastCheckpoint.map(a -> a.uri().toString()).orElse(null),
                 lastCheckpoint.map(ArtifactStore.Artifact::sha256).orElse(null), received, applied, skippedDuplicate,
                 deadLettered, held.size());
-    }
-
-    private static void deleteTree(Path path) {
-        try (Stream<Path> walk = Files.walk(path)) {
-            walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-                try {
-                    Files.deleteIfExists(p);
-                } catch (IOException e) {
-                    throw new UncheckedIOException(e);
-                }
-            });
-        } catch (IOException | UncheckedIOException ignored) {
-            // a leftover temp directory holds nothing anyone refers to
-        }
     }
 }
