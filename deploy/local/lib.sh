@@ -50,6 +50,8 @@ is_running() {
     state="$(sed 's/^.*) \(.\).*$/\1/' "/proc/$pid/stat" 2>/dev/null)" || return 1
     [ "$state" != Z ] || return 1
     command="$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    # A process in the middle of execve (env -> setsid -> java) shows no command line for a moment.
+    [ -n "$command" ] || return 0
   else
     command="$(ps -p "$pid" -o command= 2>/dev/null)" || return 1
   fi
