@@ -20,12 +20,22 @@ public final class Main implements Runnable {
     private CommandLine.Model.CommandSpec spec;
 
     public static void main(String[] args) {
-        System.exit(run(args, new PrintWriter(System.out, true), new PrintWriter(System.err, true)));
+        PrintWriter err = new PrintWriter(System.err, true);
+        // A failure on a thread of its own (none is expected: the kernels' workers hand theirs to the caller)
+        // still ends the process the way a failed command does, not with a stack trace and a hang.
+        Thread.setDefaultUncaughtExceptionHandler((thread, failure) -> {
+            err.println("loraflow: " + describe(failure));
+            Runtime.getRuntime().halt(FAILURE);
+        });
+        System.exit(run(args, new PrintWriter(System.out, true), err));
     }
 
     /** Runs a command line; returns the exit code instead of exiting, for tests. */
     static int run(String[] args, PrintWriter out, PrintWriter err) {
         CommandLine commandLine = new CommandLine(new Main());
+        // Every command offers --version (mixinStandardHelpOptions); each prints loraflow's.
+        commandLine.getSubcommands().values().forEach(command ->
+                command.getCommandSpec().version(commandLine.getCommandSpec().version()));
         commandLine.setOut(out);
         commandLine.setErr(err);
         // Failures of the work itself are reported in one line, not as a stack trace: they are the
@@ -34,12 +44,29 @@ public final class Main implements Runnable {
             failed.getErr().println("loraflow " + failed.getCommandName() + ": " + describe(exception));
             return FAILURE;
         });
-        return commandLine.execute(args);
+        try {
+            return commandLine.execute(args);
+        } catch (Error error) {
+            // picocli hands only Exceptions to the handler above; an Error (out of memory, a native library
+            // that does not load) ends the command the same way: one line, exit code 1.
+            String command = args.length > 0 && commandLine.getSubcommands().containsKey(args[0]) ? " " + args[0] : "";
+            err.println("loraflow" + command + ": " + describe(error));
+            return FAILURE;
+        }
     }
 
-    private static String describe(Exception exception) {
-        String message = exception.getMessage();
-        return message == null || message.isBlank() ? exception.getClass().getSimpleName() : message;
+    static String describe(Throwable failure) {
+        if (failure instanceof OutOfMemoryError) {
+            long heapMiB = Runtime.getRuntime().maxMemory() >> 20;
+            return "out of memory (" + failure.getMessage() + ", Java heap limit " + heapMiB
+                    + " MiB): use a smaller model or batch, or raise the limit, e.g. LORAFLOW_JAVA_OPTS=-Xmx"
+                    + Math.max(2, heapMiB * 2 / 1024) + "g";
+        }
+        String message = failure.getMessage();
+        String text = message == null || message.isBlank() ? failure.getClass().getSimpleName()
+                : failure instanceof Error ? failure.getClass().getSimpleName() + ": " + message : message;
+        // One line, whatever the message holds.
+        return text.replaceAll("\\s*\\R\\s*", " ");
     }
 
     @Override

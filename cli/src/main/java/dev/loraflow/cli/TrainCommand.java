@@ -93,7 +93,9 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "42", description = "Seeds A's initialisation, data order and dropout (default: ${DEFAULT-VALUE}).")
     private long seed;
 
-    @Option(names = "--no-shuffle", negatable = true, defaultValue = "true", fallbackValue = "true",
+    // Named by its positive form: picocli derives --no-shuffle from it, which sets false. (Declared as
+    // --no-shuffle, picocli made --shuffle the negation, so --shuffle turned shuffling off.)
+    @Option(names = "--shuffle", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "Shuffle the examples each epoch (default); --no-shuffle keeps the file's order, as a stream would.")
     private boolean shuffle;
 
@@ -154,18 +156,22 @@ final class TrainCommand implements Callable<Integer> {
             ProgressReport progress = new ProgressReport(err,
                     System.console() != null && System.console().isTerminal(), steps, trainer.completedSteps());
             Trainer.StepResult last = null;
+            long tokens = 0;
             long stopAt = untilStep != null ? Math.min(untilStep, steps) : steps;
             while (trainer.completedSteps() < stopAt) {
                 last = trainer.step(sampler);
+                tokens += last.tokens();
                 progress.update(last);
                 if (saveEvery > 0 && last.step() % saveEvery == 0 && last.step() < stopAt) {
                     trainer.save(out);
+                    err.println("loraflow train: checkpoint at step " + last.step() + " in " + out);
                 }
             }
             trainer.save(out);
             ObjectNode summary = new ObjectMapper().createObjectNode();
             summary.put("adapter", out.toString());
             summary.put("steps", trainer.completedSteps());
+            summary.put("tokens", tokens);
             if (last != null) {
                 summary.put("loss", last.loss());
             }
