@@ -153,7 +153,7 @@ class PipelineBenchmark {
     /** Loading the model, every step and the final save, as the CLI does them. */
     private static double directSeconds(TrainingJob job, List<Example> examples, Path out) throws Exception {
         long start = System.nanoTime();
-        BaseModels.Base base = new BaseModels(root.resolve("models")).get("bench");
+        BaseModels.Base base = new BaseModels(root.resolve("models"), 1).get("bench");
         CausalLanguageModel model = CausalLanguageModel.create(base.config(), base.weights(),
                 job.loraConfig(base.config(), job.baseModel()), job.seed());
         Trainer trainer = new Trainer(model, job.trainingSettings(), "bench");

@@ -65,7 +65,7 @@ class TrainerCrashIT {
     @BeforeAll
     static void baseModel() throws IOException {
         TrainingFixtures.writeBase(root.resolve("models"));
-        base = new BaseModels(root.resolve("models")).get(TrainingFixtures.BASE);
+        base = new BaseModels(root.resolve("models"), 1).get(TrainingFixtures.BASE);
         // As the trainer would create them: jobs are produced here before any trainer has started.
         KafkaSetup.ensureTopics(KAFKA.broker().bootstrapServers(), Map.of("loraflow.training.jobs", 1,
                 "loraflow.training.batches", 4, "loraflow.adapter.checkpoints", 4, "loraflow.training.dead-letters", 1));

@@ -129,7 +129,7 @@ class TrainerKafkaTest {
         CheckpointEvent last = ours.getLast();
 
         Path reference = TrainerProfile.ROOT.resolve("reference");
-        BaseModels.Base base = new BaseModels(TrainerProfile.ROOT.resolve("models")).get(TrainingFixtures.BASE);
+        BaseModels.Base base = new BaseModels(TrainerProfile.ROOT.resolve("models"), 1).get(TrainingFixtures.BASE);
         TrainingFixtures.trainDirectly(base, job, examples, reference);
         Path stored = new LocalArtifactStore(TrainerProfile.ROOT.resolve("store")).open(URI.create(last.adapterUri()),
                 last.adapterSha256());

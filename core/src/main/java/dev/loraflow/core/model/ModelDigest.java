@@ -1,44 +1,63 @@
-package dev.loraflow.export.merge;
+package dev.loraflow.core.model;
 
 import dev.loraflow.core.io.Sha256;
+import dev.loraflow.core.safetensors.SafetensorsFile;
+import dev.loraflow.core.safetensors.ShardedSafetensors;
+import java.io.File;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
-import java.util.stream.Stream;
 
 /**
  * The SHA-256 that names a base model on the platform (the trainer's checkpoint events carry it as
- * {@code base_model.sha256}): the digest of a manifest of config.json and every safetensors file and
- * index, one {@code "<sha256>  <file>\n"} line each in name order, as {@code sha256sum} prints them and
- * as the artifact store names its directories. Tokenizer files are left out: they do not change the
- * weights an adapter was trained against.
+ * {@code base_model.sha256}, the merger checks it): the digest of a manifest of the files a load reads —
+ * config.json and the weights, {@code model.safetensors} or else the index and every shard it names
+ * (shards may sit in subdirectories) — one {@code "<sha256>  <relative path>\n"} line each in name order,
+ * as {@code sha256sum} prints them and as the artifact store names its directories. Links are followed: a
+ * Hugging Face cache snapshot is a directory of links into its blob store, and the digest is of the bytes
+ * read, not of the links. Tokenizer files are left out: they do not change the weights an adapter was
+ * trained against.
  */
 public final class ModelDigest {
 
     private ModelDigest() {}
 
     public static String of(Path modelDirectory) throws IOException {
-        if (!Files.isDirectory(modelDirectory)) {
-            throw new IOException(modelDirectory + ": not a model directory");
-        }
-        List<Path> files;
-        try (Stream<Path> entries = Files.list(modelDirectory)) {
-            files = entries.filter(path -> Files.isRegularFile(path, LinkOption.NOFOLLOW_LINKS))
-                    .filter(path -> isWeightsOrConfig(path.getFileName().toString()))
-                    .sorted()
-                    .toList();
-        }
         StringBuilder manifest = new StringBuilder();
-        for (Path file : files) {
-            manifest.append(Sha256.of(file)).append("  ").append(file.getFileName()).append('\n');
+        for (String file : filesRead(modelDirectory)) {
+            manifest.append(Sha256.of(modelDirectory.resolve(file))).append("  ").append(file).append('\n');
         }
         return Sha256.of(manifest.toString().getBytes(StandardCharsets.UTF_8));
     }
 
-    private static boolean isWeightsOrConfig(String file) {
-        return file.equals("config.json") || file.endsWith(".safetensors") || file.equals("model.safetensors.index.json");
+    /** The files a load of the model reads, relative to its directory with {@code /} separators, in name order. */
+    public static List<String> filesRead(Path modelDirectory) throws IOException {
+        if (!Files.isDirectory(modelDirectory)) {
+            throw new IOException(modelDirectory + ": not a model directory");
+        }
+        Path directory = modelDirectory.toAbsolutePath().normalize();
+        if (!Files.isRegularFile(directory.resolve("config.json"))) {
+            throw new IOException(modelDirectory + ": has no config.json");
+        }
+        List<String> files = new ArrayList<>(List.of("config.json"));
+        // The weights as the loaders find them: the same choice of single file or index, the same shards.
+        try (ShardedSafetensors weights = ShardedSafetensors.open(directory)) {
+            files.add(relative(directory, weights.source()));
+            for (SafetensorsFile shard : weights.shards()) {
+                String name = relative(directory, shard.path());
+                if (!files.contains(name)) {
+                    files.add(name);
+                }
+            }
+        }
+        files.sort(null);
+        return files;
+    }
+
+    private static String relative(Path directory, Path file) {
+        return directory.relativize(file.toAbsolutePath().normalize()).toString().replace(File.separatorChar, '/');
     }
 }

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.LinearModule;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;

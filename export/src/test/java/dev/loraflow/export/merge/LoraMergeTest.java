@@ -10,6 +10,7 @@ import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.LinearModule;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.LoraWeights;

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 
 import dev.loraflow.core.io.Sha256;
+import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.safetensors.DType;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;

@@ -2,25 +2,23 @@ package dev.loraflow.trainer.service;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CheckpointWeights;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.platform.store.SafePaths;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
+import java.util.LinkedHashMap;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.stream.Stream;
 
 /**
  * Base models by name, resolved only inside the models root and loaded once: jobs on the same base
- * share its frozen weights (nothing writes them; training changes only the adapters).
+ * share its frozen weights (nothing writes them; training changes only the adapters). A base is cached
+ * under its real path, so names that denote one directory ({@code m}, {@code ./m}, {@code m/}, a link to
+ * it) share one copy; at most {@code capacity} bases stay cached, the least recently used leaving first
+ * (jobs that hold an evicted base keep it until they end).
  */
 public final class BaseModels {
 
@@ -29,19 +27,35 @@ public final class BaseModels {
                        String sha256) {}
 
     private final Path root;
-    private final Map<String, Base> loaded = new ConcurrentHashMap<>();
+    private final int capacity;
+    private final LinkedHashMap<Path, Base> loaded = new LinkedHashMap<>(16, 0.75f, true);
 
-    public BaseModels(Path root) {
+    public BaseModels(Path root, int capacity) {
+        if (capacity < 1) {
+            throw new IllegalArgumentException("the base model cache must hold at least 1 model, got " + capacity);
+        }
         this.root = root.toAbsolutePath().normalize();
+        this.capacity = capacity;
     }
 
-    public Base get(String name) throws IOException {
-        Base base = loaded.get(name);
+    public synchronized Base get(String name) throws IOException {
+        Path directory = resolve(name).toRealPath();
+        Base base = loaded.get(directory);
         if (base == null) {
-            base = load(name);
-            loaded.put(name, base);
+            base = load(name, directory);
+            loaded.put(directory, base);
+            var eldest = loaded.entrySet().iterator();
+            while (loaded.size() > capacity) {
+                eldest.next();
+                eldest.remove();
+            }
         }
         return base;
+    }
+
+    /** How many bases are cached now. */
+    public synchronized int cached() {
+        return loaded.size();
     }
 
     /**
@@ -52,11 +66,10 @@ public final class BaseModels {
         return SafePaths.resolveInside(root, name, "base model");
     }
 
-    private Base load(String name) throws IOException {
-        Path directory = resolve(name);
+    private static Base load(String name, Path directory) throws IOException {
         ModelConfig config = ModelConfig.read(directory.resolve("config.json"));
         Map<String, float[]> weights = CheckpointWeights.read(directory, ModelLayout.of(config));
-        return new Base(name, directory, config, weights, padId(directory), digest(directory));
+        return new Base(name, directory, config, weights, padId(directory), ModelDigest.of(directory));
     }
 
     /** EOS from config.json (as the CLI pads), else 0: padding is label −100 and after every real token. */
@@ -67,28 +80,5 @@ public final class BaseModels {
             eos = eos.get(0);
         }
         return eos.isIntegralNumber() ? eos.asInt() : 0;
-    }
-
-    /**
-     * SHA-256 of the model's manifest — config.json and every safetensors file (and index), one
-     * {@code "<sha256>  <file>"} line each in name order — the form the artifact store uses.
-     */
-    static String digest(Path directory) throws IOException {
-        List<Path> files = new ArrayList<>();
-        try (Stream<Path> entries = Files.list(directory)) {
-            entries.filter(path -> Files.isRegularFile(path, LinkOption.NOFOLLOW_LINKS))
-                    .filter(path -> {
-                        String file = path.getFileName().toString();
-                        return file.equals("config.json") || file.endsWith(".safetensors")
-                                || file.equals("model.safetensors.index.json");
-                    })
-                    .sorted()
-                    .forEach(files::add);
-        }
-        StringBuilder manifest = new StringBuilder();
-        for (Path file : files) {
-            manifest.append(Sha256.of(file)).append("  ").append(file.getFileName()).append('\n');
-        }
-        return Sha256.of(manifest.toString().getBytes(StandardCharsets.UTF_8));
     }
 }

@@ -42,6 +42,8 @@ public class TrainerService {
     int batchPartitions;
     @ConfigProperty(name = "loraflow.models.root")
     Path modelsRoot;
+    @ConfigProperty(name = "loraflow.trainer.base-cache-size")
+    int baseCacheSize;
     @ConfigProperty(name = "loraflow.store.root")
     Path storeRoot;
     @ConfigProperty(name = "loraflow.trainer.max-record-bytes")
@@ -62,7 +64,7 @@ public class TrainerService {
     private BaseModels bases;
 
     void start(@Observes StartupEvent event) throws IOException {
-        bases = new BaseModels(modelsRoot);
+        bases = new BaseModels(modelsRoot, baseCacheSize);
         TrainerSettings settings = new TrainerSettings(bootstrapServers, groupId, jobsTopic, batchesTopic, checkpointsTopic,
                 deadLetterTopic, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
         loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),

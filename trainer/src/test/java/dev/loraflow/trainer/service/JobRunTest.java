@@ -35,7 +35,7 @@ class JobRunTest {
     @BeforeAll
     static void baseModel() throws IOException {
         TrainingFixtures.writeBase(models);
-        base = new BaseModels(models).get(TrainingFixtures.BASE);
+        base = new BaseModels(models, 1).get(TrainingFixtures.BASE);
     }
 
     /** Records what a run publishes. */
