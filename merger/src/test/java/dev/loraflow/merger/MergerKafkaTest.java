@@ -19,6 +19,7 @@ import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.merger.service.MergerService;
+import dev.loraflow.merger.service.StoreRetentionService;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.MergeFailureEvent;
 import dev.loraflow.platform.events.MergedModelEvent;
@@ -68,6 +69,8 @@ class MergerKafkaTest {
     String bootstrapServers;
     @Inject
     MergerService service;
+    @Inject
+    StoreRetentionService retention;
 
     private static LocalArtifactStore store() throws IOException {
         return new LocalArtifactStore(MergerProfile.ROOT.resolve("store"));
@@ -241,6 +244,22 @@ class MergerKafkaTest {
             }
         }
         return ours;
+    }
+
+    /** Retention runs in the merger; the store's size, as its last pass measured it, is a Prometheus gauge. */
+    @Test
+    void theStoreSizeIsExportedAsAMetric() throws Exception {
+        storeAdapter(21);
+        retention.sweep();
+        long bytes = store().diskUsage();
+        assertTrue(bytes > 0);
+        assertEquals(bytes, retention.storeBytes(), "nothing deleted: the adapters are younger than the retention");
+        String metrics = given().get("/q/metrics").then().statusCode(200).extract().asString();
+        java.util.regex.Matcher gauge = java.util.regex.Pattern.compile("(?m)^loraflow_store_bytes(?:\\{[^}]*})? (\\S+)$")
+                .matcher(metrics);
+        assertTrue(gauge.find(), metrics);
+        assertEquals(bytes, Double.parseDouble(gauge.group(1)));
+        assertTrue(metrics.contains("loraflow_store_artifacts_deleted_total"), metrics);
     }
 
     @Test

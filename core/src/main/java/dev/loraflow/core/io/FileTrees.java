@@ -1,8 +1,12 @@
 package dev.loraflow.core.io;
 
 import java.io.IOException;
+import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.util.Comparator;
 import java.util.stream.Stream;
 
@@ -25,5 +29,31 @@ public final class FileTrees {
                 Files.deleteIfExists(entry);
             }
         }
+    }
+
+    /**
+     * The bytes of the regular files in {@code path} and below (links are not followed); entries deleted
+     * while it counts are skipped, since a tree that others change has no exact size anyway.
+     */
+    public static long size(Path path) throws IOException {
+        long[] total = {0};
+        Files.walkFileTree(path, new SimpleFileVisitor<>() {
+            @Override
+            public FileVisitResult visitFile(Path file, BasicFileAttributes attributes) {
+                if (attributes.isRegularFile()) {
+                    total[0] += attributes.size();
+                }
+                return FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult visitFileFailed(Path file, IOException e) throws IOException {
+                if (e instanceof NoSuchFileException) {
+                    return FileVisitResult.CONTINUE;
+                }
+                throw e;
+            }
+        });
+        return total[0];
     }
 }

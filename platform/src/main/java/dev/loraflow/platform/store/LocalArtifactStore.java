@@ -14,10 +14,14 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.FileTime;
+import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
+import java.util.Set;
 import java.util.UUID;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
@@ -63,7 +67,10 @@ public final class LocalArtifactStore implements ArtifactStore {
             String digest = Sha256.of(manifest(staging).getBytes(StandardCharsets.UTF_8));
             force(staging);
             Path target = root.resolve("sha256").resolve(digest);
-            if (!Files.isDirectory(target)) {
+            if (Files.isDirectory(target)) {
+                // Stored again: young again, so that retention does not delete it under the reference about to name it.
+                Files.setLastModifiedTime(target, FileTime.from(Instant.now()));
+            } else {
                 try {
                     Files.move(staging, target, StandardCopyOption.ATOMIC_MOVE);
                     force(target.getParent());
@@ -116,6 +123,71 @@ public final class LocalArtifactStore implements ArtifactStore {
     @Override
     public void writeReference(String name, byte[] value) throws IOException {
         AtomicFiles.write(reference(name), value);
+    }
+
+    /** The names of every reference, in name order. */
+    public List<String> referenceNames() throws IOException {
+        try (Stream<Path> entries = Files.list(root.resolve("refs"))) {
+            return entries.map(path -> path.getFileName().toString()).filter(name -> REFERENCE.matcher(name).matches())
+                    .sorted().toList();
+        }
+    }
+
+    /** What a {@link #deleteUnreferenced} sweep removed, and the bytes the store holds afterwards. */
+    public record Sweep(int artifactsDeleted, long bytesFreed, int artifactsKept, long bytesInUse) {}
+
+    /**
+     * Deletes every artifact whose digest is not in {@code live} and that was stored (or stored again) longer
+     * than {@code retention} before {@code now}, and writes in progress in {@code tmp/} that old (a crashed
+     * writer's leftovers). An artifact is renamed out of {@code sha256/} before its files go, so a reader sees
+     * it whole or not at all. The age is checked again just before, so an artifact stored again meanwhile stays.
+     */
+    public Sweep deleteUnreferenced(Set<String> live, Duration retention, Instant now) throws IOException {
+        Instant cutoff = now.minus(retention);
+        int deleted = 0;
+        int kept = 0;
+        long freed = 0;
+        List<Path> artifacts;
+        try (Stream<Path> entries = Files.list(root.resolve("sha256"))) {
+            artifacts = entries.filter(path -> DIGEST.matcher(path.getFileName().toString()).matches()).toList();
+        }
+        for (Path artifact : artifacts) {
+            if (live.contains(artifact.getFileName().toString()) || !olderThan(artifact, cutoff)) {
+                kept++;
+                continue;
+            }
+            long bytes = FileTrees.size(artifact);
+            Path doomed = root.resolve("tmp").resolve("deleting-" + artifact.getFileName() + "-" + UUID.randomUUID());
+            try {
+                Files.move(artifact, doomed, StandardCopyOption.ATOMIC_MOVE);
+            } catch (java.nio.file.NoSuchFileException gone) {
+                continue; // another sweep took it
+            }
+            FileTrees.delete(doomed);
+            deleted++;
+            freed += bytes;
+        }
+        try (Stream<Path> entries = Files.list(root.resolve("tmp"))) {
+            for (Path leftover : entries.toList()) {
+                if (olderThan(leftover, cutoff)) {
+                    FileTrees.delete(leftover);
+                }
+            }
+        }
+        return new Sweep(deleted, freed, kept, diskUsage());
+    }
+
+    private static boolean olderThan(Path path, Instant cutoff) {
+        try {
+            return Files.getLastModifiedTime(path, java.nio.file.LinkOption.NOFOLLOW_LINKS).toInstant().isBefore(cutoff);
+        } catch (IOException gone) {
+            return false;
+        }
+    }
+
+    /** The bytes of every file in the store: artifacts, references and writes in progress. */
+    public long diskUsage() throws IOException {
+        return FileTrees.size(root);
     }
 
     private Path reference(String name) {
