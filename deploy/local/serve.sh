@@ -84,8 +84,11 @@ SERVING_JAR="$(service_jar serving)"
 ensure_jars serving "$SERVING_JAR"
 
 echo "loraflow: serving $MODEL as '$NAME' on http://$HOST:$PORT, gRPC on $HOST:$GRPC_PORT (Ctrl-C stops)" >&2
-# Serving reads these; the merged-models topic is not followed, so no broker is needed.
+# Serving reads these; the merged-models topic is not followed, so no broker is needed. The admin API
+# (with --api-key) loads models and adapters from the served model's directory unless
+# LORAFLOW_SERVING_ADMIN_ROOTS names others.
 export LORAFLOW_SERVING_MODEL_PATH="$MODEL" LORAFLOW_SERVING_MODEL_NAME="$NAME" LORAFLOW_API_KEYS="$API_KEYS" \
+  LORAFLOW_SERVING_ADMIN_ROOTS="${LORAFLOW_SERVING_ADMIN_ROOTS:-$(dirname "$MODEL")}" \
   LORAFLOW_SERVING_FOLLOW_MODELS=false QUARKUS_HTTP_HOST="$HOST" QUARKUS_HTTP_PORT="$PORT" \
   QUARKUS_GRPC_SERVER_HOST="$HOST" QUARKUS_GRPC_SERVER_PORT="$GRPC_PORT"
 # shellcheck disable=SC2086

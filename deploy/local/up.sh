@@ -168,9 +168,11 @@ start_service() {
 start_service trainer /q/health/ready
 start_service merger /q/health/ready LORAFLOW_MERGER_WORK_DIR="$MERGER_WORK_DIR"
 # Serving is ready only once it serves a model; it loads each merged model the merger announces.
-# Its KServe v2 gRPC server too listens on 127.0.0.1 at a free port, which its log names.
+# Its KServe v2 gRPC server too listens on 127.0.0.1 at a free port, which its log names. Its admin API
+# reads models and adapters from anywhere under the state directory (the demo's exports sit beside the store).
 start_service serving /q/health/live LORAFLOW_SERVING_FOLLOW_MODELS=true \
-  QUARKUS_GRPC_SERVER_HOST=127.0.0.1 QUARKUS_GRPC_SERVER_PORT=0
+  QUARKUS_GRPC_SERVER_HOST=127.0.0.1 QUARKUS_GRPC_SERVER_PORT=0 \
+  LORAFLOW_SERVING_ADMIN_ROOTS="${LORAFLOW_SERVING_ADMIN_ROOTS:-$STATE}"
 SERVING_GRPC="$(await_log_line serving "$SERVING_PID" 's|.*Started gRPC server on \([^ ]*\) .*|\1|p')"
 
 STATUS=up

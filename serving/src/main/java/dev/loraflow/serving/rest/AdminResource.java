@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.inference.ModelLoadException;
 import dev.loraflow.inference.ServedModel;
+import dev.loraflow.platform.store.SafePaths;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.DELETE;
@@ -15,6 +16,8 @@ import jakarta.ws.rs.PathParam;
 import jakarta.ws.rs.Produces;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
+import java.io.IOException;
+import java.util.List;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.eclipse.microprofile.openapi.annotations.Operation;
 import org.jboss.logging.Logger;
@@ -27,6 +30,8 @@ import org.jboss.logging.Logger;
  * switches to it atomically, the requests in flight finishing on the old one; a model that fails leaves
  * the old one serving and the answer (422) says why. {@code POST /admin/adapters {"name", "path": DIR}}
  * loads a PEFT adapter into an un-merged model, {@code DELETE /admin/adapters/{name}} unloads it.
+ * Paths are read only inside {@code loraflow.serving.admin-roots} (by default the artifact store): one that
+ * leads elsewhere — through {@code ..} or a link — is refused with 403 {@code path_outside_roots}.
  * Errors are in OpenAI's shape.
  */
 @Path("/admin")
@@ -42,6 +47,9 @@ public class AdminResource {
 
     @ConfigProperty(name = "loraflow.serving.max-body-bytes", defaultValue = "1048576")
     long maxBodyBytes;
+    /** The directories the admin API may read models and adapters from. */
+    @ConfigProperty(name = "loraflow.serving.admin-roots")
+    List<String> adminRoots;
 
     @GET
     @Path("/models")
@@ -70,8 +78,10 @@ public class AdminResource {
             String path = Requests.requiredString(root, "path");
             String sha = Requests.optionalString(root, "sha256", "a hex string");
             String configDir = Requests.optionalString(root, "config_dir", "a directory path");
-            java.nio.file.Path onnx = java.nio.file.Path.of(path);
-            java.nio.file.Path companions = configDir == null ? onnx.toAbsolutePath().getParent() : java.nio.file.Path.of(configDir);
+            java.nio.file.Path onnx = confined(path, "path");
+            // Beside the file as named, not as linked: a Hugging Face snapshot links its files into a blob store.
+            java.nio.file.Path companions = confined(configDir != null ? configDir
+                    : java.nio.file.Path.of(path).toAbsolutePath().normalize().getParent().toString(), "config_dir");
             ServedModel model = serving.load(onnx, companions, sha, Serving.Trigger.ADMIN, null);
             return Response.ok(describe(model, null)).build();
         } catch (ApiError e) {
@@ -100,7 +110,7 @@ public class AdminResource {
                 throw ApiError.badParameter("name", "name must not be blank");
             }
             String path = Requests.requiredString(root, "path");
-            serving.loadAdapter(name, java.nio.file.Path.of(path));
+            serving.loadAdapter(name, confined(path, "path"));
             ServedModel model = serving.current();
             return Response.ok(describe(model, serving.origin(model))).build();
         } catch (ApiError e) {
@@ -124,6 +134,18 @@ public class AdminResource {
             return OpenAiResource.error(new ApiError(404, "no adapter " + name + " is loaded", "name", "adapter_not_found"), 1);
         }
         return Response.noContent().build();
+    }
+
+    private java.nio.file.Path confined(String requested, String field) {
+        try {
+            return SafePaths.confine(adminRoots.stream().map(java.nio.file.Path::of).toList(), requested, field);
+        } catch (IllegalArgumentException e) {
+            throw new ApiError(403, e.getMessage() + "; the directories are set by loraflow.serving.admin-roots", field,
+                    "path_outside_roots");
+        } catch (IOException e) {
+            throw new ApiError(422, field + " \"" + requested + "\" cannot be resolved: " + e.getMessage(), field,
+                    "path_unreadable");
+        }
     }
 
     private Response authorize(String authorization, String apiKey) {

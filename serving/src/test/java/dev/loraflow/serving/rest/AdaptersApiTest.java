@@ -75,7 +75,8 @@ class AdaptersApiTest {
                     TinyModels.adapted(CONFIG, weights, adapter.getValue()).toPeftAdapter()
                             .write(dir.resolve(adapter.getKey()), DType.F32);
                 }
-                return Map.of("loraflow.serving.model.path", onnx.toString(), "loraflow.test.adapters", dir.toString());
+                return Map.of("loraflow.serving.model.path", onnx.toString(), "loraflow.test.adapters", dir.toString(),
+                        "loraflow.serving.admin-roots", dir.toString());
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
             }

@@ -11,7 +11,11 @@ import dev.loraflow.core.generate.GenerationResult;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import io.restassured.path.json.JsonPath;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 /** KServe v2 over REST, the admin API's guard and failed loads, health and metrics, on tiny model A. */
@@ -87,6 +91,37 @@ class KServeAndAdminTest {
                 .post("/v2/models/tiny/versions/999/infer").then().statusCode(404);
     }
 
+    /** Admin paths resolve inside loraflow.serving.admin-roots only: not elsewhere, not through .. nor a link. */
+    @Test
+    void theAdminApiReadsOnlyInsideItsRoots() throws IOException {
+        String version = given().get("/v2/models/tiny").then().extract().jsonPath().getString("versions[0]");
+        Path root = Path.of(org.eclipse.microprofile.config.ConfigProvider.getConfig()
+                .getValue("loraflow.serving.admin-roots", String.class));
+        Path modelB = Path.of(org.eclipse.microprofile.config.ConfigProvider.getConfig()
+                .getValue("loraflow.test.model-b", String.class));
+        Path outside = Files.createTempDirectory("loraflow-outside-roots");
+        Files.copy(modelB, outside.resolve("model.onnx"));
+        Path link = root.resolve("escape");
+        Files.deleteIfExists(link);
+        Files.createSymbolicLink(link, outside);
+        String dotDot = root.resolve("..").resolve(outside.getFileName()).resolve("model.onnx").toString();
+        for (Map<String, String> body : List.of(Map.of("path", outside.resolve("model.onnx").toString()),
+                Map.of("path", "/etc/passwd"), Map.of("path", dotDot),
+                Map.of("path", link.resolve("model.onnx").toString()),
+                Map.of("path", modelB.toString(), "config_dir", outside.toString()))) {
+            given().header("X-API-Key", ServingProfile.API_KEY).contentType("application/json").body(body)
+                    .post("/admin/models").then().statusCode(403).body("error.code", equalTo("path_outside_roots"))
+                    .body("error.message", containsString("loraflow.serving.admin-roots"));
+        }
+        for (String path : List.of(outside.toString(), dotDot, link.toString(), link.resolve("missing").toString())) {
+            given().header("X-API-Key", ServingProfile.API_KEY).contentType("application/json")
+                    .body(Map.of("name", "x", "path", path)).post("/admin/adapters").then().statusCode(403)
+                    .body("error.code", equalTo("path_outside_roots"));
+        }
+        given().get("/v2/models/tiny").then().statusCode(200).body("versions[0]", equalTo(version));
+        Files.delete(link);
+    }
+
     @Test
     void theAdminApiRefusesWithoutTheKeyAndAFailedLoadLeavesTheModelServing() {
         String version = given().get("/v2/models/tiny").then().extract().jsonPath().getString("versions[0]");
@@ -94,15 +129,18 @@ class KServeAndAdminTest {
                 .statusCode(401).body("error.code", equalTo("invalid_api_key"));
         given().header("Authorization", "Bearer wrong").contentType("application/json").body("{\"path\": \"/nowhere.onnx\"}")
                 .post("/admin/models").then().statusCode(401);
-        given().header("X-API-Key", ServingProfile.API_KEY).contentType("application/json")
-                .body("{\"path\": \"/nowhere.onnx\"}").post("/admin/models").then().statusCode(422)
-                .body("error.code", equalTo("model_load_failed")).body("error.message", containsString("nowhere.onnx"));
         String modelB = org.eclipse.microprofile.config.ConfigProvider.getConfig().getValue("loraflow.test.model-b", String.class);
+        Path root = Path.of(org.eclipse.microprofile.config.ConfigProvider.getConfig()
+                .getValue("loraflow.serving.admin-roots", String.class));
+        given().header("X-API-Key", ServingProfile.API_KEY).contentType("application/json")
+                .body(Map.of("path", root.resolve("nowhere.onnx").toString())).post("/admin/models").then().statusCode(422)
+                .body("error.code", equalTo("model_load_failed")).body("error.message", containsString("nowhere.onnx"));
         given().header("Authorization", "Bearer " + ServingProfile.API_KEY).contentType("application/json")
                 .body("{\"path\": \"" + modelB + "\", \"sha256\": \"" + "ab".repeat(32) + "\"}").post("/admin/models")
                 .then().statusCode(422).body("error.message", containsString("SHA-256"));
         given().header("X-API-Key", ServingProfile.API_KEY).contentType("application/json")
-                .body("{\"name\": \"x\", \"path\": \"/nowhere\"}").post("/admin/adapters").then().statusCode(422);
+                .body(Map.of("name", "x", "path", root.resolve("nowhere").toString())).post("/admin/adapters").then()
+                .statusCode(422);
         given().header("X-API-Key", ServingProfile.API_KEY).delete("/admin/adapters/x").then().statusCode(404);
         given().get("/v2/models/tiny").then().statusCode(200).body("versions[0]", equalTo(version));
         given().contentType("application/json").body("{\"model\": \"tiny\", \"prompt\": \"still\", \"max_tokens\": 3}")

@@ -26,7 +26,7 @@ public class TinyModelResource implements QuarkusTestResourceLifecycleManager {
             Path a = TinyModels.export(javaModel(SEED_A), TinyModels.weights(TinyModels.GPT2, SEED_A), dir.resolve("a"));
             Path b = TinyModels.export(javaModel(SEED_B), TinyModels.weights(TinyModels.GPT2, SEED_B), dir.resolve("b"));
             return Map.of("loraflow.serving.model.path", a.toString(), "loraflow.test.model-a", a.toString(),
-                    "loraflow.test.model-b", b.toString());
+                    "loraflow.test.model-b", b.toString(), "loraflow.serving.admin-roots", dir.toString());
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
