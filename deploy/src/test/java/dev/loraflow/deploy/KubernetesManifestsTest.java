@@ -150,6 +150,84 @@ class KubernetesManifestsTest {
         });
     }
 
+    /**
+     * Every workload runs locked down: no service-account token, the runtime's default seccomp profile, a
+     * read-only root file system with size-limited emptyDirs for what is written (/tmp at least),
+     * ephemeral-storage requests and limits that hold those emptyDirs, and Secrets only as mounted files.
+     */
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void everyWorkloadIsLockedDownAndWritesOnlyToItsVolumes(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        List<JsonNode> workloads = manifests.all().stream()
+                .filter(resource -> resource.path("spec").path("template").path("spec").has("containers")).toList();
+        assertEquals(SERVICES.size(), workloads.size(), overlay + ": the workloads with a pod template");
+        for (JsonNode workload : workloads) {
+            String where = overlay + ": " + workload.path("kind").asText() + " " + name(workload);
+            JsonNode pod = workload.path("spec").path("template").path("spec");
+            assertFalse(pod.path("automountServiceAccountToken").asBoolean(true), where + ": automountServiceAccountToken");
+            assertEquals("RuntimeDefault", pod.path("securityContext").path("seccompProfile").path("type").asText(),
+                    where + ": the pod's seccompProfile");
+            Map<String, JsonNode> volumes = new java.util.HashMap<>();
+            elements(pod.path("volumes")).forEach(volume -> volumes.put(volume.path("name").asText(), volume));
+            BigDecimal emptyDirs = BigDecimal.ZERO;
+            for (JsonNode volume : volumes.values()) {
+                if (volume.has("emptyDir")) {
+                    JsonNode limit = volume.path("emptyDir").path("sizeLimit");
+                    assertFalse(limit.isMissingNode(), where + ": emptyDir " + volume.path("name").asText() + " has no sizeLimit");
+                    emptyDirs = emptyDirs.add(quantity(limit));
+                }
+            }
+            BigDecimal ephemeralLimits = BigDecimal.ZERO;
+            for (JsonNode container : Stream.concat(containers(workload, true).stream(), containers(workload, false).stream()).toList()) {
+                String at = where + ", container " + container.path("name").asText();
+                JsonNode security = container.path("securityContext");
+                assertTrue(security.path("readOnlyRootFilesystem").asBoolean(false), at + ": readOnlyRootFilesystem");
+                assertFalse(security.path("allowPrivilegeEscalation").asBoolean(true), at + ": allowPrivilegeEscalation");
+                JsonNode resources = container.path("resources");
+                for (String bound : List.of("requests", "limits")) {
+                    assertTrue(resources.path(bound).has("ephemeral-storage"), at + ": no ephemeral-storage in resources." + bound);
+                }
+                ephemeralLimits = ephemeralLimits.add(quantity(resources.path("limits").path("ephemeral-storage")));
+                boolean scratch = elements(container.path("volumeMounts")).stream().anyMatch(mount ->
+                        mount.path("mountPath").asText().equals("/tmp") && !mount.path("readOnly").asBoolean(false)
+                                && volumes.getOrDefault(mount.path("name").asText(), MISSING).has("emptyDir"));
+                assertTrue(scratch, at + ": /tmp is not a writable emptyDir on the read-only root file system");
+                for (JsonNode source : elements(container.path("envFrom"))) {
+                    assertFalse(source.has("secretRef"), at + ": a Secret in the environment; mount it as files");
+                }
+                for (JsonNode variable : elements(container.path("env"))) {
+                    assertFalse(variable.path("valueFrom").has("secretKeyRef"),
+                            at + ": " + variable.path("name").asText() + " from a Secret; mount it as a file");
+                }
+            }
+            // A pod whose emptyDirs may outgrow the sum of its containers' limits is evicted before they fill.
+            assertTrue(emptyDirs.compareTo(ephemeralLimits) < 0, where + ": emptyDirs of " + emptyDirs
+                    + " bytes do not fit the ephemeral-storage limits of " + ephemeralLimits);
+        }
+        for (String service : SERVICES) {
+            JsonNode deployment = manifests.require("Deployment", service);
+            JsonNode container = RenderedManifests.container(deployment, service);
+            Map<String, String> environment = manifests.environment(container);
+            assertFalse(environment.containsKey(ServiceConfiguration.environmentName("loraflow.api-keys")),
+                    overlay + ": " + service + " has API keys in its environment");
+            String keysFile = environment.get(ServiceConfiguration.environmentName("loraflow.api-keys-file"));
+            assertTrue(keysFile != null && !keysFile.isBlank(), overlay + ": " + service + " reads no API key file");
+            JsonNode mount = elements(container.path("volumeMounts")).stream()
+                    .filter(candidate -> keysFile.startsWith(candidate.path("mountPath").asText() + "/")).findFirst()
+                    .orElseThrow(() -> new AssertionError(overlay + ": " + service + ": nothing is mounted at " + keysFile));
+            assertTrue(mount.path("readOnly").asBoolean(false), overlay + ": " + service + ": the keys are mounted read-only");
+            JsonNode volume = elements(deployment.path("spec").path("template").path("spec").path("volumes")).stream()
+                    .filter(candidate -> candidate.path("name").asText().equals(mount.path("name").asText())).findFirst().orElseThrow();
+            JsonNode secret = manifests.require("Secret", volume.path("secret").path("secretName").asText());
+            String key = keysFile.substring(mount.path("mountPath").asText().length() + 1);
+            assertTrue(secret.path("data").has(key), overlay + ": " + service + " reads " + keysFile + ", but Secret "
+                    + name(secret) + " has no key " + key);
+        }
+    }
+
+    private static final JsonNode MISSING = com.fasterxml.jackson.databind.node.MissingNode.getInstance();
+
     @ParameterizedTest
     @MethodSource("overlays")
     void everyReferencedConfigMapSecretVolumeClaimServiceAndTargetExists(String overlay) {

@@ -1,7 +1,10 @@
 package dev.loraflow.merger.rest;
 
 import dev.loraflow.platform.security.ApiKeyCheck;
+import dev.loraflow.platform.security.ConfiguredKeys;
+import jakarta.annotation.PostConstruct;
 import jakarta.enterprise.context.ApplicationScoped;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
@@ -11,13 +14,23 @@ import org.eclipse.microprofile.config.inject.ConfigProperty;
 public class ApiKeys {
 
     @ConfigProperty(name = "loraflow.api-keys")
-    Optional<List<String>> keys;
+    Optional<List<String>> inline;
+    /** A file of keys, e.g. a mounted Secret: see {@link ConfiguredKeys}. */
+    @ConfigProperty(name = "loraflow.api-keys-file")
+    Optional<String> file;
+
+    private ConfiguredKeys keys;
+
+    @PostConstruct
+    void read() {
+        keys = new ConfiguredKeys(inline.orElse(List.of()), file.filter(name -> !name.isBlank()).map(Path::of));
+    }
 
     public boolean accepts(String authorization, String apiKey) {
-        return ApiKeyCheck.accepts(keys.orElse(List.of()), authorization, apiKey);
+        return keys.accepts(authorization, apiKey);
     }
 
     public boolean configured() {
-        return ApiKeyCheck.configured(keys.orElse(List.of()));
+        return keys.configured();
     }
 }
