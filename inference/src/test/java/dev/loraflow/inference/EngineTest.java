@@ -14,7 +14,7 @@ import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
@@ -45,8 +45,10 @@ class EngineTest {
     Path dir;
 
     static Stream<Arguments> architectures() {
-        return Stream.of(Arguments.of(TinyModels.GPT2.modelType(), TinyModels.GPT2),
-                Arguments.of(TinyModels.LLAMA.modelType(), TinyModels.LLAMA));
+        return Stream.concat(Stream.of(Arguments.of(TinyModels.GPT2.modelType(), TinyModels.GPT2),
+                Arguments.of(TinyModels.LLAMA.modelType(), TinyModels.LLAMA)),
+                TinyModels.FAMILIES.stream().map(config -> Arguments.of(
+                        config.modelType() + (config.ropeScaling() != null ? "3" : ""), config)));
     }
 
     /** Listens for one generation; its tokens as streamed and the completion. */
@@ -339,7 +341,8 @@ class EngineTest {
         // Another rank on fewer modules: stacked along r, rows must not pick up each other's ranks.
         CausalLanguageModel second = TinyModels.adapted(config, weights, 12, 3, switch (config) {
             case Gpt2Config _ -> new String[] {"c_attn"};
-            case LlamaConfig _ -> new String[] {"q_proj", "up_proj"};
+            case DecoderConfig decoder when decoder.family().fusedProjections() -> new String[] {"qkv_proj"};
+            case DecoderConfig _ -> new String[] {"q_proj", "up_proj"};
         });
         CausalLanguageModel base = CausalLanguageModel.create(config, weights, null, 0);
         Path onnx = TinyModels.export(first, weights, dir, OnnxExporter.Options.defaults().withUnmerged(true));

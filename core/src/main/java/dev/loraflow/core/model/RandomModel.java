@@ -24,7 +24,7 @@ import java.util.stream.Stream;
  * A freshly initialised base model, written as a Hugging Face model directory, so tests and demos have
  * a model without a download. Weights follow Transformers' {@code _init_weights}: linear and embedding
  * weights ~ N(0, 0.02²) ({@code initializer_range}), GPT-2's residual projections ({@code c_proj}) ~
- * N(0, (0.02/√(2·n_layer))²), biases 0, norm weights 1.
+ * N(0, (0.02/√(2·n_layer))²), biases 0, norm weights 1 (0 where Gemma stores them as offsets from 1).
  */
 public final class RandomModel {
 
@@ -46,7 +46,8 @@ public final class RandomModel {
             WeightSpec spec = specs.get(index);
             float[] values = new float[Math.toIntExact(spec.numel())];
             switch (spec.role()) {
-                case NORM_WEIGHT -> Arrays.fill(values, 1f);
+                // Gemma's norms multiply by (1 + weight), so its identity weight is 0.
+                case NORM_WEIGHT -> Arrays.fill(values, normWeightOffsetByOne(config) ? 0f : 1f);
                 case NORM_BIAS, LINEAR_BIAS -> { }
                 case TOKEN_EMBEDDING, POSITION_EMBEDDING, LINEAR_WEIGHT, OUTPUT_HEAD -> {
                     // GPT-2 scales the projections into the residual stream down so its variance does not grow with depth.
@@ -63,17 +64,33 @@ public final class RandomModel {
         return Collections.unmodifiableMap(weights);
     }
 
+    private static boolean normWeightOffsetByOne(ModelConfig config) {
+        return config instanceof DecoderConfig decoder && decoder.family().normWeightOffsetByOne();
+    }
+
     /**
      * Writes {@value #CONFIG_FILE}, {@code model.safetensors} (F32, tensors named as the *ForCausalLM
-     * model's {@code save_pretrained} names them, a tied output head left out) and, when the vocabulary
-     * has room for the 256 bytes and an end-of-text token, the byte-level tokenizer of
-     * {@link ByteLevelTokenizerJson}, whose end-of-text id 256 the config then names as
-     * {@code bos_token_id} and {@code eos_token_id}.
+     * model's {@code save_pretrained} names them, a tied output head left out) and, when
+     * {@link ByteLevelTokenizerJson#fits} the vocabulary, the byte-level tokenizer of
+     * {@link ByteLevelTokenizerJson} with merges filling every id, whose end-of-text id 256 the config
+     * then names as {@code bos_token_id} and {@code eos_token_id}. No tokenizer is written for a
+     * vocabulary it cannot fill, so that every id a model has can be decoded by its tokenizer.
      *
      * @throws FileAlreadyExistsException if {@code outDir} exists and is not empty: a model directory is
      *     never overwritten
      */
     public static void write(ModelConfig config, long seed, Path outDir) throws IOException {
+        write(config, seed, DType.F32, outDir);
+    }
+
+    /**
+     * {@link #write(ModelConfig, long, Path)} with the tensors stored in {@code dtype} (F32, BF16 or F16,
+     * each rounded once from the float32 initialisation).
+     */
+    public static void write(ModelConfig config, long seed, DType dtype, Path outDir) throws IOException {
+        if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16) {
+            throw new IllegalArgumentException("a model's weights are stored F32, BF16 or F16, not " + dtype);
+        }
         Files.createDirectories(outDir);
         try (Stream<Path> existing = Files.list(outDir)) {
             if (existing.findAny().isPresent()) {
@@ -88,13 +105,13 @@ public final class RandomModel {
             int dot = name.lastIndexOf('.');
             // A tensor's key in the *ForCausalLM state dict is its module's path there plus the parameter name.
             String savedName = layout.peftModulePath(name.substring(0, dot)) + name.substring(dot);
-            writer.add(savedName, entry.getValue(), DType.F32, layout.weight(name).shape());
+            writer.add(savedName, entry.getValue(), dtype, layout.weight(name).shape());
         }
         writer.write(outDir.resolve(SafetensorsWriter.SINGLE_FILE));
 
         ObjectNode configJson = (ObjectNode) new ObjectMapper().readTree(config.toJson());
-        if (config.vocabSize() >= ByteLevelTokenizerJson.VOCAB_SIZE) {
-            ByteLevelTokenizerJson.write(outDir, config.maxPositions());
+        if (ByteLevelTokenizerJson.fits(config.vocabSize())) {
+            ByteLevelTokenizerJson.write(outDir, config.maxPositions(), config.vocabSize());
             configJson.put("bos_token_id", ByteLevelTokenizerJson.END_OF_TEXT_ID);
             configJson.put("eos_token_id", ByteLevelTokenizerJson.END_OF_TEXT_ID);
         }
