@@ -166,7 +166,8 @@ BROKER_PID=$STARTED_PID
 write_run_env
 BOOTSTRAP_SERVERS="$(await_log_line broker "$BROKER_PID" 's/^bootstrap\.servers=\(.*\)$/\1/p')"
 # The data producer's client settings: the same user and password for Java clients and for kcat, whose
-# librdkafka names them sasl.username/sasl.password (it reads no SCRAM sasl.jaas.config).
+# librdkafka names them sasl.username/sasl.password (it reads no SCRAM sasl.jaas.config) and signs in
+# with PLAIN, as librdkafka before 2.6.1 cannot do SCRAM with Kafka 4 (broker/LocalKafkaBroker.java).
 (umask 077
   cat > "$KAFKA_CLIENT_CONFIG" <<PROPERTIES
 # Kafka client settings of the data producer (user producer: writes loraflow.training.jobs and
@@ -182,7 +183,7 @@ PROPERTIES
 # kcat -F $KCAT_CONFIG -P -t loraflow.training.batches -k <job id> batch.json
 bootstrap.servers=$BOOTSTRAP_SERVERS
 security.protocol=${KAFKA_SECURITY_PROTOCOL,,}
-sasl.mechanisms=$KAFKA_SASL_MECHANISM
+sasl.mechanisms=PLAIN
 sasl.username=$KAFKA_USERNAME
 sasl.password=$KAFKA_PASSWORD
 CONF

@@ -284,8 +284,7 @@ public final class LocalKafkaBroker implements AutoCloseable {
                 passwords.put(user, options.passwords().getOrDefault(user, randomPassword()));
             }
             Path serverProperties = directory.resolve("server.properties");
-            writeServerProperties(serverProperties, directory.resolve("data"), ports[0], ports[1], options,
-                    passwords.get(PlatformUsers.ADMIN));
+            writeServerProperties(serverProperties, directory.resolve("data"), ports[0], ports[1], options, passwords);
             format(classpath, serverProperties, logFile, passwords);
             Process process = launch(classpath, List.of("kafka.Kafka", serverProperties.toString()), logFile);
             broker = new LocalKafkaBroker(directory, logFile, ports[0], Map.copyOf(passwords), process);
@@ -327,9 +326,15 @@ public final class LocalKafkaBroker implements AutoCloseable {
      * (the broker as {@code admin}); the controller listener takes PLAIN from {@code admin} alone, as its
      * users cannot come from the metadata it serves. StandardAuthorizer: no ACL, no access; {@code admin}
      * is the only super user.
+     *
+     * <p>The data producer may also sign in with PLAIN on the CLIENTS listener: librdkafka before 2.6.1
+     * (kcat 1.7 of Debian 12 and Ubuntu 24.04) sends a SCRAM nonce that Kafka 4 rejects, and PLAIN is
+     * what every kcat can do. Its password then crosses the loopback interface in clear, which is where
+     * this broker listens; the services and the other users sign in with SCRAM only.
      */
     private static void writeServerProperties(Path file, Path dataDirectory, int brokerPort, int controllerPort,
-            Options options, String adminPassword) {
+            Options options, Map<String, String> passwords) {
+        String adminPassword = passwords.get(PlatformUsers.ADMIN);
         Properties properties = new Properties();
         properties.setProperty("process.roles", "broker,controller");
         properties.setProperty("node.id", "1");
@@ -343,9 +348,12 @@ public final class LocalKafkaBroker implements AutoCloseable {
         properties.setProperty("listener.security.protocol.map", "CONTROLLER:SASL_PLAINTEXT,CLIENTS:SASL_PLAINTEXT");
         properties.setProperty("sasl.mechanism.inter.broker.protocol", MECHANISM);
         properties.setProperty("sasl.mechanism.controller.protocol", "PLAIN");
-        properties.setProperty("listener.name.clients.sasl.enabled.mechanisms", MECHANISM);
+        properties.setProperty("listener.name.clients.sasl.enabled.mechanisms", MECHANISM + ",PLAIN");
         properties.setProperty("listener.name.clients.scram-sha-512.sasl.jaas.config",
                 KafkaClientSettings.jaasConfig(MECHANISM, PlatformUsers.ADMIN, adminPassword));
+        properties.setProperty("listener.name.clients.plain.sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required user_" + PlatformUsers.PRODUCER
+                        + "=\"" + passwords.get(PlatformUsers.PRODUCER) + "\";");
         properties.setProperty("listener.name.controller.sasl.enabled.mechanisms", "PLAIN");
         properties.setProperty("listener.name.controller.plain.sasl.jaas.config",
                 "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"" + PlatformUsers.ADMIN

@@ -243,6 +243,9 @@ class LocalKafkaBrokerTest {
         Properties wrongPassword = KafkaClientSettings.scram(broker.bootstrapServers(), PlatformUsers.MERGER,
                 "not-the-password-0123").properties();
         assertRefused(wrongPassword, PlatformUsers.MODELS_MERGED, SaslAuthenticationException.class);
+        // PLAIN, for kcat's older librdkafka, is the data producer's alone.
+        assertSent(plain(broker, PlatformUsers.PRODUCER), PlatformUsers.BATCHES);
+        assertRefused(plain(broker, PlatformUsers.MERGER), PlatformUsers.MODELS_MERGED, SaslAuthenticationException.class);
         // Serving reads merged models but not batches.
         try (KafkaConsumer<String, String> consumer = consumer(broker, PlatformUsers.SERVING, Map.of())) {
             TopicPartition merged = new TopicPartition(PlatformUsers.MODELS_MERGED, 0);
@@ -254,6 +257,11 @@ class LocalKafkaBrokerTest {
             consumer.seekToBeginning(List.of(batches));
             assertThrows(TopicAuthorizationException.class, () -> pollAtLeast(consumer, 1));
         }
+    }
+
+    private static Properties plain(LocalKafkaBroker broker, String user) {
+        return new KafkaClientSettings(broker.bootstrapServers(), "SASL_PLAINTEXT", "PLAIN", user, broker.password(user))
+                .properties();
     }
 
     private static void assertSent(Properties client, String topic) throws Exception {

@@ -126,6 +126,8 @@ class LocalPlatformTest {
         Result down = loraflow("down");
         assertEquals(0, down.exitCode(), down.output());
         assertFalse(Files.exists(home.resolve("run.env")), "run.env left behind");
+        assertFalse(Files.exists(Path.of(run.get("KAFKA_CLIENT_CONFIG"))), "the producer's client settings left behind");
+        assertFalse(Files.exists(Path.of(run.get("KCAT_CONFIG"))), "the producer's kcat settings left behind");
         for (ProcessHandle process : processes) {
             assertFalse(running(process), "still running after down: " + process.pid() + " "
                     + process.info().commandLine().orElse(""));
