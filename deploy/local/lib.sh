@@ -116,7 +116,8 @@ running_from_run_env() {
   )
 }
 
-# Stops every process of run.env that still runs, services in reverse start order, then removes run.env.
+# Stops every process of run.env that still runs, services in reverse start order, then removes run.env
+# and the data producer's Kafka client settings (their password dies with the broker).
 stop_from_run_env() {
   [ -f "$RUN_ENV" ] || return 0
   (
@@ -130,5 +131,5 @@ stop_from_run_env() {
       stop_process "$name" "$pid" "$(marker_of "$name")"
     done
   )
-  rm -f "$RUN_ENV"
+  rm -f "$RUN_ENV" "$STATE/kafka-producer.properties" "$STATE/kcat-producer.conf"
 }

@@ -3,7 +3,11 @@
 # serving, each its own process with its own log — started in that order, each awaited on its health
 # endpoint. In the foreground until Ctrl-C (or ./loraflow down), or with --detach until ./loraflow down.
 # State: $LORAFLOW_HOME (default .loraflow/ at the repository root) holds models/, artifacts/,
-# merger-work/, logs/ and run.env (pids, URLs, broker, API key; sourceable by scripts).
+# merger-work/, logs/, run.env (pids, URLs, broker, API key, the data producer's Kafka credentials;
+# sourceable by scripts) and the data producer's Kafka client settings: kafka-producer.properties (Java
+# clients, kafka-console-producer --producer.config) and kcat-producer.conf (kcat -F). The broker
+# authenticates every client (SCRAM-SHA-512) and lets each service do only its part (ACLs); every
+# password is generated afresh by each up.
 set -euo pipefail
 : "${JAVA_HOME:?run through ./loraflow up, which finds a JDK >= 25}"
 # shellcheck source=deploy/local/lib.sh
@@ -18,7 +22,11 @@ Ctrl-C stops them all. --detach (-d) returns once everything is up; ./loraflow d
 Ports are chosen free unless given. Environment: LORAFLOW_HOME (state directory, default
 $ROOT/.loraflow), LORAFLOW_API_KEYS (comma-separated; one is generated when unset),
 LORAFLOW_UP_TIMEOUT (seconds each process may take to become healthy, default 180),
-LORAFLOW_JAVA_OPTS (extra JVM options for every service).
+LORAFLOW_JAVA_OPTS (extra JVM options for every service), LORAFLOW_SERVING_FOLLOW_MODEL_NAMES (the
+announced models serving follows, comma-separated; default * = any, each checked against the merger's
+record in the store). Data producers publish jobs and batches with the client settings written to
+$STATE/kafka-producer.properties (Java, kafka-console-producer --producer.config) and
+$STATE/kcat-producer.conf (kcat -F), user producer; run.env has the same as KAFKA_* variables.
 USAGE
 }
 
@@ -59,18 +67,28 @@ UP_PID=$$
 STATUS=starting
 BROKER_PID="" TRAINER_PID="" MERGER_PID="" SERVING_PID=""
 BOOTSTRAP_SERVERS="" TRAINER_URL="" MERGER_URL="" SERVING_URL="" SERVING_GRPC=""
+random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 API_KEYS="${LORAFLOW_API_KEYS:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 API_KEY="${API_KEYS%%,*}"
+# One Kafka user per service and one for data producers (broker/PlatformUsers.java has their ACLs);
+# admin is the broker's own super user.
+declare -A KAFKA_PASSWORD_OF=([admin]="$(random_secret)" [trainer]="$(random_secret)" [merger]="$(random_secret)"
+  [serving]="$(random_secret)" [producer]="$(random_secret)")
+KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+KAFKA_USERNAME=producer KAFKA_PASSWORD="${KAFKA_PASSWORD_OF[producer]}"
+KAFKA_CLIENT_CONFIG="$STATE/kafka-producer.properties" KCAT_CONFIG="$STATE/kcat-producer.conf"
 RUN_KEYS=(STATUS LORAFLOW_HOME UP_PID BROKER_PID TRAINER_PID MERGER_PID SERVING_PID BOOTSTRAP_SERVERS
-  TRAINER_URL MERGER_URL SERVING_URL SERVING_GRPC API_KEY MODELS_ROOT STORE_ROOT MERGER_WORK_DIR LOGS)
+  TRAINER_URL MERGER_URL SERVING_URL SERVING_GRPC API_KEY MODELS_ROOT STORE_ROOT MERGER_WORK_DIR LOGS
+  KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_USERNAME KAFKA_PASSWORD KAFKA_CLIENT_CONFIG KCAT_CONFIG)
 
 # Writes run.env whole or not at all (readers never see half a file); with "claim", only when no
 # other up has written one meanwhile.
 write_run_env() {
   local temporary="$RUN_ENV.$$.tmp" key
-  for key in "${RUN_KEYS[@]}"; do
+  # It holds a password: readable by this user only.
+  (umask 077 && for key in "${RUN_KEYS[@]}"; do
     printf '%s=%q\n' "$key" "${!key}"
-  done > "$temporary"
+  done > "$temporary")
   if [ "${1:-}" = claim ]; then
     if ln "$temporary" "$RUN_ENV" 2>/dev/null; then
       rm -f "$temporary"
@@ -140,10 +158,36 @@ await_health() {
 }
 
 echo "loraflow: starting the Kafka broker ..." >&2
-start_java broker "$BROKER_JAR"
+start_java broker "$BROKER_JAR" \
+  LORAFLOW_KAFKA_PASSWORD_ADMIN="${KAFKA_PASSWORD_OF[admin]}" LORAFLOW_KAFKA_PASSWORD_TRAINER="${KAFKA_PASSWORD_OF[trainer]}" \
+  LORAFLOW_KAFKA_PASSWORD_MERGER="${KAFKA_PASSWORD_OF[merger]}" LORAFLOW_KAFKA_PASSWORD_SERVING="${KAFKA_PASSWORD_OF[serving]}" \
+  LORAFLOW_KAFKA_PASSWORD_PRODUCER="${KAFKA_PASSWORD_OF[producer]}"
 BROKER_PID=$STARTED_PID
 write_run_env
 BOOTSTRAP_SERVERS="$(await_log_line broker "$BROKER_PID" 's/^bootstrap\.servers=\(.*\)$/\1/p')"
+# The data producer's client settings: the same user and password for Java clients and for kcat, whose
+# librdkafka names them sasl.username/sasl.password (it reads no SCRAM sasl.jaas.config) and signs in
+# with PLAIN, as librdkafka before 2.6.1 cannot do SCRAM with Kafka 4 (broker/LocalKafkaBroker.java).
+(umask 077
+  cat > "$KAFKA_CLIENT_CONFIG" <<PROPERTIES
+# Kafka client settings of the data producer (user producer: writes loraflow.training.jobs and
+# loraflow.training.batches), written by ./loraflow up; valid while this broker runs.
+# kafka-console-producer --bootstrap-server $BOOTSTRAP_SERVERS --producer.config $KAFKA_CLIENT_CONFIG --topic loraflow.training.batches
+bootstrap.servers=$BOOTSTRAP_SERVERS
+security.protocol=$KAFKA_SECURITY_PROTOCOL
+sasl.mechanism=$KAFKA_SASL_MECHANISM
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_USERNAME" password="$KAFKA_PASSWORD";
+PROPERTIES
+  cat > "$KCAT_CONFIG" <<CONF
+# kcat (librdkafka) settings of the data producer, written by ./loraflow up; valid while this broker runs.
+# kcat -F $KCAT_CONFIG -P -t loraflow.training.batches -k <job id> batch.json
+bootstrap.servers=$BOOTSTRAP_SERVERS
+security.protocol=${KAFKA_SECURITY_PROTOCOL,,}
+sasl.mechanisms=PLAIN
+sasl.username=$KAFKA_USERNAME
+sasl.password=$KAFKA_PASSWORD
+CONF
+)
 write_run_env
 
 # Each service listens on 127.0.0.1 only; with port 0 the system picks a free one and Quarkus logs it.
@@ -152,7 +196,8 @@ start_service() {
   shift 2
   echo "loraflow: starting $name ..." >&2
   start_java "$name" "$(service_jar "$name")" \
-    KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP_SERVERS" \
+    KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP_SERVERS" LORAFLOW_KAFKA_USERNAME="$name" \
+    LORAFLOW_KAFKA_PASSWORD="${KAFKA_PASSWORD_OF[$name]}" \
     QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT="${PORT[$name]}" \
     LORAFLOW_MODELS_ROOT="$MODELS_ROOT" LORAFLOW_STORE_ROOT="$STORE_ROOT" LORAFLOW_API_KEYS="$API_KEYS" "$@"
   local pid=$STARTED_PID variable="${name^^}_PID"
@@ -171,6 +216,7 @@ start_service merger /q/health/ready LORAFLOW_MERGER_WORK_DIR="$MERGER_WORK_DIR"
 # Its KServe v2 gRPC server too listens on 127.0.0.1 at a free port, which its log names. Its admin API
 # reads models and adapters from anywhere under the state directory (the demo's exports sit beside the store).
 start_service serving /q/health/live LORAFLOW_SERVING_FOLLOW_MODELS=true \
+  LORAFLOW_SERVING_FOLLOW_MODEL_NAMES="${LORAFLOW_SERVING_FOLLOW_MODEL_NAMES:-*}" \
   QUARKUS_GRPC_SERVER_HOST=127.0.0.1 QUARKUS_GRPC_SERVER_PORT=0 \
   LORAFLOW_SERVING_ADMIN_ROOTS="${LORAFLOW_SERVING_ADMIN_ROOTS:-$STATE}"
 SERVING_GRPC="$(await_log_line serving "$SERVING_PID" 's|.*Started gRPC server on \([^ ]*\) .*|\1|p')"
@@ -181,7 +227,8 @@ write_run_env
 relative() { echo "${1#"$PWD"/}"; }
 row() { printf '  %-10s %-30s %s\n' "$@"; }
 echo "loraflow is up:"
-row broker "$BOOTSTRAP_SERVERS" "$(relative "$LOGS")/broker.log"
+row broker "$BOOTSTRAP_SERVERS" "$(relative "$LOGS")/broker.log   (SASL_PLAINTEXT, SCRAM-SHA-512)"
+row producer "$(relative "$KAFKA_CLIENT_CONFIG")" "(Kafka client settings of user producer; kcat: $(relative "$KCAT_CONFIG"))"
 row trainer "$TRAINER_URL" "$(relative "$LOGS")/trainer.log"
 row merger "$MERGER_URL" "$(relative "$LOGS")/merger.log"
 row serving "$SERVING_URL" "$(relative "$LOGS")/serving.log   (follows the merged models)"

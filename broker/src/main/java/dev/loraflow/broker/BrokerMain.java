@@ -1,16 +1,24 @@
 package dev.loraflow.broker;
 
+import java.util.HashMap;
+import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 
 /**
  * Runs a local Kafka broker until this JVM is stopped (SIGTERM or Ctrl-C), for {@code ./loraflow up}:
- * prints {@code bootstrap.servers=host:port} on stdout once the broker is ready.
+ * prints {@code bootstrap.servers=host:port} on stdout once the broker is ready. Authentication and the
+ * platform's ACLs are on ({@link PlatformUsers}); the password of user {@code U} is taken from the
+ * environment variable {@code LORAFLOW_KAFKA_PASSWORD_U} (upper case, e.g. {@code LORAFLOW_KAFKA_PASSWORD_PRODUCER}),
+ * random when unset. Passwords are never printed.
  *
  * <pre>java -jar broker/target/loraflow-broker.jar [--partitions N] [--auto-create-topics]</pre>
  *
  * Exit codes: 0 stopped by a signal, 1 the broker failed, 2 wrong arguments.
  */
 public final class BrokerMain {
+
+    static final String PASSWORD_VARIABLE_PREFIX = "LORAFLOW_KAFKA_PASSWORD_";
 
     private BrokerMain() {}
 
@@ -54,7 +62,14 @@ public final class BrokerMain {
     }
 
     private static LocalKafkaBroker.Options parse(String[] args) {
-        LocalKafkaBroker.Options options = LocalKafkaBroker.Options.defaults();
+        Map<String, String> passwords = new HashMap<>();
+        for (String user : PlatformUsers.ALL) {
+            String password = System.getenv(PASSWORD_VARIABLE_PREFIX + user.toUpperCase(Locale.ROOT));
+            if (password != null && !password.isEmpty()) {
+                passwords.put(user, password);
+            }
+        }
+        LocalKafkaBroker.Options options = LocalKafkaBroker.Options.defaults().withPasswords(passwords);
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--partitions" -> {

@@ -6,12 +6,14 @@ import org.junit.jupiter.api.extension.ParameterContext;
 import org.junit.jupiter.api.extension.ParameterResolver;
 
 /**
- * Gives a test class a running {@link LocalKafkaBroker}, stopped when the class is done.
+ * Gives a test class a running {@link LocalKafkaBroker}, stopped when the class is done. Its clients
+ * sign in as one of the {@link PlatformUsers} ({@code kafka.clientProperties(PlatformUsers.PRODUCER)});
+ * {@link PlatformUsers#ADMIN} may do anything.
  *
  * <pre>
  * &#64;ExtendWith(KafkaBrokerExtension.class)
  * class SomeTest {
- *     &#64;Test void sends(LocalKafkaBroker kafka) { ... kafka.bootstrapServers() ... }
+ *     &#64;Test void sends(LocalKafkaBroker kafka) { ... new KafkaProducer&lt;&gt;(kafka.clientProperties(PlatformUsers.ADMIN), ...) ... }
  * }
  *
  * class OtherTest {

@@ -1,5 +1,6 @@
 package dev.loraflow.broker;
 
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
@@ -11,16 +12,21 @@ import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
@@ -34,6 +40,10 @@ import org.apache.kafka.common.Uuid;
  * directory. {@link #close()} stops it and deletes the directory; a shutdown hook does the same
  * when the owner forgets.
  *
+ * <p>As in production, the broker authenticates every client (SASL/SCRAM-SHA-512 over SASL_PLAINTEXT)
+ * and authorizes it with StandardAuthorizer: each of the {@link PlatformUsers} gets its ACLs, and
+ * nothing else is allowed. {@link #clientSettings(String)} says how to sign in as one of them.
+ *
  * <p>The child runs from the Kafka jars that the Maven build resolved: their paths are in the
  * {@code kafka-classpath.txt} resource written by this module's build.
  */
@@ -44,7 +54,8 @@ public final class LocalKafkaBroker implements AutoCloseable {
             int partitions,
             boolean autoCreateTopics,
             Duration startTimeout,
-            Map<String, String> serverProperties) {
+            Map<String, String> serverProperties,
+            Map<String, String> passwords) {
 
         public Options {
             if (partitions < 1) {
@@ -54,31 +65,54 @@ public final class LocalKafkaBroker implements AutoCloseable {
                 throw new IllegalArgumentException("startTimeout must be positive, got " + startTimeout);
             }
             serverProperties = Map.copyOf(serverProperties);
+            passwords = Map.copyOf(passwords);
+            for (Map.Entry<String, String> password : passwords.entrySet()) {
+                if (!PlatformUsers.ALL.contains(password.getKey())) {
+                    throw new IllegalArgumentException("no Kafka user '" + password.getKey() + "'; the users are "
+                            + PlatformUsers.ALL);
+                }
+                if (!PASSWORD.matcher(password.getValue()).matches()) {
+                    throw new IllegalArgumentException("the password of Kafka user " + password.getKey()
+                            + " must be 16-128 of [A-Za-z0-9_-]");
+                }
+            }
         }
 
         /** Four partitions per new topic, no topic auto-creation, 60 s to start. */
         public static Options defaults() {
-            return new Options(4, false, Duration.ofSeconds(60), Map.of());
+            return new Options(4, false, Duration.ofSeconds(60), Map.of(), Map.of());
         }
 
         public Options withPartitions(int partitions) {
-            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties);
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties, passwords);
         }
 
         public Options withAutoCreateTopics(boolean autoCreateTopics) {
-            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties);
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties, passwords);
         }
 
         public Options withStartTimeout(Duration startTimeout) {
-            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties);
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties, passwords);
+        }
+
+        /**
+         * Passwords of some of the {@link PlatformUsers} (e.g. chosen by {@code ./loraflow up}); the others get
+         * random ones.
+         */
+        public Options withPasswords(Map<String, String> passwords) {
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties, passwords);
         }
 
         /** Extra server.properties entries; they override the ones this class writes. */
         public Options withServerProperties(Map<String, String> serverProperties) {
-            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties);
+            return new Options(partitions, autoCreateTopics, startTimeout, serverProperties, passwords);
         }
     }
 
+    // Letters, digits, '-' and '_': safe in a JAAS line, a properties file, a shell variable and kafka-storage's --add-scram.
+    private static final Pattern PASSWORD = Pattern.compile("[A-Za-z0-9_-]{16,128}");
+    private static final String MECHANISM = "SCRAM-SHA-512";
+    private static final SecureRandom RANDOM = new SecureRandom();
     private static final String CLASSPATH_RESOURCE = "kafka-classpath.txt";
     // A small heap and the serial collector keep a test broker near 400 MB resident.
     private static final List<String> CHILD_JVM_OPTIONS = List.of(
@@ -94,14 +128,16 @@ public final class LocalKafkaBroker implements AutoCloseable {
     private final Path directory;
     private final Path logFile;
     private final int brokerPort;
+    private final Map<String, String> passwords;
     private final Process process;
     private final Thread shutdownHook;
     private boolean closed;
 
-    private LocalKafkaBroker(Path directory, Path logFile, int brokerPort, Process process) {
+    private LocalKafkaBroker(Path directory, Path logFile, int brokerPort, Map<String, String> passwords, Process process) {
         this.directory = directory;
         this.logFile = logFile;
         this.brokerPort = brokerPort;
+        this.passwords = passwords;
         this.process = process;
         this.shutdownHook = new Thread(this::stopAndDelete, "loraflow-kafka-broker-shutdown");
     }
@@ -133,9 +169,51 @@ public final class LocalKafkaBroker implements AutoCloseable {
         }
     }
 
-    /** {@code host:port} of the PLAINTEXT listener, for {@code bootstrap.servers}. */
+    /** {@code host:port} of the SASL_PLAINTEXT listener, for {@code bootstrap.servers}. */
     public String bootstrapServers() {
         return "127.0.0.1:" + brokerPort;
+    }
+
+    /** The password of one of the {@link PlatformUsers}. */
+    public String password(String user) {
+        String password = passwords.get(user);
+        if (password == null) {
+            throw new IllegalArgumentException("no Kafka user '" + user + "'; the users are " + PlatformUsers.ALL);
+        }
+        return password;
+    }
+
+    /** How a client connects as {@code user} (SCRAM-SHA-512 over SASL_PLAINTEXT). */
+    public KafkaClientSettings clientSettings(String user) {
+        return KafkaClientSettings.scram(bootstrapServers(), user, password(user));
+    }
+
+    /** {@link #clientSettings} as client properties, for {@code new KafkaProducer<>(properties)} and the like. */
+    public Properties clientProperties(String user) {
+        return clientSettings(user).properties();
+    }
+
+    /**
+     * What a loraflow service running as {@code user} is configured with: {@code loraflow.kafka.*} (its own
+     * client settings), {@code kafka.bootstrap.servers}, and for a test beside it {@code loraflow.test.kafka.<user>.*}
+     * of every user (read with {@code KafkaClientSettings.fromConfig("loraflow.test.kafka.producer", ...)}).
+     */
+    public Map<String, String> serviceConfig(String user) {
+        Map<String, String> config = new HashMap<>();
+        putClientConfig(config, "loraflow.kafka", clientSettings(user));
+        for (String each : PlatformUsers.ALL) {
+            putClientConfig(config, "loraflow.test.kafka." + each, clientSettings(each));
+        }
+        config.put("kafka.bootstrap.servers", bootstrapServers());
+        return config;
+    }
+
+    private static void putClientConfig(Map<String, String> config, String prefix, KafkaClientSettings settings) {
+        config.put(prefix + "." + KafkaClientSettings.BOOTSTRAP_SERVERS, settings.bootstrapServers());
+        config.put(prefix + "." + KafkaClientSettings.SECURITY_PROTOCOL, settings.securityProtocol());
+        config.put(prefix + "." + KafkaClientSettings.SASL_MECHANISM, settings.saslMechanism());
+        config.put(prefix + "." + KafkaClientSettings.USERNAME, settings.username());
+        config.put(prefix + "." + KafkaClientSettings.PASSWORD, settings.password());
     }
 
     /** The temporary directory holding server.properties, the data and the log. */
@@ -159,7 +237,7 @@ public final class LocalKafkaBroker implements AutoCloseable {
             throw new IllegalArgumentException("partitions must be at least 1, got " + partitions);
         }
         List<NewTopic> topics = Arrays.stream(names).map(name -> new NewTopic(name, partitions, (short) 1)).toList();
-        try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers()))) {
+        try (Admin admin = Admin.create(clientProperties(PlatformUsers.ADMIN))) {
             admin.createTopics(topics).all().get(30, TimeUnit.SECONDS);
         } catch (ExecutionException | TimeoutException e) {
             throw new IllegalStateException("could not create topics " + Arrays.toString(names)
@@ -201,13 +279,18 @@ public final class LocalKafkaBroker implements AutoCloseable {
         LocalKafkaBroker broker = null;
         try {
             int[] ports = freePorts(2);
+            Map<String, String> passwords = new LinkedHashMap<>();
+            for (String user : PlatformUsers.ALL) {
+                passwords.put(user, options.passwords().getOrDefault(user, randomPassword()));
+            }
             Path serverProperties = directory.resolve("server.properties");
-            writeServerProperties(serverProperties, directory.resolve("data"), ports[0], ports[1], options);
-            format(classpath, serverProperties, logFile);
+            writeServerProperties(serverProperties, directory.resolve("data"), ports[0], ports[1], options, passwords);
+            format(classpath, serverProperties, logFile, passwords);
             Process process = launch(classpath, List.of("kafka.Kafka", serverProperties.toString()), logFile);
-            broker = new LocalKafkaBroker(directory, logFile, ports[0], process);
+            broker = new LocalKafkaBroker(directory, logFile, ports[0], Map.copyOf(passwords), process);
             Runtime.getRuntime().addShutdownHook(broker.shutdownHook);
-            awaitReady(process, ports[0], logFile, options.startTimeout());
+            awaitReady(process, broker.clientProperties(PlatformUsers.ADMIN), ports[0], logFile, options.startTimeout());
+            broker.grantPlatformAcls();
             return broker;
         } catch (RuntimeException | Error e) {
             if (broker != null) {
@@ -219,19 +302,65 @@ public final class LocalKafkaBroker implements AutoCloseable {
         }
     }
 
+    /** Lets each platform user do what {@link PlatformUsers#RIGHTS} says, and nothing else. */
+    private void grantPlatformAcls() {
+        try (Admin admin = Admin.create(clientProperties(PlatformUsers.ADMIN))) {
+            admin.createAcls(PlatformUsers.acls()).all().get(30, TimeUnit.SECONDS);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new BrokerStartException("could not create the platform's ACLs on " + bootstrapServers() + ": "
+                    + e.getMessage() + "; the broker log ends with:\n" + logTail(logFile), e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new BrokerStartException("interrupted while creating the platform's ACLs", e);
+        }
+    }
+
+    private static String randomPassword() {
+        byte[] bytes = new byte[24];
+        RANDOM.nextBytes(bytes);
+        return HexFormat.of().formatHex(bytes);
+    }
+
+    /**
+     * Clients authenticate with SCRAM-SHA-512 on the CLIENTS listener, which is also the inter-broker one
+     * (the broker as {@code admin}); the controller listener takes PLAIN from {@code admin} alone, as its
+     * users cannot come from the metadata it serves. StandardAuthorizer: no ACL, no access; {@code admin}
+     * is the only super user.
+     *
+     * <p>The data producer may also sign in with PLAIN on the CLIENTS listener: librdkafka before 2.6.1
+     * (kcat 1.7 of Debian 12 and Ubuntu 24.04) sends a SCRAM nonce that Kafka 4 rejects, and PLAIN is
+     * what every kcat can do. Its password then crosses the loopback interface in clear, which is where
+     * this broker listens; the services and the other users sign in with SCRAM only.
+     */
     private static void writeServerProperties(Path file, Path dataDirectory, int brokerPort, int controllerPort,
-            Options options) {
+            Options options, Map<String, String> passwords) {
+        String adminPassword = passwords.get(PlatformUsers.ADMIN);
         Properties properties = new Properties();
         properties.setProperty("process.roles", "broker,controller");
         properties.setProperty("node.id", "1");
         properties.setProperty("controller.quorum.bootstrap.servers", "127.0.0.1:" + controllerPort);
         properties.setProperty("listeners",
-                "PLAINTEXT://127.0.0.1:" + brokerPort + ",CONTROLLER://127.0.0.1:" + controllerPort);
+                "CLIENTS://127.0.0.1:" + brokerPort + ",CONTROLLER://127.0.0.1:" + controllerPort);
         properties.setProperty("advertised.listeners",
-                "PLAINTEXT://127.0.0.1:" + brokerPort + ",CONTROLLER://127.0.0.1:" + controllerPort);
+                "CLIENTS://127.0.0.1:" + brokerPort + ",CONTROLLER://127.0.0.1:" + controllerPort);
         properties.setProperty("controller.listener.names", "CONTROLLER");
-        properties.setProperty("inter.broker.listener.name", "PLAINTEXT");
-        properties.setProperty("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT");
+        properties.setProperty("inter.broker.listener.name", "CLIENTS");
+        properties.setProperty("listener.security.protocol.map", "CONTROLLER:SASL_PLAINTEXT,CLIENTS:SASL_PLAINTEXT");
+        properties.setProperty("sasl.mechanism.inter.broker.protocol", MECHANISM);
+        properties.setProperty("sasl.mechanism.controller.protocol", "PLAIN");
+        properties.setProperty("listener.name.clients.sasl.enabled.mechanisms", MECHANISM + ",PLAIN");
+        properties.setProperty("listener.name.clients.scram-sha-512.sasl.jaas.config",
+                KafkaClientSettings.jaasConfig(MECHANISM, PlatformUsers.ADMIN, adminPassword));
+        properties.setProperty("listener.name.clients.plain.sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required user_" + PlatformUsers.PRODUCER
+                        + "=\"" + passwords.get(PlatformUsers.PRODUCER) + "\";");
+        properties.setProperty("listener.name.controller.sasl.enabled.mechanisms", "PLAIN");
+        properties.setProperty("listener.name.controller.plain.sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"" + PlatformUsers.ADMIN
+                        + "\" password=\"" + adminPassword + "\" user_" + PlatformUsers.ADMIN + "=\"" + adminPassword + "\";");
+        properties.setProperty("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer");
+        properties.setProperty("super.users", "User:" + PlatformUsers.ADMIN);
+        properties.setProperty("allow.everyone.if.no.acl.found", "false");
         properties.setProperty("log.dirs", dataDirectory.toString());
         properties.setProperty("num.partitions", Integer.toString(options.partitions()));
         properties.setProperty("auto.create.topics.enable", Boolean.toString(options.autoCreateTopics()));
@@ -255,10 +384,16 @@ public final class LocalKafkaBroker implements AutoCloseable {
         }
     }
 
-    private static void format(List<String> classpath, Path serverProperties, Path logFile) {
+    /** Formats the storage with every user's SCRAM credential, so that the broker authenticates from its first start. */
+    private static void format(List<String> classpath, Path serverProperties, Path logFile, Map<String, String> passwords) {
         String clusterId = Uuid.randomUuid().toString();
-        Process storageTool = launch(classpath, List.of("kafka.tools.StorageTool", "format",
-                "-t", clusterId, "-c", serverProperties.toString(), "--standalone"), logFile);
+        List<String> arguments = new ArrayList<>(List.of("kafka.tools.StorageTool", "format",
+                "-t", clusterId, "-c", serverProperties.toString(), "--standalone"));
+        passwords.forEach((user, password) -> {
+            arguments.add("--add-scram");
+            arguments.add(MECHANISM + "=[name=" + user + ",password=" + password + "]");
+        });
+        Process storageTool = launch(classpath, arguments, logFile);
         try {
             if (!storageTool.waitFor(FORMAT_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
                 stopProcess(storageTool);
@@ -294,17 +429,19 @@ public final class LocalKafkaBroker implements AutoCloseable {
         }
     }
 
-    private static void awaitReady(Process process, int brokerPort, Path logFile, Duration timeout) {
+    private static void awaitReady(Process process, Properties adminClient, int brokerPort, Path logFile,
+                                   Duration timeout) {
         long deadline = System.nanoTime() + timeout.toNanos();
         String bootstrapServers = "127.0.0.1:" + brokerPort;
+        Properties config = new Properties();
+        config.putAll(adminClient);
+        config.put(AdminClientConfig.RETRY_BACKOFF_MS_CONFIG, 50);
         try {
             while (!accepts(brokerPort)) {
                 checkAliveBeforeDeadline(process, logFile, timeout, deadline);
                 Thread.sleep(50);
             }
-            try (Admin admin = Admin.create(Map.of(
-                    AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers,
-                    AdminClientConfig.RETRY_BACKOFF_MS_CONFIG, 50))) {
+            try (Admin admin = Admin.create(config)) {
                 while (true) {
                     checkAliveBeforeDeadline(process, logFile, timeout, deadline);
                     try {

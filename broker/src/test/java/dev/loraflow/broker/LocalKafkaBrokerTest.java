@@ -14,19 +14,25 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
+import java.util.Properties;
 import java.util.Set;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.SaslAuthenticationException;
+import org.apache.kafka.common.errors.TopicAuthorizationException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -47,7 +53,7 @@ class LocalKafkaBrokerTest {
     void recordsSentToEachOfThreePartitionsComeBackInOrder() throws Exception {
         LocalKafkaBroker broker = KAFKA.broker();
         broker.createTopics(3, "three-partitions");
-        try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, broker.bootstrapServers()))) {
+        try (Admin admin = Admin.create(broker.clientProperties(PlatformUsers.ADMIN))) {
             int partitions = admin.describeTopics(List.of("three-partitions")).allTopicNames()
                     .get(10, TimeUnit.SECONDS).get("three-partitions").partitions().size();
             assertEquals(3, partitions);
@@ -124,14 +130,18 @@ class LocalKafkaBrokerTest {
     @Test
     void quarkusTestResourceRunsASecondBrokerBesideTheFirstAndRemovesIt() throws Exception {
         KafkaBrokerTestResource resource = new KafkaBrokerTestResource();
-        resource.init(Map.of("partitions", "5", "auto-create-topics", "true"));
+        resource.init(Map.of("partitions", "5", "auto-create-topics", "true", "user", PlatformUsers.SERVING));
         Map<String, String> config = resource.start();
         LocalKafkaBroker second = resource.broker();
         Path directory = second.directory();
         ProcessHandle process = second.process();
         try {
             assertEquals(second.bootstrapServers(), config.get("kafka.bootstrap.servers"));
-            assertEquals(second.bootstrapServers(), config.get("mp.messaging.connector.smallrye-kafka.bootstrap.servers"));
+            assertEquals(second.bootstrapServers(), config.get("loraflow.kafka.bootstrap-servers"));
+            assertEquals(PlatformUsers.SERVING, config.get("loraflow.kafka.username"));
+            assertEquals(second.password(PlatformUsers.SERVING), config.get("loraflow.kafka.password"));
+            assertEquals(second.clientSettings(PlatformUsers.PRODUCER),
+                    KafkaClientSettings.fromConfig("loraflow.test.kafka.producer", key -> Optional.ofNullable(config.get(key))));
             assertNotEquals(KAFKA.broker().bootstrapServers(), second.bootstrapServers());
             assertNotEquals(KAFKA.broker().directory(), directory);
 
@@ -140,8 +150,7 @@ class LocalKafkaBrokerTest {
                 producer.send(new ProducerRecord<>("auto-created", "hello")).get(30, TimeUnit.SECONDS);
                 assertEquals(5, producer.partitionsFor("auto-created").size());
             }
-            try (Admin first = Admin.create(Map.of(
-                    AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers()))) {
+            try (Admin first = Admin.create(KAFKA.broker().clientProperties(PlatformUsers.ADMIN))) {
                 assertFalse(first.listTopics().names().get(10, TimeUnit.SECONDS).contains("auto-created"));
             }
         } finally {
@@ -180,6 +189,14 @@ class LocalKafkaBrokerTest {
                 () -> LocalKafkaBroker.Options.defaults().withStartTimeout(Duration.ZERO));
         assertThrows(IllegalArgumentException.class, () -> new KafkaBrokerTestResource().init(Map.of("partitions", "x")));
         assertThrows(IllegalArgumentException.class, () -> new KafkaBrokerTestResource().init(Map.of("topics", "a")));
+        assertThrows(IllegalArgumentException.class, () -> new KafkaBrokerTestResource().init(Map.of("partitions", "2")));
+        assertThrows(IllegalArgumentException.class, () -> new KafkaBrokerTestResource().init(Map.of("user", "root")));
+        assertThrows(IllegalArgumentException.class,
+                () -> LocalKafkaBroker.Options.defaults().withPasswords(Map.of("nobody", "0123456789abcdef")));
+        assertThrows(IllegalArgumentException.class,
+                () -> LocalKafkaBroker.Options.defaults().withPasswords(Map.of(PlatformUsers.PRODUCER, "short")));
+        assertThrows(IllegalArgumentException.class,
+                () -> LocalKafkaBroker.Options.defaults().withPasswords(Map.of(PlatformUsers.PRODUCER, "quote\"0123456789abcdef")));
         assertThrows(IllegalArgumentException.class, () -> KAFKA.broker().createTopics(0, "none"));
     }
 
@@ -203,17 +220,88 @@ class LocalKafkaBrokerTest {
         return records;
     }
 
+    @Test
+    void eachUserMayDoWhatItsRoleNeedsAndNoMore() throws Exception {
+        LocalKafkaBroker broker = KAFKA.broker();
+        broker.createTopics(1, PlatformUsers.JOBS, PlatformUsers.BATCHES, PlatformUsers.CHECKPOINTS,
+                PlatformUsers.MODELS_MERGED);
+        // The producer publishes batches and jobs; serving writes nowhere; the merger announces models.
+        assertSent(broker.clientProperties(PlatformUsers.PRODUCER), PlatformUsers.BATCHES);
+        assertSent(broker.clientProperties(PlatformUsers.PRODUCER), PlatformUsers.JOBS);
+        assertSent(broker.clientProperties(PlatformUsers.MERGER), PlatformUsers.MODELS_MERGED);
+        assertRefused(broker.clientProperties(PlatformUsers.SERVING), PlatformUsers.CHECKPOINTS,
+                TopicAuthorizationException.class);
+        assertRefused(broker.clientProperties(PlatformUsers.SERVING), PlatformUsers.JOBS, TopicAuthorizationException.class);
+        assertRefused(broker.clientProperties(PlatformUsers.PRODUCER), PlatformUsers.MODELS_MERGED,
+                TopicAuthorizationException.class);
+        assertRefused(broker.clientProperties(PlatformUsers.TRAINER), PlatformUsers.MODELS_MERGED,
+                TopicAuthorizationException.class);
+        // Without credentials, or with a wrong password, nobody gets in.
+        Properties anonymous = new Properties();
+        anonymous.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, broker.bootstrapServers());
+        assertRefused(anonymous, PlatformUsers.MODELS_MERGED, KafkaException.class);
+        Properties wrongPassword = KafkaClientSettings.scram(broker.bootstrapServers(), PlatformUsers.MERGER,
+                "not-the-password-0123").properties();
+        assertRefused(wrongPassword, PlatformUsers.MODELS_MERGED, SaslAuthenticationException.class);
+        // PLAIN, for kcat's older librdkafka, is the data producer's alone.
+        assertSent(plain(broker, PlatformUsers.PRODUCER), PlatformUsers.BATCHES);
+        assertRefused(plain(broker, PlatformUsers.MERGER), PlatformUsers.MODELS_MERGED, SaslAuthenticationException.class);
+        // Serving reads merged models but not batches.
+        try (KafkaConsumer<String, String> consumer = consumer(broker, PlatformUsers.SERVING, Map.of())) {
+            TopicPartition merged = new TopicPartition(PlatformUsers.MODELS_MERGED, 0);
+            consumer.assign(List.of(merged));
+            consumer.seekToBeginning(List.of(merged));
+            assertEquals("sent by merger", pollAtLeast(consumer, 1).getFirst().value());
+            TopicPartition batches = new TopicPartition(PlatformUsers.BATCHES, 0);
+            consumer.assign(List.of(batches));
+            consumer.seekToBeginning(List.of(batches));
+            assertThrows(TopicAuthorizationException.class, () -> pollAtLeast(consumer, 1));
+        }
+    }
+
+    private static Properties plain(LocalKafkaBroker broker, String user) {
+        return new KafkaClientSettings(broker.bootstrapServers(), "SASL_PLAINTEXT", "PLAIN", user, broker.password(user))
+                .properties();
+    }
+
+    private static void assertSent(Properties client, String topic) throws Exception {
+        try (KafkaProducer<String, String> producer = producer(client, Map.of())) {
+            producer.send(new ProducerRecord<>(topic, "sent by " + client.getProperty("sasl.jaas.config")
+                    .replaceAll(".*username=\"([^\"]*)\".*", "$1"))).get(30, TimeUnit.SECONDS);
+        }
+    }
+
+    private static void assertRefused(Properties client, String topic, Class<? extends Exception> expected) {
+        // Without idempotence no producer id is asked for first: the write itself is what gets refused.
+        Map<String, Object> quick = Map.of(ProducerConfig.MAX_BLOCK_MS_CONFIG, 10_000,
+                ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, false);
+        try (KafkaProducer<String, String> producer = producer(client, quick)) {
+            Exception failure = assertThrows(Exception.class,
+                    () -> producer.send(new ProducerRecord<>(topic, "forged")).get(30, TimeUnit.SECONDS));
+            Throwable cause = failure instanceof ExecutionException ? failure.getCause() : failure;
+            assertTrue(expected.isInstance(cause), "expected " + expected.getSimpleName() + ", got " + cause);
+        }
+    }
+
     private static KafkaProducer<String, String> producer(LocalKafkaBroker broker, Map<String, Object> extra) {
+        return producer(broker.clientProperties(PlatformUsers.ADMIN), extra);
+    }
+
+    private static KafkaProducer<String, String> producer(Properties client, Map<String, Object> extra) {
         Map<String, Object> config = new HashMap<>(extra);
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, broker.bootstrapServers());
+        client.forEach((key, value) -> config.put((String) key, value));
         config.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class);
         config.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class);
         return new KafkaProducer<>(config);
     }
 
     private static KafkaConsumer<String, String> consumer(LocalKafkaBroker broker, Map<String, Object> extra) {
+        return consumer(broker, PlatformUsers.ADMIN, extra);
+    }
+
+    private static KafkaConsumer<String, String> consumer(LocalKafkaBroker broker, String user, Map<String, Object> extra) {
         Map<String, Object> config = new HashMap<>(extra);
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, broker.bootstrapServers());
+        broker.clientProperties(user).forEach((key, value) -> config.put((String) key, value));
         config.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class);
         config.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class);
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");

@@ -12,17 +12,21 @@ import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.loraflow.broker.PlatformUsers;
 import java.io.IOException;
 import java.math.BigDecimal;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Stream;
+import org.apache.kafka.common.acl.AclBinding;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -41,6 +45,11 @@ class KubernetesManifestsTest {
     private static final String NAMESPACE = "loraflow";
     private static final String GPU = "nvidia.com/gpu";
     private static final String WAIT_FOR_TOPICS = "wait-for-topics";
+    /** The label of the pods that Kafka's listeners let in (Strimzi's networkPolicyPeers). */
+    private static final String KAFKA_CLIENT_LABEL = "loraflow.dev/kafka-client";
+    /** KafkaUser loraflow-trainer is broker/PlatformUsers.java's user trainer, and so on. */
+    private static final String KAFKA_USER_PREFIX = "loraflow-";
+    private static final Set<String> KAFKA_USER_SECRET_KEYS = Set.of("password", "sasl.jaas.config");
     /** Variables the services read that are not loraflow keys: the broker address, JVM options, Quarkus's own. */
     private static final Set<String> OTHER_VARIABLES = Set.of("KAFKA_BOOTSTRAP_SERVERS", "JDK_JAVA_OPTIONS",
             "QUARKUS_SHUTDOWN_TIMEOUT");
@@ -253,8 +262,17 @@ class KubernetesManifestsTest {
                     JsonNode from = variable.path("valueFrom");
                     for (String[] reference : new String[][] {{"configMapKeyRef", "ConfigMap"}, {"secretKeyRef", "Secret"}}) {
                         if (from.has(reference[0])) {
-                            JsonNode source = manifests.require(reference[1], from.path(reference[0]).path("name").asText());
-                            assertTrue(source.path("data").has(from.path(reference[0]).path("key").asText()),
+                            String sourceName = from.path(reference[0]).path("name").asText();
+                            String key = from.path(reference[0]).path("key").asText();
+                            if (reference[1].equals("Secret") && manifests.find("Secret", sourceName).isEmpty()) {
+                                // The Secret of a KafkaUser, written by Strimzi's User Operator: password and sasl.jaas.config.
+                                manifests.require("KafkaUser", sourceName);
+                                assertTrue(KAFKA_USER_SECRET_KEYS.contains(key), at + ": " + variable.path("name").asText()
+                                        + " names key " + key + " of KafkaUser " + sourceName + "'s Secret, which has " + KAFKA_USER_SECRET_KEYS);
+                                continue;
+                            }
+                            JsonNode source = manifests.require(reference[1], sourceName);
+                            assertTrue(source.path("data").has(key),
                                     at + ": " + variable.path("name").asText() + " names a key its " + reference[1] + " lacks");
                         }
                     }
@@ -281,7 +299,7 @@ class KubernetesManifestsTest {
         for (JsonNode budget : manifests.ofKind("PodDisruptionBudget")) {
             selectedDeployment(manifests, budget.path("spec").path("selector").path("matchLabels"), "PodDisruptionBudget " + name(budget));
         }
-        for (JsonNode strimzi : Stream.concat(manifests.ofKind("KafkaNodePool").stream(), manifests.ofKind("KafkaTopic").stream()).toList()) {
+        for (JsonNode strimzi : Stream.of("KafkaNodePool", "KafkaTopic", "KafkaUser").flatMap(kind -> manifests.ofKind(kind).stream()).toList()) {
             manifests.require("Kafka", cluster(strimzi));
         }
         manifests.require("Namespace", NAMESPACE);
@@ -318,7 +336,118 @@ class KubernetesManifestsTest {
                         .orElseThrow(() -> new AssertionError(at + ": the Kafka has no listener on that port"));
                 assertEquals("internal", listener.path("type").asText(), at);
                 assertFalse(listener.path("tls").asBoolean(), at + ": the services speak plain text to the broker");
+                assertEquals("scram-sha-512", listener.path("authentication").path("type").asText(), at + ": authentication");
+                assertEquals("SASL_PLAINTEXT", configuration(service).effective("loraflow.kafka.security-protocol", environment),
+                        at + ": the service signs in over SASL_PLAINTEXT");
+                assertEquals("SCRAM-SHA-512", configuration(service).effective("loraflow.kafka.sasl-mechanism", environment),
+                        at + ": with the listener's mechanism");
             }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void kafkaAuthenticatesEveryClientAndEachUsersAclsAreThePlatformsOnly(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        for (JsonNode kafka : manifests.ofKind("Kafka")) {
+            String at = overlay + ": Kafka " + name(kafka);
+            assertEquals("simple", kafka.path("spec").path("kafka").path("authorization").path("type").asText(), at + ": authorization");
+            assertTrue(kafka.path("spec").path("entityOperator").has("userOperator"), at + ": no User Operator for the KafkaUsers");
+            for (JsonNode listener : elements(kafka.path("spec").path("kafka").path("listeners"))) {
+                String where = at + ", listener " + listener.path("name").asText();
+                assertEquals("scram-sha-512", listener.path("authentication").path("type").asText(), where + ": authentication");
+                List<JsonNode> peers = elements(listener.path("networkPolicyPeers"));
+                assertEquals(1, peers.size(), where + ": networkPolicyPeers");
+                assertEquals(Map.of(KAFKA_CLIENT_LABEL, "true"), labels(peers.getFirst().path("podSelector").path("matchLabels")),
+                        where + ": only Kafka clients reach it");
+            }
+        }
+        Map<String, Set<String>> expected = new TreeMap<>();
+        for (AclBinding acl : PlatformUsers.acls()) {
+            expected.computeIfAbsent(KAFKA_USER_PREFIX + acl.entry().principal().substring("User:".length()), user -> new TreeSet<>())
+                    .add(acl(acl.pattern().resourceType().name(), acl.pattern().name(), acl.pattern().patternType().name(),
+                            acl.entry().operation().name()));
+        }
+        Map<String, Set<String>> declared = new TreeMap<>();
+        for (JsonNode user : manifests.ofKind("KafkaUser")) {
+            String at = overlay + ": KafkaUser " + name(user);
+            assertEquals("scram-sha-512", user.path("spec").path("authentication").path("type").asText(), at + ": authentication");
+            assertEquals("simple", user.path("spec").path("authorization").path("type").asText(), at + ": authorization");
+            Set<String> acls = declared.computeIfAbsent(name(user), key -> new TreeSet<>());
+            for (JsonNode acl : elements(user.path("spec").path("authorization").path("acls"))) {
+                assertEquals("allow", acl.path("type").asText("allow"), at + ": " + acl);
+                JsonNode resource = acl.path("resource");
+                for (JsonNode operation : elements(acl.path("operations"))) {
+                    acls.add(acl(resource.path("type").asText(), resource.path("name").asText(),
+                            resource.path("patternType").asText("literal"), operation.asText()));
+                }
+            }
+        }
+        assertEquals(expected, declared, overlay + ": the KafkaUsers and their ACLs are broker/PlatformUsers.java's");
+    }
+
+    /** One ACL in one spelling for Kafka's enums and Strimzi's words: topic|name|literal|read. */
+    private static String acl(String type, String name, String patternType, String operation) {
+        String pattern = patternType.toLowerCase(Locale.ROOT);
+        return String.join("|", type.toLowerCase(Locale.ROOT), name, pattern.equals("prefixed") ? "prefix" : pattern,
+                operation.toLowerCase(Locale.ROOT));
+    }
+
+    private static Map<String, String> labels(JsonNode matchLabels) {
+        Map<String, String> labels = new TreeMap<>();
+        matchLabels.properties().forEach(label -> labels.put(label.getKey(), label.getValue().asText()));
+        return labels;
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void everyServiceSignsInAsItsOwnKafkaUserWhoseSecretHoldsThePassword(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        for (String service : SERVICES) {
+            JsonNode deployment = manifests.require("Deployment", service);
+            assertEquals("true", deployment.path("spec").path("template").path("metadata").path("labels").path(KAFKA_CLIENT_LABEL)
+                    .asText(), overlay + ": " + service + "'s pods are not labelled " + KAFKA_CLIENT_LABEL);
+            for (JsonNode container : Stream.concat(containers(deployment, true).stream(), containers(deployment, false).stream()).toList()) {
+                String at = overlay + ": " + service + ", container " + container.path("name").asText();
+                assertEquals(KAFKA_USER_PREFIX + service, manifests.environment(container).get("LORAFLOW_KAFKA_USERNAME"), at);
+                JsonNode password = elements(container.path("env")).stream()
+                        .filter(variable -> variable.path("name").asText().equals("LORAFLOW_KAFKA_PASSWORD")).findFirst()
+                        .orElseThrow(() -> new AssertionError(at + ": no LORAFLOW_KAFKA_PASSWORD"));
+                JsonNode secret = password.path("valueFrom").path("secretKeyRef");
+                assertEquals(KAFKA_USER_PREFIX + service, secret.path("name").asText(), at + ": the password's Secret");
+                assertEquals("password", secret.path("key").asText(), at + ": the password's key");
+                manifests.require("KafkaUser", KAFKA_USER_PREFIX + service);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void networkPoliciesDenyEveryIngressButClientsToTheServicesPorts(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        List<JsonNode> policies = manifests.ofKind("NetworkPolicy");
+        assertTrue(policies.stream().anyMatch(policy -> policy.path("spec").path("podSelector").isEmpty()
+                        && elements(policy.path("spec").path("policyTypes")).stream().anyMatch(type -> type.asText().equals("Ingress"))
+                        && elements(policy.path("spec").path("ingress")).isEmpty()),
+                overlay + ": no NetworkPolicy denies all ingress by default");
+        for (String service : SERVICES) {
+            JsonNode deployment = manifests.require("Deployment", service);
+            List<JsonNode> selecting = policies.stream().filter(policy -> !policy.path("spec").path("podSelector").isEmpty())
+                    .filter(policy -> selects(policy.path("spec").path("podSelector").path("matchLabels"), deployment)).toList();
+            assertEquals(1, selecting.size(), overlay + ": NetworkPolicies of " + service + ": " + selecting.size());
+            Set<String> ports = new TreeSet<>();
+            for (JsonNode rule : elements(selecting.getFirst().path("spec").path("ingress"))) {
+                assertFalse(elements(rule.path("from")).isEmpty(), overlay + ": " + service + " takes ingress from anywhere");
+                for (JsonNode port : elements(rule.path("ports"))) {
+                    assertTrue(hasPort(deployment, port.path("port")), overlay + ": " + service + "'s policy opens port "
+                            + port.path("port") + ", not one of its pod's");
+                    ports.add(port.path("port").asText());
+                }
+            }
+            Set<String> declared = new TreeSet<>();
+            containers(deployment, false).forEach(container -> elements(container.path("ports"))
+                    .forEach(port -> declared.add(port.path("name").asText())));
+            assertEquals(declared, ports, overlay + ": " + service + " is reachable on exactly its declared ports");
         }
     }
 

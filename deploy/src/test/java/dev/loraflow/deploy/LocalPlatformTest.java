@@ -2,13 +2,18 @@ package dev.loraflow.deploy;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.core.data.Example;
+import dev.loraflow.platform.events.TrainingBatch;
 import java.io.File;
 import java.io.IOException;
+import java.io.Reader;
 import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -18,16 +23,25 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.errors.TopicAuthorizationException;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -79,10 +93,12 @@ class LocalPlatformTest {
             assertTrue(Files.size(Path.of(run.get("LOGS"), service + ".log")) > 0, service + " wrote no log");
         }
 
-        try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, run.get("BOOTSTRAP_SERVERS")))) {
+        Properties producer = producerSettings(run);
+        try (Admin admin = Admin.create(producer)) {
             assertEquals(1, admin.describeCluster().nodes().get(30, TimeUnit.SECONDS).size());
         }
         assertEquals(200, status(run.get("TRAINER_URL") + "/q/health/ready"));
+        dataProducerPublishesAJobAndABatchTheTrainerTakesAndNothingElse(run, producer);
         assertEquals(200, status(run.get("MERGER_URL") + "/q/health/ready"));
         assertEquals(200, status(run.get("SERVING_URL") + "/q/health/live"));
         // No model yet: serving is alive but not ready, until the merger announces one.
@@ -110,6 +126,8 @@ class LocalPlatformTest {
         Result down = loraflow("down");
         assertEquals(0, down.exitCode(), down.output());
         assertFalse(Files.exists(home.resolve("run.env")), "run.env left behind");
+        assertFalse(Files.exists(Path.of(run.get("KAFKA_CLIENT_CONFIG"))), "the producer's client settings left behind");
+        assertFalse(Files.exists(Path.of(run.get("KCAT_CONFIG"))), "the producer's kcat settings left behind");
         for (ProcessHandle process : processes) {
             assertFalse(running(process), "still running after down: " + process.pid() + " "
                     + process.info().commandLine().orElse(""));
@@ -232,6 +250,97 @@ class LocalPlatformTest {
         assertTrue(process.waitFor(COMMAND_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS), String.join(" ", arguments));
         assertEquals(0, process.exitValue(), String.join(" ", arguments) + ": " + out);
         return out;
+    }
+
+    /**
+     * The data producer's settings as up wrote them: the Java client file, owner-only, the same as run.env's
+     * KAFKA_* variables, and kcat's file with librdkafka's names for the same user and password.
+     */
+    private Properties producerSettings(Map<String, String> run) throws IOException {
+        Path file = Path.of(run.get("KAFKA_CLIENT_CONFIG"));
+        Path kcatFile = Path.of(run.get("KCAT_CONFIG"));
+        for (Path written : List.of(file, kcatFile, home.resolve("run.env"))) {
+            assertEquals(Set.of(PosixFilePermission.OWNER_READ, PosixFilePermission.OWNER_WRITE),
+                    Files.getPosixFilePermissions(written), written + " holds a password");
+        }
+        Properties settings = new Properties();
+        try (Reader reader = Files.newBufferedReader(file)) {
+            settings.load(reader);
+        }
+        assertEquals(run.get("BOOTSTRAP_SERVERS"), settings.getProperty("bootstrap.servers"));
+        assertEquals("SASL_PLAINTEXT", settings.getProperty("security.protocol"));
+        assertEquals("SCRAM-SHA-512", settings.getProperty("sasl.mechanism"));
+        assertEquals("producer", run.get("KAFKA_USERNAME"));
+        assertTrue(settings.getProperty("sasl.jaas.config").contains("username=\"producer\" password=\""
+                + run.get("KAFKA_PASSWORD") + "\""), "the JAAS line names run.env's user and password");
+        String kcat = Files.readString(kcatFile);
+        assertTrue(kcat.contains("sasl.username=producer\n") && kcat.contains("sasl.password=" + run.get("KAFKA_PASSWORD") + "\n"),
+                kcat);
+        return settings;
+    }
+
+    /**
+     * A job published with the Java client file and a batch with kcat -F (or, where kcat is not installed,
+     * with the Java client, saying so): the trainer takes the batch, and as the job's base model does not
+     * exist the job fails, which it reports. A client without credentials is refused, and so is the data
+     * producer on a topic that only the services write.
+     */
+    private void dataProducerPublishesAJobAndABatchTheTrainerTakesAndNothingElse(Map<String, String> run,
+            Properties producer) throws Exception {
+        String jobId = "kafka-auth-probe";
+        byte[] job = ("{\"schema\": \"loraflow.training.job\", \"version\": 1, \"job_id\": \"" + jobId + "\","
+                + " \"base_model\": \"no-such-base\", \"lora\": {\"r\": 2}, \"optimizer\": {\"lr\": 0.01},"
+                + " \"total_steps\": 4, \"checkpoint\": {\"every_steps\": 1}}").getBytes(StandardCharsets.UTF_8);
+        byte[] batch = TrainingBatch.encode(jobId, 0, List.of(Example.unmasked(new int[] {1, 2, 3})));
+        send(producer, "loraflow.training.jobs", jobId, job);
+        Path kcat = Arrays.stream(System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
+                .map(directory -> Path.of(directory, "kcat")).filter(Files::isExecutable).findFirst().orElse(null);
+        if (kcat == null) {
+            System.out.println("SKIPPED the kcat check of " + run.get("KCAT_CONFIG") + ": kcat is not installed;"
+                    + " the batch is published with the Java client file instead");
+            send(producer, "loraflow.training.batches", jobId, batch);
+        } else {
+            Path batchFile = Files.write(home.resolve("batch.json"), batch);
+            Process kcatProcess = new ProcessBuilder(kcat.toString(), "-F", run.get("KCAT_CONFIG"), "-P",
+                    "-t", "loraflow.training.batches", "-k", jobId, batchFile.toString())
+                    .redirectErrorStream(true).start();
+            String printed = new String(kcatProcess.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            assertTrue(kcatProcess.waitFor(60, TimeUnit.SECONDS), "kcat did not finish: " + printed);
+            assertEquals(0, kcatProcess.exitValue(), "kcat -F " + run.get("KCAT_CONFIG") + ": " + printed);
+        }
+        long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+        String state = "";
+        while (!state.startsWith("FAILED")) {
+            assertTrue(System.nanoTime() < deadline, "the trainer never took the batch of " + jobId + ": " + state);
+            HttpResponse<String> response = HTTP.send(HttpRequest.newBuilder(URI.create(run.get("TRAINER_URL")
+                    + "/jobs/" + jobId)).timeout(Duration.ofSeconds(10)).build(), HttpResponse.BodyHandlers.ofString());
+            state = response.statusCode() == 200 ? JSON.readTree(response.body()).path("state").asText() : "";
+            Thread.sleep(200);
+        }
+        assertTrue(state.contains("no-such-base"), state);
+
+        Properties anonymous = new Properties();
+        anonymous.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, run.get("BOOTSTRAP_SERVERS"));
+        assertThrows(Exception.class, () -> send(anonymous, "loraflow.training.batches", jobId, batch),
+                "a client without credentials");
+        ExecutionException forged = assertThrows(ExecutionException.class,
+                () -> send(producer, "loraflow.models.merged", jobId, job), "the data producer announcing a model");
+        assertInstanceOf(TopicAuthorizationException.class, forged.getCause());
+        forged = assertThrows(ExecutionException.class,
+                () -> send(producer, "loraflow.adapter.checkpoints", jobId, job), "the data producer announcing a checkpoint");
+        assertInstanceOf(TopicAuthorizationException.class, forged.getCause());
+    }
+
+    private static void send(Properties client, String topic, String key, byte[] value) throws Exception {
+        Properties config = new Properties();
+        config.putAll(client);
+        config.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 10_000);
+        // Without idempotence the write itself, not a producer id, is what the broker authorises.
+        config.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, false);
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
+                new ByteArraySerializer())) {
+            producer.send(new ProducerRecord<>(topic, key.getBytes(StandardCharsets.UTF_8), value)).get(30, TimeUnit.SECONDS);
+        }
     }
 
     private record Result(int exitCode, String output) {}

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerTestResource;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -22,10 +23,13 @@ import dev.loraflow.merger.service.MergerService;
 import dev.loraflow.merger.service.StoreRetentionService;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.MergeFailureEvent;
+import dev.loraflow.platform.events.MergeOutcomes;
 import dev.loraflow.platform.events.MergedModelEvent;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.store.ArtifactStore;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.common.ResourceArg;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import jakarta.inject.Inject;
@@ -38,6 +42,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.UUID;
 import java.util.function.Consumer;
@@ -51,12 +56,12 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.eclipse.microprofile.config.ConfigProvider;
 import org.junit.jupiter.api.Test;
 
 /** The merger service against a real Kafka broker: checkpoints in, verified models or failures out. */
 @QuarkusTest
-@QuarkusTestResource(KafkaBrokerTestResource.class)
+@QuarkusTestResource(value = KafkaBrokerTestResource.class, initArgs = @ResourceArg(name = "user", value = PlatformUsers.MERGER))
 @TestProfile(MergerProfile.class)
 class MergerKafkaTest {
 
@@ -65,8 +70,6 @@ class MergerKafkaTest {
     private static final String MERGED = "loraflow.models.merged";
     private static final String FAILURES = "loraflow.models.merge-failures";
 
-    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
-    String bootstrapServers;
     @Inject
     MergerService service;
     @Inject
@@ -113,9 +116,15 @@ class MergerKafkaTest {
         return checkpoint(job, step, last, adapter, adapter.sha256(), ModelDigest.of(base()));
     }
 
+    /** The client properties of one of the broker's users, as the test resource configured them. */
+    private static Properties client(String user) {
+        return KafkaClientSettings.fromConfig("loraflow.test.kafka." + user,
+                key -> ConfigProvider.getConfig().getOptionalValue(key, String.class)).properties();
+    }
+
+    /** Announces checkpoints as the trainer does. */
     private void send(CheckpointEvent... events) throws Exception {
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        Properties config = client(PlatformUsers.TRAINER);
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer())) {
             for (CheckpointEvent event : events) {
@@ -126,8 +135,7 @@ class MergerKafkaTest {
 
     /** Reads {@code topic} from the start until {@code done} holds, or fails after the timeout. */
     private List<byte[]> readUntil(String topic, Predicate<List<byte[]>> done, Duration timeout) throws Exception {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        Properties config = client(PlatformUsers.ADMIN);
         config.put(ConsumerConfig.GROUP_ID_CONFIG, "test-" + UUID.randomUUID());
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         List<byte[]> seen = new ArrayList<>();
@@ -211,6 +219,8 @@ class MergerKafkaTest {
         assertEquals(1, parseMerged(readFor(MERGED, Duration.ofSeconds(3)), "j-ok").size(),
                 "one event for the checkpoint delivered twice");
         assertEquals(4, merged.modelVersion());
+        // The announced event is the merger's outcome record in the store: what serving checks before loading.
+        assertEquals(Optional.empty(), MergeOutcomes.mismatch(store(), merged));
         assertTrue(merged.verification().passed() && merged.verification().maxAbsLogitError() <= 1e-4, merged.toString());
         assertEquals("j-ok", merged.lineage().jobId());
         assertEquals(adapter.sha256(), merged.lineage().adapterSha256());

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.broker.KafkaBrokerExtension;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -33,7 +34,6 @@ import java.util.Properties;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.common.GroupState;
@@ -80,7 +80,7 @@ class PipelineBenchmark {
         RandomModel.write(MODEL, 1, root.resolve("models").resolve("bench"));
         TrainingJob job = TrainingJob.parse(JOB.formatted("pipeline", STEPS, CADENCE).getBytes(StandardCharsets.UTF_8));
         List<Example> examples = examples();
-        KafkaSetup.ensureTopics(KAFKA.broker().bootstrapServers(), Map.of("loraflow.training.jobs", 1,
+        KafkaSetup.ensureTopics(KAFKA.broker().clientSettings(PlatformUsers.ADMIN), Map.of("loraflow.training.jobs", 1,
                 "loraflow.training.batches", 4, "loraflow.adapter.checkpoints", 4, "loraflow.training.dead-letters", 1));
 
         double[] direct = new double[3];
@@ -185,14 +185,16 @@ class PipelineBenchmark {
                         .toString())
                 .redirectErrorStream(true).redirectOutput(root.resolve(jobId + ".log").toFile());
         builder.environment().put("KAFKA_BOOTSTRAP_SERVERS", KAFKA.broker().bootstrapServers());
+        // A group of its own per run (below), which user trainer may not join: the benchmark's trainer signs in as admin.
+        builder.environment().put("LORAFLOW_KAFKA_USERNAME", PlatformUsers.ADMIN);
+        builder.environment().put("LORAFLOW_KAFKA_PASSWORD", KAFKA.broker().password(PlatformUsers.ADMIN));
         builder.environment().put("LORAFLOW_MODELS_ROOT", root.resolve("models").toString());
         builder.environment().put("LORAFLOW_STORE_ROOT", root.resolve("store").toString());
         builder.environment().put("QUARKUS_HTTP_PORT", "0");
         builder.environment().put("LORAFLOW_TRAINER_GROUP_ID", "bench-" + jobId);
         Process trainer = builder.start();
         try {
-            Properties config = new Properties();
-            config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+            Properties config = KAFKA.broker().clientProperties(PlatformUsers.PRODUCER);
             config.put(ProducerConfig.ACKS_CONFIG, "all");
             try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                     new ByteArraySerializer())) {
@@ -223,8 +225,7 @@ class PipelineBenchmark {
     }
 
     private static void awaitGroupMember(String groupId) throws Exception {
-        Properties config = new Properties();
-        config.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
         try (Admin admin = Admin.create(config)) {
             long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
             while (System.nanoTime() < deadline) {
@@ -251,8 +252,7 @@ class PipelineBenchmark {
     static double pipelineSteadySeconds;
 
     private static CheckpointEvent awaitFinal(String jobId) throws Exception {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
         config.put(ConsumerConfig.GROUP_ID_CONFIG, "bench-" + UUID.randomUUID());
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),

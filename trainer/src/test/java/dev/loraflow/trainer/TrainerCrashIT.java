@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerExtension;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.platform.kafka.KafkaSetup;
@@ -67,7 +68,7 @@ class TrainerCrashIT {
         TrainingFixtures.writeBase(root.resolve("models"));
         base = new BaseModels(root.resolve("models"), 1).get(TrainingFixtures.BASE);
         // As the trainer would create them: jobs are produced here before any trainer has started.
-        KafkaSetup.ensureTopics(KAFKA.broker().bootstrapServers(), Map.of("loraflow.training.jobs", 1,
+        KafkaSetup.ensureTopics(KAFKA.broker().clientSettings(PlatformUsers.ADMIN), Map.of("loraflow.training.jobs", 1,
                 "loraflow.training.batches", 4, "loraflow.adapter.checkpoints", 4, "loraflow.training.dead-letters", 1));
     }
 
@@ -83,6 +84,7 @@ class TrainerCrashIT {
                 jar.toAbsolutePath().toString());
         Map<String, String> env = builder.environment();
         env.put("KAFKA_BOOTSTRAP_SERVERS", KAFKA.broker().bootstrapServers());
+        env.put("LORAFLOW_KAFKA_PASSWORD", KAFKA.broker().password(PlatformUsers.TRAINER));
         env.put("LORAFLOW_MODELS_ROOT", root.resolve("models").toString());
         env.put("LORAFLOW_STORE_ROOT", root.resolve("store").toString());
         env.put("QUARKUS_HTTP_PORT", "0");
@@ -98,8 +100,7 @@ class TrainerCrashIT {
     }
 
     private void submit(String jobId, List<Example> examples) throws Exception {
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.PRODUCER);
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                 new ByteArraySerializer())) {
@@ -122,8 +123,7 @@ class TrainerCrashIT {
 
     /** Every checkpoint event so far, by job; waits until each of {@code jobs} has its final one. */
     private Map<String, List<CheckpointEvent>> awaitFinal(Set<String> jobs, Duration timeout) throws Exception {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
         config.put(ConsumerConfig.GROUP_ID_CONFIG, "it-" + UUID.randomUUID());
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         Map<String, List<CheckpointEvent>> events = new HashMap<>();
@@ -215,8 +215,7 @@ class TrainerCrashIT {
     }
 
     private void waitForStep(String jobId, long step) throws Exception {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
         config.put(ConsumerConfig.GROUP_ID_CONFIG, "it-" + UUID.randomUUID());
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),

@@ -10,16 +10,19 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerTestResource;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import dev.loraflow.trainer.service.BaseModels;
 import dev.loraflow.trainer.service.TrainingFixtures;
 import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.common.ResourceArg;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import java.net.URI;
@@ -35,7 +38,6 @@ import java.util.UUID;
 import java.util.function.Predicate;
 import java.util.stream.Stream;
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -48,25 +50,28 @@ import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.eclipse.microprofile.config.ConfigProvider;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /** The trainer service against a real Kafka broker: jobs, batches, checkpoints, dead letters, REST. */
 @QuarkusTest
-@QuarkusTestResource(KafkaBrokerTestResource.class)
+@QuarkusTestResource(value = KafkaBrokerTestResource.class, initArgs = @ResourceArg(name = "user", value = PlatformUsers.TRAINER))
 @TestProfile(TrainerProfile.class)
 class TrainerKafkaTest {
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
-    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
-    String bootstrapServers;
+    /** The client properties of one of the broker's users, as the test resource configured them. */
+    private static Properties client(String user) {
+        return KafkaClientSettings.fromConfig("loraflow.test.kafka." + user,
+                key -> ConfigProvider.getConfig().getOptionalValue(key, String.class)).properties();
+    }
 
+    /** Publishes as a data producer does: only jobs and batches. */
     private KafkaProducer<byte[], byte[]> producer() {
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        Properties config = client(PlatformUsers.PRODUCER);
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         config.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, 4 << 20);
         return new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer());
@@ -78,8 +83,7 @@ class TrainerKafkaTest {
 
     /** Reads {@code topic} from the start until a record matches, or fails after the timeout. */
     private List<JsonNode> readUntil(String topic, Predicate<List<JsonNode>> done, Duration timeout) throws Exception {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        Properties config = client(PlatformUsers.ADMIN);
         config.put(ConsumerConfig.GROUP_ID_CONFIG, "test-" + UUID.randomUUID());
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         List<JsonNode> seen = new ArrayList<>();
@@ -201,7 +205,7 @@ class TrainerKafkaTest {
         }
         byte[] oversize = TrainingBatch.encode("poison", 3, java.util.Collections.nCopies(copies, examples.get(0)));
         // The topic holds up to the trainer's limit; here it allows more, as a misconfigured one would.
-        try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers))) {
+        try (Admin admin = Admin.create(client(PlatformUsers.ADMIN))) {
             admin.incrementalAlterConfigs(Map.of(new ConfigResource(ConfigResource.Type.TOPIC, "loraflow.training.batches"),
                     List.of(new AlterConfigOp(new ConfigEntry(TopicConfig.MAX_MESSAGE_BYTES_CONFIG, Integer.toString(4 << 20)),
                             AlterConfigOp.OpType.SET)))).all().get();

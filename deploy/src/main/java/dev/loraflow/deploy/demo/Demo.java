@@ -19,6 +19,7 @@ import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.MergeFailureEvent;
 import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.events.TrainingBatch;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -40,6 +41,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.UUID;
@@ -98,7 +100,7 @@ public final class Demo {
     }
 
     /** The command line, with the services' whereabouts from run.env. */
-    record Settings(URI trainer, URI serving, String bootstrapServers, String apiKey, Path modelsRoot, Path storeRoot,
+    record Settings(URI trainer, URI serving, KafkaClientSettings kafka, String apiKey, Path modelsRoot, Path storeRoot,
                     Path logs, Path base, long steps, Path report, double platformUpSeconds) {
 
         static Settings parse(String[] args) throws IOException {
@@ -131,8 +133,15 @@ public final class Demo {
                 throw new IllegalArgumentException("--platform-up-seconds must be a number, got "
                         + options.get("--platform-up-seconds"));
             }
-            return new Settings(URI.create(required(env, "TRAINER_URL")), URI.create(required(env, "SERVING_URL")),
-                    required(env, "BOOTSTRAP_SERVERS"), required(env, "API_KEY"), Path.of(required(env, "MODELS_ROOT")),
+            URI trainer = URI.create(required(env, "TRAINER_URL"));
+            URI serving = URI.create(required(env, "SERVING_URL"));
+            required(env, "BOOTSTRAP_SERVERS");
+            // The data producer's settings that up writes: BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL,
+            // KAFKA_SASL_MECHANISM, KAFKA_USERNAME, KAFKA_PASSWORD.
+            KafkaClientSettings kafka = KafkaClientSettings.fromConfig("kafka", key -> Optional.ofNullable(env.get(
+                    key.equals("kafka." + KafkaClientSettings.BOOTSTRAP_SERVERS) ? "BOOTSTRAP_SERVERS"
+                            : key.toUpperCase(Locale.ROOT).replace('.', '_').replace('-', '_'))));
+            return new Settings(trainer, serving, kafka, required(env, "API_KEY"), Path.of(required(env, "MODELS_ROOT")),
                     Path.of(required(env, "STORE_ROOT")), Path.of(env.getOrDefault("LOGS", ".")),
                     options.containsKey("--base") ? Path.of(options.get("--base")) : null, steps,
                     Path.of(options.getOrDefault("--report", "demo-report.html")).toAbsolutePath(), platformUp);
@@ -356,8 +365,7 @@ public final class Demo {
     /** One record per step, the training words in file order and again from the start when the steps need more. */
     private void streamExamples() throws Exception {
         List<CipherTask.Pair> training = CipherTask.bundled(CipherTask.TRAINING_FILE);
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
+        Properties config = settings.kafka().properties();
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         config.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
         config.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 30_000);
@@ -613,9 +621,9 @@ public final class Demo {
     }
 
     private KafkaConsumer<byte[], byte[]> consumer(List<String> topics) {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, settings.bootstrapServers());
-        config.put(ConsumerConfig.GROUP_ID_CONFIG, "loraflow-demo-" + UUID.randomUUID());
+        Properties config = settings.kafka().properties();
+        // The data producer's own groups (loraflow-producer-...) are the ones its ACLs let it read in.
+        config.put(ConsumerConfig.GROUP_ID_CONFIG, "loraflow-producer-demo-" + UUID.randomUUID());
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         config.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
         KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.loraflow.broker.KafkaBrokerExtension;
+import dev.loraflow.broker.PlatformUsers;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.net.URI;
@@ -15,6 +16,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -73,10 +75,11 @@ class DemoIT {
         Map<String, String> common = Map.of("KAFKA_BOOTSTRAP_SERVERS", KAFKA.broker().bootstrapServers(),
                 "LORAFLOW_MODELS_ROOT", models.toString(), "LORAFLOW_STORE_ROOT", store.toString(),
                 "LORAFLOW_API_KEYS", API_KEY);
-        start("trainer", jars.get("trainer"), trainerPort, common, Map.of(), logs);
-        start("merger", jars.get("merger"), mergerPort, common,
-                Map.of("LORAFLOW_MERGER_WORK_DIR", home.resolve("merger-work").toString()), logs);
-        start("serving", jars.get("serving"), servingPort, common, Map.of("LORAFLOW_SERVING_FOLLOW_MODELS", "true"), logs);
+        start("trainer", jars.get("trainer"), trainerPort, common, kafkaUser(PlatformUsers.TRAINER), logs);
+        start("merger", jars.get("merger"), mergerPort, common, with(kafkaUser(PlatformUsers.MERGER),
+                "LORAFLOW_MERGER_WORK_DIR", home.resolve("merger-work").toString()), logs);
+        start("serving", jars.get("serving"), servingPort, common, with(with(kafkaUser(PlatformUsers.SERVING),
+                "LORAFLOW_SERVING_FOLLOW_MODELS", "true"), "LORAFLOW_SERVING_FOLLOW_MODEL_NAMES", "*"), logs);
         awaitUp(trainerPort, "/q/health/ready", logs.resolve("serving.log"));
         awaitUp(mergerPort, "/q/health/ready", logs.resolve("merger.log"));
         awaitUp(servingPort, "/q/health/live", logs.resolve("serving.log"));
@@ -87,11 +90,14 @@ class DemoIT {
                 MERGER_URL=http://127.0.0.1:%d
                 SERVING_URL=http://127.0.0.1:%d
                 BOOTSTRAP_SERVERS=%s
+                KAFKA_USERNAME=producer
+                KAFKA_PASSWORD=%s
                 API_KEY=%s
                 MODELS_ROOT=%s
                 STORE_ROOT=%s
                 LOGS=%s
-                """.formatted(trainerPort, mergerPort, servingPort, KAFKA.broker().bootstrapServers(), API_KEY, models, store,
+                """.formatted(trainerPort, mergerPort, servingPort, KAFKA.broker().bootstrapServers(),
+                KAFKA.broker().password(PlatformUsers.PRODUCER), API_KEY, models, store,
                 logs));
         Path report = home.resolve("report/demo.html");
         Process demo = demo(demoJar, runEnv, report, "demo.out");
@@ -183,4 +189,16 @@ class DemoIT {
     private static String java() {
         return ProcessHandle.current().info().command().orElse("java");
     }
+
+    /** A service's Kafka user, as ./loraflow up passes it. */
+    private static Map<String, String> kafkaUser(String user) {
+        return Map.of("LORAFLOW_KAFKA_USERNAME", user, "LORAFLOW_KAFKA_PASSWORD", KAFKA.broker().password(user));
+    }
+
+    private static Map<String, String> with(Map<String, String> environment, String name, String value) {
+        Map<String, String> more = new HashMap<>(environment);
+        more.put(name, value);
+        return more;
+    }
+
 }

@@ -7,6 +7,7 @@ import dev.loraflow.platform.kafka.BrokerConnection;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.EventFormatException;
+import dev.loraflow.platform.events.MergeOutcomes;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
 import java.time.Duration;
@@ -76,8 +77,8 @@ public final class MergeLoop implements Runnable, AutoCloseable {
         // One checkpoint per poll: a merge of a large model takes minutes, and the offset moves after each.
         consumerConfig.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 1);
         consumerConfig.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, 60 * 60 * 1000);
-        this.consumer = KafkaSetup.committedReader(settings.bootstrapServers(), settings.groupId(), consumerConfig);
-        this.producer = KafkaSetup.durableProducer(settings.bootstrapServers(), new Properties());
+        this.consumer = KafkaSetup.committedReader(settings.kafka(), settings.groupId(), consumerConfig);
+        this.producer = KafkaSetup.durableProducer(settings.kafka(), new Properties());
     }
 
     /** Called on the loop's thread after each checkpoint's event is published. */
@@ -248,7 +249,7 @@ public final class MergeLoop implements Runnable, AutoCloseable {
     }
 
     static String outcomeReference(String jobId, long step) {
-        return "merge-" + jobId + "-" + step + ".outcome.json";
+        return MergeOutcomes.reference(jobId, step);
     }
 
     static String checkpointReference(String jobId, long step) {

@@ -1,5 +1,6 @@
 package dev.loraflow.merger.service;
 
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.export.merge.LoraMerge.OutputDType;
 import dev.loraflow.platform.events.MergedModelEvent;
@@ -21,6 +22,7 @@ import java.time.Duration;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
+import org.eclipse.microprofile.config.Config;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
 
@@ -30,8 +32,6 @@ public class MergerService {
 
     private static final Logger LOG = Logger.getLogger(MergerService.class);
 
-    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
-    String bootstrapServers;
     @ConfigProperty(name = "loraflow.merger.group-id")
     String groupId;
     @ConfigProperty(name = "loraflow.topics.checkpoints")
@@ -64,25 +64,29 @@ public class MergerService {
 
     @Inject
     MeterRegistry metrics;
+    @Inject
+    Config config;
 
+    private KafkaClientSettings kafka;
     private MergeLoop loop;
     private Thread thread;
     private final AtomicReference<Double> lastVerificationError = new AtomicReference<>(Double.NaN);
 
     void start(@Observes StartupEvent event) throws IOException {
-        MergerSettings settings = new MergerSettings(bootstrapServers, groupId, checkpointsTopic, mergedTopic, failuresTopic,
+        kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
+        MergerSettings settings = new MergerSettings(kafka, groupId, checkpointsTopic, mergedTopic, failuresTopic,
                 modelsRoot, storeRoot, workDirectory, Trigger.parse(trigger), OutputDType.parse(dtype), opset, tolerance,
                 verifyThreads, CrashPoint.parse(fault.orElse(null)));
         clearWorkDirectory(workDirectory);
         LocalArtifactStore store = new LocalArtifactStore(storeRoot);
         loop = new MergeLoop(settings, store, new CheckpointMerger(settings, store),
-                () -> KafkaSetup.ensureTopics(bootstrapServers,
+                () -> KafkaSetup.ensureTopics(kafka,
                         Map.of(checkpointsTopic, partitions, mergedTopic, partitions, failuresTopic, partitions)));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-merge-loop").unstarted(loop);
         thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the merge loop died; readiness reports DOWN", e));
         thread.start();
-        LOG.infof("merge loop started: %s, group %s, checkpoints on %s, trigger %s", bootstrapServers, groupId,
+        LOG.infof("merge loop started: %s, group %s, checkpoints on %s, trigger %s", kafka, groupId,
                 checkpointsTopic, settings.trigger());
     }
 
@@ -97,8 +101,9 @@ public class MergerService {
         return loop;
     }
 
-    public String bootstrapServers() {
-        return bootstrapServers;
+    /** Where and as whom the service reaches Kafka. */
+    public KafkaClientSettings kafka() {
+        return kafka;
     }
 
     /** Ready while the loop runs and its last poll reached the broker. */

@@ -1,6 +1,7 @@
 package dev.loraflow.merger.service;
 
 import dev.loraflow.export.merge.LoraMerge.OutputDType;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import java.nio.file.Path;
 
 /**
@@ -11,6 +12,6 @@ import java.nio.file.Path;
  * @param tolerance     the largest max |Δlogit| between ONNX Runtime and the un-merged Java model that passes
  * @param fault         test-only crash point, see {@link CrashPoint}; null in service
  */
-public record MergerSettings(String bootstrapServers, String groupId, String checkpointsTopic, String mergedTopic,
+public record MergerSettings(KafkaClientSettings kafka, String groupId, String checkpointsTopic, String mergedTopic,
                              String failuresTopic, Path modelsRoot, Path storeRoot, Path workDirectory, Trigger trigger,
                              OutputDType dtype, int opset, double tolerance, int verifyThreads, CrashPoint fault) {}

@@ -10,7 +10,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -34,21 +33,19 @@ public final class KafkaSetup {
      *
      * @param partitionsByTopic topic name → its partition count
      */
-    public static void ensureTopics(String bootstrapServers, Map<String, Integer> partitionsByTopic) {
-        ensureTopics(bootstrapServers, partitionsByTopic, Map.of());
+    public static void ensureTopics(KafkaClientSettings kafka, Map<String, Integer> partitionsByTopic) {
+        ensureTopics(kafka, partitionsByTopic, Map.of());
     }
 
     /**
-     * As {@link #ensureTopics(String, Map)}, creating topics with their configuration (for example
+     * As {@link #ensureTopics(KafkaClientSettings, Map)}, creating topics with their configuration (for example
      * {@code max.message.bytes}); topics that exist keep theirs.
      *
      * @param configsByTopic topic name → its topic-level configuration, for the topics that need one
      */
-    public static void ensureTopics(String bootstrapServers, Map<String, Integer> partitionsByTopic,
+    public static void ensureTopics(KafkaClientSettings kafka, Map<String, Integer> partitionsByTopic,
                                     Map<String, Map<String, String>> configsByTopic) {
-        Properties config = new Properties();
-        config.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
-        try (Admin admin = Admin.create(config)) {
+        try (Admin admin = Admin.create(kafka.properties())) {
             Set<String> existing = admin.listTopics().names().get(30, TimeUnit.SECONDS);
             List<NewTopic> missing = new ArrayList<>();
             partitionsByTopic.forEach((topic, partitions) -> {
@@ -69,14 +66,13 @@ public final class KafkaSetup {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted while creating topics", e);
         } catch (ExecutionException | TimeoutException e) {
-            throw new IllegalStateException("cannot reach Kafka at " + bootstrapServers + " to create topics: " + e.getMessage(), e);
+            throw new IllegalStateException("cannot reach Kafka at " + kafka + " to create topics: " + e.getMessage(), e);
         }
     }
 
     /** A producer whose acknowledged records are on every in-sync replica and never duplicated by its retries. */
-    public static KafkaProducer<byte[], byte[]> durableProducer(String bootstrapServers, Properties extra) {
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+    public static KafkaProducer<byte[], byte[]> durableProducer(KafkaClientSettings kafka, Properties extra) {
+        Properties config = kafka.properties();
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         config.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
         config.putAll(extra);
@@ -87,9 +83,8 @@ public final class KafkaSetup {
      * A consumer of a group (or none, when {@code groupId} is null) that reads committed records from the
      * earliest offset and commits only when its caller says so.
      */
-    public static KafkaConsumer<byte[], byte[]> committedReader(String bootstrapServers, String groupId, Properties extra) {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+    public static KafkaConsumer<byte[], byte[]> committedReader(KafkaClientSettings kafka, String groupId, Properties extra) {
+        Properties config = kafka.properties();
         if (groupId != null) {
             config.put(ConsumerConfig.GROUP_ID_CONFIG, groupId);
         }

@@ -3,7 +3,9 @@ package dev.loraflow.serving.messaging;
 import dev.loraflow.inference.ModelLoadException;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.EventFormatException;
+import dev.loraflow.platform.events.MergeOutcomes;
 import dev.loraflow.platform.events.MergedModelEvent;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import dev.loraflow.platform.store.SafePaths;
@@ -35,6 +37,7 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
+import org.eclipse.microprofile.config.Config;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
 
@@ -51,6 +54,12 @@ import org.jboss.logging.Logger;
  * nothing. A bad event (malformed record, missing artifact, digest mismatch, unloadable graph) leaves
  * the current model serving, is logged with the reason and counted in
  * {@code loraflow_serving_model_swaps_total{trigger="event"}}; the thread goes on with the next record.
+ *
+ * <p>Only the models named in {@code loraflow.serving.follow-model-names} are followed ({@code *}: any),
+ * and an event counts only when the merger's outcome record in the store is that very event
+ * ({@link MergeOutcomes#mismatch}): anyone who can write to the topic but not to the store (a forged
+ * event, say with a huge {@code model_version}) is counted as {@code unverified}, and changes neither the
+ * served model nor the newest version seen, so later real versions are still taken.
  */
 @ApplicationScoped
 public class EventFollower {
@@ -60,16 +69,15 @@ public class EventFollower {
 
     @ConfigProperty(name = "loraflow.serving.follow-models", defaultValue = "false")
     boolean followModels;
-    @ConfigProperty(name = "loraflow.serving.follow-model-name")
-    Optional<String> followModelName;
+    /** The announced models (job ids) to follow; {@code *} follows any; none configured follows none. */
+    @ConfigProperty(name = "loraflow.serving.follow-model-names")
+    Optional<List<String>> followModelNames;
     @ConfigProperty(name = "loraflow.serving.follow-adapters", defaultValue = "false")
     boolean followAdapters;
     @ConfigProperty(name = "loraflow.serving.adapter-base-model")
     Optional<String> adapterBaseModel;
     @ConfigProperty(name = "loraflow.serving.adapter-base-sha256")
     Optional<String> adapterBaseSha256;
-    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
-    String bootstrapServers;
     @ConfigProperty(name = "loraflow.topics.models-merged")
     String modelsTopic;
     @ConfigProperty(name = "loraflow.topics.checkpoints")
@@ -81,12 +89,15 @@ public class EventFollower {
 
     @Inject
     Serving serving;
+    @Inject
+    Config config;
 
     private final AtomicBoolean running = new AtomicBoolean(true);
     /** The highest model_version seen of each announced model: older and repeated events are skipped. */
     private final Map<String, Long> newestVersions = new HashMap<>();
     /** The highest checkpoint step seen of each job whose adapter is followed. */
     private final Map<String, Long> newestSteps = new HashMap<>();
+    private KafkaClientSettings kafka;
     private LocalArtifactStore store;
     private KafkaConsumer<byte[], byte[]> consumer;
     private Thread thread;
@@ -97,7 +108,12 @@ public class EventFollower {
             return;
         }
         store = new LocalArtifactStore(storeRoot);
-        for (String outcome : List.of("loaded", "failed", "skipped", "malformed")) {
+        kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
+        if (followModels && followedNames().isEmpty()) {
+            LOG.warn("loraflow.serving.follow-models is on but loraflow.serving.follow-model-names names no model;"
+                    + " no announced model will be served (name the job ids to follow, or * for any)");
+        }
+        for (String outcome : List.of("loaded", "failed", "skipped", "malformed", "unverified")) {
             if (followModels) {
                 serving.swaps(Serving.Trigger.EVENT, outcome);
             }
@@ -105,16 +121,16 @@ public class EventFollower {
                 adapterLoads(outcome);
             }
         }
-        Properties config = new Properties();
-        config.put(ConsumerConfig.CLIENT_ID_CONFIG, "loraflow-serving-follower");
+        Properties consumerConfig = new Properties();
+        consumerConfig.put(ConsumerConfig.CLIENT_ID_CONFIG, "loraflow-serving-follower");
         // No group: every replica reads the whole history itself, and nothing is committed.
-        consumer = KafkaSetup.committedReader(bootstrapServers, null, config);
+        consumer = KafkaSetup.committedReader(kafka, null, consumerConfig);
         thread = Thread.ofPlatform().name("loraflow-event-follower").unstarted(this::run);
         thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the event follower died; no more models are followed", e));
         thread.start();
         LOG.infof("following %s%s on %s (store %s)", followModels ? modelsTopic + " (model " + followedName() + ")" : "",
                 followAdapters ? (followModels ? " and " : "") + checkpointsTopic + " (adapters on base "
-                        + adapterBaseModel.orElse("<none configured>") + ")" : "", bootstrapServers, store.root());
+                        + adapterBaseModel.orElse("<none configured>") + ")" : "", kafka, store.root());
     }
 
     /** Before {@link Serving} closes the engine. */
@@ -126,12 +142,36 @@ public class EventFollower {
         }
     }
 
+    private List<String> followedNames() {
+        return followModelNames.orElse(List.of()).stream().map(String::strip).filter(name -> !name.isEmpty()).toList();
+    }
+
     private String followedName() {
-        return followModelName.filter(name -> !name.isBlank()).orElse("any");
+        List<String> names = followedNames();
+        return names.contains("*") ? "any" : names.isEmpty() ? "none" : String.join(", ", names);
     }
 
     private boolean followed(String model) {
-        return followModelName.filter(name -> !name.isBlank()).map(model::equals).orElse(true);
+        List<String> names = followedNames();
+        return names.contains("*") || names.contains(model);
+    }
+
+    /** True when the merger's record in the store is this event; otherwise logged and counted as unverified or failed. */
+    private boolean verifiedLineage(MergedModelEvent event) {
+        try {
+            Optional<String> mismatch = MergeOutcomes.mismatch(store, event);
+            if (mismatch.isEmpty()) {
+                return true;
+            }
+            serving.swaps(Serving.Trigger.EVENT, "unverified").increment();
+            LOG.warnf("%s version %d is not what the merger recorded, ignored: %s", event.model(), event.modelVersion(),
+                    mismatch.get());
+        } catch (IOException e) {
+            serving.swaps(Serving.Trigger.EVENT, "failed").increment();
+            LOG.warnf("%s version %d not loaded, its merge outcome is unreadable: %s", event.model(), event.modelVersion(),
+                    e.getMessage());
+        }
+        return false;
     }
 
     private Counter adapterLoads(String outcome) {
@@ -186,7 +226,7 @@ public class EventFollower {
             try {
                 Map<String, Integer> wanted = new LinkedHashMap<>();
                 topics.forEach(topic -> wanted.put(topic, partitions));
-                KafkaSetup.ensureTopics(bootstrapServers, wanted);
+                KafkaSetup.ensureTopics(kafka, wanted);
                 List<TopicPartition> assigned = new ArrayList<>();
                 for (String topic : topics) {
                     List<PartitionInfo> partitionsOfTopic = consumer.partitionsFor(topic, Duration.ofSeconds(10));
@@ -200,7 +240,7 @@ public class EventFollower {
                 }
                 return assigned;
             } catch (RuntimeException e) {
-                LOG.warnf("waiting for Kafka at %s: %s", bootstrapServers, e.getMessage());
+                LOG.warnf("waiting for Kafka at %s: %s", kafka, e.getMessage());
                 sleep(Duration.ofSeconds(2));
             }
         }
@@ -221,7 +261,7 @@ public class EventFollower {
         for (ConsumerRecord<byte[], byte[]> record : history) {
             if (record.topic().equals(modelsTopic)) {
                 MergedModelEvent event = parseModel(record);
-                if (event != null && followed(event.model())) {
+                if (event != null && followed(event.model()) && verifiedLineage(event)) {
                     models.add(event);
                     timestamps.merge(event, record.timestamp(), Math::max);
                     newestVersions.merge(event.model(), event.modelVersion(), Math::max);
@@ -239,8 +279,7 @@ public class EventFollower {
         if (!models.isEmpty()) {
             serveNewest(models, timestamps);
         } else if (followModels) {
-            LOG.infof("no model announced on %s yet%s", modelsTopic,
-                    followModelName.filter(name -> !name.isBlank()).map(name -> " for " + name).orElse(""));
+            LOG.infof("no model announced on %s yet for %s", modelsTopic, followedName());
         }
         newestCheckpoints.values().forEach(this::loadAdapter);
     }
@@ -287,6 +326,9 @@ public class EventFollower {
             serving.swaps(Serving.Trigger.EVENT, "skipped").increment();
             LOG.infof("%s version %d is not newer than version %d, seen before; skipped", event.model(),
                     event.modelVersion(), newest);
+            return;
+        }
+        if (!verifiedLineage(event)) {
             return;
         }
         newestVersions.put(event.model(), event.modelVersion());

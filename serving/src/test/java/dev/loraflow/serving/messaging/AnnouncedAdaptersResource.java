@@ -5,6 +5,7 @@ import static dev.loraflow.serving.messaging.Announcements.record;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.LocalKafkaBroker;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.export.onnx.OnnxExporter;
@@ -18,6 +19,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -60,13 +62,13 @@ public class AnnouncedAdaptersResource implements QuarkusTestResourceLifecycleMa
             ArtifactStore.Artifact step2 = storeAdapter(store, 52);
             ArtifactStore.Artifact step4 = storeAdapter(store, 54);
             broker = LocalKafkaBroker.start(LocalKafkaBroker.Options.defaults());
-            String servers = broker.bootstrapServers();
-            KafkaSetup.ensureTopics(servers, Map.of(CHECKPOINTS_TOPIC, 2));
-            Announcements.publish(servers, List.of(
+            KafkaSetup.ensureTopics(broker.clientSettings(PlatformUsers.ADMIN), Map.of(CHECKPOINTS_TOPIC, 2));
+            Announcements.publish(broker.clientSettings(PlatformUsers.TRAINER), List.of(
                     record(CHECKPOINTS_TOPIC, "j-old", checkpoint("j-old", 2, BASE, step2, step2.sha256()).encode()),
                     record(CHECKPOINTS_TOPIC, "j-old", checkpoint("j-old", 4, BASE, step4, step4.sha256()).encode())));
-            return Map.of("kafka.bootstrap.servers", servers, "loraflow.store.root", store.root().toString(),
-                    "loraflow.serving.model.path", onnx.toString());
+            Map<String, String> config = new HashMap<>(broker.serviceConfig(PlatformUsers.SERVING));
+            config.putAll(Map.of("loraflow.store.root", store.root().toString(), "loraflow.serving.model.path", onnx.toString()));
+            return config;
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }

@@ -7,9 +7,14 @@ import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.inference.TinyModels;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.platform.events.EventFormatException;
+import dev.loraflow.platform.events.MergeOutcomes;
 import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.events.ModelLineage;
 import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -24,6 +29,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.eclipse.microprofile.config.ConfigProvider;
 
 /** What the merger and trainer would announce, made from tiny models: store artifacts, events, records. */
 final class Announcements {
@@ -31,6 +37,7 @@ final class Announcements {
     static final String MODELS_TOPIC = "loraflow.models.merged";
     static final String CHECKPOINTS_TOPIC = "loraflow.adapter.checkpoints";
     static final String SHA_ZERO = "0".repeat(64);
+    private static final ObjectMapper JSON = new ObjectMapper();
 
     private Announcements() {}
 
@@ -85,10 +92,40 @@ final class Announcements {
         return record(topic, key, value.getBytes(StandardCharsets.UTF_8));
     }
 
-    /** Publishes in order, each acknowledged before the next is sent. */
-    static void publish(String bootstrapServers, List<ProducerRecord<byte[], byte[]>> records) {
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+    /** The client settings of one of the test broker's users, as the test resource configured them. */
+    static KafkaClientSettings client(String user) {
+        return KafkaClientSettings.fromConfig("loraflow.test.kafka." + user,
+                key -> ConfigProvider.getConfig().getOptionalValue(key, String.class));
+    }
+
+    /**
+     * Records {@code event} in the store as the merger's outcome of its model and version, exactly as the
+     * merge loop does before it publishes (status merged, published): what serving checks an event against.
+     */
+    static void recordOutcome(ArtifactStore store, MergedModelEvent event, String status) throws IOException {
+        ObjectNode outcome = JSON.createObjectNode();
+        outcome.put("status", status);
+        outcome.put("topic", MODELS_TOPIC);
+        outcome.put("key", event.model());
+        outcome.put("published", true);
+        outcome.set("event", JSON.readTree(event.encode()));
+        store.writeReference(MergeOutcomes.reference(event.model(), event.modelVersion()), JSON.writeValueAsBytes(outcome));
+    }
+
+    /** Records each value that is a merged model event as merged ({@link #recordOutcome}); malformed ones are left alone. */
+    static void recordOutcomes(ArtifactStore store, List<ProducerRecord<byte[], byte[]>> records) throws IOException {
+        for (ProducerRecord<byte[], byte[]> record : records) {
+            try {
+                recordOutcome(store, MergedModelEvent.parse(record.value()), "merged");
+            } catch (EventFormatException malformed) {
+                // Never recorded by a merger: it announces only events it could encode.
+            }
+        }
+    }
+
+    /** Publishes in order as {@code client}, each acknowledged before the next is sent. */
+    static void publish(KafkaClientSettings client, List<ProducerRecord<byte[], byte[]>> records) {
+        Properties config = client.properties();
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                 new ByteArraySerializer())) {

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -32,10 +33,6 @@ import org.junit.jupiter.api.Test;
 class FollowAdaptersTest {
 
     private static final int[] PROMPT = {3, 1, 4, 1, 5};
-
-    private static String servers() {
-        return ConfigProvider.getConfig().getValue("loraflow.kafka.bootstrap-servers", String.class);
-    }
 
     private static List<Integer> expected(CausalLanguageModel model) {
         int[] tokens = Generator.generate(model, PROMPT,
@@ -70,7 +67,7 @@ class FollowAdaptersTest {
         double skipped = loads("skipped");
         double failed = loads("failed");
         String base = AnnouncedAdaptersResource.BASE;
-        Announcements.publish(servers(), List.of(
+        Announcements.publish(Announcements.client(PlatformUsers.TRAINER), List.of(
                 record(CHECKPOINTS_TOPIC, "j-other", checkpoint("j-other", 1, "another-base", live, live.sha256()).encode()),
                 record(CHECKPOINTS_TOPIC, "j-bad", checkpoint("j-bad", 1, base, live, "c".repeat(64)).encode()),
                 record(CHECKPOINTS_TOPIC, "j-old", checkpoint("j-old", 3, base, live, live.sha256()).encode()),

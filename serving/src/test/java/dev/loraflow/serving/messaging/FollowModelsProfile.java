@@ -13,7 +13,7 @@ public class FollowModelsProfile implements QuarkusTestProfile {
     public Map<String, String> getConfigOverrides() {
         return Map.of("loraflow.api-keys", API_KEY,
                 "loraflow.serving.follow-models", "true",
-                "loraflow.serving.follow-model-name", AnnouncedModelsResource.MODEL,
+                "loraflow.serving.follow-model-names", AnnouncedModelsResource.MODEL + ",a-model-never-announced",
                 "loraflow.serving.model.name", "tiny",
                 "loraflow.serving.intra-op-threads", "1");
     }

@@ -4,6 +4,7 @@ import static dev.loraflow.serving.messaging.Announcements.MODELS_TOPIC;
 import static dev.loraflow.serving.messaging.Announcements.await;
 import static dev.loraflow.serving.messaging.Announcements.event;
 import static dev.loraflow.serving.messaging.Announcements.metric;
+import static dev.loraflow.serving.messaging.Announcements.recordOutcome;
 import static io.restassured.RestAssured.given;
 import static org.hamcrest.Matchers.containsString;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -11,14 +12,17 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
+import dev.loraflow.platform.store.LocalArtifactStore;
 import dev.loraflow.serving.messaging.Announcements.Release;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import io.restassured.path.json.JsonPath;
 import io.restassured.response.Response;
+import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -34,6 +38,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.kafka.clients.producer.ProducerRecord;
 import org.eclipse.microprofile.config.ConfigProvider;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
@@ -54,8 +59,8 @@ class FollowModelsTest {
     private static final int[] PROMPT = {5, 6, 7, 8, 9};
     private static final String REQUEST = "{\"model\": \"tiny\", \"prompt\": [5, 6, 7, 8, 9], \"max_tokens\": 24, \"temperature\": 0}";
 
-    private static String servers() {
-        return ConfigProvider.getConfig().getValue("loraflow.kafka.bootstrap-servers", String.class);
+    private static LocalArtifactStore store() throws IOException {
+        return new LocalArtifactStore(Path.of(ConfigProvider.getConfig().getValue("loraflow.store.root", String.class)));
     }
 
     private static Release release(String which) {
@@ -82,8 +87,17 @@ class FollowModelsTest {
         return metric(SWAPS, "outcome=\"" + outcome + "\"", "trigger=\"event\"");
     }
 
-    private static void publish(byte[]... values) {
-        Announcements.publish(servers(), Arrays.stream(values)
+    /** As the merger announces: each event's outcome recorded in the store, then published as user merger. */
+    private static void publish(byte[]... values) throws IOException {
+        List<ProducerRecord<byte[], byte[]>> records = Arrays.stream(values)
+                .map(value -> Announcements.record(MODELS_TOPIC, MODEL, value)).toList();
+        Announcements.recordOutcomes(store(), records);
+        Announcements.publish(Announcements.client(PlatformUsers.MERGER), records);
+    }
+
+    /** Published by an authorised client (user merger) without the merger's record in the store, or against another one. */
+    private static void publishUnrecorded(byte[]... values) {
+        Announcements.publish(Announcements.client(PlatformUsers.MERGER), Arrays.stream(values)
                 .map(value -> Announcements.record(MODELS_TOPIC, MODEL, value)).toList());
     }
 
@@ -204,6 +218,36 @@ class FollowModelsTest {
 
     @Test
     @Order(4)
+    void eventsWhoseLineageIsNotTheMergersRecordAreIgnoredAndDoNotBlockLaterVersions() throws Exception {
+        String version = served().getString("version");
+        long announced = announcedVersion();
+        double unverified = events("unverified");
+        double loaded = events("loaded");
+        Release a = release("a");
+        Release b = release("b");
+        // A forged announcement of a real artifact with a huge version and no merge behind it; the merger's
+        // record of a version says artifact b, its event says a; a version whose merge failed; another model.
+        long huge = Long.MAX_VALUE / 2;
+        recordOutcome(store(), event(MODEL, announced + 2, b), "merged");
+        recordOutcome(store(), event(MODEL, announced + 3, a), "failed");
+        publishUnrecorded(event(MODEL, huge, a).encode(), event(MODEL, announced + 2, a).encode(),
+                event(MODEL, announced + 3, a).encode());
+        Announcements.publish(Announcements.client(PlatformUsers.MERGER),
+                List.of(Announcements.record(MODELS_TOPIC, "not-followed", event("not-followed", huge, a).encode())));
+        await("three unverified events counted", () -> events("unverified") == unverified + 3);
+        assertEquals(version, served().getString("version"));
+        assertEquals(announced, announcedVersion());
+
+        // A real version after them, lower than the forged one, is still taken.
+        long next = announced + 4;
+        publish(event(MODEL, next, a).encode());
+        await("version " + next + " served", () -> announcedVersion() == next);
+        assertEquals(loaded + 1, events("loaded"));
+        assertEquals(expected(AnnouncedModelsResource.SEED_A), complete());
+    }
+
+    @Test
+    @Order(5)
     void theAdminApiLoadsAMergersGraphArtifactWithItsMergedDirectory() {
         Release b = release("b");
         Path onnx = Path.of(URI.create(b.onnxUri())).resolve("model.onnx");

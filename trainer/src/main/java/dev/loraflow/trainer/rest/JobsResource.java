@@ -117,7 +117,7 @@ public class JobsResource {
                 if (producer == null) {
                     Properties config = new Properties();
                     config.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 10_000);
-                    producer = KafkaSetup.durableProducer(service.bootstrapServers(), config);
+                    producer = KafkaSetup.durableProducer(service.kafka(), config);
                 }
             }
         }

@@ -18,6 +18,6 @@ public class KafkaReadiness implements HealthCheck {
     @Override
     public HealthCheckResponse call() {
         return HealthCheckResponse.named("kafka").status(service.ready())
-                .withData("bootstrap.servers", service.bootstrapServers()).build();
+                .withData("bootstrap.servers", service.kafka().bootstrapServers()).build();
     }
 }

@@ -1,6 +1,7 @@
 package dev.loraflow.trainer.service;
 
 import dev.loraflow.platform.events.DeadLetter;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import io.micrometer.core.instrument.Gauge;
@@ -17,6 +18,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.function.ToDoubleFunction;
 import org.apache.kafka.common.config.TopicConfig;
+import org.eclipse.microprofile.config.Config;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
 
@@ -26,8 +28,6 @@ public class TrainerService {
 
     private static final Logger LOG = Logger.getLogger(TrainerService.class);
 
-    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
-    String bootstrapServers;
     @ConfigProperty(name = "loraflow.trainer.group-id")
     String groupId;
     @ConfigProperty(name = "loraflow.topics.jobs")
@@ -58,22 +58,26 @@ public class TrainerService {
 
     @Inject
     MeterRegistry metrics;
+    @Inject
+    Config config;
 
+    private KafkaClientSettings kafka;
     private TrainingLoop loop;
     private Thread thread;
     private BaseModels bases;
 
     void start(@Observes StartupEvent event) throws IOException {
         bases = new BaseModels(modelsRoot, baseCacheSize);
-        TrainerSettings settings = new TrainerSettings(bootstrapServers, groupId, jobsTopic, batchesTopic, checkpointsTopic,
+        kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
+        TrainerSettings settings = new TrainerSettings(kafka, groupId, jobsTopic, batchesTopic, checkpointsTopic,
                 deadLetterTopic, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
         loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),
-                () -> KafkaSetup.ensureTopics(bootstrapServers, topics(), topicConfigs()));
+                () -> KafkaSetup.ensureTopics(kafka, topics(), topicConfigs()));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);
         thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the training loop died; readiness reports DOWN", e));
         thread.start();
-        LOG.infof("training loop started: %s, group %s, batches on %s", bootstrapServers, groupId, batchesTopic);
+        LOG.infof("training loop started: %s, group %s, batches on %s", kafka, groupId, batchesTopic);
     }
 
     void stop(@Observes ShutdownEvent event) throws InterruptedException {
@@ -107,8 +111,9 @@ public class TrainerService {
         return jobsTopic;
     }
 
-    public String bootstrapServers() {
-        return bootstrapServers;
+    /** Where and as whom the service reaches Kafka. */
+    public KafkaClientSettings kafka() {
+        return kafka;
     }
 
     /** Ready while the loop runs and its last poll reached the broker. */

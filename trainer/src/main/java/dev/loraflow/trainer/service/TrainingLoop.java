@@ -90,13 +90,13 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         consumer.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, (int) Math.max(500, settings.sessionTimeout().toMillis() / 4));
         consumer.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
                 "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
-        this.batches = KafkaSetup.committedReader(settings.bootstrapServers(), settings.groupId(), consumer);
-        this.jobsReader = KafkaSetup.committedReader(settings.bootstrapServers(), null, new Properties());
+        this.batches = KafkaSetup.committedReader(settings.kafka(), settings.groupId(), consumer);
+        this.jobsReader = KafkaSetup.committedReader(settings.kafka(), null, new Properties());
         // A dead letter carries its record: room for the largest one the loop reads, which is above Kafka's 1 MiB.
         Properties producer = new Properties();
         producer.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG,
                 Math.max(1 << 20, DeadLetter.maxEncodedBytes(settings.maxRecordBytes())));
-        this.producer = KafkaSetup.durableProducer(settings.bootstrapServers(), producer);
+        this.producer = KafkaSetup.durableProducer(settings.kafka(), producer);
     }
 
     /** Every job's latest status. */
