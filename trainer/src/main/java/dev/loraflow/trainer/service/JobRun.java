@@ -134,7 +134,8 @@ public final class JobRun {
         Path directory = store.open(artifact.uri(), artifact.sha256());
         JsonNode saved = JSON.readTree(Files.readString(directory.resolve(JOB_STATE_FILE)));
         if (!saved.path("base_sha256").asText().equals(base.sha256())) {
-            throw new IOException("job " + job.jobId() + ": its checkpoint was trained on base " + saved.path("base_sha256")
+            // Not the disk's fault and no retry mends it: a permanent failure of the job.
+            throw new IllegalStateException("job " + job.jobId() + ": its checkpoint was trained on base " + saved.path("base_sha256")
                     .asText() + ", the base now named " + job.baseModel() + " is " + base.sha256());
         }
         trainer.restore(directory);
@@ -191,6 +192,16 @@ public final class JobRun {
             return;
         }
         if (batch.seq() > nextSeq) {
+            if (state == State.FINISHED) {
+                if (!batch.endOfJob()) {
+                    // Nothing comes after the end: held, it would wait for ever and hold the offsets back.
+                    received++;
+                    deadLettered++;
+                    effects.deadLetter("job " + job.jobId() + " already ended before batch " + nextSeq + "; batch "
+                            + batch.seq() + " is beyond its end", source, job.jobId(), batch.seq());
+                }
+                return;
+            }
             if (held.containsKey(batch.seq())) {
                 received++;
                 skippedDuplicate++;
