@@ -283,6 +283,17 @@ public final class JobRun {
             }
             step(rest);
         }
+        deadLetterHeld();
+        if (state == State.RUNNING) {
+            state = State.FINISHED;
+            if (job.checkpointAtEnd()) {
+                checkpoint(true);
+            }
+        }
+    }
+
+    /** The job ended: the batches held for a gap before it will never be consumed. */
+    private void deadLetterHeld() {
         for (Map.Entry<Long, SourceRecord> gap : held.entrySet()) {
             received++;
             deadLettered++;
@@ -291,12 +302,6 @@ public final class JobRun {
         }
         held.clear();
         heldBatches.clear();
-        if (state == State.RUNNING) {
-            state = State.FINISHED;
-            if (job.checkpointAtEnd()) {
-                checkpoint(true);
-            }
-        }
     }
 
     /**
@@ -324,6 +329,7 @@ public final class JobRun {
         boolean last = !job.untilEndMarker() && trainer.finished();
         if (last) {
             state = State.FINISHED;
+            deadLetterHeld();
         }
         boolean cadence = job.checkpointEvery() > 0 && result.step() % job.checkpointEvery() == 0;
         if (cadence || (last && job.checkpointAtEnd())) {
