@@ -129,12 +129,15 @@ public final class LocalKafkaBroker implements AutoCloseable {
     private final Path logFile;
     private final int brokerPort;
     private final Map<String, String> passwords;
-    private final Process process;
+    private final Duration startTimeout;
+    private volatile Process process;
     private final Thread shutdownHook;
     private boolean closed;
 
-    private LocalKafkaBroker(Path directory, Path logFile, int brokerPort, Map<String, String> passwords, Process process) {
+    private LocalKafkaBroker(Path directory, Path logFile, int brokerPort, Map<String, String> passwords, Process process,
+                             Duration startTimeout) {
         this.directory = directory;
+        this.startTimeout = startTimeout;
         this.logFile = logFile;
         this.brokerPort = brokerPort;
         this.passwords = passwords;
@@ -248,6 +251,30 @@ public final class LocalKafkaBroker implements AutoCloseable {
         }
     }
 
+    /**
+     * Stops the broker as an outage would (SIGTERM, then a forced kill after 20 s), keeping its data and
+     * ports for {@link #restart()}: clients meanwhile find nobody listening.
+     */
+    public synchronized void stop() {
+        if (closed) {
+            throw new IllegalStateException("the broker is closed");
+        }
+        stopProcess(process);
+    }
+
+    /** Starts a {@link #stop() stopped} broker again on its ports and data; returns once it answers. */
+    public synchronized void restart() {
+        if (closed) {
+            throw new IllegalStateException("the broker is closed");
+        }
+        if (process.isAlive()) {
+            throw new IllegalStateException("the broker is running");
+        }
+        process = launch(kafkaClasspath(), List.of("kafka.Kafka", directory.resolve("server.properties").toString()),
+                logFile);
+        awaitReady(process, clientProperties(PlatformUsers.ADMIN), brokerPort, logFile, startTimeout);
+    }
+
     /** Stops the broker (SIGTERM, then a forced kill after 20 s) and deletes its directory. */
     @Override
     public void close() {
@@ -287,7 +314,8 @@ public final class LocalKafkaBroker implements AutoCloseable {
             writeServerProperties(serverProperties, directory.resolve("data"), ports[0], ports[1], options, passwords);
             format(classpath, serverProperties, logFile, passwords);
             Process process = launch(classpath, List.of("kafka.Kafka", serverProperties.toString()), logFile);
-            broker = new LocalKafkaBroker(directory, logFile, ports[0], Map.copyOf(passwords), process);
+            broker = new LocalKafkaBroker(directory, logFile, ports[0], Map.copyOf(passwords), process,
+                    options.startTimeout());
             Runtime.getRuntime().addShutdownHook(broker.shutdownHook);
             awaitReady(process, broker.clientProperties(PlatformUsers.ADMIN), ports[0], logFile, options.startTimeout());
             broker.grantPlatformAcls();

@@ -128,6 +128,36 @@ class LocalKafkaBrokerTest {
     }
 
     @Test
+    void aStoppedBrokerRefusesClientsAndRestartsOnItsPortWithItsData() throws Exception {
+        LocalKafkaBroker broker = LocalKafkaBroker.start();
+        try {
+            broker.createTopics(1, "outage");
+            try (KafkaProducer<String, String> producer = producer(broker, Map.of())) {
+                producer.send(new ProducerRecord<>("outage", "k", "before")).get();
+            }
+            long pid = broker.process().pid();
+            broker.stop();
+            assertFalse(broker.process().isAlive());
+            assertThrows(java.io.IOException.class, () -> new java.net.Socket("127.0.0.1",
+                    Integer.parseInt(broker.bootstrapServers().split(":")[1])).close(), "nobody listens");
+            broker.restart();
+            assertTrue(broker.process().isAlive());
+            assertNotEquals(pid, broker.process().pid());
+            try (KafkaProducer<String, String> producer = producer(broker, Map.of())) {
+                producer.send(new ProducerRecord<>("outage", "k", "after")).get();
+            }
+            try (KafkaConsumer<String, String> consumer = consumer(broker, Map.of())) {
+                List<TopicPartition> partitions = List.of(new TopicPartition("outage", 0));
+                consumer.assign(partitions);
+                consumer.seekToBeginning(partitions);
+                assertEquals(List.of("before", "after"), pollAtLeast(consumer, 2).stream().map(ConsumerRecord::value).toList());
+            }
+        } finally {
+            broker.close();
+        }
+    }
+
+    @Test
     void quarkusTestResourceRunsASecondBrokerBesideTheFirstAndRemovesIt() throws Exception {
         KafkaBrokerTestResource resource = new KafkaBrokerTestResource();
         resource.init(Map.of("partitions", "5", "auto-create-topics", "true", "user", PlatformUsers.SERVING));

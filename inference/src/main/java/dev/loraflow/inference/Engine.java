@@ -130,6 +130,14 @@ public final class Engine implements AutoCloseable {
         }
     }
 
+    /**
+     * The engine thread runs and takes requests. False after {@link #close()} and after the thread died of
+     * an unexpected failure, when every request is refused: the service is then not live.
+     */
+    public boolean alive() {
+        return running && thread.isAlive();
+    }
+
     /** Requests waiting to join the batch. */
     public int queueDepth() {
         return queue.size();

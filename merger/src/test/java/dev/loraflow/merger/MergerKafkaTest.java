@@ -358,6 +358,51 @@ class MergerKafkaTest {
         assertEquals(1, parseMerged(readFor(MERGED, Duration.ofSeconds(3)), MergerProfile.CRASHING_JOB).size());
     }
 
+    @Test
+    void aPoisonRecordIsDeadLetteredAndAStoreThatCannotBeWrittenIsWaitedOutNeverAnnouncedAsAFailure() throws Exception {
+        awaitReady();
+        ArtifactStore.Artifact adapter = storeAdapter(51);
+        Properties config = new Properties();
+        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
+                new ByteArraySerializer())) {
+            // A job id that would name a reference outside the store's, and a record that is no event at all.
+            producer.send(new ProducerRecord<>(CHECKPOINTS, checkpoint("a/b", 1, true, adapter).encode())).get();
+            producer.send(new ProducerRecord<>(CHECKPOINTS, "{not json".getBytes(StandardCharsets.UTF_8))).get();
+        }
+        // The store cannot take a new artifact: its staging directory is gone, a file in its place.
+        Path staging = MergerProfile.ROOT.resolve("store").resolve("tmp");
+        Path aside = MergerProfile.ROOT.resolve("store-tmp-aside");
+        Files.move(staging, aside);
+        Files.writeString(staging, "not a directory");
+        long retriesBefore = service.loop().retries();
+        try {
+            send(checkpoint("j-disk", 2, true, adapter));
+            long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+            while (service.loop().retries() < retriesBefore + 2) {
+                assertTrue(System.nanoTime() < deadline, "the merge was not retried");
+                sleep(100);
+            }
+            given().get("/q/health/live").then().statusCode(200).body("status", equalTo("UP"));
+        } finally {
+            Files.delete(staging);
+            Files.move(aside, staging);
+        }
+        MergedModelEvent merged = mergedEvents("j-disk", 1).getFirst();
+        assertTrue(merged.verification().passed());
+        assertEquals(0, count(readFor(FAILURES, Duration.ofSeconds(2)), "j-disk"), "a transient failure is never announced");
+
+        List<byte[]> letters = readUntil("loraflow.models.dead-letters", seen -> seen.size() >= 2, Duration.ofMinutes(1));
+        StringBuilder reasons = new StringBuilder();
+        for (byte[] letter : letters) {
+            reasons.append(JSON.readTree(letter).path("reason").asText()).append('\n');
+        }
+        assertTrue(reasons.toString().contains("job_id \"a/b\" must be"), reasons.toString());
+        assertTrue(reasons.toString().contains("not valid JSON"), reasons.toString());
+        assertTrue(service.loop().deadLettered() >= 2);
+        given().get("/q/health/live").then().statusCode(200).body("checks.find { it.name == 'loop' }.status", equalTo("UP"));
+    }
+
     private static List<Path> artifacts() throws IOException {
         try (Stream<Path> entries = Files.list(MergerProfile.ROOT.resolve("store").resolve("sha256"))) {
             return entries.toList();

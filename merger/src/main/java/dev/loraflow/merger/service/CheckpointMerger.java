@@ -13,6 +13,7 @@ import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.MergeFailureEvent;
 import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.events.ModelLineage;
+import dev.loraflow.platform.reliability.Failures;
 import dev.loraflow.platform.store.ArtifactIntegrityException;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
@@ -93,8 +94,9 @@ public final class CheckpointMerger {
 
     /**
      * @param previousVersion the model's last announced version, named by a failure event as still in service
-     * @throws IOException only if the work directory cannot be created: the service's problem, not the
-     *                     checkpoint's, so the caller retries rather than announce a failure
+     * @throws IOException a transient failure (the work directory, the store, a full disk — see
+     *                     {@link Failures#isTransient}): the service's problem, not the checkpoint's, so the
+     *                     caller retries rather than announce a failure
      */
     public Outcome merge(CheckpointEvent checkpoint, Long previousVersion) throws IOException {
         String model = checkpoint.jobId();
@@ -108,8 +110,11 @@ public final class CheckpointMerger {
             return new Failed(new MergeFailureEvent(model, checkpoint.step(), refused.reason, refused.getMessage(),
                     refused.maxAbsError, refused.tolerance, previousVersion, lineage));
         } catch (IOException | RuntimeException e) {
-            // Not the checkpoint's content but the work failed (a file, the export, ONNX Runtime): still one
-            // failure event, so that nothing waits for a model that will not come.
+            if (Failures.isTransient(e)) {
+                throw e instanceof IOException io ? io : new IOException(Failures.describe(e), e);
+            }
+            // Not the disk or the store but the work itself failed (the export, ONNX Runtime): it would fail
+            // again, so one failure event, and nothing waits for a model that will not come.
             LOG.errorf(e, "checkpoint %s step %d: merging failed", model, checkpoint.step());
             String message = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
             return new Failed(new MergeFailureEvent(model, checkpoint.step(), "error", message, Double.NaN, Double.NaN,

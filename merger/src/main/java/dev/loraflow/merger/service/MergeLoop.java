@@ -6,8 +6,11 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.platform.kafka.BrokerConnection;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.events.CheckpointEvent;
+import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.events.MergeOutcomes;
+import dev.loraflow.platform.reliability.Backoff;
+import dev.loraflow.platform.reliability.Failures;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
 import java.time.Duration;
@@ -26,6 +29,8 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
 import org.jboss.logging.Logger;
@@ -40,11 +45,19 @@ import org.jboss.logging.Logger;
  * checkpoint whose outcome exists is never merged again (an unpublished one is sent, then marked). The
  * offset is committed only after that, so a crash before the outcome redoes the work from the start; the
  * only duplicate left is a crash between the acknowledgement and the mark, which re-sends the same bytes.
+ *
+ * <p>No record's failure ends the loop. A transient one — the store or the work directory (a full disk),
+ * the broker — is retried on the same record with a growing backoff and never announced; a permanent one
+ * of the checkpoint (its adapter, its base, its verification) is announced on the failures topic; a record
+ * that is not a checkpoint event at all goes to the dead-letter topic with the reason. A failed commit is
+ * left to the next one: what it would have covered comes again and is found already done.
  */
 public final class MergeLoop implements Runnable, AutoCloseable {
 
     private static final Logger LOG = Logger.getLogger(MergeLoop.class);
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** The largest checkpoint record read (the broker's default): a dead letter copies up to this much of it. */
+    static final int MAX_RECORD_BYTES = 1 << 20;
 
     /** What a request for a checkpoint found. */
     public enum RequestStatus {
@@ -66,6 +79,9 @@ public final class MergeLoop implements Runnable, AutoCloseable {
     private final AtomicLong duplicates = new AtomicLong();
     private final AtomicLong crashes = new AtomicLong();
     private final BrokerConnection connection = new BrokerConnection();
+    private final Backoff backoff = Backoff.standard();
+    private final AtomicLong deadLettered = new AtomicLong();
+    private final AtomicLong retries = new AtomicLong();
 
     /** @param setup run (and retried until it succeeds) before anything is consumed, e.g. creating topics */
     public MergeLoop(MergerSettings settings, ArtifactStore store, CheckpointMerger merger, Runnable setup) {
@@ -78,7 +94,10 @@ public final class MergeLoop implements Runnable, AutoCloseable {
         consumerConfig.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 1);
         consumerConfig.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, 60 * 60 * 1000);
         this.consumer = KafkaSetup.committedReader(settings.kafka(), settings.groupId(), consumerConfig);
-        this.producer = KafkaSetup.durableProducer(settings.kafka(), new Properties());
+        Properties producerConfig = new Properties();
+        // A dead letter carries the record it sets aside: room for the largest the broker delivers.
+        producerConfig.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, DeadLetter.maxEncodedBytes(MAX_RECORD_BYTES));
+        this.producer = KafkaSetup.durableProducer(settings.kafka(), producerConfig);
     }
 
     /** Called on the loop's thread after each checkpoint's event is published. */
@@ -94,6 +113,16 @@ public final class MergeLoop implements Runnable, AutoCloseable {
     /** Checkpoints delivered again (or asked for) after their event was published: skipped. */
     public long duplicates() {
         return duplicates.get();
+    }
+
+    /** Records that were not checkpoint events, published to the dead-letter topic. */
+    public long deadLettered() {
+        return deadLettered.get();
+    }
+
+    /** Tries of a record again after a transient failure. */
+    public long retries() {
+        return retries.get();
     }
 
     /** Simulated crashes the loop resumed from, see {@link CrashPoint}. */
@@ -133,30 +162,16 @@ public final class MergeLoop implements Runnable, AutoCloseable {
             connection.await(setup, running::get);
             consumer.subscribe(List.of(settings.checkpointsTopic()));
             while (running.get()) {
-                CheckpointEvent requested = requests.poll();
-                if (requested != null) {
-                    runOnce(requested);
+                try {
+                    pollOnce();
+                } catch (WakeupException e) {
+                    throw e;
+                } catch (RuntimeException e) {
+                    // The poll's or the broker's failure, not a record's (those are handled in place).
+                    connection.lost();
+                    LOG.errorf(e, "merge loop: %s; trying again", Failures.describe(e));
+                    backoff.sleepAfterFailure();
                 }
-                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-                    TopicPartition partition = new TopicPartition(record.topic(), record.partition());
-                    try {
-                        handle(record);
-                    } catch (CrashPoint.SimulatedCrash crash) {
-                        // As a restarted process would: nothing recorded, resume from the committed offset.
-                        crashes.incrementAndGet();
-                        LOG.warnf("%s; resuming from the committed offset", crash.getMessage());
-                        consumer.seek(partition, record.offset());
-                        continue;
-                    } catch (IOException e) {
-                        // The store or the work directory, not the checkpoint: try the same record again.
-                        LOG.errorf(e, "checkpoint at %s@%d: %s; retrying", partition, record.offset(), e.getMessage());
-                        consumer.seek(partition, record.offset());
-                        sleep(Duration.ofSeconds(2));
-                        continue;
-                    }
-                    consumer.commitSync(Map.of(partition, new OffsetAndMetadata(record.offset() + 1)));
-                }
-                connection.check(consumer, settings.checkpointsTopic());
             }
         } catch (WakeupException e) {
             if (running.get()) {
@@ -172,13 +187,62 @@ public final class MergeLoop implements Runnable, AutoCloseable {
         }
     }
 
+    private void pollOnce() {
+        CheckpointEvent requested = requests.poll();
+        if (requested != null) {
+            runOnce(requested);
+        }
+        for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
+            TopicPartition partition = new TopicPartition(record.topic(), record.partition());
+            try {
+                handle(record);
+                backoff.succeeded();
+            } catch (CrashPoint.SimulatedCrash crash) {
+                // As a restarted process would: nothing recorded, resume from the committed offset.
+                crashes.incrementAndGet();
+                LOG.warnf("%s; resuming from the committed offset", crash.getMessage());
+                consumer.seek(partition, record.offset());
+                continue;
+            } catch (IOException | RuntimeException e) {
+                // The store, the work directory or the broker, not the checkpoint (whose own failures are
+                // announced): the same record again after a while, nothing announced, nothing skipped.
+                retries.incrementAndGet();
+                Duration wait = backoff.failed();
+                LOG.errorf(e, "checkpoint at %s@%d: %s; retrying in %d s", partition, record.offset(), Failures.describe(e),
+                        wait.toSeconds());
+                consumer.seek(partition, record.offset());
+                sleep(wait);
+                continue;
+            }
+            commit(partition, record.offset() + 1);
+        }
+        connection.check(consumer, settings.checkpointsTopic());
+    }
+
+    private void commit(TopicPartition partition, long offset) {
+        try {
+            consumer.commitSync(Map.of(partition, new OffsetAndMetadata(offset)));
+        } catch (WakeupException e) {
+            throw e;
+        } catch (KafkaException e) {
+            // A rebalance or the broker away: the record comes again, here or elsewhere, and its recorded
+            // outcome makes it a duplicate.
+            LOG.warnf("commit of %s@%d failed (%s); the record will be seen again as done", partition, offset,
+                    Failures.describe(e));
+        }
+    }
+
     private void handle(ConsumerRecord<byte[], byte[]> record) throws IOException {
         CheckpointEvent checkpoint;
         try {
             checkpoint = CheckpointEvent.parse(record.value());
         } catch (EventFormatException e) {
-            // The trainer's topic, the trainer's format: nothing to merge and nothing to announce.
-            LOG.warnf("skipping record %s-%d@%d: %s", record.topic(), record.partition(), record.offset(), e.getMessage());
+            // Not a checkpoint: nothing to merge, no model to announce a failure of; set aside with the reason.
+            LOG.warnf("dead-lettering record %s-%d@%d: %s", record.topic(), record.partition(), record.offset(),
+                    e.getMessage());
+            KafkaSetup.sendAndWait(producer, settings.deadLetterTopic(), null, DeadLetter.encode(e.getMessage(),
+                    record.topic(), record.partition(), record.offset(), record.key(), record.value(), null, null, MAX_RECORD_BYTES));
+            deadLettered.incrementAndGet();
             return;
         }
         store.writeReference(checkpointReference(checkpoint.jobId(), checkpoint.step()), checkpoint.encode());
@@ -190,12 +254,19 @@ public final class MergeLoop implements Runnable, AutoCloseable {
     private void runOnce(CheckpointEvent checkpoint) {
         try {
             process(checkpoint);
+            backoff.succeeded();
         } catch (CrashPoint.SimulatedCrash crash) {
             crashes.incrementAndGet();
             LOG.warnf("%s; the request is taken up again", crash.getMessage());
             requests.add(checkpoint);
-        } catch (IOException e) {
-            LOG.errorf(e, "requested merge of %s step %d failed: %s", checkpoint.jobId(), checkpoint.step(), e.getMessage());
+        } catch (IOException | RuntimeException e) {
+            // Its checkpoint's own failures are announced by process: this is the store's or the broker's.
+            retries.incrementAndGet();
+            Duration wait = backoff.failed();
+            LOG.errorf(e, "requested merge of %s step %d: %s; retrying in %d s", checkpoint.jobId(), checkpoint.step(),
+                    Failures.describe(e), wait.toSeconds());
+            requests.add(checkpoint);
+            sleep(wait);
         }
     }
 

@@ -3,6 +3,7 @@ package dev.loraflow.merger.service;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.export.merge.LoraMerge.OutputDType;
+import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import io.micrometer.core.instrument.Counter;
@@ -22,6 +23,7 @@ import java.time.Duration;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
+import org.apache.kafka.common.config.TopicConfig;
 import org.eclipse.microprofile.config.Config;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
@@ -40,6 +42,8 @@ public class MergerService {
     String mergedTopic;
     @ConfigProperty(name = "loraflow.topics.merge-failures")
     String failuresTopic;
+    @ConfigProperty(name = "loraflow.topics.merge-dead-letters")
+    String deadLetterTopic;
     @ConfigProperty(name = "loraflow.topics.partitions")
     int partitions;
     @ConfigProperty(name = "loraflow.models.root")
@@ -75,16 +79,20 @@ public class MergerService {
     void start(@Observes StartupEvent event) throws IOException {
         kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
         MergerSettings settings = new MergerSettings(kafka, groupId, checkpointsTopic, mergedTopic, failuresTopic,
-                modelsRoot, storeRoot, workDirectory, Trigger.parse(trigger), OutputDType.parse(dtype), opset, tolerance,
-                verifyThreads, CrashPoint.parse(fault.orElse(null)));
+                deadLetterTopic, modelsRoot, storeRoot, workDirectory, Trigger.parse(trigger), OutputDType.parse(dtype), opset,
+                tolerance, verifyThreads, CrashPoint.parse(fault.orElse(null)));
         clearWorkDirectory(workDirectory);
         LocalArtifactStore store = new LocalArtifactStore(storeRoot);
         loop = new MergeLoop(settings, store, new CheckpointMerger(settings, store),
                 () -> KafkaSetup.ensureTopics(kafka,
-                        Map.of(checkpointsTopic, partitions, mergedTopic, partitions, failuresTopic, partitions)));
+                        Map.of(checkpointsTopic, partitions, mergedTopic, partitions, failuresTopic, partitions,
+                                deadLetterTopic, 1),
+                        // Room for a dead letter that carries a record of the broker's default 1 MiB limit.
+                        Map.of(deadLetterTopic, Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG,
+                                Integer.toString(DeadLetter.maxEncodedBytes(MergeLoop.MAX_RECORD_BYTES))))));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-merge-loop").unstarted(loop);
-        thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the merge loop died; readiness reports DOWN", e));
+        thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the merge loop died; liveness reports DOWN", e));
         thread.start();
         LOG.infof("merge loop started: %s, group %s, checkpoints on %s, trigger %s", kafka, groupId,
                 checkpointsTopic, settings.trigger());
@@ -108,7 +116,12 @@ public class MergerService {
 
     /** Ready while the loop runs and its last poll reached the broker. */
     public boolean ready() {
-        return thread != null && thread.isAlive() && loop.connected();
+        return alive() && loop.connected();
+    }
+
+    /** The merge loop's thread runs: when it died (an Error), only a restart of the process brings it back. */
+    public boolean alive() {
+        return thread != null && thread.isAlive();
     }
 
     /** What a crash left in the work directory is never in the store and is never read again. */

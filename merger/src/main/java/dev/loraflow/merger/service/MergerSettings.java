@@ -13,5 +13,6 @@ import java.nio.file.Path;
  * @param fault         test-only crash point, see {@link CrashPoint}; null in service
  */
 public record MergerSettings(KafkaClientSettings kafka, String groupId, String checkpointsTopic, String mergedTopic,
-                             String failuresTopic, Path modelsRoot, Path storeRoot, Path workDirectory, Trigger trigger,
+                             String failuresTopic, String deadLetterTopic, Path modelsRoot, Path storeRoot, Path workDirectory,
+                             Trigger trigger,
                              OutputDType dtype, int opset, double tolerance, int verifyThreads, CrashPoint fault) {}

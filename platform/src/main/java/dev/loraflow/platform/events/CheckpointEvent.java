@@ -60,7 +60,8 @@ public record CheckpointEvent(String jobId, long step, double loss, boolean last
         JsonNode base = Json.object(root, "base_model", what);
         JsonNode position = Json.object(root, "input_position", what);
         JsonNode batches = Json.object(root, "batches", what);
-        return new CheckpointEvent(Json.text(root, "job_id", what), Json.integer(root, "step", what),
+        // The job id names store references and files downstream: the same rule as where jobs are defined.
+        return new CheckpointEvent(TrainingJob.jobId(Json.text(root, "job_id", what)), Json.integer(root, "step", what),
                 Json.number(root, "loss", Double.NaN, -1e300, 1e300, what), Json.bool(root, "final", false, what),
                 Json.text(adapter, "uri", what), Json.text(adapter, "sha256", what), Json.text(base, "name", what),
                 Json.text(base, "sha256", what), Json.object(root, "lora", what), Json.integer(position, "next_seq", what),

@@ -53,7 +53,7 @@ public class KServeGrpcService extends GRPCInferenceServiceGrpc.GRPCInferenceSer
 
     @Override
     public void serverLive(ServerLiveRequest request, StreamObserver<ServerLiveResponse> response) {
-        answer(response, () -> ServerLiveResponse.newBuilder().setLive(true).build());
+        answer(response, () -> ServerLiveResponse.newBuilder().setLive(kserve.live()).build());
     }
 
     @Override

@@ -96,6 +96,11 @@ public class KServeInference {
         return serving.ready();
     }
 
+    /** The engine thread runs: when it died, no request is served until the process restarts. */
+    public boolean live() {
+        return serving.live();
+    }
+
     /**
      * @param version null or empty for the version served
      * @throws ApiError 404 for an unknown model or version, 503 before a model is loaded

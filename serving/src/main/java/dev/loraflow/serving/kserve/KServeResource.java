@@ -48,9 +48,10 @@ public class KServeResource {
 
     @GET
     @Path("/health/live")
-    @Operation(summary = "KServe v2 liveness")
+    @Operation(summary = "KServe v2 liveness: 200 while the engine thread runs, else 503")
     public Response live() {
-        return Response.ok(Requests.JSON.createObjectNode().put("live", true)).build();
+        boolean live = kserve.live();
+        return Response.status(live ? 200 : 503).entity(Requests.JSON.createObjectNode().put("live", live)).build();
     }
 
     @GET

@@ -7,6 +7,8 @@ import dev.loraflow.platform.events.MergeOutcomes;
 import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
+import dev.loraflow.platform.reliability.Backoff;
+import dev.loraflow.platform.reliability.Failures;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import dev.loraflow.platform.store.SafePaths;
 import dev.loraflow.serving.rest.Serving;
@@ -60,6 +62,9 @@ import org.jboss.logging.Logger;
  * ({@link MergeOutcomes#mismatch}): anyone who can write to the topic but not to the store (a forged
  * event, say with a huge {@code model_version}) is counted as {@code unverified}, and changes neither the
  * served model nor the newest version seen, so later real versions are still taken.
+ * A transient failure of the newest announced model (the store unreadable for a while) is retried with a
+ * growing backoff until it loads or a newer version is announced; the thread keeps following meanwhile.
+ * The thread never ends on a failure but an Error, and then {@link #alive()} says so to the liveness probe.
  */
 @ApplicationScoped
 public class EventFollower {
@@ -101,6 +106,10 @@ public class EventFollower {
     private LocalArtifactStore store;
     private KafkaConsumer<byte[], byte[]> consumer;
     private Thread thread;
+    private final Backoff backoff = Backoff.standard();
+    /** The newest announced model, when it failed to load for a transient reason: tried again at {@link #retryAt}. */
+    private MergedModelEvent retrying;
+    private long retryAt;
 
     /** After {@link Serving} has started (default priority), so that a configured model is served first. */
     void start(@Observes @Priority(Interceptor.Priority.APPLICATION + 1000) StartupEvent event) throws IOException {
@@ -140,6 +149,11 @@ public class EventFollower {
             consumer.wakeup();
             thread.join(Duration.ofSeconds(15));
         }
+    }
+
+    /** Nothing is followed, or the follower's thread runs. */
+    public boolean alive() {
+        return thread == null || thread.isAlive();
     }
 
     private List<String> followedNames() {
@@ -190,18 +204,14 @@ public class EventFollower {
             consumer.seekToBeginning(assigned);
             discover(assigned);
             while (running.get()) {
-                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(POLL)) {
-                    try {
-                        if (record.topic().equals(modelsTopic)) {
-                            followModel(record);
-                        } else {
-                            followAdapter(record);
-                        }
-                    } catch (RuntimeException e) {
-                        // One record's surprise must not stop the service from following the next.
-                        LOG.errorf(e, "record %s-%d@%d not followed: %s", record.topic(), record.partition(),
-                                record.offset(), e.getMessage());
-                    }
+                try {
+                    pollOnce();
+                } catch (WakeupException e) {
+                    throw e;
+                } catch (RuntimeException e) {
+                    // The poll's failure (the broker's), not a record's: the position did not move, poll again.
+                    LOG.errorf(e, "following %s: %s; trying again", bootstrapServers, Failures.describe(e));
+                    backoff.sleepAfterFailure();
                 }
             }
         } catch (WakeupException e) {
@@ -210,6 +220,27 @@ public class EventFollower {
             }
         } finally {
             consumer.close(Duration.ofSeconds(5));
+        }
+    }
+
+    private void pollOnce() {
+        if (retrying != null && System.nanoTime() - retryAt >= 0) {
+            MergedModelEvent event = retrying;
+            retrying = null;
+            load(event);
+        }
+        for (ConsumerRecord<byte[], byte[]> record : consumer.poll(POLL)) {
+            try {
+                if (record.topic().equals(modelsTopic)) {
+                    followModel(record);
+                } else {
+                    followAdapter(record);
+                }
+            } catch (RuntimeException e) {
+                // One record's surprise must not stop the service from following the next.
+                LOG.errorf(e, "record %s-%d@%d not followed: %s", record.topic(), record.partition(),
+                        record.offset(), e.getMessage());
+            }
         }
     }
 
@@ -261,7 +292,8 @@ public class EventFollower {
         for (ConsumerRecord<byte[], byte[]> record : history) {
             if (record.topic().equals(modelsTopic)) {
                 MergedModelEvent event = parseModel(record);
-                if (event != null && followed(event.model()) && verifiedLineage(event)) {
+                // An unverified event is never served, nor may it raise the version later events must exceed.
+                if (event != null && followed(event.model()) && event.verification().passed() && verifiedLineage(event)) {
                     models.add(event);
                     timestamps.merge(event, record.timestamp(), Math::max);
                     newestVersions.merge(event.model(), event.modelVersion(), Math::max);
@@ -321,6 +353,10 @@ public class EventFollower {
             LOG.debugf("%s is not the followed model %s; skipped", event.model(), followedName());
             return;
         }
+        if (!event.verification().passed()) {
+            load(event);
+            return;
+        }
         Long newest = newestVersions.get(event.model());
         if (newest != null && event.modelVersion() <= newest) {
             serving.swaps(Serving.Trigger.EVENT, "skipped").increment();
@@ -332,27 +368,41 @@ public class EventFollower {
             return;
         }
         newestVersions.put(event.model(), event.modelVersion());
+        retrying = null;
         load(event);
     }
 
     /** Opens both artifacts through the store (digests checked) and swaps to the graph; false, logged and counted, when it fails. */
     private boolean load(MergedModelEvent event) {
         String what = event.model() + " version " + event.modelVersion();
+        if (!event.verification().passed()) {
+            serving.swaps(Serving.Trigger.EVENT, "failed").increment();
+            LOG.warnf("%s not loaded, the current model keeps serving: its event says verification did not pass", what);
+            return false;
+        }
         try {
-            if (!event.verification().passed()) {
-                throw new IOException("its event says verification did not pass");
-            }
             Path onnxArtifact = store.open(URI.create(event.onnxUri()), event.onnxSha256());
             Path onnx = SafePaths.resolveInside(onnxArtifact, event.onnxFile(), "ONNX file");
             // config.json and the tokenizer are in the merged Hugging Face directory, the graph's source.
             Path merged = store.open(URI.create(event.mergedUri()), event.mergedSha256());
             serving.load(onnx, merged, event.onnxFileSha256(), Serving.Trigger.EVENT,
                     new Serving.Origin(event.model(), event.modelVersion()));
+            backoff.succeeded();
             return true;
         } catch (ModelLoadException e) {
             LOG.warnf("%s not loaded, the current model keeps serving: %s", what, e.getMessage());
         } catch (IOException | IllegalArgumentException e) {
             serving.swaps(Serving.Trigger.EVENT, "failed").increment();
+            if (Failures.isTransient(e)) {
+                Duration wait = backoff.failed();
+                if (retrying == null || event.modelVersion() > retrying.modelVersion()) {
+                    retrying = event;
+                }
+                retryAt = System.nanoTime() + wait.toNanos();
+                LOG.warnf("%s not loaded, the current model keeps serving: %s; trying again in %d s", what,
+                        e.getMessage(), wait.toSeconds());
+                return false;
+            }
             LOG.warnf("%s not loaded, the current model keeps serving: %s", what, e.getMessage());
         }
         return false;

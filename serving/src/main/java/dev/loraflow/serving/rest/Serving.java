@@ -220,9 +220,15 @@ public class Serving {
         return registry.current(modelName);
     }
 
+    /** A verified model is served and the engine thread that runs it is alive. */
     public boolean ready() {
         ServedModel model = current();
-        return model != null && !model.isClosed();
+        return model != null && !model.isClosed() && live();
+    }
+
+    /** The engine thread runs (see {@link Engine#alive()}); when it died every request fails until a restart. */
+    public boolean live() {
+        return engine != null && engine.alive();
     }
 
     public String modelName() {

@@ -4,7 +4,9 @@ import java.util.Locale;
 
 /**
  * Crash points for the recovery tests: with {@code LORAFLOW_TRAINER_FAULT=<point>:<step>} the process
- * halts — no shutdown hooks, no flushing, as under SIGKILL — when it reaches that point at that step.
+ * halts — no shutdown hooks, no flushing, as under SIGKILL — when it reaches that point at that step;
+ * with {@code out-of-memory:<step>} the training loop's thread gets an {@link OutOfMemoryError} in the
+ * middle of that step, as a real one would end it, and the process stays up.
  * Unset in production; the points are named in docs/trainer.md.
  */
 public final class Faults {
@@ -18,7 +20,9 @@ public final class Faults {
         /** The reference names the new checkpoint; its event is not yet published. */
         AFTER_REFERENCE,
         /** The event is published; the consumer offsets are not yet committed. */
-        AFTER_EVENT
+        AFTER_EVENT,
+        /** Mid-step, like {@link #MID_STEP}, but an Error on the loop's thread instead of a halt. */
+        OUT_OF_MEMORY
     }
 
     private final Point point;
@@ -48,6 +52,9 @@ public final class Faults {
 
     /** Halts the JVM if this is the configured point and step. */
     public void reach(Point reached, long atStep) {
+        if (point == Point.OUT_OF_MEMORY && reached == Point.MID_STEP && atStep == step) {
+            throw new OutOfMemoryError("loraflow trainer: injected out-of-memory at step " + atStep);
+        }
         if (reached == point && atStep == step) {
             System.err.println("loraflow trainer: injected crash at " + reached + " step " + atStep);
             Runtime.getRuntime().halt(137);

@@ -134,7 +134,8 @@ public final class JobRun {
         Path directory = store.open(artifact.uri(), artifact.sha256());
         JsonNode saved = JSON.readTree(Files.readString(directory.resolve(JOB_STATE_FILE)));
         if (!saved.path("base_sha256").asText().equals(base.sha256())) {
-            throw new IOException("job " + job.jobId() + ": its checkpoint was trained on base " + saved.path("base_sha256")
+            // Not the disk's fault and no retry mends it: a permanent failure of the job.
+            throw new IllegalStateException("job " + job.jobId() + ": its checkpoint was trained on base " + saved.path("base_sha256")
                     .asText() + ", the base now named " + job.baseModel() + " is " + base.sha256());
         }
         trainer.restore(directory);
@@ -191,6 +192,16 @@ public final class JobRun {
             return;
         }
         if (batch.seq() > nextSeq) {
+            if (state == State.FINISHED) {
+                if (!batch.endOfJob()) {
+                    // Nothing comes after the end: held, it would wait for ever and hold the offsets back.
+                    received++;
+                    deadLettered++;
+                    effects.deadLetter("job " + job.jobId() + " already ended before batch " + nextSeq + "; batch "
+                            + batch.seq() + " is beyond its end", source, job.jobId(), batch.seq());
+                }
+                return;
+            }
             if (held.containsKey(batch.seq())) {
                 received++;
                 skippedDuplicate++;
@@ -272,6 +283,17 @@ public final class JobRun {
             }
             step(rest);
         }
+        deadLetterHeld();
+        if (state == State.RUNNING) {
+            state = State.FINISHED;
+            if (job.checkpointAtEnd()) {
+                checkpoint(true);
+            }
+        }
+    }
+
+    /** The job ended: the batches held for a gap before it will never be consumed. */
+    private void deadLetterHeld() {
         for (Map.Entry<Long, SourceRecord> gap : held.entrySet()) {
             received++;
             deadLettered++;
@@ -280,12 +302,6 @@ public final class JobRun {
         }
         held.clear();
         heldBatches.clear();
-        if (state == State.RUNNING) {
-            state = State.FINISHED;
-            if (job.checkpointAtEnd()) {
-                checkpoint(true);
-            }
-        }
     }
 
     /**
@@ -313,6 +329,7 @@ public final class JobRun {
         boolean last = !job.untilEndMarker() && trainer.finished();
         if (last) {
             state = State.FINISHED;
+            deadLetterHeld();
         }
         boolean cadence = job.checkpointEvery() > 0 && result.step() % job.checkpointEvery() == 0;
         if (cadence || (last && job.checkpointAtEnd())) {

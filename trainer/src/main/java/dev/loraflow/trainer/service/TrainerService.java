@@ -75,7 +75,7 @@ public class TrainerService {
                 () -> KafkaSetup.ensureTopics(kafka, topics(), topicConfigs()));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);
-        thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the training loop died; readiness reports DOWN", e));
+        thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the training loop died; liveness reports DOWN", e));
         thread.start();
         LOG.infof("training loop started: %s, group %s, batches on %s", kafka, groupId, batchesTopic);
     }
@@ -118,7 +118,12 @@ public class TrainerService {
 
     /** Ready while the loop runs and its last poll reached the broker. */
     public boolean ready() {
-        return thread != null && thread.isAlive() && loop.connected();
+        return alive() && loop.connected();
+    }
+
+    /** The training loop's thread runs: when it died (an Error), only a restart of the process brings it back. */
+    public boolean alive() {
+        return thread != null && thread.isAlive();
     }
 
     private void registerMetrics() {

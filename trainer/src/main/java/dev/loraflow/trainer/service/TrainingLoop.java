@@ -7,6 +7,8 @@ import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
 import dev.loraflow.platform.kafka.BrokerConnection;
 import dev.loraflow.platform.kafka.KafkaSetup;
+import dev.loraflow.platform.reliability.Backoff;
+import dev.loraflow.platform.reliability.Failures;
 import dev.loraflow.platform.store.ArtifactStore;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -31,6 +33,7 @@ import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
 import org.jboss.logging.Logger;
@@ -41,6 +44,14 @@ import org.jboss.logging.Logger;
  * checkpoints cover. Plain Kafka clients rather than a reactive channel, because recovery needs
  * exact control: seeking back to a record whose job is not yet known, pausing a partition, and
  * committing an offset chosen per partition as the least any of its jobs still needs.
+ *
+ * <p>No record's failure ends the loop. A transient one (the store's disk full or unmounted, the broker
+ * gone while a checkpoint or a dead letter is published) drops the job's run, seeks its partition back
+ * to what the job's newest checkpoint does not cover and pauses the partition with a growing backoff; the
+ * job then resumes from that checkpoint, as after a crash, and ends with the same bytes. A permanent one
+ * fails the job, and the partition is read again from the same place so that every record the failed
+ * run had taken in is dead-lettered with the reason. A failed commit (a rebalance, a broker away) is
+ * retried with the next one; the positions it would have recorded are only ever read again as duplicates.
  */
 public final class TrainingLoop implements Runnable, AutoCloseable {
 
@@ -59,6 +70,11 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
     private final Map<String, String> failed = new HashMap<>();
     /** Partitions paused on a batch whose job is not known yet, with when that began. */
     private final Map<TopicPartition, Long> waitingSince = new HashMap<>();
+    /** Partitions paused after a transient failure, with when (System.nanoTime) to try again. */
+    private final Map<TopicPartition, Long> retryAt = new HashMap<>();
+    /** Partitions read since their offsets were last committed. */
+    private final Set<TopicPartition> uncommitted = new HashSet<>();
+    private final Backoff backoff = Backoff.standard();
     private final Map<String, JobStatus> statuses = new ConcurrentHashMap<>();
     private final List<Consumer<JobStatus>> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final AtomicBoolean running = new AtomicBoolean(true);
@@ -121,23 +137,31 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
     public void run() {
         try {
             connection.await(setup, running::get);
-            assignJobsTopic();
-            batches.subscribe(List.of(settings.batchesTopic()), new Rebalance());
-            while (running.get()) {
-                readJobs(waitingSince.isEmpty() ? Duration.ZERO : Duration.ofMillis(100));
-                resumeWaitingPartitions();
-                ConsumerRecords<byte[], byte[]> records = batches.poll(Duration.ofMillis(200));
-                connection.check(batches, settings.batchesTopic());
-                Set<TopicPartition> touched = new HashSet<>();
-                for (TopicPartition partition : records.partitions()) {
-                    for (ConsumerRecord<byte[], byte[]> record : records.records(partition)) {
-                        if (!handle(record, partition)) {
-                            break;
-                        }
-                    }
-                    touched.add(partition);
+            boolean subscribed = false;
+            while (running.get() && !subscribed) {
+                try {
+                    assignJobsTopic();
+                    batches.subscribe(List.of(settings.batchesTopic()), new Rebalance());
+                    subscribed = true;
+                } catch (WakeupException e) {
+                    throw e;
+                } catch (RuntimeException e) {
+                    LOG.warnf("training loop: %s; trying again", Failures.describe(e));
+                    backoff.sleepAfterFailure();
                 }
-                commit(touched);
+            }
+            while (running.get()) {
+                try {
+                    pollOnce();
+                } catch (WakeupException e) {
+                    throw e;
+                } catch (RuntimeException e) {
+                    // Not one record's failure (those are handled in place) but the poll's, the job
+                    // definitions' or the broker's: nothing moved past an unhandled record, so try again.
+                    connection.lost();
+                    LOG.errorf(e, "training loop: %s; trying again", Failures.describe(e));
+                    backoff.sleepAfterFailure();
+                }
             }
         } catch (WakeupException e) {
             if (running.get()) {
@@ -152,6 +176,22 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
             jobsReader.close(Duration.ofSeconds(5));
             producer.close(Duration.ofSeconds(5));
         }
+    }
+
+    private void pollOnce() {
+        readJobs(waitingSince.isEmpty() ? Duration.ZERO : Duration.ofMillis(100));
+        resumeWaitingPartitions();
+        ConsumerRecords<byte[], byte[]> records = batches.poll(Duration.ofMillis(200));
+        connection.check(batches, settings.batchesTopic());
+        for (TopicPartition partition : records.partitions()) {
+            for (ConsumerRecord<byte[], byte[]> record : records.records(partition)) {
+                if (!handle(record, partition)) {
+                    break;
+                }
+            }
+            uncommitted.add(partition);
+        }
+        commit(uncommitted);
     }
 
     private void assignJobsTopic() {
@@ -174,25 +214,120 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
     private void readJobs(Duration timeout) {
         for (ConsumerRecord<byte[], byte[]> record : jobsReader.poll(timeout)) {
             try {
-                TrainingJob job = TrainingJob.parse(record.value());
-                TrainingJob known = jobs.putIfAbsent(job.jobId(), job);
-                if (known != null && !known.equals(job)) {
-                    jobs.put(job.jobId(), known);
-                    deadLetter("job " + job.jobId() + " was already defined differently; a job's definition never changes",
-                            source(record), job.jobId(), null);
-                }
-                if (known == null) {
-                    publish(new JobStatus(job.jobId(), "WAITING", 0, job.totalSteps(), Double.NaN, 0, null, null,
-                            0, 0, 0, 0, 0));
-                }
-            } catch (EventFormatException e) {
-                deadLetter(e.getMessage(), source(record), null, null);
+                readJob(record);
+            } catch (RuntimeException e) {
+                // A dead letter that could not be published: read this definition again on the next try.
+                jobsReader.seek(new TopicPartition(record.topic(), record.partition()), record.offset());
+                throw e;
             }
         }
     }
 
-    /** @return false when the partition now waits at this record (its job is not known yet) */
+    private void readJob(ConsumerRecord<byte[], byte[]> record) {
+        try {
+            TrainingJob job = TrainingJob.parse(record.value());
+            TrainingJob known = jobs.putIfAbsent(job.jobId(), job);
+            if (known != null && !known.equals(job)) {
+                jobs.put(job.jobId(), known);
+                deadLetter("job " + job.jobId() + " was already defined differently; a job's definition never changes",
+                        source(record), job.jobId(), null);
+            }
+            if (known == null) {
+                publish(new JobStatus(job.jobId(), "WAITING", 0, job.totalSteps(), Double.NaN, 0, null, null,
+                        0, 0, 0, 0, 0));
+            }
+        } catch (EventFormatException e) {
+            deadLetter(e.getMessage(), source(record), null, null);
+        }
+    }
+
+    /**
+     * @return false when the partition now waits at this record (its job is not known yet, or a transient
+     *         failure is waited out) or was sought back; the rest of the poll's records of it are then not handled
+     */
     private boolean handle(ConsumerRecord<byte[], byte[]> record, TopicPartition partition) {
+        try {
+            boolean goOn = process(record, partition);
+            backoff.succeeded();
+            return goOn;
+        } catch (RecordFailure failure) {
+            return failure.transientFailure ? retryLater(failure, partition, record) : failJob(failure, partition, record);
+        } catch (RuntimeException e) {
+            // A dead letter that could not be published, say: the record is read and handled again.
+            // Whatever it was, the record is not passed over: it is handled again after the backoff.
+            return retryLater(new RecordFailure(keyOf(record), null, e, true), partition, record);
+        }
+    }
+
+    /** A record's job ran into a failure: which job, the run that was dropped for it, and the cause. */
+    private static final class RecordFailure extends RuntimeException {
+        final String jobId;
+        final JobRun dropped;
+        final boolean transientFailure;
+
+        RecordFailure(String jobId, JobRun dropped, Throwable cause, boolean transientFailure) {
+            super(Failures.describe(cause), cause);
+            this.jobId = jobId;
+            this.dropped = dropped;
+            this.transientFailure = transientFailure;
+        }
+    }
+
+    /**
+     * Pauses the partition and reads it again, after a backoff, from what the job's newest checkpoint does
+     * not cover: the job's run is rebuilt from that checkpoint as after a crash, so nothing is lost or
+     * applied twice, and the other jobs of the partition skip what they see again as duplicates.
+     */
+    private boolean retryLater(RecordFailure failure, TopicPartition partition, ConsumerRecord<byte[], byte[]> record) {
+        Duration wait = backoff.failed();
+        LOG.warnf(failure.getCause(), "%s-%d@%d%s: transient failure (%s); the partition pauses %d s and resumes from the "
+                        + "job's last checkpoint", partition.topic(), partition.partition(), record.offset(),
+                failure.jobId == null ? "" : " (job " + failure.jobId + ")", failure.getMessage(), wait.toSeconds());
+        JobRun run = failure.jobId == null ? null : runs.remove(failure.jobId);
+        run = run != null ? run : failure.dropped;
+        rewind(partition, run == null ? record.offset() : Math.min(run.durableOffset(), record.offset()));
+        batches.pause(List.of(partition));
+        retryAt.put(partition, System.nanoTime() + wait.toNanos());
+        if (failure.jobId != null) {
+            setState(failure.jobId, "PAUSED: " + failure.getMessage() + "; retrying from the last checkpoint");
+        }
+        return false;
+    }
+
+    /**
+     * The job cannot go on: every later batch of it is dead-lettered, and so is every one its run had taken
+     * in since its newest checkpoint, by reading the partition again from there.
+     */
+    private boolean failJob(RecordFailure failure, TopicPartition partition, ConsumerRecord<byte[], byte[]> record) {
+        LOG.errorf(failure.getCause(), "job %s failed at %s-%d@%d", failure.jobId, partition.topic(), partition.partition(),
+                record.offset());
+        runs.remove(failure.jobId);
+        failed.put(failure.jobId, failure.getMessage());
+        rewind(partition, failure.dropped == null ? record.offset()
+                : Math.min(failure.dropped.durableOffset(), record.offset()));
+        setState(failure.jobId, "FAILED: " + failure.getMessage());
+        return false;
+    }
+
+    private void rewind(TopicPartition partition, long offset) {
+        batches.seek(partition, offset);
+        uncommitted.add(partition);
+    }
+
+    private void setState(String jobId, String state) {
+        JobStatus previous = statuses.get(jobId);
+        publish(previous == null ? new JobStatus(jobId, state, 0, 0, Double.NaN, 0, null, null, 0, 0, 0, 0, 0)
+                : new JobStatus(jobId, state, previous.step(), previous.totalSteps(), previous.loss(), 0,
+                        previous.lastCheckpointUri(), previous.lastCheckpointSha256(), previous.batchesReceived(),
+                        previous.batchesApplied(), previous.batchesSkippedDuplicate(), previous.batchesDeadLettered(),
+                        previous.batchesHeld()));
+    }
+
+    private static String keyOf(ConsumerRecord<byte[], byte[]> record) {
+        return record.key() == null ? null : new String(record.key(), StandardCharsets.UTF_8);
+    }
+
+    private boolean process(ConsumerRecord<byte[], byte[]> record, TopicPartition partition) {
         SourceRecord source = source(record);
         String key = record.key() == null ? null : new String(record.key(), StandardCharsets.UTF_8);
         JobRun keyed = key == null ? null : runs.get(key);
@@ -235,22 +370,27 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
                 return true;
             }
             waitingSince.remove(partition);
+            BaseModels.Base base;
             try {
-                run = JobRun.startOrResume(job, bases.get(job.baseModel()), store, effects, settings.faults(),
-                        partition.partition(), record.offset());
+                base = bases.get(job.baseModel());
             } catch (IOException | RuntimeException e) {
-                fail(jobId, "cannot start: " + e.getMessage(), source, batch.seq());
-                return true;
+                // The models root is read-only configuration: a base that is not there now will not appear.
+                throw new RecordFailure(jobId, null, new IOException("cannot start: " + Failures.describe(e), e), false);
+            }
+            try {
+                run = JobRun.startOrResume(job, base, store, effects, settings.faults(), partition.partition(),
+                        record.offset());
+            } catch (IOException | RuntimeException e) {
+                throw new RecordFailure(jobId, null, new IOException("cannot start: " + Failures.describe(e), e),
+                        Failures.isTransient(e));
             }
             runs.put(jobId, run);
         }
         try {
             run.accept(batch, source);
         } catch (IOException | RuntimeException e) {
-            LOG.errorf(e, "job %s failed at batch %d", jobId, batch.seq());
             runs.remove(jobId);
-            fail(jobId, e.getMessage(), source, batch.seq());
-            return true;
+            throw new RecordFailure(jobId, run, e, Failures.isTransient(e));
         }
         publish(run.status());
         return true;
@@ -265,22 +405,21 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         }
     }
 
-    private void fail(String jobId, String reason, SourceRecord source, long seq) {
-        failed.put(jobId, reason);
-        deadLetter("job " + jobId + " failed: " + reason, source, jobId, seq);
-        JobStatus previous = statuses.get(jobId);
-        publish(new JobStatus(jobId, "FAILED: " + reason, previous == null ? 0 : previous.step(),
-                previous == null ? 0 : previous.totalSteps(), Double.NaN, 0,
-                previous == null ? null : previous.lastCheckpointUri(),
-                previous == null ? null : previous.lastCheckpointSha256(), 0, 0, 0, 0, 0));
-    }
-
     private void resumeWaitingPartitions() {
-        if (waitingSince.isEmpty()) {
-            return;
-        }
+        List<TopicPartition> resumed = new ArrayList<>(waitingSince.keySet());
+        long now = System.nanoTime();
+        retryAt.entrySet().removeIf(retry -> {
+            boolean due = now - retry.getValue() >= 0;
+            if (due) {
+                resumed.add(retry.getKey());
+            }
+            return due;
+        });
+        resumed.removeIf(retryAt::containsKey);
         // Resuming re-reads the waiting record: it is then handled, or dead-lettered once its grace is over.
-        batches.resume(new ArrayList<>(waitingSince.keySet()));
+        if (!resumed.isEmpty()) {
+            batches.resume(resumed);
+        }
     }
 
     /**
@@ -289,6 +428,7 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
      */
     private void commit(Set<TopicPartition> partitions) {
         Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
+        partitions.retainAll(batches.assignment());
         for (TopicPartition partition : partitions) {
             long offset = batches.position(partition);
             for (JobRun run : runs.values()) {
@@ -298,8 +438,18 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
             }
             offsets.put(partition, new OffsetAndMetadata(offset));
         }
-        if (!offsets.isEmpty()) {
+        if (offsets.isEmpty()) {
+            return;
+        }
+        try {
             batches.commitSync(offsets);
+            partitions.clear();
+        } catch (WakeupException e) {
+            throw e;
+        } catch (KafkaException e) {
+            // A rebalance took the partitions or the broker is away: the records after the last commit are
+            // read again (here or by the new owner), where the checkpoints make them duplicates.
+            LOG.warnf("commit of %s failed (%s); the next commit covers it", offsets.keySet(), Failures.describe(e));
         }
     }
 
@@ -307,11 +457,7 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
         @Override
         public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
             commit(new HashSet<>(partitions));
-            Set<Integer> revoked = new HashSet<>();
-            partitions.forEach(partition -> revoked.add(partition.partition()));
-            // Another replica takes these jobs over from their checkpoints; training them here too would race it.
-            runs.values().removeIf(run -> revoked.contains(run.partition()));
-            partitions.forEach(waitingSince::remove);
+            forget(partitions);
         }
 
         @Override
@@ -321,9 +467,17 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
 
         @Override
         public void onPartitionsLost(Collection<TopicPartition> partitions) {
-            Set<Integer> lost = new HashSet<>();
-            partitions.forEach(partition -> lost.add(partition.partition()));
-            runs.values().removeIf(run -> lost.contains(run.partition()));
+            forget(partitions);
+        }
+
+        /** Another replica takes these jobs over from their checkpoints; training them here too would race it. */
+        private void forget(Collection<TopicPartition> partitions) {
+            Set<Integer> gone = new HashSet<>();
+            partitions.forEach(partition -> gone.add(partition.partition()));
+            runs.values().removeIf(run -> gone.contains(run.partition()));
+            partitions.forEach(waitingSince::remove);
+            partitions.forEach(retryAt::remove);
+            uncommitted.removeAll(partitions);
         }
     }
 

@@ -150,6 +150,53 @@ class JobRunTest {
     }
 
     @Test
+    void aBatchNumberedBeyondTheEndMarkerIsDeadLetteredNotHeld() throws IOException {
+        TrainingJob job = TrainingFixtures.job("ended", 0, 0);
+        List<byte[]> good = records(job.jobId(), TrainingFixtures.examples(6, 4));
+        Recorder recorder = new Recorder();
+        JobRun run = JobRun.startOrResume(job, base, new LocalArtifactStore(temp.resolve("store")), recorder, Faults.none(),
+                0, 0);
+        long offset = 0;
+        for (byte[] record : good) {
+            feed(run, record, offset++);
+        }
+        feed(run, TrainingBatch.encodeEnd(job.jobId(), good.size()), offset++);
+        assertEquals(JobRun.State.FINISHED, run.state());
+        feed(run, TrainingBatch.encode(job.jobId(), good.size() + 5, TrainingFixtures.examples(2, 5)), offset++);
+
+        JobStatus status = run.status();
+        assertEquals(0, status.batchesHeld(), "nothing waits for a gap after the end");
+        assertEquals(List.of((good.size() + 5) + ": job ended already ended before batch " + (good.size() + 1)
+                + "; batch " + (good.size() + 5) + " is beyond its end"), recorder.deadLetters);
+        assertEquals(good.size() + 1, status.batchesReceived());
+        assertEquals(status.batchesReceived(),
+                status.batchesApplied() + status.batchesSkippedDuplicate() + status.batchesDeadLettered());
+        assertEquals(Long.MAX_VALUE, run.durableOffset(), "the finished job no longer holds its partition's offset back");
+    }
+
+    @Test
+    void aBatchHeldForAGapWhenTheJobReachesItsLastStepIsDeadLettered() throws IOException {
+        TrainingJob job = TrainingFixtures.job("steps-then-gap", 2, 0);
+        List<byte[]> good = records(job.jobId(), TrainingFixtures.examples(2 * 4, 6));
+        Recorder recorder = new Recorder();
+        JobRun run = JobRun.startOrResume(job, base, new LocalArtifactStore(temp.resolve("store")), recorder, Faults.none(),
+                0, 0);
+        feed(run, TrainingBatch.encode(job.jobId(), 1000, TrainingFixtures.examples(1, 7)), 0);  // far ahead: held
+        long offset = 1;
+        for (byte[] record : good) {
+            feed(run, record, offset++);
+        }
+        assertEquals(JobRun.State.FINISHED, run.state());
+        assertEquals(List.of("1000: sequence gap: the job ended before batch " + good.size() + " arrived"),
+                recorder.deadLetters);
+        CheckpointEvent last = recorder.checkpoints.getLast();
+        assertTrue(last.last());
+        assertEquals(good.size() + 1, last.counts().received());
+        assertEquals(1, last.counts().deadLettered());
+        assertEquals(Long.MAX_VALUE, run.durableOffset());
+    }
+
+    @Test
     void aRunResumedFromAnyCheckpointAndFedEverythingAgainEndsWithTheSameBytes() throws IOException {
         TrainingJob job = TrainingFixtures.job("resume", 8, 2);
         List<Example> examples = TrainingFixtures.examples(8 * 4, 3);

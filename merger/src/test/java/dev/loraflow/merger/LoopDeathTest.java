@@ -1,0 +1,90 @@
+package dev.loraflow.merger;
+
+import static io.restassured.RestAssured.given;
+import static org.hamcrest.Matchers.equalTo;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.broker.KafkaBrokerTestResource;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.model.RandomModel;
+import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.export.merge.ModelDigest;
+import dev.loraflow.platform.events.CheckpointEvent;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.LocalArtifactStore;
+import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.junit.QuarkusTest;
+import io.quarkus.test.junit.TestProfile;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Properties;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The merge loop's thread ended by an Error (an out-of-memory, injected after an export): the service says
+ * it is not live, so Kubernetes restarts it, rather than stay up merging nothing.
+ */
+@QuarkusTest
+@QuarkusTestResource(KafkaBrokerTestResource.class)
+@TestProfile(LoopDeathTest.Profile.class)
+class LoopDeathTest {
+
+    public static class Profile extends MergerProfile {
+        @Override
+        public Map<String, String> getConfigOverrides() {
+            Map<String, String> overrides = new HashMap<>(super.getConfigOverrides());
+            overrides.put("loraflow.merger.fault", "out-of-memory-after-export:j-oom");
+            return overrides;
+        }
+    }
+
+    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
+    String bootstrapServers;
+
+    @Test
+    void aLoopThreadEndedByAnErrorMakesTheServiceNotLive() throws Exception {
+        long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
+        while (given().get("/q/health/ready").statusCode() != 200) {
+            assertTrue(System.nanoTime() < deadline, "the merger never became ready");
+            Thread.sleep(200);
+        }
+        given().get("/q/health/live").then().statusCode(200).body("checks.find { it.name == 'loop' }.status", equalTo("UP"));
+
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).targetModules("c_attn").build();
+        CausalLanguageModel model = CausalLanguageModel.create(MergerProfile.CONFIG,
+                RandomModel.initialWeights(MergerProfile.CONFIG, 1), lora, 3);
+        Path staging = Files.createTempDirectory(MergerProfile.ROOT, "adapter-");
+        model.toPeftAdapter().write(staging, DType.F32);
+        ArtifactStore.Artifact adapter = new LocalArtifactStore(MergerProfile.ROOT.resolve("store")).putDirectory(staging);
+        CheckpointEvent checkpoint = new CheckpointEvent("j-oom", 2, 1.0, true, adapter.uri().toString(), adapter.sha256(),
+                MergerProfile.BASE, ModelDigest.of(MergerProfile.ROOT.resolve("models").resolve(MergerProfile.BASE)),
+                new ObjectMapper().createObjectNode().put("r", 2), 2, 0, 0, 2, new CheckpointEvent.Counts(2, 2, 0, 0));
+        Properties config = new Properties();
+        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
+                new ByteArraySerializer())) {
+            producer.send(new ProducerRecord<>("loraflow.adapter.checkpoints", "j-oom".getBytes(StandardCharsets.UTF_8),
+                    checkpoint.encode())).get();
+        }
+
+        deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+        while (given().get("/q/health/live").statusCode() != 503) {
+            assertTrue(System.nanoTime() < deadline, "liveness stayed UP after the loop's thread died");
+            Thread.sleep(200);
+        }
+        given().get("/q/health/live").then().statusCode(503).body("checks.find { it.name == 'loop' }.status",
+                equalTo("DOWN"));
+        given().get("/q/health/ready").then().statusCode(503);
+    }
+}
