@@ -10,7 +10,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.cli.MainTest.Run;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.safetensors.SafetensorsFile;
@@ -140,7 +140,7 @@ class EveryFlagTest {
         Path llama = temp.resolve("init-llama");
         ok("init-model", "--arch", "llama", "--layers", "1", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
                 "--vocab", "100", "--context", "16", "--out", llama.toString());
-        LlamaConfig llamaConfig = (LlamaConfig) ModelConfig.read(llama.resolve("config.json"));
+        DecoderConfig llamaConfig = (DecoderConfig) ModelConfig.read(llama.resolve("config.json"));
         assertEquals(4, llamaConfig.numHeads());
         assertEquals(2, llamaConfig.numKeyValueHeads());
         assertEquals(100, llamaConfig.vocabSize());
