@@ -37,6 +37,7 @@ public final class PlatformUsers {
     public static final String TRAINING_DEAD_LETTERS = "loraflow.training.dead-letters";
     public static final String MODELS_MERGED = "loraflow.models.merged";
     public static final String MERGE_FAILURES = "loraflow.models.merge-failures";
+    public static final String MODELS_DEAD_LETTERS = "loraflow.models.dead-letters";
     public static final String TRAINER_GROUP = "loraflow-trainer";
     public static final String MERGER_GROUP = "loraflow-merger";
     /** A group name ending in {@code *} stands for every group whose name starts with what precedes it. */
@@ -48,7 +49,8 @@ public final class PlatformUsers {
     public static final List<Rights> RIGHTS = List.of(
             new Rights(TRAINER, List.of(JOBS, BATCHES), List.of(CHECKPOINTS, TRAINING_DEAD_LETTERS, JOBS),
                     List.of(TRAINER_GROUP)),
-            new Rights(MERGER, List.of(CHECKPOINTS), List.of(MODELS_MERGED, MERGE_FAILURES), List.of(MERGER_GROUP)),
+            new Rights(MERGER, List.of(CHECKPOINTS), List.of(MODELS_MERGED, MERGE_FAILURES, MODELS_DEAD_LETTERS),
+                    List.of(MERGER_GROUP)),
             new Rights(SERVING, List.of(MODELS_MERGED, CHECKPOINTS), List.of(), List.of()),
             new Rights(PRODUCER, List.of(CHECKPOINTS, MODELS_MERGED, MERGE_FAILURES), List.of(JOBS, BATCHES),
                     List.of(PRODUCER_GROUPS)));

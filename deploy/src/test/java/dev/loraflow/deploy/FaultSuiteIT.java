@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerExtension;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.RandomModel;
@@ -124,7 +125,7 @@ class FaultSuiteIT {
         ServiceProcess merger = service("merger", jars, common,
                 Map.of("LORAFLOW_MERGER_WORK_DIR", home.resolve("merger-work").toString()), logs);
         ServiceProcess serving = service("serving", jars, common, Map.of("LORAFLOW_SERVING_FOLLOW_MODELS", "true",
-                "LORAFLOW_SERVING_FOLLOW_MODEL_NAME", SERVED,
+                "LORAFLOW_SERVING_FOLLOW_MODEL_NAMES", SERVED,
                 "QUARKUS_GRPC_SERVER_PORT", Integer.toString(ServiceProcess.freePort())), logs);
         trainer.awaitOk("/q/health/ready", Duration.ofSeconds(120));
         merger.awaitOk("/q/health/ready", Duration.ofSeconds(120));
@@ -315,6 +316,9 @@ class FaultSuiteIT {
                                    Map<String, String> extra, Path logs) throws IOException {
         Map<String, String> environment = new HashMap<>(common);
         environment.putAll(extra);
+        // Each service signs in as its own Kafka user, as ./loraflow up starts it.
+        environment.put("LORAFLOW_KAFKA_USERNAME", name);
+        environment.put("LORAFLOW_KAFKA_PASSWORD", KAFKA.broker().password(name));
         ServiceProcess service = new ServiceProcess(name, jars.get(name), environment, logs).start();
         services.add(service);
         return service;
@@ -459,8 +463,8 @@ class FaultSuiteIT {
     }
 
     private static KafkaProducer<byte[], byte[]> producer() {
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        // The test acts as the operator (the super user): it plants poison on every topic, announcements too.
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         // A producer waits out the broker's outage as the platform's own clients do.
         config.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 180_000);
@@ -557,8 +561,7 @@ class FaultSuiteIT {
 
     /** Reads {@code topic} from its start until {@code done} holds of the JSON records read (others skipped). */
     private static List<JsonNode> readUntil(String topic, Predicate<List<JsonNode>> done, Duration timeout) throws Exception {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
         config.put(ConsumerConfig.GROUP_ID_CONFIG, "fault-suite-" + UUID.randomUUID());
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         List<JsonNode> seen = new ArrayList<>();
