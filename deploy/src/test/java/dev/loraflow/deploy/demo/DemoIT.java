@@ -78,8 +78,10 @@ class DemoIT {
         start("trainer", jars.get("trainer"), trainerPort, common, kafkaUser(PlatformUsers.TRAINER), logs);
         start("merger", jars.get("merger"), mergerPort, common, with(kafkaUser(PlatformUsers.MERGER),
                 "LORAFLOW_MERGER_WORK_DIR", home.resolve("merger-work").toString()), logs);
-        start("serving", jars.get("serving"), servingPort, common, with(with(kafkaUser(PlatformUsers.SERVING),
-                "LORAFLOW_SERVING_FOLLOW_MODELS", "true"), "LORAFLOW_SERVING_FOLLOW_MODEL_NAMES", "*"), logs);
+        // As ./loraflow up: the admin API reads from the state directory, where the demo puts its exports.
+        start("serving", jars.get("serving"), servingPort, common, with(with(with(kafkaUser(PlatformUsers.SERVING),
+                "LORAFLOW_SERVING_FOLLOW_MODELS", "true"), "LORAFLOW_SERVING_FOLLOW_MODEL_NAMES", "*"),
+                "LORAFLOW_SERVING_ADMIN_ROOTS", home.toString()), logs);
         awaitUp(trainerPort, "/q/health/ready", logs.resolve("serving.log"));
         awaitUp(mergerPort, "/q/health/ready", logs.resolve("merger.log"));
         awaitUp(servingPort, "/q/health/live", logs.resolve("serving.log"));
