@@ -6,11 +6,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerTestResource;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.safetensors.DType;
-import dev.loraflow.export.merge.ModelDigest;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.store.ArtifactStore;
 import dev.loraflow.platform.store.LocalArtifactStore;
@@ -25,10 +26,8 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.Properties;
 import org.apache.kafka.clients.producer.KafkaProducer;
-import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -49,9 +48,6 @@ class LoopDeathTest {
         }
     }
 
-    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
-    String bootstrapServers;
-
     @Test
     void aLoopThreadEndedByAnErrorMakesTheServiceNotLive() throws Exception {
         long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
@@ -70,8 +66,7 @@ class LoopDeathTest {
         CheckpointEvent checkpoint = new CheckpointEvent("j-oom", 2, 1.0, true, adapter.uri().toString(), adapter.sha256(),
                 MergerProfile.BASE, ModelDigest.of(MergerProfile.ROOT.resolve("models").resolve(MergerProfile.BASE)),
                 new ObjectMapper().createObjectNode().put("r", 2), 2, 0, 0, 2, new CheckpointEvent.Counts(2, 2, 0, 0));
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        Properties config = MergerKafkaTest.client(PlatformUsers.TRAINER);
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                 new ByteArraySerializer())) {
             producer.send(new ProducerRecord<>("loraflow.adapter.checkpoints", "j-oom".getBytes(StandardCharsets.UTF_8),

@@ -117,7 +117,7 @@ class MergerKafkaTest {
     }
 
     /** The client properties of one of the broker's users, as the test resource configured them. */
-    private static Properties client(String user) {
+    static Properties client(String user) {
         return KafkaClientSettings.fromConfig("loraflow.test.kafka." + user,
                 key -> ConfigProvider.getConfig().getOptionalValue(key, String.class)).properties();
     }
@@ -362,8 +362,7 @@ class MergerKafkaTest {
     void aPoisonRecordIsDeadLetteredAndAStoreThatCannotBeWrittenIsWaitedOutNeverAnnouncedAsAFailure() throws Exception {
         awaitReady();
         ArtifactStore.Artifact adapter = storeAdapter(51);
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        Properties config = client(PlatformUsers.ADMIN);
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                 new ByteArraySerializer())) {
             // A job id that would name a reference outside the store's, and a record that is no event at all.

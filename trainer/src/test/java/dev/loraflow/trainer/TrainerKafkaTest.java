@@ -184,7 +184,7 @@ class TrainerKafkaTest {
         CheckpointEvent checkpoint = CheckpointEvent.parse(JSON.writeValueAsBytes(last));
 
         Path reference = TrainerProfile.ROOT.resolve("reference-" + baseName);
-        BaseModels.Base base = new BaseModels(TrainerProfile.ROOT.resolve("models")).get(baseName);
+        BaseModels.Base base = new BaseModels(TrainerProfile.ROOT.resolve("models"), 1).get(baseName);
         TrainingFixtures.trainDirectly(base, job, examples, reference);
         Path stored = new LocalArtifactStore(TrainerProfile.ROOT.resolve("store")).open(
                 URI.create(checkpoint.adapterUri()), checkpoint.adapterSha256());

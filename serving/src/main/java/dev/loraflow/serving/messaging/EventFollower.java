@@ -210,7 +210,7 @@ public class EventFollower {
                     throw e;
                 } catch (RuntimeException e) {
                     // The poll's failure (the broker's), not a record's: the position did not move, poll again.
-                    LOG.errorf(e, "following %s: %s; trying again", bootstrapServers, Failures.describe(e));
+                    LOG.errorf(e, "following %s: %s; trying again", kafka, Failures.describe(e));
                     backoff.sleepAfterFailure();
                 }
             }

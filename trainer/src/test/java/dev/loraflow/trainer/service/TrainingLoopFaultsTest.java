@@ -8,11 +8,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerExtension;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.ArtifactStore;
 import dev.loraflow.platform.store.LocalArtifactStore;
@@ -70,7 +72,7 @@ class TrainingLoopFaultsTest {
     @BeforeAll
     static void baseModel() throws IOException {
         TrainingFixtures.writeBase(root.resolve("models"));
-        base = new BaseModels(root.resolve("models")).get(TrainingFixtures.BASE);
+        base = new BaseModels(root.resolve("models"), 1).get(TrainingFixtures.BASE);
     }
 
     @AfterEach
@@ -133,11 +135,11 @@ class TrainingLoopFaultsTest {
     }
 
     private TrainingLoop start(ArtifactStore store, String group) {
-        String bootstrap = KAFKA.broker().bootstrapServers();
-        TrainerSettings settings = new TrainerSettings(bootstrap, group, JOBS, BATCHES, CHECKPOINTS, DEAD_LETTERS, 1 << 20,
+        KafkaClientSettings kafka = KAFKA.broker().clientSettings(PlatformUsers.TRAINER);
+        TrainerSettings settings = new TrainerSettings(kafka, group, JOBS, BATCHES, CHECKPOINTS, DEAD_LETTERS, 1 << 20,
                 Duration.ofSeconds(30), Duration.ofSeconds(6), Faults.none());
-        TrainingLoop loop = new TrainingLoop(settings, new BaseModels(root.resolve("models")), store,
-                () -> KafkaSetup.ensureTopics(bootstrap, Map.of(JOBS, 1, BATCHES, 2, CHECKPOINTS, 2, DEAD_LETTERS, 1)));
+        TrainingLoop loop = new TrainingLoop(settings, new BaseModels(root.resolve("models"), 1), store,
+                () -> KafkaSetup.ensureTopics(kafka, Map.of(JOBS, 1, BATCHES, 2, CHECKPOINTS, 2, DEAD_LETTERS, 1)));
         Thread thread = Thread.ofPlatform().name("loop-under-test").start(loop);
         loops.add(loop);
         threads.add(thread);
@@ -145,8 +147,7 @@ class TrainingLoopFaultsTest {
     }
 
     private void produce(String topic, String key, byte[] value) throws Exception {
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                 new ByteArraySerializer())) {
@@ -168,8 +169,7 @@ class TrainingLoopFaultsTest {
     /** Reads {@code topic} from its start until {@code done} holds of what was read. */
     private static List<JsonNode> readUntil(String topic, java.util.function.Predicate<List<JsonNode>> done,
                                             Duration timeout) throws IOException {
-        Properties config = new Properties();
-        config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, KAFKA.broker().bootstrapServers());
+        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
         config.put(ConsumerConfig.GROUP_ID_CONFIG, "test-" + UUID.randomUUID());
         config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         List<JsonNode> seen = new ArrayList<>();
