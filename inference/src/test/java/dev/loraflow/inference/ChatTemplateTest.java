@@ -45,6 +45,26 @@ class ChatTemplateTest {
             + "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'].strip() + ' [/INST]' }}"
             + "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}";
 
+    /** Gemma's (gemma-7b-it, gemma-2-*-it): no system role, the assistant called "model", contents trimmed. */
+    static final String GEMMA = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+            + "{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}"
+            + "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+            + "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+            + "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+            + "{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}"
+            + "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
+
+    /** Phi-3-mini-4k-instruct's: a block per role, the EOS token only without a generation prompt. */
+    static final String PHI_3 = "{% for message in messages %}{% if message['role'] == 'system' %}"
+            + "{{'<|system|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'user' %}"
+            + "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'assistant' %}"
+            + "{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}"
+            + "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}";
+
+    /** The probes of issue 15: a message that would run as a loop, and one that would read a file of the server. */
+    static final String LOOP_PROBE = "{% for i in range(50) %}A{% endfor %}";
+    static final String INCLUDE_PROBE = "{% include 'application.properties' %}{{ '{{' }}7*7}}";
+
     private static final List<ChatTemplate.Message> CONVERSATION = List.of(
             new ChatTemplate.Message("system", "  Be brief. "), new ChatTemplate.Message("user", "Hi!"));
 
@@ -75,6 +95,93 @@ class ChatTemplateTest {
                 new ChatTemplate.Message("user", "a"), new ChatTemplate.Message("user", "b"))));
         assertTrue(refused.getMessage().endsWith("refused the messages: Conversation roles must alternate "
                 + "user/assistant/user/assistant/..."), refused.getMessage());
+    }
+
+    // The expected prompts of the tests below are Jinja2 3.1's, rendered as Transformers renders them
+    // (ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks).
+
+    @Test
+    void gemma() throws ChatTemplateException {
+        ChatTemplate template = ChatTemplate.of(GEMMA, Map.of("bos_token", "<bos>", "eos_token", "<eos>"));
+        assertEquals("<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nYo<end_of_turn>\n"
+                + "<start_of_turn>user\nMore?<end_of_turn>\n<start_of_turn>model\n", template.render(List.of(
+                new ChatTemplate.Message("user", " Hi "), new ChatTemplate.Message("assistant", "Yo"),
+                new ChatTemplate.Message("user", "More?"))));
+        ChatTemplateException refused = assertThrows(ChatTemplateException.class, () -> template.render(CONVERSATION));
+        assertTrue(refused.getMessage().endsWith("refused the messages: System role not supported"), refused.getMessage());
+    }
+
+    @Test
+    void phi3() throws ChatTemplateException {
+        ChatTemplate template = ChatTemplate.of(PHI_3, Map.of("eos_token", "<|endoftext|>"));
+        assertEquals("<|system|>\n  Be brief. <|end|>\n<|user|>\nHi!<|end|>\n<|assistant|>\nHello.<|end|>\n"
+                + "<|user|>\n{% for i in range(3) %}A{% endfor %}<|end|>\n<|assistant|>\n", template.render(List.of(
+                CONVERSATION.get(0), CONVERSATION.get(1), new ChatTemplate.Message("assistant", "Hello."),
+                new ChatTemplate.Message("user", "{% for i in range(3) %}A{% endfor %}"))));
+    }
+
+    /** Whatever a message holds is text of the prompt, in every family's template. */
+    @Test
+    void messagesAreDataNeverTemplateSource() throws ChatTemplateException {
+        for (String probe : List.of(LOOP_PROBE, INCLUDE_PROBE, "{{ raise_exception('no') }}", "{{ bos_token }}")) {
+            List<ChatTemplate.Message> asked = List.of(new ChatTemplate.Message("user", probe));
+            assertEquals("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n" + probe + "<|eot_id|>"
+                    + "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                    ChatTemplate.of(LLAMA_3, Map.of("bos_token", "<|begin_of_text|>")).render(asked));
+            assertEquals("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n" + probe
+                    + "<|im_end|>\n<|im_start|>assistant\n", ChatTemplate.of(CHATML, Map.of()).render(asked));
+            assertEquals("<s>[INST] " + probe + " [/INST]", ChatTemplate.of(MISTRAL, Map.of("bos_token", "<s>")).render(asked));
+            assertEquals("<bos><start_of_turn>user\n" + probe + "<end_of_turn>\n<start_of_turn>model\n",
+                    ChatTemplate.of(GEMMA, Map.of("bos_token", "<bos>")).render(asked));
+            assertEquals("<|user|>\n" + probe + "<|end|>\n<|assistant|>\n", ChatTemplate.of(PHI_3, Map.of()).render(asked));
+            assertEquals("<|user|>\n" + probe + "\n<|assistant|>\n", ChatTemplate.FALLBACK.render(asked));
+        }
+    }
+
+    @Test
+    void aTemplateLoadsNothing() {
+        for (String loading : List.of("{% include 'application.properties' %}", "{% import 'macros.j2' as m %}",
+                "{% from 'macros.j2' import m %}", "{% extends 'base.j2' %}")) {
+            ChatTemplateException refused = assertThrows(ChatTemplateException.class,
+                    () -> ChatTemplate.of(loading + "{{ messages[0].content }}", Map.of()).render(CONVERSATION), loading);
+            assertTrue(refused.getMessage().contains("failed to render"), refused.getMessage());
+        }
+    }
+
+    @Test
+    void theMessagesCannotBeChanged() {
+        ChatTemplateException refused = assertThrows(ChatTemplateException.class, () -> ChatTemplate.of(
+                "{% do messages.append(messages[0]) %}{{ messages | length }}", Map.of()).render(CONVERSATION));
+        assertTrue(refused.getMessage().contains("failed to render"), refused.getMessage());
+    }
+
+    /** Bombs in the template itself (a model directory is not trusted to be kind): each fails quickly. */
+    @Test
+    void aTemplateBreakingABoundFailsQuickly() {
+        List<String> bombs = List.of(
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}{% endfor %}"
+                        + "{% endfor %}{% endfor %}",
+                "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
+                "{% set s = 'AAAAAAAAAAAAAAAA' %}{% for i in range(64) %}{% set s = s ~ s %}{% endfor %}{{ s }}",
+                "{% macro down(n) %}{{ down(n + 1) }}{% endmacro %}{{ down(0) }}",
+                "{% for a in messages %}{% for b in range(100000) %}{% for c in range(100000) %}{% endfor %}{% endfor %}{% endfor %}",
+                "{{ 'x' | center(2000000000) }}",
+                "{{ '%2000000000s' | format('x') }}");
+        bombs.forEach(bomb -> {
+            long start = System.nanoTime();
+            ChatTemplateException refused = assertThrows(ChatTemplateException.class,
+                    () -> ChatTemplate.of(bomb, Map.of()).render(CONVERSATION), bomb);
+            long millis = (System.nanoTime() - start) / 1_000_000;
+            assertTrue(refused.getMessage().contains("failed to render"), refused.getMessage());
+            assertTrue(millis < ChatTemplate.MAX_RENDER_MILLIS + 3_000, bomb + " took " + millis + " ms");
+        });
+    }
+
+    @Test
+    void recursionWithinItsBoundRendersAsJinja2Does() throws ChatTemplateException {
+        assertEquals("0 1 2 3 |   x   |   7", ChatTemplate.of("{% macro up(n) %}{% if n > 0 %}{{ up(n - 1) }}{{ ' ' }}{% endif %}"
+                + "{{ n }}{% endmacro %}{{ up(3) }} | {{ 'x' | center(5) }} | {{ '%3d' | format(7) }}", Map.of())
+                .render(CONVERSATION));
     }
 
     @Test

@@ -1,17 +1,21 @@
 package dev.loraflow.merger.rest;
 
-import dev.loraflow.platform.security.ApiKeyCheck;
+import dev.loraflow.platform.security.ApiKeyFilter;
 import dev.loraflow.platform.security.ConfiguredKeys;
 import jakarta.annotation.PostConstruct;
-import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.ws.rs.container.ContainerRequestFilter;
+import jakarta.ws.rs.container.PreMatching;
+import jakarta.ws.rs.ext.Provider;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 
-/** The API keys that may ask for merges ({@code POST /merges}), in the services' one scheme: see {@link ApiKeyCheck}. */
-@ApplicationScoped
-public class ApiKeys {
+/** The API keys that may ask for merges ({@code POST /merges}), checked before the body is read: see {@link ApiKeyFilter}. */
+@Provider
+@PreMatching
+// Implements the filter interface itself too: Quarkus finds providers in the service's own class index.
+public class ApiKeys extends ApiKeyFilter implements ContainerRequestFilter {
 
     @ConfigProperty(name = "loraflow.api-keys")
     Optional<List<String>> inline;
@@ -26,11 +30,18 @@ public class ApiKeys {
         keys = new ConfiguredKeys(inline.orElse(List.of()), file.filter(name -> !name.isBlank()).map(Path::of));
     }
 
-    public boolean accepts(String authorization, String apiKey) {
-        return keys.accepts(authorization, apiKey);
+    @Override
+    protected List<String> keys() {
+        return keys.keys();
     }
 
-    public boolean configured() {
-        return keys.configured();
+    @Override
+    protected boolean guards(String method, String path) {
+        return "POST".equals(method) && (path.equals("/merges") || path.equals("/merges/"));
+    }
+
+    @Override
+    protected String disabledMessage() {
+        return "merge requests are disabled: no API key is configured (loraflow.api-keys or loraflow.api-keys-file)";
     }
 }
