@@ -58,16 +58,23 @@ public final class Engine implements AutoCloseable {
     }
 
     /** A handle on an accepted generation. */
-    public static final class Generation {
+    public final class Generation {
         private final Sequence sequence;
 
         private Generation(Sequence sequence) {
             this.sequence = sequence;
         }
 
-        /** Stops it at the next step; the listener hears nothing more. */
+        /**
+         * Stops it: still waiting, it leaves the queue now; in the batch, before the next step runs. The
+         * listener hears nothing more.
+         */
         public void cancel() {
             sequence.cancelled = true;
+            if (queue.remove(sequence)) {
+                // Out of the queue before the engine took it: only this thread can still reach it.
+                sequence.end();
+            }
         }
     }
 
@@ -81,10 +88,19 @@ public final class Engine implements AutoCloseable {
      * @throws QueueFullException       if {@link EngineSettings#queueCapacity()} requests are waiting
      */
     public Generation submit(ServedModel model, GenerationRequest request, GenerationListener listener) {
+        return submit(model, request, listener, Long.MAX_VALUE);
+    }
+
+    /**
+     * As {@link #submit(ServedModel, GenerationRequest, GenerationListener)}, ended with a
+     * {@link DeadlineExceededException} to the listener if still waiting or running at {@code deadlineNanos}
+     * ({@link System#nanoTime()}'s clock; {@link Long#MAX_VALUE} for none).
+     */
+    public Generation submit(ServedModel model, GenerationRequest request, GenerationListener listener, long deadlineNanos) {
         Sequence sequence;
         try {
             validate(model, request);
-            sequence = new Sequence(model, request, Objects.requireNonNull(listener, "listener"));
+            sequence = new Sequence(model, request, Objects.requireNonNull(listener, "listener"), deadlineNanos);
         } catch (RuntimeException e) {
             model.release();
             throw e;
@@ -216,9 +232,14 @@ public final class Engine implements AutoCloseable {
     /** Runs the prompts of the joining sequences, each group's together, and samples their first tokens. */
     private void prefill(List<Sequence> joining) {
         Map<ServedModel, List<Sequence>> byGroup = new LinkedHashMap<>();
+        long now = System.nanoTime();
         for (Sequence sequence : joining) {
             if (sequence.cancelled) {
                 sequence.end();
+                continue;
+            }
+            if (sequence.expired(now)) {
+                sequence.fail(new DeadlineExceededException(0));
                 continue;
             }
             sequence.startNanos = System.nanoTime();
@@ -286,10 +307,26 @@ public final class Engine implements AutoCloseable {
         }
     }
 
-    /** One token for every member of the group. */
+    /** One token for every member of the group, after those cancelled or past their deadline have left it. */
     private void decode(Group group) {
         ServedModel model = group.model;
         List<Sequence> members = group.members;
+        long now = System.nanoTime();
+        List<Sequence> gone = members.stream().filter(sequence -> sequence.cancelled || sequence.expired(now)).toList();
+        if (!gone.isEmpty()) {
+            group.detach(gone);
+            members.removeAll(gone);
+            for (Sequence sequence : gone) {
+                if (sequence.cancelled) {
+                    sequence.end();
+                } else {
+                    sequence.fail(new DeadlineExceededException(sequence.count));
+                }
+            }
+            if (members.isEmpty()) {
+                return;
+            }
+        }
         int n = members.size();
         int past = group.present != null ? group.presentLength : members.stream().mapToInt(sequence -> sequence.fed).max().orElseThrow();
         int total = past + 1;
@@ -511,6 +548,7 @@ public final class Engine implements AutoCloseable {
         final TextStream text;
         final int limit;
         final long submittedNanos = System.nanoTime();
+        final long deadlineNanos;
         final int[] generated;
         int count;
         long startNanos;
@@ -525,7 +563,8 @@ public final class Engine implements AutoCloseable {
         volatile boolean cancelled;
         private boolean ended;
 
-        Sequence(ServedModel model, GenerationRequest request, GenerationListener listener) {
+        Sequence(ServedModel model, GenerationRequest request, GenerationListener listener, long deadlineNanos) {
+            this.deadlineNanos = deadlineNanos;
             this.model = model;
             this.request = request;
             this.adapter = model.adapterFeeds(request.adapter());
@@ -567,6 +606,10 @@ public final class Engine implements AutoCloseable {
             if (finishReason != null) {
                 complete();
             }
+        }
+
+        boolean expired(long now) {
+            return deadlineNanos != Long.MAX_VALUE && now - deadlineNanos >= 0;
         }
 
         boolean finished() {

@@ -15,13 +15,29 @@ import java.util.Objects;
  */
 public record GenerationRequest(int[] promptIds, SamplingSettings sampling, List<String> stopSequences, String adapter) {
 
+    /** Stop sequences one request may give, as OpenAI allows. */
+    public static final int MAX_STOP_SEQUENCES = 4;
+    /** Characters one stop sequence may have: the engine's cost per token grows with it (see {@link TextStream}). */
+    public static final int MAX_STOP_CHARS = 128;
+
+    /**
+     * @throws IllegalArgumentException for more than {@value #MAX_STOP_SEQUENCES} stop sequences, an
+     *                                  empty one, or one longer than {@value #MAX_STOP_CHARS} characters
+     */
     public GenerationRequest {
         promptIds = promptIds.clone();
         Objects.requireNonNull(sampling, "sampling");
         stopSequences = List.copyOf(stopSequences);
+        if (stopSequences.size() > MAX_STOP_SEQUENCES) {
+            throw new IllegalArgumentException("at most " + MAX_STOP_SEQUENCES + " stop sequences, got " + stopSequences.size());
+        }
         for (String stop : stopSequences) {
             if (stop.isEmpty()) {
                 throw new IllegalArgumentException("a stop sequence must not be empty");
+            }
+            if (stop.length() > MAX_STOP_CHARS) {
+                throw new IllegalArgumentException("a stop sequence may have at most " + MAX_STOP_CHARS
+                        + " characters, got one of " + stop.length());
             }
         }
     }

@@ -3,6 +3,7 @@ package dev.loraflow.inference;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -28,7 +29,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -50,7 +54,7 @@ class EngineTest {
     }
 
     /** Listens for one generation; its tokens as streamed and the completion. */
-    static final class Collector implements GenerationListener {
+    static class Collector implements GenerationListener {
         final CompletableFuture<Completion> done = new CompletableFuture<>();
         final List<Integer> streamed = new ArrayList<>();
         final StringBuilder text = new StringBuilder();
@@ -254,6 +258,83 @@ class EngineTest {
             }
             model.retire();
             assertTrue(model.isClosed(), "refused requests returned their leases too");
+        }
+    }
+
+    /**
+     * A waiting generation cancelled leaves the queue at once and returns its lease; one past its deadline
+     * ends with DeadlineExceededException, waiting or running; the one running to its end is untouched.
+     */
+    @Test
+    void cancelledAndLateGenerationsLeaveTheEngine() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        CausalLanguageModel java = TinyModels.model(config, 4);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 4), dir);
+        try (Engine engine = new Engine(ONE_THREAD.withBatching(1, 4))) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            int[] prompt = prompt(5, 10);
+            SamplingSettings greedy = SamplingSettings.greedy(50, Set.of());
+            // The engine's thread waits in this one's first token until the others are queued and one cancelled.
+            CountDownLatch queued = new CountDownLatch(1);
+            Collector running = new Collector() {
+                @Override
+                public void onToken(int token, String delta) {
+                    try {
+                        assertTrue(queued.await(60, TimeUnit.SECONDS));
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                    super.onToken(token, delta);
+                }
+            };
+            assertTrue(model.tryAcquire());
+            engine.submit(model, new GenerationRequest(prompt, greedy, List.of(), null), running);
+            assertTrue(model.tryAcquire());
+            Collector cancelledListener = new Collector();
+            Engine.Generation cancelled = engine.submit(model, new GenerationRequest(prompt, greedy, List.of(), null),
+                    cancelledListener);
+            assertTrue(model.tryAcquire());
+            Collector late = new Collector();
+            engine.submit(model, new GenerationRequest(prompt, greedy, List.of(), null), late, System.nanoTime());
+            int waiting = engine.queueDepth();
+            cancelled.cancel();
+            assertEquals(waiting - 1, engine.queueDepth(), "a cancelled generation leaves the queue at once");
+            queued.countDown();
+
+            assertArrayEquals(Generator.generate(java, prompt, greedy).tokens(), running.get().tokens());
+            ExecutionException lateEnd = assertThrows(ExecutionException.class, late::get);
+            assertInstanceOf(DeadlineExceededException.class, lateEnd.getCause());
+            assertFalse(cancelledListener.done.isDone(), "a cancelled generation's listener hears nothing more");
+            model.retire();
+            assertTrue(model.isClosed(), "every lease returned");
+        }
+    }
+
+    @Test
+    void aGenerationWhoseDeadlinePassesWhileRunningEndsAtTheNextStep() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        Path onnx = TinyModels.export(TinyModels.model(config, 4), TinyModels.weights(config, 4), dir);
+        try (Engine engine = new Engine(ONE_THREAD)) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(3);
+            Collector slow = new Collector() {
+                @Override
+                public void onToken(int token, String delta) {
+                    // The deadline passes during the first token.
+                    for (long left; (left = deadline - System.nanoTime()) > 0; ) {
+                        LockSupport.parkNanos(left);
+                    }
+                    super.onToken(token, delta);
+                }
+            };
+            assertTrue(model.tryAcquire());
+            engine.submit(model, new GenerationRequest(prompt(5, 10), SamplingSettings.greedy(50, Set.of()), List.of(), null),
+                    slow, deadline);
+            ExecutionException late = assertThrows(ExecutionException.class, slow::get);
+            assertInstanceOf(DeadlineExceededException.class, late.getCause());
+            assertEquals(1, slow.streamed.size(), "ended at the step after its deadline");
+            model.retire();
+            assertTrue(model.isClosed(), "its lease returned");
         }
     }
 

@@ -15,16 +15,21 @@ public final class ApiKeyCheck {
 
     /** Compares with every key in constant time, so response timing reveals nothing of a key. */
     public static boolean accepts(List<String> keys, String authorization, String apiKey) {
+        return match(keys, authorization, apiKey) != null;
+    }
+
+    /** The configured key presented (stripped), compared with every key in constant time; null when none is. */
+    public static String match(List<String> keys, String authorization, String apiKey) {
         String presented = apiKey != null ? apiKey
                 : authorization != null && authorization.startsWith("Bearer ") ? authorization.substring(7).strip() : null;
         if (presented == null || presented.isEmpty()) {
-            return false;
+            return null;
         }
-        boolean match = false;
+        String match = null;
         for (String key : keys) {
-            if (!key.isBlank()) {
-                match |= MessageDigest.isEqual(key.strip().getBytes(StandardCharsets.UTF_8),
-                        presented.getBytes(StandardCharsets.UTF_8));
+            if (!key.isBlank() && MessageDigest.isEqual(key.strip().getBytes(StandardCharsets.UTF_8),
+                    presented.getBytes(StandardCharsets.UTF_8))) {
+                match = key.strip();
             }
         }
         return match;

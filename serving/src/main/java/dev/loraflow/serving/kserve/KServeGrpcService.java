@@ -142,6 +142,7 @@ public class KServeGrpcService extends GRPCInferenceServiceGrpc.GRPCInferenceSer
             case 429 -> Status.RESOURCE_EXHAUSTED;
             case 503 -> Status.UNAVAILABLE;
             case 500 -> Status.INTERNAL;
+            case 504 -> Status.DEADLINE_EXCEEDED;
             default -> e.status() >= 400 && e.status() < 500 ? Status.INVALID_ARGUMENT : Status.UNKNOWN;
         };
     }

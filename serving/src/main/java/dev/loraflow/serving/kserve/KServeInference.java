@@ -152,7 +152,7 @@ public class KServeInference {
             List<String> stops = Requests.stopSequences(parameters, model);
             submitted = true;
             Completion completion = generations.complete(target,
-                    new GenerationRequest(prompt, sampling, stops, target.adapter()), api);
+                    new GenerationRequest(prompt, sampling, stops, target.adapter()), api, Generations.ExchangeEnd.NEVER);
             List<Tensor> tensors = new ArrayList<>();
             if (outputs.contains(OUTPUT_IDS)) {
                 long[] ids = Arrays.stream(completion.tokens()).asLongStream().toArray();

@@ -8,7 +8,6 @@ import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.DELETE;
 import jakarta.ws.rs.GET;
-import jakarta.ws.rs.HeaderParam;
 import jakarta.ws.rs.POST;
 import jakarta.ws.rs.Path;
 import jakarta.ws.rs.PathParam;
@@ -20,7 +19,8 @@ import org.eclipse.microprofile.openapi.annotations.Operation;
 import org.jboss.logging.Logger;
 
 /**
- * Changing what is served, behind the API key ({@code Authorization: Bearer KEY} or {@code X-API-Key}):
+ * Changing what is served, behind the API key ({@code Authorization: Bearer KEY} or {@code X-API-Key}, checked
+ * by {@link ApiKeys} before a body is read):
  * {@code POST /admin/models {"path": FILE.onnx, "sha256"?: HEX, "config_dir"?: DIR}} (config.json and the
  * tokenizer in DIR, by default beside the file: a merger's graph artifact needs its merged model's directory)
  * loads, verifies and warms up a model and
@@ -37,8 +37,6 @@ public class AdminResource {
 
     @Inject
     Serving serving;
-    @Inject
-    ApiKeys apiKeys;
 
     @ConfigProperty(name = "loraflow.serving.max-body-bytes", defaultValue = "1048576")
     long maxBodyBytes;
@@ -46,11 +44,7 @@ public class AdminResource {
     @GET
     @Path("/models")
     @Operation(summary = "The model served (API key required)")
-    public Response models(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey) {
-        Response refused = authorize(authorization, apiKey);
-        if (refused != null) {
-            return refused;
-        }
+    public Response models() {
         ServedModel model = serving.current();
         return Response.ok(model == null ? Requests.JSON.createObjectNode() : describe(model, serving.origin(model))).build();
     }
@@ -59,12 +53,7 @@ public class AdminResource {
     @Path("/models")
     @Consumes(MediaType.WILDCARD)
     @Operation(summary = "Load, verify and warm up a model, then switch to it atomically (API key required)")
-    public Response loadModel(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey,
-                              byte[] body) {
-        Response refused = authorize(authorization, apiKey);
-        if (refused != null) {
-            return refused;
-        }
+    public Response loadModel(byte[] body) {
         try {
             JsonNode root = Requests.jsonObject(body, maxBodyBytes);
             String path = Requests.requiredString(root, "path");
@@ -87,12 +76,7 @@ public class AdminResource {
     @Path("/adapters")
     @Consumes(MediaType.WILDCARD)
     @Operation(summary = "Load a PEFT adapter into the un-merged model (API key required)")
-    public Response loadAdapter(@HeaderParam("Authorization") String authorization, @HeaderParam("X-API-Key") String apiKey,
-                                byte[] body) {
-        Response refused = authorize(authorization, apiKey);
-        if (refused != null) {
-            return refused;
-        }
+    public Response loadAdapter(byte[] body) {
         try {
             JsonNode root = Requests.jsonObject(body, maxBodyBytes);
             String name = Requests.requiredString(root, "name");
@@ -114,25 +98,11 @@ public class AdminResource {
     @DELETE
     @Path("/adapters/{name}")
     @Operation(summary = "Unload an adapter (API key required)")
-    public Response unloadAdapter(@HeaderParam("Authorization") String authorization,
-                                  @HeaderParam("X-API-Key") String apiKey, @PathParam("name") String name) {
-        Response refused = authorize(authorization, apiKey);
-        if (refused != null) {
-            return refused;
-        }
+    public Response unloadAdapter(@PathParam("name") String name) {
         if (!serving.unloadAdapter(name)) {
             return OpenAiResource.error(new ApiError(404, "no adapter " + name + " is loaded", "name", "adapter_not_found"), 1);
         }
         return Response.noContent().build();
-    }
-
-    private Response authorize(String authorization, String apiKey) {
-        if (apiKeys.accepts(authorization, apiKey)) {
-            return null;
-        }
-        String message = apiKeys.configured() ? "a valid API key is required (Authorization: Bearer KEY or X-API-Key)"
-                : "no API key is configured (loraflow.api-keys), so the admin API accepts nothing";
-        return OpenAiResource.error(new ApiError(401, message, null, "invalid_api_key"), 1);
     }
 
     private static ObjectNode describe(ServedModel model, Serving.Origin origin) {

@@ -33,7 +33,7 @@ public final class ApiError extends RuntimeException {
         return code;
     }
 
-    /** OpenAI's error type for the status. */
+    /** OpenAI's error type for the status: a client's mistake for a 4xx, the server's for a 5xx. */
     public String type() {
         return switch (status) {
             case 401 -> "authentication_error";
@@ -41,7 +41,8 @@ public final class ApiError extends RuntimeException {
             case 413 -> "request_too_large";
             case 429 -> "rate_limit_error";
             case 503 -> "service_unavailable";
-            default -> "invalid_request_error";
+            case 504 -> "timeout_error";
+            default -> status >= 500 ? "server_error" : "invalid_request_error";
         };
     }
 }

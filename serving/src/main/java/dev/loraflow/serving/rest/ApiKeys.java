@@ -1,23 +1,43 @@
 package dev.loraflow.serving.rest;
 
-import dev.loraflow.platform.security.ApiKeyCheck;
-import jakarta.enterprise.context.ApplicationScoped;
+import dev.loraflow.platform.security.ApiKeyFilter;
+import jakarta.ws.rs.container.ContainerRequestFilter;
+import jakarta.ws.rs.container.PreMatching;
+import jakarta.ws.rs.core.Response;
+import jakarta.ws.rs.ext.Provider;
 import java.util.List;
 import java.util.Optional;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 
-/** The API keys that may change what is served (every {@code /admin} endpoint), in the services' one scheme: see {@link ApiKeyCheck}. */
-@ApplicationScoped
-public class ApiKeys {
+/**
+ * The API keys that may change what is served (every {@code /admin} endpoint), checked before the body is
+ * read (see {@link ApiKeyFilter}); refusals in OpenAI's error shape, code {@code invalid_api_key}.
+ */
+@Provider
+@PreMatching
+// Implements the filter interface itself too: Quarkus finds providers in the service's own class index.
+public class ApiKeys extends ApiKeyFilter implements ContainerRequestFilter {
 
     @ConfigProperty(name = "loraflow.api-keys")
     Optional<List<String>> keys;
 
-    public boolean accepts(String authorization, String apiKey) {
-        return ApiKeyCheck.accepts(keys.orElse(List.of()), authorization, apiKey);
+    @Override
+    protected List<String> keys() {
+        return keys.orElse(List.of());
     }
 
-    public boolean configured() {
-        return ApiKeyCheck.configured(keys.orElse(List.of()));
+    @Override
+    protected boolean guards(String method, String path) {
+        return path.equals("/admin") || path.startsWith("/admin/");
+    }
+
+    @Override
+    protected String disabledMessage() {
+        return "no API key is configured (loraflow.api-keys), so the admin API accepts nothing";
+    }
+
+    @Override
+    protected Response refusal(int status, String message) {
+        return OpenAiResource.error(new ApiError(status, message, null, "invalid_api_key"), 1);
     }
 }

@@ -1,6 +1,7 @@
 package dev.loraflow.serving.rest;
 
 import dev.loraflow.inference.Completion;
+import dev.loraflow.inference.DeadlineExceededException;
 import dev.loraflow.inference.Engine;
 import dev.loraflow.inference.GenerationListener;
 import dev.loraflow.inference.GenerationRequest;
@@ -8,14 +9,17 @@ import dev.loraflow.inference.QueueFullException;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
+import io.vertx.ext.web.RoutingContext;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Inject;
+import java.time.Duration;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 
 /** Hands requests to the engine for both APIs and counts what Prometheus reports of them. */
@@ -30,7 +34,7 @@ public class Generations {
     @ConfigProperty(name = "loraflow.serving.retry-after-seconds", defaultValue = "1")
     int retryAfterSeconds;
     @ConfigProperty(name = "loraflow.serving.request-timeout", defaultValue = "PT5M")
-    java.time.Duration requestTimeout;
+    Duration requestTimeout;
 
     /** One event of a streamed generation. */
     sealed interface Event {
@@ -39,32 +43,73 @@ public class Generations {
         record Done(Completion completion) implements Event {}
 
         record Failed(RuntimeException error) implements Event {}
+
+        /** The client went away: the generation was cancelled, nothing more comes. */
+        record Gone() implements Event {}
     }
 
     /** A streamed generation: its events in order, and the handle to cancel it when the client leaves. */
     record Stream(BlockingQueue<Event> events, Engine.Generation generation) {}
 
-    /** Runs to the end; the completion. */
-    public Completion complete(Serving.Target target, GenerationRequest request, String api) {
+    /**
+     * Where a request hears that its exchange with the client ended: the action runs once when the response
+     * has been sent or the connection closed before (the client went away).
+     */
+    @FunctionalInterface
+    public interface ExchangeEnd {
+        /** For callers with no client connection to watch. */
+        ExchangeEnd NEVER = action -> { };
+
+        void then(Runnable action);
+
+        static ExchangeEnd of(RoutingContext routing) {
+            return action -> routing.addEndHandler(ignored -> action.run());
+        }
+    }
+
+    /**
+     * Runs to the end; the completion. When the client goes away first, the generation is cancelled (the
+     * engine drops it before its next step) and the caller gets a 499 nobody reads.
+     *
+     * @throws ApiError 504 when the request's deadline ({@code loraflow.serving.request-timeout}) passes first
+     */
+    public Completion complete(Serving.Target target, GenerationRequest request, String api, ExchangeEnd end) {
         CompletableFuture<Completion> done = new CompletableFuture<>();
         Engine.Generation generation = submit(target, request, api, GenerationListener.completing(done));
+        end.then(() -> {
+            if (!done.isDone()) {
+                generation.cancel();
+                cancelled(api);
+                done.cancel(false);
+            }
+        });
         try {
-            return done.get(requestTimeout.toMillis(), TimeUnit.MILLISECONDS);
-        } catch (TimeoutException e) {
-            generation.cancel();
-            throw new IllegalStateException("the generation did not finish within " + requestTimeout);
+            // The engine ends every generation by its deadline at the latest.
+            return done.get();
+        } catch (CancellationException e) {
+            throw new ApiError(499, "the client closed the connection", null, "client_closed_request");
         } catch (InterruptedException e) {
             generation.cancel();
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted while generating");
         } catch (ExecutionException e) {
+            if (e.getCause() instanceof DeadlineExceededException late) {
+                throw timedOut(late);
+            }
             throw e.getCause() instanceof RuntimeException runtime ? runtime : new IllegalStateException(e.getCause());
         }
     }
 
-    /** Starts a generation whose events arrive on the returned queue. */
-    Stream stream(Serving.Target target, GenerationRequest request, String api) {
+    /** The 504 for a generation past its deadline. */
+    ApiError timedOut(DeadlineExceededException late) {
+        return new ApiError(504, late.getMessage() + "; requests may take " + requestTimeout
+                + " (loraflow.serving.request-timeout)", null, "request_timeout");
+    }
+
+    /** Starts a generation whose events arrive on the returned queue; cancelled when the client goes away. */
+    Stream stream(Serving.Target target, GenerationRequest request, String api, ExchangeEnd end) {
         BlockingQueue<Event> events = new LinkedBlockingQueue<>();
+        AtomicBoolean ended = new AtomicBoolean();
         Engine.Generation generation = submit(target, request, api, new GenerationListener() {
             @Override
             public void onToken(int token, String text) {
@@ -73,13 +118,22 @@ public class Generations {
 
             @Override
             public void onComplete(Completion completion) {
+                ended.set(true);
                 events.add(new Event.Done(completion));
             }
 
             @Override
             public void onError(RuntimeException error) {
+                ended.set(true);
                 events.add(new Event.Failed(error));
             }
+        });
+        end.then(() -> {
+            if (!ended.get()) {
+                generation.cancel();
+                cancelled(api);
+            }
+            events.add(new Event.Gone());
         });
         return new Stream(events, generation);
     }
@@ -108,12 +162,14 @@ public class Generations {
 
             @Override
             public void onError(RuntimeException error) {
-                meters.counter("loraflow.requests", "api", api, "outcome", "failed").increment();
+                meters.counter("loraflow.requests", "api", api, "outcome",
+                        error instanceof DeadlineExceededException ? "timed_out" : "failed").increment();
                 downstream.onError(error);
             }
         };
+        long deadline = System.nanoTime() + requestTimeout.toNanos();
         try {
-            return serving.engine().submit(target.model(), request, counting);
+            return serving.engine().submit(target.model(), request, counting, deadline);
         } catch (QueueFullException e) {
             meters.counter("loraflow.requests", "api", api, "outcome", "refused_overload").increment();
             throw new ApiError(429, e.getMessage(), null, "server_overloaded");
@@ -127,8 +183,18 @@ public class Generations {
         return retryAfterSeconds;
     }
 
-    /** Counts a request refused before it reached the engine. */
+    private void cancelled(String api) {
+        meters.counter("loraflow.requests", "api", api, "outcome", "cancelled").increment();
+    }
+
+    /**
+     * Counts a request refused before it reached the engine; a 499 or 504 ended in it, and was counted as
+     * cancelled or timed_out there.
+     */
     public void refused(String api, int status) {
+        if (status == 499 || status == 504) {
+            return;
+        }
         meters.counter("loraflow.requests", "api", api, "outcome", "refused_" + status).increment();
     }
 }

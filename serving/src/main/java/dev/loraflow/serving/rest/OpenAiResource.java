@@ -8,14 +8,17 @@ import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.inference.ChatTemplate;
 import dev.loraflow.inference.ChatTemplateException;
 import dev.loraflow.inference.Completion;
+import dev.loraflow.inference.DeadlineExceededException;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
+import io.vertx.ext.web.RoutingContext;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.GET;
 import jakarta.ws.rs.POST;
 import jakarta.ws.rs.Path;
 import jakarta.ws.rs.Produces;
+import jakarta.ws.rs.core.Context;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import jakarta.ws.rs.core.StreamingOutput;
@@ -87,19 +90,19 @@ public class OpenAiResource {
     @Path("/completions")
     @Consumes(MediaType.WILDCARD)
     @Operation(summary = "OpenAI text completion, streamed as server-sent events with stream=true")
-    public Response completions(byte[] body) {
-        return generate(body, false);
+    public Response completions(byte[] body, @Context RoutingContext routing) {
+        return generate(body, false, Generations.ExchangeEnd.of(routing));
     }
 
     @POST
     @Path("/chat/completions")
     @Consumes(MediaType.WILDCARD)
     @Operation(summary = "OpenAI chat completion through the model's chat template, streamed with stream=true")
-    public Response chatCompletions(byte[] body) {
-        return generate(body, true);
+    public Response chatCompletions(byte[] body, @Context RoutingContext routing) {
+        return generate(body, true, Generations.ExchangeEnd.of(routing));
     }
 
-    private Response generate(byte[] body, boolean chat) {
+    private Response generate(byte[] body, boolean chat, Generations.ExchangeEnd end) {
         String api = chat ? "openai_chat" : "openai_completions";
         Serving.Target target = null;
         boolean submitted = false;
@@ -131,10 +134,10 @@ public class OpenAiResource {
             String servedName = target.servedName();
             submitted = true;
             if (!stream) {
-                Completion completion = generations.complete(target, request, api);
+                Completion completion = generations.complete(target, request, api, end);
                 return Response.ok(completionBody(chat, id, created, servedName, completion)).build();
             }
-            Generations.Stream events = generations.stream(target, request, api);
+            Generations.Stream events = generations.stream(target, request, api, end);
             boolean textOut = model.tokenizer() != null;
             StreamingOutput output = out -> writeStream(out, events, chat, id, created, servedName, includeUsage, textOut);
             return Response.ok(output, "text/event-stream").header("Cache-Control", "no-cache").build();
@@ -300,12 +303,18 @@ public class OpenAiResource {
                         return;
                     }
                     case Generations.Event.Failed failed -> {
+                        ApiError reason = failed.error() instanceof DeadlineExceededException late ? generations.timedOut(late)
+                                : new ApiError(500, "the generation failed: " + failed.error().getMessage(), null,
+                                "server_error");
                         ObjectNode error = Requests.JSON.createObjectNode();
-                        error.putObject("error").put("message", "the generation failed: " + failed.error().getMessage())
-                                .put("type", "server_error").putNull("param").put("code", "server_error");
+                        error.putObject("error").put("message", reason.getMessage()).put("type", reason.type())
+                                .putNull("param").put("code", reason.code());
                         send(out, error);
                         out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
                         out.flush();
+                        return;
+                    }
+                    case Generations.Event.Gone gone -> {
                         return;
                     }
                 }

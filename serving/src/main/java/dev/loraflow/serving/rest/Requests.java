@@ -6,6 +6,7 @@ import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -22,8 +23,6 @@ public final class Requests {
 
     public static final ObjectMapper JSON = new ObjectMapper(
             JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build());
-    /** OpenAI allows up to four stop sequences. */
-    static final int MAX_STOP_SEQUENCES = 4;
 
     private Requests() {}
 
@@ -128,7 +127,7 @@ public final class Requests {
         return new SamplingSettings(maxTokens, temperature, Math.max(topK, 0), topP, seed, Set.copyOf(model.stopTokenIds()));
     }
 
-    /** {@code stop}: absent, a string, or an array of up to four non-empty strings. */
+    /** {@code stop}: absent, a string, or an array of up to four non-empty strings of at most 128 characters. */
     public static List<String> stopSequences(JsonNode parameters, ServedModel model) {
         JsonNode stop = parameters.get("stop");
         if (stop == null || stop.isNull()) {
@@ -147,11 +146,16 @@ public final class Requests {
         } else {
             throw ApiError.badParameter("stop", "stop must be a string or an array of strings");
         }
-        if (stops.size() > MAX_STOP_SEQUENCES) {
-            throw ApiError.badParameter("stop", "at most " + MAX_STOP_SEQUENCES + " stop sequences, got " + stops.size());
+        if (stops.size() > GenerationRequest.MAX_STOP_SEQUENCES) {
+            throw ApiError.badParameter("stop", "at most " + GenerationRequest.MAX_STOP_SEQUENCES + " stop sequences, got "
+                    + stops.size());
         }
         if (stops.stream().anyMatch(String::isEmpty)) {
             throw ApiError.badParameter("stop", "stop sequences must not be empty");
+        }
+        if (stops.stream().anyMatch(sequence -> sequence.length() > GenerationRequest.MAX_STOP_CHARS)) {
+            throw ApiError.badParameter("stop", "a stop sequence may have at most " + GenerationRequest.MAX_STOP_CHARS
+                    + " characters");
         }
         if (!stops.isEmpty() && model.tokenizer() == null) {
             throw ApiError.badParameter("stop", "stop sequences need a tokenizer, and this model has none");

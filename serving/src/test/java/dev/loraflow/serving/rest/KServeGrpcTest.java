@@ -82,13 +82,13 @@ class KServeGrpcTest {
         return tensor;
     }
 
-    private static ModelInferRequest.InferInputTensor ids(long... ids) {
+    static ModelInferRequest.InferInputTensor ids(long... ids) {
         InferTensorContents.Builder contents = InferTensorContents.newBuilder();
         Arrays.stream(ids).forEach(contents::addInt64Contents);
         return tensor("input_ids", "INT64", 1, ids.length).setContents(contents).build();
     }
 
-    private static ModelInferRequest.Builder greedy(int maxTokens) {
+    static ModelInferRequest.Builder greedy(int maxTokens) {
         return ModelInferRequest.newBuilder().setModelName("tiny").putParameters("max_tokens", integer(maxTokens))
                 .putParameters("temperature", InferParameter.newBuilder().setDoubleParam(0).build());
     }
