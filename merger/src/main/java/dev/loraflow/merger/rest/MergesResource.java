@@ -7,7 +7,6 @@ import dev.loraflow.merger.service.MergerService;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.GET;
-import jakarta.ws.rs.HeaderParam;
 import jakarta.ws.rs.POST;
 import jakarta.ws.rs.Path;
 import jakarta.ws.rs.PathParam;
@@ -32,19 +31,11 @@ public class MergesResource {
 
     @Inject
     MergerService service;
-    @Inject
-    ApiKeys apiKeys;
 
     @POST
     @Consumes(MediaType.APPLICATION_JSON)
     @Produces(MediaType.APPLICATION_JSON)
-    public Response request(byte[] body, @HeaderParam("Authorization") String authorization,
-                            @HeaderParam("X-API-Key") String apiKey) throws IOException {
-        if (!apiKeys.accepts(authorization, apiKey)) {
-            return error(Response.Status.UNAUTHORIZED, apiKeys.configured()
-                    ? "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
-                    : "merge requests are disabled: no API key is configured (loraflow.api-keys)");
-        }
+    public Response request(byte[] body) throws IOException {
         if (body == null || body.length > MAX_REQUEST_BYTES) {
             return error(Response.Status.BAD_REQUEST, "a merge request is a JSON object of at most " + MAX_REQUEST_BYTES + " bytes");
         }

@@ -11,7 +11,6 @@ import jakarta.annotation.PostConstruct;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.GET;
-import jakarta.ws.rs.HeaderParam;
 import jakarta.ws.rs.POST;
 import jakarta.ws.rs.Path;
 import jakarta.ws.rs.PathParam;
@@ -41,8 +40,6 @@ public class JobsResource {
 
     @Inject
     TrainerService service;
-    @Inject
-    ApiKeys apiKeys;
 
     private final BroadcastProcessor<JobStatus> progress = BroadcastProcessor.create();
     private volatile KafkaProducer<byte[], byte[]> producer;
@@ -80,13 +77,7 @@ public class JobsResource {
     @POST
     @Consumes(MediaType.APPLICATION_JSON)
     @Produces(MediaType.APPLICATION_JSON)
-    public Response submit(byte[] body, @HeaderParam("Authorization") String authorization,
-                           @HeaderParam("X-API-Key") String apiKey) {
-        if (!apiKeys.accepts(authorization, apiKey)) {
-            return error(Response.Status.UNAUTHORIZED, apiKeys.configured()
-                    ? "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
-                    : "job submission is disabled: no API key is configured (loraflow.api-keys)");
-        }
+    public Response submit(byte[] body) {
         if (body == null || body.length > MAX_JOB_BYTES) {
             return error(Response.Status.BAD_REQUEST, "a job definition is a JSON object of at most " + MAX_JOB_BYTES + " bytes");
         }
