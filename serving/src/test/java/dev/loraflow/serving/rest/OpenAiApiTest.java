@@ -217,7 +217,8 @@ class OpenAiApiTest {
         assertRefused(given().contentType("application/json").body(badUtf8).when().post("/v1/completions"), 400, null,
                 "invalid_utf8");
         String huge = "{\"model\": \"tiny\", \"prompt\": \"" + "a".repeat(ServingProfile.MAX_BODY_BYTES) + "\"}";
-        assertRefused(post("/v1/completions", huge), 413, null, "request_too_large");
+        // Refused by the HTTP layer from its length, unread: a bare 413 (RequestLimitsTest sends no body at all).
+        post("/v1/completions", huge).then().statusCode(413);
         assertRefused(post("/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"" + "a".repeat(64) + "\"}"), 400,
                 "prompt", "context_length_exceeded");
         assertRefused(post("/v1/completions", "{\"model\": \"tiny\", \"prompt\": \"" + "a".repeat(60) + "\", \"max_tokens\": 10}"),
