@@ -16,6 +16,7 @@ import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.store.ArtifactStore;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.common.ResourceArg;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import java.nio.charset.StandardCharsets;
@@ -35,7 +36,7 @@ import org.junit.jupiter.api.Test;
  * it is not live, so Kubernetes restarts it, rather than stay up merging nothing.
  */
 @QuarkusTest
-@QuarkusTestResource(KafkaBrokerTestResource.class)
+@QuarkusTestResource(value = KafkaBrokerTestResource.class, initArgs = @ResourceArg(name = "user", value = PlatformUsers.MERGER))
 @TestProfile(LoopDeathTest.Profile.class)
 class LoopDeathTest {
 

@@ -5,9 +5,11 @@ import static org.hamcrest.Matchers.equalTo;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.broker.KafkaBrokerTestResource;
+import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.trainer.service.TrainingFixtures;
 import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.common.ResourceArg;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import java.nio.charset.StandardCharsets;
@@ -27,7 +29,7 @@ import org.junit.jupiter.api.Test;
  * not live, so Kubernetes restarts it, rather than stay up with nothing training.
  */
 @QuarkusTest
-@QuarkusTestResource(KafkaBrokerTestResource.class)
+@QuarkusTestResource(value = KafkaBrokerTestResource.class, initArgs = @ResourceArg(name = "user", value = PlatformUsers.TRAINER))
 @TestProfile(LoopDeathTest.Profile.class)
 class LoopDeathTest {
 

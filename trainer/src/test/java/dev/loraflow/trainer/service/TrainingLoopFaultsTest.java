@@ -135,7 +135,8 @@ class TrainingLoopFaultsTest {
     }
 
     private TrainingLoop start(ArtifactStore store, String group) {
-        KafkaClientSettings kafka = KAFKA.broker().clientSettings(PlatformUsers.TRAINER);
+        // The super user: each test's loop has topics and a consumer group of its own, which no service's ACLs name.
+        KafkaClientSettings kafka = KAFKA.broker().clientSettings(PlatformUsers.ADMIN);
         TrainerSettings settings = new TrainerSettings(kafka, group, JOBS, BATCHES, CHECKPOINTS, DEAD_LETTERS, 1 << 20,
                 Duration.ofSeconds(30), Duration.ofSeconds(6), Faults.none());
         TrainingLoop loop = new TrainingLoop(settings, new BaseModels(root.resolve("models"), 1), store,
