@@ -6,7 +6,7 @@ import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.model.WeightSpec;
@@ -56,7 +56,7 @@ public final class TrainingThroughput {
         // The shapes and targets of bench/torch_lora_train.py.
         ModelConfig config = switch (arch) {
             case "gpt2" -> new Gpt2Config(50257, 1024, 768, 12, 12, 3072, 1e-5);
-            case "llama" -> new LlamaConfig(32000, 768, 2048, 12, 12, 4, 64, 2048, 1e-5, 10000, false);
+            case "llama" -> DecoderConfig.llama(32000, 768, 2048, 12, 12, 4, 64, 2048, 1e-5, 10000, false);
             default -> throw new IllegalArgumentException("--arch must be gpt2 or llama, got " + arch);
         };
         List<String> targets = arch.equals("gpt2") ? List.of("c_attn") : List.of("q_proj", "v_proj");

@@ -3,7 +3,7 @@ package dev.loraflow.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.RandomModel;
 import java.nio.file.Path;
@@ -66,7 +66,7 @@ final class InitModelCommand implements Callable<Integer> {
                     yield new Gpt2Config(vocab, context, hidden, layers, heads, intermediate != null ? intermediate : 4 * hidden,
                             1e-5);
                 }
-                case "llama" -> new LlamaConfig(vocab, hidden, intermediate != null ? intermediate : llamaIntermediate(hidden),
+                case "llama" -> DecoderConfig.llama(vocab, hidden, intermediate != null ? intermediate : llamaIntermediate(hidden),
                         layers, heads, kvHeads != null ? kvHeads : heads, hidden / heads, context, 1e-5, 10000, false);
                 default -> throw new picocli.CommandLine.ParameterException(spec.commandLine(),
                         "--arch must be gpt2 or llama, got " + arch);

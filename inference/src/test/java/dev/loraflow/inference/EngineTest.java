@@ -14,7 +14,7 @@ import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
@@ -339,7 +339,7 @@ class EngineTest {
         // Another rank on fewer modules: stacked along r, rows must not pick up each other's ranks.
         CausalLanguageModel second = TinyModels.adapted(config, weights, 12, 3, switch (config) {
             case Gpt2Config _ -> new String[] {"c_attn"};
-            case LlamaConfig _ -> new String[] {"q_proj", "up_proj"};
+            case DecoderConfig _ -> new String[] {"q_proj", "up_proj"};
         });
         CausalLanguageModel base = CausalLanguageModel.create(config, weights, null, 0);
         Path onnx = TinyModels.export(first, weights, dir, OnnxExporter.Options.defaults().withUnmerged(true));

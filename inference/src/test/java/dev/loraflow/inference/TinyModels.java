@@ -3,7 +3,7 @@ package dev.loraflow.inference;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
@@ -24,7 +24,7 @@ public final class TinyModels {
     /** 2 layers, hidden 32, 4 heads, context 64. */
     public static final Gpt2Config GPT2 = new Gpt2Config(ByteLevelTokenizerJson.VOCAB_SIZE, 64, 32, 2, 4, 64, 1e-5);
     /** Grouped-query attention: 4 heads over 2, head_dim 8, context 64. */
-    public static final LlamaConfig LLAMA = new LlamaConfig(ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 8, 64,
+    public static final DecoderConfig LLAMA = DecoderConfig.llama(ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 8, 64,
             1e-5, 10000, false);
 
     private TinyModels() {}
@@ -41,7 +41,7 @@ public final class TinyModels {
     public static CausalLanguageModel adapted(ModelConfig config, Map<String, float[]> weights, long seed) {
         return adapted(config, weights, seed, 2, switch (config) {
             case Gpt2Config _ -> new String[] {"c_attn", "c_fc"};
-            case LlamaConfig _ -> new String[] {"q_proj", "v_proj", "up_proj"};
+            case DecoderConfig _ -> new String[] {"q_proj", "v_proj", "up_proj"};
         });
     }
 

@@ -11,7 +11,7 @@ import jdk.incubator.vector.VectorMask;
  * reads kv head h / (H / Hkv). Tensors keep the row-major layout a projection produces, q [B, T, H, D]
  * and k, v [B, T, Hkv, D], so one head of one sequence is a strided [T, D] matrix that {@link Gemm}
  * multiplies in place, with no transposing copies. Scores are scaled by 1/√D and position t attends
- * to positions 0..t.
+ * to positions 0..t, unless an {@link AttentionSpec} sets another scale, a soft-cap or a sliding window.
  *
  * <p>Query rows go in blocks of 64, each multiplied only with the keys its last row
  * may see, so a long sequence costs about half the products of the full [T, T] score matrix.
@@ -51,6 +51,17 @@ public final class Attention {
     public static void forward(float[] q, int qOff, float[] k, int kOff, float[] v, int vOff,
                                float[] out, int outOff, float[] logSumExp, int lseOff,
                                int batch, int seqLen, int heads, int kvHeads, int headDim) {
+        forward(q, qOff, k, kOff, v, vOff, out, outOff, logSumExp, lseOff, batch, seqLen, heads, kvHeads, headDim,
+                AttentionSpec.causal(headDim));
+    }
+
+    /**
+     * {@link #forward} with the scale, soft-cap and sliding window of {@code spec}: query t attends to
+     * keys [spec's first visible key, t].
+     */
+    public static void forward(float[] q, int qOff, float[] k, int kOff, float[] v, int vOff,
+                               float[] out, int outOff, float[] logSumExp, int lseOff,
+                               int batch, int seqLen, int heads, int kvHeads, int headDim, AttentionSpec spec) {
         int queryElements = AttentionShapes.checkHeads(batch, seqLen, heads, kvHeads, headDim);
         int kvElements = AttentionShapes.elements(batch, seqLen, kvHeads, headDim);
         Bounds.check(q, qOff, queryElements, "q");
@@ -61,7 +72,7 @@ public final class Attention {
         if (seqLen == 0) {
             return;
         }
-        Layout layout = new Layout(seqLen, heads, kvHeads, headDim);
+        Layout layout = new Layout(seqLen, heads, kvHeads, headDim, spec);
         Parallel.forRange(batch * heads, layout.pairGrain(), (from, to) -> {
             float[] probabilities = scratch(layout.blockElements());
             for (int pair = from; pair < to; pair++) {
@@ -76,7 +87,10 @@ public final class Attention {
                     int keys = first + rows;
                     layout.blockScores(q, qHead, first, rows, k, kOff + kvHead, probabilities);
                     for (int row = 0; row < rows; row++) {
-                        logSumExp[lseRow + first + row] = causalSoftmaxRow(probabilities, row * keys, first + row + 1, keys);
+                        int start = spec.firstVisibleKey(first + row);
+                        int visible = first + row + 1;
+                        spec.capInPlace(probabilities, row * keys + start, visible - start);
+                        logSumExp[lseRow + first + row] = causalSoftmaxRow(probabilities, row * keys, start, visible, keys);
                     }
                     Gemm.sgemm(false, false, rows, headDim, keys, 1f, probabilities, 0, keys,
                             v, vOff + kvHead, layout.kvStride, 0f, out, outHead + first * layout.queryStride, layout.queryStride);
@@ -103,6 +117,15 @@ public final class Attention {
                                 float[] v, int vOff, float[] logSumExp, int lseOff,
                                 float[] dq, int dqOff, float[] dk, int dkOff, float[] dv, int dvOff,
                                 int batch, int seqLen, int heads, int kvHeads, int headDim) {
+        backward(dout, doutOff, q, qOff, k, kOff, v, vOff, logSumExp, lseOff, dq, dqOff, dk, dkOff, dv, dvOff,
+                batch, seqLen, heads, kvHeads, headDim, AttentionSpec.causal(headDim));
+    }
+
+    /** {@link #backward} of the forward with {@code spec}. */
+    public static void backward(float[] dout, int doutOff, float[] q, int qOff, float[] k, int kOff,
+                                float[] v, int vOff, float[] logSumExp, int lseOff,
+                                float[] dq, int dqOff, float[] dk, int dkOff, float[] dv, int dvOff,
+                                int batch, int seqLen, int heads, int kvHeads, int headDim, AttentionSpec spec) {
         int queryElements = AttentionShapes.checkHeads(batch, seqLen, heads, kvHeads, headDim);
         int kvElements = AttentionShapes.elements(batch, seqLen, kvHeads, headDim);
         Bounds.check(dout, doutOff, queryElements, "dout");
@@ -116,14 +139,16 @@ public final class Attention {
         if (seqLen == 0) {
             return;
         }
-        Layout layout = new Layout(seqLen, heads, kvHeads, headDim);
+        Layout layout = new Layout(seqLen, heads, kvHeads, headDim, spec);
         int group = heads / kvHeads;
+        boolean capped = spec.logitSoftcap() > 0;
         float scale = layout.scale;
         // One task owns a kv head and all the query heads that read it, so dk and dv are summed
         // without two threads ever writing the same rows.
         Parallel.forRange(batch * kvHeads, Math.max(1, layout.pairGrain() / group), (from, to) -> {
             int block = layout.blockElements();
-            float[] buffers = scratch(2 * block);
+            // A third block keeps the capped scores, whose tanh the cap's derivative needs.
+            float[] buffers = scratch((capped ? 3 : 2) * block);
             for (int kvPair = from; kvPair < to; kvPair++) {
                 int b = kvPair / kvHeads;
                 int kvh = kvPair % kvHeads;
@@ -140,14 +165,27 @@ public final class Attention {
                         float accumulate = h == kvh * group && keys == seqLen ? 0f : 1f;
                         layout.blockScores(q, qOff + qHead, first, rows, k, kOff + kvHead, buffers);
                         for (int row = 0; row < rows; row++) {
-                            probabilitiesFromLogSumExp(buffers, row * keys, first + row + 1, keys, logSumExp[lseRow + first + row]);
+                            int start = spec.firstVisibleKey(first + row);
+                            int visible = first + row + 1;
+                            spec.capInPlace(buffers, row * keys + start, visible - start);
+                            if (capped) {
+                                System.arraycopy(buffers, row * keys, buffers, 2 * block + row * keys, keys);
+                            }
+                            probabilitiesFromLogSumExp(buffers, row * keys, start, visible, keys,
+                                    logSumExp[lseRow + first + row]);
                         }
                         Gemm.sgemm(true, false, keys, headDim, rows, 1f, buffers, 0, keys,
                                 dout, doutOff + queryRows, layout.queryStride, accumulate, dv, dvOff + kvHead, layout.kvStride);
                         Gemm.sgemm(false, true, rows, keys, headDim, 1f, dout, doutOff + queryRows, layout.queryStride,
                                 v, vOff + kvHead, layout.kvStride, 0f, buffers, block, keys);
                         for (int row = 0; row < rows; row++) {
-                            softmaxBackwardRow(buffers, row * keys, block + row * keys, first + row + 1, keys);
+                            int start = spec.firstVisibleKey(first + row);
+                            int visible = first + row + 1;
+                            softmaxBackwardRow(buffers, row * keys, block + row * keys, start, visible, keys);
+                            if (capped) {
+                                capBackwardRow(buffers, block + row * keys, 2 * block + row * keys, start, visible,
+                                        spec.logitSoftcap());
+                            }
                         }
                         Gemm.sgemm(false, false, rows, headDim, keys, scale, buffers, block, keys,
                                 k, kOff + kvHead, layout.kvStride, 0f, dq, dqOff + queryRows, layout.queryStride);
@@ -162,8 +200,8 @@ public final class Attention {
     /** Strides and offsets of one call's [B, T, heads, D] tensors. */
     private record Layout(int seqLen, int heads, int kvHeads, int headDim, int queryStride, int kvStride, float scale) {
 
-        Layout(int seqLen, int heads, int kvHeads, int headDim) {
-            this(seqLen, heads, kvHeads, headDim, heads * headDim, kvHeads * headDim, (float) (1 / Math.sqrt(headDim)));
+        Layout(int seqLen, int heads, int kvHeads, int headDim, AttentionSpec spec) {
+            this(seqLen, heads, kvHeads, headDim, heads * headDim, kvHeads * headDim, spec.scale());
         }
 
         /** Scratch of one block of scores: at most BLOCK_ROWS rows of at most T keys. */
@@ -192,8 +230,8 @@ public final class Attention {
 
         /**
          * scores [rows, first + rows] = q rows [first, first + rows) · keys [0, first + rows)ᵀ / √D: only
-         * the keys the block's last row can see. The entries above the diagonal inside the block are
-         * computed but unused.
+         * the keys the block's last row can see. The entries above the diagonal inside the block, and
+         * those before a sliding window, are computed but unused.
          */
         void blockScores(float[] q, int qHead, int first, int rows, float[] k, int kHead, float[] scores) {
             Gemm.sgemm(false, true, rows, first + rows, headDim, scale, q, qHead + first * queryStride, queryStride,
@@ -211,21 +249,33 @@ public final class Attention {
     }
 
     /**
-     * Softmax of the first {@code visible} scores of a row in place, zeroing the masked rest so the
-     * row can enter a product over all of the block's keys. Returns the row's log-sum-exp.
+     * Softmax of the scores [start, visible) of a row in place, zeroing the masked rest so the row can
+     * enter a product over all of the block's keys. Returns the row's log-sum-exp.
      */
-    private static float causalSoftmaxRow(float[] row, int rowOff, int visible, int rowLength) {
-        float max = VectorMath.maxRange(row, rowOff, visible);
-        double sum = expShiftedInPlace(row, rowOff, visible, max);
-        VectorMath.scaleRange((float) (1 / sum), row, rowOff, visible);
+    private static float causalSoftmaxRow(float[] row, int rowOff, int start, int visible, int rowLength) {
+        int n = visible - start;
+        float max = VectorMath.maxRange(row, rowOff + start, n);
+        double sum = expShiftedInPlace(row, rowOff + start, n, max);
+        VectorMath.scaleRange((float) (1 / sum), row, rowOff + start, n);
+        VectorMath.fill(row, rowOff, start, 0f);
         VectorMath.fill(row, rowOff + visible, rowLength - visible, 0f);
         return (float) (max + Math.log(sum));
     }
 
     /** The forward's probabilities again, exp(score − logSumExp), from the saved log-sum-exp. */
-    private static void probabilitiesFromLogSumExp(float[] row, int rowOff, int visible, int rowLength, float logSumExp) {
-        expShiftedInPlace(row, rowOff, visible, logSumExp);
+    private static void probabilitiesFromLogSumExp(float[] row, int rowOff, int start, int visible, int rowLength,
+                                                   float logSumExp) {
+        expShiftedInPlace(row, rowOff + start, visible - start, logSumExp);
+        VectorMath.fill(row, rowOff, start, 0f);
         VectorMath.fill(row, rowOff + visible, rowLength - visible, 0f);
+    }
+
+    /** d(raw score) = d(capped)·(1 − tanh²) with tanh = capped / cap, over the visible keys of a row. */
+    private static void capBackwardRow(float[] buffers, int dOff, int cappedOff, int start, int visible, float cap) {
+        for (int j = start; j < visible; j++) {
+            float t = buffers[cappedOff + j] / cap;
+            buffers[dOff + j] *= 1 - t * t;
+        }
     }
 
     /** x = exp(x − shift) over [off, off + n), returning Σ x. */
@@ -248,21 +298,25 @@ public final class Attention {
     }
 
     /**
-     * dScores = P ⊙ (dP − Σ P ⊙ dP) over one row, into the dP row. Past {@code visible} P is 0, so
+     * dScores = P ⊙ (dP − Σ P ⊙ dP) over one row, into the dP row. Outside [start, visible) P is 0, so
      * only the visible part is computed and the rest zeroed.
      */
-    private static void softmaxBackwardRow(float[] buffers, int pOff, int dOff, int visible, int rowLength) {
-        FloatVector dots = FloatVector.broadcast(SPECIES, (float) VectorMath.dotRange(buffers, pOff, buffers, dOff, visible));
+    private static void softmaxBackwardRow(float[] buffers, int pOff, int dOff, int start, int visible, int rowLength) {
+        int n = visible - start;
+        int p0 = pOff + start;
+        int d0 = dOff + start;
+        FloatVector dots = FloatVector.broadcast(SPECIES, (float) VectorMath.dotRange(buffers, p0, buffers, d0, n));
         int i = 0;
-        for (int bound = SPECIES.loopBound(visible); i < bound; i += LANES) {
-            FloatVector p = FloatVector.fromArray(SPECIES, buffers, pOff + i);
-            FloatVector.fromArray(SPECIES, buffers, dOff + i).sub(dots).mul(p).intoArray(buffers, dOff + i);
+        for (int bound = SPECIES.loopBound(n); i < bound; i += LANES) {
+            FloatVector p = FloatVector.fromArray(SPECIES, buffers, p0 + i);
+            FloatVector.fromArray(SPECIES, buffers, d0 + i).sub(dots).mul(p).intoArray(buffers, d0 + i);
         }
-        if (i < visible) {
-            VectorMask<Float> tail = SPECIES.indexInRange(i, visible);
-            FloatVector p = FloatVector.fromArray(SPECIES, buffers, pOff + i, tail);
-            FloatVector.fromArray(SPECIES, buffers, dOff + i, tail).sub(dots).mul(p).intoArray(buffers, dOff + i, tail);
+        if (i < n) {
+            VectorMask<Float> tail = SPECIES.indexInRange(i, n);
+            FloatVector p = FloatVector.fromArray(SPECIES, buffers, p0 + i, tail);
+            FloatVector.fromArray(SPECIES, buffers, d0 + i, tail).sub(dots).mul(p).intoArray(buffers, d0 + i, tail);
         }
+        VectorMath.fill(buffers, dOff, start, 0f);
         VectorMath.fill(buffers, dOff + visible, rowLength - visible, 0f);
     }
 }

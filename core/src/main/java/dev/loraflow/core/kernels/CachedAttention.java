@@ -10,7 +10,8 @@ import jdk.incubator.vector.VectorMask;
  * Attention of new tokens over a key/value cache, for generation, float32: one sequence whose first
  * {@code past} positions are cached, and {@code count} new query rows at positions past..past+count−1,
  * row i attending to keys 0..past+i — every cached position and, causally, the new ones up to itself.
- * Grouped-query as {@link Attention}: query head h reads kv head h / (H / Hkv); scores scaled by 1/√D.
+ * Grouped-query as {@link Attention}: query head h reads kv head h / (H / Hkv); scores scaled by 1/√D
+ * unless an {@link AttentionSpec} sets another scale, a soft-cap or a sliding window.
  *
  * <p>The cache of one layer holds keys transposed, [Hkv, D, capacity], and values [Hkv, capacity, D].
  * A score row q·Kᵀ is then a sum over d of q[d] times a contiguous row of keys, computed across keys
@@ -80,6 +81,17 @@ public final class CachedAttention {
     public static void forward(float[] q, int qOff, int qRowStride, int count, float[] keys, float[] values,
                                int capacity, int past, float[] out, int outOff, int heads, int kvHeads, int headDim,
                                float[] scratch) {
+        forward(q, qOff, qRowStride, count, keys, values, capacity, past, out, outOff, heads, kvHeads, headDim, scratch,
+                AttentionSpec.causal(headDim));
+    }
+
+    /**
+     * {@link #forward} with the scale, soft-cap and sliding window of {@code spec}: row i attends to keys
+     * [spec's first visible key of past + i, past + i].
+     */
+    public static void forward(float[] q, int qOff, int qRowStride, int count, float[] keys, float[] values,
+                               int capacity, int past, float[] out, int outOff, int heads, int kvHeads, int headDim,
+                               float[] scratch, AttentionSpec spec) {
         int queryWidth = AttentionShapes.checkHeads(1, 1, heads, kvHeads, headDim);
         checkCache(keys, values, capacity, kvHeads, headDim);
         if (count < 0 || past < 0 || past > capacity - count) {
@@ -93,7 +105,7 @@ public final class CachedAttention {
         Bounds.check(out, outOff, Bounds.elements(count, queryWidth), "out");
         Bounds.check(scratch, 0, scratchLength(heads, capacity), "scratch");
         int group = heads / kvHeads;
-        float scale = (float) (1 / Math.sqrt(headDim));
+        float scale = spec.scale();
         long perHead = 2L * count * (past + count) * headDim;
         int grain = (int) Math.max(1, PARALLEL_MIN_MULTIPLY_ADDS / perHead);
         Parallel.forRange(heads, grain, (from, to) -> {
@@ -104,11 +116,13 @@ public final class CachedAttention {
                 int valueHead = kvh * capacity * headDim;
                 for (int i = 0; i < count; i++) {
                     int visible = past + i + 1;
+                    int start = spec.firstVisibleKey(past + i);
                     int queryRow = qOff + i * qRowStride + h * headDim;
                     int outRow = outOff + i * queryWidth + h * headDim;
                     scoreRow(q, queryRow, keys, keyHead, capacity, headDim, scale, scratch, scores, visible);
-                    softmaxInPlace(scratch, scores, visible);
-                    weightedValues(scratch, scores, visible, values, valueHead, headDim, out, outRow);
+                    spec.capInPlace(scratch, scores + start, visible - start);
+                    softmaxInPlace(scratch, scores + start, visible - start);
+                    weightedValues(scratch, scores, start, visible, values, valueHead, headDim, out, outRow);
                 }
             }
         });
@@ -159,11 +173,11 @@ public final class CachedAttention {
         VectorMath.scaleRange((float) (1 / sum), row, off, n);
     }
 
-    /** out[d] = Σ_j p[j]·V[j, d], keys ascending, d across the lanes. */
-    private static void weightedValues(float[] p, int pOff, int visible, float[] values, int valueHead, int headDim,
-                                       float[] out, int outRow) {
+    /** out[d] = Σ_j p[j]·V[j, d] over j ∈ [start, visible), keys ascending, d across the lanes. */
+    private static void weightedValues(float[] p, int pOff, int start, int visible, float[] values, int valueHead,
+                                       int headDim, float[] out, int outRow) {
         VectorMath.fill(out, outRow, headDim, 0f);
-        for (int j = 0; j < visible; j++) {
+        for (int j = start; j < visible; j++) {
             FloatVector pj = FloatVector.broadcast(SPECIES, p[pOff + j]);
             int row = valueHead + j * headDim;
             int d = 0;

@@ -30,11 +30,30 @@ public record RopeTable(int maxPositions, int headDim, double theta, float[] cos
      */
     public static RopeTable create(int maxPositions, int headDim, double theta) {
         checkShape(maxPositions, headDim, theta);
+        double[] inverseFrequencies = new double[headDim / 2];
+        for (int i = 0; i < inverseFrequencies.length; i++) {
+            inverseFrequencies[i] = inverseFrequency(i, headDim, theta);
+        }
+        return create(maxPositions, theta, inverseFrequencies);
+    }
+
+    /**
+     * The table of given inverse frequencies, one per rotation pair (D = 2·their count), for a scaled
+     * RoPE (Llama 3's, linear); θ is recorded as the base they were derived from.
+     *
+     * @throws IllegalArgumentException if there are none, one is not a positive finite number, or θ is not above 1
+     */
+    public static RopeTable create(int maxPositions, double theta, double[] inverseFrequencies) {
+        int headDim = 2 * inverseFrequencies.length;
+        checkShape(maxPositions, headDim, theta);
         int half = headDim / 2;
         float[] cos = new float[Math.multiplyExact(maxPositions, half)];
         float[] sin = new float[cos.length];
         for (int i = 0; i < half; i++) {
-            double inverseFrequency = inverseFrequency(i, headDim, theta);
+            double inverseFrequency = inverseFrequencies[i];
+            if (!(inverseFrequency > 0) || !Double.isFinite(inverseFrequency)) {
+                throw new IllegalArgumentException("inverse frequency " + i + " must be positive, got " + inverseFrequency);
+            }
             for (int position = 0; position < maxPositions; position++) {
                 double angle = position * inverseFrequency;
                 cos[position * half + i] = (float) Math.cos(angle);

@@ -21,7 +21,7 @@ import java.util.Set;
  * should be predicted as, the model shifts them so that position t − 1 predicts it, and −100 is
  * ignored. The loss is the mean cross-entropy over counted tokens.
  */
-public sealed interface CausalLanguageModel permits Gpt2Model, LlamaModel {
+public sealed interface CausalLanguageModel permits Gpt2Model, DecoderModel {
 
     /** Activations and scratch of one batch shape, planned once; one per concurrent batch. */
     interface Workspace {
@@ -121,7 +121,7 @@ public sealed interface CausalLanguageModel permits Gpt2Model, LlamaModel {
     static CausalLanguageModel create(ModelConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed) {
         return switch (config) {
             case Gpt2Config gpt2 -> new Gpt2Model(gpt2, weights, lora, seed);
-            case LlamaConfig llama -> new LlamaModel(llama, weights, lora, seed);
+            case DecoderConfig llama -> new DecoderModel(llama, weights, lora, seed);
         };
     }
 

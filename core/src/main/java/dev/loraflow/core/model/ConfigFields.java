@@ -48,6 +48,27 @@ final class ConfigFields {
         return value(key);
     }
 
+    /** Whether the key is written at all, null included: where HF's default differs from an explicit null. */
+    boolean declared(String key) {
+        return root.has(key);
+    }
+
+    /** A number that may be absent (the fallback) or an explicit null (0, meaning "none"). */
+    double positiveNumberOrNone(String key, double fallback) {
+        if (!declared(key)) {
+            return fallback;
+        }
+        return has(key) ? positiveNumber(key, fallback) : 0;
+    }
+
+    /** An integer that may be absent (the fallback) or an explicit null (0, meaning "none"). */
+    int positiveIntOrNone(String key, int fallback) {
+        if (!declared(key)) {
+            return fallback;
+        }
+        return has(key) ? requiredPositiveInt(key) : 0;
+    }
+
     String requiredString(String key) {
         JsonNode value = required(key);
         if (!value.isTextual()) {

@@ -48,11 +48,16 @@ public final class LoraTargets {
         return List.copyOf(targets);
     }
 
-    /** The names PEFT targets when an adapter config gives none (its TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
+    /**
+     * The names PEFT targets when an adapter config gives none (its TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING):
+     * q_proj and v_proj for llama, qwen2, mistral, gemma and gemma2. PEFT has no entry for phi3 and asks
+     * for target_modules; loraflow's choice is the fused qkv_proj, the module that holds q and v there.
+     */
     public static List<String> architectureDefault(ModelConfig config) {
         return switch (config) {
             case Gpt2Config _ -> List.of("c_attn");
-            case LlamaConfig _ -> List.of("q_proj", "v_proj");
+            case DecoderConfig decoder when decoder.family().fusedProjections() -> List.of("qkv_proj");
+            case DecoderConfig _ -> List.of("q_proj", "v_proj");
         };
     }
 

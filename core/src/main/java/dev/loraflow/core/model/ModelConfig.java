@@ -4,13 +4,21 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
 
 /**
  * The architecture hyper-parameters of a base model, as Hugging Face stores them in {@code config.json}.
  * Each record keeps only what loraflow needs to build and load the model; {@link #toJson()} writes a
  * config Transformers loads into the same model.
  */
-public sealed interface ModelConfig permits Gpt2Config, LlamaConfig {
+public sealed interface ModelConfig permits Gpt2Config, DecoderConfig {
+
+    /** Every model_type loraflow reads, quoted and comma-separated, for messages. */
+    String SUPPORTED_MODEL_TYPES = Stream.concat(Stream.of(Gpt2Config.MODEL_TYPE),
+                    Arrays.stream(DecoderConfig.Family.values()).map(DecoderConfig.Family::modelType))
+            .map(type -> "\"" + type + "\"").collect(Collectors.joining(", "));
 
     /** HF's {@code model_type}. */
     String modelType();
@@ -49,11 +57,13 @@ public sealed interface ModelConfig permits Gpt2Config, LlamaConfig {
     static ModelConfig parse(String json, String source) {
         var fields = ConfigFields.parse(json, source);
         String modelType = fields.requiredString("model_type");
-        return switch (modelType) {
-            case Gpt2Config.MODEL_TYPE -> Gpt2Config.fromFields(fields);
-            case LlamaConfig.MODEL_TYPE -> LlamaConfig.fromFields(fields);
-            default -> throw fields.error("model_type \"" + modelType + "\" is not supported; supported: \""
-                    + Gpt2Config.MODEL_TYPE + "\", \"" + LlamaConfig.MODEL_TYPE + "\"");
-        };
+        if (modelType.equals(Gpt2Config.MODEL_TYPE)) {
+            return Gpt2Config.fromFields(fields);
+        }
+        DecoderConfig.Family family = DecoderConfig.Family.ofModelType(modelType);
+        if (family == null) {
+            throw fields.error("model_type \"" + modelType + "\" is not supported; supported: " + SUPPORTED_MODEL_TYPES);
+        }
+        return DecoderConfig.fromFields(family, fields);
     }
 }

@@ -26,7 +26,7 @@ public final class ModelLayout {
     private static final String GPT2_PREFIX = "transformer.";
     // Causal-mask buffers older GPT-2 checkpoints saved; Transformers rebuilds them.
     private static final Pattern GPT2_BUFFER = Pattern.compile("h\\.\\d+\\.attn\\.(bias|masked_bias)");
-    // RoPE frequencies some Llama checkpoints saved; Transformers recomputes them from rope_theta.
+    // RoPE frequencies some Llama-family checkpoints saved; Transformers recomputes them from rope_theta.
     private static final Pattern LLAMA_BUFFER = Pattern.compile("model\\.layers\\.\\d+\\.self_attn\\.rotary_emb\\.inv_freq");
     private static final String OUTPUT_HEAD_WEIGHT = OUTPUT_HEAD + ".weight";
 
@@ -50,7 +50,7 @@ public final class ModelLayout {
         var builder = new Builder();
         switch (config) {
             case Gpt2Config gpt2 -> gpt2(gpt2, builder);
-            case LlamaConfig llama -> llama(llama, builder);
+            case DecoderConfig decoder -> decoder(decoder, builder);
         }
         return new ModelLayout(config, builder.weights, builder.linearModules);
     }
@@ -72,22 +72,39 @@ public final class ModelLayout {
         builder.outputHead(config);
     }
 
-    private static void llama(LlamaConfig config, Builder builder) {
+    /**
+     * Llama's block and its families' variants, each tensor where Transformers' module tree puts it:
+     * q/k/v_proj (with Qwen2's biases) or Phi-3's fused qkv_proj (after o_proj, as Phi3Attention defines
+     * them), gate/up_proj or Phi-3's gate_up_proj, then the norms, Gemma 2's four of them.
+     */
+    private static void decoder(DecoderConfig config, Builder builder) {
         int hidden = config.hiddenSize();
         int queryWidth = config.numHeads() * config.headDim();
         int keyValueWidth = config.numKeyValueHeads() * config.headDim();
+        int inner = config.intermediateSize();
+        boolean qkvBias = config.attentionBias().onQkv();
         builder.weight("model.embed_tokens.weight", Role.TOKEN_EMBEDDING, config.vocabSize(), hidden);
         for (int layer = 0; layer < config.numLayers(); layer++) {
             String prefix = "model.layers." + layer + ".";
-            builder.linear(prefix + "self_attn.q_proj", hidden, queryWidth);
-            builder.linear(prefix + "self_attn.k_proj", hidden, keyValueWidth);
-            builder.linear(prefix + "self_attn.v_proj", hidden, keyValueWidth);
-            builder.linear(prefix + "self_attn.o_proj", queryWidth, hidden);
-            builder.linear(prefix + "mlp.gate_proj", hidden, config.intermediateSize());
-            builder.linear(prefix + "mlp.up_proj", hidden, config.intermediateSize());
-            builder.linear(prefix + "mlp.down_proj", config.intermediateSize(), hidden);
+            if (config.family().fusedProjections()) {
+                builder.linear(prefix + "self_attn.o_proj", queryWidth, hidden, false);
+                builder.linear(prefix + "self_attn.qkv_proj", hidden, queryWidth + 2 * keyValueWidth, false);
+                builder.linear(prefix + "mlp.gate_up_proj", hidden, 2 * inner, false);
+            } else {
+                builder.linear(prefix + "self_attn.q_proj", hidden, queryWidth, qkvBias);
+                builder.linear(prefix + "self_attn.k_proj", hidden, keyValueWidth, qkvBias);
+                builder.linear(prefix + "self_attn.v_proj", hidden, keyValueWidth, qkvBias);
+                builder.linear(prefix + "self_attn.o_proj", queryWidth, hidden, config.attentionBias().onOutput());
+                builder.linear(prefix + "mlp.gate_proj", hidden, inner, false);
+                builder.linear(prefix + "mlp.up_proj", hidden, inner, false);
+            }
+            builder.linear(prefix + "mlp.down_proj", inner, hidden, false);
             builder.weight(prefix + "input_layernorm.weight", Role.NORM_WEIGHT, hidden);
             builder.weight(prefix + "post_attention_layernorm.weight", Role.NORM_WEIGHT, hidden);
+            if (config.family().sandwichNorms()) {
+                builder.weight(prefix + "pre_feedforward_layernorm.weight", Role.NORM_WEIGHT, hidden);
+                builder.weight(prefix + "post_feedforward_layernorm.weight", Role.NORM_WEIGHT, hidden);
+            }
         }
         builder.weight("model.norm.weight", Role.NORM_WEIGHT, hidden);
         builder.outputHead(config);
@@ -128,7 +145,7 @@ public final class ModelLayout {
         }
         Pattern buffer = switch (config) {
             case Gpt2Config _ -> GPT2_BUFFER;
-            case LlamaConfig _ -> LLAMA_BUFFER;
+            case DecoderConfig _ -> LLAMA_BUFFER;
         };
         return buffer.matcher(name).matches();
     }
@@ -223,8 +240,11 @@ public final class ModelLayout {
             linearModules.add(new LinearModule(module, in, out, true, false));
         }
 
-        void linear(String module, int in, int out) {
+        void linear(String module, int in, int out, boolean bias) {
             weight(module + ".weight", Role.LINEAR_WEIGHT, out, in);
+            if (bias) {
+                weight(module + ".bias", Role.LINEAR_BIAS, out);
+            }
             linearModules.add(new LinearModule(module, in, out, false, false));
         }
 

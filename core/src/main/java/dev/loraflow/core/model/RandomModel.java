@@ -24,7 +24,7 @@ import java.util.stream.Stream;
  * A freshly initialised base model, written as a Hugging Face model directory, so tests and demos have
  * a model without a download. Weights follow Transformers' {@code _init_weights}: linear and embedding
  * weights ~ N(0, 0.02²) ({@code initializer_range}), GPT-2's residual projections ({@code c_proj}) ~
- * N(0, (0.02/√(2·n_layer))²), biases 0, norm weights 1.
+ * N(0, (0.02/√(2·n_layer))²), biases 0, norm weights 1 (0 where Gemma stores them as offsets from 1).
  */
 public final class RandomModel {
 
@@ -46,7 +46,8 @@ public final class RandomModel {
             WeightSpec spec = specs.get(index);
             float[] values = new float[Math.toIntExact(spec.numel())];
             switch (spec.role()) {
-                case NORM_WEIGHT -> Arrays.fill(values, 1f);
+                // Gemma's norms multiply by (1 + weight), so its identity weight is 0.
+                case NORM_WEIGHT -> Arrays.fill(values, normWeightOffsetByOne(config) ? 0f : 1f);
                 case NORM_BIAS, LINEAR_BIAS -> { }
                 case TOKEN_EMBEDDING, POSITION_EMBEDDING, LINEAR_WEIGHT, OUTPUT_HEAD -> {
                     // GPT-2 scales the projections into the residual stream down so its variance does not grow with depth.
@@ -61,6 +62,10 @@ public final class RandomModel {
             weights.put(spec.name(), values);
         }
         return Collections.unmodifiableMap(weights);
+    }
+
+    private static boolean normWeightOffsetByOne(ModelConfig config) {
+        return config instanceof DecoderConfig decoder && decoder.family().normWeightOffsetByOne();
     }
 
     /**

@@ -30,10 +30,10 @@ class CausalLanguageModelTest {
                 .targetModules("c_attn", "c_fc").build();
         LoraAdapterConfig llamaLora = LoraAdapterConfig.builder().r(2).loraAlpha(4).loraDropout(0.25)
                 .targetModules("q_proj", "v_proj", "down_proj").build();
-        LlamaConfig llama = LlamaModelTest.config(false);
+        DecoderConfig llama = DecoderModelTest.config(false);
         return Stream.of(
                 Arguments.of("gpt2", Gpt2ModelTest.TINY, Gpt2ModelTest.randomWeights(Gpt2ModelTest.TINY, 1), gpt2Lora),
-                Arguments.of("llama", llama, LlamaModelTest.randomWeights(llama, 0.5, 1), llamaLora));
+                Arguments.of("llama", llama, DecoderModelTest.randomWeights(llama, 0.5, 1), llamaLora));
     }
 
     private static CausalLanguageModel adaptedModel(ModelConfig config, Map<String, float[]> weights,

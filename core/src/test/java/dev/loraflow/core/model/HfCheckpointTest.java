@@ -27,10 +27,10 @@ class HfCheckpointTest {
     Path temp;
 
     static Stream<Arguments> models() {
-        LlamaConfig llama = LlamaModelTest.config(false);
+        DecoderConfig llama = DecoderModelTest.config(false);
         return Stream.of(
                 Arguments.of("gpt2", Gpt2ModelTest.TINY, Gpt2ModelTest.randomWeights(Gpt2ModelTest.TINY, 1)),
-                Arguments.of("llama", llama, LlamaModelTest.randomWeights(llama, 0.5, 1)));
+                Arguments.of("llama", llama, DecoderModelTest.randomWeights(llama, 0.5, 1)));
     }
 
     /** Writes the weights under the names {@code save_pretrained} gives them, as {@code dtype}, in shards. */

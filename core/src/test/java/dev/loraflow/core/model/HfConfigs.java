@@ -110,7 +110,7 @@ final class HfConfigs {
     }
 
     /** A two-layer Llama with grouped-query attention: 4 heads of 2, 2 key/value heads. */
-    static LlamaConfig tinyLlama(boolean tied) {
-        return new LlamaConfig(13, 8, 6, 2, 4, 2, 2, 16, 1e-6, 10000, tied);
+    static DecoderConfig tinyLlama(boolean tied) {
+        return DecoderConfig.llama(13, 8, 6, 2, 4, 2, 2, 16, 1e-6, 10000, tied);
     }
 }

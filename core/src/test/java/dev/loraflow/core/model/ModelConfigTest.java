@@ -39,17 +39,17 @@ class ModelConfigTest {
 
     @Test
     void readsSmolLm2LikeLlamaWithGroupedQueryAttentionAndTiedHead() {
-        var config = assertInstanceOf(LlamaConfig.class, ModelConfig.parse(HfConfigs.SMOLLM2_135M, SOURCE));
+        var config = assertInstanceOf(DecoderConfig.class, ModelConfig.parse(HfConfigs.SMOLLM2_135M, SOURCE));
 
-        assertEquals(new LlamaConfig(49152, 576, 1536, 30, 9, 3, 64, 8192, 1e-5, 100000, true), config);
+        assertEquals(DecoderConfig.llama(49152, 576, 1536, 30, 9, 3, 64, 8192, 1e-5, 100000, true), config);
         assertEquals("llama", config.modelType());
     }
 
     @Test
     void readsTinyLlamaLikeLlamaWithUntiedHead() {
-        var config = assertInstanceOf(LlamaConfig.class, ModelConfig.parse(HfConfigs.TINYLLAMA, SOURCE));
+        var config = assertInstanceOf(DecoderConfig.class, ModelConfig.parse(HfConfigs.TINYLLAMA, SOURCE));
 
-        assertEquals(new LlamaConfig(32000, 2048, 5632, 22, 32, 4, 64, 2048, 1e-5, 10000, false), config);
+        assertEquals(DecoderConfig.llama(32000, 2048, 5632, 22, 32, 4, 64, 2048, 1e-5, 10000, false), config);
     }
 
     @Test
@@ -59,15 +59,15 @@ class ModelConfigTest {
                  "n_inner": null}""", SOURCE);
         assertEquals(new Gpt2Config(10, 8, 6, 1, 2, 24, 1e-5), gpt2);
 
-        var llama = (LlamaConfig) ModelConfig.parse("""
+        var llama = (DecoderConfig) ModelConfig.parse("""
                 {"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 12,
                  "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32}""", SOURCE);
-        assertEquals(new LlamaConfig(10, 8, 12, 1, 2, 2, 4, 32, 1e-6, 10000, false), llama);
+        assertEquals(DecoderConfig.llama(10, 8, 12, 1, 2, 2, 4, 32, 1e-6, 10000, false), llama);
     }
 
     @Test
     void explicitHeadDimNeedNotDivideHiddenSize() {
-        var llama = (LlamaConfig) ModelConfig.parse(llamaWith(root -> root.put("hidden_size", 10).put("head_dim", 4)), SOURCE);
+        var llama = (DecoderConfig) ModelConfig.parse(llamaWith(root -> root.put("hidden_size", 10).put("head_dim", 4)), SOURCE);
         assertEquals(4, llama.headDim());
         assertEquals(10, llama.hiddenSize());
     }
@@ -136,8 +136,8 @@ class ModelConfigTest {
 
     @Test
     void rejectsUnknownModelTypeNamingTheSupportedOnes() {
-        assertRejected(gpt2With(root -> root.put("model_type", "mistral")),
-                SOURCE + ": model_type \"mistral\" is not supported; supported: \"gpt2\", \"llama\"");
+        assertRejected(gpt2With(root -> root.put("model_type", "falcon")), SOURCE + ": model_type \"falcon\" is not"
+                + " supported; supported: \"gpt2\", \"llama\", \"qwen2\", \"mistral\", \"gemma\", \"gemma2\", \"phi3\"");
         assertRejected("{\"vocab_size\": 3}", SOURCE + ": missing required key 'model_type'");
     }
 
@@ -188,14 +188,16 @@ class ModelConfigTest {
         assertRejected(gpt2With(root -> root.put("tie_word_embeddings", false)),
                 SOURCE + ": tie_word_embeddings is false; GPT-2 models with an untied output head are not supported");
         assertRejected(llamaWith(root -> root.put("hidden_act", "gelu")),
-                SOURCE + ": hidden_act \"gelu\" is not supported; Llama models must use \"silu\"");
-        assertRejected(llamaWith(root -> root.put("attention_bias", true)),
-                SOURCE + ": attention_bias is true; Llama projections with a bias are not supported");
+                SOURCE + ": hidden_act \"gelu\" is not supported; supported: \"silu\", \"gelu_pytorch_tanh\"");
         assertRejected(llamaWith(root -> root.put("mlp_bias", true)),
-                SOURCE + ": mlp_bias is true; Llama projections with a bias are not supported");
+                SOURCE + ": mlp_bias is true; MLP projections with a bias are not supported");
+        assertRejected(llamaWith(root -> root.putObject("rope_scaling").put("rope_type", "yarn").put("factor", 4.0)),
+                SOURCE + ": rope_scaling rope_type \"yarn\" is not supported; supported: \"linear\", \"dynamic\","
+                        + " \"llama3\" (or null for plain RoPE)");
         assertRejected(llamaWith(root -> root.putObject("rope_scaling").put("rope_type", "llama3").put("factor", 8.0)),
-                SOURCE + ": rope_scaling {\"rope_type\":\"llama3\",\"factor\":8.0} is not supported;"
-                        + " only plain RoPE (rope_scaling null) is implemented");
+                SOURCE + ": rope_scaling needs a number 'low_freq_factor', found null");
+        assertRejected(llamaWith(root -> root.putObject("rope_scaling").put("type", "linear").put("factor", 0.5)),
+                SOURCE + ": rope_scaling factor must be a number ≥ 1, found 0.5");
     }
 
     @Test
@@ -212,7 +214,7 @@ class ModelConfigTest {
 
     @Test
     void recordsCheckWhatTheyAreBuiltWith() {
-        var e = assertThrows(ModelConfigException.class, () -> new LlamaConfig(10, 8, 12, 1, 4, 3, 2, 32, 1e-6, 1e4, false));
+        var e = assertThrows(ModelConfigException.class, () -> DecoderConfig.llama(10, 8, 12, 1, 4, 3, 2, 32, 1e-6, 1e4, false));
         assertEquals("'num_key_value_heads' (3) must divide 'num_attention_heads' (4)", e.getMessage());
         assertThrows(ModelConfigException.class, () -> Gpt2Config.of(10, 0, 8, 1, 2));
         assertFalse(HfConfigs.tinyLlama(false).tieWordEmbeddings());

@@ -32,8 +32,8 @@ class RandomModelTest {
     private static final int BATCH = 2;
     private static final int SEQ = 12;
 
-    private static LlamaConfig llama(boolean tied, int vocab) {
-        return new LlamaConfig(vocab, 64, 96, 2, 4, 2, 16, 16, 1e-5, 10000, tied);
+    private static DecoderConfig llama(boolean tied, int vocab) {
+        return DecoderConfig.llama(vocab, 64, 96, 2, 4, 2, 16, 16, 1e-5, 10000, tied);
     }
 
     /** A batch of random token sequences, every token in the loss. */
@@ -106,7 +106,7 @@ class RandomModelTest {
     @Test
     void llamaIsWrittenWithAndWithoutATiedHeadAndLoads(@TempDir Path tmp) throws IOException {
         for (boolean tied : new boolean[] {false, true}) {
-            LlamaConfig config = llama(tied, 320);
+            DecoderConfig config = llama(tied, 320);
             Path dir = tmp.resolve("llama-" + tied);
             RandomModel.write(config, 11, dir);
             assertEquals(config, ModelConfig.read(dir.resolve("config.json")));
@@ -117,7 +117,7 @@ class RandomModelTest {
             Map<String, float[]> weights = CheckpointWeights.read(dir, ModelLayout.of(config));
             assertEquals(0.02, std(weights.get("model.layers.0.mlp.down_proj.weight")), 0.002);
             assertTrue(allEqual(weights.get("model.norm.weight"), 1f));
-            LlamaModel model = new LlamaModel(config, weights, (LoraAdapterConfig) null, 0);
+            DecoderModel model = new DecoderModel(config, weights, (LoraAdapterConfig) null, 0);
             Batch batch = randomBatch(config.vocabSize(), 2);
             double loss = model.forward(model.newWorkspace(BATCH, SEQ), batch.inputIds(), batch.labels(), false, 0);
             assertEquals(Math.log(config.vocabSize()), loss, 0.05, "tied=" + tied);

@@ -10,7 +10,7 @@ import dev.loraflow.core.data.Example;
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.model.WeightSpec;
@@ -45,7 +45,7 @@ class TrainerTest {
 
     static Stream<Arguments> architectures() {
         Gpt2Config gpt2 = new Gpt2Config(VOCAB, 2 * PAIRS, 32, 2, 4, 64, 1e-5);
-        LlamaConfig llama = new LlamaConfig(VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 10000, false);
+        DecoderConfig llama = DecoderConfig.llama(VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 10000, false);
         return Stream.of(Arguments.of("gpt2", gpt2, LoraAdapterConfig.builder().r(8).loraAlpha(16)
                         .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build()),
                 Arguments.of("llama", llama, LoraAdapterConfig.builder().r(8).loraAlpha(16)

@@ -1,5 +1,6 @@
 package dev.loraflow.export.onnx;
 
+import dev.loraflow.core.kernels.AttentionSpec;
 import dev.loraflow.core.kernels.RopeTable;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -47,6 +48,8 @@ final class DecoderGraph {
     private final ModelLayout layout;
     private final Map<String, LinearModule> linearModules = new HashMap<>();
     private final Map<Float, String> floatConstants = new HashMap<>();
+    /** Window size → the visibility of a windowed layer's keys. */
+    private final Map<Integer, String> windowedVisible = new HashMap<>();
     /** [batch, 1, seq, total] bool: which keys each query may attend to. */
     private final String visible;
     /** [batch, seq]: the shape of input_ids, from which the logits' shape is built. */
@@ -125,6 +128,30 @@ final class DecoderGraph {
         return graph.node("And", padding, causal);
     }
 
+    /**
+     * {@link #visibility} narrowed to a sliding window: key j also needs j > past + i − window (by index,
+     * as Transformers' cache positions), built once per window size.
+     */
+    private String windowedVisibility(int window) {
+        return windowedVisible.computeIfAbsent(window, size -> {
+            String sequence = graph.node("Gather", inputShape, graph.scalar(1L), Attribute.of("axis", 0));
+            String total = graph.node("Gather", graph.node("Shape", GraphNames.ATTENTION_MASK), graph.scalar(1L),
+                    Attribute.of("axis", 0));
+            String one = graph.scalar(1L);
+            String keys = graph.node("Range", List.of(graph.scalar(0L), total, one));
+            String queries = graph.node("Range", List.of(graph.node("Sub", total, sequence), total, one));
+            String inWindow = graph.node("Greater",
+                    graph.node("Unsqueeze", keys, graph.ints(0)),                                        // [1, total]
+                    graph.node("Unsqueeze", graph.node("Sub", queries, graph.scalar((long) size)), graph.ints(1))); // [seq, 1]
+            return graph.node("And", visible, inWindow);
+        });
+    }
+
+    /** c·tanh(x/c) in float32, the order Transformers computes Gemma 2's caps in. */
+    private String softcap(String x, float cap) {
+        return graph.node("Mul", graph.node("Tanh", graph.node("Div", x, constant(cap))), constant(cap));
+    }
+
     /** A float initializer from the base weights, as stored. */
     String weight(String canonicalName) {
         float[] values = requireWeight(canonicalName);
@@ -168,6 +195,11 @@ final class DecoderGraph {
      * @param tiedEmbedding the embedding's initializer when the head is tied to it, else null
      */
     void outputHead(String x, String tiedEmbedding) {
+        outputHead(x, tiedEmbedding, 0f);
+    }
+
+    /** {@link #outputHead}, the logits soft-capped as c·tanh(logits/c) when {@code softcap} c > 0 (Gemma 2). */
+    void outputHead(String x, String tiedEmbedding, float softcap) {
         LinearModule module = requireModule(ModelLayout.OUTPUT_HEAD);
         LoRALinear adaptedHead = adapted.get(layout.peftModulePath(module.path()));
         String weight;
@@ -181,6 +213,9 @@ final class DecoderGraph {
         String logits2d = graph.node("Gemm", List.of(rows, weight), Attribute.of("transB", 1));
         String shape = graph.node("Concat", List.of(inputShape, graph.ints(module.out())), Attribute.of("axis", 0));
         String logits = withLora(x, graph.node("Reshape", logits2d, shape), module);
+        if (softcap > 0) {
+            logits = softcap(logits, softcap);
+        }
         graph.nodeNamed("Identity", GraphNames.LOGITS, List.of(logits));
     }
 
@@ -236,12 +271,21 @@ final class DecoderGraph {
 
     /** x / √(mean(x²) + eps) · w, Llama's RMSNorm, from primitives. */
     String rmsNorm(String x, String canonicalWeight, double eps) {
+        return rmsNorm(x, canonicalWeight, eps, false);
+    }
+
+    /** {@link #rmsNorm}, multiplying by 1 + w where {@code offsetByOne} (Gemma), as its RMSNorm does in float32. */
+    String rmsNorm(String x, String canonicalWeight, double eps, boolean offsetByOne) {
         String squares = graph.node("Pow", x, constant(2f));
         String mean = opset >= 18
                 ? graph.node("ReduceMean", List.of(squares, graph.ints(-1)), Attribute.of("keepdims", 1))
                 : graph.node("ReduceMean", List.of(squares), Attribute.ofInts("axes", -1), Attribute.of("keepdims", 1));
         String rms = graph.node("Sqrt", graph.node("Add", mean, constant((float) eps)));
-        return graph.node("Mul", graph.node("Div", x, rms), weight(canonicalWeight));
+        String weight = weight(canonicalWeight);
+        if (offsetByOne) {
+            weight = graph.node("Add", weight, constant(1f));
+        }
+        return graph.node("Mul", graph.node("Div", x, rms), weight);
     }
 
     /** GPT-2's gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in the order ORT's FastGelu fusion matches. */
@@ -278,6 +322,14 @@ final class DecoderGraph {
      * @return [batch, seq, heads·head_dim]
      */
     String attention(int layer, String query, String key, String value, Rotary rotary) {
+        return attention(layer, query, key, value, rotary, AttentionSpec.causal(config.headDim()));
+    }
+
+    /**
+     * {@link #attention} with the scale, soft-cap and sliding window of {@code spec}, as core's kernels
+     * apply them: scores·scale, then c·tanh(scores/c), then the mask.
+     */
+    String attention(int layer, String query, String key, String value, Rotary rotary, AttentionSpec spec) {
         int heads = config.numHeads();
         int headDim = config.headDim();
         String q = splitHeads(query, heads);
@@ -295,8 +347,12 @@ final class DecoderGraph {
         }
         String scores = graph.node("Mul",
                 graph.node("MatMul", q, graph.node("Transpose", keys, Attribute.ofInts("perm", 0, 1, 3, 2))),
-                constant((float) (1 / Math.sqrt(headDim))));
-        String masked = graph.node("Where", List.of(visible, scores, constant(MASKED_SCORE)));
+                constant(spec.scale()));
+        if (spec.logitSoftcap() > 0) {
+            scores = softcap(scores, spec.logitSoftcap());
+        }
+        String mask = spec.slidingWindow() > 0 ? windowedVisibility(spec.slidingWindow()) : visible;
+        String masked = graph.node("Where", List.of(mask, scores, constant(MASKED_SCORE)));
         String context = graph.node("MatMul", graph.node("Softmax", masked, Attribute.of("axis", -1)), values);
         return graph.node("Reshape", graph.node("Transpose", context, Attribute.ofInts("perm", 0, 2, 1, 3)),
                 graph.ints(0, 0, (long) heads * headDim));

@@ -5,7 +5,7 @@ import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.CheckpointWeights;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.PeftAdapter;
@@ -199,7 +199,7 @@ public final class OnnxExporter {
         Map<String, String> metadata = new LinkedHashMap<>();
         metadata.put(ARCHITECTURE, switch (model.config()) {
             case Gpt2Config _ -> Gpt2Config.ARCHITECTURE;
-            case LlamaConfig _ -> LlamaConfig.ARCHITECTURE;
+            case DecoderConfig decoder -> decoder.family().architecture();
         });
         metadata.put(MODEL_TYPE, model.config().modelType());
         putIfPresent(metadata, BASE_MODEL_SHA256, provenance.baseModelSha256());

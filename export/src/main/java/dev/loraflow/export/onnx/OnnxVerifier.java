@@ -7,7 +7,7 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.random.Rng;
 import java.nio.FloatBuffer;
@@ -125,7 +125,7 @@ public final class OnnxVerifier {
     static int kvHeads(ModelConfig config) {
         return switch (config) {
             case Gpt2Config gpt2 -> gpt2.numHeads();
-            case LlamaConfig llama -> llama.numKeyValueHeads();
+            case DecoderConfig decoder -> decoder.numKeyValueHeads();
         };
     }
 

@@ -1,7 +1,7 @@
 package dev.loraflow.export.merge;
 
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.LoraTarget;
 import dev.loraflow.core.model.LoraTargets;
 import dev.loraflow.core.model.ModelConfig;
@@ -26,7 +26,7 @@ final class MergeFixtures {
     /** Tied head, a bias everywhere, Conv1D weights. */
     static final Gpt2Config GPT2 = new Gpt2Config(41, 32, 20, 2, 4, 28, 1e-5);
     /** Grouped-query attention, untied head. */
-    static final LlamaConfig LLAMA = new LlamaConfig(29, 20, 36, 2, 6, 2, 6, 32, 1e-5, 10000, false);
+    static final DecoderConfig LLAMA = DecoderConfig.llama(29, 20, 36, 2, 6, 2, 6, 32, 1e-5, 10000, false);
 
     private MergeFixtures() {}
 
@@ -76,7 +76,7 @@ final class MergeFixtures {
         LoraAdapterConfig.Builder builder = LoraAdapterConfig.builder().r(2).loraAlpha(4);
         return switch (config) {
             case Gpt2Config _ -> builder.targetModules("c_attn", "c_proj", "c_fc").build();
-            case LlamaConfig _ -> builder.targetModules("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+            case DecoderConfig _ -> builder.targetModules("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                     "down_proj", "lm_head").build();
         };
     }

@@ -12,7 +12,7 @@ import ai.onnxruntime.OrtSession;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.model.RandomModel;
@@ -267,7 +267,7 @@ class OnnxFileTest {
         assertTrue(OnnxVerifier.verify(file, model).passed());
 
         // One value of the last layer's first norm, in the bytes of the written file.
-        String corrupted = config instanceof LlamaConfig
+        String corrupted = config instanceof DecoderConfig
                 ? "model.layers." + (config.numLayers() - 1) + ".input_layernorm.weight"
                 : "h." + (config.numLayers() - 1) + ".ln_1.weight";
         byte[] bytes = Files.readAllBytes(file);

@@ -3,7 +3,7 @@ package dev.loraflow.export.onnx;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
-import dev.loraflow.core.model.LlamaConfig;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.TinyModels;
 import dev.loraflow.core.peft.LoraAdapterConfig;
@@ -19,9 +19,9 @@ final class TestModels {
     /** Head dimension 5 (odd), a bias everywhere, tied head. */
     static final Gpt2Config GPT2 = new Gpt2Config(41, 32, 20, 2, 4, 28, 1e-5);
     /** Grouped-query attention, 6 heads over 2, head_dim 6 (not hidden / heads), untied head. */
-    static final LlamaConfig LLAMA = new LlamaConfig(29, 20, 36, 2, 6, 2, 6, 32, 1e-5, 10000, false);
+    static final DecoderConfig LLAMA = DecoderConfig.llama(29, 20, 36, 2, 6, 2, 6, 32, 1e-5, 10000, false);
     /** As {@link #LLAMA} with the head tied to the embedding and one key-value head per query head. */
-    static final LlamaConfig LLAMA_TIED = new LlamaConfig(29, 24, 36, 2, 4, 4, 6, 32, 1e-6, 500000, true);
+    static final DecoderConfig LLAMA_TIED = DecoderConfig.llama(29, 24, 36, 2, 4, 4, 6, 32, 1e-6, 500000, true);
 
     private TestModels() {}
 
@@ -30,7 +30,7 @@ final class TestModels {
         LoraAdapterConfig.Builder builder = LoraAdapterConfig.builder().r(2).loraAlpha(4).loraDropout(0.1);
         return switch (config) {
             case Gpt2Config _ -> builder.targetModules("c_attn", "c_proj", "c_fc").build();
-            case LlamaConfig _ -> builder.targetModules("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+            case DecoderConfig _ -> builder.targetModules("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                     "up_proj", "down_proj", "lm_head").build();
         };
     }

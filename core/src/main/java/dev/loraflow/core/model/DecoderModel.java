@@ -2,6 +2,7 @@ package dev.loraflow.core.model;
 
 import dev.loraflow.core.kernels.Activations;
 import dev.loraflow.core.kernels.Attention;
+import dev.loraflow.core.kernels.AttentionSpec;
 import dev.loraflow.core.kernels.CachedAttention;
 import dev.loraflow.core.kernels.Norms;
 import dev.loraflow.core.kernels.Rope;
@@ -24,30 +25,46 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.function.Function;
+import java.util.stream.Stream;
 
 /**
- * A Llama causal language model ({@code LlamaForCausalLM}) with frozen base weights and LoRA adapters
- * on chosen linear modules, float32 throughout.
+ * A RoPE decoder causal language model — Llama ({@code LlamaForCausalLM}) and the families that share
+ * its block: Qwen2, Mistral, Gemma, Gemma 2, Phi-3 (see {@link DecoderConfig}) — with frozen base
+ * weights and LoRA adapters on chosen linear modules, float32 throughout.
  *
  * <p>Each block computes x += o_proj(attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))) with
- * n = RMSNorm(x)·input_layernorm, then x += down_proj(silu(gate_proj(m)) ⊙ up_proj(m)) with
+ * n = RMSNorm(x)·input_layernorm, then x += down_proj(act(gate_proj(m)) ⊙ up_proj(m)) with
  * m = RMSNorm(x)·post_attention_layernorm; the logits are model.norm(x)·lm_headᵀ, or ·embed_tokensᵀ
- * when the embeddings are tied. Every linear module is a {@link LoRALinear}, of rank 0 where it has
- * no adapter, so that all of them run through the same kernels.
+ * when the embeddings are tied. The families' flags change that as Transformers does: q/k/v biases
+ * (Qwen2), Gemma's norms by (1 + w), its embeddings times √hidden and gelu_pytorch_tanh, a sliding
+ * window per layer (Mistral, Gemma 2, Qwen2 when enabled, Phi-3), Gemma 2's score scale and
+ * soft-capping. Two differences are structural and written out: Gemma 2 norms each branch's output
+ * (post_attention_layernorm after o_proj; pre_ and post_feedforward_layernorm around the MLP), and
+ * Phi-3 computes q, k, v with one qkv_proj and gate, up with one gate_up_proj, whose outputs are split
+ * column-wise into the same buffers the other families fill.
+ *
+ * <p>Every linear module is a {@link LoRALinear}, of rank 0 where it has no adapter, so that all of
+ * them run through the same kernels.
  */
-public final class LlamaModel implements CausalLanguageModel {
+public final class DecoderModel implements CausalLanguageModel {
 
-    private final LlamaConfig config;
+    private final DecoderConfig config;
     private final ModelLayout layout;
     /** [V, H]. */
     private final float[] tokenEmbedding;
+    /** √hidden_size rounded to float (Gemma), else 1: what each embedding row is multiplied by. */
+    private final float embeddingScale;
     private final List<Block> blocks;
-    /** [H]. */
+    /** [H], as the norm multiplies (1 + w for Gemma). */
     private final float[] finalNormWeight;
     /** Reads [N, H], writes the logits [N, V]. */
     private final LoRALinear outputHead;
     private final RopeTable ropeTable;
     private final float rmsNormEps;
+    /** Per layer: its scale, soft-cap and window. */
+    private final List<AttentionSpec> attentionSpecs;
+    /** Gemma 2's final_logit_softcapping, 0 for none. */
+    private final float finalLogitSoftcap;
     /** In {@link ModelLayout#linearModules()} order, which is also the order of dropout keys and A's seeds. */
     private final List<LoRALinear> linearModules;
     /** Each linear module's index in {@link #linearModules}: its dropout key and its workspace slot. */
@@ -61,20 +78,33 @@ public final class LlamaModel implements CausalLanguageModel {
     /** PEFT module path → linear module, for the adapted ones (rank > 0), in module order. */
     private final Map<String, LoRALinear> adaptedModules;
 
+    /**
+     * One block's weights. Norm weights are as the norm multiplies by them. Separate q/k/v and gate/up
+     * projections are null where Phi-3 fuses them, the fused ones null elsewhere; the branch output
+     * norms are Gemma 2's only.
+     */
     private record Block(
             /* [H] */ float[] inputNormWeight,
-            /* [H] */ float[] postAttentionNormWeight,
+            /* [H] or null: Gemma 2's post_attention_layernorm, on o_proj's output */ float[] attentionOutputNormWeight,
+            /* [H]: post_attention_layernorm, Gemma 2's pre_feedforward_layernorm */ float[] mlpNormWeight,
+            /* [H] or null: Gemma 2's post_feedforward_layernorm */ float[] mlpOutputNormWeight,
             LoRALinear queryProjection,
             LoRALinear keyProjection,
             LoRALinear valueProjection,
+            LoRALinear fusedQkvProjection,
             LoRALinear outputProjection,
             LoRALinear gateProjection,
             LoRALinear upProjection,
+            LoRALinear fusedGateUpProjection,
             LoRALinear downProjection) {
 
         List<LoRALinear> linears() {
-            return List.of(queryProjection, keyProjection, valueProjection, outputProjection,
-                    gateProjection, upProjection, downProjection);
+            return Stream.of(queryProjection, keyProjection, valueProjection, fusedQkvProjection, outputProjection,
+                    gateProjection, upProjection, fusedGateUpProjection, downProjection).filter(Objects::nonNull).toList();
+        }
+
+        boolean sandwichNorms() {
+            return attentionOutputNormWeight != null;
         }
     }
 
@@ -88,7 +118,7 @@ public final class LlamaModel implements CausalLanguageModel {
      * @throws IllegalArgumentException naming the tensor or module when a weight is missing, unexpected
      *                                  or of the wrong size, or a target is not a linear module of the model
      */
-    LlamaModel(LlamaConfig config, Map<String, float[]> weights, List<LoraTarget> loraTargets, float loraDropout,
+    DecoderModel(DecoderConfig config, Map<String, float[]> weights, List<LoraTarget> loraTargets, float loraDropout,
                long seed) {
         this(config, weights, null, loraTargets, loraDropout, seed);
     }
@@ -101,7 +131,7 @@ public final class LlamaModel implements CausalLanguageModel {
      * @throws IllegalArgumentException naming the tensor when a weight is missing, unexpected or of the
      *                                  wrong size, or if the config asks for trainable biases
      */
-    public LlamaModel(LlamaConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed) {
+    public DecoderModel(DecoderConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed) {
         this(config, weights, lora, lora == null ? List.of() : LoraTargets.select(ModelLayout.of(config), lora),
                 lora == null ? 0f : (float) lora.loraDropout(), seed);
         if (lora != null && lora.bias() != LoraAdapterConfig.Bias.NONE) {
@@ -110,7 +140,7 @@ public final class LlamaModel implements CausalLanguageModel {
         }
     }
 
-    private LlamaModel(LlamaConfig config, Map<String, float[]> weights, LoraAdapterConfig lora,
+    private DecoderModel(DecoderConfig config, Map<String, float[]> weights, LoraAdapterConfig lora,
                        List<LoraTarget> loraTargets, float loraDropout, long seed) {
         this.config = Objects.requireNonNull(config, "config");
         this.loraConfig = lora;
@@ -119,9 +149,17 @@ public final class LlamaModel implements CausalLanguageModel {
         Map<String, LoraSpec> specs = loraSpecs(layout, loraTargets, loraDropout);
 
         this.tokenEmbedding = weights.get("model.embed_tokens.weight");
-        this.finalNormWeight = weights.get("model.norm.weight");
+        this.embeddingScale = config.family().scalesEmbeddings() ? (float) Math.sqrt(config.hiddenSize()) : 1f;
+        this.finalNormWeight = normWeight(weights, "model.norm.weight");
         this.rmsNormEps = (float) config.rmsNormEps();
-        this.ropeTable = RopeTable.create(config.maxPositions(), config.headDim(), config.ropeTheta());
+        this.ropeTable = RopeTable.create(config.maxPositions(), config.ropeTheta(), config.ropeInverseFrequencies());
+        List<AttentionSpec> specsPerLayer = new ArrayList<>();
+        for (int layer = 0; layer < config.numLayers(); layer++) {
+            specsPerLayer.add(new AttentionSpec(config.attentionScale(), (float) config.attnLogitSoftcap(),
+                    config.slidingWindow(layer)));
+        }
+        this.attentionSpecs = List.copyOf(specsPerLayer);
+        this.finalLogitSoftcap = (float) config.finalLogitSoftcap();
 
         Map<String, LoRALinear> linearsByPath = new LinkedHashMap<>();
         List<LinearModule> modules = layout.linearModules();
@@ -132,7 +170,8 @@ public final class LlamaModel implements CausalLanguageModel {
                     : weights.get(module.path() + ".weight");
             LoraSpec spec = specs.getOrDefault(module.path(), new LoraSpec(0, 0f, 0f, false));
             linearsByPath.put(module.path(), new LoRALinear(layout.peftModulePath(module.path()), module.in(),
-                    module.out(), weight, null, module.fanInFanOut(), spec, Rng.hash(seed, index)));
+                    module.out(), weight, weights.get(module.path() + ".bias"), module.fanInFanOut(), spec,
+                    Rng.hash(seed, index)));
         }
         this.linearModules = List.copyOf(linearsByPath.values());
         this.moduleIndex = new IdentityHashMap<>();
@@ -141,19 +180,26 @@ public final class LlamaModel implements CausalLanguageModel {
         }
         this.outputHead = linearsByPath.get(ModelLayout.OUTPUT_HEAD);
 
+        boolean sandwich = config.family().sandwichNorms();
         List<Block> built = new ArrayList<>();
         for (int layer = 0; layer < config.numLayers(); layer++) {
             String prefix = "model.layers." + layer + ".";
+            String attention = prefix + "self_attn.";
+            String mlp = prefix + "mlp.";
             built.add(new Block(
-                    weights.get(prefix + "input_layernorm.weight"),
-                    weights.get(prefix + "post_attention_layernorm.weight"),
-                    linearsByPath.get(prefix + "self_attn.q_proj"),
-                    linearsByPath.get(prefix + "self_attn.k_proj"),
-                    linearsByPath.get(prefix + "self_attn.v_proj"),
-                    linearsByPath.get(prefix + "self_attn.o_proj"),
-                    linearsByPath.get(prefix + "mlp.gate_proj"),
-                    linearsByPath.get(prefix + "mlp.up_proj"),
-                    linearsByPath.get(prefix + "mlp.down_proj")));
+                    normWeight(weights, prefix + "input_layernorm.weight"),
+                    sandwich ? normWeight(weights, prefix + "post_attention_layernorm.weight") : null,
+                    normWeight(weights, prefix + (sandwich ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")),
+                    sandwich ? normWeight(weights, prefix + "post_feedforward_layernorm.weight") : null,
+                    linearsByPath.get(attention + "q_proj"),
+                    linearsByPath.get(attention + "k_proj"),
+                    linearsByPath.get(attention + "v_proj"),
+                    linearsByPath.get(attention + "qkv_proj"),
+                    linearsByPath.get(attention + "o_proj"),
+                    linearsByPath.get(mlp + "gate_proj"),
+                    linearsByPath.get(mlp + "up_proj"),
+                    linearsByPath.get(mlp + "gate_up_proj"),
+                    linearsByPath.get(mlp + "down_proj")));
         }
         this.blocks = List.copyOf(built);
         this.firstAdaptedBlock = lowestAdaptedBlock(blocks);
@@ -165,19 +211,35 @@ public final class LlamaModel implements CausalLanguageModel {
     }
 
     /**
+     * A norm weight as the norm multiplies by it: Gemma stores w and multiplies by 1 + w, computed
+     * here once in float32 as its RMSNorm does.
+     */
+    private float[] normWeight(Map<String, float[]> weights, String name) {
+        float[] stored = weights.get(name);
+        if (!config.family().normWeightOffsetByOne()) {
+            return stored;
+        }
+        float[] offset = new float[stored.length];
+        for (int i = 0; i < stored.length; i++) {
+            offset[i] = 1f + stored[i];
+        }
+        return offset;
+    }
+
+    /**
      * Loads a Hugging Face model directory ({@code config.json} + {@code model.safetensors} or a sharded
      * index), F32/F16/BF16.
      *
-     * @throws ModelConfigException      if the config is not a Llama one
+     * @throws ModelConfigException      if the config is not a RoPE decoder's
      * @throws CheckpointLayoutException if the tensors do not match the config
      */
-    public static LlamaModel load(Path modelDirectory, LoraAdapterConfig lora, long seed) throws IOException {
+    public static DecoderModel load(Path modelDirectory, LoraAdapterConfig lora, long seed) throws IOException {
         ModelConfig read = ModelConfig.read(modelDirectory.resolve("config.json"));
-        if (!(read instanceof LlamaConfig llama)) {
+        if (!(read instanceof DecoderConfig decoder)) {
             throw new ModelConfigException(modelDirectory.resolve("config.json") + ": model_type \"" + read.modelType()
-                    + "\" is not \"" + LlamaConfig.MODEL_TYPE + "\"");
+                    + "\" is not a RoPE decoder's");
         }
-        return new LlamaModel(llama, CheckpointWeights.read(modelDirectory, ModelLayout.of(llama)), lora, seed);
+        return new DecoderModel(decoder, CheckpointWeights.read(modelDirectory, ModelLayout.of(decoder)), lora, seed);
     }
 
     private static int lowestAdaptedBlock(List<Block> blocks) {
@@ -279,7 +341,11 @@ public final class LlamaModel implements CausalLanguageModel {
         private final float[][] attentionLogSumExp;
         /** [L][N, heads·D]: attention output, the input of o_proj; shared where o_proj is not adapted. */
         private final float[][] attentionOutput;
-        /** [L][N]: 1/rms of each row in the post-attention norm. */
+        /** [L][N, H]: o_proj's output, the input of Gemma 2's post-attention norm; null without sandwich norms. */
+        private final float[][] attentionBranch;
+        /** [L][N]: 1/rms of each row of attentionBranch's norm; null without sandwich norms. */
+        private final float[][] attentionBranchRstd;
+        /** [L][N]: 1/rms of each row in the MLP's input norm. */
         private final float[][] mlpNormRstd;
         /** [L][N, H]: m, the input of gate/up_proj; shared where neither is adapted. */
         private final float[][] mlpInput;
@@ -287,14 +353,23 @@ public final class LlamaModel implements CausalLanguageModel {
         private final float[][] gate;
         /** [L][N, I]: up_proj's output; the backward overwrites it with its gradient. */
         private final float[][] up;
-        /** [L][N, I]: silu(gate) ⊙ up, the input of down_proj; shared where down_proj is not adapted. */
+        /** [L][N, I]: act(gate) ⊙ up, the input of down_proj; shared where down_proj is not adapted. */
         private final float[][] gated;
+        /** [L][N, H]: down_proj's output, the input of Gemma 2's post-feedforward norm; null without sandwich norms. */
+        private final float[][] mlpBranch;
+        /** [L][N]; null without sandwich norms. */
+        private final float[][] mlpBranchRstd;
         /** [N]: 1/rms of each row in the final norm. */
         private final float[] finalNormRstd;
         /** [N, H]: the final norm's output, the input of the output head. */
         private final float[] finalNormOutput;
-        /** [N, V]: the logits; the backward overwrites them with their gradient. */
+        /** [N, V]: the logits, soft-capped where the config caps them. */
         private final float[] logits;
+        /**
+         * [N, V]: the logits' gradient: the logits array itself (overwritten), or its own array where a
+         * soft-cap's derivative still needs the capped logits.
+         */
+        private final float[] logitsGrad;
         /** [N]: log-sum-exp of each logits row, for the loss gradient. */
         private final float[] lossLogSumExp;
         /** Saved LoRA quantities, one per linear module in {@link #linearModules} order. */
@@ -303,6 +378,8 @@ public final class LlamaModel implements CausalLanguageModel {
         private final float[] hiddenScratch;
         /** [N, H]: gradient of a norm's output, then (in place) of its input. */
         private final float[] normGrad;
+        /** [N, H]: gradient of a branch's output before its sandwich norm; null without them. */
+        private final float[] branchGrad;
         /** [N, heads·D]: gradient of the attention output. */
         private final float[] attentionOutputGrad;
         /** [N, heads·D]. */
@@ -311,8 +388,13 @@ public final class LlamaModel implements CausalLanguageModel {
         private final float[] keyGrad;
         /** [N, kv·D]. */
         private final float[] valueGrad;
-        /** [N, I]: gradient of silu(gate) ⊙ up. */
+        /** [N, I]: gradient of act(gate) ⊙ up. */
         private final float[] gatedGrad;
+        /**
+         * [N, max((heads + 2·kv)·D, 2·I)]: a fused projection's output before it is split, and its
+         * gradient once joined; null without fused projections.
+         */
+        private final float[] fused;
         private boolean forwardDone;
         private boolean withLoss;
         private int countedTokens;
@@ -326,6 +408,7 @@ public final class LlamaModel implements CausalLanguageModel {
             int keyValueWidth = config.numKeyValueHeads() * config.headDim();
             int inner = config.intermediateSize();
             int layers = config.numLayers();
+            boolean sandwich = config.family().sandwichNorms();
             this.positions = new int[rows];
             for (int row = 0; row < rows; row++) {
                 positions[row] = row % seqLen;
@@ -335,29 +418,39 @@ public final class LlamaModel implements CausalLanguageModel {
             this.residualAfterAttention = matrices(layers, rows, hidden);
             this.inputNormRstd = matrices(layers, rows, 1);
             this.attentionInput = savedWhereAdapted(rows, hidden, Block::queryProjection, Block::keyProjection,
-                    Block::valueProjection);
+                    Block::valueProjection, Block::fusedQkvProjection);
             this.query = matrices(layers, rows, queryWidth);
             this.key = matrices(layers, rows, keyValueWidth);
             this.value = matrices(layers, rows, keyValueWidth);
             this.attentionLogSumExp = matrices(layers, rows, config.numHeads());
             this.attentionOutput = savedWhereAdapted(rows, queryWidth, Block::outputProjection);
+            this.attentionBranch = sandwich ? matrices(layers, rows, hidden) : null;
+            this.attentionBranchRstd = sandwich ? matrices(layers, rows, 1) : null;
             this.mlpNormRstd = matrices(layers, rows, 1);
-            this.mlpInput = savedWhereAdapted(rows, hidden, Block::gateProjection, Block::upProjection);
+            this.mlpInput = savedWhereAdapted(rows, hidden, Block::gateProjection, Block::upProjection,
+                    Block::fusedGateUpProjection);
             this.gate = matrices(layers, rows, inner);
             this.up = matrices(layers, rows, inner);
             this.gated = savedWhereAdapted(rows, inner, Block::downProjection);
+            this.mlpBranch = sandwich ? matrices(layers, rows, hidden) : null;
+            this.mlpBranchRstd = sandwich ? matrices(layers, rows, 1) : null;
             this.finalNormRstd = new float[rows];
             this.finalNormOutput = new float[Math.multiplyExact(rows, hidden)];
             this.logits = new float[Math.multiplyExact(rows, config.vocabSize())];
+            this.logitsGrad = finalLogitSoftcap > 0 ? new float[logits.length] : logits;
             this.lossLogSumExp = new float[rows];
             this.linearActivations = linearModules.stream().map(linear -> linear.newActivations(rows)).toList();
             this.hiddenScratch = new float[rows * hidden];
             this.normGrad = new float[rows * hidden];
+            this.branchGrad = sandwich ? new float[rows * hidden] : null;
             this.attentionOutputGrad = new float[rows * queryWidth];
             this.queryGrad = new float[rows * queryWidth];
             this.keyGrad = new float[rows * keyValueWidth];
             this.valueGrad = new float[rows * keyValueWidth];
             this.gatedGrad = new float[rows * inner];
+            this.fused = config.family().fusedProjections()
+                    ? new float[Math.multiplyExact(rows, Math.max(queryWidth + 2 * keyValueWidth, 2 * inner))]
+                    : null;
         }
 
         /**
@@ -371,7 +464,8 @@ public final class LlamaModel implements CausalLanguageModel {
             float[][] matrices = new float[blocks.size()][];
             for (int layer = 0; layer < blocks.size(); layer++) {
                 Block block = blocks.get(layer);
-                boolean adapted = Arrays.stream(readers).anyMatch(reader -> reader.apply(block).spec().rank() > 0);
+                boolean adapted = Arrays.stream(readers).map(reader -> reader.apply(block))
+                        .anyMatch(linear -> linear != null && linear.spec().rank() > 0);
                 if (adapted) {
                     matrices[layer] = new float[Math.multiplyExact(rows, cols)];
                 } else {
@@ -410,8 +504,8 @@ public final class LlamaModel implements CausalLanguageModel {
             return countedTokens;
         }
 
-        private LlamaModel owner() {
-            return LlamaModel.this;
+        private DecoderModel owner() {
+            return DecoderModel.this;
         }
     }
 
@@ -468,20 +562,40 @@ public final class LlamaModel implements CausalLanguageModel {
 
         int rows = ws.rows;
         int hidden = config.hiddenSize();
-        for (int row = 0; row < rows; row++) {
-            System.arraycopy(tokenEmbedding, tokens[row] * hidden, ws.residual[0], row * hidden, hidden);
-        }
+        embed(tokens, 0, rows, ws.residual[0]);
         for (int layer = 0; layer < blocks.size(); layer++) {
             forwardBlock(layer, ws, training, dropoutKey);
         }
         Norms.rmsNormForward(ws.residual[blocks.size()], 0, finalNormWeight, 0, ws.finalNormOutput, 0,
                 ws.finalNormRstd, 0, rows, hidden, rmsNormEps);
         linearForward(outputHead, ws.finalNormOutput, ws.logits, ws, training, dropoutKey);
+        capLogits(ws.logits, ws.logits.length);
         double loss = Softmax.crossEntropyForward(ws.logits, 0, ws.targets, 0, ws.lossLogSumExp, 0, rows,
                 config.vocabSize());
         ws.forwardDone = true;
         ws.withLoss = true;
         return loss;
+    }
+
+    /** x[row] = embed_tokens[tokens[first + row]] · embeddingScale for rows [0, rows). */
+    private void embed(int[] tokens, int first, int rows, float[] x) {
+        int hidden = config.hiddenSize();
+        for (int row = 0; row < rows; row++) {
+            System.arraycopy(tokenEmbedding, tokens[first + row] * hidden, x, row * hidden, hidden);
+        }
+        if (embeddingScale != 1f) {
+            VectorMath.scale(embeddingScale, x, 0, rows * hidden);
+        }
+    }
+
+    /** Gemma 2's final soft-cap, c·tanh(logit/c) in float32; nothing for the other families. */
+    private void capLogits(float[] logits, int n) {
+        if (finalLogitSoftcap == 0) {
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            logits[i] = (float) Math.tanh(logits[i] / finalLogitSoftcap) * finalLogitSoftcap;
+        }
     }
 
     private void forwardBlock(int layer, Workspace ws, boolean training, long dropoutKey) {
@@ -495,27 +609,119 @@ public final class LlamaModel implements CausalLanguageModel {
 
         Norms.rmsNormForward(x, 0, block.inputNormWeight(), 0, attentionInput, 0, ws.inputNormRstd[layer], 0,
                 rows, hidden, rmsNormEps);
-        linearForward(block.queryProjection(), attentionInput, query, ws, training, dropoutKey);
-        linearForward(block.keyProjection(), attentionInput, key, ws, training, dropoutKey);
-        linearForward(block.valueProjection(), attentionInput, ws.value[layer], ws, training, dropoutKey);
+        if (block.fusedQkvProjection() != null) {
+            linearForward(block.fusedQkvProjection(), attentionInput, ws.fused, ws, training, dropoutKey);
+            splitQkv(ws.fused, query, key, ws.value[layer], rows);
+        } else {
+            linearForward(block.queryProjection(), attentionInput, query, ws, training, dropoutKey);
+            linearForward(block.keyProjection(), attentionInput, key, ws, training, dropoutKey);
+            linearForward(block.valueProjection(), attentionInput, ws.value[layer], ws, training, dropoutKey);
+        }
         Rope.forward(query, 0, ws.positions, 0, ropeTable, query, 0, ws.batch, ws.seqLen, config.numHeads());
         Rope.forward(key, 0, ws.positions, 0, ropeTable, key, 0, ws.batch, ws.seqLen, config.numKeyValueHeads());
         Attention.forward(query, 0, key, 0, ws.value[layer], 0, ws.attentionOutput[layer], 0,
                 ws.attentionLogSumExp[layer], 0, ws.batch, ws.seqLen, config.numHeads(), config.numKeyValueHeads(),
-                config.headDim());
-        linearForward(block.outputProjection(), ws.attentionOutput[layer], ws.hiddenScratch, ws, training, dropoutKey);
+                config.headDim(), attentionSpecs.get(layer));
+        if (block.sandwichNorms()) {
+            linearForward(block.outputProjection(), ws.attentionOutput[layer], ws.attentionBranch[layer], ws, training,
+                    dropoutKey);
+            Norms.rmsNormForward(ws.attentionBranch[layer], 0, block.attentionOutputNormWeight(), 0, ws.hiddenScratch,
+                    0, ws.attentionBranchRstd[layer], 0, rows, hidden, rmsNormEps);
+        } else {
+            linearForward(block.outputProjection(), ws.attentionOutput[layer], ws.hiddenScratch, ws, training,
+                    dropoutKey);
+        }
         float[] afterAttention = ws.residualAfterAttention[layer];
         VectorMath.add(x, 0, ws.hiddenScratch, 0, afterAttention, 0, rows * hidden);
 
         float[] mlpInput = ws.mlpInput[layer];
-        Norms.rmsNormForward(afterAttention, 0, block.postAttentionNormWeight(), 0, mlpInput, 0,
+        Norms.rmsNormForward(afterAttention, 0, block.mlpNormWeight(), 0, mlpInput, 0,
                 ws.mlpNormRstd[layer], 0, rows, hidden, rmsNormEps);
-        linearForward(block.gateProjection(), mlpInput, ws.gate[layer], ws, training, dropoutKey);
-        linearForward(block.upProjection(), mlpInput, ws.up[layer], ws, training, dropoutKey);
-        Activations.swigluForward(ws.gate[layer], 0, ws.up[layer], 0, ws.gated[layer], 0,
-                rows * config.intermediateSize());
-        linearForward(block.downProjection(), ws.gated[layer], ws.hiddenScratch, ws, training, dropoutKey);
+        if (block.fusedGateUpProjection() != null) {
+            linearForward(block.fusedGateUpProjection(), mlpInput, ws.fused, ws, training, dropoutKey);
+            splitGateUp(ws.fused, ws.gate[layer], ws.up[layer], rows);
+        } else {
+            linearForward(block.gateProjection(), mlpInput, ws.gate[layer], ws, training, dropoutKey);
+            linearForward(block.upProjection(), mlpInput, ws.up[layer], ws, training, dropoutKey);
+        }
+        gatedActivation(ws.gate[layer], ws.up[layer], ws.gated[layer], rows * config.intermediateSize());
+        if (block.sandwichNorms()) {
+            linearForward(block.downProjection(), ws.gated[layer], ws.mlpBranch[layer], ws, training, dropoutKey);
+            Norms.rmsNormForward(ws.mlpBranch[layer], 0, block.mlpOutputNormWeight(), 0, ws.hiddenScratch, 0,
+                    ws.mlpBranchRstd[layer], 0, rows, hidden, rmsNormEps);
+        } else {
+            linearForward(block.downProjection(), ws.gated[layer], ws.hiddenScratch, ws, training, dropoutKey);
+        }
         VectorMath.add(afterAttention, 0, ws.hiddenScratch, 0, ws.residual[layer + 1], 0, rows * hidden);
+    }
+
+    /** gated = act(gate) ⊙ up, SiLU or GELU (tanh form). */
+    private void gatedActivation(float[] gate, float[] up, float[] gated, int n) {
+        switch (config.activation()) {
+            case SILU -> Activations.swigluForward(gate, 0, up, 0, gated, 0, n);
+            case GELU_TANH -> {
+                Activations.geluForward(gate, 0, gated, 0, n);
+                VectorMath.mul(gated, 0, up, 0, gated, 0, n);
+            }
+        }
+    }
+
+    /**
+     * The gradients of gate and up from that of act(gate) ⊙ up, written over gate and up (not read
+     * again); {@code scratch} [n] is overwritten.
+     */
+    private void gatedActivationBackward(float[] gatedGrad, float[] gate, float[] up, float[] scratch, int n) {
+        switch (config.activation()) {
+            case SILU -> Activations.swigluBackward(gatedGrad, 0, gate, 0, up, 0, gate, 0, up, 0, n);
+            case GELU_TANH -> {
+                Activations.geluForward(gate, 0, scratch, 0, n);
+                VectorMath.mul(gatedGrad, 0, up, 0, up, 0, n);          // up := d act(gate)
+                Activations.geluBackward(up, 0, gate, 0, gate, 0, n);   // gate := d gate
+                VectorMath.mul(gatedGrad, 0, scratch, 0, up, 0, n);     // up := d up = dOut ⊙ act(gate)
+            }
+        }
+    }
+
+    /** Phi-3's qkv_proj output [rows, (heads + 2·kv)·D] into q [rows, heads·D], k and v [rows, kv·D]. */
+    private void splitQkv(float[] fused, float[] query, float[] key, float[] value, int rows) {
+        int queryWidth = config.numHeads() * config.headDim();
+        int keyValueWidth = config.numKeyValueHeads() * config.headDim();
+        int width = queryWidth + 2 * keyValueWidth;
+        for (int row = 0; row < rows; row++) {
+            System.arraycopy(fused, row * width, query, row * queryWidth, queryWidth);
+            System.arraycopy(fused, row * width + queryWidth, key, row * keyValueWidth, keyValueWidth);
+            System.arraycopy(fused, row * width + queryWidth + keyValueWidth, value, row * keyValueWidth, keyValueWidth);
+        }
+    }
+
+    /** The inverse of {@link #splitQkv}, for the gradients. */
+    private void joinQkv(float[] query, float[] key, float[] value, float[] fused, int rows) {
+        int queryWidth = config.numHeads() * config.headDim();
+        int keyValueWidth = config.numKeyValueHeads() * config.headDim();
+        int width = queryWidth + 2 * keyValueWidth;
+        for (int row = 0; row < rows; row++) {
+            System.arraycopy(query, row * queryWidth, fused, row * width, queryWidth);
+            System.arraycopy(key, row * keyValueWidth, fused, row * width + queryWidth, keyValueWidth);
+            System.arraycopy(value, row * keyValueWidth, fused, row * width + queryWidth + keyValueWidth, keyValueWidth);
+        }
+    }
+
+    /** Phi-3's gate_up_proj output [rows, 2·I]: the gate is the first half of each row, up the second. */
+    private void splitGateUp(float[] fused, float[] gate, float[] up, int rows) {
+        int inner = config.intermediateSize();
+        for (int row = 0; row < rows; row++) {
+            System.arraycopy(fused, row * 2 * inner, gate, row * inner, inner);
+            System.arraycopy(fused, row * 2 * inner + inner, up, row * inner, inner);
+        }
+    }
+
+    /** The inverse of {@link #splitGateUp}, for the gradients. */
+    private void joinGateUp(float[] gate, float[] up, float[] fused, int rows) {
+        int inner = config.intermediateSize();
+        for (int row = 0; row < rows; row++) {
+            System.arraycopy(gate, row * inner, fused, row * 2 * inner, inner);
+            System.arraycopy(up, row * inner, fused, row * 2 * inner + inner, inner);
+        }
     }
 
     @Override
@@ -527,9 +733,16 @@ public final class LlamaModel implements CausalLanguageModel {
         ws.forwardDone = false;
         int rows = ws.rows;
         int hidden = config.hiddenSize();
-        float[] logitsGrad = ws.logits;
+        float[] logitsGrad = ws.logitsGrad;
         Softmax.crossEntropyBackward(ws.logits, 0, ws.targets, 0, ws.lossLogSumExp, 0, dLoss, logitsGrad, 0, rows,
                 config.vocabSize());
+        if (finalLogitSoftcap > 0) {
+            // d(c·tanh(z/c))/dz = 1 − tanh², with tanh the capped logit over c.
+            for (int i = 0; i < logitsGrad.length; i++) {
+                float t = ws.logits[i] / finalLogitSoftcap;
+                logitsGrad[i] *= 1 - t * t;
+            }
+        }
         linearBackward(outputHead, ws.finalNormOutput, logitsGrad, ws.normGrad, ws, false);
         float[] residualGrad = ws.hiddenScratch;
         Norms.rmsNormBackward(ws.normGrad, 0, ws.residual[blocks.size()], 0, finalNormWeight, 0, ws.finalNormRstd, 0,
@@ -545,33 +758,54 @@ public final class LlamaModel implements CausalLanguageModel {
         int rows = ws.rows;
         int hidden = config.hiddenSize();
 
-        // The MLP branch: x_out = x_mid + down(swiglu(gate(m), up(m))).
-        linearBackward(block.downProjection(), ws.gated[layer], residualGrad, ws.gatedGrad, ws, false);
-        // In place: gate and up are not read again after their gradients are formed.
+        // The MLP branch: x_out = x_mid + [norm](down(act(gate(m)) ⊙ up(m))).
+        float[] downGrad = residualGrad;
+        if (block.sandwichNorms()) {
+            Norms.rmsNormBackward(residualGrad, 0, ws.mlpBranch[layer], 0, block.mlpOutputNormWeight(), 0,
+                    ws.mlpBranchRstd[layer], 0, ws.branchGrad, 0, null, 0, rows, hidden);
+            downGrad = ws.branchGrad;
+        }
+        linearBackward(block.downProjection(), ws.gated[layer], downGrad, ws.gatedGrad, ws, false);
+        // In place: gate and up are not read again after their gradients are formed, nor is gated.
         float[] gateGrad = ws.gate[layer];
         float[] upGrad = ws.up[layer];
-        Activations.swigluBackward(ws.gatedGrad, 0, ws.gate[layer], 0, ws.up[layer], 0, gateGrad, 0, upGrad, 0,
-                rows * config.intermediateSize());
-        linearBackward(block.gateProjection(), ws.mlpInput[layer], gateGrad, ws.normGrad, ws, false);
-        linearBackward(block.upProjection(), ws.mlpInput[layer], upGrad, ws.normGrad, ws, true);
-        Norms.rmsNormBackward(ws.normGrad, 0, ws.residualAfterAttention[layer], 0, block.postAttentionNormWeight(), 0,
+        gatedActivationBackward(ws.gatedGrad, gateGrad, upGrad, ws.gated[layer], rows * config.intermediateSize());
+        if (block.fusedGateUpProjection() != null) {
+            joinGateUp(gateGrad, upGrad, ws.fused, rows);
+            linearBackward(block.fusedGateUpProjection(), ws.mlpInput[layer], ws.fused, ws.normGrad, ws, false);
+        } else {
+            linearBackward(block.gateProjection(), ws.mlpInput[layer], gateGrad, ws.normGrad, ws, false);
+            linearBackward(block.upProjection(), ws.mlpInput[layer], upGrad, ws.normGrad, ws, true);
+        }
+        Norms.rmsNormBackward(ws.normGrad, 0, ws.residualAfterAttention[layer], 0, block.mlpNormWeight(), 0,
                 ws.mlpNormRstd[layer], 0, ws.normGrad, 0, null, 0, rows, hidden);
         VectorMath.addInPlace(ws.normGrad, 0, residualGrad, 0, rows * hidden);
 
-        // The attention branch: x_mid = x_in + o(attention(rope(q(n)), rope(k(n)), v(n))).
-        linearBackward(block.outputProjection(), ws.attentionOutput[layer], residualGrad, ws.attentionOutputGrad, ws,
+        // The attention branch: x_mid = x_in + [norm](o(attention(rope(q(n)), rope(k(n)), v(n)))).
+        float[] outputGrad = residualGrad;
+        if (block.sandwichNorms()) {
+            Norms.rmsNormBackward(residualGrad, 0, ws.attentionBranch[layer], 0, block.attentionOutputNormWeight(), 0,
+                    ws.attentionBranchRstd[layer], 0, ws.branchGrad, 0, null, 0, rows, hidden);
+            outputGrad = ws.branchGrad;
+        }
+        linearBackward(block.outputProjection(), ws.attentionOutput[layer], outputGrad, ws.attentionOutputGrad, ws,
                 false);
         Attention.backward(ws.attentionOutputGrad, 0, ws.query[layer], 0, ws.key[layer], 0, ws.value[layer], 0,
                 ws.attentionLogSumExp[layer], 0, ws.queryGrad, 0, ws.keyGrad, 0, ws.valueGrad, 0, ws.batch, ws.seqLen,
-                config.numHeads(), config.numKeyValueHeads(), config.headDim());
+                config.numHeads(), config.numKeyValueHeads(), config.headDim(), attentionSpecs.get(layer));
         Rope.backward(ws.queryGrad, 0, ws.positions, 0, ropeTable, ws.queryGrad, 0, ws.batch, ws.seqLen,
                 config.numHeads());
         Rope.backward(ws.keyGrad, 0, ws.positions, 0, ropeTable, ws.keyGrad, 0, ws.batch, ws.seqLen,
                 config.numKeyValueHeads());
         float[] attentionInput = ws.attentionInput[layer];
-        linearBackward(block.queryProjection(), attentionInput, ws.queryGrad, ws.normGrad, ws, false);
-        linearBackward(block.keyProjection(), attentionInput, ws.keyGrad, ws.normGrad, ws, true);
-        linearBackward(block.valueProjection(), attentionInput, ws.valueGrad, ws.normGrad, ws, true);
+        if (block.fusedQkvProjection() != null) {
+            joinQkv(ws.queryGrad, ws.keyGrad, ws.valueGrad, ws.fused, rows);
+            linearBackward(block.fusedQkvProjection(), attentionInput, ws.fused, ws.normGrad, ws, false);
+        } else {
+            linearBackward(block.queryProjection(), attentionInput, ws.queryGrad, ws.normGrad, ws, false);
+            linearBackward(block.keyProjection(), attentionInput, ws.keyGrad, ws.normGrad, ws, true);
+            linearBackward(block.valueProjection(), attentionInput, ws.valueGrad, ws.normGrad, ws, true);
+        }
         Norms.rmsNormBackward(ws.normGrad, 0, ws.residual[layer], 0, block.inputNormWeight(), 0,
                 ws.inputNormRstd[layer], 0, ws.normGrad, 0, null, 0, rows, hidden);
         VectorMath.addInPlace(ws.normGrad, 0, residualGrad, 0, rows * hidden);
@@ -626,7 +860,7 @@ public final class LlamaModel implements CausalLanguageModel {
     }
 
     @Override
-    public LlamaConfig config() {
+    public DecoderConfig config() {
         return config;
     }
 
@@ -661,6 +895,8 @@ public final class LlamaModel implements CausalLanguageModel {
         private final float[] gate;
         private final float[] up;
         private final float[] gated;
+        /** [rows, max((heads + 2·kv)·D, 2·I)]: a fused projection's output; null without them. */
+        private final float[] fused;
         /** [H]: the last token's final norm, the output head's input. */
         private final float[] lastNormed;
         /** The LoRA branch's scratch, one per linear module in {@link #linearModules} order. */
@@ -684,12 +920,15 @@ public final class LlamaModel implements CausalLanguageModel {
             this.gate = new float[chunkRows * inner];
             this.up = new float[chunkRows * inner];
             this.gated = new float[chunkRows * inner];
+            this.fused = config.family().fusedProjections()
+                    ? new float[chunkRows * Math.max(queryWidth + 2 * keyValueWidth, 2 * inner)]
+                    : null;
             this.lastNormed = new float[hidden];
             this.linearActivations = linearModules.stream().map(linear -> linear.newActivations(chunkRows)).toList();
         }
 
-        private LlamaModel owner() {
-            return LlamaModel.this;
+        private DecoderModel owner() {
+            return DecoderModel.this;
         }
     }
 
@@ -713,6 +952,7 @@ public final class LlamaModel implements CausalLanguageModel {
         Norms.rmsNormForward(cache.residual, (rows - 1) * hidden, finalNormWeight, 0, cache.lastNormed, 0,
                 cache.rstd, 0, 1, hidden, rmsNormEps);
         decodeLinear(outputHead, cache.lastNormed, cache.logits, 1, cache);
+        capLogits(cache.logits, cache.logits.length);
         return cache.logits;
     }
 
@@ -724,35 +964,57 @@ public final class LlamaModel implements CausalLanguageModel {
         int headDim = config.headDim();
         int past = cache.length;
         float[] x = cache.residual;
+        embed(tokens, first, rows, x);
         for (int row = 0; row < rows; row++) {
-            System.arraycopy(tokenEmbedding, tokens[first + row] * hidden, x, row * hidden, hidden);
             cache.positions[row] = past + row;
         }
         for (int layer = 0; layer < blocks.size(); layer++) {
             Block block = blocks.get(layer);
             Norms.rmsNormForward(x, 0, block.inputNormWeight(), 0, cache.normed, 0, cache.rstd, 0, rows, hidden,
                     rmsNormEps);
-            decodeLinear(block.queryProjection(), cache.normed, cache.query, rows, cache);
-            decodeLinear(block.keyProjection(), cache.normed, cache.key, rows, cache);
-            decodeLinear(block.valueProjection(), cache.normed, cache.value, rows, cache);
+            if (block.fusedQkvProjection() != null) {
+                decodeLinear(block.fusedQkvProjection(), cache.normed, cache.fused, rows, cache);
+                splitQkv(cache.fused, cache.query, cache.key, cache.value, rows);
+            } else {
+                decodeLinear(block.queryProjection(), cache.normed, cache.query, rows, cache);
+                decodeLinear(block.keyProjection(), cache.normed, cache.key, rows, cache);
+                decodeLinear(block.valueProjection(), cache.normed, cache.value, rows, cache);
+            }
             Rope.forward(cache.query, 0, cache.positions, 0, ropeTable, cache.query, 0, 1, rows, heads);
             Rope.forward(cache.key, 0, cache.positions, 0, ropeTable, cache.key, 0, 1, rows, kvHeads);
             CachedAttention.append(cache.key, 0, cache.value, 0, kvHeads * headDim, rows, cache.keys[layer],
                     cache.values[layer], cache.capacity, past, kvHeads, headDim);
             CachedAttention.forward(cache.query, 0, heads * headDim, rows, cache.keys[layer], cache.values[layer],
-                    cache.capacity, past, cache.attentionOutput, 0, heads, kvHeads, headDim, cache.scores);
+                    cache.capacity, past, cache.attentionOutput, 0, heads, kvHeads, headDim, cache.scores,
+                    attentionSpecs.get(layer));
             decodeLinear(block.outputProjection(), cache.attentionOutput, cache.branch, rows, cache);
-            VectorMath.addInPlace(cache.branch, 0, x, 0, rows * hidden);
+            addBranch(cache, block.attentionOutputNormWeight(), x, rows);
 
-            Norms.rmsNormForward(x, 0, block.postAttentionNormWeight(), 0, cache.normed, 0, cache.rstd, 0, rows,
+            Norms.rmsNormForward(x, 0, block.mlpNormWeight(), 0, cache.normed, 0, cache.rstd, 0, rows,
                     hidden, rmsNormEps);
-            decodeLinear(block.gateProjection(), cache.normed, cache.gate, rows, cache);
-            decodeLinear(block.upProjection(), cache.normed, cache.up, rows, cache);
-            Activations.swigluForward(cache.gate, 0, cache.up, 0, cache.gated, 0, rows * config.intermediateSize());
+            if (block.fusedGateUpProjection() != null) {
+                decodeLinear(block.fusedGateUpProjection(), cache.normed, cache.fused, rows, cache);
+                splitGateUp(cache.fused, cache.gate, cache.up, rows);
+            } else {
+                decodeLinear(block.gateProjection(), cache.normed, cache.gate, rows, cache);
+                decodeLinear(block.upProjection(), cache.normed, cache.up, rows, cache);
+            }
+            gatedActivation(cache.gate, cache.up, cache.gated, rows * config.intermediateSize());
             decodeLinear(block.downProjection(), cache.gated, cache.branch, rows, cache);
-            VectorMath.addInPlace(cache.branch, 0, x, 0, rows * hidden);
+            addBranch(cache, block.mlpOutputNormWeight(), x, rows);
         }
         cache.length = past + rows;
+    }
+
+    /** x += the cache's branch output, through Gemma 2's branch norm when the block has one (normWeight not null). */
+    private void addBranch(KvCache cache, float[] normWeight, float[] x, int rows) {
+        int hidden = config.hiddenSize();
+        float[] branch = cache.branch;
+        if (normWeight != null) {
+            Norms.rmsNormForward(cache.branch, 0, normWeight, 0, cache.normed, 0, cache.rstd, 0, rows, hidden, rmsNormEps);
+            branch = cache.normed;
+        }
+        VectorMath.addInPlace(branch, 0, x, 0, rows * hidden);
     }
 
     private void decodeLinear(LoRALinear linear, float[] x, float[] y, int rows, KvCache cache) {

@@ -24,7 +24,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
-class LlamaModelTest {
+class DecoderModelTest {
 
     private static final int VOCAB = 23;
     private static final int BATCH = 2;
@@ -32,12 +32,12 @@ class LlamaModelTest {
     private static final int CONTEXT = 8;
 
     /** Grouped-query attention: 4 query heads read 2 kv heads, head_dim 4. */
-    static LlamaConfig config(boolean tied) {
-        return new LlamaConfig(VOCAB, 16, 32, 2, 4, 2, 4, CONTEXT, 1e-5, 10000, tied);
+    static DecoderConfig config(boolean tied) {
+        return DecoderConfig.llama(VOCAB, 16, 32, 2, 4, 2, 4, CONTEXT, 1e-5, 10000, tied);
     }
 
     /** Random weights: linear ones ~ N(0, 1/in), norms near 1, embeddings ~ N(0, embeddingStd²). */
-    static Map<String, float[]> randomWeights(LlamaConfig config, double embeddingStd, long seed) {
+    static Map<String, float[]> randomWeights(DecoderConfig config, double embeddingStd, long seed) {
         Random random = new Random(seed);
         Map<String, float[]> weights = new LinkedHashMap<>();
         for (WeightSpec spec : ModelLayout.of(config).weights()) {
@@ -57,7 +57,7 @@ class LlamaModelTest {
     }
 
     /** Rank 2, alpha 4 on every linear module, the output head included. */
-    private static List<LoraTarget> everyModule(LlamaConfig config, int rank) {
+    private static List<LoraTarget> everyModule(DecoderConfig config, int rank) {
         ModelLayout layout = ModelLayout.of(config);
         return layout.linearModules().stream()
                 .map(module -> new LoraTarget(layout.peftModulePath(module.path()), module.in(), module.out(),
@@ -65,7 +65,7 @@ class LlamaModelTest {
                 .toList();
     }
 
-    private static void randomizeLoraB(LlamaModel model, long seed) {
+    private static void randomizeLoraB(DecoderModel model, long seed) {
         Random random = new Random(seed);
         for (Parameter parameter : model.trainableParameters()) {
             if (parameter.name().endsWith("lora_B.weight")) {
@@ -104,12 +104,12 @@ class LlamaModelTest {
     @ParameterizedTest(name = "tied={0} dropout={1} adapted={2}")
     @CsvSource({"false, 0, all", "true, 0, all", "false, 0.25, all", "true, 0, q_proj v_proj"})
     void gradientsMatchFiniteDifferences(boolean tied, float dropout, String adapted) {
-        LlamaConfig config = config(tied);
+        DecoderConfig config = config(tied);
         List<LoraTarget> targets = everyModule(config, 2).stream()
                 .filter(target -> adapted.equals("all") || List.of(adapted.split(" ")).stream()
                         .anyMatch(name -> target.modulePath().endsWith("." + name)))
                 .toList();
-        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), targets, dropout, 7);
+        DecoderModel model = new DecoderModel(config, randomWeights(config, 0.5, 1), targets, dropout, 7);
         randomizeLoraB(model, 2);
         int[] tokens = randomTokens(3);
         int[] nextTokens = shiftedTargets(tokens);
@@ -179,9 +179,9 @@ class LlamaModelTest {
     @ParameterizedTest(name = "tied={0}")
     @ValueSource(booleans = {false, true})
     void logitsMatchAPlainTranscriptionOfTheHuggingFaceModel(boolean tied) {
-        LlamaConfig config = config(tied);
+        DecoderConfig config = config(tied);
         Map<String, float[]> weights = randomWeights(config, 0.5, 1);
-        LlamaModel model = new LlamaModel(config, weights, everyModule(config, 2), 0f, 7);
+        DecoderModel model = new DecoderModel(config, weights, everyModule(config, 2), 0f, 7);
         randomizeLoraB(model, 2);
         int[] tokens = randomTokens(3);
         int[] targets = shiftedTargets(tokens);
@@ -231,7 +231,7 @@ class LlamaModelTest {
         return w;
     }
 
-    private static double[][] referenceLogits(LlamaConfig config, Map<String, float[]> weights,
+    private static double[][] referenceLogits(DecoderConfig config, Map<String, float[]> weights,
                                               Map<String, double[][]> linears, int[] tokens) {
         int hidden = config.hiddenSize();
         int headDim = config.headDim();
@@ -343,15 +343,15 @@ class LlamaModelTest {
     /** The backward stops below the lowest adapted block; the adapted modules' gradients are unchanged by it. */
     @Test
     void adaptersInTheLastBlockOnlyGetTheSameGradients() {
-        LlamaConfig config = config(false);
+        DecoderConfig config = config(false);
         Map<String, float[]> weights = randomWeights(config, 0.5, 1);
         ModelLayout layout = ModelLayout.of(config);
         List<LoraTarget> lastBlock = List.of(target(layout, "model.layers.1.self_attn.q_proj"),
                 target(layout, "model.layers.1.mlp.down_proj"));
-        LlamaModel partial = new LlamaModel(config, weights, lastBlock, 0f, 7);
+        DecoderModel partial = new DecoderModel(config, weights, lastBlock, 0f, 7);
         randomizeLoraB(partial, 2);
         // Every module adapted, but with B = 0 except where it mirrors the partial model.
-        LlamaModel full = new LlamaModel(config, weights, everyModule(config, 2), 0f, 7);
+        DecoderModel full = new DecoderModel(config, weights, everyModule(config, 2), 0f, 7);
         Map<String, Parameter> fullByName = new HashMap<>();
         full.trainableParameters().forEach(parameter -> fullByName.put(parameter.name(), parameter));
         for (Parameter parameter : partial.trainableParameters()) {
@@ -375,10 +375,10 @@ class LlamaModelTest {
     @ParameterizedTest(name = "tied={0}")
     @ValueSource(booleans = {false, true})
     void freshAdaptersLeaveTheBaseModelExactly(boolean tied) {
-        LlamaConfig config = config(tied);
+        DecoderConfig config = config(tied);
         Map<String, float[]> weights = randomWeights(config, 0.5, 1);
-        LlamaModel base = new LlamaModel(config, weights, List.of(), 0f, 7);
-        LlamaModel adapted = new LlamaModel(config, weights, everyModule(config, 2), 0f, 7);
+        DecoderModel base = new DecoderModel(config, weights, List.of(), 0f, 7);
+        DecoderModel adapted = new DecoderModel(config, weights, everyModule(config, 2), 0f, 7);
         assertTrue(base.trainableParameters().isEmpty());
         assertEquals(2 * 15, adapted.trainableParameters().size());
         int[] tokens = randomTokens(3);
@@ -396,13 +396,13 @@ class LlamaModelTest {
 
     @Test
     void trainableParametersFollowModuleOrderAThenB() {
-        LlamaConfig config = config(false);
+        DecoderConfig config = config(false);
         ModelLayout layout = ModelLayout.of(config);
         List<LoraTarget> targets = List.of(
                 target(layout, "model.layers.1.mlp.down_proj"),
                 target(layout, "model.layers.0.self_attn.v_proj"),
                 target(layout, "model.layers.0.self_attn.q_proj"));
-        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), targets, 0f, 7);
+        DecoderModel model = new DecoderModel(config, randomWeights(config, 0.5, 1), targets, 0f, 7);
         assertEquals(List.of(
                         "model.layers.0.self_attn.q_proj.lora_A.weight", "model.layers.0.self_attn.q_proj.lora_B.weight",
                         "model.layers.0.self_attn.v_proj.lora_A.weight", "model.layers.0.self_attn.v_proj.lora_B.weight",
@@ -410,7 +410,7 @@ class LlamaModelTest {
                 model.trainableParameters().stream().map(Parameter::name).toList());
         // Distinct seeds per module: no two A matrices of equal shape start alike.
         LoRALinear q = model.linearModules().get(0);
-        LlamaModel reseeded = new LlamaModel(config, randomWeights(config, 0.5, 1), targets, 0f, 8);
+        DecoderModel reseeded = new DecoderModel(config, randomWeights(config, 0.5, 1), targets, 0f, 8);
         assertFalse(Arrays.equals(q.loraA().value(), reseeded.linearModules().get(0).loraA().value()));
     }
 
@@ -422,8 +422,8 @@ class LlamaModelTest {
     @ParameterizedTest(name = "tied={0}")
     @ValueSource(booleans = {false, true})
     void smallLogitsGiveLossNearLnVocab(boolean tied) {
-        LlamaConfig config = config(tied);
-        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.01, 4), everyModule(config, 2), 0f, 7);
+        DecoderConfig config = config(tied);
+        DecoderModel model = new DecoderModel(config, randomWeights(config, 0.01, 4), everyModule(config, 2), 0f, 7);
         int[] tokens = randomTokens(3);
         double loss = model.forwardWithTargets(tokens, shiftedTargets(tokens), model.newWorkspace(BATCH, SEQ_LEN), false, 0);
         assertEquals(Math.log(VOCAB), loss, 0.05);
@@ -431,8 +431,8 @@ class LlamaModelTest {
 
     @Test
     void allTargetsIgnoredGiveZeroLossAndGradient() {
-        LlamaConfig config = config(false);
-        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
+        DecoderConfig config = config(false);
+        DecoderModel model = new DecoderModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
         randomizeLoraB(model, 2);
         int[] ignored = new int[BATCH * SEQ_LEN];
         Arrays.fill(ignored, Softmax.IGNORE_INDEX);
@@ -445,8 +445,8 @@ class LlamaModelTest {
     @ParameterizedTest(name = "tied={0}")
     @ValueSource(booleans = {false, true})
     void logitsAreCausal(boolean tied) {
-        LlamaConfig config = config(tied);
-        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
+        DecoderConfig config = config(tied);
+        DecoderModel model = new DecoderModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
         randomizeLoraB(model, 2);
         CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
         int[] tokens = randomTokens(3);
@@ -474,8 +474,8 @@ class LlamaModelTest {
 
     @Test
     void badTokensTargetsAndLengthsAreRejected() {
-        LlamaConfig config = config(false);
-        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
+        DecoderConfig config = config(false);
+        DecoderModel model = new DecoderModel(config, randomWeights(config, 0.5, 1), everyModule(config, 2), 0f, 7);
         CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
         int[] tokens = randomTokens(3);
         int[] targets = shiftedTargets(tokens);
@@ -496,14 +496,14 @@ class LlamaModelTest {
         assertMessage("seqLen 9 exceeds", () -> model.newWorkspace(1, CONTEXT + 1));
         model.newWorkspace(1, CONTEXT);
         assertThrows(IllegalStateException.class, () -> model.backward(ws, 1f));
-        LlamaModel other = new LlamaModel(config, randomWeights(config, 0.5, 1), List.of(), 0f, 7);
+        DecoderModel other = new DecoderModel(config, randomWeights(config, 0.5, 1), List.of(), 0f, 7);
         assertMessage("another model", () -> other.forwardWithTargets(tokens, targets, ws, false, 0));
     }
 
     @Test
     void badWeightsAreRejectedByName() {
-        LlamaConfig config = config(false);
-        Function<Map<String, float[]>, LlamaModel> build = weights -> new LlamaModel(config, weights, List.of(), 0f, 7);
+        DecoderConfig config = config(false);
+        Function<Map<String, float[]>, DecoderModel> build = weights -> new DecoderModel(config, weights, List.of(), 0f, 7);
 
         Map<String, float[]> missing = new HashMap<>(randomWeights(config, 0.5, 1));
         missing.remove("model.layers.1.mlp.up_proj.weight");
@@ -522,27 +522,27 @@ class LlamaModelTest {
         extra.put("model.layers.2.mlp.up_proj.weight", new float[32 * 16]);
         assertMessage("unexpected weight model.layers.2.mlp.up_proj.weight", () -> build.apply(extra));
 
-        LlamaConfig tiedConfig = config(true);
+        DecoderConfig tiedConfig = config(true);
         Map<String, float[]> tiedWithHead = new HashMap<>(randomWeights(tiedConfig, 0.5, 1));
         tiedWithHead.put("lm_head.weight", new float[VOCAB * 16]);
-        new LlamaModel(tiedConfig, tiedWithHead, List.of(), 0f, 7);
+        new DecoderModel(tiedConfig, tiedWithHead, List.of(), 0f, 7);
 
         Map<String, float[]> weights = randomWeights(config, 0.5, 1);
         LoraTarget misshapen = new LoraTarget("model.layers.0.self_attn.k_proj", 16, 16, false, 2, 4, 2);
         assertMessage("LoRA target model.layers.0.self_attn.k_proj is 16 → 16",
-                () -> new LlamaModel(config, weights, List.of(misshapen), 0f, 7));
+                () -> new DecoderModel(config, weights, List.of(misshapen), 0f, 7));
         LoraTarget unknown = new LoraTarget("model.layers.0.self_attn.x_proj", 16, 16, false, 2, 4, 2);
         assertMessage("model.layers.0.self_attn.x_proj is not a linear module",
-                () -> new LlamaModel(config, weights, List.of(unknown), 0f, 7));
+                () -> new DecoderModel(config, weights, List.of(unknown), 0f, 7));
     }
 
     @Test
     void targetsSelectedFromAPeftConfigAdaptThoseModules() {
-        LlamaConfig config = config(true);
+        DecoderConfig config = config(true);
         var adapterConfig = LoraAdapterConfig.builder().r(4).loraAlpha(8).useRslora(true)
                 .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build();
         List<LoraTarget> targets = LoraTargets.select(ModelLayout.of(config), adapterConfig);
-        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), targets, 0.1f, 7);
+        DecoderModel model = new DecoderModel(config, randomWeights(config, 0.5, 1), targets, 0.1f, 7);
         assertEquals(2 * 7 * config.numLayers(), model.trainableParameters().size());
         for (LoRALinear linear : model.linearModules()) {
             boolean head = linear.name().equals(ModelLayout.OUTPUT_HEAD);
@@ -553,13 +553,13 @@ class LlamaModelTest {
 
     @Test
     void rsLoraScalingIsKept() {
-        LlamaConfig config = config(false);
+        DecoderConfig config = config(false);
         LinearModule module = ModelLayout.of(config).linearModules().getFirst();
         LoraTarget rsLora = new LoraTarget(module.path(), module.in(), module.out(), false, 4, 8, 8 / Math.sqrt(4));
-        LlamaModel model = new LlamaModel(config, randomWeights(config, 0.5, 1), List.of(rsLora), 0f, 7);
+        DecoderModel model = new DecoderModel(config, randomWeights(config, 0.5, 1), List.of(rsLora), 0f, 7);
         assertEquals(4f, model.linearModules().getFirst().scaling());
         LoraTarget inconsistent = new LoraTarget(module.path(), module.in(), module.out(), false, 4, 8, 3);
-        assertMessage("scaling 3.0", () -> new LlamaModel(config, randomWeights(config, 0.5, 1), List.of(inconsistent), 0f, 7));
+        assertMessage("scaling 3.0", () -> new DecoderModel(config, randomWeights(config, 0.5, 1), List.of(inconsistent), 0f, 7));
     }
 
     private static void assertMessage(String expected, Executable executable) {
