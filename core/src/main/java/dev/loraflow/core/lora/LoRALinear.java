@@ -58,6 +58,15 @@ public final class LoRALinear {
         this(name, inFeatures, outFeatures, null, weight, bias, fanInFanOut, spec, seed);
     }
 
+    /** W0 as whichever of {@code weight} (float32) and {@code frozen} is not null. */
+    public static LoRALinear of(String name, int inFeatures, int outFeatures, float[] weight, FrozenMatrix frozen,
+                                float[] bias, boolean fanInFanOut, LoraSpec spec, long seed) {
+        if ((weight == null) == (frozen == null)) {
+            throw new IllegalArgumentException(name + ": give W0 either as a float32 array or as a frozen matrix");
+        }
+        return new LoRALinear(name, inFeatures, outFeatures, weight, frozen, bias, fanInFanOut, spec, seed);
+    }
+
     private LoRALinear(String name, int inFeatures, int outFeatures, float[] weight, FrozenMatrix frozen, float[] bias,
                        boolean fanInFanOut, LoraSpec spec, long seed) {
         this.name = Objects.requireNonNull(name, "name");

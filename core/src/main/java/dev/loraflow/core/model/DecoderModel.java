@@ -4,6 +4,7 @@ import dev.loraflow.core.kernels.Activations;
 import dev.loraflow.core.kernels.Attention;
 import dev.loraflow.core.kernels.AttentionSpec;
 import dev.loraflow.core.kernels.CachedAttention;
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.kernels.Norms;
 import dev.loraflow.core.kernels.Rope;
 import dev.loraflow.core.kernels.RopeTable;
@@ -120,7 +121,7 @@ public final class DecoderModel implements CausalLanguageModel {
      */
     DecoderModel(DecoderConfig config, Map<String, float[]> weights, List<LoraTarget> loraTargets, float loraDropout,
                long seed) {
-        this(config, weights, null, loraTargets, loraDropout, seed);
+        this(config, weights, Map.of(), null, loraTargets, loraDropout, seed);
     }
 
     /**
@@ -132,7 +133,16 @@ public final class DecoderModel implements CausalLanguageModel {
      *                                  wrong size, or if the config asks for trainable biases
      */
     public DecoderModel(DecoderConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed) {
-        this(config, weights, lora, lora == null ? List.of() : LoraTargets.select(ModelLayout.of(config), lora),
+        this(config, weights, Map.of(), lora, seed);
+    }
+
+    /**
+     * @param frozen linear weights (and an untied output head) held off the heap or quantized, by canonical
+     *               name; {@code weights} holds every other tensor
+     */
+    public DecoderModel(DecoderConfig config, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen,
+                        LoraAdapterConfig lora, long seed) {
+        this(config, weights, frozen, lora, lora == null ? List.of() : LoraTargets.select(ModelLayout.of(config), lora),
                 lora == null ? 0f : (float) lora.loraDropout(), seed);
         if (lora != null && lora.bias() != LoraAdapterConfig.Bias.NONE) {
             throw new IllegalArgumentException("LoRA bias \"" + lora.bias().json()
@@ -140,12 +150,12 @@ public final class DecoderModel implements CausalLanguageModel {
         }
     }
 
-    private DecoderModel(DecoderConfig config, Map<String, float[]> weights, LoraAdapterConfig lora,
-                       List<LoraTarget> loraTargets, float loraDropout, long seed) {
+    private DecoderModel(DecoderConfig config, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen,
+                         LoraAdapterConfig lora, List<LoraTarget> loraTargets, float loraDropout, long seed) {
         this.config = Objects.requireNonNull(config, "config");
         this.loraConfig = lora;
         this.layout = ModelLayout.of(config);
-        checkWeights(layout, weights);
+        checkWeights(layout, weights, frozen);
         Map<String, LoraSpec> specs = loraSpecs(layout, loraTargets, loraDropout);
 
         this.tokenEmbedding = weights.get("model.embed_tokens.weight");
@@ -169,8 +179,9 @@ public final class DecoderModel implements CausalLanguageModel {
                     ? tokenEmbedding
                     : weights.get(module.path() + ".weight");
             LoraSpec spec = specs.getOrDefault(module.path(), new LoraSpec(0, 0f, 0f, false));
-            linearsByPath.put(module.path(), new LoRALinear(layout.peftModulePath(module.path()), module.in(),
-                    module.out(), weight, weights.get(module.path() + ".bias"), module.fanInFanOut(), spec,
+            FrozenMatrix frozenWeight = weight == null ? frozen.get(module.path() + ".weight") : null;
+            linearsByPath.put(module.path(), LoRALinear.of(layout.peftModulePath(module.path()), module.in(),
+                    module.out(), weight, frozenWeight, weights.get(module.path() + ".bias"), module.fanInFanOut(), spec,
                     Rng.hash(seed, index)));
         }
         this.linearModules = List.copyOf(linearsByPath.values());
@@ -214,6 +225,33 @@ public final class DecoderModel implements CausalLanguageModel {
      * A norm weight as the norm multiplies by it: Gemma stores w and multiplies by 1 + w, computed
      * here once in float32 as its RMSNorm does.
      */
+    private static void checkWeights(ModelLayout layout, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen) {
+        Objects.requireNonNull(weights, "weights");
+        for (WeightSpec spec : layout.weights()) {
+            float[] value = weights.get(spec.name());
+            FrozenMatrix held = frozen.get(spec.name());
+            if (value == null && held == null) {
+                throw new IllegalArgumentException("missing weight " + spec.name() + " " + Arrays.toString(spec.shape()));
+            }
+            long length = value != null ? value.length : (long) held.rows() * held.cols();
+            if (length != spec.numel()) {
+                throw new IllegalArgumentException("weight " + spec.name() + " has " + length
+                        + " elements, expected " + Arrays.toString(spec.shape()) + " = " + spec.numel());
+            }
+        }
+        for (String name : frozen.keySet()) {
+            if (layout.weight(name) == null) {
+                throw new IllegalArgumentException("unexpected weight " + name);
+            }
+        }
+        for (String name : weights.keySet()) {
+            if (layout.weight(name) == null && !layout.isIgnorable(name)) {
+                throw new IllegalArgumentException("unexpected weight " + name + " for a " + layout.config().modelType()
+                        + " model with this configuration");
+            }
+        }
+    }
+
     private float[] normWeight(Map<String, float[]> weights, String name) {
         float[] stored = weights.get(name);
         if (!config.family().normWeightOffsetByOne()) {
@@ -251,25 +289,6 @@ public final class DecoderModel implements CausalLanguageModel {
         return blocks.size();
     }
 
-    private static void checkWeights(ModelLayout layout, Map<String, float[]> weights) {
-        Objects.requireNonNull(weights, "weights");
-        for (WeightSpec spec : layout.weights()) {
-            float[] value = weights.get(spec.name());
-            if (value == null) {
-                throw new IllegalArgumentException("missing weight " + spec.name() + " " + Arrays.toString(spec.shape()));
-            }
-            if (value.length != spec.numel()) {
-                throw new IllegalArgumentException("weight " + spec.name() + " has " + value.length
-                        + " elements, expected " + Arrays.toString(spec.shape()) + " = " + spec.numel());
-            }
-        }
-        for (String name : weights.keySet()) {
-            if (layout.weight(name) == null && !layout.isIgnorable(name)) {
-                throw new IllegalArgumentException("unexpected weight " + name + " for a " + layout.config().modelType()
-                        + " model with this configuration");
-            }
-        }
-    }
 
     /** The LoraSpec of each adapted module, by canonical path. */
     private static Map<String, LoraSpec> loraSpecs(ModelLayout layout, List<LoraTarget> targets, float dropout) {
