@@ -2,10 +2,13 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.model.RandomModel;
+import dev.loraflow.core.safetensors.DType;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -48,6 +51,9 @@ final class InitModelCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0", description = "Seeds the weights (default: ${DEFAULT-VALUE}).")
     private long seed;
 
+    @Option(names = "--dtype", defaultValue = "f32", description = "f32, bf16 or f16: how the weights are stored (default: ${DEFAULT-VALUE}).")
+    private String dtype;
+
     @Option(names = "--out", required = true, description = "Directory to write.")
     private Path out;
 
@@ -74,10 +80,20 @@ final class InitModelCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
         }
-        RandomModel.write(config, seed, out);
+        DType storedAs = switch (dtype) {
+            case "f32" -> DType.F32;
+            case "bf16" -> DType.BF16;
+            case "f16" -> DType.F16;
+            default -> throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+                    "--dtype must be f32, bf16 or f16, got " + dtype);
+        };
+        Resources.requireDisk("init-model", out, ModelLayout.of(config).weights().stream()
+                .mapToLong(weight -> weight.numel() * storedAs.byteSize()).sum(), "the checkpoint");
+        RandomModel.write(config, seed, storedAs, out);
         ObjectNode line = new ObjectMapper().createObjectNode();
         line.put("model", out.toString());
         line.put("model_type", config.modelType());
+        line.put("dtype", dtype);
         spec.commandLine().getOut().println(line);
         return 0;
     }

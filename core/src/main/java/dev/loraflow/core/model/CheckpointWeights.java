@@ -79,24 +79,68 @@ public final class CheckpointWeights {
             for (var entry : checkpointNames.entrySet()) {
                 WeightSpec spec = layout.weight(entry.getKey());
                 String stored = entry.getValue();
-                boolean linear = spec.role() == WeightSpec.Role.LINEAR_WEIGHT;
-                boolean head = spec.role() == WeightSpec.Role.OUTPUT_HEAD;
                 DType dtype = tensors.info(stored).dtype();
-                boolean half = dtype == DType.F16 || dtype == DType.BF16;
-                boolean quantized = linear && quantization != Quantization.NONE;
-                if (!(linear || head) || !(half || quantized)) {
+                Holding holding = holding(spec, dtype, quantization);
+                if (holding == Holding.ARRAY) {
                     arrays.put(entry.getKey(), tensors.readFloat32(stored));
                     continue;
                 }
                 int rows = Math.toIntExact(spec.shape()[0]);
                 int cols = Math.toIntExact(spec.shape()[1]);
+                boolean half = dtype == DType.F16 || dtype == DType.BF16;
                 FrozenMatrix matrix = half
                         ? new HalfMatrix(tensors.map(stored, Arena.ofAuto()), rows, cols,
                                 dtype == DType.BF16 ? HalfMatrix.Format.BF16 : HalfMatrix.Format.F16)
                         : FrozenMatrix.of(tensors.readFloat32(stored), rows, cols);
-                frozen.put(entry.getKey(), quantized ? quantization.apply(matrix, Arena.ofAuto()) : matrix);
+                frozen.put(entry.getKey(), holding == Holding.QUANTIZED ? quantization.apply(matrix, Arena.ofAuto()) : matrix);
             }
             return new BaseWeights(Collections.unmodifiableMap(arrays), Collections.unmodifiableMap(frozen));
+        }
+    }
+
+    /** How {@link #readFrozen} holds a tensor. */
+    private enum Holding { ARRAY, MAPPED, QUANTIZED }
+
+    private static Holding holding(WeightSpec spec, DType dtype, Quantization quantization) {
+        boolean linear = spec.role() == WeightSpec.Role.LINEAR_WEIGHT;
+        boolean head = spec.role() == WeightSpec.Role.OUTPUT_HEAD;
+        if (linear && quantization != Quantization.NONE) {
+            return Holding.QUANTIZED;
+        }
+        return (linear || head) && (dtype == DType.F16 || dtype == DType.BF16) ? Holding.MAPPED : Holding.ARRAY;
+    }
+
+    /**
+     * What {@link #readFrozen} will hold, from the checkpoint's header alone.
+     *
+     * @param heapBytes   float32 arrays on the Java heap
+     * @param mappedBytes tensors left in the file, mapped (page cache: the kernel may evict them)
+     * @param nativeBytes quantized weights off the heap, which must stay in memory
+     * @param parameters  elements of every tensor
+     */
+    public record Footprint(long heapBytes, long mappedBytes, long nativeBytes, long parameters) {}
+
+    public static Footprint footprint(Path checkpoint, ModelLayout layout, Quantization quantization) throws IOException {
+        try (ShardedSafetensors tensors = ShardedSafetensors.open(checkpoint)) {
+            Map<String, long[]> found = new LinkedHashMap<>();
+            for (String name : tensors.tensorNames()) {
+                found.put(name, tensors.info(name).shape());
+            }
+            long heap = 0;
+            long mapped = 0;
+            long offHeap = 0;
+            long parameters = 0;
+            for (var entry : layout.validate(found, tensors.source().toString()).entrySet()) {
+                WeightSpec spec = layout.weight(entry.getKey());
+                DType dtype = tensors.info(entry.getValue()).dtype();
+                parameters += spec.numel();
+                switch (holding(spec, dtype, quantization)) {
+                    case ARRAY -> heap += 4 * spec.numel();
+                    case MAPPED -> mapped += spec.numel() * dtype.byteSize();
+                    case QUANTIZED -> offHeap += quantization.bytes(spec.shape()[0], spec.shape()[1], dtype.byteSize());
+                }
+            }
+            return new Footprint(heap, mapped, offHeap, parameters);
         }
     }
 

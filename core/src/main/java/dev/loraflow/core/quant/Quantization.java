@@ -1,8 +1,13 @@
 package dev.loraflow.core.quant;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.TextNode;
 import dev.loraflow.core.kernels.FrozenMatrix;
+import dev.loraflow.core.peft.LoraAdapterConfig;
 import java.lang.foreign.Arena;
+import java.util.LinkedHashMap;
 import java.util.Locale;
+import java.util.Map;
 
 /**
  * How the frozen linear weights of a base model are held while an adapter trains on it: as stored
@@ -13,6 +18,29 @@ public enum Quantization {
     NONE,
     NF4,
     INT8;
+
+    /**
+     * The adapter_config.json key that records the base's quantization of a QLoRA adapter. PEFT (0.14 and
+     * later) ignores keys it does not know, with a warning; the key is written only for a quantized base,
+     * so a plain LoRA adapter's config stays exactly PEFT's.
+     */
+    public static final String ADAPTER_CONFIG_KEY = "loraflow_base_quantization";
+
+    /** What {@code config} records, NONE when it records nothing. */
+    public static Quantization recordedIn(LoraAdapterConfig config) {
+        JsonNode value = config.otherKeys().get(ADAPTER_CONFIG_KEY);
+        return value == null || !value.isTextual() ? NONE : parse(value.asText());
+    }
+
+    /** {@code config} recording this quantization (or none). */
+    public LoraAdapterConfig recordIn(LoraAdapterConfig config) {
+        Map<String, JsonNode> others = new LinkedHashMap<>(config.otherKeys());
+        others.remove(ADAPTER_CONFIG_KEY);
+        if (this != NONE) {
+            others.put(ADAPTER_CONFIG_KEY, TextNode.valueOf(toString()));
+        }
+        return config.toBuilder().otherKeys(others).build();
+    }
 
     /** {@code none}, {@code nf4} or {@code int8}, in any case. */
     public static Quantization parse(String text) {

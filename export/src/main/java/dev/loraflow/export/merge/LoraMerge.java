@@ -146,6 +146,26 @@ public final class LoraMerge {
     private LoraMerge() {}
 
     /**
+     * What a merge of {@code baseDirectory} needs, from its headers: the output's bytes on disk, and the
+     * heap for the largest tensor as float32 (a merged tensor is formed whole, then written).
+     */
+    public record Requirements(long outputBytes, long largestTensorFloat32Bytes) {}
+
+    public static Requirements requirements(Path baseDirectory, Options options) throws IOException {
+        long output = 0;
+        long largest = 0;
+        try (ShardedSafetensors base = ShardedSafetensors.open(baseDirectory)) {
+            for (String name : base.tensorNames()) {
+                TensorInfo info = base.info(name);
+                DType dtype = info.dtype().isReadableAsFloat32() ? options.dtype().of(info.dtype()) : info.dtype();
+                output += info.numel() * dtype.byteSize();
+                largest = Math.max(largest, 4 * info.numel());
+            }
+        }
+        return new Requirements(output, largest);
+    }
+
+    /**
      * The CLI's {@code merge --base DIR --adapter DIR --out DIR [--dtype ...]}: when the adapter directory
      * is a trainer checkpoint, its recorded base digest is checked unless {@code options} names one.
      */
