@@ -96,7 +96,9 @@ final class GenerateCommand implements Callable<Integer> {
         }
         if (java.nio.file.Files.isRegularFile(model.resolve("config.json"))) {
             ModelConfig config = ModelConfig.read(model.resolve("config.json"));
-            MemoryEstimate.of(model, config, null, Quantization.NONE, 1, config.maxPositions(), false)
+            // a prompt of up to a few thousand tokens and the new ones, in the key/value cache
+            int tokens = (int) Math.min(config.maxPositions(), 4096L + maxNewTokens);
+            MemoryEstimate.of(model, config, null, Quantization.NONE, 1, tokens, false)
                     .require("a model stored in bf16 (its linear weights are then mapped, not on the heap)");
         }
         try (ModelFiles files = ModelFiles.open(model, adapter)) {

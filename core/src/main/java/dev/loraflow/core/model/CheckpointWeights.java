@@ -45,8 +45,8 @@ public final class CheckpointWeights {
     }
 
     /**
-     * A base model's weights as a model holds them for training or inference: linear weights (and an
-     * untied output head) stored as BF16/F16 stay in the file, mapped, and {@code quantization} replaces
+     * A base model's weights as a model holds them for training or inference: linear weights (an untied
+     * output head, a decoder's token embedding) stored as BF16/F16 stay in the file, mapped, and {@code quantization} replaces
      * the linear weights (never the head) by NF4 or int8 copies off the heap; everything else — and F32
      * linear weights left unquantized — is read into float32 arrays.
      *
@@ -80,7 +80,7 @@ public final class CheckpointWeights {
                 WeightSpec spec = layout.weight(entry.getKey());
                 String stored = entry.getValue();
                 DType dtype = tensors.info(stored).dtype();
-                Holding holding = holding(spec, dtype, quantization);
+                Holding holding = holding(layout, spec, dtype, quantization);
                 if (holding == Holding.ARRAY) {
                     arrays.put(entry.getKey(), tensors.readFloat32(stored));
                     continue;
@@ -101,13 +101,18 @@ public final class CheckpointWeights {
     /** How {@link #readFrozen} holds a tensor. */
     private enum Holding { ARRAY, MAPPED, QUANTIZED }
 
-    private static Holding holding(WeightSpec spec, DType dtype, Quantization quantization) {
+    /**
+     * Linear weights and the untied head stay mapped when stored in 16 bits, and so does the token
+     * embedding of the RoPE decoders (only read a row at a time there; GPT-2's tied wte is float32).
+     */
+    private static Holding holding(ModelLayout layout, WeightSpec spec, DType dtype, Quantization quantization) {
         boolean linear = spec.role() == WeightSpec.Role.LINEAR_WEIGHT;
-        boolean head = spec.role() == WeightSpec.Role.OUTPUT_HEAD;
+        boolean matrix = linear || spec.role() == WeightSpec.Role.OUTPUT_HEAD
+                || spec.role() == WeightSpec.Role.TOKEN_EMBEDDING && layout.config() instanceof DecoderConfig;
         if (linear && quantization != Quantization.NONE) {
             return Holding.QUANTIZED;
         }
-        return (linear || head) && (dtype == DType.F16 || dtype == DType.BF16) ? Holding.MAPPED : Holding.ARRAY;
+        return matrix && (dtype == DType.F16 || dtype == DType.BF16) ? Holding.MAPPED : Holding.ARRAY;
     }
 
     /**
@@ -134,7 +139,7 @@ public final class CheckpointWeights {
                 WeightSpec spec = layout.weight(entry.getKey());
                 DType dtype = tensors.info(entry.getValue()).dtype();
                 parameters += spec.numel();
-                switch (holding(spec, dtype, quantization)) {
+                switch (holding(layout, spec, dtype, quantization)) {
                     case ARRAY -> heap += 4 * spec.numel();
                     case MAPPED -> mapped += spec.numel() * dtype.byteSize();
                     case QUANTIZED -> offHeap += quantization.bytes(spec.shape()[0], spec.shape()[1], dtype.byteSize());

@@ -52,7 +52,8 @@ public final class DecoderModel implements CausalLanguageModel {
     private final DecoderConfig config;
     private final ModelLayout layout;
     /** [V, H]. */
-    private final float[] tokenEmbedding;
+    /** [vocab, hidden]: float32 on the heap, or BF16/F16 mapped from the checkpoint. */
+    private final FrozenMatrix tokenEmbedding;
     /** √hidden_size rounded to float (Gemma), else 1: what each embedding row is multiplied by. */
     private final float embeddingScale;
     private final List<Block> blocks;
@@ -158,7 +159,10 @@ public final class DecoderModel implements CausalLanguageModel {
         checkWeights(layout, weights, frozen);
         Map<String, LoraSpec> specs = loraSpecs(layout, loraTargets, loraDropout);
 
-        this.tokenEmbedding = weights.get("model.embed_tokens.weight");
+        float[] embeddingArray = weights.get("model.embed_tokens.weight");
+        this.tokenEmbedding = embeddingArray != null
+                ? FrozenMatrix.of(embeddingArray, config.vocabSize(), config.hiddenSize())
+                : frozen.get("model.embed_tokens.weight");
         this.embeddingScale = config.family().scalesEmbeddings() ? (float) Math.sqrt(config.hiddenSize()) : 1f;
         this.finalNormWeight = normWeight(weights, "model.norm.weight");
         this.rmsNormEps = (float) config.rmsNormEps();
@@ -175,11 +179,10 @@ public final class DecoderModel implements CausalLanguageModel {
         List<LinearModule> modules = layout.linearModules();
         for (int index = 0; index < modules.size(); index++) {
             LinearModule module = modules.get(index);
-            float[] weight = module.outputLayer() && config.tieWordEmbeddings()
-                    ? tokenEmbedding
-                    : weights.get(module.path() + ".weight");
+            boolean tiedHead = module.outputLayer() && config.tieWordEmbeddings();
+            float[] weight = tiedHead ? embeddingArray : weights.get(module.path() + ".weight");
             LoraSpec spec = specs.getOrDefault(module.path(), new LoraSpec(0, 0f, 0f, false));
-            FrozenMatrix frozenWeight = weight == null ? frozen.get(module.path() + ".weight") : null;
+            FrozenMatrix frozenWeight = weight != null ? null : tiedHead ? tokenEmbedding : frozen.get(module.path() + ".weight");
             linearsByPath.put(module.path(), LoRALinear.of(layout.peftModulePath(module.path()), module.in(),
                     module.out(), weight, frozenWeight, weights.get(module.path() + ".bias"), module.fanInFanOut(), spec,
                     Rng.hash(seed, index)));
@@ -600,7 +603,7 @@ public final class DecoderModel implements CausalLanguageModel {
     private void embed(int[] tokens, int first, int rows, float[] x) {
         int hidden = config.hiddenSize();
         for (int row = 0; row < rows; row++) {
-            System.arraycopy(tokenEmbedding, tokens[first + row] * hidden, x, row * hidden, hidden);
+            tokenEmbedding.widen(tokens[first + row], 0, hidden, x, row * hidden);
         }
         if (embeddingScale != 1f) {
             VectorMath.scale(embeddingScale, x, 0, rows * hidden);

@@ -29,7 +29,11 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
     /** JIT, buffers, tokenizer and the rest of a running JVM. */
     private static final long BASELINE = 64L << 20;
 
-    /** The estimate for training (or, with {@code lora} null and {@code training} false, running) the model. */
+    /**
+     * The estimate for training the model on batches of {@code batch × seqLen} or, with {@code training}
+     * false, for generating up to {@code seqLen} tokens (a key/value cache of that many, one prompt's
+     * prefill at a time).
+     */
     public static MemoryEstimate of(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora, Quantization quantization,
                                     int batch, int seqLen, boolean training) throws IOException {
         ModelLayout layout = ModelLayout.of(config);
@@ -46,7 +50,8 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
                 .mapToLong(module -> Math.max(module.in(), module.out())).max().orElse(4 * hidden);
         long perLayer = 4 * rows * (16 * hidden + 4 * inner) + 4L * batch * config.numHeads() * seqLen * seqLen * 2;
         long logits = 4 * rows * config.vocabSize() * 2;
-        long activations = training ? config.numLayers() * perLayer + logits : 2 * perLayer + logits;
+        long keysAndValues = 2L * 4 * config.numLayers() * hidden * rows;
+        long activations = training ? config.numLayers() * perLayer + logits : keysAndValues + perLayer + logits;
         return new MemoryEstimate(footprint, adapter, activations);
     }
 
