@@ -120,6 +120,11 @@ public final class SafetensorsFile implements AutoCloseable {
         return data.asSlice(tensor.begin(), tensor.byteSize());
     }
 
+    /** Where the tensor's bytes start in the file. */
+    public long fileOffset(String name) throws SafetensorsException {
+        return dataOffset + info(name).begin();
+    }
+
     /**
      * The tensor's bytes as stored, mapped again in {@code arena}: the mapping lives as long as the
      * arena, not this file (with {@link Arena#ofAuto()}, as long as the segment is reachable), so a model

@@ -6,14 +6,15 @@ import dev.loraflow.core.io.AtomicFiles;
 import dev.loraflow.core.io.CodePointOrder;
 import dev.loraflow.core.io.PythonJson;
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -32,7 +33,7 @@ import java.util.stream.Stream;
  * reference writer ({@code safetensors.serialize}) would: {@code __metadata__} first, tensors by
  * descending {@link DType} order then name, header padded with spaces to a multiple of 8 bytes.
  *
- * <p>Arrays and segments passed in are referenced, not copied, until the file is written; do not change
+ * <p>Arrays passed in are referenced, not copied, until the file is written; do not change
  * them in between. Tensors added with {@link #addLazy} are produced only as the file is written, one at a
  * time, so a file can be far larger than the memory it is written with.
  */
@@ -62,8 +63,11 @@ public final class SafetensorsWriter {
         float[] values() throws IOException;
     }
 
+    /** Bytes of another file, copied through a buffer as the file is written. */
+    private record FileRegion(Path file, long offset) {}
+
     private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw,
-                         MemorySegment segment, FloatSource lazy) {}
+                         FloatSource lazy, FileRegion region) {}
 
     /** Adds a {@code __metadata__} entry, replacing any earlier value of {@code key}. */
     public SafetensorsWriter putMetadata(String key, String value) {
@@ -92,18 +96,18 @@ public final class SafetensorsWriter {
     public SafetensorsWriter addLazy(String name, DType dtype, FloatSource source, long... shape) {
         requireFloatType(name, dtype);
         long numel = checkedNumel(name, shape);
-        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), null, null, null,
-                Objects.requireNonNull(source, "source")));
+        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), null, null,
+                Objects.requireNonNull(source, "source"), null));
     }
 
-    /** Adds a tensor of any dtype as its little-endian bytes in a segment, e.g. mapped from another file. */
-    public SafetensorsWriter addRaw(String name, DType dtype, MemorySegment littleEndianBytes, long... shape) {
+    /**
+     * Adds a tensor of any dtype whose little-endian bytes lie in {@code file} from {@code offset}: they are
+     * read through a small buffer as the file is written, so they never become resident in this process
+     * (as a mapping's pages would).
+     */
+    public SafetensorsWriter addFileRegion(String name, DType dtype, Path file, long offset, long... shape) {
         long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
-        if (bytes != littleEndianBytes.byteSize()) {
-            throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " of " + dtype
-                    + " needs " + bytes + " bytes but " + littleEndianBytes.byteSize() + " were given");
-        }
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, littleEndianBytes, null));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset)));
     }
 
     private static void requireFloatType(String name, DType dtype) {
@@ -257,15 +261,8 @@ public final class SafetensorsWriter {
                         drain(buffer, channel);
                     }
                 }
-            } else if (tensor.segment != null) {
-                // straight from the segment (a mapped file, typically) to the channel, in slices a ByteBuffer can view
-                drain(buffer, channel);
-                for (long offset = 0; offset < tensor.byteSize; offset += 1L << 30) {
-                    ByteBuffer slice = tensor.segment.asSlice(offset, Math.min(1L << 30, tensor.byteSize - offset)).asByteBuffer();
-                    while (slice.hasRemaining()) {
-                        channel.write(slice);
-                    }
-                }
+            } else if (tensor.region != null) {
+                copyRegion(tensor, buffer, channel);
             } else {
                 float[] values = tensor.lazy != null ? tensor.lazy.values() : tensor.floats;
                 if ((long) values.length * tensor.dtype.byteSize() != tensor.byteSize) {
@@ -276,6 +273,29 @@ public final class SafetensorsWriter {
             }
         }
         drain(buffer, channel);
+    }
+
+    private static void copyRegion(Entry tensor, ByteBuffer buffer, WritableByteChannel channel) throws IOException {
+        try (FileChannel source = FileChannel.open(tensor.region.file(), StandardOpenOption.READ)) {
+            long position = tensor.region.offset();
+            long end = position + tensor.byteSize;
+            if (source.size() < end) {
+                throw new IOException(tensor.region.file() + ": ends before tensor '" + tensor.name + "' does");
+            }
+            while (position < end) {
+                int limit = (int) Math.min(buffer.remaining(), end - position);
+                ByteBuffer slice = buffer.slice(buffer.position(), limit);
+                int read = source.read(slice, position);
+                if (read < 0) {
+                    throw new IOException(tensor.region.file() + ": ends before tensor '" + tensor.name + "' does");
+                }
+                buffer.position(buffer.position() + read);
+                position += read;
+                if (!buffer.hasRemaining()) {
+                    drain(buffer, channel);
+                }
+            }
+        }
     }
 
     private static void putFloats(DType dtype, float[] values, ByteBuffer buffer, WritableByteChannel channel)

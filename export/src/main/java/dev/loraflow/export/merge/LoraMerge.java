@@ -12,6 +12,7 @@ import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.SafetensorsWriter;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import dev.loraflow.core.safetensors.TensorInfo;
@@ -50,8 +51,8 @@ import java.util.stream.Stream;
  * files' tensor names (GPT-2's {@code transformer.} prefix kept or not as the base has it; a tied
  * {@code lm_head.weight} left out, as {@code save_pretrained} does), and the base's tokenizer files.
  *
- * <p>The merge streams: the base stays mapped, and each tensor is read, merged and written in the order
- * of the output file, unchanged ones straight from the mapping to the file, so memory holds about one
+ * <p>The merge streams: each tensor is read, merged and written in the order of the output file,
+ * unchanged ones copied from the base's file through a small buffer (never mapped whole), so memory holds about one
  * tensor (plus the adapter) whatever the model's size; the output's SHA-256 is taken as it is written.
  */
 public final class LoraMerge {
@@ -237,7 +238,8 @@ public final class LoraMerge {
                 DType dtype = stored.isReadableAsFloat32() ? options.dtype().of(stored) : stored;
                 Target target = name.equals(checkpointNames.get(canonical)) ? targetsByTensor.get(canonical) : null;
                 if (target == null && dtype == stored) {
-                    writer.addRaw(name, stored, base.rawBytes(name), info.shape());
+                    SafetensorsFile shard = base.shardOf(name);
+                    writer.addFileRegion(name, stored, shard.path(), shard.fileOffset(name), info.shape());
                 } else if (dtype == DType.F64) {
                     // float64 is rare enough in checkpoints to be converted eagerly
                     float[] weight = base.readFloat32(name);
