@@ -1,6 +1,7 @@
 """LoRA training throughput of plain PyTorch on CPU: the reference run-training.sh sets loraflow against.
 
-GPT-2 small (Hugging Face GPT2LMHeadModel semantics) or a Llama of similar size, random frozen float32
+GPT-2 small (Hugging Face GPT2LMHeadModel semantics), a Llama of similar size, or the Llama 3.2 1B and
+Qwen2.5 0.5B shapes (Llama's block; Qwen2's q/k/v biases; tied heads; Llama 3's RoPE scaling), random frozen float32
 base weights, LoRA r=8 alpha=16 dropout 0.05 on GPT-2's c_attn or Llama's q_proj and v_proj (PEFT
 semantics). One step = forward, mean causal-LM cross-entropy on shifted labels, backward, AdamW step,
 zero_grad. Prints one JSON line; tokens_per_s is batch * seq * steps over the measured steps' total time.
@@ -25,8 +26,16 @@ IGNORE_INDEX = -100
 INIT_STD = 0.02
 
 GPT2_SMALL = dict(vocab=50257, positions=1024, hidden=768, layers=12, heads=12, inner=3072, eps=1e-5)
-LLAMA_SIMILAR = dict(vocab=32000, hidden=768, layers=12, heads=12, kv_heads=4, intermediate=2048,
-                     rope_theta=10000.0, eps=1e-5)
+# Llama-block shapes: a Llama of GPT-2 small's size, and the released Llama 3.2 1B and Qwen2.5 0.5B
+# (config.json values; Qwen2 adds biases to q/k/v_proj, both tie the head to the embedding, Llama 3 scales RoPE).
+DECODERS = {
+    "llama": dict(vocab=32000, hidden=768, layers=12, heads=12, kv_heads=4, head_dim=64, intermediate=2048,
+                  rope_theta=10000.0, eps=1e-5, tied=False, qkv_bias=False, llama3=None),
+    "llama-3.2-1b": dict(vocab=128256, hidden=2048, layers=16, heads=32, kv_heads=8, head_dim=64, intermediate=8192,
+                         rope_theta=500000.0, eps=1e-5, tied=True, qkv_bias=False, llama3=(32.0, 1.0, 4.0, 8192)),
+    "qwen2.5-0.5b": dict(vocab=151936, hidden=896, layers=24, heads=14, kv_heads=2, head_dim=64, intermediate=4864,
+                         rope_theta=1000000.0, eps=1e-6, tied=True, qkv_bias=True, llama3=None),
+}
 
 
 def frozen(*shape, std=INIT_STD):
@@ -67,15 +76,16 @@ class Conv1D(nn.Module):
 
 
 class Linear(nn.Module):
-    """Bias-free nn.Linear layout (weight [out, in]), as Llama's projections; optionally with a LoRA branch."""
+    """nn.Linear layout (weight [out, in]), as Llama's projections, a bias where Qwen2 has one; optionally LoRA."""
 
-    def __init__(self, in_features, out_features, lora=None):
+    def __init__(self, in_features, out_features, lora=None, bias=False):
         super().__init__()
         self.weight = frozen(out_features, in_features)
+        self.bias = frozen_constant(0.0, out_features) if bias else None
         self.lora = LoraBranch(in_features, out_features, **lora) if lora else None
 
     def forward(self, x):
-        y = F.linear(x, self.weight)
+        y = F.linear(x, self.weight, self.bias)
         return y if self.lora is None else y + self.lora(x)
 
 
@@ -147,13 +157,14 @@ class LlamaBlock(nn.Module):
         e = c["hidden"]
         self.heads = c["heads"]
         self.kv_heads = c["kv_heads"]
-        self.head_dim = e // c["heads"]
+        self.head_dim = c["head_dim"]
         kv = self.kv_heads * self.head_dim
+        q = self.heads * self.head_dim
         self.input_layernorm = RmsNorm(e, c["eps"])
-        self.q_proj = Linear(e, e, lora)
-        self.k_proj = Linear(e, kv)
-        self.v_proj = Linear(e, kv, lora)
-        self.o_proj = Linear(e, e)
+        self.q_proj = Linear(e, q, lora, c["qkv_bias"])
+        self.k_proj = Linear(e, kv, None, c["qkv_bias"])
+        self.v_proj = Linear(e, kv, lora, c["qkv_bias"])
+        self.o_proj = Linear(q, e)
         self.post_attention_layernorm = RmsNorm(e, c["eps"])
         self.gate_proj = Linear(e, c["intermediate"])
         self.up_proj = Linear(e, c["intermediate"])
@@ -171,7 +182,7 @@ class LlamaBlock(nn.Module):
         group = self.heads // self.kv_heads
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
-        x = x + self.o_proj(causal_attention(q, k, v, mask).transpose(1, 2).reshape(b, t, e))
+        x = x + self.o_proj(causal_attention(q, k, v, mask).transpose(1, 2).reshape(b, t, -1))
         h = self.post_attention_layernorm(x)
         return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
 
@@ -182,14 +193,28 @@ class Llama(nn.Module):
         self.embed_tokens = frozen(c["vocab"], c["hidden"])
         self.layers = nn.ModuleList(LlamaBlock(c, lora) for _ in range(c["layers"]))
         self.norm = RmsNorm(c["hidden"], c["eps"])
-        self.lm_head = frozen(c["vocab"], c["hidden"])
-        self.head_dim = c["hidden"] // c["heads"]
+        self.lm_head = self.embed_tokens if c["tied"] else frozen(c["vocab"], c["hidden"])
+        self.head_dim = c["head_dim"]
         self.rope_theta = c["rope_theta"]
+        self.llama3 = c["llama3"]
+
+    def inverse_frequencies(self):
+        inv_freq = 1.0 / self.rope_theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        if self.llama3 is None:
+            return inv_freq
+        # transformers' _compute_llama3_parameters
+        factor, low, high, old = self.llama3
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old / low, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old / high) * ~(wavelen > old / low)
+        return torch.where(medium, smoothed, scaled)
 
     def forward(self, ids):
         t = ids.shape[1]
         mask = torch.ones(t, t, dtype=torch.bool).triu(1)
-        inv_freq = 1.0 / self.rope_theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        inv_freq = self.inverse_frequencies()
         angles = torch.outer(torch.arange(t, dtype=torch.float32), inv_freq)
         angles = torch.cat((angles, angles), dim=-1)  # [T, d]
         cos, sin = angles.cos(), angles.sin()
@@ -208,7 +233,7 @@ def shifted_targets(ids):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", choices=("gpt2", "llama"), required=True)
+    parser.add_argument("--arch", choices=("gpt2",) + tuple(DECODERS), required=True)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5, help="measured steps")
@@ -228,7 +253,7 @@ def main():
             parser.error("--seq-len %d exceeds GPT-2's %d positions" % (args.seq_len, config["positions"]))
         model = Gpt2(config, lora)
     else:
-        config = LLAMA_SIMILAR
+        config = DECODERS[args.arch]
         model = Llama(config, lora)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -5,10 +5,11 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.model.CausalLanguageModel;
-import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.LoraTargets;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.model.ModelPresets;
 import dev.loraflow.core.model.WeightSpec;
 import dev.loraflow.core.optim.AdamW;
 import dev.loraflow.core.peft.LoraAdapterConfig;
@@ -26,13 +27,13 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * LoRA training throughput of a whole step (forward, backward, clipping, AdamW) on a GPT-2-small- or
- * Llama-shaped model with random weights: the Java half of {@code bench/run-training.sh}, whose PyTorch
+ * LoRA training throughput of a whole step (forward, backward, clipping, AdamW) on a model of a
+ * released shape (GPT-2 small, a Llama of its size, or any {@link ModelPresets} entry) with random weights: the Java half of {@code bench/run-training.sh}, whose PyTorch
  * half ({@code bench/torch_lora_train.py}) runs the same step. A whole training step is seconds long
  * and allocates nothing after the first, so plain wall-clock timing of warm steps is what JMH would
  * measure too; it prints one JSON line with the same fields as the PyTorch script.
  *
- * <p>{@code --arch gpt2|llama --batch-size B --seq-len T --steps N --warmup W}
+ * <p>{@code --arch gpt2|llama|PRESET --batch-size B --seq-len T --steps N --warmup W}
  */
 public final class TrainingThroughput {
 
@@ -53,13 +54,14 @@ public final class TrainingThroughput {
         int steps = Integer.parseInt(options.get("--steps"));
         int warmup = Integer.parseInt(options.get("--warmup"));
 
-        // The shapes and targets of bench/torch_lora_train.py.
+        // The shapes of bench/torch_lora_train.py: GPT-2 small, a Llama of its size, or any ModelPresets entry
+        // (every decoder family: llama-3.2-1b, qwen2.5-0.5b, mistral-7b-v0.3, gemma-2-2b, phi-3-mini-4k, ...).
         ModelConfig config = switch (arch) {
-            case "gpt2" -> new Gpt2Config(50257, 1024, 768, 12, 12, 3072, 1e-5);
             case "llama" -> DecoderConfig.llama(32000, 768, 2048, 12, 12, 4, 64, 2048, 1e-5, 10000, false);
-            default -> throw new IllegalArgumentException("--arch must be gpt2 or llama, got " + arch);
+            default -> ModelPresets.get(arch);
         };
-        List<String> targets = arch.equals("gpt2") ? List.of("c_attn") : List.of("q_proj", "v_proj");
+        // PEFT's default targets of the model_type: c_attn for GPT-2, q_proj and v_proj (phi3: qkv_proj).
+        List<String> targets = LoraTargets.architectureDefault(config);
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(8).loraAlpha(16).loraDropout(0.05)
                 .targetModules(targets.toArray(String[]::new)).build();
         CausalLanguageModel model = CausalLanguageModel.create(config, randomWeights(config), lora, 1);
@@ -118,7 +120,9 @@ public final class TrainingThroughput {
         for (WeightSpec spec : ModelLayout.of(config).weights()) {
             float[] values = new float[Math.toIntExact(spec.numel())];
             switch (spec.role()) {
-                case NORM_WEIGHT -> Arrays.fill(values, 1f);
+                // Gemma stores its norm weights as offsets from 1.
+                case NORM_WEIGHT -> Arrays.fill(values, config instanceof DecoderConfig decoder
+                        && decoder.family().normWeightOffsetByOne() ? 0f : 1f);
                 case NORM_BIAS, LINEAR_BIAS -> { }
                 default -> {
                     for (int i = 0; i < values.length; i++) {

@@ -45,8 +45,10 @@ class EngineTest {
     Path dir;
 
     static Stream<Arguments> architectures() {
-        return Stream.of(Arguments.of(TinyModels.GPT2.modelType(), TinyModels.GPT2),
-                Arguments.of(TinyModels.LLAMA.modelType(), TinyModels.LLAMA));
+        return Stream.concat(Stream.of(Arguments.of(TinyModels.GPT2.modelType(), TinyModels.GPT2),
+                Arguments.of(TinyModels.LLAMA.modelType(), TinyModels.LLAMA)),
+                TinyModels.FAMILIES.stream().map(config -> Arguments.of(
+                        config.modelType() + (config.ropeScaling() != null ? "3" : ""), config)));
     }
 
     /** Listens for one generation; its tokens as streamed and the completion. */
@@ -339,6 +341,7 @@ class EngineTest {
         // Another rank on fewer modules: stacked along r, rows must not pick up each other's ranks.
         CausalLanguageModel second = TinyModels.adapted(config, weights, 12, 3, switch (config) {
             case Gpt2Config _ -> new String[] {"c_attn"};
+            case DecoderConfig decoder when decoder.family().fusedProjections() -> new String[] {"qkv_proj"};
             case DecoderConfig _ -> new String[] {"q_proj", "up_proj"};
         });
         CausalLanguageModel base = CausalLanguageModel.create(config, weights, null, 0);

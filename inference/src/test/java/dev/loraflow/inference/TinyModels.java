@@ -4,7 +4,9 @@ import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.DecoderConfig.Family;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.RopeScaling;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
@@ -13,6 +15,7 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -26,6 +29,22 @@ public final class TinyModels {
     /** Grouped-query attention: 4 heads over 2, head_dim 8, context 64. */
     public static final DecoderConfig LLAMA = DecoderConfig.llama(ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 8, 64,
             1e-5, 10000, false);
+
+    /**
+     * Every other decoder family at the same size: Llama 3's scaled RoPE, Qwen2's biases, windows of 5 and 6
+     * (Mistral, Gemma 2 on every other layer, Phi-3), Gemma's norms and caps, Phi-3's fused projections.
+     */
+    public static final List<DecoderConfig> FAMILIES = List.of(
+            DecoderConfig.of(Family.LLAMA, ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 8, 64, 1e-5, 500000, false)
+                    .withRopeScaling(RopeScaling.llama3(8, 1, 4, 16)),
+            DecoderConfig.of(Family.QWEN2, ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 8, 64, 1e-6, 1e6, true),
+            DecoderConfig.of(Family.MISTRAL, ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 8, 64, 1e-5, 1e6, false)
+                    .withSlidingWindow(5),
+            DecoderConfig.of(Family.GEMMA, ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 1, 16, 64, 1e-6, 10000, true),
+            DecoderConfig.of(Family.GEMMA2, ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 16, 64, 1e-6, 10000, true)
+                    .withSlidingWindow(5),
+            DecoderConfig.of(Family.PHI3, ByteLevelTokenizerJson.VOCAB_SIZE, 32, 48, 2, 4, 2, 8, 64, 1e-5, 10000, false)
+                    .withSlidingWindow(6));
 
     private TinyModels() {}
 
@@ -41,6 +60,7 @@ public final class TinyModels {
     public static CausalLanguageModel adapted(ModelConfig config, Map<String, float[]> weights, long seed) {
         return adapted(config, weights, seed, 2, switch (config) {
             case Gpt2Config _ -> new String[] {"c_attn", "c_fc"};
+            case DecoderConfig decoder when decoder.family().fusedProjections() -> new String[] {"qkv_proj", "gate_up_proj"};
             case DecoderConfig _ -> new String[] {"q_proj", "v_proj", "up_proj"};
         });
     }

@@ -33,6 +33,7 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.UUID;
 import java.util.function.Predicate;
+import java.util.stream.Stream;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
@@ -49,6 +50,8 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
 
 /** The trainer service against a real Kafka broker: jobs, batches, checkpoints, dead letters, REST. */
 @QuarkusTest
@@ -150,6 +153,39 @@ class TrainerKafkaTest {
         assertEquals(6, JSON.readTree(firstEvent.substring(5)).path("step").asInt(), firstEvent);
         given().get("/jobs/nope").then().statusCode(404).body("error", containsString("nope"));
         given().get("/q/metrics").then().statusCode(200).body(containsString("loraflow_trainer_steps"));
+    }
+
+    static Stream<String> familyBases() {
+        return TrainingFixtures.FAMILY_BASES.keySet().stream();
+    }
+
+    /** Every decoder family trains from Kafka: two steps, the final adapter byte for byte what the CLI trains. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("familyBases")
+    void everyDecoderFamilyTrainsFromKafka(String baseName) throws Exception {
+        await("/q/health/ready");
+        String id = "family-" + baseName;
+        TrainingJob job = TrainingFixtures.job(id, baseName, 2, 2);
+        given().contentType("application/json").header("Authorization", "Bearer " + TrainerProfile.API_KEY)
+                .body(job.toJson().toString()).post("/jobs").then().statusCode(202).body("job_id", equalTo(id));
+        List<Example> examples = TrainingFixtures.examples(2 * 4, 21);
+        try (KafkaProducer<byte[], byte[]> producer = producer()) {
+            send(producer, "loraflow.training.batches", id, TrainingBatch.encode(id, 0, examples));
+        }
+        List<JsonNode> events = readUntil("loraflow.adapter.checkpoints",
+                seen -> seen.stream().anyMatch(e -> e.path("job_id").asText().equals(id) && e.path("final").asBoolean()),
+                Duration.ofMinutes(2));
+        JsonNode last = events.stream().filter(e -> e.path("job_id").asText().equals(id) && e.path("final").asBoolean())
+                .findFirst().orElseThrow();
+        CheckpointEvent checkpoint = CheckpointEvent.parse(JSON.writeValueAsBytes(last));
+
+        Path reference = TrainerProfile.ROOT.resolve("reference-" + baseName);
+        BaseModels.Base base = new BaseModels(TrainerProfile.ROOT.resolve("models")).get(baseName);
+        TrainingFixtures.trainDirectly(base, job, examples, reference);
+        Path stored = new LocalArtifactStore(TrainerProfile.ROOT.resolve("store")).open(
+                URI.create(checkpoint.adapterUri()), checkpoint.adapterSha256());
+        assertArrayEquals(Files.readAllBytes(reference.resolve(PeftAdapter.WEIGHTS_FILE)),
+                Files.readAllBytes(stored.resolve(PeftAdapter.WEIGHTS_FILE)), baseName);
     }
 
     @Test

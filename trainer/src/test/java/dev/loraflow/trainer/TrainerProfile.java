@@ -20,6 +20,7 @@ public class TrainerProfile implements QuarkusTestProfile {
         try {
             Path root = Files.createTempDirectory("loraflow-trainer-test-");
             TrainingFixtures.writeBase(root.resolve("models"));
+            TrainingFixtures.writeFamilyBases(root.resolve("models"));
             return root;
         } catch (IOException e) {
             throw new UncheckedIOException(e);

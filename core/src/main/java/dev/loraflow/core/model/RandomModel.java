@@ -74,10 +74,11 @@ public final class RandomModel {
 
     /**
      * Writes {@value #CONFIG_FILE}, {@code model.safetensors} (F32, tensors named as the *ForCausalLM
-     * model's {@code save_pretrained} names them, a tied output head left out) and, when the vocabulary
-     * has room for the 256 bytes and an end-of-text token, the byte-level tokenizer of
-     * {@link ByteLevelTokenizerJson}, whose end-of-text id 256 the config then names as
-     * {@code bos_token_id} and {@code eos_token_id}.
+     * model's {@code save_pretrained} names them, a tied output head left out) and, when
+     * {@link ByteLevelTokenizerJson#fits} the vocabulary, the byte-level tokenizer of
+     * {@link ByteLevelTokenizerJson} with merges filling every id, whose end-of-text id 256 the config
+     * then names as {@code bos_token_id} and {@code eos_token_id}. No tokenizer is written for a
+     * vocabulary it cannot fill, so that every id a model has can be decoded by its tokenizer.
      *
      * @throws FileAlreadyExistsException if {@code outDir} exists and is not empty: a model directory is
      *     never overwritten
@@ -87,10 +88,14 @@ public final class RandomModel {
     }
 
     /**
-     * The same with the weights stored as {@code dtype} (F32, F16 or BF16, rounded to nearest even). Each
-     * tensor is drawn as the file is written, so memory holds one tensor whatever the model's size.
+     * {@link #write(ModelConfig, long, Path)} with the tensors stored in {@code dtype} (F32, BF16 or F16,
+     * each rounded once from the float32 initialisation). Each tensor is drawn as the file is written, so
+     * memory holds one tensor whatever the model's size.
      */
     public static void write(ModelConfig config, long seed, DType dtype, Path outDir) throws IOException {
+        if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16) {
+            throw new IllegalArgumentException("a model's weights are stored F32, BF16 or F16, not " + dtype);
+        }
         Files.createDirectories(outDir);
         try (Stream<Path> existing = Files.list(outDir)) {
             if (existing.findAny().isPresent()) {
@@ -112,8 +117,8 @@ public final class RandomModel {
         writer.write(outDir.resolve(SafetensorsWriter.SINGLE_FILE));
 
         ObjectNode configJson = (ObjectNode) new ObjectMapper().readTree(config.toJson());
-        if (config.vocabSize() >= ByteLevelTokenizerJson.VOCAB_SIZE) {
-            ByteLevelTokenizerJson.write(outDir, config.maxPositions());
+        if (ByteLevelTokenizerJson.fits(config.vocabSize())) {
+            ByteLevelTokenizerJson.write(outDir, config.maxPositions(), config.vocabSize());
             configJson.put("bos_token_id", ByteLevelTokenizerJson.END_OF_TEXT_ID);
             configJson.put("eos_token_id", ByteLevelTokenizerJson.END_OF_TEXT_ID);
         }

@@ -2,6 +2,7 @@ package dev.loraflow.core.text;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.io.AtomicFiles;
@@ -11,18 +12,26 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
- * The smallest tokenizer that encodes any text: GPT-2's byte-level BPE with no merges, so every UTF-8
- * byte is one token whose id is the byte's value, plus {@value #END_OF_TEXT} as id 256. Models
- * generated without a download use it, so text prompts and answers work end to end on them.
+ * A tokenizer that encodes any text, for models generated without a download: GPT-2's byte-level BPE,
+ * every UTF-8 byte one token whose id is the byte's value, {@value #END_OF_TEXT} as id 256, and — for
+ * a larger vocabulary — merges that fill every further id, so that each id of the model decodes to
+ * text and that text encodes again (to ids that decode to the same text). The merged tokens are
+ * strings of lowercase ASCII letters, in order of length: "aa", "ab", …, "zz", "aaa", …, each the merge
+ * of its first letters' token and its last letter, which caps the vocabulary at
+ * {@link #MAX_VOCAB_SIZE}; beyond it no tokenizer is written.
  */
 public final class ByteLevelTokenizerJson {
 
     public static final String END_OF_TEXT = "<|endoftext|>";
     public static final int END_OF_TEXT_ID = 256;
-    /** The 256 byte tokens and the end-of-text token. */
+    /** The 256 byte tokens and the end-of-text token: the vocabulary without merges. */
     public static final int VOCAB_SIZE = END_OF_TEXT_ID + 1;
+    /** The largest vocabulary the letter merges fill: words of 2 to 4 letters, 26² + 26³ + 26⁴ of them. */
+    public static final int MAX_VOCAB_SIZE = VOCAB_SIZE + 26 * 26 + 26 * 26 * 26 + 26 * 26 * 26 * 26;
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -48,8 +57,26 @@ public final class ByteLevelTokenizerJson {
         return BYTE_TOKENS[b];
     }
 
-    /** The tokenizer.json text, laid out as the tokenizers library saves it. */
+    /** Whether {@link #tokenizerJson(int)} can fill a vocabulary of this size. */
+    public static boolean fits(int vocabSize) {
+        return vocabSize >= VOCAB_SIZE && vocabSize <= MAX_VOCAB_SIZE;
+    }
+
+    /** The tokenizer.json text of the 257-token vocabulary, laid out as the tokenizers library saves it. */
     public static String tokenizerJson() {
+        return tokenizerJson(VOCAB_SIZE);
+    }
+
+    /**
+     * The tokenizer.json text of a vocabulary of {@code vocabSize} ids: bytes, end of text, then merges.
+     *
+     * @throws IllegalArgumentException unless {@link #fits}(vocabSize)
+     */
+    public static String tokenizerJson(int vocabSize) {
+        if (!fits(vocabSize)) {
+            throw new IllegalArgumentException("a byte-level tokenizer with letter merges has " + VOCAB_SIZE + " to "
+                    + MAX_VOCAB_SIZE + " tokens, not " + vocabSize);
+        }
         var json = JsonNodeFactory.instance;
         ObjectNode root = json.objectNode();
         root.put("version", "1.0");
@@ -80,7 +107,24 @@ public final class ByteLevelTokenizerJson {
         for (int b = 0; b < 256; b++) {
             vocab.put(byteToken(b), b);
         }
-        model.putArray("merges");
+        // In the model's vocabulary too, as in GPT-2's: the tokenizers library re-numbers an added token
+        // whose id falls inside the model's vocabulary but is not one of its entries.
+        vocab.put(END_OF_TEXT, END_OF_TEXT_ID);
+        ArrayNode merges = model.putArray("merges");
+        List<String> words = new ArrayList<>();
+        for (char letter = 'a'; letter <= 'z'; letter++) {
+            words.add(String.valueOf(letter));
+        }
+        // Breadth first: every word of the list, in order, grows by each letter, so shorter words come first.
+        for (int prefix = 0, id = VOCAB_SIZE; id < vocabSize; prefix++) {
+            String word = words.get(prefix);
+            for (char letter = 'a'; letter <= 'z' && id < vocabSize; letter++, id++) {
+                String merged = word + letter;
+                words.add(merged);
+                vocab.put(merged, id);
+                merges.add(word + " " + letter);
+            }
+        }
         try {
             return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(root) + "\n";
         } catch (JsonProcessingException e) {
@@ -119,9 +163,15 @@ public final class ByteLevelTokenizerJson {
 
     /** Atomically writes {@value Tokenizer#FILE_NAME} and {@value Tokenizer#CONFIG_FILE_NAME} into {@code directory}. */
     public static void write(Path directory, int modelMaxLength) throws IOException {
+        write(directory, modelMaxLength, VOCAB_SIZE);
+    }
+
+    /** {@link #write(Path, int)} with merges filling a vocabulary of {@code vocabSize} ids; see {@link #fits}. */
+    public static void write(Path directory, int modelMaxLength, int vocabSize) throws IOException {
         String config = tokenizerConfigJson(modelMaxLength);
+        String tokenizer = tokenizerJson(vocabSize);
         Files.createDirectories(directory);
-        AtomicFiles.write(directory.resolve(Tokenizer.FILE_NAME), tokenizerJson().getBytes(StandardCharsets.UTF_8));
+        AtomicFiles.write(directory.resolve(Tokenizer.FILE_NAME), tokenizer.getBytes(StandardCharsets.UTF_8));
         AtomicFiles.write(directory.resolve(Tokenizer.CONFIG_FILE_NAME), config.getBytes(StandardCharsets.UTF_8));
     }
 }

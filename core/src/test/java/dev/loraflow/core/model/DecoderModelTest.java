@@ -36,7 +36,7 @@ class DecoderModelTest {
         return DecoderConfig.llama(VOCAB, 16, 32, 2, 4, 2, 4, CONTEXT, 1e-5, 10000, tied);
     }
 
-    /** Random weights: linear ones ~ N(0, 1/in), norms near 1, embeddings ~ N(0, embeddingStd²). */
+    /** Random weights: linear ones ~ N(0, 1/in), biases ~ N(0, 0.01), norms near 1, embeddings ~ N(0, embeddingStd²). */
     static Map<String, float[]> randomWeights(DecoderConfig config, double embeddingStd, long seed) {
         Random random = new Random(seed);
         Map<String, float[]> weights = new LinkedHashMap<>();
@@ -47,6 +47,7 @@ class DecoderModelTest {
                 double gaussian = random.nextGaussian();
                 value[i] = (float) switch (spec.role()) {
                     case NORM_WEIGHT -> 1 + 0.1 * gaussian;
+                    case LINEAR_BIAS -> 0.1 * gaussian;
                     case TOKEN_EMBEDDING, OUTPUT_HEAD -> embeddingStd * gaussian;
                     default -> gaussian / Math.sqrt(shape[1]);
                 };
@@ -57,7 +58,7 @@ class DecoderModelTest {
     }
 
     /** Rank 2, alpha 4 on every linear module, the output head included. */
-    private static List<LoraTarget> everyModule(DecoderConfig config, int rank) {
+    static List<LoraTarget> everyModule(DecoderConfig config, int rank) {
         ModelLayout layout = ModelLayout.of(config);
         return layout.linearModules().stream()
                 .map(module -> new LoraTarget(layout.peftModulePath(module.path()), module.in(), module.out(),
@@ -65,7 +66,7 @@ class DecoderModelTest {
                 .toList();
     }
 
-    private static void randomizeLoraB(DecoderModel model, long seed) {
+    static void randomizeLoraB(DecoderModel model, long seed) {
         Random random = new Random(seed);
         for (Parameter parameter : model.trainableParameters()) {
             if (parameter.name().endsWith("lora_B.weight")) {
@@ -77,12 +78,12 @@ class DecoderModelTest {
         }
     }
 
-    private static int[] randomTokens(long seed) {
+    static int[] randomTokens(long seed) {
         return new Random(seed).ints(BATCH * SEQ_LEN, 0, VOCAB).toArray();
     }
 
     /** Next-token targets within each sequence, −100 at each sequence's end and at one position inside. */
-    private static int[] shiftedTargets(int[] tokens) {
+    static int[] shiftedTargets(int[] tokens) {
         int[] targets = new int[tokens.length];
         for (int b = 0; b < BATCH; b++) {
             for (int t = 0; t < SEQ_LEN; t++) {
@@ -113,8 +114,21 @@ class DecoderModelTest {
         randomizeLoraB(model, 2);
         int[] tokens = randomTokens(3);
         int[] nextTokens = shiftedTargets(tokens);
-        CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
         boolean training = dropout > 0;
+
+        int sampled = assertGradientsMatchFiniteDifferences(model, tokens, nextTokens, training, 1e-2f);
+
+        assertEquals(adapted.equals("all") ? 30 : 8, sampled);
+    }
+
+    /**
+     * Runs a forward and backward on BATCH × SEQ_LEN tokens, then checks the LoRA gradients of the first
+     * two blocks and the output head, two random entries a tensor, against central differences of the
+     * float loss with step h (see {@link #gradientsMatchFiniteDifferences}). Returns how many tensors it sampled.
+     */
+    static int assertGradientsMatchFiniteDifferences(DecoderModel model, int[] tokens, int[] nextTokens,
+                                                     boolean training, float h) {
+        CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
         long key = 11;
 
         model.forwardWithTargets(tokens, nextTokens, ws, training, key);
@@ -128,12 +142,10 @@ class DecoderModelTest {
                 sampled.add(parameter);
             }
         }
-        assertEquals(adapted.equals("all") ? 30 : 8, sampled.size());
         Random random = new Random(5);
         List<Double> relativeErrors = new ArrayList<>();
         int passed = 0;
         List<String> failures = new ArrayList<>();
-        float h = 1e-2f;
         for (Parameter parameter : sampled) {
             for (int sample = 0; sample < 2; sample++) {
                 int index = random.nextInt(parameter.size());
@@ -161,6 +173,7 @@ class DecoderModelTest {
         assertTrue(median < 1e-3, "median relative error " + median);
         assertTrue(sampled.stream().anyMatch(p -> p.name().contains("lora_A") && nonZero(p.grad())),
                 "A's gradients are non-trivial");
+        return sampled.size();
     }
 
     private static boolean nonZero(float[] values) {

@@ -12,8 +12,10 @@ import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.DecoderConfig.Family;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.model.RopeScaling;
 import dev.loraflow.core.model.WeightSpec;
 import dev.loraflow.core.optim.AdamW;
 import dev.loraflow.core.peft.LoraAdapterConfig;
@@ -49,10 +51,30 @@ class TrainerTest {
     static Stream<Arguments> architectures() {
         Gpt2Config gpt2 = new Gpt2Config(VOCAB, 2 * PAIRS, 32, 2, 4, 64, 1e-5);
         DecoderConfig llama = DecoderConfig.llama(VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 10000, false);
-        return Stream.of(Arguments.of("gpt2", gpt2, LoraAdapterConfig.builder().r(8).loraAlpha(16)
-                        .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build()),
-                Arguments.of("llama", llama, LoraAdapterConfig.builder().r(8).loraAlpha(16)
-                        .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build()));
+        LoraAdapterConfig allLinear = LoraAdapterConfig.builder().r(8).loraAlpha(16)
+                .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build();
+        // Every other decoder family with its defining flags: Llama 3's scaled RoPE, Qwen2's biases, windows
+        // shorter than the sequence (Mistral, Gemma 2, Phi-3), Gemma's norms and caps, Phi-3's fused projections.
+        Stream<Arguments> families = Stream.of(
+                DecoderConfig.of(Family.LLAMA, VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 500000, false)
+                        .withRopeScaling(RopeScaling.llama3(8, 1, 4, 8)),
+                DecoderConfig.of(Family.QWEN2, VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-6, 1e6, true),
+                DecoderConfig.of(Family.MISTRAL, VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 1e6, false)
+                        .withSlidingWindow(4),
+                DecoderConfig.of(Family.GEMMA, VOCAB, 32, 64, 2, 4, 1, 16, 2 * PAIRS, 1e-6, 10000, true),
+                DecoderConfig.of(Family.GEMMA2, VOCAB, 32, 64, 2, 4, 2, 16, 2 * PAIRS, 1e-6, 10000, true)
+                        .withSlidingWindow(4),
+                DecoderConfig.of(Family.PHI3, VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 10000, false)
+                        .withSlidingWindow(6))
+                .map(config -> Arguments.of(config.modelType() + (config.ropeScaling() != null ? "3" : ""), config,
+                        allLinear));
+        return Stream.concat(Stream.of(Arguments.of("gpt2", gpt2, allLinear), Arguments.of("llama", llama, allLinear)),
+                families);
+    }
+
+    /** GPT-2 and Llama: QLoRA's quantized base is the same for every decoder family. */
+    static Stream<Arguments> qloraArchitectures() {
+        return architectures().limit(2);
     }
 
     /** Weights as Transformers initialises them: N(0, 0.02) matrices, unit norms, zero biases. */
@@ -155,7 +177,7 @@ class TrainerTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @MethodSource("architectures")
+    @MethodSource("qloraArchitectures")
     void qloraOnAnNf4BaseLearnsTheTaskAndResumesBitIdentically(String arch, ModelConfig config, LoraAdapterConfig lora)
             throws IOException {
         Map<String, float[]> weights = initialWeights(config, 1);

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.TinyModels;
 import dev.loraflow.export.onnx.OnnxExporter.Options;
 import dev.loraflow.export.onnx.OnnxExporter.Provenance;
 import dev.loraflow.export.onnx.OnnxVerifier.Probe;
@@ -19,7 +20,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
-/** The exported graph under ONNX Runtime against core's Java forward, both architectures. */
+/** The exported graph under ONNX Runtime against core's Java forward, GPT-2 and every decoder family. */
 class OnnxExportTest {
 
     private static final Provenance NONE = new Provenance(null, null, null);
@@ -28,12 +29,18 @@ class OnnxExportTest {
     Path dir;
 
     static Stream<Arguments> probes() {
-        return Stream.of(TestModels.GPT2, TestModels.LLAMA, TestModels.LLAMA_TIED).flatMap(config -> Stream.of(
-                Arguments.of(config.modelType(), config, new Probe(1, 6, 4, true, 1)),
-                Arguments.of(config.modelType(), config, new Probe(4, 7, 5, true, 2)),
-                Arguments.of(config.modelType(), config, new Probe(1, 6, 3, false, 3)),
-                Arguments.of(config.modelType(), config, new Probe(4, 7, 3, false, 4)),
-                Arguments.of(config.modelType(), config, new Probe(4, 7, 0, true, 5))));
+        Stream<Arguments> gpt2AndLlama = Stream.of(TestModels.GPT2, TestModels.LLAMA, TestModels.LLAMA_TIED)
+                .flatMap(config -> Stream.of(
+                        Arguments.of(config.modelType(), config, new Probe(1, 6, 4, true, 1)),
+                        Arguments.of(config.modelType(), config, new Probe(4, 7, 5, true, 2)),
+                        Arguments.of(config.modelType(), config, new Probe(1, 6, 3, false, 3)),
+                        Arguments.of(config.modelType(), config, new Probe(4, 7, 3, false, 4)),
+                        Arguments.of(config.modelType(), config, new Probe(4, 7, 0, true, 5))));
+        // Each family padded and through the KV cache, and without it; 7 + 5 tokens pass every tiny window (3 to 5).
+        Stream<Arguments> families = TestModels.FAMILIES.stream().flatMap(config -> Stream.of(
+                Arguments.of(TinyModels.name(config), config, new Probe(4, 7, 5, true, 2)),
+                Arguments.of(TinyModels.name(config), config, new Probe(4, 7, 3, false, 4))));
+        return Stream.concat(gpt2AndLlama, families);
     }
 
     @ParameterizedTest(name = "{0} {2}")
@@ -49,8 +56,8 @@ class OnnxExportTest {
     }
 
     static Stream<Arguments> architectures() {
-        return Stream.of(TestModels.GPT2, TestModels.LLAMA, TestModels.LLAMA_TIED)
-                .map(config -> Arguments.of(config.modelType() + (config.tieWordEmbeddings() ? " tied" : ""), config));
+        return Stream.concat(Stream.of(TestModels.GPT2, TestModels.LLAMA, TestModels.LLAMA_TIED), TestModels.FAMILIES.stream())
+                .map(config -> Arguments.of(TinyModels.name(config) + (config.tieWordEmbeddings() ? " tied" : ""), config));
     }
 
     @ParameterizedTest(name = "{0}")

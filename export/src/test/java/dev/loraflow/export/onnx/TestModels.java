@@ -8,6 +8,7 @@ import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.TinyModels;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -23,6 +24,10 @@ final class TestModels {
     /** As {@link #LLAMA} with the head tied to the embedding and one key-value head per query head. */
     static final DecoderConfig LLAMA_TIED = DecoderConfig.llama(29, 24, 36, 2, 4, 4, 6, 32, 1e-6, 500000, true);
 
+    /** The decoder families beyond Llama 2's shape: core's tiny configs (Llama 3, Qwen2, Mistral, Gemma, Gemma 2, Phi-3). */
+    static final List<DecoderConfig> FAMILIES = TinyModels.DECODER_FAMILIES.stream()
+            .filter(config -> config != TinyModels.LLAMA).toList();
+
     private TestModels() {}
 
     /** Every attention and MLP module (GPT-2's "c_proj" names both attn.c_proj and mlp.c_proj); Llama's output head too. */
@@ -30,6 +35,8 @@ final class TestModels {
         LoraAdapterConfig.Builder builder = LoraAdapterConfig.builder().r(2).loraAlpha(4).loraDropout(0.1);
         return switch (config) {
             case Gpt2Config _ -> builder.targetModules("c_attn", "c_proj", "c_fc").build();
+            case DecoderConfig decoder when decoder.family().fusedProjections() -> builder.targetModules("qkv_proj",
+                    "o_proj", "gate_up_proj", "down_proj", "lm_head").build();
             case DecoderConfig _ -> builder.targetModules("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                     "up_proj", "down_proj", "lm_head").build();
         };

@@ -3,8 +3,11 @@ package dev.loraflow.trainer.service;
 import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.DecoderConfig.Family;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.RandomModel;
+import dev.loraflow.core.model.RopeScaling;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.train.Trainer;
 import dev.loraflow.platform.events.EventFormatException;
@@ -13,7 +16,10 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /** A tiny base model, a job on it, examples, and the adapter `./loraflow train --no-shuffle` makes of them. */
 public final class TrainingFixtures {
@@ -23,18 +29,52 @@ public final class TrainingFixtures {
 
     private TrainingFixtures() {}
 
+    /**
+     * A tiny base of every decoder family beside the GPT-2 one, named tiny-&lt;model_type&gt;: each with the
+     * flags that make it that family (Llama 3's scaled RoPE, Qwen2's biases, windows shorter than the
+     * sequences, Gemma's norms and caps, Phi-3's fused projections).
+     */
+    public static final Map<String, DecoderConfig> FAMILY_BASES = familyBases();
+
+    private static Map<String, DecoderConfig> familyBases() {
+        Map<String, DecoderConfig> bases = new LinkedHashMap<>();
+        bases.put("tiny-llama3", DecoderConfig.of(Family.LLAMA, VOCAB, 32, 64, 2, 4, 2, 8, 32, 1e-5, 500000, false)
+                .withRopeScaling(RopeScaling.llama3(8, 1, 4, 16)));
+        bases.put("tiny-qwen2", DecoderConfig.of(Family.QWEN2, VOCAB, 32, 64, 2, 4, 2, 8, 32, 1e-6, 1e6, true));
+        bases.put("tiny-mistral", DecoderConfig.of(Family.MISTRAL, VOCAB, 32, 64, 2, 4, 2, 8, 32, 1e-5, 1e6, false)
+                .withSlidingWindow(5));
+        bases.put("tiny-gemma", DecoderConfig.of(Family.GEMMA, VOCAB, 32, 64, 2, 4, 1, 16, 32, 1e-6, 10000, true));
+        bases.put("tiny-gemma2", DecoderConfig.of(Family.GEMMA2, VOCAB, 32, 64, 2, 4, 2, 16, 32, 1e-6, 10000, true)
+                .withSlidingWindow(5));
+        bases.put("tiny-phi3", DecoderConfig.of(Family.PHI3, VOCAB, 32, 64, 2, 4, 2, 8, 32, 1e-5, 10000, false)
+                .withSlidingWindow(6));
+        return Collections.unmodifiableMap(bases);
+    }
+
     public static void writeBase(Path modelsRoot) throws IOException {
         RandomModel.write(new Gpt2Config(VOCAB, 32, 32, 2, 4, 64, 1e-5), 5, modelsRoot.resolve(BASE));
     }
 
+    /** Writes {@link #FAMILY_BASES}, each under its name. */
+    public static void writeFamilyBases(Path modelsRoot) throws IOException {
+        for (var base : FAMILY_BASES.entrySet()) {
+            RandomModel.write(base.getValue(), 5, modelsRoot.resolve(base.getKey()));
+        }
+    }
+
     public static TrainingJob job(String id, long totalSteps, long checkpointEvery) {
+        return job(id, BASE, totalSteps, checkpointEvery);
+    }
+
+    /** A job on the named base. */
+    public static TrainingJob job(String id, String baseModel, long totalSteps, long checkpointEvery) {
         String json = """
                 {"schema": "loraflow.training.job", "version": 1, "job_id": "%s", "base_model": "%s",
                  "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": "all-linear"},
                  "optimizer": {"lr": 0.01, "schedule": "%s", "warmup_steps": 2},
                  "batch_size": 2, "seq_len": 12, "grad_accum": 2, "seed": 7, "total_steps": %d,
                  "checkpoint": {"every_steps": %d, "at_end": true}}
-                """.formatted(id, BASE, totalSteps == 0 ? "constant" : "cosine", totalSteps, checkpointEvery);
+                """.formatted(id, baseModel, totalSteps == 0 ? "constant" : "cosine", totalSteps, checkpointEvery);
         try {
             return TrainingJob.parse(json.getBytes(StandardCharsets.UTF_8));
         } catch (EventFormatException e) {
