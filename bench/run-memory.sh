@@ -13,6 +13,12 @@ WORK="${WORK:-/tmp/loraflow-bench-memory}"
 STEPS="${STEPS:-3}"
 SHAPES=("$@")
 [ ${#SHAPES[@]} -gt 0 ] || SHAPES=(tinyllama)
+for shape in "${SHAPES[@]}"; do
+  case "$shape" in
+    tinyllama|8b) ;;
+    *) echo "run-memory: unknown shape '$shape'; expected tinyllama or 8b" >&2; exit 2 ;;
+  esac
+done
 [ -x /usr/bin/time ] || { echo "run-memory: needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
 mkdir -p "$WORK"
 REPORT="$WORK/memory-$(date -u +%Y%m%dT%H%M%SZ).md"
@@ -23,7 +29,6 @@ shape_args() {
   case "$1" in
     tinyllama) echo "--layers 22 --hidden 2048 --heads 32 --kv-heads 4 --intermediate 5632 --vocab 32000 --context 2048" ;;
     8b) echo "--layers 32 --hidden 4096 --heads 32 --kv-heads 8 --intermediate 14336 --vocab 128256 --context 8192" ;;
-    *) echo "run-memory: unknown shape '$1'; expected tinyllama or 8b" >&2; exit 2 ;;
   esac
 }
 train_args() {
