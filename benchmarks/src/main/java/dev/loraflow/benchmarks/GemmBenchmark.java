@@ -1,6 +1,14 @@
 package dev.loraflow.benchmarks;
 
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.kernels.Gemm;
+import dev.loraflow.core.kernels.HalfMatrix;
+import dev.loraflow.core.quant.Nf4Matrix;
+import dev.loraflow.core.safetensors.HalfFloats;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -19,6 +27,8 @@ import org.openjdk.jmh.annotations.Warmup;
  * The three matmul layouts of a linear layer at GPT-2-small training shapes: 512 rows (batch × sequence)
  * through 768→768 (attention out), 768→2304 (c_attn), 768→3072 (c_fc) and 3072→768 (mlp c_proj).
  * Each operation is 2·M·K·N floating-point operations; bench/run-kernels.sh turns times into GFLOP/s.
+ * The {@code ...Bf16} and {@code ...Nf4} variants take the weight as a frozen operand (BF16 off the heap,
+ * or NF4), widened as it is packed: the goal is within 10 % of the float32 ones.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -41,6 +51,8 @@ public class GemmBenchmark {
     private float[] dy;
     private float[] dx;
     private float[] dw;
+    private FrozenMatrix wBf16;
+    private FrozenMatrix wNf4;
 
     @Setup
     public void setUp() {
@@ -55,6 +67,13 @@ public class GemmBenchmark {
         y = new float[m * n];
         dx = new float[m * k];
         dw = new float[n * k];
+        Arena arena = Arena.ofShared();
+        MemorySegment half = arena.allocate(2L * n * k);
+        for (int i = 0; i < n * k; i++) {
+            half.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i, HalfFloats.toBf16(w[i]));
+        }
+        wBf16 = new HalfMatrix(half, n, k, HalfMatrix.Format.BF16);
+        wNf4 = Nf4Matrix.quantize(wBf16, true, arena);
     }
 
     /** Forward: Y [m, n] = X [m, k] · Wᵀ. */
@@ -69,6 +88,27 @@ public class GemmBenchmark {
     public float[] inputGradDyW() {
         Gemm.matmulDyW(dy, w, dx, m, n, k, false);
         return dx;
+    }
+
+    /** Forward with the weight frozen in BF16. */
+    @Benchmark
+    public float[] forwardXWtBf16() {
+        Gemm.sgemm(false, true, m, n, k, 1f, x, 0, k, wBf16, 0f, y, 0, n, null);
+        return y;
+    }
+
+    /** Input gradient with the weight frozen in BF16. */
+    @Benchmark
+    public float[] inputGradDyWBf16() {
+        Gemm.sgemm(false, false, m, k, n, 1f, dy, 0, n, wBf16, 0f, dx, 0, k, null);
+        return dx;
+    }
+
+    /** Forward with the weight frozen in NF4. */
+    @Benchmark
+    public float[] forwardXWtNf4() {
+        Gemm.sgemm(false, true, m, n, k, 1f, x, 0, k, wNf4, 0f, y, 0, n, null);
+        return y;
     }
 
     /** Weight gradient: dW [n, k] = dYᵀ · X. */

@@ -2,8 +2,13 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.CheckpointWeights;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.export.merge.LoraMerge;
 import dev.loraflow.export.onnx.FloatTensor;
 import dev.loraflow.export.onnx.LoraInputs;
@@ -17,11 +22,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
+import picocli.CommandLine;
 
 @Command(name = "export-onnx", mixinStandardHelpOptions = true,
         description = {"Exports a model (with its adapter merged, or as LoRA inputs with --unmerged) as one ONNX graph",
@@ -63,6 +68,12 @@ final class ExportOnnxCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
         }
+        // The graph holds every weight as float32, in memory while it is built and then on disk.
+        ModelConfig config = ModelConfig.read(model.resolve("config.json"));
+        long graphBytes = 4 * CheckpointWeights.footprint(model, ModelLayout.of(config), Quantization.NONE).parameters();
+        Resources.requireDisk("export-onnx", out, graphBytes, "the graph's float32 weights");
+        Resources.requireHeap(2 * graphBytes + (64L << 20), "the model's float32 weights and the graph built from them",
+                "try " + Resources.LARGER_HEAP);
         OnnxExporter.Result result = OnnxExporter.exportDirectory(model, adapter, options, out);
         copyModelFiles();
         ObjectNode line = new ObjectMapper().createObjectNode();

@@ -2,12 +2,15 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loraflow.core.generate.GenerationResult;
 import dev.loraflow.core.generate.GenerationResult.FinishReason;
+import dev.loraflow.core.generate.GenerationResult;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
+import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.text.Tokenizer;
+import dev.loraflow.core.train.MemoryEstimate;
 import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.Engine;
 import dev.loraflow.inference.EngineSettings;
@@ -90,6 +93,13 @@ final class GenerateCommand implements Callable<Integer> {
         Path onnx = exportedGraph();
         if (onnx != null) {
             return generateWithEngine(onnx);
+        }
+        if (java.nio.file.Files.isRegularFile(model.resolve("config.json"))) {
+            ModelConfig config = ModelConfig.read(model.resolve("config.json"));
+            // a prompt of up to a few thousand tokens and the new ones, in the key/value cache
+            int tokens = (int) Math.min(config.maxPositions(), 4096L + maxNewTokens);
+            MemoryEstimate.of(model, config, null, Quantization.NONE, 1, tokens, false)
+                    .require("a model stored in bf16 (its linear weights are then mapped, not on the heap)");
         }
         try (ModelFiles files = ModelFiles.open(model, adapter)) {
             int[] promptIds = promptIds(files.tokenizer());

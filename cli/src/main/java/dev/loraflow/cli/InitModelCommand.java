@@ -2,10 +2,12 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.DecoderConfig.Family;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.model.ModelPresets;
 import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.safetensors.DType;
@@ -95,6 +97,8 @@ final class InitModelCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), e.getMessage());
         }
+        Resources.requireDisk("init-model", out, ModelLayout.of(config).weights().stream()
+                .mapToLong(weight -> weight.numel() * storedAs.byteSize()).sum(), "the checkpoint");
         RandomModel.write(config, seed, storedAs, out);
         ObjectNode line = new ObjectMapper().createObjectNode();
         line.put("model", out.toString());

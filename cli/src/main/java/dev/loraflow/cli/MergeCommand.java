@@ -2,15 +2,19 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loraflow.export.merge.LoraMerge;
+import dev.loraflow.core.io.Resources;
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.export.merge.LoraMerge.OutputDType;
+import dev.loraflow.export.merge.LoraMerge;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
+import picocli.CommandLine;
 
 @Command(name = "merge", mixinStandardHelpOptions = true,
         description = {"Folds a PEFT LoRA adapter into its base model: W = W0 + s·B·A, computed in float32, written as a",
@@ -47,13 +51,27 @@ final class MergeCommand implements Callable<Integer> {
         }
         Options.check(spec, baseSha256 == null || baseSha256.matches("[0-9a-f]{64}"),
                 "--base-sha256 must be 64 lower-case hex digits, got " + baseSha256);
-        LoraMerge.Result result = LoraMerge.mergeDirectory(base, adapter, out,
-                new LoraMerge.Options(outputDType, baseSha256));
+        LoraMerge.Options options = new LoraMerge.Options(outputDType, baseSha256);
+        LoraMerge.Requirements needs = LoraMerge.requirements(base, options);
+        // the largest tensor as float32, and its converted copy on the way out, beside the adapter
+        long adapterBytes = Files.size(adapter.resolve(PeftAdapter.WEIGHTS_FILE));
+        Resources.requireHeap(2 * needs.largestTensorFloat32Bytes() + 4 * adapterBytes + (64L << 20),
+                "the largest tensor as float32 twice, and the adapter", "try " + Resources.LARGER_HEAP);
+        Resources.requireDisk("merge", out, needs.outputBytes(), "the merged model.safetensors");
+        Quantization trainedOn = Quantization.recordedIn(PeftAdapter.read(adapter).config());
+        if (trainedOn != Quantization.NONE) {
+            spec.commandLine().getErr().println("loraflow merge: the adapter was trained on the base quantized as "
+                    + trainedOn + "; it is merged into the unquantized base " + base + ", as stored, as PEFT recommends");
+        }
+        LoraMerge.Result result = LoraMerge.mergeDirectory(base, adapter, out, options);
         ObjectNode line = new ObjectMapper().createObjectNode();
         line.put("model", out.toString());
         line.put("modules", result.modules().size());
         line.put("dtype", outputDType.toString());
+        line.put("base", base.toString());
         line.put("base_sha256", result.baseSha256());
+        line.put("adapter_trained_on", trainedOn == Quantization.NONE ? "base as stored" : trainedOn + " quantization of the base");
+        line.put("model_safetensors_sha256", result.weightsSha256());
         line.put("adapter_sha256", result.adapterSha256());
         line.put("seconds", result.mergeNanos() / 1e9);
         spec.commandLine().getOut().println(line);

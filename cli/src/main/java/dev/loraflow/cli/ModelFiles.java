@@ -4,6 +4,7 @@ import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.text.Tokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -37,11 +38,12 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, List<Integer> 
     }
 
     /** Base model plus a fresh adapter of {@code lora}, for training. */
-    static ModelFiles openForTraining(Path modelDirectory, LoraAdapterConfig lora, long seed) throws IOException {
+    static ModelFiles openForTraining(Path modelDirectory, LoraAdapterConfig lora, long seed, Quantization quantization)
+            throws IOException {
         if (!Files.isDirectory(modelDirectory)) {
             throw new IOException(modelDirectory + ": not a model directory");
         }
-        CausalLanguageModel model = CausalLanguageModel.load(modelDirectory, lora, seed);
+        CausalLanguageModel model = CausalLanguageModel.load(modelDirectory, lora, seed, quantization);
         Path tokenizerFile = modelDirectory.resolve(Tokenizer.FILE_NAME);
         Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
         return new ModelFiles(model, tokenizer, StopTokens.of(modelDirectory, tokenizer));

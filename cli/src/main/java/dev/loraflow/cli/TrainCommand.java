@@ -10,7 +10,9 @@ import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.optim.AdamW;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.train.LearningRateSchedule;
+import dev.loraflow.core.train.MemoryEstimate;
 import dev.loraflow.core.train.ProgressReport;
 import dev.loraflow.core.train.Trainer;
 import dev.loraflow.core.train.TrainingCheckpoint;
@@ -102,6 +104,11 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--resume", description = "Continue the run whose checkpoint is in --out.")
     private boolean resume;
 
+    @Option(names = "--quantize", description = "Hold the base's linear weights as nf4 (QLoRA: 4-bit NormalFloat, "
+            + "double-quantized absmaxes) or int8 (per output channel) instead of as stored; the adapter stays float32 "
+            + "(default: none, or what a resumed run recorded).")
+    private String quantize;
+
     @Override
     public Integer call() throws Exception {
         Options.positive(spec, "--rank", rank);
@@ -130,14 +137,36 @@ final class TrainCommand implements Callable<Integer> {
                     + " or choose another --out");
         }
 
-        // A resumed run keeps the adapter config it started with; the LoRA options apply to new runs only.
-        LoraAdapterConfig lora = resume ? PeftAdapter.read(out).config()
-                : loraConfig(ModelConfig.read(base.resolve("config.json")));
-        try (ModelFiles files = ModelFiles.openForTraining(base, lora, seed)) {
+        Quantization asked;
+        try {
+            asked = quantize == null ? null : Quantization.parse(quantize);
+        } catch (IllegalArgumentException e) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
+        }
+        // A resumed run keeps the adapter config it started with (its quantization too); the LoRA options apply
+        // to new runs only.
+        ModelConfig baseConfig = ModelConfig.read(base.resolve("config.json"));
+        LoraAdapterConfig lora;
+        Quantization quantization;
+        if (resume) {
+            lora = PeftAdapter.read(out).config();
+            quantization = Quantization.recordedIn(lora);
+            if (asked != null && asked != quantization) {
+                throw new IllegalStateException(out + " was trained on a base quantized as " + quantization
+                        + "; resume it with --quantize " + quantization + " or without --quantize");
+            }
+        } else {
+            quantization = asked == null ? Quantization.NONE : asked;
+            lora = quantization.recordIn(loraConfig(baseConfig));
+        }
+        int sequenceLength = seqLen != null ? seqLen : Math.min(256, baseConfig.maxPositions());
+        Options.check(spec, sequenceLength > 1 && sequenceLength <= baseConfig.maxPositions(),
+                "--seq-len must be in [2, " + baseConfig.maxPositions() + "] (the model's context), got " + sequenceLength);
+        MemoryEstimate.of(base, baseConfig, lora, quantization, batchSize, sequenceLength, true)
+                .require(quantization == Quantization.NONE ? "--quantize nf4, a smaller --batch-size or --seq-len,"
+                        : "a smaller --batch-size or --seq-len,");
+        try (ModelFiles files = ModelFiles.openForTraining(base, lora, seed, quantization)) {
             ModelConfig config = files.model().config();
-            int sequenceLength = seqLen != null ? seqLen : Math.min(256, config.maxPositions());
-            Options.check(spec, sequenceLength > 1 && sequenceLength <= config.maxPositions(),
-                    "--seq-len must be in [2, " + config.maxPositions() + "] (the model's context), got " + sequenceLength);
             List<Example> examples = JsonlExamples.read(data, files.tokenizer(), config.vocabSize());
             TrainingSettings settings = new TrainingSettings(steps, batchSize, sequenceLength, gradAccum,
                     new LearningRateSchedule(shape, learningRate, warmupSteps, steps),
@@ -152,7 +181,8 @@ final class TrainCommand implements Callable<Integer> {
             var err = spec.commandLine().getErr();
             err.println("loraflow train: " + examples.size() + " examples, " + files.model().adaptedModules().size()
                     + " adapted modules, " + files.model().trainableParameters().stream().mapToLong(p -> p.size()).sum()
-                    + " trainable parameters" + (resume ? ", resuming at step " + trainer.completedSteps() : ""));
+                    + " trainable parameters" + (quantization == Quantization.NONE ? "" : ", base quantized as " + quantization)
+                    + (resume ? ", resuming at step " + trainer.completedSteps() : ""));
             ProgressReport progress = new ProgressReport(err,
                     System.console() != null && System.console().isTerminal(), steps, trainer.completedSteps());
             Trainer.StepResult last = null;
@@ -172,6 +202,7 @@ final class TrainCommand implements Callable<Integer> {
             summary.put("adapter", out.toString());
             summary.put("steps", trainer.completedSteps());
             summary.put("tokens", tokens);
+            summary.put("quantization", quantization.toString());
             if (last != null) {
                 summary.put("loss", last.loss());
             }

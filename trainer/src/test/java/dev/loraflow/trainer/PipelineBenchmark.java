@@ -154,8 +154,8 @@ class PipelineBenchmark {
     private static double directSeconds(TrainingJob job, List<Example> examples, Path out) throws Exception {
         long start = System.nanoTime();
         BaseModels.Base base = new BaseModels(root.resolve("models"), 1).get("bench");
-        CausalLanguageModel model = CausalLanguageModel.create(base.config(), base.weights(),
-                job.loraConfig(base.config(), job.baseModel()), job.seed());
+        CausalLanguageModel model = base.model(job.loraConfig(base.config(), job.baseModel()), job.seed(),
+                job.quantization());
         Trainer trainer = new Trainer(model, job.trainingSettings(), "bench");
         BatchSampler sampler = new BatchSampler(examples, job.batchSize(), job.seqLen(), base.padId(), job.seed(), false, 0);
         long atFirstCheckpoint = 0;

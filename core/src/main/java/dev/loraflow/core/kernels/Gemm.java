@@ -52,6 +52,11 @@ public final class Gemm {
      * blocks of rows, each packing B again, so the buffer does not grow with the batch.
      */
     private static final int SHARED_A_FLOATS = 1 << 21;
+    /**
+     * Floats of a {@link FrozenMatrix} widened at once (4 MiB): a block of op(B)'s columns, cut so that
+     * a huge weight is never widened whole and the widening of a block stays in the outer caches.
+     */
+    private static final int FROZEN_BLOCK_FLOATS = 1 << 20;
 
     private static final ThreadLocal<Buffers> BUFFERS = ThreadLocal.withInitial(Buffers::new);
 
@@ -70,6 +75,7 @@ public final class Gemm {
         float[] packedV = new float[0];
         float[] dots = new float[2 * DOT_COLUMNS];
         float[] dotLanes = new float[2 * DOT_COLUMNS * LANES];
+        float[] frozenBlock = new float[0];
 
         private static float[] atLeast(float[] buffer, int size) {
             return buffer.length >= size ? buffer : new float[size];
@@ -97,6 +103,10 @@ public final class Gemm {
 
         float[] transposedC(int size) {
             return transposedC = atLeast(transposedC, size);
+        }
+
+        float[] frozenBlock(int size) {
+            return frozenBlock = atLeast(frozenBlock, size);
         }
     }
 
@@ -179,6 +189,61 @@ public final class Gemm {
                     epilogue == null ? null : epilogue.slice(from, 0)));
         } else {
             blockedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, epilogue);
+        }
+    }
+
+    /**
+     * C = alpha·op(A)·op(B) + beta·C (+ the epilogue's terms) with B a {@link FrozenMatrix}: [k, n], or
+     * [n, k] when {@code transB}. op(B) is widened to float32 a block of columns at a time (at most
+     * {@value #FROZEN_BLOCK_FLOATS} floats) and each block multiplied as a float32 B, so every element of C
+     * gets exactly the sums {@link #sgemm(boolean, boolean, int, int, int, float, float[], int, int, float[],
+     * int, int, float, float[], int, int, Epilogue) sgemm} gives on the widened matrix: blocks split only the
+     * columns, and none is left as narrow as the thin path's.
+     */
+    public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                             float[] a, int aOff, int lda, FrozenMatrix b,
+                             float beta, float[] c, int cOff, int ldc, Epilogue epilogue) {
+        if (b.rows() != (transB ? n : k) || b.cols() != (transB ? k : n)) {
+            throw new IllegalArgumentException("B: a " + b.rows() + "×" + b.cols() + " matrix is not op(B) [" + k + ", "
+                    + n + "]" + (transB ? " transposed" : ""));
+        }
+        if (m == 0 || n == 0 || k == 0) {
+            sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, new float[0], 0, transB ? Math.max(1, k) : n,
+                    beta, c, cOff, ldc, epilogue);
+            return;
+        }
+        int width = Math.max(2 * NR, FROZEN_BLOCK_FLOATS / k / NR * NR);
+        for (int j0 = 0; j0 < n; ) {
+            int columns = Math.min(width, n - j0);
+            if (n - j0 - columns <= THIN) {
+                columns = n - j0;
+            }
+            float[] block = BUFFERS.get().frozenBlock(columns * k);
+            widenColumns(b, transB, j0, columns, k, block);
+            sgemm(transA, transB, m, columns, k, alpha, a, aOff, lda, block, 0, transB ? k : columns,
+                    beta, c, cOff + j0, ldc, epilogue == null ? null : epilogue.slice(0, j0));
+            j0 += columns;
+        }
+    }
+
+    /** op(B)'s columns [j0, j0+columns) as a float32 B of the same layout: [columns, k] or [k, columns]. */
+    private static void widenColumns(FrozenMatrix b, boolean transB, int j0, int columns, int k, float[] block) {
+        Parallel.RangeBody rows = transB
+                ? (from, to) -> {
+                    for (int j = from; j < to; j++) {
+                        b.widen(j0 + j, 0, k, block, j * k);
+                    }
+                }
+                : (from, to) -> {
+                    for (int p = from; p < to; p++) {
+                        b.widen(p, j0, columns, block, p * columns);
+                    }
+                };
+        int count = transB ? columns : k;
+        if ((long) columns * k >= PARALLEL_MIN_FLOPS / 16) {
+            Parallel.forRange(count, 16, rows);
+        } else {
+            rows.run(0, count);
         }
     }
 

@@ -2,6 +2,7 @@ package dev.loraflow.core.lora;
 
 import dev.loraflow.core.kernels.Dropout;
 import dev.loraflow.core.kernels.Epilogue;
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.kernels.Gemm;
 import dev.loraflow.core.optim.Parameter;
 import dev.loraflow.core.random.Rng;
@@ -15,6 +16,9 @@ import java.util.Objects;
  * B is [out, r] either way, as PEFT stores them. A starts kaiming-uniform with a = √5 (U(±1/√in)), B at
  * zero, so a fresh adapter leaves the layer's output unchanged. Only A and B are trainable.
  *
+ * <p>W0 is a float32 array, or any {@link FrozenMatrix} (BF16/F16 mapped from the checkpoint, NF4,
+ * int8), which the GEMMs widen as they go, so a frozen base never needs a float32 copy.
+ *
  * <p>{@link #merge()} folds s·B·A into the weight for inference; {@link #unmerge()} restores the exact
  * bits of W0 from a copy kept while merged, because subtracting the delta back would not round-trip.
  */
@@ -26,11 +30,15 @@ public final class LoRALinear {
     private final boolean fanInFanOut;
     private final LoraSpec spec;
     private final float scaling;
+    /** W0 (or the merged W) as float32, or null while W0 is held as {@link #frozen}. */
     private float[] weight;
+    /** W0 when it is not a float32 array; null otherwise. */
+    private FrozenMatrix frozen;
     private final float[] bias;
     private final Parameter loraA;
     private final Parameter loraB;
-    private float[] frozenWeight;
+    /** W0's float32 bits while merged (empty when W0 is a frozen matrix), null while unmerged. */
+    private float[] unmergedWeight;
 
     /**
      * @param weight W0, [out, in] or [in, out] when fanInFanOut; used as given (not copied)
@@ -39,13 +47,40 @@ public final class LoRALinear {
      */
     public LoRALinear(String name, int inFeatures, int outFeatures, float[] weight, float[] bias,
                       boolean fanInFanOut, LoraSpec spec, long seed) {
+        this(name, inFeatures, outFeatures, weight, null, bias, fanInFanOut, spec, seed);
+    }
+
+    /**
+     * @param weight W0 as a frozen matrix: [out, in], or [in, out] when fanInFanOut
+     */
+    public LoRALinear(String name, int inFeatures, int outFeatures, FrozenMatrix weight, float[] bias,
+                      boolean fanInFanOut, LoraSpec spec, long seed) {
+        this(name, inFeatures, outFeatures, null, weight, bias, fanInFanOut, spec, seed);
+    }
+
+    /** W0 as whichever of {@code weight} (float32) and {@code frozen} is not null. */
+    public static LoRALinear of(String name, int inFeatures, int outFeatures, float[] weight, FrozenMatrix frozen,
+                                float[] bias, boolean fanInFanOut, LoraSpec spec, long seed) {
+        if ((weight == null) == (frozen == null)) {
+            throw new IllegalArgumentException(name + ": give W0 either as a float32 array or as a frozen matrix");
+        }
+        return new LoRALinear(name, inFeatures, outFeatures, weight, frozen, bias, fanInFanOut, spec, seed);
+    }
+
+    private LoRALinear(String name, int inFeatures, int outFeatures, float[] weight, FrozenMatrix frozen, float[] bias,
+                       boolean fanInFanOut, LoraSpec spec, long seed) {
         this.name = Objects.requireNonNull(name, "name");
         if (inFeatures <= 0 || outFeatures <= 0) {
             throw new IllegalArgumentException(name + ": features must be positive, got in=" + inFeatures + " out=" + outFeatures);
         }
-        if (weight.length != (long) inFeatures * outFeatures) {
-            throw new IllegalArgumentException(name + ": weight has " + weight.length + " elements, expected "
-                    + (fanInFanOut ? "[" + inFeatures + ", " + outFeatures + "]" : "[" + outFeatures + ", " + inFeatures + "]"));
+        String expected = fanInFanOut ? "[" + inFeatures + ", " + outFeatures + "]" : "[" + outFeatures + ", " + inFeatures + "]";
+        if (weight != null && weight.length != (long) inFeatures * outFeatures) {
+            throw new IllegalArgumentException(name + ": weight has " + weight.length + " elements, expected " + expected);
+        }
+        if (frozen != null && (frozen.rows() != (fanInFanOut ? inFeatures : outFeatures)
+                || frozen.cols() != (fanInFanOut ? outFeatures : inFeatures))) {
+            throw new IllegalArgumentException(name + ": weight is [" + frozen.rows() + ", " + frozen.cols() + "], expected "
+                    + expected);
         }
         if (bias != null && bias.length != outFeatures) {
             throw new IllegalArgumentException(name + ": bias has " + bias.length + " elements, expected " + outFeatures);
@@ -53,6 +88,7 @@ public final class LoRALinear {
         this.inFeatures = inFeatures;
         this.outFeatures = outFeatures;
         this.weight = weight;
+        this.frozen = frozen;
         this.bias = bias;
         this.fanInFanOut = fanInFanOut;
         this.spec = Objects.requireNonNull(spec, "spec");
@@ -174,7 +210,10 @@ public final class LoRALinear {
 
     /** y = x·Wᵀ with the layer's current weight (W0, or the merged W), plus the epilogue's terms. */
     private void baseForward(float[] x, float[] y, int rows, Epilogue epilogue) {
-        if (fanInFanOut) {
+        if (weight == null) {
+            Gemm.sgemm(false, !fanInFanOut, rows, outFeatures, inFeatures, 1f, x, 0, inFeatures, frozen,
+                    0f, y, 0, outFeatures, epilogue);
+        } else if (fanInFanOut) {
             Gemm.sgemm(false, false, rows, outFeatures, inFeatures, 1f, x, 0, inFeatures, weight, 0, outFeatures,
                     0f, y, 0, outFeatures, epilogue);
         } else {
@@ -186,7 +225,10 @@ public final class LoRALinear {
     /** dx (+)= dy·W0, plus the epilogue's terms. */
     private void baseBackward(float[] dy, float[] dx, int rows, boolean accumulate, Epilogue epilogue) {
         float beta = accumulate ? 1f : 0f;
-        if (fanInFanOut) {
+        if (weight == null) {
+            Gemm.sgemm(false, fanInFanOut, rows, inFeatures, outFeatures, 1f, dy, 0, outFeatures, frozen,
+                    beta, dx, 0, inFeatures, epilogue);
+        } else if (fanInFanOut) {
             Gemm.sgemm(false, true, rows, inFeatures, outFeatures, 1f, dy, 0, outFeatures, weight, 0, outFeatures,
                     beta, dx, 0, inFeatures, epilogue);
         } else {
@@ -207,7 +249,7 @@ public final class LoRALinear {
         if (r == 0) {
             return;
         }
-        float[] merged = weight.clone();
+        float[] merged = weight != null ? weight.clone() : frozen.toFloat32();
         if (fanInFanOut) {
             // W [in, out] += s·Aᵀ·Bᵀ
             Gemm.sgemm(true, true, inFeatures, outFeatures, r, scaling, loraA.value(), 0, inFeatures,
@@ -224,7 +266,7 @@ public final class LoRALinear {
                         + i / cols + ", " + i % cols + "]; the adapter is broken (NaN/Inf), the weight is left unmerged");
             }
         }
-        frozenWeight = weight;
+        unmergedWeight = weight != null ? weight : new float[0];
         weight = merged;
     }
 
@@ -233,12 +275,12 @@ public final class LoRALinear {
         if (!isMerged()) {
             throw new IllegalStateException(name + ": adapter is not merged");
         }
-        weight = frozenWeight;
-        frozenWeight = null;
+        weight = frozen == null ? unmergedWeight : null;
+        unmergedWeight = null;
     }
 
     public boolean isMerged() {
-        return frozenWeight != null;
+        return unmergedWeight != null;
     }
 
     /** A and B, the only trainable tensors. */
@@ -270,9 +312,18 @@ public final class LoRALinear {
         return scaling;
     }
 
-    /** The weight in use: W0, or W0 + s·B·A while merged. Not a copy. */
+    /**
+     * The weight in use as float32: W0, or W0 + s·B·A while merged. Not a copy when W0 is a float32 array
+     * or the layer is merged; widened into a new array when W0 is held otherwise.
+     */
     public float[] weight() {
-        return weight;
+        return weight != null ? weight : frozen.toFloat32();
+    }
+
+    /** W0 as held: a float32 array, mapped BF16/F16, or quantized. */
+    public FrozenMatrix frozenWeight() {
+        return frozen != null ? frozen : FrozenMatrix.of(isMerged() ? unmergedWeight : weight,
+                fanInFanOut ? inFeatures : outFeatures, fanInFanOut ? outFeatures : inFeatures);
     }
 
     /** [out] or null. */

@@ -1,10 +1,12 @@
 package dev.loraflow.core.model;
 
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.optim.Parameter;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.quant.Quantization;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -109,8 +111,18 @@ public sealed interface CausalLanguageModel permits Gpt2Model, DecoderModel {
 
     /** Reads a Hugging Face model directory of any supported architecture. */
     static CausalLanguageModel load(Path modelDirectory, LoraAdapterConfig lora, long seed) throws IOException {
+        return load(modelDirectory, lora, seed, Quantization.NONE);
+    }
+
+    /**
+     * Reads a model directory with its frozen linear weights as {@link CheckpointWeights#readFrozen} holds
+     * them: BF16/F16 ones mapped from the file, and quantized when {@code quantization} says so.
+     */
+    static CausalLanguageModel load(Path modelDirectory, LoraAdapterConfig lora, long seed, Quantization quantization)
+            throws IOException {
         ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
-        return create(config, CheckpointWeights.read(modelDirectory, ModelLayout.of(config)), lora, seed);
+        CheckpointWeights.BaseWeights weights = CheckpointWeights.readFrozen(modelDirectory, ModelLayout.of(config), quantization);
+        return create(config, weights.arrays(), weights.frozen(), lora, seed);
     }
 
     /**
@@ -122,6 +134,18 @@ public sealed interface CausalLanguageModel permits Gpt2Model, DecoderModel {
         return switch (config) {
             case Gpt2Config gpt2 -> new Gpt2Model(gpt2, weights, lora, seed);
             case DecoderConfig llama -> new DecoderModel(llama, weights, lora, seed);
+        };
+    }
+
+    /**
+     * @param frozen linear weights held as frozen matrices (mapped, quantized), by canonical name;
+     *               {@code weights} holds every other tensor
+     */
+    static CausalLanguageModel create(ModelConfig config, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen,
+                                      LoraAdapterConfig lora, long seed) {
+        return switch (config) {
+            case Gpt2Config gpt2 -> new Gpt2Model(gpt2, weights, frozen, lora, seed);
+            case DecoderConfig decoder -> new DecoderModel(decoder, weights, frozen, lora, seed);
         };
     }
 

@@ -4,6 +4,7 @@ import dev.loraflow.core.kernels.Activations;
 import dev.loraflow.core.kernels.Attention;
 import dev.loraflow.core.kernels.AttentionSpec;
 import dev.loraflow.core.kernels.CachedAttention;
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.kernels.Norms;
 import dev.loraflow.core.kernels.Rope;
 import dev.loraflow.core.kernels.RopeTable;
@@ -51,7 +52,8 @@ public final class DecoderModel implements CausalLanguageModel {
     private final DecoderConfig config;
     private final ModelLayout layout;
     /** [V, H]. */
-    private final float[] tokenEmbedding;
+    /** [vocab, hidden]: float32 on the heap, or BF16/F16 mapped from the checkpoint. */
+    private final FrozenMatrix tokenEmbedding;
     /** √hidden_size rounded to float (Gemma), else 1: what each embedding row is multiplied by. */
     private final float embeddingScale;
     private final List<Block> blocks;
@@ -120,7 +122,7 @@ public final class DecoderModel implements CausalLanguageModel {
      */
     DecoderModel(DecoderConfig config, Map<String, float[]> weights, List<LoraTarget> loraTargets, float loraDropout,
                long seed) {
-        this(config, weights, null, loraTargets, loraDropout, seed);
+        this(config, weights, Map.of(), null, loraTargets, loraDropout, seed);
     }
 
     /**
@@ -132,7 +134,16 @@ public final class DecoderModel implements CausalLanguageModel {
      *                                  wrong size, or if the config asks for trainable biases
      */
     public DecoderModel(DecoderConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed) {
-        this(config, weights, lora, lora == null ? List.of() : LoraTargets.select(ModelLayout.of(config), lora),
+        this(config, weights, Map.of(), lora, seed);
+    }
+
+    /**
+     * @param frozen linear weights (and an untied output head) held off the heap or quantized, by canonical
+     *               name; {@code weights} holds every other tensor
+     */
+    public DecoderModel(DecoderConfig config, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen,
+                        LoraAdapterConfig lora, long seed) {
+        this(config, weights, frozen, lora, lora == null ? List.of() : LoraTargets.select(ModelLayout.of(config), lora),
                 lora == null ? 0f : (float) lora.loraDropout(), seed);
         if (lora != null && lora.bias() != LoraAdapterConfig.Bias.NONE) {
             throw new IllegalArgumentException("LoRA bias \"" + lora.bias().json()
@@ -140,15 +151,18 @@ public final class DecoderModel implements CausalLanguageModel {
         }
     }
 
-    private DecoderModel(DecoderConfig config, Map<String, float[]> weights, LoraAdapterConfig lora,
-                       List<LoraTarget> loraTargets, float loraDropout, long seed) {
+    private DecoderModel(DecoderConfig config, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen,
+                         LoraAdapterConfig lora, List<LoraTarget> loraTargets, float loraDropout, long seed) {
         this.config = Objects.requireNonNull(config, "config");
         this.loraConfig = lora;
         this.layout = ModelLayout.of(config);
-        checkWeights(layout, weights);
+        checkWeights(layout, weights, frozen);
         Map<String, LoraSpec> specs = loraSpecs(layout, loraTargets, loraDropout);
 
-        this.tokenEmbedding = weights.get("model.embed_tokens.weight");
+        float[] embeddingArray = weights.get("model.embed_tokens.weight");
+        this.tokenEmbedding = embeddingArray != null
+                ? FrozenMatrix.of(embeddingArray, config.vocabSize(), config.hiddenSize())
+                : frozen.get("model.embed_tokens.weight");
         this.embeddingScale = config.family().scalesEmbeddings() ? (float) Math.sqrt(config.hiddenSize()) : 1f;
         this.finalNormWeight = normWeight(weights, "model.norm.weight");
         this.rmsNormEps = (float) config.rmsNormEps();
@@ -165,12 +179,12 @@ public final class DecoderModel implements CausalLanguageModel {
         List<LinearModule> modules = layout.linearModules();
         for (int index = 0; index < modules.size(); index++) {
             LinearModule module = modules.get(index);
-            float[] weight = module.outputLayer() && config.tieWordEmbeddings()
-                    ? tokenEmbedding
-                    : weights.get(module.path() + ".weight");
+            boolean tiedHead = module.outputLayer() && config.tieWordEmbeddings();
+            float[] weight = tiedHead ? embeddingArray : weights.get(module.path() + ".weight");
             LoraSpec spec = specs.getOrDefault(module.path(), new LoraSpec(0, 0f, 0f, false));
-            linearsByPath.put(module.path(), new LoRALinear(layout.peftModulePath(module.path()), module.in(),
-                    module.out(), weight, weights.get(module.path() + ".bias"), module.fanInFanOut(), spec,
+            FrozenMatrix frozenWeight = weight != null ? null : tiedHead ? tokenEmbedding : frozen.get(module.path() + ".weight");
+            linearsByPath.put(module.path(), LoRALinear.of(layout.peftModulePath(module.path()), module.in(),
+                    module.out(), weight, frozenWeight, weights.get(module.path() + ".bias"), module.fanInFanOut(), spec,
                     Rng.hash(seed, index)));
         }
         this.linearModules = List.copyOf(linearsByPath.values());
@@ -214,6 +228,33 @@ public final class DecoderModel implements CausalLanguageModel {
      * A norm weight as the norm multiplies by it: Gemma stores w and multiplies by 1 + w, computed
      * here once in float32 as its RMSNorm does.
      */
+    private static void checkWeights(ModelLayout layout, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen) {
+        Objects.requireNonNull(weights, "weights");
+        for (WeightSpec spec : layout.weights()) {
+            float[] value = weights.get(spec.name());
+            FrozenMatrix held = frozen.get(spec.name());
+            if (value == null && held == null) {
+                throw new IllegalArgumentException("missing weight " + spec.name() + " " + Arrays.toString(spec.shape()));
+            }
+            long length = value != null ? value.length : (long) held.rows() * held.cols();
+            if (length != spec.numel()) {
+                throw new IllegalArgumentException("weight " + spec.name() + " has " + length
+                        + " elements, expected " + Arrays.toString(spec.shape()) + " = " + spec.numel());
+            }
+        }
+        for (String name : frozen.keySet()) {
+            if (layout.weight(name) == null) {
+                throw new IllegalArgumentException("unexpected weight " + name);
+            }
+        }
+        for (String name : weights.keySet()) {
+            if (layout.weight(name) == null && !layout.isIgnorable(name)) {
+                throw new IllegalArgumentException("unexpected weight " + name + " for a " + layout.config().modelType()
+                        + " model with this configuration");
+            }
+        }
+    }
+
     private float[] normWeight(Map<String, float[]> weights, String name) {
         float[] stored = weights.get(name);
         if (!config.family().normWeightOffsetByOne()) {
@@ -251,25 +292,6 @@ public final class DecoderModel implements CausalLanguageModel {
         return blocks.size();
     }
 
-    private static void checkWeights(ModelLayout layout, Map<String, float[]> weights) {
-        Objects.requireNonNull(weights, "weights");
-        for (WeightSpec spec : layout.weights()) {
-            float[] value = weights.get(spec.name());
-            if (value == null) {
-                throw new IllegalArgumentException("missing weight " + spec.name() + " " + Arrays.toString(spec.shape()));
-            }
-            if (value.length != spec.numel()) {
-                throw new IllegalArgumentException("weight " + spec.name() + " has " + value.length
-                        + " elements, expected " + Arrays.toString(spec.shape()) + " = " + spec.numel());
-            }
-        }
-        for (String name : weights.keySet()) {
-            if (layout.weight(name) == null && !layout.isIgnorable(name)) {
-                throw new IllegalArgumentException("unexpected weight " + name + " for a " + layout.config().modelType()
-                        + " model with this configuration");
-            }
-        }
-    }
 
     /** The LoraSpec of each adapted module, by canonical path. */
     private static Map<String, LoraSpec> loraSpecs(ModelLayout layout, List<LoraTarget> targets, float dropout) {
@@ -581,7 +603,7 @@ public final class DecoderModel implements CausalLanguageModel {
     private void embed(int[] tokens, int first, int rows, float[] x) {
         int hidden = config.hiddenSize();
         for (int row = 0; row < rows; row++) {
-            System.arraycopy(tokenEmbedding, tokens[first + row] * hidden, x, row * hidden, hidden);
+            tokenEmbedding.widen(tokens[first + row], 0, hidden, x, row * hidden);
         }
         if (embeddingScale != 1f) {
             VectorMath.scale(embeddingScale, x, 0, rows * hidden);

@@ -3,6 +3,7 @@ package dev.loraflow.core.model;
 import dev.loraflow.core.kernels.Activations;
 import dev.loraflow.core.kernels.Attention;
 import dev.loraflow.core.kernels.CachedAttention;
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.kernels.Gemm;
 import dev.loraflow.core.kernels.Norms;
 import dev.loraflow.core.kernels.Softmax;
@@ -66,9 +67,18 @@ public final class Gpt2Model implements CausalLanguageModel {
      *                                   asks for trainable biases
      */
     public Gpt2Model(Gpt2Config config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed) {
+        this(config, weights, Map.of(), lora, seed);
+    }
+
+    /**
+     * @param frozen linear weights held off the heap or quantized, by canonical name; {@code weights} holds
+     *               every other tensor
+     */
+    public Gpt2Model(Gpt2Config config, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen,
+                     LoraAdapterConfig lora, long seed) {
         this.config = Objects.requireNonNull(config, "config");
         this.layout = ModelLayout.of(config);
-        CheckpointWeights.requireComplete(weights, layout);
+        CheckpointWeights.requireComplete(weights, frozen, layout);
         this.loraConfig = lora;
         this.targets = lora == null ? List.of() : LoraTargets.select(layout, lora);
         if (lora != null && lora.bias() != LoraAdapterConfig.Bias.NONE) {
@@ -103,7 +113,9 @@ public final class Gpt2Model implements CausalLanguageModel {
                         ? new LoraSpec(0, 0f, 0f, false)
                         : new LoraSpec(target.rank(), (float) target.alpha(), (float) lora.loraDropout(), lora.useRslora());
                 // Conv1D stores [in, out], so fanInFanOut, which PEFT also forces whatever the config says.
-                modules[m] = new LoRALinear(peftPath, linear.in(), linear.out(), weights.get(canonical + ".weight"),
+                float[] weight = weights.get(canonical + ".weight");
+                modules[m] = LoRALinear.of(peftPath, linear.in(), linear.out(), weight,
+                        weight == null ? frozen.get(canonical + ".weight") : null,
                         weights.get(canonical + ".bias"), linear.fanInFanOut(), spec,
                         Rng.hash(seed, (long) layer * MODULES.length + m));
                 if (target != null) {

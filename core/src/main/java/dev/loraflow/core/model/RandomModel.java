@@ -40,28 +40,32 @@ public final class RandomModel {
      */
     public static Map<String, float[]> initialWeights(ModelConfig config, long seed) {
         List<WeightSpec> specs = ModelLayout.of(config).weights();
-        double residualStd = INITIALIZER_RANGE / Math.sqrt(2.0 * config.numLayers());
         Map<String, float[]> weights = new LinkedHashMap<>();
         for (int index = 0; index < specs.size(); index++) {
-            WeightSpec spec = specs.get(index);
-            float[] values = new float[Math.toIntExact(spec.numel())];
-            switch (spec.role()) {
-                // Gemma's norms multiply by (1 + weight), so its identity weight is 0.
-                case NORM_WEIGHT -> Arrays.fill(values, normWeightOffsetByOne(config) ? 0f : 1f);
-                case NORM_BIAS, LINEAR_BIAS -> { }
-                case TOKEN_EMBEDDING, POSITION_EMBEDDING, LINEAR_WEIGHT, OUTPUT_HEAD -> {
-                    // GPT-2 scales the projections into the residual stream down so its variance does not grow with depth.
-                    boolean residual = config instanceof Gpt2Config && spec.name().endsWith(".c_proj.weight");
-                    double std = residual ? residualStd : INITIALIZER_RANGE;
-                    Rng rng = new Rng(Rng.hash(seed, index));
-                    for (int i = 0; i < values.length; i++) {
-                        values[i] = (float) (std * rng.nextGaussian());
-                    }
-                }
-            }
-            weights.put(spec.name(), values);
+            weights.put(specs.get(index).name(), initialWeight(config, seed, index));
         }
         return Collections.unmodifiableMap(weights);
+    }
+
+    /** Tensor {@code index} of the layout's weights, drawn as {@link #initialWeights} draws it. */
+    private static float[] initialWeight(ModelConfig config, long seed, int index) {
+        WeightSpec spec = ModelLayout.of(config).weights().get(index);
+        float[] values = new float[Math.toIntExact(spec.numel())];
+        switch (spec.role()) {
+            // Gemma's norms multiply by (1 + weight), so its identity weight is 0.
+            case NORM_WEIGHT -> Arrays.fill(values, normWeightOffsetByOne(config) ? 0f : 1f);
+            case NORM_BIAS, LINEAR_BIAS -> { }
+            case TOKEN_EMBEDDING, POSITION_EMBEDDING, LINEAR_WEIGHT, OUTPUT_HEAD -> {
+                // GPT-2 scales the projections into the residual stream down so its variance does not grow with depth.
+                boolean residual = config instanceof Gpt2Config && spec.name().endsWith(".c_proj.weight");
+                double std = residual ? INITIALIZER_RANGE / Math.sqrt(2.0 * config.numLayers()) : INITIALIZER_RANGE;
+                Rng rng = new Rng(Rng.hash(seed, index));
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = (float) (std * rng.nextGaussian());
+                }
+            }
+        }
+        return values;
     }
 
     private static boolean normWeightOffsetByOne(ModelConfig config) {
@@ -85,7 +89,8 @@ public final class RandomModel {
 
     /**
      * {@link #write(ModelConfig, long, Path)} with the tensors stored in {@code dtype} (F32, BF16 or F16,
-     * each rounded once from the float32 initialisation).
+     * each rounded once from the float32 initialisation). Each tensor is drawn as the file is written, so
+     * memory holds one tensor whatever the model's size.
      */
     public static void write(ModelConfig config, long seed, DType dtype, Path outDir) throws IOException {
         if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16) {
@@ -100,12 +105,14 @@ public final class RandomModel {
         }
         ModelLayout layout = ModelLayout.of(config);
         var writer = new SafetensorsWriter().putMetadata("format", "pt");
-        for (var entry : initialWeights(config, seed).entrySet()) {
-            String name = entry.getKey();
+        List<WeightSpec> specs = layout.weights();
+        for (int index = 0; index < specs.size(); index++) {
+            String name = specs.get(index).name();
             int dot = name.lastIndexOf('.');
             // A tensor's key in the *ForCausalLM state dict is its module's path there plus the parameter name.
             String savedName = layout.peftModulePath(name.substring(0, dot)) + name.substring(dot);
-            writer.add(savedName, entry.getValue(), dtype, layout.weight(name).shape());
+            int tensor = index;
+            writer.addLazy(savedName, dtype, () -> initialWeight(config, seed, tensor), specs.get(index).shape());
         }
         writer.write(outDir.resolve(SafetensorsWriter.SINGLE_FILE));
 

@@ -32,6 +32,8 @@ public final class SafetensorsFile implements AutoCloseable {
     private final Path path;
     private final Arena arena;
     private final MemorySegment data;
+    /** Where the data buffer starts in the file. */
+    private final long dataOffset;
     private final Map<String, String> metadata;
     private final List<TensorInfo> tensors;
     private final Map<String, TensorInfo> byName;
@@ -40,6 +42,7 @@ public final class SafetensorsFile implements AutoCloseable {
         this.path = path;
         this.arena = arena;
         this.data = data;
+        this.dataOffset = header.dataOffset();
         this.metadata = header.metadata;
         this.tensors = header.tensors;
         this.byName = new HashMap<>(tensors.size() * 2);
@@ -115,6 +118,23 @@ public final class SafetensorsFile implements AutoCloseable {
     public MemorySegment rawBytes(String name) throws SafetensorsException {
         TensorInfo tensor = info(name);
         return data.asSlice(tensor.begin(), tensor.byteSize());
+    }
+
+    /** Where the tensor's bytes start in the file. */
+    public long fileOffset(String name) throws SafetensorsException {
+        return dataOffset + info(name).begin();
+    }
+
+    /**
+     * The tensor's bytes as stored, mapped again in {@code arena}: the mapping lives as long as the
+     * arena, not this file (with {@link Arena#ofAuto()}, as long as the segment is reachable), so a model
+     * can keep its frozen weights off the heap after the checkpoint is closed.
+     */
+    public MemorySegment map(String name, Arena arena) throws IOException {
+        TensorInfo tensor = info(name);
+        try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
+            return channel.map(FileChannel.MapMode.READ_ONLY, dataOffset + tensor.begin(), tensor.byteSize(), arena);
+        }
     }
 
     /**

@@ -7,11 +7,14 @@ import dev.loraflow.core.io.CodePointOrder;
 import dev.loraflow.core.io.PythonJson;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.FloatBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -30,8 +33,9 @@ import java.util.stream.Stream;
  * reference writer ({@code safetensors.serialize}) would: {@code __metadata__} first, tensors by
  * descending {@link DType} order then name, header padded with spaces to a multiple of 8 bytes.
  *
- * <p>Arrays passed in are referenced, not copied, until the file is written; do not change them in
- * between.
+ * <p>Arrays passed in are referenced, not copied, until the file is written; do not change
+ * them in between. Tensors added with {@link #addLazy} are produced only as the file is written, one at a
+ * time, so a file can be far larger than the memory it is written with.
  */
 public final class SafetensorsWriter {
 
@@ -53,7 +57,17 @@ public final class SafetensorsWriter {
     private final Map<String, String> metadata = new TreeMap<>(CodePointOrder.INSTANCE);
     private final Map<String, Entry> entries = new LinkedHashMap<>();
 
-    private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw) {}
+    /** A float tensor's values, produced when the writer reaches it; it may throw what producing it throws. */
+    @FunctionalInterface
+    public interface FloatSource {
+        float[] values() throws IOException;
+    }
+
+    /** Bytes of another file, copied through a buffer as the file is written. */
+    private record FileRegion(Path file, long offset) {}
+
+    private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw,
+                         FloatSource lazy, FileRegion region) {}
 
     /** Adds a {@code __metadata__} entry, replacing any earlier value of {@code key}. */
     public SafetensorsWriter putMetadata(String key, String value) {
@@ -66,15 +80,40 @@ public final class SafetensorsWriter {
      * to nearest even.
      */
     public SafetensorsWriter add(String name, float[] values, DType dtype, long... shape) {
-        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
-            throw new IllegalArgumentException("tensor '" + name + "': float data is stored as F32, F16 or BF16, not " + dtype);
-        }
+        requireFloatType(name, dtype);
         long numel = checkedNumel(name, shape);
         if (numel != values.length) {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " holds "
                     + numel + " elements but " + values.length + " were given");
         }
-        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null));
+        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null, null, null));
+    }
+
+    /**
+     * Adds a float tensor (F32, F16 or BF16) whose values {@code source} produces only when the file is
+     * written; they must be as many as {@code shape} holds. The array is dropped once written.
+     */
+    public SafetensorsWriter addLazy(String name, DType dtype, FloatSource source, long... shape) {
+        requireFloatType(name, dtype);
+        long numel = checkedNumel(name, shape);
+        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), null, null,
+                Objects.requireNonNull(source, "source"), null));
+    }
+
+    /**
+     * Adds a tensor of any dtype whose little-endian bytes lie in {@code file} from {@code offset}: they are
+     * read through a small buffer as the file is written, so they never become resident in this process
+     * (as a mapping's pages would).
+     */
+    public SafetensorsWriter addFileRegion(String name, DType dtype, Path file, long offset, long... shape) {
+        long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset)));
+    }
+
+    private static void requireFloatType(String name, DType dtype) {
+        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
+            throw new IllegalArgumentException("tensor '" + name + "': float data is stored as F32, F16 or BF16, not " + dtype);
+        }
     }
 
     /** Adds a tensor of any dtype given as its little-endian bytes. */
@@ -84,7 +123,7 @@ public final class SafetensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " of " + dtype
                     + " needs " + bytes + " bytes but " + littleEndianBytes.length + " were given");
         }
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes, null, null));
     }
 
     private SafetensorsWriter put(Entry entry) {
@@ -222,21 +261,71 @@ public final class SafetensorsWriter {
                         drain(buffer, channel);
                     }
                 }
+            } else if (tensor.region != null) {
+                copyRegion(tensor, buffer, channel);
             } else {
-                for (float value : tensor.floats) {
-                    if (buffer.remaining() < Float.BYTES) {
-                        drain(buffer, channel);
-                    }
-                    switch (tensor.dtype) {
-                        case F32 -> buffer.putFloat(value);
-                        case F16 -> buffer.putShort(HalfFloats.toF16(value));
-                        case BF16 -> buffer.putShort(HalfFloats.toBf16(value));
-                        default -> throw new AssertionError(tensor.dtype);
-                    }
+                float[] values = tensor.lazy != null ? tensor.lazy.values() : tensor.floats;
+                if ((long) values.length * tensor.dtype.byteSize() != tensor.byteSize) {
+                    throw new IllegalStateException("tensor '" + tensor.name + "': " + values.length + " values produced, "
+                            + tensor.byteSize / tensor.dtype.byteSize() + " declared");
                 }
+                putFloats(tensor.dtype, values, buffer, channel);
             }
         }
         drain(buffer, channel);
+    }
+
+    private static void copyRegion(Entry tensor, ByteBuffer buffer, WritableByteChannel channel) throws IOException {
+        try (FileChannel source = FileChannel.open(tensor.region.file(), StandardOpenOption.READ)) {
+            long position = tensor.region.offset();
+            long end = position + tensor.byteSize;
+            if (source.size() < end) {
+                throw new IOException(tensor.region.file() + ": ends before tensor '" + tensor.name + "' does");
+            }
+            while (position < end) {
+                int limit = (int) Math.min(buffer.remaining(), end - position);
+                ByteBuffer slice = buffer.slice(buffer.position(), limit);
+                int read = source.read(slice, position);
+                if (read < 0) {
+                    throw new IOException(tensor.region.file() + ": ends before tensor '" + tensor.name + "' does");
+                }
+                buffer.position(buffer.position() + read);
+                position += read;
+                if (!buffer.hasRemaining()) {
+                    drain(buffer, channel);
+                }
+            }
+        }
+    }
+
+    private static void putFloats(DType dtype, float[] values, ByteBuffer buffer, WritableByteChannel channel)
+            throws IOException {
+        int index = 0;
+        while (index < values.length) {
+            if (buffer.remaining() < Float.BYTES) {
+                drain(buffer, channel);
+            }
+            int n = Math.min(values.length - index, buffer.remaining() / dtype.byteSize());
+            switch (dtype) {
+                case F32 -> {
+                    FloatBuffer floats = buffer.asFloatBuffer();
+                    floats.put(values, index, n);
+                    buffer.position(buffer.position() + n * Float.BYTES);
+                }
+                case F16 -> {
+                    for (int i = index; i < index + n; i++) {
+                        buffer.putShort(HalfFloats.toF16(values[i]));
+                    }
+                }
+                case BF16 -> {
+                    for (int i = index; i < index + n; i++) {
+                        buffer.putShort(HalfFloats.toBf16(values[i]));
+                    }
+                }
+                default -> throw new AssertionError(dtype);
+            }
+            index += n;
+        }
     }
 
     private static void drain(ByteBuffer buffer, WritableByteChannel channel) throws IOException {

@@ -212,6 +212,11 @@ public final class ShardedSafetensors implements AutoCloseable {
         return shardOf(name).readFloat32(name);
     }
 
+    /** See {@link SafetensorsFile#map}. */
+    public MemorySegment map(String name, java.lang.foreign.Arena arena) throws IOException {
+        return shardOf(name).map(name, arena);
+    }
+
     /** See {@link SafetensorsFile#rawBytes}. */
     public MemorySegment rawBytes(String name) throws SafetensorsException {
         return shardOf(name).rawBytes(name);

@@ -9,6 +9,13 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.kernels.Dropout;
+import dev.loraflow.core.kernels.FrozenMatrix;
+import dev.loraflow.core.kernels.HalfMatrix;
+import dev.loraflow.core.safetensors.HalfFloats;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.Random;
 import java.util.stream.Stream;
@@ -30,6 +37,52 @@ class LoRALinearTest {
                 Arguments.of(40, 48, 96, 8, false, true, false, 0.25f),
                 Arguments.of(5, 19, 23, 3, true, true, false, 0.5f),
                 Arguments.of(64, 100, 70, 8, false, false, false, 0.1f));
+    }
+
+    @ParameterizedTest(name = "rows={0} in={1} out={2} r={3} fanInFanOut={4} bias={5} rslora={6} dropout={7}")
+    @MethodSource("shapes")
+    void aBf16FrozenWeightGivesTheBitsOfItsFloat32Widening(int rows, int in, int out, int rank, boolean fanInFanOut,
+                                                           boolean withBias, boolean rslora, float dropout) {
+        Random random = new Random(rows * 1000L + in * 31L + out * 7L + rank);
+        LoraSpec spec = new LoraSpec(rank, 2f * rank + 1f, dropout, rslora);
+        float[] widened = gaussian(random, in * out);
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment bf16 = arena.allocate(2L * widened.length);
+            for (int i = 0; i < widened.length; i++) {
+                short bits = HalfFloats.toBf16(widened[i]);
+                bf16.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i, bits);
+                widened[i] = HalfFloats.fromBf16(bits);
+            }
+            float[] bias = withBias ? gaussian(random, out) : null;
+            LoRALinear f32 = new LoRALinear("layer", in, out, widened, bias, fanInFanOut, spec, 42);
+            FrozenMatrix frozen = new HalfMatrix(bf16, fanInFanOut ? in : out, fanInFanOut ? out : in, HalfMatrix.Format.BF16);
+            LoRALinear half = new LoRALinear("layer", in, out, frozen, bias, fanInFanOut, spec, 42);
+            fill(random, f32.loraB().value());
+            System.arraycopy(f32.loraB().value(), 0, half.loraB().value(), 0, out * rank);
+            float[] x = gaussian(random, rows * in);
+            float[] dy = gaussian(random, rows * out);
+            float[][] results = new float[2][];
+            float[][] inputGrads = new float[2][];
+            LoRALinear[] layers = {f32, half};
+            for (int l = 0; l < 2; l++) {
+                LoRALinear.Activations saved = layers[l].newActivations(rows);
+                results[l] = new float[rows * out];
+                layers[l].forward(x, results[l], rows, saved, true, 7);
+                inputGrads[l] = new float[rows * in];
+                layers[l].backward(x, dy, inputGrads[l], rows, saved, false);
+            }
+            assertArrayEquals(results[0], results[1], "y");
+            assertArrayEquals(inputGrads[0], inputGrads[1], "dx");
+            assertArrayEquals(f32.loraA().grad(), half.loraA().grad(), "dA");
+            assertArrayEquals(f32.loraB().grad(), half.loraB().grad(), "dB");
+            assertArrayEquals(widened, half.weight(), "the frozen weight widened");
+            f32.merge();
+            half.merge();
+            assertArrayEquals(f32.weight(), half.weight(), "merged");
+            half.unmerge();
+            assertArrayEquals(widened, half.weight(), "unmerged back to the frozen weight");
+            assertSame(frozen, half.frozenWeight());
+        }
     }
 
     @ParameterizedTest(name = "rows={0} in={1} out={2} r={3} fanInFanOut={4} bias={5} rslora={6} dropout={7}")

@@ -2,6 +2,9 @@ package dev.loraflow.export.merge;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.core.io.AtomicFiles;
+import dev.loraflow.core.io.DigestingChannel;
+import dev.loraflow.core.io.FileTrees;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.LinearModule;
 import dev.loraflow.core.model.ModelConfig;
@@ -10,11 +13,11 @@ import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.SafetensorsWriter;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import dev.loraflow.core.safetensors.TensorInfo;
 import java.io.IOException;
-import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.FileAlreadyExistsException;
@@ -30,6 +33,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.security.MessageDigest;
 import java.util.Set;
 import java.util.stream.Stream;
 
@@ -47,6 +51,10 @@ import java.util.stream.Stream;
  * {@code config.json} (the base's, byte for byte), {@code model.safetensors} with exactly the base
  * files' tensor names (GPT-2's {@code transformer.} prefix kept or not as the base has it; a tied
  * {@code lm_head.weight} left out, as {@code save_pretrained} does), and the base's tokenizer files.
+ *
+ * <p>The merge streams: each tensor is read, merged and written in the order of the output file,
+ * unchanged ones copied from the base's file through a small buffer (never mapped whole), so memory holds about one
+ * tensor (plus the adapter) whatever the model's size; the output's SHA-256 is taken as it is written.
  */
 public final class LoraMerge {
 
@@ -132,11 +140,32 @@ public final class LoraMerge {
      * @param adapterSha256 SHA-256 of the adapter's adapter_model.safetensors
      * @param dtypes        the dtypes the merged file's tensors are stored in
      * @param mergeNanos    checks, merge and writing
+     * @param weightsSha256 SHA-256 of the merged model.safetensors, taken as it was written
      */
     public record Result(Path directory, String baseSha256, String adapterSha256, List<MergedModule> modules,
-                         Set<DType> dtypes, long mergeNanos) {}
+                         Set<DType> dtypes, long mergeNanos, String weightsSha256) {}
 
     private LoraMerge() {}
+
+    /**
+     * What a merge of {@code baseDirectory} needs, from its headers: the output's bytes on disk, and the
+     * heap for the largest tensor as float32 (a merged tensor is formed whole, then written).
+     */
+    public record Requirements(long outputBytes, long largestTensorFloat32Bytes) {}
+
+    public static Requirements requirements(Path baseDirectory, Options options) throws IOException {
+        long output = 0;
+        long largest = 0;
+        try (ShardedSafetensors base = ShardedSafetensors.open(baseDirectory)) {
+            for (String name : base.tensorNames()) {
+                TensorInfo info = base.info(name);
+                DType dtype = info.dtype().isReadableAsFloat32() ? options.dtype().of(info.dtype()) : info.dtype();
+                output += info.numel() * dtype.byteSize();
+                largest = Math.max(largest, 4 * info.numel());
+            }
+        }
+        return new Requirements(output, largest);
+    }
 
     /**
      * The CLI's {@code merge --base DIR --adapter DIR --out DIR [--dtype ...]}: when the adapter directory
@@ -192,6 +221,7 @@ public final class LoraMerge {
             writer.putMetadata(ADAPTER_SHA256, adapterSha256);
         }
         Set<DType> written = EnumSet.noneOf(DType.class);
+        MessageDigest weightsDigest = Sha256.newDigest();
         try (ShardedSafetensors base = ShardedSafetensors.open(baseDirectory)) {
             Map<String, long[]> found = new LinkedHashMap<>();
             for (String name : base.tensorNames()) {
@@ -208,20 +238,40 @@ public final class LoraMerge {
                 DType stored = info.dtype();
                 DType dtype = stored.isReadableAsFloat32() ? options.dtype().of(stored) : stored;
                 Target target = name.equals(checkpointNames.get(canonical)) ? targetsByTensor.get(canonical) : null;
-                if (target != null) {
+                if (target == null && dtype == stored) {
+                    SafetensorsFile shard = base.shardOf(name);
+                    writer.addFileRegion(name, stored, shard.path(), shard.fileOffset(name), info.shape());
+                } else if (dtype == DType.F64) {
+                    // float64 is rare enough in checkpoints to be converted eagerly
                     float[] weight = base.readFloat32(name);
-                    target.merge(weight, weight);
+                    if (target != null) {
+                        target.merge(weight, weight);
+                    }
                     add(writer, name, weight, dtype, info.shape());
-                } else if (dtype == stored) {
-                    writer.addRaw(name, stored, base.rawBytes(name).toArray(ValueLayout.JAVA_BYTE), info.shape());
                 } else {
-                    add(writer, name, base.readFloat32(name), dtype, info.shape());
+                    writer.addLazy(name, dtype, () -> {
+                        float[] weight = base.readFloat32(name);
+                        if (target != null) {
+                            target.merge(weight, weight);
+                        }
+                        return weight;
+                    }, info.shape());
                 }
                 written.add(dtype);
             }
+            boolean created = !Files.exists(outDirectory);
+            Files.createDirectories(outDirectory);
+            try {
+                AtomicFiles.write(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE),
+                        channel -> writer.writeTo(new DigestingChannel(channel, weightsDigest)));
+            } catch (IOException | RuntimeException e) {
+                // a module found not to merge (NaN/Inf) while streaming: leave nothing behind
+                if (created) {
+                    FileTrees.delete(outDirectory);
+                }
+                throw e;
+            }
         }
-        Files.createDirectories(outDirectory);
-        writer.write(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE));
         for (String file : COPIED_FILES) {
             Path source = baseDirectory.resolve(file);
             if (Files.isRegularFile(source)) {
@@ -231,7 +281,7 @@ public final class LoraMerge {
         // Last: a directory with a config.json is a complete model.
         Files.copy(baseDirectory.resolve(CONFIG_FILE), outDirectory.resolve(CONFIG_FILE));
         return new Result(outDirectory, baseSha256, adapterSha256, targets.stream().map(Target::describe).toList(),
-                Collections.unmodifiableSet(written), System.nanoTime() - start);
+                Collections.unmodifiableSet(written), System.nanoTime() - start, Sha256.hex(weightsDigest));
     }
 
     /**

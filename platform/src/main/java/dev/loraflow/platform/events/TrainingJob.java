@@ -6,6 +6,7 @@ import dev.loraflow.core.model.LoraTargets;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.optim.AdamW;
 import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.train.LearningRateSchedule;
 import dev.loraflow.core.train.TrainingSettings;
 import java.util.List;
@@ -19,11 +20,13 @@ import java.util.regex.Pattern;
  * @param targets      PEFT target modules, {@code ["all-linear"]}, or empty for the architecture's default
  * @param totalSteps   optimiser steps of the whole job; 0 trains until the end-of-job marker
  * @param checkpointEvery a checkpoint every N steps, 0 for none between the start and the end
+ * @param quantization how the base's linear weights are held while training ({@code lora.quantize}: QLoRA's
+ *                     nf4, int8, or none)
  */
 public record TrainingJob(String jobId, String baseModel, int rank, double alpha, double dropout, List<String> targets,
                           boolean useRslora, double learningRate, LearningRateSchedule.Shape schedule, long warmupSteps,
                           double weightDecay, double maxGradNorm, int batchSize, int seqLen, int gradAccum, long seed,
-                          long totalSteps, long checkpointEvery, boolean checkpointAtEnd) {
+                          long totalSteps, long checkpointEvery, boolean checkpointAtEnd, Quantization quantization) {
 
     public static final String SCHEMA = "loraflow.training.job";
     public static final int VERSION = 1;
@@ -49,6 +52,12 @@ public record TrainingJob(String jobId, String baseModel, int rank, double alpha
         double alpha = Json.number(lora, "alpha", 16, Double.MIN_VALUE, 1e6, what + " lora");
         double dropout = Json.number(lora, "dropout", 0.05, 0, 0.99, what + " lora");
         boolean useRslora = Json.bool(lora, "use_rslora", false, what + " lora");
+        Quantization quantization;
+        try {
+            quantization = Quantization.parse(Json.optionalText(lora, "quantize", "none", what + " lora"));
+        } catch (IllegalArgumentException e) {
+            throw new EventFormatException(what + ": lora.quantize: " + e.getMessage());
+        }
         JsonNode targetsNode = lora.get("target_modules");
         List<String> targets;
         if (targetsNode == null || targetsNode.isNull()) {
@@ -89,7 +98,7 @@ public record TrainingJob(String jobId, String baseModel, int rank, double alpha
                     + " at_end false)");
         }
         return new TrainingJob(jobId, baseModel, rank, alpha, dropout, targets, useRslora, learningRate, schedule, warmup,
-                weightDecay, maxGradNorm, batchSize, seqLen, gradAccum, seed, totalSteps, every, atEnd);
+                weightDecay, maxGradNorm, batchSize, seqLen, gradAccum, seed, totalSteps, every, atEnd, quantization);
     }
 
     static String jobId(String id) throws EventFormatException {
@@ -115,6 +124,9 @@ public record TrainingJob(String jobId, String baseModel, int rank, double alpha
             targets.forEach(lora.putArray("target_modules")::add);
         }
         lora.put("use_rslora", useRslora);
+        if (quantization != Quantization.NONE) {
+            lora.put("quantize", quantization.toString());
+        }
         ObjectNode optimizer = root.putObject("optimizer");
         optimizer.put("lr", learningRate);
         optimizer.put("schedule", schedule.name().toLowerCase(java.util.Locale.ROOT));
@@ -143,7 +155,7 @@ public record TrainingJob(String jobId, String baseModel, int rank, double alpha
         } else {
             builder.targetModules(targets.toArray(String[]::new));
         }
-        return builder.build();
+        return quantization.recordIn(builder.build());
     }
 
     /** What core's Trainer runs; a job without a length runs "for ever" until its marker. */

@@ -3,8 +3,10 @@ package dev.loraflow.platform.events;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-
 import dev.loraflow.core.data.Example;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.quant.Quantization;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -29,6 +31,20 @@ class EventsTest {
         assertEquals(42, job.seed());
         assertTrue(job.checkpointAtEnd());
         assertEquals(job, TrainingJob.parse(utf8(job.toJson().toString())));
+        assertEquals(Quantization.NONE, job.quantization());
+        assertTrue(job.toJson().path("lora").path("quantize").isMissingNode(), "an unquantized job's JSON is unchanged");
+    }
+
+    @Test
+    void aQloraJobQuantizesItsBaseAndRecordsItInTheAdapterConfig() throws EventFormatException {
+        TrainingJob job = TrainingJob.parse(utf8(JOB.replace("\"r\": 8", "\"r\": 8, \"quantize\": \"nf4\"")));
+        assertEquals(Quantization.NF4, job.quantization());
+        assertEquals(job, TrainingJob.parse(utf8(job.toJson().toString())));
+        LoraAdapterConfig config = job.loraConfig(new Gpt2Config(50, 16, 8, 1, 2, 32, 1e-5), "gpt2");
+        assertEquals(Quantization.NF4, Quantization.recordedIn(config));
+        EventFormatException bad = assertThrows(EventFormatException.class,
+                () -> TrainingJob.parse(utf8(JOB.replace("\"r\": 8", "\"r\": 8, \"quantize\": \"fp4\""))));
+        assertTrue(bad.getMessage().contains("lora.quantize: quantization must be none, nf4 or int8"), bad.getMessage());
     }
 
     @Test

@@ -2,16 +2,20 @@ package dev.loraflow.trainer.service;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.CheckpointWeights;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.platform.store.SafePaths;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * Base models by name, resolved only inside the models root and loaded once: jobs on the same base
@@ -22,9 +26,29 @@ import java.util.Map;
  */
 public final class BaseModels {
 
-    /** A loaded base: config, frozen weights, the pad id its tokenizer implies, its content digest. */
-    public record Base(String name, Path directory, ModelConfig config, Map<String, float[]> weights, int padId,
-                       String sha256) {}
+    /**
+     * A loaded base: config, frozen weights (as stored, and each quantization a job asked for, loaded once),
+     * the pad id its tokenizer implies, its content digest.
+     */
+    public record Base(String name, Path directory, ModelConfig config,
+                       Map<Quantization, CheckpointWeights.BaseWeights> held, int padId, String sha256) {
+
+        /** The weights held as {@code quantization} asks: BF16/F16 linear weights mapped, quantized ones off the heap. */
+        public synchronized CheckpointWeights.BaseWeights weights(Quantization quantization) throws IOException {
+            CheckpointWeights.BaseWeights weights = held.get(quantization);
+            if (weights == null) {
+                weights = CheckpointWeights.readFrozen(directory, ModelLayout.of(config), quantization);
+                held.put(quantization, weights);
+            }
+            return weights;
+        }
+
+        /** A model on these weights with a fresh adapter of {@code lora}. */
+        public CausalLanguageModel model(LoraAdapterConfig lora, long seed, Quantization quantization) throws IOException {
+            CheckpointWeights.BaseWeights weights = weights(quantization);
+            return CausalLanguageModel.create(config, weights.arrays(), weights.frozen(), lora, seed);
+        }
+    }
 
     private final Path root;
     private final int capacity;
@@ -68,8 +92,10 @@ public final class BaseModels {
 
     private static Base load(String name, Path directory) throws IOException {
         ModelConfig config = ModelConfig.read(directory.resolve("config.json"));
-        Map<String, float[]> weights = CheckpointWeights.read(directory, ModelLayout.of(config));
-        return new Base(name, directory, config, weights, padId(directory), ModelDigest.of(directory));
+        Base base = new Base(name, directory, config, new ConcurrentHashMap<>(), padId(directory),
+                ModelDigest.of(directory));
+        base.weights(Quantization.NONE);
+        return base;
     }
 
     /** EOS from config.json (as the CLI pads), else 0: padding is label −100 and after every real token. */

@@ -9,6 +9,7 @@ import dev.loraflow.core.io.FileTrees;
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.train.Trainer;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.EventFormatException;
@@ -95,7 +96,7 @@ public final class JobRun {
     private long durableOffset;
 
     private JobRun(TrainingJob job, BaseModels.Base base, ArtifactStore store, Effects effects, Faults faults,
-                   int partition, long firstOffset) {
+                   int partition, long firstOffset) throws IOException {
         this.job = job;
         this.base = base;
         this.store = store;
@@ -103,7 +104,7 @@ public final class JobRun {
         this.faults = faults;
         this.partition = partition;
         this.lora = job.loraConfig(base.config(), job.baseModel());
-        CausalLanguageModel model = CausalLanguageModel.create(base.config(), base.weights(), lora, job.seed());
+        CausalLanguageModel model = base.model(lora, job.seed(), job.quantization());
         this.trainer = new Trainer(model, job.trainingSettings(), "job:" + job.jobId());
         this.durableOffset = firstOffset;
     }
@@ -406,6 +407,10 @@ public final class JobRun {
         loraJson.put("dropout", lora.loraDropout());
         loraJson.put("use_rslora", lora.useRslora());
         loraJson.set("target_modules", job.toJson().path("lora").path("target_modules"));
+        if (job.quantization() != Quantization.NONE) {
+            // the base the adapter learned against; a merge still folds it into the unquantized base
+            loraJson.put("base_quantization", job.quantization().toString());
+        }
         return new CheckpointEvent(job.jobId(), saved.path("step").asLong(), saved.path("loss").asDouble(Double.NaN),
                 saved.path("final").asBoolean(), artifact.uri().toString(), artifact.sha256(), job.baseModel(),
                 base.sha256(), loraJson, saved.path("next_seq").asLong(), saved.path("examples_into_next_seq").asInt(),

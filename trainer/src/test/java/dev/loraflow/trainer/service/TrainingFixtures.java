@@ -102,8 +102,8 @@ public final class TrainingFixtures {
     /** What the CLI computes for the same job over the same examples in file order, written to {@code out}. */
     public static void trainDirectly(BaseModels.Base base, TrainingJob job, List<Example> examples, Path out)
             throws IOException {
-        CausalLanguageModel model = CausalLanguageModel.create(base.config(), base.weights(),
-                job.loraConfig(base.config(), job.baseModel()), job.seed());
+        CausalLanguageModel model = base.model(job.loraConfig(base.config(), job.baseModel()), job.seed(),
+                job.quantization());
         Trainer trainer = new Trainer(model, job.trainingSettings(), "reference");
         BatchSampler sampler = new BatchSampler(examples, job.batchSize(), job.seqLen(), base.padId(), job.seed(), false, 0);
         for (long step = 0; step < job.totalSteps(); step++) {

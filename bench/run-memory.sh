@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Big models on one machine (issue 13): for each shape given (default tinyllama; 8b adds Llama-3.1-8B), a random
+# BF16 checkpoint from ./loraflow init-model --dtype bf16 (made once, kept in $WORK), then
+#   train  (BF16 base, and NF4 for 8b): peak RSS (GNU time's maximum resident set, mapped weights included),
+#          seconds, tokens/s of the last step;
+#   merge  of the trained adapter against cp of the checkpoint: seconds and peak RSS.
+# Rows go to $WORK/memory-<time>.md as a markdown table, and to stdout.
+# Settings from the environment: WORK (/tmp/loraflow-bench-memory), STEPS (3), LORAFLOW_JAVA_OPTS.
+# Disk: tinyllama 2.2 GB checkpoint + 2.2 GB merged; 8b 16 GB + 16 GB. Needs GNU time (/usr/bin/time).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK="${WORK:-/tmp/loraflow-bench-memory}"
+STEPS="${STEPS:-3}"
+SHAPES=("$@")
+[ ${#SHAPES[@]} -gt 0 ] || SHAPES=(tinyllama)
+for shape in "${SHAPES[@]}"; do
+  case "$shape" in
+    tinyllama|8b) ;;
+    *) echo "run-memory: unknown shape '$shape'; expected tinyllama or 8b" >&2; exit 2 ;;
+  esac
+done
+[ -x /usr/bin/time ] || { echo "run-memory: needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
+mkdir -p "$WORK"
+REPORT="$WORK/memory-$(date -u +%Y%m%dT%H%M%SZ).md"
+LF="$ROOT/loraflow"
+
+# init-model arguments, batch, sequence length, rank and targets of each shape (the issue's table)
+shape_args() {
+  case "$1" in
+    tinyllama) echo "--layers 22 --hidden 2048 --heads 32 --kv-heads 4 --intermediate 5632 --vocab 32000 --context 2048" ;;
+    8b) echo "--layers 32 --hidden 4096 --heads 32 --kv-heads 8 --intermediate 14336 --vocab 128256 --context 8192" ;;
+  esac
+}
+train_args() {
+  case "$1" in
+    tinyllama) echo "--batch-size 2 --seq-len 128 --rank 8 --targets q_proj,k_proj,v_proj,o_proj" ;;
+    8b) echo "--batch-size 1 --seq-len 256 --rank 16 --targets q_proj,v_proj" ;;
+  esac
+}
+
+# Runs a command under GNU time; prints "seconds peak_rss_kb" and leaves its output in $WORK/last.log.
+measured() {
+  /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" > "$WORK/last.log" 2>&1 || { tail -n 5 "$WORK/last.log" >&2; return 1; }
+  cat "$WORK/time.txt"
+}
+gb() { awk -v kb="$1" 'BEGIN { printf "%.2f GB", kb / 1048576 }'; }
+
+{
+  echo "| model | step | seconds | peak RSS | notes |"
+  echo "|---|---|---|---|---|"
+} | tee "$REPORT"
+for shape in "${SHAPES[@]}"; do
+  base="$WORK/$shape-bf16"
+  if [ ! -f "$base/config.json" ]; then
+    rm -rf "$base"
+    read -r secs rss <<<"$(measured "$LF" init-model --arch llama $(shape_args "$shape") --dtype bf16 --seed 1 --out "$base")"
+    echo "| $shape | init-model --dtype bf16 | $secs | $(gb "$rss") | $(du -h "$base/model.safetensors" | cut -f1) checkpoint |" | tee -a "$REPORT"
+  fi
+  checkpoint_kb=$(( $(stat -c %s "$base/model.safetensors") / 1024 ))
+  data="$WORK/$shape-data.jsonl"
+  python3 -c "
+import json, random, sys
+r = random.Random(1); vocab = int(json.load(open('$base/config.json'))['vocab_size'])
+for _ in range(64): print(json.dumps({'input_ids': [r.randrange(vocab) for _ in range(256)]}))" > "$data"
+  quantizations=(none)
+  [ "$shape" = 8b ] && quantizations=(none nf4)
+  for quantization in "${quantizations[@]}"; do
+    adapter="$WORK/$shape-adapter-$quantization"
+    rm -rf "$adapter"
+    read -r secs rss <<<"$(measured "$LF" train --base "$base" --data "$data" --out "$adapter" --steps "$STEPS" \
+        --quantize "$quantization" $(train_args "$shape"))"
+    speed="$(grep -o '[0-9.]* tok/s' "$WORK/last.log" | tail -n 1 || true)"
+    echo "| $shape | train BF16 base, --quantize $quantization, $STEPS steps | $secs | $(gb "$rss") ($(awk -v r="$rss" -v c="$checkpoint_kb" 'BEGIN { printf "%.2f", r / c }')× checkpoint) | last step $speed |" | tee -a "$REPORT"
+  done
+  merged="$WORK/$shape-merged"
+  rm -rf "$merged" "$WORK/$shape-copy.safetensors"
+  sync
+  read -r cp_secs cp_rss <<<"$(measured cp "$base/model.safetensors" "$WORK/$shape-copy.safetensors")"
+  echo "| $shape | cp model.safetensors | $cp_secs | $(gb "$cp_rss") | |" | tee -a "$REPORT"
+  rm -f "$WORK/$shape-copy.safetensors"
+  read -r secs rss <<<"$(measured "$LF" merge --base "$base" --adapter "$WORK/$shape-adapter-none" --out "$merged")"
+  echo "| $shape | merge | $secs | $(gb "$rss") | $(awk -v m="$secs" -v c="$cp_secs" 'BEGIN { printf "%.1f", m / c }')× cp |" | tee -a "$REPORT"
+  rm -rf "$merged"
+done
+echo "report: $REPORT"

@@ -1,0 +1,76 @@
+package dev.loraflow.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code train} in a JVM whose heap (-Xmx96m) is smaller than the base's float32 weights (~120 MB): a
+ * BF16 checkpoint trains, its linear weights mapped from the file; the same model stored in F32, which
+ * would have to sit on the heap, is refused before loading, in one line.
+ */
+class HeapLimitTest {
+
+    private static final String HEAP = "-Xmx96m";
+
+    @TempDir
+    Path temp;
+
+    @Test
+    void aBf16BaseLargerThanTheHeapInFloat32TrainsAndAnF32OneIsRefusedInOneLine() throws Exception {
+        Path data = temp.resolve("data.jsonl");
+        StringBuilder lines = new StringBuilder();
+        for (int i = 0; i < 8; i++) {
+            lines.append("{\"input_ids\": [").append(i).append(", 5, 9, 14, 20, 3, 7, 11]}\n");
+        }
+        Files.writeString(data, lines);
+        List<String> shape = List.of("init-model", "--arch", "llama", "--layers", "8", "--hidden", "512", "--heads", "8",
+                "--intermediate", "1536", "--vocab", "64", "--context", "32", "--seed", "1");
+        Path bf16 = temp.resolve("bf16");
+        Path f32 = temp.resolve("f32");
+        assertEquals(0, run(List.of(), shape, "--dtype", "bf16", "--out", bf16.toString()).exitCode, "init-model");
+        assertEquals(0, run(List.of(), shape, "--dtype", "f32", "--out", f32.toString()).exitCode, "init-model");
+        long f32Bytes = Files.size(f32.resolve("model.safetensors"));
+        assertTrue(f32Bytes > 96L << 20, "the float32 weights (" + f32Bytes + " bytes) must not fit the heap");
+
+        List<String> train = List.of("train", "--data", data.toString(), "--steps", "2", "--batch-size", "2",
+                "--seq-len", "8", "--targets", "q_proj,v_proj");
+        Result trained = run(List.of(HEAP), train, "--base", bf16.toString(), "--out", temp.resolve("adapter").toString());
+        assertEquals(0, trained.exitCode, trained.output);
+        assertEquals(2, new ObjectMapper().readTree(trained.output.lines().filter(line -> line.startsWith("{"))
+                .reduce((a, b) -> b).orElseThrow()).get("steps").asInt());
+
+        Result refused = run(List.of(HEAP), train, "--base", f32.toString(), "--out", temp.resolve("refused").toString());
+        assertEquals(1, refused.exitCode, refused.output);
+        String message = refused.output.lines().filter(line -> line.startsWith("loraflow train:")).findFirst().orElseThrow();
+        assertTrue(message.contains("needs about") && message.contains("of Java heap") && message.contains("--quantize nf4"),
+                message);
+        assertFalse(refused.output.contains("OutOfMemoryError") || refused.output.contains("\tat "), refused.output);
+        assertFalse(Files.exists(temp.resolve("refused").resolve("adapter_model.safetensors")));
+    }
+
+    private record Result(int exitCode, String output) {}
+
+    private static Result run(List<String> jvmOptions, List<String> args, String... more) throws Exception {
+        List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"));
+        command.addAll(jvmOptions);
+        command.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName()));
+        command.addAll(args);
+        command.addAll(List.of(more));
+        Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
+        String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(process.waitFor(300, TimeUnit.SECONDS));
+        return new Result(process.exitValue(), output);
+    }
+}

@@ -1,0 +1,94 @@
+package dev.loraflow.core.kernels;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import dev.loraflow.core.safetensors.HalfFloats;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * GEMM with a frozen BF16/F16 operand against float32 GEMM on the same values widened exactly: the
+ * widening is exact and the frozen path sums every element in the same order, so C must agree bit for bit.
+ */
+class FrozenGemmTest {
+
+    private static final ValueLayout.OfShort U16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    static Stream<Arguments> shapes() {
+        int[][] mnk = {
+            {1, 17, 5}, {3, 1027, 300}, {8, 32, 16}, {7, 33, 31}, {17, 65, 300}, {64, 8, 768},
+            {130, 1030, 40}, {257, 97, 513}, {96, 2304, 768}, {33, 70, 5000},
+        };
+        Stream.Builder<Arguments> all = Stream.builder();
+        for (int[] s : mnk) {
+            for (HalfMatrix.Format format : HalfMatrix.Format.values()) {
+                for (boolean transB : new boolean[] {false, true}) {
+                    all.add(Arguments.of(s[0], s[1], s[2], format, transB));
+                }
+            }
+        }
+        return all.build();
+    }
+
+    @ParameterizedTest(name = "m={0} n={1} k={2} {3} transB={4}")
+    @MethodSource("shapes")
+    void equalsFloat32GemmOnTheWidenedValues(int m, int n, int k, HalfMatrix.Format format, boolean transB) {
+        Random random = new Random(17L * m + 5L * n + k + format.ordinal() + (transB ? 2 : 0));
+        int rows = transB ? n : k;
+        int cols = transB ? k : n;
+        float[] widened = new float[rows * cols];
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment half = arena.allocate(2L * rows * cols);
+            for (int i = 0; i < widened.length; i++) {
+                float value = (float) random.nextGaussian();
+                short bits = format == HalfMatrix.Format.BF16 ? HalfFloats.toBf16(value) : HalfFloats.toF16(value);
+                half.setAtIndex(U16_LE, i, bits);
+                widened[i] = format == HalfMatrix.Format.BF16 ? HalfFloats.fromBf16(bits) : HalfFloats.fromF16(bits);
+            }
+            FrozenMatrix frozen = new HalfMatrix(half, rows, cols, format);
+            assertArrayEquals(widened, frozen.toFloat32(), "widening is exact");
+
+            float[] a = KernelChecks.gaussian(random, m * k, 0, 1);
+            float[] bias = KernelChecks.gaussian(random, n, 0, 1);
+            int rank = 4;
+            float[] u = KernelChecks.gaussian(random, m * rank, 0, 1);
+            float[] v = KernelChecks.gaussian(random, n * rank, 0, 1);
+            Epilogue epilogue = Epilogue.lowRank(bias, u, rank, v, rank, true, rank, 0.5f);
+            float[] expected = KernelChecks.gaussian(random, m * n, 0, 1);
+            float[] actual = expected.clone();
+            Gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, widened, 0, cols, 1f, expected, 0, n, epilogue);
+            Gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, frozen, 1f, actual, 0, n, epilogue);
+            assertArrayEquals(expected, actual);
+
+            // the input gradient's layout: op(A) = A stored transposed
+            float[] at = KernelChecks.gaussian(random, k * m, 0, 1);
+            float[] expectedT = new float[m * n];
+            float[] actualT = new float[m * n];
+            Gemm.sgemm(true, transB, m, n, k, 0.75f, at, 0, m, widened, 0, cols, 0f, expectedT, 0, n);
+            Gemm.sgemm(true, transB, m, n, k, 0.75f, at, 0, m, frozen, 0f, actualT, 0, n, null);
+            assertArrayEquals(expectedT, actualT);
+        }
+    }
+
+    @ParameterizedTest(name = "transB={0}")
+    @MethodSource("transposes")
+    void refusesAMatrixOfTheWrongShape(boolean transB) {
+        FrozenMatrix w = FrozenMatrix.of(new float[12], 3, 4);
+        IllegalArgumentException error = assertThrows(IllegalArgumentException.class,
+                () -> Gemm.sgemm(false, transB, 2, 3, 5, 1f, new float[10], 0, 5, w, 0f, new float[6], 0, 3, null));
+        assertEquals("B: a 3×4 matrix is not op(B) [5, 3]" + (transB ? " transposed" : ""), error.getMessage());
+    }
+
+    static Stream<Boolean> transposes() {
+        return Stream.of(false, true);
+    }
+}
