@@ -18,7 +18,9 @@ import dev.loraflow.serving.kserve.grpc.ServerMetadataResponse;
 import dev.loraflow.serving.kserve.grpc.ServerReadyRequest;
 import dev.loraflow.serving.kserve.grpc.ServerReadyResponse;
 import dev.loraflow.serving.rest.ApiError;
+import dev.loraflow.serving.rest.Generations;
 import dev.loraflow.serving.rest.Requests;
+import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import io.quarkus.grpc.GrpcService;
@@ -90,14 +92,21 @@ public class KServeGrpcService extends GRPCInferenceServiceGrpc.GRPCInferenceSer
         });
     }
 
-    /** Blocking: the call waits for the whole generation, on a worker thread rather than the event loop. */
+    /**
+     * Blocking: the call waits for the whole generation, on a worker thread rather than the event loop. The
+     * generation is cancelled when the call's context is: the client cancelled, disconnected or passed its
+     * deadline. The context, not the observer's cancel handler, because Quarkus replays a blocking call's
+     * listener events in order on the worker, so the call's onCancel would only arrive after the generation.
+     */
     @Override
     @Blocking
     public void modelInfer(ModelInferRequest request, StreamObserver<ModelInferResponse> response) {
+        Context call = Context.current();
+        Generations.ExchangeEnd end = action -> call.addListener(ignored -> action.run(), Runnable::run);
         answer(response, () -> {
             boolean raw = request.getRawInputContentsCount() > 0;
             KServeInference.Result result = kserve.infer(request.getModelName(), request.getModelVersion(), API,
-                    () -> request(request));
+                    () -> request(request), end);
             ModelInferResponse.Builder builder = ModelInferResponse.newBuilder().setModelName(result.modelName())
                     .setModelVersion(result.modelVersion())
                     .putParameters("finish_reason", InferParameter.newBuilder().setStringParam(result.finishReason()).build())
@@ -140,6 +149,7 @@ public class KServeGrpcService extends GRPCInferenceServiceGrpc.GRPCInferenceSer
         return switch (e.status()) {
             case 404 -> Status.NOT_FOUND;
             case 429 -> Status.RESOURCE_EXHAUSTED;
+            case 499 -> Status.CANCELLED;
             case 503 -> Status.UNAVAILABLE;
             case 500 -> Status.INTERNAL;
             case 504 -> Status.DEADLINE_EXCEEDED;

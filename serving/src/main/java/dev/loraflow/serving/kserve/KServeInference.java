@@ -134,9 +134,11 @@ public class KServeInference {
      *
      * @param version null or empty for the version served
      * @param api the label of the request in the metrics
-     * @throws ApiError 4xx or 503 for what is refused, 500 when the generation fails
+     * @param end where the transport reports that its client went away, which cancels the generation
+     * @throws ApiError 4xx or 503 for what is refused, 499 when the client went away, 500 when the generation fails
      */
-    public Result infer(String name, String version, String api, Supplier<Request> request) {
+    public Result infer(String name, String version, String api, Supplier<Request> request,
+                        Generations.ExchangeEnd end) {
         Serving.Target target = null;
         boolean submitted = false;
         try {
@@ -157,7 +159,7 @@ public class KServeInference {
             List<String> stops = Requests.stopSequences(parameters, model);
             submitted = true;
             Completion completion = generations.complete(target,
-                    new GenerationRequest(prompt, sampling, stops, target.adapter()), api, Generations.ExchangeEnd.NEVER);
+                    new GenerationRequest(prompt, sampling, stops, target.adapter()), api, end);
             List<Tensor> tensors = new ArrayList<>();
             if (outputs.contains(OUTPUT_IDS)) {
                 long[] ids = Arrays.stream(completion.tokens()).asLongStream().toArray();

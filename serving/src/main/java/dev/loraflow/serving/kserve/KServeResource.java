@@ -4,7 +4,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.serving.rest.ApiError;
+import dev.loraflow.serving.rest.Generations;
 import dev.loraflow.serving.rest.Requests;
+import io.vertx.ext.web.RoutingContext;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.GET;
@@ -12,6 +14,7 @@ import jakarta.ws.rs.POST;
 import jakarta.ws.rs.Path;
 import jakarta.ws.rs.PathParam;
 import jakarta.ws.rs.Produces;
+import jakarta.ws.rs.core.Context;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import java.util.ArrayList;
@@ -102,17 +105,19 @@ public class KServeResource {
     @Path("/models/{name}/infer")
     @Consumes(MediaType.WILDCARD)
     @Operation(summary = "KServe v2 inference: input_ids or text_input in, output_ids and text_output out")
-    public Response infer(@PathParam("name") String name, byte[] body) {
-        return infer(name, null, body);
+    public Response infer(@PathParam("name") String name, byte[] body, @Context RoutingContext routing) {
+        return infer(name, null, body, routing);
     }
 
     @POST
     @Path("/models/{name}/versions/{version}/infer")
     @Consumes(MediaType.WILDCARD)
     @Operation(summary = "KServe v2 inference on one model version")
-    public Response infer(@PathParam("name") String name, @PathParam("version") String version, byte[] body) {
+    public Response infer(@PathParam("name") String name, @PathParam("version") String version, byte[] body,
+                          @Context RoutingContext routing) {
         try {
-            KServeInference.Result result = kserve.infer(name, version, API, () -> request(body));
+            KServeInference.Result result = kserve.infer(name, version, API, () -> request(body),
+                    Generations.ExchangeEnd.of(routing));
             ObjectNode response = Requests.JSON.createObjectNode().put("model_name", result.modelName())
                     .put("model_version", result.modelVersion());
             if (result.id() != null) {

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.google.common.util.concurrent.ListenableFuture;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
 import dev.loraflow.core.text.Tokenizer;
@@ -91,7 +92,11 @@ class ClientLimitsTest {
     MeterRegistry meters;
 
     private double requests(String outcome) {
-        return meters.counter("loraflow.requests", "api", "openai_completions", "outcome", outcome).count();
+        return requests("openai_completions", outcome);
+    }
+
+    private double requests(String api, String outcome) {
+        return meters.counter("loraflow.requests", "api", api, "outcome", outcome).count();
     }
 
     private static void await(BooleanSupplier condition, String what) throws InterruptedException {
@@ -135,6 +140,47 @@ class ClientLimitsTest {
     }
 
     @Test
+    void aKServeRestClientThatLeavesIsRemovedFromTheEngine() throws Exception {
+        await(this::engineIdle, "an idle engine");
+        double cancelled = requests("kserve_v2", "cancelled");
+        double completed = requests("kserve_v2", "completed");
+        String body = "{\"inputs\": [{\"name\": \"input_ids\", \"datatype\": \"INT64\", \"shape\": [1, 3],"
+                + " \"data\": [1, 2, 3]}], \"parameters\": {\"max_tokens\": 4000, \"temperature\": 0}}";
+        try (RawHttp client = RawHttp.post("/v2/models/tiny/infer", Map.of("X-API-Key", KEY_A), body)) {
+            await(() -> serving.engine().activeSequences() == 1, "the generation running");
+        }
+        await(this::engineIdle, "the generation leaving the engine");
+        await(() -> requests("kserve_v2", "cancelled") == cancelled + 1, "the generation counted as cancelled");
+        assertEquals(completed, requests("kserve_v2", "completed"), "the generation did not run to its end");
+    }
+
+    @Test
+    void aGrpcClientThatCancelsIsRemovedFromTheEngine() throws Exception {
+        ManagedChannel channel = ManagedChannelBuilder.forAddress("localhost", KServeGrpcTest.grpcPort()).usePlaintext().build();
+        try {
+            await(this::engineIdle, "an idle engine");
+            double cancelled = requests("kserve_v2_grpc", "cancelled");
+            double completed = requests("kserve_v2_grpc", "completed");
+            ListenableFuture<ModelInferResponse> answer = GRPCInferenceServiceGrpc.newFutureStub(channel)
+                    .withInterceptors(MetadataUtils.newAttachHeadersInterceptor(key(KEY_A)))
+                    .modelInfer(KServeGrpcTest.greedy(4000).addInputs(KServeGrpcTest.ids(1, 2, 3)).build());
+            await(() -> serving.engine().activeSequences() == 1, "the generation running");
+            assertTrue(answer.cancel(true), "the call was still running");
+            await(this::engineIdle, "the generation leaving the engine");
+            await(() -> requests("kserve_v2_grpc", "cancelled") == cancelled + 1, "the generation counted as cancelled");
+            assertEquals(completed, requests("kserve_v2_grpc", "completed"), "the generation did not run to its end");
+        } finally {
+            channel.shutdownNow();
+        }
+    }
+
+    private static Metadata key(String key) {
+        Metadata metadata = new Metadata();
+        metadata.put(Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER), key);
+        return metadata;
+    }
+
+    @Test
     void inferenceNeedsAKeyAndEachKeyHasItsPlaces() throws Exception {
         String shortRequest = "{\"model\": \"tiny\", \"prompt\": [1, 2, 3], \"max_tokens\": 1}";
         given().contentType("application/json").body(shortRequest).post("/v1/completions").then().statusCode(401)
@@ -174,9 +220,7 @@ class ClientLimitsTest {
             StatusRuntimeException refused = assertThrows(StatusRuntimeException.class, () -> kserve.modelInfer(request));
             assertEquals(Status.Code.UNAUTHENTICATED, refused.getStatus().getCode());
             assertTrue(kserve.serverLive(ServerLiveRequest.getDefaultInstance()).getLive(), "health stays open");
-            Metadata key = new Metadata();
-            key.put(Metadata.Key.of("x-api-key", Metadata.ASCII_STRING_MARSHALLER), KEY_B);
-            ModelInferResponse answer = kserve.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(key))
+            ModelInferResponse answer = kserve.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(key(KEY_B)))
                     .modelInfer(request);
             assertEquals(2, answer.getOutputs(0).getContents().getInt64ContentsCount());
         } finally {
