@@ -7,6 +7,7 @@ import static dev.loraflow.deploy.RenderedManifests.quantity;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -250,7 +251,18 @@ class KubernetesManifestsTest {
                 if (volume.has("configMap")) {
                     manifests.require("ConfigMap", volume.path("configMap").path("name").asText());
                 } else if (volume.has("secret")) {
-                    manifests.require("Secret", volume.path("secret").path("secretName").asText());
+                    String secretName = volume.path("secret").path("secretName").asText();
+                    if (manifests.find("Secret", secretName).isEmpty()) {
+                        // The Secret of a KafkaUser, written by Strimzi's User Operator: password and sasl.jaas.config.
+                        manifests.require("KafkaUser", secretName);
+                        for (JsonNode item : elements(volume.path("secret").path("items"))) {
+                            assertTrue(KAFKA_USER_SECRET_KEYS.contains(item.path("key").asText()), where + ": volume "
+                                    + volume.path("name").asText() + " names key " + item.path("key").asText()
+                                    + " of KafkaUser " + secretName + "'s Secret, which has " + KAFKA_USER_SECRET_KEYS);
+                        }
+                    } else {
+                        manifests.require("Secret", secretName);
+                    }
                 } else if (volume.has("persistentVolumeClaim")) {
                     manifests.require("PersistentVolumeClaim", volume.path("persistentVolumeClaim").path("claimName").asText());
                 }
@@ -264,13 +276,6 @@ class KubernetesManifestsTest {
                         if (from.has(reference[0])) {
                             String sourceName = from.path(reference[0]).path("name").asText();
                             String key = from.path(reference[0]).path("key").asText();
-                            if (reference[1].equals("Secret") && manifests.find("Secret", sourceName).isEmpty()) {
-                                // The Secret of a KafkaUser, written by Strimzi's User Operator: password and sasl.jaas.config.
-                                manifests.require("KafkaUser", sourceName);
-                                assertTrue(KAFKA_USER_SECRET_KEYS.contains(key), at + ": " + variable.path("name").asText()
-                                        + " names key " + key + " of KafkaUser " + sourceName + "'s Secret, which has " + KAFKA_USER_SECRET_KEYS);
-                                continue;
-                            }
                             JsonNode source = manifests.require(reference[1], sourceName);
                             assertTrue(source.path("data").has(key),
                                     at + ": " + variable.path("name").asText() + " names a key its " + reference[1] + " lacks");
@@ -401,7 +406,7 @@ class KubernetesManifestsTest {
 
     @ParameterizedTest
     @MethodSource("overlays")
-    void everyServiceSignsInAsItsOwnKafkaUserWhoseSecretHoldsThePassword(String overlay) {
+    void everyServiceSignsInAsItsOwnKafkaUserWhoseSecretIsMountedAsThePasswordFile(String overlay) {
         RenderedManifests manifests = rendered(overlay);
         for (String service : SERVICES) {
             JsonNode deployment = manifests.require("Deployment", service);
@@ -410,12 +415,21 @@ class KubernetesManifestsTest {
             for (JsonNode container : Stream.concat(containers(deployment, true).stream(), containers(deployment, false).stream()).toList()) {
                 String at = overlay + ": " + service + ", container " + container.path("name").asText();
                 assertEquals(KAFKA_USER_PREFIX + service, manifests.environment(container).get("LORAFLOW_KAFKA_USERNAME"), at);
-                JsonNode password = elements(container.path("env")).stream()
-                        .filter(variable -> variable.path("name").asText().equals("LORAFLOW_KAFKA_PASSWORD")).findFirst()
-                        .orElseThrow(() -> new AssertionError(at + ": no LORAFLOW_KAFKA_PASSWORD"));
-                JsonNode secret = password.path("valueFrom").path("secretKeyRef");
-                assertEquals(KAFKA_USER_PREFIX + service, secret.path("name").asText(), at + ": the password's Secret");
-                assertEquals("password", secret.path("key").asText(), at + ": the password's key");
+                // The password is a file from the user's Secret: LORAFLOW_KAFKA_PASSWORD_FILE lies in a mount of
+                // that Secret's key "password".
+                String file = manifests.environment(container).get("LORAFLOW_KAFKA_PASSWORD_FILE");
+                assertNotNull(file, at + ": no LORAFLOW_KAFKA_PASSWORD_FILE");
+                JsonNode mount = elements(container.path("volumeMounts")).stream()
+                        .filter(candidate -> file.equals(candidate.path("mountPath").asText() + "/password")).findFirst()
+                        .orElseThrow(() -> new AssertionError(at + ": nothing mounted at " + file));
+                JsonNode volume = elements(deployment.path("spec").path("template").path("spec").path("volumes")).stream()
+                        .filter(candidate -> candidate.path("name").asText().equals(mount.path("name").asText())).findFirst()
+                        .orElseThrow(() -> new AssertionError(at + ": no volume " + mount.path("name").asText()));
+                assertEquals(KAFKA_USER_PREFIX + service, volume.path("secret").path("secretName").asText(),
+                        at + ": the password's Secret");
+                assertTrue(elements(volume.path("secret").path("items")).stream().anyMatch(item ->
+                        item.path("key").asText().equals("password") && item.path("path").asText().equals("password")),
+                        at + ": the Secret's key password as the file password");
                 manifests.require("KafkaUser", KAFKA_USER_PREFIX + service);
             }
         }

@@ -18,10 +18,8 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.Properties;
 import org.apache.kafka.clients.producer.KafkaProducer;
-import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -42,9 +40,6 @@ class LoopDeathTest {
         }
     }
 
-    @ConfigProperty(name = "loraflow.kafka.bootstrap-servers")
-    String bootstrapServers;
-
     @Test
     void aLoopThreadEndedByAnErrorMakesTheServiceNotLive() throws Exception {
         long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
@@ -53,8 +48,7 @@ class LoopDeathTest {
             Thread.sleep(200);
         }
         given().get("/q/health/live").then().statusCode(200).body("checks.find { it.name == 'loop' }.status", equalTo("UP"));
-        Properties config = new Properties();
-        config.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrapServers);
+        Properties config = TrainerKafkaTest.client(PlatformUsers.PRODUCER);
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                 new ByteArraySerializer())) {
             byte[] key = "doomed".getBytes(StandardCharsets.UTF_8);

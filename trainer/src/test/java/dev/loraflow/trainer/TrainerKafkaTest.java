@@ -64,7 +64,7 @@ class TrainerKafkaTest {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** The client properties of one of the broker's users, as the test resource configured them. */
-    private static Properties client(String user) {
+    static Properties client(String user) {
         return KafkaClientSettings.fromConfig("loraflow.test.kafka." + user,
                 key -> ConfigProvider.getConfig().getOptionalValue(key, String.class)).properties();
     }

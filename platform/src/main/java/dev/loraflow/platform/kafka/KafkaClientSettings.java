@@ -1,5 +1,9 @@
 package dev.loraflow.platform.kafka;
 
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Locale;
 import java.util.Optional;
 import java.util.Properties;
@@ -23,6 +27,8 @@ public record KafkaClientSettings(String bootstrapServers, String securityProtoc
     public static final String SASL_MECHANISM = "sasl-mechanism";
     public static final String USERNAME = "username";
     public static final String PASSWORD = "password";
+    /** A file holding the password (a mounted Secret), read when {@link #PASSWORD} is not set. */
+    public static final String PASSWORD_FILE = "password-file";
 
     public static final String DEFAULT_PROTOCOL = "SASL_PLAINTEXT";
     public static final String DEFAULT_MECHANISM = "SCRAM-SHA-512";
@@ -56,9 +62,10 @@ public record KafkaClientSettings(String bootstrapServers, String securityProtoc
 
     /**
      * Reads {@code <prefix>.bootstrap-servers}, {@code .security-protocol}, {@code .sasl-mechanism},
-     * {@code .username} and {@code .password} from a configuration (for a Quarkus service:
-     * {@code key -> config.getOptionalValue(key, String.class)}, so {@code LORAFLOW_KAFKA_PASSWORD} sets
-     * {@code loraflow.kafka.password}).
+     * {@code .username} and {@code .password} (or {@code .password-file}, a file whose content is the
+     * password, trailing line break dropped: a Kubernetes Secret mounted as a file) from a configuration
+     * (for a Quarkus service: {@code key -> config.getOptionalValue(key, String.class)}, so
+     * {@code LORAFLOW_KAFKA_PASSWORD} sets {@code loraflow.kafka.password}).
      *
      * @throws IllegalArgumentException naming what is missing or wrong
      */
@@ -69,7 +76,17 @@ public record KafkaClientSettings(String bootstrapServers, String securityProtoc
                         prefix + "." + BOOTSTRAP_SERVERS + " is not set")),
                 value.apply(SECURITY_PROTOCOL).map(text -> text.toUpperCase(Locale.ROOT)).orElse(DEFAULT_PROTOCOL),
                 value.apply(SASL_MECHANISM).map(text -> text.toUpperCase(Locale.ROOT)).orElse(DEFAULT_MECHANISM),
-                value.apply(USERNAME).orElse(null), value.apply(PASSWORD).orElse(null));
+                value.apply(USERNAME).orElse(null),
+                value.apply(PASSWORD).or(() -> value.apply(PASSWORD_FILE).map(file -> readPassword(prefix, file)))
+                        .orElse(null));
+    }
+
+    private static String readPassword(String prefix, String file) {
+        try {
+            return Files.readString(Path.of(file), StandardCharsets.UTF_8).stripTrailing();
+        } catch (IOException | RuntimeException e) {
+            throw new IllegalArgumentException(prefix + "." + PASSWORD_FILE + " " + file + " cannot be read: " + e, e);
+        }
     }
 
     /** The client properties: bootstrap.servers, security.protocol and, with SASL, sasl.mechanism and sasl.jaas.config. */

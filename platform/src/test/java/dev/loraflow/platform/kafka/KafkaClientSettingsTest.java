@@ -6,6 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
@@ -14,6 +17,7 @@ import org.apache.kafka.common.config.types.Password;
 import org.apache.kafka.common.security.JaasContext;
 import org.apache.kafka.common.security.auth.SecurityProtocol;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class KafkaClientSettingsTest {
 
@@ -33,6 +37,23 @@ class KafkaClientSettingsTest {
                 properties.getProperty("sasl.jaas.config"));
         assertFalse(settings.toString().contains("s3cret"), settings.toString());
         assertEquals(settings, KafkaClientSettings.scram("broker:9092", "trainer", "s3cret"));
+    }
+
+    @Test
+    void aPasswordFileIsReadWhenNoPasswordIsSetAndAnUnreadableOneIsNamed(@TempDir Path directory) throws IOException {
+        Path file = Files.writeString(directory.resolve("password"), "from-the-secret\n");
+        KafkaClientSettings settings = read(Map.of("loraflow.kafka.bootstrap-servers", "b:1",
+                "loraflow.kafka.username", "merger", "loraflow.kafka.password-file", file.toString()));
+        assertEquals("from-the-secret", settings.password());
+        // A password set directly wins over the file.
+        assertEquals("direct", read(Map.of("loraflow.kafka.bootstrap-servers", "b:1", "loraflow.kafka.username", "merger",
+                "loraflow.kafka.password", "direct", "loraflow.kafka.password-file", file.toString())).password());
+        Path missing = directory.resolve("missing");
+        IllegalArgumentException unreadable = assertThrows(IllegalArgumentException.class,
+                () -> read(Map.of("loraflow.kafka.bootstrap-servers", "b:1", "loraflow.kafka.username", "merger",
+                        "loraflow.kafka.password-file", missing.toString())));
+        assertTrue(unreadable.getMessage().startsWith("loraflow.kafka.password-file " + missing + " cannot be read"),
+                unreadable.getMessage());
     }
 
     @Test
