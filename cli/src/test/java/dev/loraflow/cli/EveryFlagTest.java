@@ -12,6 +12,7 @@ import dev.loraflow.cli.MainTest.Run;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelPresets;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.TensorInfo;
@@ -195,12 +196,30 @@ class EveryFlagTest {
     }
 
     /**
-     * Every preset is a released model's full size (the smallest, gpt2, is 124M parameters), too big to write
-     * in a test; what --preset takes is checked here by its refusals, before anything is written. The presets'
-     * values are checked against the released config.json files in core's DecoderFamiliesTest.
+     * Every preset is a released model's full size: the smallest, gpt2 (124M parameters, 240 MB in f16, a few
+     * seconds), is written and deleted; the others' values are checked against the released config.json files
+     * in core's DecoderFamiliesTest. What --preset refuses is refused before anything is written.
      */
     @Test
-    void initModelPresetGivesTheWholeShape() {
+    void initModelPresetGivesTheWholeShape() throws IOException {
+        Path gpt2 = temp.resolve("init-preset-gpt2");
+        ok("init-model", "--preset", "gpt2", "--dtype", "f16", "--out", gpt2.toString());
+        try {
+            assertEquals(ModelPresets.get("gpt2"), ModelConfig.read(gpt2.resolve("config.json")));
+            try (SafetensorsFile weights = SafetensorsFile.open(gpt2.resolve("model.safetensors"))) {
+                TensorInfo embedding = weights.info(weights.tensorNames().stream()
+                        .filter(name -> name.endsWith("wte.weight")).findFirst().orElseThrow());
+                assertArrayEquals(new long[] {50257, 768}, embedding.shape());
+                assertEquals(DType.F16, embedding.dtype());
+            }
+        } finally {
+            try (var files = Files.walk(gpt2)) {
+                for (Path file : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                    Files.delete(file);
+                }
+            }
+        }
+
         Path out = temp.resolve("init-preset");
         Run unknown = cli("init-model", "--preset", "llama-9b", "--out", out.toString());
         assertEquals(2, unknown.exitCode());
