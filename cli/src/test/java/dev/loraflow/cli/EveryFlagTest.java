@@ -12,6 +12,7 @@ import dev.loraflow.cli.MainTest.Run;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelPresets;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.TensorInfo;
@@ -155,6 +156,101 @@ class EveryFlagTest {
         byte[] weights = Files.readAllBytes(gpt2.resolve("model.safetensors"));
         assertArrayEquals(weights, Files.readAllBytes(same.resolve("model.safetensors")));
         assertFalse(java.util.Arrays.equals(weights, Files.readAllBytes(other.resolve("model.safetensors"))));
+    }
+
+    @Test
+    void initModelStoresTheDtypeItIsGiven() throws IOException {
+        for (String dtype : List.of("bf16", "f16", "f32")) {
+            Path out = temp.resolve("init-" + dtype);
+            Run run = ok("init-model", "--arch", "llama", "--layers", "1", "--hidden", "16", "--heads", "2", "--vocab", "40",
+                    "--context", "8", "--dtype", dtype, "--out", out.toString());
+            DType expected = DType.valueOf(dtype.toUpperCase(java.util.Locale.ROOT));
+            assertEquals(expected.name(), run.json().get("dtype").asText());
+            try (SafetensorsFile weights = SafetensorsFile.open(out.resolve("model.safetensors"))) {
+                for (String name : weights.tensorNames()) {
+                    assertEquals(expected, weights.info(name).dtype(), name);
+                }
+            }
+        }
+    }
+
+    @Test
+    void initModelWritesTheHeadDimAndSlidingWindowItIsGiven() throws IOException {
+        // A head dimension other than hidden / heads (32 / 4 = 8), and a window shorter than the context.
+        Path out = temp.resolve("init-mistral");
+        ok("init-model", "--arch", "mistral", "--layers", "1", "--hidden", "32", "--heads", "4", "--head-dim", "12",
+                "--vocab", "40", "--context", "16", "--sliding-window", "6", "--out", out.toString());
+        JsonNode written = JSON.readTree(out.resolve("config.json").toFile());
+        assertEquals(12, written.get("head_dim").asInt(), written.toString());
+        assertEquals(6, written.get("sliding_window").asInt(), written.toString());
+        DecoderConfig read = (DecoderConfig) ModelConfig.read(out.resolve("config.json"));
+        assertEquals(12, read.headDim());
+        try (SafetensorsFile weights = SafetensorsFile.open(out.resolve("model.safetensors"))) {
+            assertArrayEquals(new long[] {4 * 12, 32}, weights.info("model.layers.0.self_attn.q_proj.weight").shape());
+        }
+        // --sliding-window 0 writes none.
+        Path noWindow = temp.resolve("init-mistral-no-window");
+        ok("init-model", "--arch", "mistral", "--layers", "1", "--hidden", "32", "--heads", "4", "--vocab", "40",
+                "--context", "16", "--sliding-window", "0", "--out", noWindow.toString());
+        assertTrue(JSON.readTree(noWindow.resolve("config.json").toFile()).get("sliding_window").isNull());
+    }
+
+    /**
+     * Every preset is a released model's full size: the smallest, gpt2 (124M parameters, 240 MB in f16, a few
+     * seconds), is written and deleted; the others' values are checked against the released config.json files
+     * in core's DecoderFamiliesTest. What --preset refuses is refused before anything is written.
+     */
+    @Test
+    void initModelPresetGivesTheWholeShape() throws IOException {
+        Path gpt2 = temp.resolve("init-preset-gpt2");
+        ok("init-model", "--preset", "gpt2", "--dtype", "f16", "--out", gpt2.toString());
+        try {
+            assertEquals(ModelPresets.get("gpt2"), ModelConfig.read(gpt2.resolve("config.json")));
+            try (SafetensorsFile weights = SafetensorsFile.open(gpt2.resolve("model.safetensors"))) {
+                TensorInfo embedding = weights.info(weights.tensorNames().stream()
+                        .filter(name -> name.endsWith("wte.weight")).findFirst().orElseThrow());
+                assertArrayEquals(new long[] {50257, 768}, embedding.shape());
+                assertEquals(DType.F16, embedding.dtype());
+            }
+        } finally {
+            try (var files = Files.walk(gpt2)) {
+                for (Path file : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                    Files.delete(file);
+                }
+            }
+        }
+
+        Path out = temp.resolve("init-preset");
+        Run unknown = cli("init-model", "--preset", "llama-9b", "--out", out.toString());
+        assertEquals(2, unknown.exitCode());
+        assertTrue(unknown.err().contains("no preset \"llama-9b\"") && unknown.err().contains("qwen2.5-0.5b"),
+                unknown.err());
+        Run withShape = cli("init-model", "--preset", "gpt2", "--head-dim", "8", "--sliding-window", "4", "--dtype", "bf16",
+                "--out", out.toString());
+        assertEquals(2, withShape.exitCode());
+        assertTrue(withShape.err().contains("--preset gives the whole shape; drop --head-dim, --sliding-window"),
+                withShape.err());
+        assertFalse(Files.exists(out), "nothing is written");
+    }
+
+    @Test
+    void trainQuantizeHoldsTheBaseQuantizedAndRecordsIt() throws IOException {
+        List<String> common = List.of("train", "--base", base.toString(), "--data", data.toString(), "--steps", "2",
+                "--dropout", "0", "--lr", "0.01", "--seed", "3");
+        byte[] plain = Files.readAllBytes(train(common, "quant-none").resolve("adapter_model.safetensors"));
+        assertFalse(JSON.readTree(temp.resolve("quant-none").resolve("adapter_config.json").toFile())
+                .has("loraflow_base_quantization"), "a plain adapter's config stays PEFT's");
+        for (String quantization : List.of("nf4", "int8")) {
+            Path out = temp.resolve("quant-" + quantization);
+            Run run = ok("train", "--base", base.toString(), "--data", data.toString(), "--steps", "2", "--dropout", "0",
+                    "--lr", "0.01", "--seed", "3", "--quantize", quantization, "--out", out.toString());
+            assertEquals(quantization, run.json().get("quantization").asText());
+            assertEquals(quantization, JSON.readTree(out.resolve("adapter_config.json").toFile())
+                    .get("loraflow_base_quantization").asText());
+            // The same seed and data on the quantized base's weights give other gradients, so another adapter.
+            assertFalse(java.util.Arrays.equals(plain, Files.readAllBytes(out.resolve("adapter_model.safetensors"))),
+                    quantization);
+        }
     }
 
     @Test
