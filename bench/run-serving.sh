@@ -11,7 +11,7 @@ cd "$ROOT"
 
 JAR="$ROOT/benchmarks/target/benchmarks.jar"
 SERVER="$ROOT/serving/target/quarkus-app/quarkus-run.jar"
-SOURCES=("$ROOT/core/src/main" "$ROOT/export/src/main" "$ROOT/inference/src/main" "$ROOT/serving/src/main"
+SOURCES=("$ROOT/core/src/main" "$ROOT/onnx/src/main" "$ROOT/inference/src/main" "$ROOT/serving/src/main"
   "$ROOT/benchmarks/src/main")
 if [ ! -f "$JAR" ] || [ ! -f "$SERVER" ] || [ -n "$(find "${SOURCES[@]}" -newer "$JAR" -print -quit)" ] \
     || [ -n "$(find "${SOURCES[@]}" -newer "$SERVER" -print -quit)" ]; then

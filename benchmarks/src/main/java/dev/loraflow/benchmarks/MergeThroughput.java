@@ -13,7 +13,7 @@ import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.random.Rng;
-import dev.loraflow.export.merge.LoraMerge;
+import dev.loraflow.core.merge.LoraMerge;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

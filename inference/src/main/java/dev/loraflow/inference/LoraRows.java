@@ -1,6 +1,6 @@
 package dev.loraflow.inference;
 
-import dev.loraflow.export.onnx.FloatTensor;
+import dev.loraflow.onnx.FloatTensor;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.IdentityHashMap;

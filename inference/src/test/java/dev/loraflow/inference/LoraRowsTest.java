@@ -3,7 +3,7 @@ package dev.loraflow.inference;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertSame;
 
-import dev.loraflow.export.onnx.FloatTensor;
+import dev.loraflow.onnx.FloatTensor;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;

@@ -10,7 +10,7 @@ import dev.loraflow.core.model.RopeScaling;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
-import dev.loraflow.export.onnx.OnnxExporter;
+import dev.loraflow.onnx.OnnxExporter;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

@@ -14,7 +14,7 @@ import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.text.Tokenizer;
-import dev.loraflow.export.onnx.OnnxExporter;
+import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.MergeFailureEvent;
 import dev.loraflow.platform.events.MergedModelEvent;

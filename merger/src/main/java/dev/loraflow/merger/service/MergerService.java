@@ -2,7 +2,7 @@ package dev.loraflow.merger.service;
 
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
-import dev.loraflow.export.merge.LoraMerge.OutputDType;
+import dev.loraflow.core.merge.LoraMerge.OutputDType;
 import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.store.LocalArtifactStore;

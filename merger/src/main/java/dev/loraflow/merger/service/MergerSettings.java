@@ -1,6 +1,6 @@
 package dev.loraflow.merger.service;
 
-import dev.loraflow.export.merge.LoraMerge.OutputDType;
+import dev.loraflow.core.merge.LoraMerge.OutputDType;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import java.nio.file.Path;
 

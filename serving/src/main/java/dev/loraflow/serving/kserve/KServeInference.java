@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.SamplingSettings;
-import dev.loraflow.export.onnx.OnnxExporter;
+import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;

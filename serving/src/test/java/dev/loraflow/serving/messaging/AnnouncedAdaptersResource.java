@@ -8,7 +8,7 @@ import dev.loraflow.broker.LocalKafkaBroker;
 import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.safetensors.DType;
-import dev.loraflow.export.onnx.OnnxExporter;
+import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.inference.TinyModels;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.kafka.KafkaSetup;

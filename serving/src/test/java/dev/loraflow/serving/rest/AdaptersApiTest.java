@@ -12,7 +12,7 @@ import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
-import dev.loraflow.export.onnx.OnnxExporter;
+import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.inference.TinyModels;
 import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import io.quarkus.test.junit.QuarkusTest;

@@ -1,0 +1,383 @@
+package dev.loraflow.onnx;
+
+import dev.loraflow.core.kernels.AttentionSpec;
+import dev.loraflow.core.kernels.RopeTable;
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.LinearModule;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.onnx.OnnxGraph.Attribute;
+import dev.loraflow.onnx.OnnxGraph.Dim;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * What the GPT-2 and Llama graphs share: the Optimum-style inputs and outputs, the attention mask, the
+ * KV-cached attention, the norms and activations, and linear modules with their weights in the layout
+ * MatMul reads ([in, out]) and, in an un-merged export, their LoRA branch fed from graph inputs.
+ *
+ * <p>The interface is the package's (see package-info). LoRA inputs are required inputs, not
+ * initializers a caller may override, because ONNX Runtime's Java API refuses to feed an initializer.
+ *
+ * <p>Query i of a sequence (absolute index past + i) attends to key j ≤ past + i where attention_mask
+ * is 1; a query that may attend to nothing (a padding position) gets a uniform average, finite and unused.
+ */
+final class DecoderGraph {
+
+    static final String LORA_PREFIX = "lora.";
+
+    private static final Dim BATCH = Dim.of("batch_size");
+    private static final Dim SEQUENCE = Dim.of("sequence_length");
+    private static final Dim PAST = Dim.of("past_sequence_length");
+    private static final Dim TOTAL = Dim.of("past_sequence_length + sequence_length");
+    /** A LoRA scaling's rows: 1 for every row alike, or batch_size for one adapter per row. */
+    private static final Dim LORA_ROWS = Dim.of("lora_rows");
+    /** The score of a key a query may not see: finite, so that a row with no visible key stays finite. */
+    private static final float MASKED_SCORE = -Float.MAX_VALUE;
+
+    final OnnxGraph graph;
+    private final ModelConfig config;
+    private final int opset;
+    private final int kvHeads;
+    private final boolean unmerged;
+    private final Map<String, LoRALinear> adapted;
+    private final Map<String, float[]> weights;
+    private final ModelLayout layout;
+    private final Map<String, LinearModule> linearModules = new HashMap<>();
+    private final Map<Float, String> floatConstants = new HashMap<>();
+    /** Window size → the visibility of a windowed layer's keys. */
+    private final Map<Integer, String> windowedVisible = new HashMap<>();
+    /** [batch, 1, seq, total] bool: which keys each query may attend to. */
+    private final String visible;
+    /** [batch, seq]: the shape of input_ids, from which the logits' shape is built. */
+    private final String inputShape;
+    private final List<String> loraInputs = new ArrayList<>();
+
+    /** Rotary cos and sin of each query's position, [batch, 1, seq, head_dim/2] each. */
+    record Rotary(String cos, String sin) {}
+
+    /**
+     * Declares the inputs and outputs.
+     *
+     * @param weights  the base weights by canonical name, for tensors the model's adapted modules do not hold
+     * @param unmerged whether the adapters become graph inputs; otherwise the model must be merged
+     */
+    DecoderGraph(CausalLanguageModel model, Map<String, float[]> weights, int opset, int kvHeads, boolean unmerged) {
+        this.config = model.config();
+        this.layout = model.layout();
+        this.opset = opset;
+        this.kvHeads = kvHeads;
+        this.unmerged = unmerged;
+        this.adapted = model.adaptedModules();
+        this.weights = weights;
+        layout.linearModules().forEach(module -> linearModules.put(module.path(), module));
+        this.graph = new OnnxGraph(config.modelType());
+
+        graph.input(GraphNames.INPUT_IDS, OnnxGraph.INT64, BATCH, SEQUENCE);
+        graph.input(GraphNames.ATTENTION_MASK, OnnxGraph.INT64, BATCH, TOTAL);
+        graph.input(GraphNames.POSITION_IDS, OnnxGraph.INT64, BATCH, SEQUENCE);
+        Dim headDim = Dim.of(config.headDim());
+        Dim kv = Dim.of(kvHeads);
+        for (int layer = 0; layer < config.numLayers(); layer++) {
+            graph.input(GraphNames.pastKey(layer), OnnxGraph.FLOAT, BATCH, kv, PAST, headDim);
+            graph.input(GraphNames.pastValue(layer), OnnxGraph.FLOAT, BATCH, kv, PAST, headDim);
+        }
+        graph.output(GraphNames.LOGITS, OnnxGraph.FLOAT, BATCH, SEQUENCE, Dim.of(config.vocabSize()));
+        for (int layer = 0; layer < config.numLayers(); layer++) {
+            graph.output(GraphNames.presentKey(layer), OnnxGraph.FLOAT, BATCH, kv, TOTAL, headDim);
+            graph.output(GraphNames.presentValue(layer), OnnxGraph.FLOAT, BATCH, kv, TOTAL, headDim);
+        }
+
+        this.inputShape = graph.node("Shape", GraphNames.INPUT_IDS);
+        this.visible = visibility();
+    }
+
+    static String loraA(String peftModulePath) {
+        return LORA_PREFIX + peftModulePath + ".A";
+    }
+
+    static String loraB(String peftModulePath) {
+        return LORA_PREFIX + peftModulePath + ".B";
+    }
+
+    static String loraScaling(String peftModulePath) {
+        return LORA_PREFIX + peftModulePath + ".scaling";
+    }
+
+    /** The LoRA input names, A, B and scaling per adapted module, in module order. */
+    List<String> loraInputs() {
+        return List.copyOf(loraInputs);
+    }
+
+    /** Key j visible to query i when j ≤ past + i (by index, whatever the positions) and attention_mask[b, j] = 1. */
+    private String visibility() {
+        String sequence = graph.node("Gather", inputShape, graph.scalar(1L), Attribute.of("axis", 0));
+        String total = graph.node("Gather", graph.node("Shape", GraphNames.ATTENTION_MASK), graph.scalar(1L), Attribute.of("axis", 0));
+        String past = graph.node("Sub", total, sequence);
+        String one = graph.scalar(1L);
+        String keys = graph.node("Range", List.of(graph.scalar(0L), total, one));
+        String queries = graph.node("Range", List.of(past, total, one));
+        String causal = graph.node("LessOrEqual",
+                graph.node("Unsqueeze", keys, graph.ints(0)),       // [1, total]
+                graph.node("Unsqueeze", queries, graph.ints(1)));   // [seq, 1]
+        String padding = graph.node("Unsqueeze",
+                graph.node("Cast", GraphNames.ATTENTION_MASK, Attribute.of("to", OnnxGraph.BOOL)), graph.ints(1, 2)); // [batch, 1, 1, total]
+        return graph.node("And", padding, causal);
+    }
+
+    /**
+     * {@link #visibility} narrowed to a sliding window: key j also needs j > past + i − window (by index,
+     * as Transformers' cache positions), built once per window size.
+     */
+    private String windowedVisibility(int window) {
+        return windowedVisible.computeIfAbsent(window, size -> {
+            String sequence = graph.node("Gather", inputShape, graph.scalar(1L), Attribute.of("axis", 0));
+            String total = graph.node("Gather", graph.node("Shape", GraphNames.ATTENTION_MASK), graph.scalar(1L),
+                    Attribute.of("axis", 0));
+            String one = graph.scalar(1L);
+            String keys = graph.node("Range", List.of(graph.scalar(0L), total, one));
+            String queries = graph.node("Range", List.of(graph.node("Sub", total, sequence), total, one));
+            String inWindow = graph.node("Greater",
+                    graph.node("Unsqueeze", keys, graph.ints(0)),                                        // [1, total]
+                    graph.node("Unsqueeze", graph.node("Sub", queries, graph.scalar((long) size)), graph.ints(1))); // [seq, 1]
+            return graph.node("And", visible, inWindow);
+        });
+    }
+
+    /** c·tanh(x/c) in float32, the order Transformers computes Gemma 2's caps in. */
+    private String softcap(String x, float cap) {
+        return graph.node("Mul", graph.node("Tanh", graph.node("Div", x, constant(cap))), constant(cap));
+    }
+
+    /** A float initializer from the base weights, as stored. */
+    String weight(String canonicalName) {
+        float[] values = requireWeight(canonicalName);
+        return graph.weight(canonicalName, new FloatPayload.Plain(values), layout.weight(canonicalName).shape());
+    }
+
+    private float[] requireWeight(String canonicalName) {
+        float[] values = weights.get(canonicalName);
+        if (values == null) {
+            throw new IllegalArgumentException("no weight " + canonicalName + " among the base weights");
+        }
+        return values;
+    }
+
+    String constant(float value) {
+        return floatConstants.computeIfAbsent(value, graph::scalar);
+    }
+
+    /** x·W (+ b) (+ s·(x·Aᵀ)·Bᵀ when un-merged and adapted), W written [in, out] whatever the checkpoint's layout. */
+    String linear(String x, String canonicalModule) {
+        LinearModule module = requireModule(canonicalModule);
+        if (module.outputLayer()) {
+            throw new IllegalArgumentException(canonicalModule + " is the output head; use outputHead");
+        }
+        float[] values = moduleWeight(module);
+        FloatPayload payload = module.fanInFanOut()
+                ? new FloatPayload.Plain(values)
+                : new FloatPayload.Transposed(values, module.out(), module.in());
+        String weight = graph.weight(canonicalModule + ".weight", payload, module.in(), module.out());
+        String y = graph.node("MatMul", x, weight);
+        if (layout.weight(canonicalModule + ".bias") != null) {
+            y = graph.node("Add", y, weight(canonicalModule + ".bias"));
+        }
+        return withLora(x, y, module);
+    }
+
+    /**
+     * The logits, named {@value #GraphNames.LOGITS}: x·Wᵀ by Gemm with transB over [batch·seq, hidden], so a head
+     * tied to the token embedding reads the same initializer as the embedding's Gather.
+     *
+     * @param tiedEmbedding the embedding's initializer when the head is tied to it, else null
+     */
+    void outputHead(String x, String tiedEmbedding) {
+        outputHead(x, tiedEmbedding, 0f);
+    }
+
+    /** {@link #outputHead}, the logits soft-capped as c·tanh(logits/c) when {@code softcap} c > 0 (Gemma 2). */
+    void outputHead(String x, String tiedEmbedding, float softcap) {
+        LinearModule module = requireModule(ModelLayout.OUTPUT_HEAD);
+        LoRALinear adaptedHead = adapted.get(layout.peftModulePath(module.path()));
+        String weight;
+        if (tiedEmbedding != null && (adaptedHead == null || unmerged)) {
+            weight = tiedEmbedding;
+        } else {
+            weight = graph.weight(module.path() + ".weight", new FloatPayload.Plain(moduleWeight(module)),
+                    module.out(), module.in());
+        }
+        String rows = graph.node("Reshape", x, graph.ints(-1, module.in()));
+        String logits2d = graph.node("Gemm", List.of(rows, weight), Attribute.of("transB", 1));
+        String shape = graph.node("Concat", List.of(inputShape, graph.ints(module.out())), Attribute.of("axis", 0));
+        String logits = withLora(x, graph.node("Reshape", logits2d, shape), module);
+        if (softcap > 0) {
+            logits = softcap(logits, softcap);
+        }
+        graph.nodeNamed("Identity", GraphNames.LOGITS, List.of(logits));
+    }
+
+    private LinearModule requireModule(String canonicalModule) {
+        LinearModule module = linearModules.get(canonicalModule);
+        if (module == null) {
+            throw new IllegalArgumentException(canonicalModule + " is not a linear module of the "
+                    + config.modelType() + " layout");
+        }
+        return module;
+    }
+
+    /** The weight the Java forward uses: the adapted module's (merged or not), else the base tensor. */
+    private float[] moduleWeight(LinearModule module) {
+        LoRALinear linear = adapted.get(layout.peftModulePath(module.path()));
+        if (linear != null) {
+            if (linear.isMerged() == unmerged) {
+                throw new IllegalStateException(linear.name() + ": the adapter is " + (linear.isMerged() ? "" : "not ")
+                        + "merged, but the export is " + (unmerged ? "un-merged" : "merged"));
+            }
+            return linear.weight();
+        }
+        if (module.outputLayer() && config.tieWordEmbeddings()) {
+            throw new IllegalStateException("an unadapted tied head has no weight of its own");
+        }
+        return requireWeight(module.path() + ".weight");
+    }
+
+    private String withLora(String x, String y, LinearModule module) {
+        String peftPath = layout.peftModulePath(module.path());
+        LoRALinear linear = adapted.get(peftPath);
+        if (!unmerged || linear == null) {
+            return y;
+        }
+        Dim rank = Dim.of(peftPath + ".r");
+        String a = graph.input(loraA(peftPath), OnnxGraph.FLOAT, rank, Dim.of(module.in()));
+        String b = graph.input(loraB(peftPath), OnnxGraph.FLOAT, Dim.of(module.out()), rank);
+        // Per row and rank, so that one run can serve rows of different adapters: stacked along r in A and B,
+        // each row scaled by its own adapter's scaling on its ranks and 0 on the others'.
+        String scaling = graph.input(loraScaling(peftPath), OnnxGraph.FLOAT, LORA_ROWS, Dim.of(1), rank);
+        loraInputs.addAll(List.of(a, b, scaling));
+        Attribute transpose = Attribute.ofInts("perm", 1, 0);
+        String projected = graph.node("Mul", graph.node("MatMul", x, graph.node("Transpose", a, transpose)), scaling);
+        return graph.node("Add", y, graph.node("MatMul", projected, graph.node("Transpose", b, transpose)));
+    }
+
+    /** torch.nn.LayerNorm over the last axis, as one LayerNormalization node (opset ≥ 17). */
+    String layerNorm(String x, String canonicalModule, double eps) {
+        return graph.node("LayerNormalization",
+                List.of(x, weight(canonicalModule + ".weight"), weight(canonicalModule + ".bias")),
+                Attribute.of("axis", -1), Attribute.of("epsilon", (float) eps));
+    }
+
+    /** x / √(mean(x²) + eps) · w, Llama's RMSNorm, from primitives. */
+    String rmsNorm(String x, String canonicalWeight, double eps) {
+        return rmsNorm(x, canonicalWeight, eps, false);
+    }
+
+    /** {@link #rmsNorm}, multiplying by 1 + w where {@code offsetByOne} (Gemma), as its RMSNorm does in float32. */
+    String rmsNorm(String x, String canonicalWeight, double eps, boolean offsetByOne) {
+        String squares = graph.node("Pow", x, constant(2f));
+        String mean = opset >= 18
+                ? graph.node("ReduceMean", List.of(squares, graph.ints(-1)), Attribute.of("keepdims", 1))
+                : graph.node("ReduceMean", List.of(squares), Attribute.ofInts("axes", -1), Attribute.of("keepdims", 1));
+        String rms = graph.node("Sqrt", graph.node("Add", mean, constant((float) eps)));
+        String weight = weight(canonicalWeight);
+        if (offsetByOne) {
+            weight = graph.node("Add", weight, constant(1f));
+        }
+        return graph.node("Mul", graph.node("Div", x, rms), weight);
+    }
+
+    /** GPT-2's gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in the order ORT's FastGelu fusion matches. */
+    String geluTanh(String x) {
+        String cubic = graph.node("Mul", graph.node("Pow", x, constant(3f)), constant(0.044715f));
+        String inner = graph.node("Mul", graph.node("Add", x, cubic), constant((float) Math.sqrt(2 / Math.PI)));
+        String gate = graph.node("Add", graph.node("Tanh", inner), constant(1f));
+        return graph.node("Mul", graph.node("Mul", x, gate), constant(0.5f));
+    }
+
+    /** silu(gate)·up. */
+    String swiglu(String gate, String up) {
+        return graph.node("Mul", graph.node("Mul", gate, graph.node("Sigmoid", gate)), up);
+    }
+
+    /** cos and sin of every query position from core's table, [max_positions, head_dim/2], gathered by position_ids. */
+    Rotary rotary(RopeTable table) {
+        long half = table.headDim() / 2;
+        String cosTable = graph.weight("rotary.cos", new FloatPayload.Plain(table.cos()), table.maxPositions(), half);
+        String sinTable = graph.weight("rotary.sin", new FloatPayload.Plain(table.sin()), table.maxPositions(), half);
+        String headAxis = graph.ints(1);
+        return new Rotary(
+                graph.node("Unsqueeze", graph.node("Gather", cosTable, GraphNames.POSITION_IDS), headAxis),
+                graph.node("Unsqueeze", graph.node("Gather", sinTable, GraphNames.POSITION_IDS), headAxis));
+    }
+
+    /**
+     * Multi-head causal attention over the cached and new keys of one layer; writes present.{layer}.*.
+     *
+     * @param query  [batch, seq, heads·head_dim]
+     * @param key    [batch, seq, kv_heads·head_dim]
+     * @param value  [batch, seq, kv_heads·head_dim]
+     * @param rotary applied to query and key (Llama), or null (GPT-2)
+     * @return [batch, seq, heads·head_dim]
+     */
+    String attention(int layer, String query, String key, String value, Rotary rotary) {
+        return attention(layer, query, key, value, rotary, AttentionSpec.causal(config.headDim()));
+    }
+
+    /**
+     * {@link #attention} with the scale, soft-cap and sliding window of {@code spec}, as core's kernels
+     * apply them: scores·scale, then c·tanh(scores/c), then the mask.
+     */
+    String attention(int layer, String query, String key, String value, Rotary rotary, AttentionSpec spec) {
+        int heads = config.numHeads();
+        int headDim = config.headDim();
+        String q = splitHeads(query, heads);
+        String k = splitHeads(key, kvHeads);
+        if (rotary != null) {
+            q = rotate(q, rotary);
+            k = rotate(k, rotary);
+        }
+        String keys = graph.nodeNamed("Concat", GraphNames.presentKey(layer), List.of(GraphNames.pastKey(layer), k), Attribute.of("axis", 2));
+        String values = graph.nodeNamed("Concat", GraphNames.presentValue(layer), List.of(GraphNames.pastValue(layer), splitHeads(value, kvHeads)),
+                Attribute.of("axis", 2));
+        if (kvHeads != heads) {
+            keys = repeatKeyValueHeads(keys, heads / kvHeads);
+            values = repeatKeyValueHeads(values, heads / kvHeads);
+        }
+        String scores = graph.node("Mul",
+                graph.node("MatMul", q, graph.node("Transpose", keys, Attribute.ofInts("perm", 0, 1, 3, 2))),
+                constant(spec.scale()));
+        if (spec.logitSoftcap() > 0) {
+            scores = softcap(scores, spec.logitSoftcap());
+        }
+        String mask = spec.slidingWindow() > 0 ? windowedVisibility(spec.slidingWindow()) : visible;
+        String masked = graph.node("Where", List.of(mask, scores, constant(MASKED_SCORE)));
+        String context = graph.node("MatMul", graph.node("Softmax", masked, Attribute.of("axis", -1)), values);
+        return graph.node("Reshape", graph.node("Transpose", context, Attribute.ofInts("perm", 0, 2, 1, 3)),
+                graph.ints(0, 0, (long) heads * headDim));
+    }
+
+    /** [batch, seq, heads·D] → [batch, heads, seq, D]. */
+    private String splitHeads(String x, int count) {
+        return graph.node("Transpose", graph.node("Reshape", x, graph.ints(0, 0, count, config.headDim())),
+                Attribute.ofInts("perm", 0, 2, 1, 3));
+    }
+
+    /** Query head h reads key-value head h / group, as Transformers' repeat_kv: [b, kv, t, D] → [b, kv·group, t, D]. */
+    private String repeatKeyValueHeads(String x, int group) {
+        String expanded = graph.node("Expand", graph.node("Unsqueeze", x, graph.ints(2)), graph.ints(1, 1, group, 1, 1));
+        return graph.node("Reshape", expanded, graph.ints(0, (long) kvHeads * group, -1, config.headDim()));
+    }
+
+    /** x·cos + rotate_half(x)·sin on the halves layout: [x1·cos − x2·sin, x2·cos + x1·sin]. */
+    private String rotate(String x, Rotary rotary) {
+        long half = config.headDim() / 2;
+        String lastAxis = graph.ints(3);
+        String x1 = graph.node("Slice", List.of(x, graph.ints(0), graph.ints(half), lastAxis));
+        String x2 = graph.node("Slice", List.of(x, graph.ints(half), graph.ints(2 * half), lastAxis));
+        String first = graph.node("Sub", graph.node("Mul", x1, rotary.cos()), graph.node("Mul", x2, rotary.sin()));
+        String second = graph.node("Add", graph.node("Mul", x2, rotary.cos()), graph.node("Mul", x1, rotary.sin()));
+        return graph.node("Concat", List.of(first, second), Attribute.of("axis", 3));
+    }
+}

@@ -1,0 +1,255 @@
+package dev.loraflow.onnx;
+
+import dev.loraflow.core.io.Sha256;
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.CheckpointWeights;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.safetensors.SafetensorsFile;
+import dev.loraflow.core.safetensors.ShardedSafetensors;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Properties;
+
+/**
+ * Exports a causal LM as one ONNX graph that serves prefill and KV-cached decoding of batched,
+ * left-padded requests, with the input and output names Hugging Face Optimum uses (see
+ * {@link DecoderGraph} for the interface).
+ *
+ * <p>Merged export (the default): every adapter is folded into its base weight by core's
+ * {@link CausalLanguageModel#merge()}, so the graph is the base model's graph with other numbers and runs
+ * exactly as fast. Un-merged export: the base weights, and for each adapted module three inputs,
+ * {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and {@code .scaling} [lora_rows, 1, r] (e.g.
+ * {@code lora.transformer.h.0.attn.c_attn.A}), so one session serves the base model and any adapter of
+ * those targets; {@link LoraInputs} makes the feeds from a PEFT adapter, rank 0 (no update) where none.
+ *
+ * <p>{@code metadata_props}: {@value #ARCHITECTURE}, {@value #MODEL_TYPE}, {@value #BASE_MODEL_SHA256},
+ * and with an adapter {@value #ADAPTER_CHECKPOINT_ID}, {@value #ADAPTER_SHA256}, {@value #LORA_CONFIG}
+ * (adapter_config.json), {@value #LORA_MERGED}; always {@value #LORAFLOW_VERSION}.
+ */
+public final class OnnxExporter {
+
+    public static final int DEFAULT_OPSET = 17;
+    public static final int MIN_OPSET = 17;
+    public static final int MAX_OPSET = 21;
+    /** Weights above this many bytes go to an external data file; protobuf cannot hold 2 GiB. */
+    public static final long EXTERNAL_DATA_THRESHOLD = 2_000_000_000L;
+    /** Tensors smaller than this stay inside the .onnx even with external data, as onnx's own converter does. */
+    public static final long EXTERNAL_TENSOR_MIN_BYTES = 1024;
+    /** Beside FILE.onnx: FILE.onnx_data, as Optimum and torch.onnx name it. */
+    public static final String EXTERNAL_DATA_SUFFIX = "_data";
+
+    public static final String ARCHITECTURE = "architecture";
+    public static final String MODEL_TYPE = "model_type";
+    public static final String BASE_MODEL_SHA256 = "base_model_sha256";
+    public static final String ADAPTER_CHECKPOINT_ID = "adapter_checkpoint_id";
+    public static final String ADAPTER_SHA256 = "adapter_sha256";
+    public static final String LORA_CONFIG = "lora_config";
+    public static final String LORA_MERGED = "lora_merged";
+    public static final String LORAFLOW_VERSION = "loraflow_version";
+
+    /** Where the weights go. */
+    public enum ExternalData {
+        /** Inside the .onnx unless they pass {@link #EXTERNAL_DATA_THRESHOLD}. */
+        AUTO,
+        ALWAYS,
+        NEVER
+    }
+
+    /**
+     * @param opset     ONNX opset, {@value #MIN_OPSET} (LayerNormalization) to {@value #MAX_OPSET}
+     * @param unmerged  adapters as graph inputs instead of folded into the weights
+     */
+    public record Options(int opset, boolean unmerged, ExternalData externalData) {
+        public Options {
+            if (opset < MIN_OPSET || opset > MAX_OPSET) {
+                throw new IllegalArgumentException("opset " + opset + " is not supported; use " + MIN_OPSET + " to "
+                        + MAX_OPSET + " (" + DEFAULT_OPSET + " by default)");
+            }
+            Objects.requireNonNull(externalData, "externalData");
+        }
+
+        public static Options defaults() {
+            return new Options(DEFAULT_OPSET, false, ExternalData.AUTO);
+        }
+
+        public Options withOpset(int value) {
+            return new Options(value, unmerged, externalData);
+        }
+
+        public Options withUnmerged(boolean value) {
+            return new Options(opset, value, externalData);
+        }
+
+        public Options withExternalData(ExternalData value) {
+            return new Options(opset, unmerged, value);
+        }
+    }
+
+    /**
+     * Where the adapter came from, for the metadata; all null for a base model.
+     *
+     * @param baseModelSha256     see {@link #weightsSha256}
+     * @param adapterCheckpointId the checkpoint's id as the platform knows it
+     * @param adapterSha256       SHA-256 of adapter_model.safetensors
+     */
+    public record Provenance(String baseModelSha256, String adapterCheckpointId, String adapterSha256) {}
+
+    /**
+     * @param model        the .onnx file
+     * @param externalData the weights file beside it, or null when the weights are inside
+     * @param loraInputs   the adapter inputs of an un-merged graph (A, B, scaling per module), else empty
+     * @param exportNanos  building and writing the graph, merge included
+     */
+    public record Result(Path model, Path externalData, Map<String, String> metadata, List<String> loraInputs,
+                         long exportNanos) {}
+
+    private OnnxExporter() {}
+
+    /**
+     * The CLI's {@code export-onnx --model DIR [--adapter DIR] [--unmerged] [--opset N] --out FILE.onnx}:
+     * loads the model (and adapter), exports it, and names the adapter checkpoint by its directory.
+     */
+    public static Result exportDirectory(Path modelDirectory, Path adapterDirectory, Options options, Path out)
+            throws IOException {
+        ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
+        Map<String, float[]> weights = CheckpointWeights.read(modelDirectory, ModelLayout.of(config));
+        PeftAdapter adapter = adapterDirectory == null ? null : PeftAdapter.read(adapterDirectory);
+        CausalLanguageModel model = CausalLanguageModel.create(config, weights, adapter == null ? null : adapter.config(), 0);
+        Provenance provenance;
+        if (adapter == null) {
+            provenance = new Provenance(weightsSha256(modelDirectory), null, null);
+        } else {
+            model.loadAdapter(adapter);
+            provenance = new Provenance(weightsSha256(modelDirectory), adapterDirectory.toAbsolutePath().normalize()
+                    .getFileName().toString(), Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
+        }
+        return export(model, weights, options, provenance, out);
+    }
+
+    /**
+     * Exports a model whose adapters are not merged (a merged export merges them and unmerges them again).
+     *
+     * @param weights the base weights by canonical name, those the model was created from
+     * @throws IllegalArgumentException if an un-merged export is asked of a model without adapters
+     */
+    public static Result export(CausalLanguageModel model, Map<String, float[]> weights, Options options,
+                                Provenance provenance, Path out) throws IOException {
+        long start = System.nanoTime();
+        boolean merged = model.adaptedModules().values().stream().anyMatch(LoRALinear::isMerged);
+        if (merged) {
+            throw new IllegalArgumentException("the model's adapters are merged; export it un-merged, the exporter merges");
+        }
+        if (options.unmerged() && model.adaptedModules().isEmpty()) {
+            throw new IllegalArgumentException("an un-merged export needs a model with adapters: they decide which modules get LoRA inputs");
+        }
+        boolean merge = !options.unmerged() && !model.adaptedModules().isEmpty();
+        if (merge) {
+            model.merge();
+        }
+        try {
+            DecoderGraph decoder = CausalLmGraphs.build(model, weights, options.opset(), options.unmerged());
+            Map<String, String> metadata = metadata(model, options, provenance);
+            boolean external = switch (options.externalData()) {
+                case ALWAYS -> true;
+                case NEVER -> false;
+                case AUTO -> decoder.graph.initializerBytes() > EXTERNAL_DATA_THRESHOLD;
+            };
+            Path absolute = out.toAbsolutePath();
+            Path externalFile = external ? absolute.resolveSibling(absolute.getFileName() + EXTERNAL_DATA_SUFFIX) : null;
+            if (absolute.getParent() != null) {
+                Files.createDirectories(absolute.getParent());
+            }
+            decoder.graph.write(absolute, irVersion(options.opset()), options.opset(), version(), metadata,
+                    externalFile, EXTERNAL_TENSOR_MIN_BYTES);
+            return new Result(absolute, externalFile, metadata, decoder.loraInputs(), System.nanoTime() - start);
+        } finally {
+            if (merge) {
+                model.unmerge();
+            }
+        }
+    }
+
+    /**
+     * The IR version of each opset's release, the lowest a runtime must read: opset 17 and 18 → IR 8,
+     * 19 and 20 → 9, 21 → 10, so that onnx.checker 1.12 and older runtimes accept an opset-17 model.
+     */
+    static int irVersion(int opset) {
+        return switch (opset) {
+            case 17, 18 -> 8;
+            case 19, 20 -> 9;
+            case 21 -> 10;
+            default -> throw new IllegalArgumentException("opset " + opset);
+        };
+    }
+
+    private static Map<String, String> metadata(CausalLanguageModel model, Options options, Provenance provenance) {
+        Map<String, String> metadata = new LinkedHashMap<>();
+        metadata.put(ARCHITECTURE, switch (model.config()) {
+            case Gpt2Config _ -> Gpt2Config.ARCHITECTURE;
+            case DecoderConfig decoder -> decoder.family().architecture();
+        });
+        metadata.put(MODEL_TYPE, model.config().modelType());
+        putIfPresent(metadata, BASE_MODEL_SHA256, provenance.baseModelSha256());
+        if (model.loraConfig() != null) {
+            putIfPresent(metadata, ADAPTER_CHECKPOINT_ID, provenance.adapterCheckpointId());
+            putIfPresent(metadata, ADAPTER_SHA256, provenance.adapterSha256());
+            metadata.put(LORA_CONFIG, model.loraConfig().toJson());
+            metadata.put(LORA_MERGED, Boolean.toString(!options.unmerged()));
+        }
+        metadata.put(LORAFLOW_VERSION, version());
+        return metadata;
+    }
+
+    private static void putIfPresent(Map<String, String> metadata, String key, String value) {
+        if (value != null) {
+            metadata.put(key, value);
+        }
+    }
+
+    /**
+     * SHA-256 of a model directory's weights: of model.safetensors when it has one (what loading reads,
+     * and what {@code sha256sum} prints), else of its shards' bytes one after the other in file-name order.
+     */
+    public static String weightsSha256(Path modelDirectory) throws IOException {
+        try (ShardedSafetensors checkpoint = ShardedSafetensors.open(modelDirectory)) {
+            List<Path> files = checkpoint.shards().stream().map(SafetensorsFile::path).distinct().sorted().toList();
+            if (files.size() == 1) {
+                return Sha256.of(files.getFirst());
+            }
+            MessageDigest digest = Sha256.newDigest();
+            byte[] buffer = new byte[1 << 16];
+            for (Path file : files) {
+                try (InputStream in = Files.newInputStream(file)) {
+                    for (int read; (read = in.read(buffer)) > 0; ) {
+                        digest.update(buffer, 0, read);
+                    }
+                }
+            }
+            return Sha256.hex(digest);
+        }
+    }
+
+    /** loraflow's version, from the build. */
+    public static String version() {
+        try (InputStream in = OnnxExporter.class.getResourceAsStream("version.properties")) {
+            Properties properties = new Properties();
+            properties.load(Objects.requireNonNull(in, "version.properties is missing from the build"));
+            return properties.getProperty("loraflow.version");
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+}

@@ -1,0 +1,26 @@
+/**
+ * ONNX export of loraflow's causal LMs and its verification under ONNX Runtime.
+ *
+ * <p>{@link dev.loraflow.onnx.OnnxExporter} writes one graph per model (opset 17, IR 8 by
+ * default) with the interface Hugging Face Optimum gives decoder models, so that one session serves
+ * prefill and KV-cached decoding of batched, left-padded requests:
+ * <ul>
+ *   <li>inputs {@code input_ids} int64 [batch_size, sequence_length], {@code attention_mask} int64
+ *       [batch_size, past_sequence_length + sequence_length], {@code position_ids} int64
+ *       [batch_size, sequence_length] (Transformers' cumsum(mask) − 1; padding positions any value in
+ *       range), {@code past_key_values.{i}.key/value} float [batch_size, kv_heads, past_sequence_length,
+ *       head_dim], past_sequence_length 0 for a prefill;
+ *   <li>outputs {@code logits} [batch_size, sequence_length, vocab] and {@code present.{i}.key/value}
+ *       [batch_size, kv_heads, past_sequence_length + sequence_length, head_dim];
+ *   <li>un-merged graphs only: {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and
+ *       {@code .scaling} [lora_rows, 1, r] for each adapted module, e.g.
+ *       {@code lora.transformer.h.0.attn.c_attn.A} or {@code lora.model.layers.0.self_attn.q_proj.B}; the
+ *       update is (x·Aᵀ ⊙ scaling)·Bᵀ. {@link dev.loraflow.onnx.LoraInputs} builds them from a PEFT
+ *       adapter, scaling [1, 1, r] (every row alike), rank 0 (no update) for modules it leaves out.
+ *       Fed [batch_size, 1, r] the scaling differs per row, so rows of different adapters share one run:
+ *       their A and B stacked along r, each row's scaling zero outside its adapter's ranks.
+ * </ul>
+ * {@link dev.loraflow.onnx.OnnxVerifier} runs a fixed probe through the graph and through core's
+ * Java forward and reports max |Δlogit| and whether the greedy continuations agree.
+ */
+package dev.loraflow.onnx;
