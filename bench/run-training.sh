@@ -6,11 +6,18 @@
 # An arch is gpt2, llama (GPT-2 small's size) or an init-model preset, which covers every family:
 # tinyllama-1.1b, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b,
 # mistral-7b-v0.3, gemma-2-2b, phi-3-mini-4k. PyTorch has a reference for gpt2, llama, llama-3.2-1b and
-# qwen2.5-0.5b; the others run loraflow alone. The presets are the released sizes: raise HEAP to fit them
-# (qwen2.5-0.5b and llama-3.2-1b need about 8g and 12g at batch 4 × 256).
+# qwen2.5-0.5b; the others run loraflow alone. The presets are the released sizes, in float32.
 # Settings from the environment: BATCH (4), SEQ (256), STEPS (5), WARMUP (2), ROUNDS (1), THREADS (2),
-# HEAP, the JVM's -Xmx (4g). Needs python3 with torch (Debian: apt-get install python3-torch).
+# HEAP, the JVM's -Xmx (by default what the arch needs at batch 4 × 256: 4g for gpt2 and llama, 8g for
+# qwen2.5-0.5b, 12g for the 1.1-1.5 B presets, 24g up to 3.8 B, 48g for 7-8 B).
+# Needs python3 with torch (Debian: apt-get install python3-torch).
 set -euo pipefail
+case "${1:-}" in
+  -h|--help)
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+    echo "usage: ./loraflow bench-training [ARCH...]   (default: gpt2 llama)"
+    exit 0 ;;
+esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 : "${JAVA_HOME:?set JAVA_HOME to a JDK >= 25}"
@@ -22,7 +29,7 @@ STEPS="${STEPS:-5}"
 WARMUP="${WARMUP:-2}"
 ROUNDS="${ROUNDS:-1}"
 THREADS="${THREADS:-2}"
-HEAP="${HEAP:-4g}"
+HEAP="${HEAP:-}"
 ARCHS=("$@")
 [ ${#ARCHS[@]} -gt 0 ] || ARCHS=(gpt2 llama)
 PRESETS="gpt2 llama tinyllama-1.1b llama-3.2-1b llama-3.2-3b llama-3.1-8b qwen2.5-0.5b qwen2.5-1.5b qwen2.5-7b mistral-7b-v0.3 gemma-2-2b phi-3-mini-4k"
@@ -50,6 +57,17 @@ RESULTS="$ROOT/bench-results/training-$(date +%Y%m%d-%H%M%S).jsonl"
 LOG="${RESULTS%.jsonl}.log"
 : > "$RESULTS"
 
+# The heap an arch's float32 weights, activations of batch 4 x 256 and logits need, with room for the GC.
+default_heap() {
+  case "$1" in
+    gpt2|llama) echo 4g ;;
+    qwen2.5-0.5b) echo 8g ;;
+    tinyllama-1.1b|llama-3.2-1b|qwen2.5-1.5b) echo 12g ;;
+    llama-3.2-3b|gemma-2-2b|phi-3-mini-4k) echo 24g ;;
+    *) echo 48g ;;
+  esac
+}
+
 # Runs one side, its JSON line appended to $RESULTS and its progress to $LOG; on failure shows the log's end.
 measure() {
   local label="$1"
@@ -67,7 +85,7 @@ for round in $(seq 1 "$ROUNDS"); do
           --batch-size "$BATCH" --seq-len "$SEQ" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" ;;
     esac
     measure "loraflow $arch (round $round of $ROUNDS)" "$JAVA" --add-modules jdk.incubator.vector \
-      --enable-native-access=ALL-UNNAMED -Xmx"$HEAP" -Dloraflow.threads="$THREADS" -cp "$JAR" \
+      --enable-native-access=ALL-UNNAMED -Xmx"${HEAP:-$(default_heap "$arch")}" -Dloraflow.threads="$THREADS" -cp "$JAR" \
       dev.loraflow.benchmarks.TrainingThroughput --arch "$arch" --batch-size "$BATCH" --seq-len "$SEQ" \
       --steps "$STEPS" --warmup "$WARMUP"
   done

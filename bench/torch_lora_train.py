@@ -4,7 +4,9 @@ GPT-2 small (Hugging Face GPT2LMHeadModel semantics), a Llama of similar size, o
 Qwen2.5 0.5B shapes (Llama's block; Qwen2's q/k/v biases; tied heads; Llama 3's RoPE scaling), random frozen float32
 base weights, LoRA r=8 alpha=16 dropout 0.05 on GPT-2's c_attn or Llama's q_proj and v_proj (PEFT
 semantics). One step = forward, mean causal-LM cross-entropy on shifted labels, backward, AdamW step,
-zero_grad. Prints one JSON line; tokens_per_s is batch * seq * steps over the measured steps' total time.
+zero_grad. Prints one JSON line; tokens_per_s is batch * seq * steps over the measured steps' total time,
+tokens_per_cpu_s the same tokens over the process's CPU time in those steps (all its threads), which a
+shared machine's load does not change.
 
 Written in plain torch because transformers is not installed; Debian's python3-torch (1.13) has no
 scaled_dot_product_attention, so attention is the explicit softmax(QK^T/sqrt(d) + mask)V that
@@ -266,21 +268,25 @@ def main():
     # whose mean log-sum-exp over the vocabulary is about ln(vocab) + s^2 / 2.
     expected_loss = math.log(config["vocab"]) + config["hidden"] * INIT_STD ** 2 / 2
     seconds = []
+    cpu_seconds = []
     for step in range(args.warmup + args.steps):
         ids = torch.randint(config["vocab"], (args.batch_size, args.seq_len))
         targets = shifted_targets(ids)
         start = time.perf_counter()
+        cpu_start = time.process_time()
         logits = model(ids)
         loss = F.cross_entropy(logits.view(-1, config["vocab"]), targets.view(-1), ignore_index=IGNORE_INDEX)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         del logits
         if step >= args.warmup:
             seconds.append(elapsed)
-        print("step %d: loss %.4f (expected about %.4f), %.0f ms" % (
-            step, loss.item(), expected_loss, 1e3 * elapsed), file=sys.stderr)
+            cpu_seconds.append(cpu)
+        print("step %d: loss %.4f (expected about %.4f), %.0f ms, %.0f ms of CPU" % (
+            step, loss.item(), expected_loss, 1e3 * elapsed, 1e3 * cpu), file=sys.stderr)
 
     tokens = args.batch_size * args.seq_len
     print(json.dumps({
@@ -291,6 +297,7 @@ def main():
         "seq": args.seq_len,
         "tokens_per_s": round(tokens * len(seconds) / sum(seconds), 1),
         "step_ms_median": round(1e3 * statistics.median(seconds), 1),
+        "tokens_per_cpu_s": round(tokens * len(cpu_seconds) / sum(cpu_seconds), 1),
         # Linux reports ru_maxrss in KiB.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }))

@@ -18,6 +18,7 @@ import dev.loraflow.core.train.LearningRateSchedule;
 import dev.loraflow.core.train.Trainer;
 import dev.loraflow.core.train.TrainingSettings;
 import java.io.IOException;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -31,7 +32,9 @@ import java.util.Map;
  * released shape (GPT-2 small, a Llama of its size, or any {@link ModelPresets} entry) with random weights: the Java half of {@code bench/run-training.sh}, whose PyTorch
  * half ({@code bench/torch_lora_train.py}) runs the same step. A whole training step is seconds long
  * and allocates nothing after the first, so plain wall-clock timing of warm steps is what JMH would
- * measure too; it prints one JSON line with the same fields as the PyTorch script.
+ * measure too; it prints one JSON line with the same fields as the PyTorch script, among them
+ * {@code tokens_per_cpu_s}: the tokens over the process's CPU time in the measured steps (every thread, the
+ * GC's and the JIT's included), which a shared machine's load does not change as it changes wall time.
  *
  * <p>{@code --arch gpt2|llama|PRESET --batch-size B --seq-len T --steps N --warmup W}
  */
@@ -79,19 +82,24 @@ public final class TrainingThroughput {
         Trainer trainer = new Trainer(model, settings, "random tokens");
         BatchSampler sampler = new BatchSampler(examples, batch, seqLen, 0, 3, 0);
 
+        var os = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
         double[] millis = new double[steps];
+        double cpuMillis = 0;
         double firstLoss = Double.NaN;
         for (int s = 0; s < warmup + steps; s++) {
             long start = System.nanoTime();
+            long cpuStart = os.getProcessCpuTime();
             Trainer.StepResult result = trainer.step(sampler);
             double elapsed = (System.nanoTime() - start) / 1e6;
+            double cpu = (os.getProcessCpuTime() - cpuStart) / 1e6;
             if (s == 0) {
                 firstLoss = result.loss();
             }
             if (s >= warmup) {
                 millis[s - warmup] = elapsed;
+                cpuMillis += cpu;
             }
-            System.err.printf("step %d: loss %.4f, %.0f ms%n", s, result.loss(), elapsed);
+            System.err.printf("step %d: loss %.4f, %.0f ms, %.0f ms of CPU%n", s, result.loss(), elapsed, cpu);
         }
         double[] sorted = millis.clone();
         Arrays.sort(sorted);
@@ -107,6 +115,7 @@ public final class TrainingThroughput {
         // As bench/torch_lora_train.py counts it: all measured tokens over all measured time.
         line.put("tokens_per_s", (double) batch * seqLen * steps / (Arrays.stream(millis).sum() / 1000));
         line.put("step_ms_median", median);
+        line.put("tokens_per_cpu_s", (double) batch * seqLen * steps / (cpuMillis / 1000));
         line.put("peak_rss_mb", peakRssMegabytes());
         line.put("first_loss", firstLoss);
         line.put("threads", Runtime.getRuntime().availableProcessors());
