@@ -8,7 +8,7 @@ cd "$ROOT"
 : "${JAVA_HOME:?run through ./loraflow bench-trainer, which finds a JDK >= 25}"
 mkdir -p bench-results
 LOG="bench-results/trainer-$(date +%Y%m%d-%H%M%S).log"
-./mvnw -B -pl trainer -am verify -Dtest=NoSuchTest -Dsurefire.failIfNoSpecifiedTests=false \
+./mvnw -B -pl benchmarks -am verify -Dtest=NoSuchTest -Dsurefire.failIfNoSpecifiedTests=false \
   -Dit.test=PipelineBenchmark -Dfailsafe.failIfNoSpecifiedTests=false -Dfailsafe.includes='**/PipelineBenchmark.java' \
   > "$LOG" 2>&1 || { tail -n 40 "$LOG" >&2; exit 1; }
 grep -A5 -E "^PIPELINE|^CHECKPOINT" "$LOG" | grep -E "PIPELINE|direct|through|overhead|steady|CHECKPOINT" | tee "${LOG%.log}.txt"

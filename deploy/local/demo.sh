@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ./loraflow demo: the platform's main job end to end on this machine. Starts everything with
 # ./loraflow up --detach in a fresh state directory (.loraflow/demo/<time>/), runs the demo driver
-# (deploy/target/loraflow-demo.jar, dev.loraflow.deploy.demo.Demo) against it, writes the HTML report,
+# (demo/target/loraflow-demo.jar, dev.loraflow.demo.Demo) against it, writes the HTML report,
 # and stops everything again with ./loraflow down, whatever happened, unless --keep-running.
 set -euo pipefail
 : "${JAVA_HOME:?run through ./loraflow demo, which finds a JDK >= 25}"
@@ -43,18 +43,18 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-DEMO_JAR="$ROOT/deploy/target/loraflow-demo.jar"
+DEMO_JAR="$ROOT/demo/target/loraflow-demo.jar"
 # Builds the demo driver when it is missing or older than any source it is made from.
 ensure_demo_jar() {
   local sources=("$ROOT/pom.xml") module
-  for module in core export platform deploy; do
+  for module in core onnx platform demo; do
     sources+=("$ROOT/$module/pom.xml" "$ROOT/$module/src/main")
   done
   if [ -f "$DEMO_JAR" ] && [ -z "$(find "${sources[@]}" -newer "$DEMO_JAR" -print -quit)" ]; then
     return 0
   fi
   echo "loraflow: building the demo driver (first use or changed sources) ..." >&2
-  (cd "$ROOT" && ./mvnw -B -q -pl deploy -am package -DskipTests) >&2
+  (cd "$ROOT" && ./mvnw -B -q -pl demo -am package -DskipTests) >&2
 }
 
 ensure_demo_jar

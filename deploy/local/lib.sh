@@ -24,7 +24,7 @@ ensure_jars() {
     done
     return 0
   fi
-  for module in core export platform inference ${modules//,/ }; do
+  for module in core onnx platform inference service-support ${modules//,/ }; do
     sources+=("$ROOT/$module/pom.xml" "$ROOT/$module/src/main")
   done
   for jar in "$@"; do

@@ -206,13 +206,13 @@ class MergerKafkaTest {
         awaitReady();
         given().get("/q/health/live").then().statusCode(200).body("status", equalTo("UP"));
         ArtifactStore.Artifact adapter = storeAdapter(11);
-        long duplicatesBefore = service.loop().duplicates();
+        long duplicatesBefore = service.merges().duplicates();
         CheckpointEvent event = checkpoint("j-ok", 4, true, adapter);
         send(event, event);
 
         MergedModelEvent merged = mergedEvents("j-ok", 1).getFirst();
         long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
-        while (service.loop().duplicates() == duplicatesBefore) {
+        while (service.merges().duplicates() == duplicatesBefore) {
             assertTrue(System.nanoTime() < deadline, "the second delivery was never seen");
             sleep(100);
         }
@@ -344,7 +344,7 @@ class MergerKafkaTest {
         send(checkpoint(MergerProfile.CRASHING_JOB, 3, true, adapter));
 
         MergedModelEvent merged = mergedEvents(MergerProfile.CRASHING_JOB, 1).getFirst();
-        assertEquals(1, service.loop().crashes(), "the merge died once after its export");
+        assertEquals(1, service.merges().crashes(), "the merge died once after its export");
         List<Path> after = artifacts();
         assertEquals(before.size() + 2, after.size(), "the merged model and the ONNX file, nothing from the crashed try");
         for (Path artifact : after) {
@@ -374,11 +374,11 @@ class MergerKafkaTest {
         Path aside = MergerProfile.ROOT.resolve("store-tmp-aside");
         Files.move(staging, aside);
         Files.writeString(staging, "not a directory");
-        long retriesBefore = service.loop().retries();
+        long retriesBefore = service.merges().retries();
         try {
             send(checkpoint("j-disk", 2, true, adapter));
             long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
-            while (service.loop().retries() < retriesBefore + 2) {
+            while (service.merges().retries() < retriesBefore + 2) {
                 assertTrue(System.nanoTime() < deadline, "the merge was not retried");
                 sleep(100);
             }
@@ -398,7 +398,7 @@ class MergerKafkaTest {
         }
         assertTrue(reasons.toString().contains("job_id \"a/b\" must be"), reasons.toString());
         assertTrue(reasons.toString().contains("not valid JSON"), reasons.toString());
-        assertTrue(service.loop().deadLettered() >= 2);
+        assertTrue(service.merges().deadLettered() >= 2);
         given().get("/q/health/live").then().statusCode(200).body("checks.find { it.name == 'loop' }.status", equalTo("UP"));
     }
 

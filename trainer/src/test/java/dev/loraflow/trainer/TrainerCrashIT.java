@@ -32,6 +32,8 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -206,11 +208,30 @@ class TrainerCrashIT {
         }
         waitForStep("shared-0", 2);
         trainer("replica-b", null);             // joins: the group rebalances while jobs train
-        Thread.sleep(3000);
+        awaitGroupMembers(2, Duration.ofMinutes(2));
         first.destroyForcibly().waitFor(30, TimeUnit.SECONDS);  // leaves without a goodbye: rebalance again
         Map<String, List<CheckpointEvent>> events = awaitFinal(data.keySet(), Duration.ofMinutes(3));
         for (Map.Entry<String, List<Example>> job : data.entrySet()) {
             assertExactlyOnce(job.getKey(), job.getValue(), events.get(job.getKey()));
+        }
+    }
+
+    /** Waits until the trainers' consumer group has this many members with partitions, e.g. a joined replica. */
+    private static void awaitGroupMembers(int members, Duration timeout) throws Exception {
+        try (Admin admin = Admin.create(KAFKA.broker().clientProperties(PlatformUsers.ADMIN))) {
+            long deadline = System.nanoTime() + timeout.toNanos();
+            while (true) {
+                ConsumerGroupDescription group = admin.describeConsumerGroups(List.of(PlatformUsers.TRAINER_GROUP))
+                        .describedGroups().get(PlatformUsers.TRAINER_GROUP).get(30, TimeUnit.SECONDS);
+                long assigned = group.members().stream()
+                        .filter(member -> !member.assignment().topicPartitions().isEmpty()).count();
+                if (assigned >= members) {
+                    return;
+                }
+                assertTrue(System.nanoTime() < deadline, "the trainers' group has " + assigned + " members with partitions, not "
+                        + members);
+                Thread.sleep(200);
+            }
         }
     }
 

@@ -2,8 +2,9 @@ package dev.loraflow.merger.rest;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loraflow.merger.service.MergeLoop;
+import dev.loraflow.merger.service.Merges;
 import dev.loraflow.merger.service.MergerService;
+import dev.loraflow.service.support.ErrorResponses;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.GET;
@@ -37,28 +38,28 @@ public class MergesResource {
     @Produces(MediaType.APPLICATION_JSON)
     public Response request(byte[] body) throws IOException {
         if (body == null || body.length > MAX_REQUEST_BYTES) {
-            return error(Response.Status.BAD_REQUEST, "a merge request is a JSON object of at most " + MAX_REQUEST_BYTES + " bytes");
+            return ErrorResponses.of(Response.Status.BAD_REQUEST, "a merge request is a JSON object of at most " + MAX_REQUEST_BYTES + " bytes");
         }
         JsonNode request;
         try {
             request = JSON.readTree(body);
         } catch (IOException e) {
-            return error(Response.Status.BAD_REQUEST, "not valid JSON: " + e.getMessage());
+            return ErrorResponses.of(Response.Status.BAD_REQUEST, "not valid JSON: " + e.getMessage());
         }
         String jobId = request == null ? null : request.path("job_id").asText(null);
         JsonNode step = request == null ? null : request.get("step");
         if (jobId == null || !JOB_ID.matcher(jobId).matches()) {
-            return error(Response.Status.BAD_REQUEST, "\"job_id\" must be 1–128 of [A-Za-z0-9._-], starting alphanumeric");
+            return ErrorResponses.of(Response.Status.BAD_REQUEST, "\"job_id\" must be 1–128 of [A-Za-z0-9._-], starting alphanumeric");
         }
         if (step == null || !step.isIntegralNumber() || !step.canConvertToLong() || step.asLong() < 0) {
-            return error(Response.Status.BAD_REQUEST, "\"step\" must be a non-negative integer");
+            return ErrorResponses.of(Response.Status.BAD_REQUEST, "\"step\" must be a non-negative integer");
         }
-        MergeLoop.RequestStatus status = service.loop().request(jobId, step.asLong());
+        Merges.RequestStatus status = service.merges().request(jobId, step.asLong());
         Map<String, Object> answer = Map.of("job_id", jobId, "step", step.asLong(), "status", status.name().toLowerCase());
         return switch (status) {
             case QUEUED -> Response.accepted(answer).build();
             case MERGED, FAILED -> Response.ok(answer).build();
-            case UNKNOWN_CHECKPOINT -> error(Response.Status.NOT_FOUND, "no checkpoint " + jobId + " step " + step.asLong()
+            case UNKNOWN_CHECKPOINT -> ErrorResponses.of(Response.Status.NOT_FOUND, "no checkpoint " + jobId + " step " + step.asLong()
                     + " has been seen on the checkpoints topic");
         };
     }
@@ -68,14 +69,10 @@ public class MergesResource {
     @Produces(MediaType.APPLICATION_JSON)
     public Response outcome(@PathParam("job") String jobId, @PathParam("step") long step) throws IOException {
         if (!JOB_ID.matcher(jobId).matches()) {
-            return error(Response.Status.BAD_REQUEST, "not a job id: " + jobId);
+            return ErrorResponses.of(Response.Status.BAD_REQUEST, "not a job id: " + jobId);
         }
-        Optional<JsonNode> outcome = service.loop().outcome(jobId, step);
-        return outcome.isEmpty() ? error(Response.Status.NOT_FOUND, "no outcome for " + jobId + " step " + step + " yet")
+        Optional<JsonNode> outcome = service.merges().outcome(jobId, step);
+        return outcome.isEmpty() ? ErrorResponses.of(Response.Status.NOT_FOUND, "no outcome for " + jobId + " step " + step + " yet")
                 : Response.ok(outcome.get()).build();
-    }
-
-    private static Response error(Response.Status status, String message) {
-        return Response.status(status).type(MediaType.APPLICATION_JSON).entity(Map.of("error", message)).build();
     }
 }

@@ -1,127 +1,130 @@
 package dev.loraflow.merger.service;
 
-import dev.loraflow.platform.kafka.KafkaClientSettings;
-import dev.loraflow.platform.kafka.KafkaSetup;
-import dev.loraflow.core.merge.LoraMerge.OutputDType;
+import dev.loraflow.merger.messaging.DeadLetterSerializer;
 import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.events.MergedModelEvent;
+import dev.loraflow.platform.kafka.BrokerConnection;
+import dev.loraflow.platform.kafka.KafkaClientSettings;
+import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.service.support.KafkaConnectorSettings;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
+import io.smallrye.reactive.messaging.MutinyEmitter;
+import io.smallrye.reactive.messaging.kafka.api.OutgoingKafkaRecordMetadata;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Inject;
-import java.util.Map;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Optional;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
 import org.apache.kafka.common.config.TopicConfig;
 import org.eclipse.microprofile.config.Config;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.eclipse.microprofile.reactive.messaging.Channel;
+import org.eclipse.microprofile.reactive.messaging.Message;
 import org.jboss.logging.Logger;
 
-/** Starts the merge loop on its own thread with the configured broker, topics, models, store and checks. */
+/**
+ * Wires the merger: its settings, the store, {@link Merges} (which messaging's {@code CheckpointConsumer} feeds
+ * and whose events go out through the {@value #OUTCOMES} channel), and the topics it creates when missing.
+ */
 @ApplicationScoped
 public class MergerService {
 
     private static final Logger LOG = Logger.getLogger(MergerService.class);
+    /** The outgoing channel of merged-model and merge-failure events (each message names its topic). */
+    static final String OUTCOMES = "merge-outcomes";
 
-    @ConfigProperty(name = "loraflow.merger.group-id")
-    String groupId;
-    @ConfigProperty(name = "loraflow.topics.checkpoints")
-    String checkpointsTopic;
-    @ConfigProperty(name = "loraflow.topics.models-merged")
-    String mergedTopic;
-    @ConfigProperty(name = "loraflow.topics.merge-failures")
-    String failuresTopic;
-    @ConfigProperty(name = "loraflow.topics.merge-dead-letters")
-    String deadLetterTopic;
-    @ConfigProperty(name = "loraflow.topics.partitions")
-    int partitions;
-    @ConfigProperty(name = "loraflow.models.root")
-    Path modelsRoot;
-    @ConfigProperty(name = "loraflow.store.root")
-    Path storeRoot;
-    @ConfigProperty(name = "loraflow.merger.work-dir")
-    Path workDirectory;
-    @ConfigProperty(name = "loraflow.merger.trigger")
-    String trigger;
-    @ConfigProperty(name = "loraflow.merger.dtype")
-    String dtype;
-    @ConfigProperty(name = "loraflow.merger.opset")
-    int opset;
-    @ConfigProperty(name = "loraflow.merger.verify.tolerance")
-    double tolerance;
-    @ConfigProperty(name = "loraflow.merger.verify.threads")
-    int verifyThreads;
-    /** Test-only crash point, see {@link CrashPoint}. */
-    @ConfigProperty(name = "loraflow.merger.fault")
-    Optional<String> fault;
-
+    @Inject
+    MergerSettings settings;
     @Inject
     MeterRegistry metrics;
     @Inject
     Config config;
+    @Inject
+    @Channel(OUTCOMES)
+    MutinyEmitter<byte[]> outcomes;
 
     private KafkaClientSettings kafka;
-    private MergeLoop loop;
-    private Thread thread;
+    private Merges merges;
+    private final CountDownLatch topicsReady = new CountDownLatch(1);
+    private final AtomicBoolean running = new AtomicBoolean(true);
     private final AtomicReference<Double> lastVerificationError = new AtomicReference<>(Double.NaN);
 
     void start(@Observes StartupEvent event) throws IOException {
-        kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
-        MergerSettings settings = new MergerSettings(kafka, groupId, checkpointsTopic, mergedTopic, failuresTopic,
-                deadLetterTopic, modelsRoot, storeRoot, workDirectory, Trigger.parse(trigger), OutputDType.parse(dtype), opset,
-                tolerance, verifyThreads, CrashPoint.parse(fault.orElse(null)));
-        clearWorkDirectory(workDirectory);
-        LocalArtifactStore store = new LocalArtifactStore(storeRoot);
-        loop = new MergeLoop(settings, store, new CheckpointMerger(settings, store),
-                () -> KafkaSetup.ensureTopics(kafka,
-                        Map.of(checkpointsTopic, partitions, mergedTopic, partitions, failuresTopic, partitions,
-                                deadLetterTopic, 1),
-                        // Room for a dead letter that carries a record of the broker's default 1 MiB limit.
-                        Map.of(deadLetterTopic, Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG,
-                                Integer.toString(DeadLetter.maxEncodedBytes(MergeLoop.MAX_RECORD_BYTES))))));
+        kafka = KafkaConnectorSettings.of(config);
+        clearWorkDirectory(settings.workDirectory());
+        LocalArtifactStore store = new LocalArtifactStore(settings.storeRoot());
+        merges = new Merges(settings, store, new CheckpointMerger(settings, store), this::publish);
         registerMetrics();
-        thread = Thread.ofPlatform().name("loraflow-merge-loop").unstarted(loop);
-        thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the merge loop died; liveness reports DOWN", e));
-        thread.start();
-        LOG.infof("merge loop started: %s, group %s, checkpoints on %s, trigger %s", kafka, groupId,
-                checkpointsTopic, settings.trigger());
+        // The broker may not be there yet: the topics are created as soon as it is; records wait for that.
+        Thread.ofPlatform().name("loraflow-merger-topics").start(() -> {
+            new BrokerConnection().await(this::ensureTopics, running::get);
+            topicsReady.countDown();
+        });
+        LOG.infof("merger started: %s, checkpoints on %s, trigger %s", kafka, settings.checkpointsTopic(), settings.trigger());
     }
 
-    void stop(@Observes ShutdownEvent event) throws InterruptedException {
-        if (loop != null) {
-            loop.close();
-            thread.join(Duration.ofSeconds(15));
+    void stop(@Observes ShutdownEvent event) {
+        running.set(false);
+        if (merges != null) {
+            merges.close();
         }
     }
 
-    public MergeLoop loop() {
-        return loop;
+    private void ensureTopics() {
+        int partitions = settings.partitions();
+        KafkaSetup.ensureTopics(kafka,
+                Map.of(settings.checkpointsTopic(), partitions, settings.mergedTopic(), partitions, settings.failuresTopic(),
+                        partitions, settings.deadLetterTopic(), 1),
+                // Room for a dead letter that carries a record of the broker's default 1 MiB limit.
+                Map.of(settings.deadLetterTopic(), Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG,
+                        Integer.toString(DeadLetter.maxEncodedBytes(DeadLetterSerializer.MAX_RECORD_BYTES)))));
+    }
+
+    /** Sends through the connector and returns once the broker acknowledged the event (acks=all). */
+    private void publish(String topic, String key, byte[] value) {
+        outcomes.sendMessageAndAwait(Message.of(value)
+                .addMetadata(OutgoingKafkaRecordMetadata.<String>builder().withTopic(topic).withKey(key).build()));
+    }
+
+    /** Returns once the merger's topics exist; a record waits here while the broker is away at startup. */
+    public void awaitTopics() {
+        try {
+            while (!topicsReady.await(1, TimeUnit.SECONDS)) {
+                if (!running.get()) {
+                    throw new Merges.Stopping();
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new Merges.Stopping();
+        }
+    }
+
+    /** True once the merger's topics exist. */
+    public boolean topicsReady() {
+        return topicsReady.getCount() == 0;
+    }
+
+    public Merges merges() {
+        return merges;
     }
 
     /** Where and as whom the service reaches Kafka. */
     public KafkaClientSettings kafka() {
         return kafka;
-    }
-
-    /** Ready while the loop runs and its last poll reached the broker. */
-    public boolean ready() {
-        return alive() && loop.connected();
-    }
-
-    /** The merge loop's thread runs: when it died (an Error), only a restart of the process brings it back. */
-    public boolean alive() {
-        return thread != null && thread.isAlive();
     }
 
     /** What a crash left in the work directory is never in the store and is never read again. */
@@ -142,11 +145,11 @@ public class MergerService {
                 .description("checkpoints by what became of them").register(metrics);
         Counter failed = Counter.builder("loraflow.merger.checkpoints").tag("outcome", "failed")
                 .description("checkpoints by what became of them").register(metrics);
-        Gauge.builder("loraflow.merger.checkpoints.duplicate", loop, MergeLoop::duplicates)
+        Gauge.builder("loraflow.merger.checkpoints.duplicate", merges, Merges::duplicates)
                 .description("checkpoints delivered or asked for again after their event was published").register(metrics);
         Gauge.builder("loraflow.merger.verification.max.abs.logit.error", lastVerificationError, AtomicReference::get)
                 .description("max |Δlogit| of the last verification, passed or failed").register(metrics);
-        loop.onOutcome(outcome -> {
+        merges.onOutcome(outcome -> {
             switch (outcome) {
                 case CheckpointMerger.Merged(MergedModelEvent event) -> {
                     merged.increment();

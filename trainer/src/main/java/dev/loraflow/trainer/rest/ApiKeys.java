@@ -1,47 +1,16 @@
 package dev.loraflow.trainer.rest;
 
-import dev.loraflow.platform.security.ApiKeyFilter;
-import dev.loraflow.platform.security.ConfiguredKeys;
-import jakarta.annotation.PostConstruct;
+import dev.loraflow.service.support.ServiceApiKeys;
 import jakarta.ws.rs.container.ContainerRequestFilter;
 import jakarta.ws.rs.container.PreMatching;
 import jakarta.ws.rs.ext.Provider;
-import java.nio.file.Path;
-import java.util.List;
-import java.util.Optional;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
 
-/** The API keys that may submit jobs ({@code POST /jobs}), checked before the body is read: see {@link ApiKeyFilter}. */
+/** The API keys that may submit jobs ({@code POST /jobs}), checked before the body is read: see {@link ServiceApiKeys}. */
 @Provider
 @PreMatching
-// Implements the filter interface itself too: Quarkus finds providers in the service's own class index.
-public class ApiKeys extends ApiKeyFilter implements ContainerRequestFilter {
+public class ApiKeys extends ServiceApiKeys implements ContainerRequestFilter {
 
-    @ConfigProperty(name = "loraflow.api-keys")
-    Optional<List<String>> inline;
-    /** A file of keys, e.g. a mounted Secret: see {@link ConfiguredKeys}. */
-    @ConfigProperty(name = "loraflow.api-keys-file")
-    Optional<String> file;
-
-    private ConfiguredKeys keys;
-
-    @PostConstruct
-    void read() {
-        keys = new ConfiguredKeys(inline.orElse(List.of()), file.filter(name -> !name.isBlank()).map(Path::of));
-    }
-
-    @Override
-    protected List<String> keys() {
-        return keys.keys();
-    }
-
-    @Override
-    protected boolean guards(String method, String path) {
-        return "POST".equals(method) && (path.equals("/jobs") || path.equals("/jobs/"));
-    }
-
-    @Override
-    protected String disabledMessage() {
-        return "job submission is disabled: no API key is configured (loraflow.api-keys or loraflow.api-keys-file)";
+    public ApiKeys() {
+        super(Guarded.post("/jobs"), "job submission is disabled");
     }
 }

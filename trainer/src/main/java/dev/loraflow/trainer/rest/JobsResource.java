@@ -2,11 +2,14 @@ package dev.loraflow.trainer.rest;
 
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.events.TrainingJob;
-import dev.loraflow.platform.kafka.KafkaSetup;
+import dev.loraflow.platform.reliability.Failures;
+import dev.loraflow.service.support.ErrorResponses;
 import dev.loraflow.trainer.service.JobStatus;
 import dev.loraflow.trainer.service.TrainerService;
 import io.smallrye.mutiny.Multi;
 import io.smallrye.mutiny.operators.multi.processors.BroadcastProcessor;
+import io.smallrye.reactive.messaging.MutinyEmitter;
+import io.smallrye.reactive.messaging.kafka.api.OutgoingKafkaRecordMetadata;
 import jakarta.annotation.PostConstruct;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
@@ -19,16 +22,12 @@ import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
-import java.util.Properties;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
-import org.apache.kafka.clients.producer.KafkaProducer;
-import org.apache.kafka.clients.producer.ProducerConfig;
-import org.apache.kafka.clients.producer.ProducerRecord;
+import org.eclipse.microprofile.reactive.messaging.Channel;
+import org.eclipse.microprofile.reactive.messaging.Message;
 import org.jboss.resteasy.reactive.RestStreamElementType;
 
 /** Jobs over HTTP: their status, a live progress stream, and submission for clients that don't speak Kafka. */
@@ -37,12 +36,17 @@ public class JobsResource {
 
     /** Job definitions are small; anything larger is not one. */
     private static final int MAX_JOB_BYTES = 64 * 1024;
+    private static final Duration PUBLISH_TIMEOUT = Duration.ofSeconds(30);
 
     @Inject
     TrainerService service;
 
+    /** Job definitions, published through the connector to the jobs topic (application.properties). */
+    @Inject
+    @Channel("training-jobs")
+    MutinyEmitter<byte[]> jobs;
+
     private final BroadcastProcessor<JobStatus> progress = BroadcastProcessor.create();
-    private volatile KafkaProducer<byte[], byte[]> producer;
 
     @PostConstruct
     void listen() {
@@ -60,7 +64,7 @@ public class JobsResource {
     @Produces(MediaType.APPLICATION_JSON)
     public Response get(@PathParam("id") String id) {
         JobStatus status = service.loop().status(id);
-        return status == null ? error(Response.Status.NOT_FOUND, "no job " + id) : Response.ok(status).build();
+        return status == null ? ErrorResponses.of(Response.Status.NOT_FOUND, "no job " + id) : Response.ok(status).build();
     }
 
     /** Server-Sent Events: the job's status after every batch it takes, until the client leaves. */
@@ -79,43 +83,25 @@ public class JobsResource {
     @Produces(MediaType.APPLICATION_JSON)
     public Response submit(byte[] body) {
         if (body == null || body.length > MAX_JOB_BYTES) {
-            return error(Response.Status.BAD_REQUEST, "a job definition is a JSON object of at most " + MAX_JOB_BYTES + " bytes");
+            return ErrorResponses.of(Response.Status.BAD_REQUEST, "a job definition is a JSON object of at most " + MAX_JOB_BYTES + " bytes");
         }
         TrainingJob job;
         try {
             job = TrainingJob.parse(body);
             service.bases().resolve(job.baseModel());
         } catch (EventFormatException | IllegalArgumentException e) {
-            return error(Response.Status.BAD_REQUEST, e.getMessage());
+            return ErrorResponses.of(Response.Status.BAD_REQUEST, e.getMessage());
         } catch (IOException e) {
-            return error(Response.Status.BAD_REQUEST, e.getMessage());
+            return ErrorResponses.of(Response.Status.BAD_REQUEST, e.getMessage());
         }
         try {
-            producer().send(new ProducerRecord<>(service.jobsTopic(), job.jobId().getBytes(StandardCharsets.UTF_8),
-                    job.toJson().toString().getBytes(StandardCharsets.UTF_8))).get(30, TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return error(Response.Status.SERVICE_UNAVAILABLE, "interrupted");
-        } catch (ExecutionException | TimeoutException e) {
-            return error(Response.Status.SERVICE_UNAVAILABLE, "cannot publish the job to Kafka: " + e.getMessage());
+            // Answered only once the broker has acknowledged the job (acks=all): an accepted job is never lost.
+            jobs.sendMessage(Message.of(job.toJson().toString().getBytes(StandardCharsets.UTF_8))
+                            .addMetadata(OutgoingKafkaRecordMetadata.<String>builder().withKey(job.jobId()).build()))
+                    .await().atMost(PUBLISH_TIMEOUT);
+        } catch (RuntimeException e) {
+            return ErrorResponses.of(Response.Status.SERVICE_UNAVAILABLE, "cannot publish the job to Kafka: " + Failures.describe(e));
         }
         return Response.accepted(Map.of("job_id", job.jobId(), "topic", service.jobsTopic())).build();
-    }
-
-    private KafkaProducer<byte[], byte[]> producer() {
-        if (producer == null) {
-            synchronized (this) {
-                if (producer == null) {
-                    Properties config = new Properties();
-                    config.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 10_000);
-                    producer = KafkaSetup.durableProducer(service.kafka(), config);
-                }
-            }
-        }
-        return producer;
-    }
-
-    private static Response error(Response.Status status, String message) {
-        return Response.status(status).type(MediaType.APPLICATION_JSON).entity(Map.of("error", message)).build();
     }
 }

@@ -4,6 +4,7 @@ import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.service.support.KafkaConnectorSettings;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;
@@ -12,14 +13,11 @@ import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Inject;
 import java.io.IOException;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
-import java.util.Optional;
 import java.util.function.ToDoubleFunction;
 import org.apache.kafka.common.config.TopicConfig;
 import org.eclipse.microprofile.config.Config;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
 
 /** Starts the training loop on its own thread with the configured broker, topics, models and store. */
@@ -28,34 +26,8 @@ public class TrainerService {
 
     private static final Logger LOG = Logger.getLogger(TrainerService.class);
 
-    @ConfigProperty(name = "loraflow.trainer.group-id")
-    String groupId;
-    @ConfigProperty(name = "loraflow.topics.jobs")
-    String jobsTopic;
-    @ConfigProperty(name = "loraflow.topics.batches")
-    String batchesTopic;
-    @ConfigProperty(name = "loraflow.topics.checkpoints")
-    String checkpointsTopic;
-    @ConfigProperty(name = "loraflow.topics.training-dead-letters")
-    String deadLetterTopic;
-    @ConfigProperty(name = "loraflow.topics.batch-partitions")
-    int batchPartitions;
-    @ConfigProperty(name = "loraflow.models.root")
-    Path modelsRoot;
-    @ConfigProperty(name = "loraflow.trainer.base-cache-size")
-    int baseCacheSize;
-    @ConfigProperty(name = "loraflow.store.root")
-    Path storeRoot;
-    @ConfigProperty(name = "loraflow.trainer.max-record-bytes")
-    int maxRecordBytes;
-    @ConfigProperty(name = "loraflow.trainer.unknown-job-grace")
-    Duration unknownJobGrace;
-    @ConfigProperty(name = "loraflow.trainer.session-timeout")
-    Duration sessionTimeout;
-    /** Test-only crash point, see {@link Faults}. */
-    @ConfigProperty(name = "loraflow.trainer.fault")
-    Optional<String> fault;
-
+    @Inject
+    TrainerConfig settings;
     @Inject
     MeterRegistry metrics;
     @Inject
@@ -67,17 +39,15 @@ public class TrainerService {
     private BaseModels bases;
 
     void start(@Observes StartupEvent event) throws IOException {
-        bases = new BaseModels(modelsRoot, baseCacheSize);
-        kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
-        TrainerSettings settings = new TrainerSettings(kafka, groupId, jobsTopic, batchesTopic, checkpointsTopic,
-                deadLetterTopic, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
-        loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),
+        bases = new BaseModels(settings.modelsRoot(), settings.baseCacheSize());
+        kafka = KafkaConnectorSettings.of(config);
+        loop = new TrainingLoop(TrainerSettings.of(settings, kafka), bases, new LocalArtifactStore(settings.storeRoot()),
                 () -> KafkaSetup.ensureTopics(kafka, topics(), topicConfigs()));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);
         thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the training loop died; liveness reports DOWN", e));
         thread.start();
-        LOG.infof("training loop started: %s, group %s, batches on %s", kafka, groupId, batchesTopic);
+        LOG.infof("training loop started: %s, group %s, batches on %s", kafka, settings.groupId(), settings.batchesTopic());
     }
 
     void stop(@Observes ShutdownEvent event) throws InterruptedException {
@@ -89,14 +59,16 @@ public class TrainerService {
 
     /** One partition keeps every job definition in one order; batches spread jobs over replicas. */
     private Map<String, Integer> topics() {
-        return Map.of(jobsTopic, 1, batchesTopic, batchPartitions, checkpointsTopic, batchPartitions, deadLetterTopic, 1);
+        return Map.of(settings.jobsTopic(), 1, settings.batchesTopic(), settings.batchPartitions(), settings.checkpointsTopic(),
+                settings.batchPartitions(), settings.deadLetterTopic(), 1);
     }
 
     /** Batch records up to the loop's limit, and dead letters that carry one of them. */
     private Map<String, Map<String, String>> topicConfigs() {
-        return Map.of(batchesTopic, Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG, Integer.toString(maxRecordBytes)),
-                deadLetterTopic, Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG,
-                        Integer.toString(DeadLetter.maxEncodedBytes(maxRecordBytes))));
+        return Map.of(settings.batchesTopic(), Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG,
+                        Integer.toString(settings.maxRecordBytes())),
+                settings.deadLetterTopic(), Map.of(TopicConfig.MAX_MESSAGE_BYTES_CONFIG,
+                        Integer.toString(DeadLetter.maxEncodedBytes(settings.maxRecordBytes()))));
     }
 
     public TrainingLoop loop() {
@@ -108,7 +80,7 @@ public class TrainerService {
     }
 
     public String jobsTopic() {
-        return jobsTopic;
+        return settings.jobsTopic();
     }
 
     /** Where and as whom the service reaches Kafka. */
