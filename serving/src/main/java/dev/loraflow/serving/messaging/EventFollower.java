@@ -11,7 +11,8 @@ import dev.loraflow.platform.reliability.Backoff;
 import dev.loraflow.platform.reliability.Failures;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import dev.loraflow.platform.store.SafePaths;
-import dev.loraflow.serving.rest.Serving;
+import dev.loraflow.serving.service.Serving;
+import dev.loraflow.serving.service.ServingConfig;
 import io.micrometer.core.instrument.Counter;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
@@ -40,7 +41,6 @@ import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
 import org.eclipse.microprofile.config.Config;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
 
 /**
@@ -72,26 +72,12 @@ public class EventFollower {
     private static final Logger LOG = Logger.getLogger(EventFollower.class);
     private static final Duration POLL = Duration.ofMillis(200);
 
-    @ConfigProperty(name = "loraflow.serving.follow-models", defaultValue = "false")
-    boolean followModels;
-    /** The announced models (job ids) to follow; {@code *} follows any; none configured follows none. */
-    @ConfigProperty(name = "loraflow.serving.follow-model-names")
-    Optional<List<String>> followModelNames;
-    @ConfigProperty(name = "loraflow.serving.follow-adapters", defaultValue = "false")
-    boolean followAdapters;
-    @ConfigProperty(name = "loraflow.serving.adapter-base-model")
-    Optional<String> adapterBaseModel;
-    @ConfigProperty(name = "loraflow.serving.adapter-base-sha256")
-    Optional<String> adapterBaseSha256;
-    @ConfigProperty(name = "loraflow.topics.models-merged")
-    String modelsTopic;
-    @ConfigProperty(name = "loraflow.topics.checkpoints")
-    String checkpointsTopic;
-    @ConfigProperty(name = "loraflow.topics.partitions")
-    int partitions;
-    @ConfigProperty(name = "loraflow.store.root")
-    Path storeRoot;
-
+    @Inject
+    ServingConfig settings;
+    @Inject
+    FollowerConfig.Topics topicsConfig;
+    @Inject
+    FollowerConfig.Store storeConfig;
     @Inject
     Serving serving;
     @Inject
@@ -107,16 +93,24 @@ public class EventFollower {
     private KafkaConsumer<byte[], byte[]> consumer;
     private Thread thread;
     private final Backoff backoff = Backoff.standard();
-    /** The newest announced model, when it failed to load for a transient reason: tried again at {@link #retryAt}. */
-    private MergedModelEvent retrying;
+    /** Per model, its newest announced version when it failed to load for a transient reason: tried again at {@link #retryAt}. */
+    private final Map<String, MergedModelEvent> retrying = new HashMap<>();
     private long retryAt;
+    private boolean followModels;
+    private boolean followAdapters;
+    private String modelsTopic;
+    private String checkpointsTopic;
 
     /** After {@link Serving} has started (default priority), so that a configured model is served first. */
     void start(@Observes @Priority(Interceptor.Priority.APPLICATION + 1000) StartupEvent event) throws IOException {
+        followModels = settings.followModels();
+        followAdapters = settings.followAdapters();
+        modelsTopic = topicsConfig.modelsMerged();
+        checkpointsTopic = topicsConfig.checkpoints();
         if (!followModels && !followAdapters) {
             return;
         }
-        store = new LocalArtifactStore(storeRoot);
+        store = new LocalArtifactStore(storeConfig.root());
         kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
         if (followModels && followedNames().isEmpty()) {
             LOG.warn("loraflow.serving.follow-models is on but loraflow.serving.follow-model-names names no model;"
@@ -139,7 +133,7 @@ public class EventFollower {
         thread.start();
         LOG.infof("following %s%s on %s (store %s)", followModels ? modelsTopic + " (model " + followedName() + ")" : "",
                 followAdapters ? (followModels ? " and " : "") + checkpointsTopic + " (adapters on base "
-                        + adapterBaseModel.orElse("<none configured>") + ")" : "", kafka, store.root());
+                        + settings.adapterBaseModel().orElse("<none configured>") + ")" : "", kafka, store.root());
     }
 
     /** Before {@link Serving} closes the engine. */
@@ -157,7 +151,7 @@ public class EventFollower {
     }
 
     private List<String> followedNames() {
-        return followModelNames.orElse(List.of()).stream().map(String::strip).filter(name -> !name.isEmpty()).toList();
+        return settings.followModelNames().orElse(List.of()).stream().map(String::strip).filter(name -> !name.isEmpty()).toList();
     }
 
     private String followedName() {
@@ -224,10 +218,10 @@ public class EventFollower {
     }
 
     private void pollOnce() {
-        if (retrying != null && System.nanoTime() - retryAt >= 0) {
-            MergedModelEvent event = retrying;
-            retrying = null;
-            load(event);
+        if (!retrying.isEmpty() && System.nanoTime() - retryAt >= 0) {
+            List<MergedModelEvent> again = List.copyOf(retrying.values());
+            retrying.clear();
+            again.forEach(this::load);
         }
         for (ConsumerRecord<byte[], byte[]> record : consumer.poll(POLL)) {
             try {
@@ -256,7 +250,7 @@ public class EventFollower {
         while (running.get()) {
             try {
                 Map<String, Integer> wanted = new LinkedHashMap<>();
-                topics.forEach(topic -> wanted.put(topic, partitions));
+                topics.forEach(topic -> wanted.put(topic, topicsConfig.partitions()));
                 KafkaSetup.ensureTopics(kafka, wanted);
                 List<TopicPartition> assigned = new ArrayList<>();
                 for (String topic : topics) {
@@ -326,21 +320,25 @@ public class EventFollower {
     }
 
     /**
-     * The newest of the announced models: of the followed model, or with none configured of the model
-     * announced last; its highest model_version, ties to the latest record. When it cannot be loaded the
-     * next newest is tried, so that a bad announcement does not leave the service without a model.
+     * The newest of each followed model announced: its highest model_version, ties to the latest record; the
+     * models in the order they were last announced, so that the default name ends standing for the one announced
+     * last. When a version cannot be loaded the next newest is tried, so that a bad announcement does not leave
+     * the model unserved. (Under a memory budget the older ones may be closed again at once, to be loaded when
+     * asked for.)
      */
     private void serveNewest(List<MergedModelEvent> models, Map<MergedModelEvent, Long> timestamps) {
-        String model = models.stream().max(Comparator.comparing(timestamps::get)).orElseThrow().model();
-        List<MergedModelEvent> candidates = models.stream().filter(event -> event.model().equals(model)).distinct()
-                .sorted(Comparator.comparingLong(MergedModelEvent::modelVersion).thenComparing(timestamps::get).reversed())
-                .toList();
-        for (MergedModelEvent candidate : candidates) {
-            if (load(candidate)) {
-                return;
+        Map<String, Long> lastAnnounced = new HashMap<>();
+        models.forEach(event -> lastAnnounced.merge(event.model(), timestamps.get(event), Math::max));
+        List<String> names = lastAnnounced.keySet().stream().sorted(Comparator.comparing(lastAnnounced::get)).toList();
+        for (String model : names) {
+            List<MergedModelEvent> candidates = models.stream().filter(event -> event.model().equals(model)).distinct()
+                    .sorted(Comparator.comparingLong(MergedModelEvent::modelVersion).thenComparing(timestamps::get)
+                            .reversed())
+                    .toList();
+            if (candidates.stream().noneMatch(this::load)) {
+                LOG.warnf("none of the %d announced versions of %s could be loaded", candidates.size(), model);
             }
         }
-        LOG.warnf("none of the %d announced versions of %s could be loaded", candidates.size(), model);
     }
 
     private void followModel(ConsumerRecord<byte[], byte[]> record) {
@@ -368,7 +366,7 @@ public class EventFollower {
             return;
         }
         newestVersions.put(event.model(), event.modelVersion());
-        retrying = null;
+        retrying.remove(event.model());
         load(event);
     }
 
@@ -385,7 +383,7 @@ public class EventFollower {
             Path onnx = SafePaths.resolveInside(onnxArtifact, event.onnxFile(), "ONNX file");
             // config.json and the tokenizer are in the merged Hugging Face directory, the graph's source.
             Path merged = store.open(URI.create(event.mergedUri()), event.mergedSha256());
-            serving.load(onnx, merged, event.onnxFileSha256(), Serving.Trigger.EVENT,
+            serving.load(event.model(), onnx, merged, event.onnxFileSha256(), Serving.Trigger.EVENT,
                     new Serving.Origin(event.model(), event.modelVersion()));
             backoff.succeeded();
             return true;
@@ -395,9 +393,7 @@ public class EventFollower {
             serving.swaps(Serving.Trigger.EVENT, "failed").increment();
             if (Failures.isTransient(e)) {
                 Duration wait = backoff.failed();
-                if (retrying == null || event.modelVersion() > retrying.modelVersion()) {
-                    retrying = event;
-                }
+                retrying.merge(event.model(), event, (seen, next) -> next.modelVersion() > seen.modelVersion() ? next : seen);
                 retryAt = System.nanoTime() + wait.toNanos();
                 LOG.warnf("%s not loaded, the current model keeps serving: %s; trying again in %d s", what,
                         e.getMessage(), wait.toSeconds());
@@ -427,7 +423,7 @@ public class EventFollower {
             adapterLoads("skipped").increment();
             LOG.infof("checkpoint %s step %d is of base %s (%s), not of the served base %s; adapter not loaded",
                     checkpoint.jobId(), checkpoint.step(), checkpoint.baseModel(), checkpoint.baseModelSha256(),
-                    adapterBaseModel.filter(name -> !name.isBlank()).orElse("(loraflow.serving.adapter-base-model is not set)"));
+                    settings.adapterBaseModel().filter(name -> !name.isBlank()).orElse("(loraflow.serving.adapter-base-model is not set)"));
             return;
         }
         Long newest = newestSteps.get(checkpoint.jobId());
@@ -455,8 +451,8 @@ public class EventFollower {
 
     /** The checkpoint's base is the one the served un-merged graph was exported from, by name and, when configured, digest. */
     private boolean baseMatches(CheckpointEvent checkpoint) {
-        return adapterBaseModel.filter(name -> name.equals(checkpoint.baseModel())).isPresent()
-                && adapterBaseSha256.filter(sha -> !sha.isBlank()).map(sha -> sha.equals(checkpoint.baseModelSha256()))
+        return settings.adapterBaseModel().filter(name -> name.equals(checkpoint.baseModel())).isPresent()
+                && settings.adapterBaseSha256().filter(sha -> !sha.isBlank()).map(sha -> sha.equals(checkpoint.baseModelSha256()))
                         .orElse(true);
     }
 

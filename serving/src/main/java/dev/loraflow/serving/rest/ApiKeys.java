@@ -2,6 +2,7 @@ package dev.loraflow.serving.rest;
 
 import dev.loraflow.platform.security.ApiKeyFilter;
 import dev.loraflow.platform.security.ConfiguredKeys;
+import dev.loraflow.serving.service.ApiError;
 import jakarta.annotation.PostConstruct;
 import jakarta.ws.rs.container.ContainerRequestFilter;
 import jakarta.ws.rs.container.PreMatching;
@@ -51,6 +52,6 @@ public class ApiKeys extends ApiKeyFilter implements ContainerRequestFilter {
 
     @Override
     protected Response refusal(int status, String message) {
-        return OpenAiResource.error(new ApiError(status, message, null, "invalid_api_key"), 1);
+        return OpenAiErrors.response(new ApiError(status, message, null, "invalid_api_key"), 1);
     }
 }
