@@ -10,9 +10,11 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
+import jakarta.annotation.Priority;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Inject;
+import jakarta.interceptor.Interceptor;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
@@ -47,6 +49,12 @@ public class Serving {
     public record Listing(String name, String version, long loadedAtEpochSeconds, boolean open, long bytes, Origin origin,
                           List<String> adapters) {}
 
+    /**
+     * Serving starts before Reactive Messaging starts its channels ({@code LIBRARY_BEFORE}), so that the engine
+     * and a configured model are there before the first announced model arrives.
+     */
+    public static final int STARTUP_PRIORITY = Interceptor.Priority.LIBRARY_BEFORE - 100;
+
     private static final Logger LOG = Logger.getLogger(Serving.class);
 
     @Inject
@@ -60,7 +68,7 @@ public class Serving {
     private Engine engine;
     private ModelCatalog catalog;
 
-    void start(@Observes StartupEvent event) throws ModelLoadException {
+    void start(@Observes @Priority(STARTUP_PRIORITY) StartupEvent event) throws ModelLoadException {
         settings = new EngineSettings(EngineSettings.Provider.parse(config.provider()), config.cudaDevice(),
                 EngineSettings.OptimizationLevel.parse(config.optimizationLevel()), config.intraOpThreads(),
                 config.interOpThreads(), config.memoryArena(), config.maxBatchSize(), config.queueCapacity());

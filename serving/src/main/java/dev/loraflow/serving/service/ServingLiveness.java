@@ -7,7 +7,8 @@ import org.eclipse.microprofile.health.Liveness;
 
 /**
  * Live while the engine thread runs. It dies only of an Error (out of memory, say); the pod is then restarted
- * rather than left Ready and failing every request. (The event follower has its own check.)
+ * rather than left Ready and failing every request. (The Kafka connector of the event follower has its own
+ * checks.)
  */
 @Liveness
 public class ServingLiveness implements HealthCheck {
