@@ -16,6 +16,7 @@ import jakarta.enterprise.event.Observes;
 import jakarta.inject.Inject;
 import jakarta.interceptor.Interceptor;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.atomic.AtomicLong;
@@ -46,7 +47,7 @@ public class Serving {
     public record Origin(String model, long modelVersion) {}
 
     /** A model known by name, open or not (evicted models are loaded again when asked for). */
-    public record Listing(String name, String version, long loadedAtEpochSeconds, boolean open, long bytes, Origin origin,
+    public record Listing(String name, String version, long loadedAtEpochSeconds, boolean open, Origin origin,
                           List<String> adapters) {}
 
     /**
@@ -232,15 +233,6 @@ public class Serving {
         return entry == null ? null : entry.model;
     }
 
-    /** The open model serving {@code name} (a model or an adapter), without a lease: for metadata; null if none. */
-    public ServedModel find(String name) {
-        ModelCatalog.Entry entry = catalog.entry(name);
-        if (entry == null) {
-            entry = catalog.holderOf(name);
-        }
-        return entry == null ? null : entry.model;
-    }
-
     /** The announced model that {@code name} was loaded from; null if it was not loaded from an event. */
     public Origin origin(String name) {
         ModelCatalog.Entry entry = catalog.entry(name);
@@ -252,7 +244,7 @@ public class Serving {
      * newest announced one, which is then listed under its own name too), then the others by name.
      */
     public List<Listing> models() {
-        List<Listing> listings = new java.util.ArrayList<>();
+        List<Listing> listings = new ArrayList<>();
         boolean aliased = aliasOf(modelName()) != null;
         for (ModelCatalog.Entry entry : catalog.entries()) {
             if (aliased && listings.isEmpty()) {
@@ -264,12 +256,12 @@ public class Serving {
     }
 
     private static Listing listing(String name, ModelCatalog.Entry entry) {
-        return new Listing(name, entry.version, entry.loadedAtEpochSeconds, entry.open(), entry.bytes, entry.origin(),
+        return new Listing(name, entry.version, entry.loadedAtEpochSeconds, entry.open(), entry.origin(),
                 entry.adapters.keySet().stream().sorted().toList());
     }
 
     /** Whether {@code name} is the default name standing for another model (the newest announced), and which. */
-    public String aliasOf(String name) {
+    private String aliasOf(String name) {
         String resolved = catalog.resolve(name);
         return resolved.equals(name) ? null : resolved;
     }
