@@ -42,6 +42,8 @@ public final class PlatformUsers {
     public static final String MERGER_GROUP = "loraflow-merger";
     /** A group name ending in {@code *} stands for every group whose name starts with what precedes it. */
     public static final String PRODUCER_GROUPS = "loraflow-producer-*";
+    /** Each serving replica's own group (it commits nothing; every replica reads every event). */
+    public static final String SERVING_GROUPS = "loraflow-serving-*";
 
     /** A user's rights: topics it reads, topics it writes (both it may create when missing), groups it joins. */
     public record Rights(String user, List<String> reads, List<String> writes, List<String> groups) {}
@@ -51,7 +53,7 @@ public final class PlatformUsers {
                     List.of(TRAINER_GROUP)),
             new Rights(MERGER, List.of(CHECKPOINTS), List.of(MODELS_MERGED, MERGE_FAILURES, MODELS_DEAD_LETTERS),
                     List.of(MERGER_GROUP)),
-            new Rights(SERVING, List.of(MODELS_MERGED, CHECKPOINTS), List.of(), List.of()),
+            new Rights(SERVING, List.of(MODELS_MERGED, CHECKPOINTS), List.of(), List.of(SERVING_GROUPS)),
             new Rights(PRODUCER, List.of(CHECKPOINTS, MODELS_MERGED, MERGE_FAILURES), List.of(JOBS, BATCHES),
                     List.of(PRODUCER_GROUPS)));
 

@@ -1,7 +1,7 @@
 package dev.loraflow.serving.kserve;
 
-import dev.loraflow.serving.rest.ApiError;
-import dev.loraflow.serving.rest.InferenceKeys;
+import dev.loraflow.serving.service.ApiError;
+import dev.loraflow.serving.service.InferenceKeys;
 import io.grpc.ForwardingServerCallListener;
 import io.grpc.Metadata;
 import io.grpc.ServerCall;

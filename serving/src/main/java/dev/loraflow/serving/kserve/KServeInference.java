@@ -8,10 +8,10 @@ import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
-import dev.loraflow.serving.rest.ApiError;
-import dev.loraflow.serving.rest.Generations;
-import dev.loraflow.serving.rest.Requests;
-import dev.loraflow.serving.rest.Serving;
+import dev.loraflow.serving.service.ApiError;
+import dev.loraflow.serving.service.Generations;
+import dev.loraflow.serving.service.Requests;
+import dev.loraflow.serving.service.Serving;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Inject;
 import java.util.ArrayList;
@@ -25,7 +25,7 @@ import org.jboss.logging.Logger;
  * ({@link KServeResource}) and gRPC ({@link KServeGrpcService}) only translate their messages to and from
  * these records, so the two cannot answer the same request differently.
  *
- * <p>A model (the base model or an adapter, by name) takes one input, {@code input_ids} (INT64 or INT32,
+ * <p>A model (any model served by name, or an adapter on one) takes one input, {@code input_ids} (INT64 or INT32,
  * shape [n] or [1, n]) or, with a tokenizer, {@code text_input} (BYTES, shape [1]), and gives
  * {@code output_ids} (INT64 [1, m]) and, with a tokenizer, {@code text_output} (BYTES [1]); a request
  * that names outputs gets those only. The request's parameters take max_tokens (default 16),
@@ -268,13 +268,15 @@ public class KServeInference {
         }
     }
 
-    /** The model serving {@code name} (and {@code version} when given). */
+    /** The model serving {@code name} (and {@code version} when given), loaded again first when it was evicted. */
     private ServedModel served(String name, String version) {
-        ServedModel model = serving.current();
-        boolean named = model != null && (name.equals(model.name()) || model.hasAdapter(name));
-        if (!named) {
+        Serving.Target target = serving.acquire(name);
+        if (target == null) {
             throw notFound(name);
         }
+        // Only read from: the lease needs not outlive the lookup.
+        ServedModel model = target.model();
+        model.release();
         if (version != null && !version.isEmpty() && !version.equals(model.version())) {
             throw new ApiError(404, "model " + name + " has no version " + version, null, "version_not_found");
         }

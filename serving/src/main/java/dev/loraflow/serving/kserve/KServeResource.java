@@ -3,9 +3,10 @@ package dev.loraflow.serving.kserve;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loraflow.serving.rest.ApiError;
-import dev.loraflow.serving.rest.Generations;
-import dev.loraflow.serving.rest.Requests;
+import dev.loraflow.serving.service.ApiError;
+import dev.loraflow.serving.service.Generations;
+import dev.loraflow.serving.service.Requests;
+import dev.loraflow.serving.service.ServingConfig;
 import io.vertx.ext.web.RoutingContext;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
@@ -19,12 +20,13 @@ import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import java.util.ArrayList;
 import java.util.List;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.eclipse.microprofile.openapi.annotations.Operation;
+import org.jboss.resteasy.reactive.server.ServerExceptionMapper;
 
 /**
  * KServe's Open Inference Protocol v2 over REST: JSON in and out of {@link KServeInference}, which
- * documents the tensors and parameters. Errors are {@code {"error": "..."}}. Health endpoints answer 200
+ * documents the tensors and parameters. Errors are {@code {"error": "..."}} (this resource's mapper). The infer
+ * body stays bytes until the model is found, so that an unknown model is reported as such whatever the body. Health endpoints answer 200
  * when true and 503 when not.
  */
 @Path("/v2")
@@ -36,8 +38,8 @@ public class KServeResource {
     @Inject
     KServeInference kserve;
 
-    @ConfigProperty(name = "loraflow.serving.max-body-bytes", defaultValue = "1048576")
-    long maxBodyBytes;
+    @Inject
+    ServingConfig config;
 
     @GET
     @Operation(summary = "KServe v2 server metadata")
@@ -115,43 +117,39 @@ public class KServeResource {
     @Operation(summary = "KServe v2 inference on one model version")
     public Response infer(@PathParam("name") String name, @PathParam("version") String version, byte[] body,
                           @Context RoutingContext routing) {
-        try {
-            KServeInference.Result result = kserve.infer(name, version, API, () -> request(body),
-                    Generations.ExchangeEnd.of(routing));
-            ObjectNode response = Requests.JSON.createObjectNode().put("model_name", result.modelName())
-                    .put("model_version", result.modelVersion());
-            if (result.id() != null) {
-                response.put("id", result.id());
-            }
-            response.putObject("parameters").put("finish_reason", result.finishReason())
-                    .put("prompt_tokens", result.promptTokens()).put("completion_tokens", result.completionTokens());
-            ArrayNode outputs = response.putArray("outputs");
-            for (KServeInference.Tensor tensor : result.outputs()) {
-                ObjectNode output = outputs.addObject().put("name", tensor.name()).put("datatype", tensor.datatype());
-                ArrayNode shape = output.putArray("shape");
-                for (long dim : tensor.shape()) {
-                    shape.add(dim);
-                }
-                ArrayNode data = output.putArray("data");
-                switch (tensor.values()) {
-                    case KServeInference.Values.Integers(long[] values) -> {
-                        for (long value : values) {
-                            data.add(value);
-                        }
-                    }
-                    case KServeInference.Values.Strings(List<String> values) -> values.forEach(data::add);
-                    case KServeInference.Values.Other _ -> throw new IllegalStateException("no output holds other values");
-                }
-            }
-            return Response.ok(response).build();
-        } catch (ApiError e) {
-            return error(e, kserve.retryAfterSeconds());
+        KServeInference.Result result = kserve.infer(name, version, API, () -> request(body),
+                Generations.ExchangeEnd.of(routing));
+        ObjectNode response = Requests.JSON.createObjectNode().put("model_name", result.modelName())
+                .put("model_version", result.modelVersion());
+        if (result.id() != null) {
+            response.put("id", result.id());
         }
+        response.putObject("parameters").put("finish_reason", result.finishReason())
+                .put("prompt_tokens", result.promptTokens()).put("completion_tokens", result.completionTokens());
+        ArrayNode outputs = response.putArray("outputs");
+        for (KServeInference.Tensor tensor : result.outputs()) {
+            ObjectNode output = outputs.addObject().put("name", tensor.name()).put("datatype", tensor.datatype());
+            ArrayNode shape = output.putArray("shape");
+            for (long dim : tensor.shape()) {
+                shape.add(dim);
+            }
+            ArrayNode data = output.putArray("data");
+            switch (tensor.values()) {
+                case KServeInference.Values.Integers(long[] values) -> {
+                    for (long value : values) {
+                        data.add(value);
+                    }
+                }
+                case KServeInference.Values.Strings(List<String> values) -> values.forEach(data::add);
+                case KServeInference.Values.Other _ -> throw new IllegalStateException("no output holds other values");
+            }
+        }
+        return Response.ok(response).build();
     }
 
     /** The JSON body as the protocol's request; data arrays become integers, strings, or other values by their elements. */
     private KServeInference.Request request(byte[] body) {
-        JsonNode root = Requests.jsonObject(body, maxBodyBytes);
+        JsonNode root = Requests.jsonObject(body, config.maxBodyBytes());
         List<KServeInference.Tensor> inputs = new ArrayList<>();
         JsonNode inputsNode = root.get("inputs");
         if (inputsNode != null && inputsNode.isArray()) {
@@ -227,6 +225,12 @@ public class KServeResource {
                 shape.add(dim);
             }
         }
+    }
+
+    /** This resource's refusals, in the protocol's shape. */
+    @ServerExceptionMapper
+    public Response refused(ApiError e) {
+        return error(e, kserve.retryAfterSeconds());
     }
 
     static Response error(ApiError e, int retryAfterSeconds) {

@@ -5,16 +5,16 @@ import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.events.MergeOutcomes;
 import dev.loraflow.platform.events.MergedModelEvent;
-import dev.loraflow.platform.kafka.KafkaClientSettings;
-import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.reliability.Backoff;
 import dev.loraflow.platform.reliability.Failures;
 import dev.loraflow.platform.store.LocalArtifactStore;
 import dev.loraflow.platform.store.SafePaths;
-import dev.loraflow.serving.rest.Serving;
+import dev.loraflow.serving.service.Serving;
+import dev.loraflow.serving.service.ServingConfig;
 import io.micrometer.core.instrument.Counter;
 import io.quarkus.runtime.ShutdownEvent;
 import io.quarkus.runtime.StartupEvent;
+import io.smallrye.common.annotation.Blocking;
 import jakarta.annotation.Priority;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
@@ -25,37 +25,38 @@ import java.net.URI;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Properties;
-import java.util.concurrent.atomic.AtomicBoolean;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.clients.consumer.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
-import org.apache.kafka.clients.consumer.KafkaConsumer;
-import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.errors.WakeupException;
-import org.eclipse.microprofile.config.Config;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.eclipse.microprofile.reactive.messaging.Incoming;
 import org.jboss.logging.Logger;
 
 /**
- * Serves what the platform announces: the newest model on {@code loraflow.models.merged} and, when
- * configured, each job's newest adapter from {@code loraflow.adapter.checkpoints}.
+ * Serves what the platform announces: each job's newest model on {@code loraflow.models.merged}, under the job's
+ * id, and, when configured, each job's newest adapter from {@code loraflow.adapter.checkpoints}.
  *
- * <p>One thread and one consumer without a group: it assigns itself every partition and reads from the
- * beginning to the end offsets it found at start (discovery), serves the newest verified model of that
- * history, then keeps polling. Each announced model is opened through the artifact store, which checks
+ * <p>Two SmallRye Reactive Messaging channels of the Kafka connector, {@value #MODELS} and {@value #CHECKPOINTS}
+ * (application.properties), each a consumer in a group of its own per replica ({@link FollowerKafka}): every
+ * replica reads the whole history itself and nothing is committed. At start-up ({@link StartupHistory}) the
+ * records below the end offsets found when the partitions were assigned are collected, and the newest verified
+ * model of each followed name in that history is served; then each record is followed as it comes. Each
+ * announced model is opened through the artifact store, which checks
  * the artifact's digest and refuses URIs outside the store, and loaded as {@code POST /admin/models}
  * loads one: file SHA-256, warm-up, atomic switch, the old model closing when its requests end. Only a
  * version newer than the newest seen of that model is taken, so re-read and duplicate events change
  * nothing. A bad event (malformed record, missing artifact, digest mismatch, unloadable graph) leaves
  * the current model serving, is logged with the reason and counted in
- * {@code loraflow_serving_model_swaps_total{trigger="event"}}; the thread goes on with the next record.
+ * {@code loraflow_serving_model_swaps_total{trigger="event"}}; the channel goes on with the next record.
  *
  * <p>Only the models named in {@code loraflow.serving.follow-model-names} are followed ({@code *}: any),
  * and an event counts only when the merger's outcome record in the store is that very event
@@ -63,61 +64,55 @@ import org.jboss.logging.Logger;
  * event, say with a huge {@code model_version}) is counted as {@code unverified}, and changes neither the
  * served model nor the newest version seen, so later real versions are still taken.
  * A transient failure of the newest announced model (the store unreadable for a while) is retried with a
- * growing backoff until it loads or a newer version is announced; the thread keeps following meanwhile.
- * The thread never ends on a failure but an Error, and then {@link #alive()} says so to the liveness probe.
+ * growing backoff until it loads or a newer version is announced; following goes on meanwhile. No record's
+ * failure stops the channel (each is handled here); the connector's own health checks report the consumer.
  */
 @ApplicationScoped
 public class EventFollower {
 
     private static final Logger LOG = Logger.getLogger(EventFollower.class);
-    private static final Duration POLL = Duration.ofMillis(200);
+    /** The channels, configured in application.properties. */
+    static final String MODELS = "models-merged";
+    static final String CHECKPOINTS = "adapter-checkpoints";
 
-    @ConfigProperty(name = "loraflow.serving.follow-models", defaultValue = "false")
-    boolean followModels;
-    /** The announced models (job ids) to follow; {@code *} follows any; none configured follows none. */
-    @ConfigProperty(name = "loraflow.serving.follow-model-names")
-    Optional<List<String>> followModelNames;
-    @ConfigProperty(name = "loraflow.serving.follow-adapters", defaultValue = "false")
-    boolean followAdapters;
-    @ConfigProperty(name = "loraflow.serving.adapter-base-model")
-    Optional<String> adapterBaseModel;
-    @ConfigProperty(name = "loraflow.serving.adapter-base-sha256")
-    Optional<String> adapterBaseSha256;
-    @ConfigProperty(name = "loraflow.topics.models-merged")
-    String modelsTopic;
-    @ConfigProperty(name = "loraflow.topics.checkpoints")
-    String checkpointsTopic;
-    @ConfigProperty(name = "loraflow.topics.partitions")
-    int partitions;
-    @ConfigProperty(name = "loraflow.store.root")
-    Path storeRoot;
-
+    @Inject
+    ServingConfig settings;
+    @Inject
+    FollowerConfig.Topics topicsConfig;
+    @Inject
+    FollowerConfig.Store storeConfig;
     @Inject
     Serving serving;
-    @Inject
-    Config config;
 
-    private final AtomicBoolean running = new AtomicBoolean(true);
     /** The highest model_version seen of each announced model: older and repeated events are skipped. */
     private final Map<String, Long> newestVersions = new HashMap<>();
     /** The highest checkpoint step seen of each job whose adapter is followed. */
     private final Map<String, Long> newestSteps = new HashMap<>();
-    private KafkaClientSettings kafka;
+    private final StartupHistory modelHistory = new StartupHistory();
+    private final StartupHistory checkpointHistory = new StartupHistory();
     private LocalArtifactStore store;
-    private KafkaConsumer<byte[], byte[]> consumer;
-    private Thread thread;
     private final Backoff backoff = Backoff.standard();
-    /** The newest announced model, when it failed to load for a transient reason: tried again at {@link #retryAt}. */
-    private MergedModelEvent retrying;
-    private long retryAt;
+    /** Per model, its newest announced version when it failed to load for a transient reason: tried again later. */
+    private final Map<String, MergedModelEvent> retrying = new HashMap<>();
+    private ScheduledExecutorService retries;
+    private boolean followModels;
+    private boolean followAdapters;
+    private String modelsTopic;
+    private String checkpointsTopic;
 
-    /** After {@link Serving} has started (default priority), so that a configured model is served first. */
-    void start(@Observes @Priority(Interceptor.Priority.APPLICATION + 1000) StartupEvent event) throws IOException {
+    /**
+     * After {@link Serving} has started, so that a configured model is served first, and before Reactive
+     * Messaging starts the channels (priority {@code LIBRARY_BEFORE}), so that no record comes before.
+     */
+    void start(@Observes @Priority(Serving.STARTUP_PRIORITY + 1) StartupEvent event) throws IOException {
+        followModels = settings.followModels();
+        followAdapters = settings.followAdapters();
+        modelsTopic = topicsConfig.modelsMerged();
+        checkpointsTopic = topicsConfig.checkpoints();
         if (!followModels && !followAdapters) {
             return;
         }
-        store = new LocalArtifactStore(storeRoot);
-        kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
+        store = new LocalArtifactStore(storeConfig.root());
         if (followModels && followedNames().isEmpty()) {
             LOG.warn("loraflow.serving.follow-models is on but loraflow.serving.follow-model-names names no model;"
                     + " no announced model will be served (name the job ids to follow, or * for any)");
@@ -130,34 +125,76 @@ public class EventFollower {
                 adapterLoads(outcome);
             }
         }
-        Properties consumerConfig = new Properties();
-        consumerConfig.put(ConsumerConfig.CLIENT_ID_CONFIG, "loraflow-serving-follower");
-        // No group: every replica reads the whole history itself, and nothing is committed.
-        consumer = KafkaSetup.committedReader(kafka, null, consumerConfig);
-        thread = Thread.ofPlatform().name("loraflow-event-follower").unstarted(this::run);
-        thread.setUncaughtExceptionHandler((t, e) -> LOG.error("the event follower died; no more models are followed", e));
-        thread.start();
-        LOG.infof("following %s%s on %s (store %s)", followModels ? modelsTopic + " (model " + followedName() + ")" : "",
+        retries = Executors.newSingleThreadScheduledExecutor(Thread.ofPlatform().name("loraflow-model-retries").factory());
+        LOG.infof("following %s%s (store %s)", followModels ? modelsTopic + " (model " + followedName() + ")" : "",
                 followAdapters ? (followModels ? " and " : "") + checkpointsTopic + " (adapters on base "
-                        + adapterBaseModel.orElse("<none configured>") + ")" : "", kafka, store.root());
+                        + settings.adapterBaseModel().orElse("<none configured>") + ")" : "", store.root());
     }
 
-    /** Before {@link Serving} closes the engine. */
-    void stop(@Observes @Priority(Interceptor.Priority.APPLICATION) ShutdownEvent event) throws InterruptedException {
-        if (thread != null) {
-            running.set(false);
-            consumer.wakeup();
-            thread.join(Duration.ofSeconds(15));
+    void stop(@Observes ShutdownEvent event) {
+        if (retries != null) {
+            retries.shutdownNow();
         }
     }
 
-    /** Nothing is followed, or the follower's thread runs. */
-    public boolean alive() {
-        return thread == null || thread.isAlive();
+    /** The partitions of a followed topic were assigned: its history is what lies below their end offsets now. */
+    void assigned(Consumer<?, ?> consumer, Collection<TopicPartition> partitions) {
+        Map<String, List<TopicPartition>> byTopic = new HashMap<>();
+        partitions.forEach(partition -> byTopic.computeIfAbsent(partition.topic(), t -> new ArrayList<>()).add(partition));
+        byTopic.forEach((topic, assigned) -> {
+            StartupHistory history = topic.equals(modelsTopic) ? modelHistory : checkpointHistory;
+            if (history.assigned(consumer, assigned)) {
+                handOver(history);
+            }
+        });
+    }
+
+    @Incoming(MODELS)
+    @Blocking
+    public void modelAnnounced(ConsumerRecord<byte[], byte[]> record) {
+        follow(modelHistory, record);
+    }
+
+    @Incoming(CHECKPOINTS)
+    @Blocking
+    public void checkpointAnnounced(ConsumerRecord<byte[], byte[]> record) {
+        follow(checkpointHistory, record);
+    }
+
+    private synchronized void follow(StartupHistory history, ConsumerRecord<byte[], byte[]> record) {
+        if (history.add(record)) {
+            handOver(history);
+        } else {
+            followLive(record);
+        }
+    }
+
+    /** Once a topic's history is read whole: serves the newest of it, then the records that came meanwhile. */
+    private synchronized void handOver(StartupHistory history) {
+        StartupHistory.Handover handover = history.complete();
+        if (handover == null) {
+            return;
+        }
+        discover(handover.history(), history == modelHistory);
+        handover.later().forEach(this::followLive);
+    }
+
+    private void followLive(ConsumerRecord<byte[], byte[]> record) {
+        try {
+            if (record.topic().equals(modelsTopic)) {
+                followModel(record);
+            } else {
+                followAdapter(record);
+            }
+        } catch (RuntimeException e) {
+            // One record's surprise must not stop the service from following the next.
+            LOG.errorf(e, "record %s-%d@%d not followed: %s", record.topic(), record.partition(), record.offset(),
+                    e.getMessage());
+        }
     }
 
     private List<String> followedNames() {
-        return followModelNames.orElse(List.of()).stream().map(String::strip).filter(name -> !name.isEmpty()).toList();
+        return settings.followModelNames().orElse(List.of()).stream().map(String::strip).filter(name -> !name.isEmpty()).toList();
     }
 
     private String followedName() {
@@ -194,98 +231,8 @@ public class EventFollower {
                 .register(serving.meters());
     }
 
-    private void run() {
-        try {
-            List<TopicPartition> assigned = awaitBroker();
-            if (assigned.isEmpty()) {
-                return;
-            }
-            consumer.assign(assigned);
-            consumer.seekToBeginning(assigned);
-            discover(assigned);
-            while (running.get()) {
-                try {
-                    pollOnce();
-                } catch (WakeupException e) {
-                    throw e;
-                } catch (RuntimeException e) {
-                    // The poll's failure (the broker's), not a record's: the position did not move, poll again.
-                    LOG.errorf(e, "following %s: %s; trying again", kafka, Failures.describe(e));
-                    backoff.sleepAfterFailure();
-                }
-            }
-        } catch (WakeupException e) {
-            if (running.get()) {
-                throw e;
-            }
-        } finally {
-            consumer.close(Duration.ofSeconds(5));
-        }
-    }
-
-    private void pollOnce() {
-        if (retrying != null && System.nanoTime() - retryAt >= 0) {
-            MergedModelEvent event = retrying;
-            retrying = null;
-            load(event);
-        }
-        for (ConsumerRecord<byte[], byte[]> record : consumer.poll(POLL)) {
-            try {
-                if (record.topic().equals(modelsTopic)) {
-                    followModel(record);
-                } else {
-                    followAdapter(record);
-                }
-            } catch (RuntimeException e) {
-                // One record's surprise must not stop the service from following the next.
-                LOG.errorf(e, "record %s-%d@%d not followed: %s", record.topic(), record.partition(),
-                        record.offset(), e.getMessage());
-            }
-        }
-    }
-
-    /** Creates the topics when missing and finds their partitions, retrying until the broker answers. */
-    private List<TopicPartition> awaitBroker() {
-        List<String> topics = new ArrayList<>();
-        if (followModels) {
-            topics.add(modelsTopic);
-        }
-        if (followAdapters) {
-            topics.add(checkpointsTopic);
-        }
-        while (running.get()) {
-            try {
-                Map<String, Integer> wanted = new LinkedHashMap<>();
-                topics.forEach(topic -> wanted.put(topic, partitions));
-                KafkaSetup.ensureTopics(kafka, wanted);
-                List<TopicPartition> assigned = new ArrayList<>();
-                for (String topic : topics) {
-                    List<PartitionInfo> partitionsOfTopic = consumer.partitionsFor(topic, Duration.ofSeconds(10));
-                    if (partitionsOfTopic.isEmpty()) {
-                        // Just created: the broker's metadata does not list it yet.
-                        throw new IllegalStateException("no partitions of " + topic + " known yet");
-                    }
-                    for (PartitionInfo partition : partitionsOfTopic) {
-                        assigned.add(new TopicPartition(topic, partition.partition()));
-                    }
-                }
-                return assigned;
-            } catch (RuntimeException e) {
-                LOG.warnf("waiting for Kafka at %s: %s", kafka, e.getMessage());
-                sleep(Duration.ofSeconds(2));
-            }
-        }
-        return List.of();
-    }
-
-    /** Reads every partition up to the end offsets found now and serves the newest of what was announced. */
-    private void discover(List<TopicPartition> assigned) {
-        long start = System.nanoTime();
-        Map<TopicPartition, Long> ends = consumer.endOffsets(assigned, Duration.ofSeconds(30));
-        List<ConsumerRecord<byte[], byte[]>> history = new ArrayList<>();
-        while (running.get() && !reached(ends)) {
-            consumer.poll(POLL).forEach(history::add);
-        }
+    /** Serves the newest of what a topic's history announced (models or adapters). */
+    private void discover(List<ConsumerRecord<byte[], byte[]>> history, boolean modelsTopicHistory) {
         List<MergedModelEvent> models = new ArrayList<>();
         Map<MergedModelEvent, Long> timestamps = new HashMap<>();
         Map<String, CheckpointEvent> newestCheckpoints = new LinkedHashMap<>();
@@ -307,40 +254,35 @@ public class EventFollower {
                 }
             }
         }
-        LOG.infof("read %d records of history in %.1f s", history.size(), (System.nanoTime() - start) / 1e9);
+        LOG.infof("read %d records of %s's history", history.size(), modelsTopicHistory ? modelsTopic : checkpointsTopic);
         if (!models.isEmpty()) {
             serveNewest(models, timestamps);
-        } else if (followModels) {
+        } else if (modelsTopicHistory) {
             LOG.infof("no model announced on %s yet for %s", modelsTopic, followedName());
         }
         newestCheckpoints.values().forEach(this::loadAdapter);
     }
 
-    private boolean reached(Map<TopicPartition, Long> ends) {
-        for (Map.Entry<TopicPartition, Long> end : ends.entrySet()) {
-            if (consumer.position(end.getKey()) < end.getValue()) {
-                return false;
-            }
-        }
-        return true;
-    }
-
     /**
-     * The newest of the announced models: of the followed model, or with none configured of the model
-     * announced last; its highest model_version, ties to the latest record. When it cannot be loaded the
-     * next newest is tried, so that a bad announcement does not leave the service without a model.
+     * The newest of each followed model announced: its highest model_version, ties to the latest record; the
+     * models in the order they were last announced, so that the default name ends standing for the one announced
+     * last. When a version cannot be loaded the next newest is tried, so that a bad announcement does not leave
+     * the model unserved. (Under a memory budget the older ones may be closed again at once, to be loaded when
+     * asked for.)
      */
     private void serveNewest(List<MergedModelEvent> models, Map<MergedModelEvent, Long> timestamps) {
-        String model = models.stream().max(Comparator.comparing(timestamps::get)).orElseThrow().model();
-        List<MergedModelEvent> candidates = models.stream().filter(event -> event.model().equals(model)).distinct()
-                .sorted(Comparator.comparingLong(MergedModelEvent::modelVersion).thenComparing(timestamps::get).reversed())
-                .toList();
-        for (MergedModelEvent candidate : candidates) {
-            if (load(candidate)) {
-                return;
+        Map<String, Long> lastAnnounced = new HashMap<>();
+        models.forEach(event -> lastAnnounced.merge(event.model(), timestamps.get(event), Math::max));
+        List<String> names = lastAnnounced.keySet().stream().sorted(Comparator.comparing(lastAnnounced::get)).toList();
+        for (String model : names) {
+            List<MergedModelEvent> candidates = models.stream().filter(event -> event.model().equals(model)).distinct()
+                    .sorted(Comparator.comparingLong(MergedModelEvent::modelVersion).thenComparing(timestamps::get)
+                            .reversed())
+                    .toList();
+            if (candidates.stream().noneMatch(this::load)) {
+                LOG.warnf("none of the %d announced versions of %s could be loaded", candidates.size(), model);
             }
         }
-        LOG.warnf("none of the %d announced versions of %s could be loaded", candidates.size(), model);
     }
 
     private void followModel(ConsumerRecord<byte[], byte[]> record) {
@@ -368,7 +310,7 @@ public class EventFollower {
             return;
         }
         newestVersions.put(event.model(), event.modelVersion());
-        retrying = null;
+        retrying.remove(event.model());
         load(event);
     }
 
@@ -385,7 +327,7 @@ public class EventFollower {
             Path onnx = SafePaths.resolveInside(onnxArtifact, event.onnxFile(), "ONNX file");
             // config.json and the tokenizer are in the merged Hugging Face directory, the graph's source.
             Path merged = store.open(URI.create(event.mergedUri()), event.mergedSha256());
-            serving.load(onnx, merged, event.onnxFileSha256(), Serving.Trigger.EVENT,
+            serving.load(event.model(), onnx, merged, event.onnxFileSha256(), Serving.Trigger.EVENT,
                     new Serving.Origin(event.model(), event.modelVersion()));
             backoff.succeeded();
             return true;
@@ -395,10 +337,8 @@ public class EventFollower {
             serving.swaps(Serving.Trigger.EVENT, "failed").increment();
             if (Failures.isTransient(e)) {
                 Duration wait = backoff.failed();
-                if (retrying == null || event.modelVersion() > retrying.modelVersion()) {
-                    retrying = event;
-                }
-                retryAt = System.nanoTime() + wait.toNanos();
+                retrying.merge(event.model(), event, (seen, next) -> next.modelVersion() > seen.modelVersion() ? next : seen);
+                retries.schedule(() -> retry(event.model()), wait.toMillis(), TimeUnit.MILLISECONDS);
                 LOG.warnf("%s not loaded, the current model keeps serving: %s; trying again in %d s", what,
                         e.getMessage(), wait.toSeconds());
                 return false;
@@ -406,6 +346,14 @@ public class EventFollower {
             LOG.warnf("%s not loaded, the current model keeps serving: %s", what, e.getMessage());
         }
         return false;
+    }
+
+    /** Loads the model's newest announced version again, unless it loaded or a newer one came meanwhile. */
+    private synchronized void retry(String model) {
+        MergedModelEvent event = retrying.remove(model);
+        if (event != null) {
+            load(event);
+        }
     }
 
     private MergedModelEvent parseModel(ConsumerRecord<byte[], byte[]> record) {
@@ -427,7 +375,7 @@ public class EventFollower {
             adapterLoads("skipped").increment();
             LOG.infof("checkpoint %s step %d is of base %s (%s), not of the served base %s; adapter not loaded",
                     checkpoint.jobId(), checkpoint.step(), checkpoint.baseModel(), checkpoint.baseModelSha256(),
-                    adapterBaseModel.filter(name -> !name.isBlank()).orElse("(loraflow.serving.adapter-base-model is not set)"));
+                    settings.adapterBaseModel().filter(name -> !name.isBlank()).orElse("(loraflow.serving.adapter-base-model is not set)"));
             return;
         }
         Long newest = newestSteps.get(checkpoint.jobId());
@@ -455,8 +403,8 @@ public class EventFollower {
 
     /** The checkpoint's base is the one the served un-merged graph was exported from, by name and, when configured, digest. */
     private boolean baseMatches(CheckpointEvent checkpoint) {
-        return adapterBaseModel.filter(name -> name.equals(checkpoint.baseModel())).isPresent()
-                && adapterBaseSha256.filter(sha -> !sha.isBlank()).map(sha -> sha.equals(checkpoint.baseModelSha256()))
+        return settings.adapterBaseModel().filter(name -> name.equals(checkpoint.baseModel())).isPresent()
+                && settings.adapterBaseSha256().filter(sha -> !sha.isBlank()).map(sha -> sha.equals(checkpoint.baseModelSha256()))
                         .orElse(true);
     }
 
@@ -467,14 +415,6 @@ public class EventFollower {
             adapterLoads("malformed").increment();
             LOG.warnf("skipping record %s-%d@%d: %s", record.topic(), record.partition(), record.offset(), e.getMessage());
             return null;
-        }
-    }
-
-    private static void sleep(Duration duration) {
-        try {
-            Thread.sleep(duration);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
         }
     }
 }

@@ -1,6 +1,7 @@
 package dev.loraflow.serving.rest;
 
 import dev.loraflow.platform.security.ApiKeyFilter;
+import dev.loraflow.serving.service.ApiError;
 import dev.loraflow.service.support.ServiceApiKeys;
 import jakarta.ws.rs.container.ContainerRequestFilter;
 import jakarta.ws.rs.container.PreMatching;
@@ -21,6 +22,6 @@ public class ApiKeys extends ServiceApiKeys implements ContainerRequestFilter {
 
     @Override
     protected Response refusal(int status, String message) {
-        return OpenAiResource.error(new ApiError(status, message, null, "invalid_api_key"), 1);
+        return OpenAiErrors.response(new ApiError(status, message, null, "invalid_api_key"), 1);
     }
 }

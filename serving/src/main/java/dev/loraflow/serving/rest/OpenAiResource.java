@@ -11,6 +11,11 @@ import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.DeadlineExceededException;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
+import dev.loraflow.serving.service.ApiError;
+import dev.loraflow.serving.service.Generations;
+import dev.loraflow.serving.service.Requests;
+import dev.loraflow.serving.service.Serving;
+import dev.loraflow.serving.service.ServingConfig;
 import io.vertx.ext.web.RoutingContext;
 import jakarta.inject.Inject;
 import jakarta.ws.rs.Consumes;
@@ -22,15 +27,16 @@ import jakarta.ws.rs.core.Context;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import jakarta.ws.rs.core.StreamingOutput;
+import jakarta.ws.rs.core.UriInfo;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.eclipse.microprofile.openapi.annotations.Operation;
 import org.jboss.logging.Logger;
+import org.jboss.resteasy.reactive.server.ServerExceptionMapper;
 
 /**
  * OpenAI-compatible completions: {@code POST /v1/completions}, {@code POST /v1/chat/completions},
@@ -59,27 +65,26 @@ public class OpenAiResource {
     @Inject
     Generations generations;
 
-    @ConfigProperty(name = "loraflow.serving.max-body-bytes", defaultValue = "1048576")
-    long maxBodyBytes;
+    @Inject
+    ServingConfig config;
 
     @GET
     @Path("/models")
     @Produces(MediaType.APPLICATION_JSON)
-    @Operation(summary = "The models served: the base model and its adapters")
+    @Operation(summary = "The models served by name, and the adapters on them")
     public Response models() {
         ObjectNode root = Requests.JSON.createObjectNode().put("object", "list");
         ArrayNode data = root.putArray("data");
-        ServedModel model = serving.current();
-        if (model != null) {
-            long created = model.loadedAtEpochSeconds();
-            ObjectNode base = data.addObject().put("id", model.name()).put("object", "model").put("created", created)
-                    .put("owned_by", "loraflow").put("version", model.version());
-            Serving.Origin origin = serving.origin(model);
-            if (origin != null) {
-                base.putObject("announced").put("model", origin.model()).put("model_version", origin.modelVersion());
+        for (Serving.Listing model : serving.models()) {
+            ObjectNode entry = data.addObject().put("id", model.name()).put("object", "model")
+                    .put("created", model.loadedAtEpochSeconds()).put("owned_by", "loraflow").put("version", model.version())
+                    .put("loaded", model.open());
+            if (model.origin() != null) {
+                entry.putObject("announced").put("model", model.origin().model())
+                        .put("model_version", model.origin().modelVersion());
             }
-            for (String adapter : model.adapterNames()) {
-                data.addObject().put("id", adapter).put("object", "model").put("created", created)
+            for (String adapter : model.adapters()) {
+                data.addObject().put("id", adapter).put("object", "model").put("created", model.loadedAtEpochSeconds())
                         .put("owned_by", "loraflow").put("parent", model.name());
             }
         }
@@ -103,13 +108,12 @@ public class OpenAiResource {
     }
 
     private Response generate(byte[] body, boolean chat, Generations.ExchangeEnd end) {
-        String api = chat ? "openai_chat" : "openai_completions";
-        Serving.Target target = null;
+        String api = api(chat);
+        JsonNode root = Requests.jsonObject(body, config.maxBodyBytes());
+        String modelName = Requests.requiredString(root, "model");
+        Serving.Target target = acquire(modelName);
         boolean submitted = false;
         try {
-            JsonNode root = Requests.jsonObject(body, maxBodyBytes);
-            String modelName = Requests.requiredString(root, "model");
-            target = acquire(modelName);
             ServedModel model = target.model();
             int[] prompt = chat ? chatPrompt(root, model) : prompt(root, model);
             int n = Requests.integer(root, "n", 1);
@@ -141,19 +145,30 @@ public class OpenAiResource {
             boolean textOut = model.tokenizer() != null;
             StreamingOutput output = out -> writeStream(out, events, chat, id, created, servedName, includeUsage, textOut);
             return Response.ok(output, "text/event-stream").header("Cache-Control", "no-cache").build();
-        } catch (ApiError e) {
-            if (target != null && !submitted) {
+        } finally {
+            // Handed to the engine, the lease is the engine's to release.
+            if (!submitted) {
                 target.model().release();
             }
-            generations.refused(api, e.status());
-            return error(e, generations.retryAfterSeconds());
-        } catch (RuntimeException e) {
-            if (target != null && !submitted) {
-                target.model().release();
-            }
-            LOG.error("generation failed", e);
-            return error(new ApiError(500, "the generation failed: " + e.getMessage(), null, "server_error"), 0);
         }
+    }
+
+    private static String api(boolean chat) {
+        return chat ? "openai_chat" : "openai_completions";
+    }
+
+    /** This resource's refusals, in OpenAI's shape, counted by API and status. */
+    @ServerExceptionMapper
+    public Response refused(ApiError e, UriInfo uri) {
+        generations.refused(api(uri.getPath().endsWith("/chat/completions")), e.status());
+        return OpenAiErrors.response(e, config.retryAfterSeconds());
+    }
+
+    /** Anything else that failed, as OpenAI's server_error. */
+    @ServerExceptionMapper
+    public Response failed(RuntimeException e) {
+        LOG.error("generation failed", e);
+        return OpenAiErrors.response(new ApiError(500, "the generation failed: " + e.getMessage(), null, "server_error"), 0);
     }
 
     private Serving.Target acquire(String modelName) {
@@ -306,9 +321,7 @@ public class OpenAiResource {
                         ApiError reason = failed.error() instanceof DeadlineExceededException late ? generations.timedOut(late)
                                 : new ApiError(500, "the generation failed: " + failed.error().getMessage(), null,
                                 "server_error");
-                        ObjectNode error = Requests.JSON.createObjectNode();
-                        error.putObject("error").put("message", reason.getMessage()).put("type", reason.type())
-                                .putNull("param").put("code", reason.code());
+                        ObjectNode error = OpenAiErrors.body(reason);
                         send(out, error);
                         out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
                         out.flush();
@@ -364,21 +377,5 @@ public class OpenAiResource {
     private static void send(OutputStream out, ObjectNode chunk) throws IOException {
         out.write(("data: " + Requests.JSON.writeValueAsString(chunk) + "\n\n").getBytes(StandardCharsets.UTF_8));
         out.flush();
-    }
-
-    static Response error(ApiError e, int retryAfterSeconds) {
-        ObjectNode root = Requests.JSON.createObjectNode();
-        ObjectNode error = root.putObject("error").put("message", e.getMessage()).put("type", e.type());
-        if (e.param() == null) {
-            error.putNull("param");
-        } else {
-            error.put("param", e.param());
-        }
-        error.put("code", e.code());
-        Response.ResponseBuilder response = Response.status(e.status()).entity(root).type(MediaType.APPLICATION_JSON);
-        if (e.status() == 429) {
-            response.header("Retry-After", Integer.toString(retryAfterSeconds));
-        }
-        return response.build();
     }
 }

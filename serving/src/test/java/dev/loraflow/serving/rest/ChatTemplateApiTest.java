@@ -1,5 +1,6 @@
 package dev.loraflow.serving.rest;
 
+import dev.loraflow.serving.service.Requests;
 import static io.restassured.RestAssured.given;
 import static org.hamcrest.Matchers.containsString;
 import static org.hamcrest.Matchers.equalTo;

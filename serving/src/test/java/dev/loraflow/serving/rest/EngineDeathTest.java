@@ -1,5 +1,6 @@
 package dev.loraflow.serving.rest;
 
+import dev.loraflow.serving.service.Serving;
 import static io.restassured.RestAssured.given;
 import static org.hamcrest.Matchers.equalTo;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;

@@ -1,4 +1,4 @@
-package dev.loraflow.serving.rest;
+package dev.loraflow.serving.service;
 
 import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.DeadlineExceededException;
@@ -12,7 +12,6 @@ import io.micrometer.core.instrument.Timer;
 import io.vertx.ext.web.RoutingContext;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Inject;
-import java.time.Duration;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
@@ -20,7 +19,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import org.eclipse.microprofile.config.inject.ConfigProperty;
 
 /** Hands requests to the engine for both APIs and counts what Prometheus reports of them. */
 @ApplicationScoped
@@ -31,13 +29,11 @@ public class Generations {
     @Inject
     MeterRegistry meters;
 
-    @ConfigProperty(name = "loraflow.serving.retry-after-seconds", defaultValue = "1")
-    int retryAfterSeconds;
-    @ConfigProperty(name = "loraflow.serving.request-timeout", defaultValue = "PT5M")
-    Duration requestTimeout;
+    @Inject
+    ServingConfig config;
 
     /** One event of a streamed generation. */
-    sealed interface Event {
+    public sealed interface Event {
         record Token(int id, String text) implements Event {}
 
         record Done(Completion completion) implements Event {}
@@ -49,7 +45,7 @@ public class Generations {
     }
 
     /** A streamed generation: its events in order, and the handle to cancel it when the client leaves. */
-    record Stream(BlockingQueue<Event> events, Engine.Generation generation) {}
+    public record Stream(BlockingQueue<Event> events, Engine.Generation generation) {}
 
     /**
      * Where a request hears that its exchange with the client ended: the action runs once when the response
@@ -101,13 +97,13 @@ public class Generations {
     }
 
     /** The 504 for a generation past its deadline. */
-    ApiError timedOut(DeadlineExceededException late) {
-        return new ApiError(504, late.getMessage() + "; requests may take " + requestTimeout
+    public ApiError timedOut(DeadlineExceededException late) {
+        return new ApiError(504, late.getMessage() + "; requests may take " + config.requestTimeout()
                 + " (loraflow.serving.request-timeout)", null, "request_timeout");
     }
 
     /** Starts a generation whose events arrive on the returned queue; cancelled when the client goes away. */
-    Stream stream(Serving.Target target, GenerationRequest request, String api, ExchangeEnd end) {
+    public Stream stream(Serving.Target target, GenerationRequest request, String api, ExchangeEnd end) {
         BlockingQueue<Event> events = new LinkedBlockingQueue<>();
         AtomicBoolean ended = new AtomicBoolean();
         Engine.Generation generation = submit(target, request, api, new GenerationListener() {
@@ -167,7 +163,7 @@ public class Generations {
                 downstream.onError(error);
             }
         };
-        long deadline = System.nanoTime() + requestTimeout.toNanos();
+        long deadline = System.nanoTime() + config.requestTimeout().toNanos();
         try {
             return serving.engine().submit(target.model(), request, counting, deadline);
         } catch (QueueFullException e) {
@@ -180,7 +176,7 @@ public class Generations {
     }
 
     public int retryAfterSeconds() {
-        return retryAfterSeconds;
+        return config.retryAfterSeconds();
     }
 
     private void cancelled(String api) {

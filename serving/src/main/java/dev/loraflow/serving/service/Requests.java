@@ -1,14 +1,18 @@
-package dev.loraflow.serving.rest;
+package dev.loraflow.serving.service;
 
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.exc.ValueInstantiationException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
 import java.io.IOException;
+import java.lang.reflect.RecordComponent;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
@@ -23,6 +27,12 @@ public final class Requests {
 
     public static final ObjectMapper JSON = new ObjectMapper(
             JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build());
+
+    private static final PropertyNamingStrategies.NamingBase JSON_NAMES =
+            (PropertyNamingStrategies.NamingBase) PropertyNamingStrategies.SNAKE_CASE;
+    /** Binds checked bodies to records: snake_case fields, unknown ones ignored. */
+    private static final ObjectMapper BINDER = JSON.copy().setPropertyNamingStrategy(JSON_NAMES)
+            .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES);
 
     private Requests() {}
 
@@ -59,7 +69,48 @@ public final class Requests {
         return root;
     }
 
-    static String requiredString(JsonNode root, String field) {
+    /**
+     * The body, checked as {@link #jsonObject} checks it, bound to {@code type} (a {@link JsonBody} record, its
+     * components named as the JSON fields, snake_case): a string component holding another JSON type is refused
+     * naming the field; unknown fields are ignored; the record's constructor refuses the rest.
+     *
+     * @throws ApiError 400 (or 413) saying what is wrong
+     */
+    public static <T extends Record> T bind(byte[] body, long maxBytes, Class<T> type) {
+        JsonNode root = jsonObject(body, maxBytes);
+        for (RecordComponent component : type.getRecordComponents()) {
+            String field = JSON_NAMES.translate(component.getName());
+            JsonNode value = root.get(field);
+            if (component.getType() == String.class && value != null && !value.isNull() && !value.isTextual()) {
+                throw ApiError.badParameter(field, "'" + field + "' must be a string");
+            }
+        }
+        try {
+            return BINDER.treeToValue(root, type);
+        } catch (ValueInstantiationException e) {
+            if (e.getCause() instanceof ApiError refusal) {
+                throw refusal;
+            }
+            throw new ApiError(400, "the request body is not a valid " + type.getSimpleName() + ": " + e.getOriginalMessage(),
+                    null, "invalid_body");
+        } catch (JsonProcessingException e) {
+            throw new ApiError(400, "the request body is not a valid " + type.getSimpleName() + ": " + e.getOriginalMessage(),
+                    null, "invalid_body");
+        }
+    }
+
+    /** A string field that must be present, non-null and non-blank: else 400 naming it. */
+    public static String required(String value, String field) {
+        if (value == null) {
+            throw ApiError.badParameter(field, "'" + field + "' is required");
+        }
+        if (value.isBlank()) {
+            throw ApiError.badParameter(field, field + " must not be blank");
+        }
+        return value;
+    }
+
+    public static String requiredString(JsonNode root, String field) {
         JsonNode value = root.get(field);
         if (value == null || value.isNull()) {
             throw ApiError.badParameter(field, "'" + field + "' is required");
@@ -71,7 +122,7 @@ public final class Requests {
     }
 
     /** A string field that may be absent or null (then null); anything else is a 400 saying what it must be. */
-    static String optionalString(JsonNode root, String field, String mustBe) {
+    public static String optionalString(JsonNode root, String field, String mustBe) {
         JsonNode value = root.get(field);
         if (value == null || value.isNull()) {
             return null;
@@ -163,7 +214,7 @@ public final class Requests {
         return stops;
     }
 
-    static int integer(JsonNode parameters, String field, int defaultValue) {
+    public static int integer(JsonNode parameters, String field, int defaultValue) {
         JsonNode value = parameters.get(field);
         if (value == null || value.isNull()) {
             return defaultValue;
@@ -174,7 +225,7 @@ public final class Requests {
         return value.intValue();
     }
 
-    static double number(JsonNode parameters, String field, double defaultValue) {
+    public static double number(JsonNode parameters, String field, double defaultValue) {
         JsonNode value = parameters.get(field);
         if (value == null || value.isNull()) {
             return defaultValue;
@@ -185,7 +236,7 @@ public final class Requests {
         return value.doubleValue();
     }
 
-    static boolean bool(JsonNode parameters, String field) {
+    public static boolean bool(JsonNode parameters, String field) {
         JsonNode value = parameters.get(field);
         if (value == null || value.isNull()) {
             return false;
@@ -197,7 +248,7 @@ public final class Requests {
     }
 
     /** Ids given as a JSON array of integers, each in the vocabulary. */
-    static int[] tokenIds(JsonNode array, String param, int vocab) {
+    public static int[] tokenIds(JsonNode array, String param, int vocab) {
         int[] ids = new int[array.size()];
         for (int i = 0; i < ids.length; i++) {
             JsonNode id = array.get(i);

@@ -1,4 +1,4 @@
-package dev.loraflow.serving.rest;
+package dev.loraflow.serving.service;
 
 import dev.loraflow.inference.ServedModel;
 import jakarta.inject.Inject;

@@ -1,4 +1,4 @@
-package dev.loraflow.serving.rest;
+package dev.loraflow.serving.service;
 
 /**
  * A request refused with a 4xx: what is wrong, the parameter at fault (or null), and a code for
