@@ -4,6 +4,7 @@ import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.reliability.Backoff;
 import dev.loraflow.serving.service.ServingConfig;
+import dev.loraflow.service.support.KafkaConnectorSettings;
 import io.smallrye.common.annotation.Identifier;
 import io.smallrye.reactive.messaging.kafka.KafkaConsumerRebalanceListener;
 import jakarta.enterprise.context.ApplicationScoped;
@@ -52,8 +53,7 @@ public class FollowerKafka {
     @Produces
     @Identifier(CONFIGURATION)
     Map<String, Object> configuration() {
-        KafkaClientSettings kafka = KafkaClientSettings.fromConfig("loraflow.kafka",
-                key -> config.getOptionalValue(key, String.class));
+        KafkaClientSettings kafka = KafkaConnectorSettings.of(config);
         Thread.ofVirtual().name("loraflow-serving-topics").start(() -> createTopics(kafka));
         Map<String, Object> settings = new HashMap<>();
         kafka.properties().forEach((key, value) -> settings.put(key.toString(), value));
