@@ -62,6 +62,15 @@ public class MergerService {
     double tolerance;
     @ConfigProperty(name = "loraflow.merger.verify.threads")
     int verifyThreads;
+    /** int8, int4 or both, comma-separated: quantized graphs published beside the F32 one; none when absent. */
+    @ConfigProperty(name = "loraflow.merger.quantize")
+    Optional<String> quantize;
+    @ConfigProperty(name = "loraflow.merger.quantize.max-loss-increase.int8")
+    double int8MaxLossIncrease;
+    @ConfigProperty(name = "loraflow.merger.quantize.max-loss-increase.int4")
+    double int4MaxLossIncrease;
+    @ConfigProperty(name = "loraflow.merger.quantize.verify-data")
+    Optional<Path> quantizeVerifyData;
     /** Test-only crash point, see {@link CrashPoint}. */
     @ConfigProperty(name = "loraflow.merger.fault")
     Optional<String> fault;
@@ -80,7 +89,9 @@ public class MergerService {
         kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
         MergerSettings settings = new MergerSettings(kafka, groupId, checkpointsTopic, mergedTopic, failuresTopic,
                 deadLetterTopic, modelsRoot, storeRoot, workDirectory, Trigger.parse(trigger), OutputDType.parse(dtype), opset,
-                tolerance, verifyThreads, CrashPoint.parse(fault.orElse(null)));
+                tolerance, verifyThreads, CrashPoint.parse(fault.orElse(null)),
+                MergerSettings.QuantizedExports.parse(quantize.orElse(""), int8MaxLossIncrease, int4MaxLossIncrease,
+                        quantizeVerifyData.orElse(null)));
         clearWorkDirectory(workDirectory);
         LocalArtifactStore store = new LocalArtifactStore(storeRoot);
         loop = new MergeLoop(settings, store, new CheckpointMerger(settings, store),
