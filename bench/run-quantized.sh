@@ -6,12 +6,13 @@
 # (../shared/anchors/llamacpp/run.sh, node-llama-cpp 3.21.1). Prints the table; JSON lines go to
 # bench-results/quantized-<time>.jsonl.
 # usage: run-quantized.sh [--layers 12] [--hidden 768] [--heads 12] [--vocab 32000] [--tokens 256] [--rounds 3]
-#        [--threads 2] [--preset NAME (instead of the shape, e.g. llama-3.2-1b)] [--anchor DIR]
+#        [--threads 2] [--llama-threads "1 2"] [--preset NAME (instead of the shape, e.g. llama-3.2-1b)] [--anchor DIR]
+# On a heavily loaded machine llama.cpp's 2-thread runs crawl (its threads spin at every barrier): --llama-threads 1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 : "${JAVA_HOME:?run through ./loraflow bench-serving --quantized, which finds a JDK >= 25}"
-layers=12 hidden=768 heads=12 vocab=32000 tokens=256 rounds=3 threads=2 preset="" anchor="$ROOT/../shared/anchors/llamacpp"
+layers=12 hidden=768 heads=12 vocab=32000 tokens=256 rounds=3 threads=2 llama_threads="1 2" preset="" anchor="$ROOT/../shared/anchors/llamacpp"
 while [ $# -gt 0 ]; do
   case "$1" in
     --layers) layers=$2; shift 2 ;;
@@ -21,6 +22,7 @@ while [ $# -gt 0 ]; do
     --tokens) tokens=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --llama-threads) llama_threads=$2; shift 2 ;;
     --preset) preset=$2; shift 2 ;;
     --anchor) anchor=$2; shift 2 ;;
     *) echo "run-quantized.sh: unknown argument $1" >&2; exit 2 ;;
@@ -74,8 +76,8 @@ log "ONNX Runtime decode, $threads threads, $tokens tokens, $rounds rounds"
   --rounds "$rounds" "${graphs[@]}" \
   | tee -a "$RESULTS" >&2
 for graph in "${graphs[@]}"; do rm -rf "$(dirname "${graph#*=}")"; done   # disk for the GGUF files
-log "llama.cpp: F32, Q8_0, Q4_0 at 1 and 2 threads"
-"$anchor/run.sh" "$HF" "$tokens" "1 2" | tee -a "$RESULTS" >&2
+log "llama.cpp: F32, Q8_0, Q4_0 at threads $llama_threads"
+"$anchor/run.sh" "$HF" "$tokens" "$llama_threads" | tee -a "$RESULTS" >&2
 log "done (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 /usr/bin/python3 - "$RESULTS" "$threads" <<'PY'
 import json, sys
@@ -98,6 +100,6 @@ for ours_name, theirs in pairs:
     e = export.get(ours_name, {})
     err = f'{e["max_abs_logit_error"]:.3g} ({100 * e["relative_logit_error"]:.2f} %)' if "relative_logit_error" in e else "F32 check: " + f'{e.get("max_abs_logit_error", float("nan")):.2g}'
     loss = f'{100 * e["loss_increase"]:+.3f} % ({e["f32_loss"]:.4f} → {e["quantized_loss"]:.4f})' if "loss_increase" in e else "—"
-    print(f"| {ours_name} | {o:.1f} | {o / f32:.2f}× | {theirs.upper()} | {t.get(1, float('nan')):.1f} | {t.get(2, float('nan')):.1f} | {o / best:.2f}× | {err} | {loss} |")
+    print(f"| {ours_name} | {o:.2f} | {o / f32:.2f}× | {theirs.upper()} | {t.get(1, float('nan')):.2f} | {t.get(2, float('nan')):.2f} | {o / best:.2f}× | {err} | {loss} |")
 PY
 echo "(figures in $RESULTS)" >&2
