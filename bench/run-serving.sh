@@ -4,8 +4,13 @@
 # serving service in a child JVM. Prints the table; the figures go to bench-results/serving-<time>.json,
 # progress and the servers' logs to the .log beside it. Extra arguments go to ServingLoad, e.g.
 # --layers 6 --tokens 128 --clients 16 --waves 2 --rounds 3 --threads 2.
+# --quantized [ARGS]: the F32/int8/int4 decode figures beside llama.cpp instead (bench/run-quantized.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ "${1:-}" = --quantized ]; then
+  shift
+  exec "$ROOT/bench/run-quantized.sh" "$@"
+fi
 cd "$ROOT"
 : "${JAVA_HOME:?run through ./loraflow bench-serving, which finds a JDK >= 25}"
 

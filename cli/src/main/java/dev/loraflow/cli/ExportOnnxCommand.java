@@ -2,6 +2,8 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.data.Example;
+import dev.loraflow.core.data.JsonlExamples;
 import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.CheckpointWeights;
@@ -14,6 +16,7 @@ import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.LoraInputs;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.onnx.OnnxVerifier;
+import dev.loraflow.onnx.WeightQuantization;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -32,7 +35,9 @@ import picocli.CommandLine;
         description = {"Exports a model (with its adapter merged, or as LoRA inputs with --unmerged) as one ONNX graph",
                 "for prefill and KV-cached decoding, with Hugging Face Optimum's input and output names.",
                 "config.json and the tokenizer files go beside it, so that serve and generate --model FILE.onnx run it.",
-                "--verify runs it under ONNX Runtime against the Java forward and fails when they disagree."})
+                "--verify runs it under ONNX Runtime against the Java forward and fails when they disagree.",
+                "--quantize int8|int4 stores the linear weights quantized; --verify then reports the logit error and,",
+                "with --verify-data, fails when the held-out loss rises above the bound (1 % int8, 5 % int4)."})
 final class ExportOnnxCommand implements Callable<Integer> {
 
     @Spec
@@ -57,6 +62,31 @@ final class ExportOnnxCommand implements Callable<Integer> {
     @Option(names = "--verify", description = "Compare ONNX Runtime's logits with the Java model's (batch 4, prefill and decode).")
     private boolean verify;
 
+    @Option(names = "--quantize", defaultValue = "f32", paramLabel = "f32|int8|int4",
+            description = "Linear weights as float32, int8 per output channel (ORT's DynamicQuantizeMatMul) or int4 blocks"
+                    + " (com.microsoft MatMulNBits, int8 compute). Default: ${DEFAULT-VALUE}.")
+    private String quantize;
+
+    @Option(names = "--int4-block-size", defaultValue = "" + WeightQuantization.DEFAULT_BLOCK_SIZE,
+            description = "int4 block along the input dimension, a power of 2 ≥ 16, e.g. 32 or 128 (default: ${DEFAULT-VALUE}).")
+    private int blockSize;
+
+    @Option(names = "--int4-zero-points", description = "int4 blocks with a zero point each (min/max) instead of symmetric.")
+    private boolean zeroPoints;
+
+    @Option(names = "--quantize-embeddings", defaultValue = "keep", paramLabel = "keep|int8",
+            description = "With --quantize: the token embedding and output head kept float32, or int8 per token (default: ${DEFAULT-VALUE}).")
+    private String quantizeEmbeddings;
+
+    @Option(names = "--verify-data", paramLabel = "FILE.jsonl",
+            description = "With --verify and --quantize: held-out examples (the formats of train --data) whose loss the"
+                    + " quantized graph must keep within --max-loss-increase of the F32 model's.")
+    private Path verifyData;
+
+    @Option(names = "--max-loss-increase", paramLabel = "FRACTION",
+            description = "Relative held-out loss increase a quantized graph may show (default: 0.01 int8, 0.05 int4).")
+    private Double maxLossIncrease;
+
     @Override
     public Integer call() throws Exception {
         Options.check(spec, !unmerged || adapter != null, "--unmerged needs --adapter: the adapter decides which modules get LoRA inputs");
@@ -68,6 +98,13 @@ final class ExportOnnxCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
         }
+        WeightQuantization quantization = quantization();
+        options = options.withQuantization(quantization);
+        Options.check(spec, verifyData == null || (verify && quantization.quantized()),
+                "--verify-data needs --verify and --quantize int8|int4: it measures the quantized graph's loss");
+        Options.check(spec, verifyData == null || Files.isRegularFile(verifyData), "--verify-data: no file " + verifyData);
+        Options.check(spec, maxLossIncrease == null || (quantization.quantized() && maxLossIncrease >= 0),
+                "--max-loss-increase needs --quantize and a fraction ≥ 0");
         // The graph holds every weight as float32, in memory while it is built and then on disk.
         ModelConfig config = ModelConfig.read(model.resolve("config.json"));
         long graphBytes = 4 * CheckpointWeights.footprint(model, ModelLayout.of(config), Quantization.NONE).parameters();
@@ -85,7 +122,24 @@ final class ExportOnnxCommand implements Callable<Integer> {
         line.put("merged", adapter != null && !unmerged);
         line.put("lora_inputs", result.loraInputs().size());
         line.put("export_seconds", result.exportNanos() / 1e9);
-        if (verify) {
+        line.put("quantization", quantization.describe());
+        if (verify && quantization.quantized()) {
+            OnnxVerifier.QuantizedResult check = verifyQuantized(result.model(), quantization.precision());
+            line.put("verified", check.passed());
+            line.put("max_abs_logit_error", check.probe().maxAbsError());
+            line.put("relative_logit_error", check.probe().relativeError());
+            line.put("greedy_identical", check.probe().greedyIdentical());
+            if (check.hasLoss()) {
+                line.put("f32_loss", check.f32Loss());
+                line.put("quantized_loss", check.graphLoss());
+                line.put("loss_increase", check.lossIncrease());
+                line.put("loss_tokens", check.tokens());
+            }
+            if (!check.passed()) {
+                spec.commandLine().getOut().println(line);
+                throw new IOException(out + ": verification " + check.summary());
+            }
+        } else if (verify) {
             OnnxVerifier.Result check = verify(result.model());
             line.put("verified", check.passed());
             line.put("max_abs_logit_error", check.maxAbsError());
@@ -109,6 +163,35 @@ final class ExportOnnxCommand implements Callable<Integer> {
             if (Files.isRegularFile(source)) {
                 Files.copy(source, directory.resolve(name), StandardCopyOption.REPLACE_EXISTING);
             }
+        }
+    }
+
+    private WeightQuantization quantization() {
+        try {
+            WeightQuantization.Precision precision = WeightQuantization.Precision.parse(quantize);
+            boolean int8Embeddings = switch (quantizeEmbeddings) {
+                case "keep" -> false;
+                case "int8" -> true;
+                default -> throw new IllegalArgumentException("quantize-embeddings is keep or int8, got '" + quantizeEmbeddings + "'");
+            };
+            Options.check(spec, precision == WeightQuantization.Precision.INT4 || (!zeroPoints && blockSize == WeightQuantization.DEFAULT_BLOCK_SIZE),
+                    "--int4-block-size and --int4-zero-points need --quantize int4");
+            return WeightQuantization.of(precision).withBlockSize(blockSize).withZeroPoints(zeroPoints)
+                    .withEmbeddingsInt8(int8Embeddings);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
+        }
+    }
+
+    /** The probe's logit error against the F32 Java model, and the held-out loss of both when --verify-data is given. */
+    private OnnxVerifier.QuantizedResult verifyQuantized(Path onnx, WeightQuantization.Precision precision) throws IOException {
+        OnnxVerifier.QuantizedBounds bounds = maxLossIncrease == null ? OnnxVerifier.QuantizedBounds.defaults(precision)
+                : new OnnxVerifier.QuantizedBounds(maxLossIncrease);
+        try (ModelFiles files = ModelFiles.open(model, adapter)) {
+            List<Example> heldOut = verifyData == null ? List.of()
+                    : JsonlExamples.read(verifyData, files.tokenizer(), files.model().config().vocabSize());
+            Map<String, FloatTensor> feeds = unmerged ? LoraInputs.of(PeftAdapter.read(adapter)) : Map.of();
+            return OnnxVerifier.verifyQuantized(onnx, files.model(), heldOut, files.padId(), feeds, bounds, 1);
         }
     }
 

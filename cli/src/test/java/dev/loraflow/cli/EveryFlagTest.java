@@ -507,6 +507,55 @@ class EveryFlagTest {
         assertTrue(Files.size(unmerged) > 0);
     }
 
+    @Test
+    void exportOnnxQuantizeFlags() throws IOException {
+        Path sevensData = temp.resolve("sevens-heldout.jsonl");
+        Files.writeString(sevensData, "{\"input_ids\": [7, 7, 7, 7, 7, 7, 7, 7]}\n".repeat(2));
+        Path int8 = temp.resolve("export-int8/model.onnx");
+        JsonNode int8Line = ok("export-onnx", "--model", base.toString(), "--adapter", sevens.toString(), "--quantize", "int8",
+                "--quantize-embeddings", "int8", "--verify", "--verify-data", data.toString(), "--out", int8.toString()).json();
+        assertEquals("int8 per channel, embeddings int8", int8Line.get("quantization").asText());
+        assertTrue(int8Line.get("verified").asBoolean() && int8Line.get("loss_increase").asDouble() <= 0.01, int8Line.toString());
+        assertTrue(int8Line.get("max_abs_logit_error").asDouble() > 0 && int8Line.get("loss_tokens").asInt() == 12 * 11,
+                int8Line.toString());
+        assertEquals(List.of(7, 7, 7, 7), ints(ok("generate", "--model", int8.toString(), "--prompt-ids", "7,7",
+                "--max-new-tokens", "4").json().get("ids")), "the int8 graph keeps the adapter's behaviour");
+
+        Path int4 = temp.resolve("export-int4/model.onnx");
+        JsonNode int4Line = ok("export-onnx", "--model", base.toString(), "--adapter", sevens.toString(), "--unmerged",
+                "--quantize", "int4", "--int4-block-size", "16", "--int4-zero-points", "--verify", "--verify-data",
+                sevensData.toString(), "--max-loss-increase", "0.5", "--out", int4.toString()).json();
+        assertEquals("int4 block 16 with zero points accuracy_level 4, embeddings f32", int4Line.get("quantization").asText());
+        assertTrue(int4Line.get("verified").asBoolean() && int4Line.get("lora_inputs").asInt() == 12, int4Line.toString());
+
+        // A bound of 0: the hard-trained adapter's F32 loss on its own data is a sharp minimum that int4 rounding leaves.
+        Run strict = cli("export-onnx", "--model", base.toString(), "--adapter", sevens.toString(), "--quantize", "int4",
+                "--verify", "--verify-data", sevensData.toString(), "--max-loss-increase", "0",
+                "--out", temp.resolve("export-int4-strict/model.onnx").toString());
+        JsonNode strictLine = JSON.readTree(strict.out());
+        assertEquals(strictLine.get("loss_increase").asDouble() > 0 ? 1 : 0, strict.exitCode(), strict.out() + strict.err());
+        if (strict.exitCode() == 1) {
+            assertTrue(strict.err().contains("held-out loss") && strict.err().contains("bound +0.0 %"), strict.err());
+        }
+
+        Path out = temp.resolve("export-bad/model.onnx");
+        for (String[] bad : List.of(
+                new String[] {"--quantize", "int5"},
+                new String[] {"--quantize", "int4", "--int4-block-size", "24"},
+                new String[] {"--quantize", "int8", "--int4-zero-points"},
+                new String[] {"--quantize", "int8", "--quantize-embeddings", "int4"},
+                new String[] {"--quantize-embeddings", "int8"},
+                new String[] {"--verify", "--verify-data", data.toString()},
+                new String[] {"--quantize", "int8", "--verify-data", data.toString()},
+                new String[] {"--quantize", "int8", "--max-loss-increase", "-0.1"})) {
+            List<String> args = new ArrayList<>(List.of("export-onnx", "--model", base.toString(), "--out", out.toString()));
+            args.addAll(List.of(bad));
+            Run run = cli(args.toArray(String[]::new));
+            assertEquals(2, run.exitCode(), String.join(" ", bad) + ": " + run.err());
+        }
+        assertFalse(Files.exists(out), "nothing written for a refused command line");
+    }
+
     /** The default domain's version among a ModelProto's opset_import entries (field 8: domain 1, version 2). */
     private static long opsetOf(Path onnx) throws IOException {
         ByteBuffer model = ByteBuffer.wrap(Files.readAllBytes(onnx));

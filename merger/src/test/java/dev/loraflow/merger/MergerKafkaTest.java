@@ -230,6 +230,19 @@ class MergerKafkaTest {
         assertEquals(merged.onnxFileSha256(), Sha256.of(onnx.resolve(merged.onnxFile())));
         Path mergedModel = store().open(URI.create(merged.mergedUri()), merged.mergedSha256());
         assertEquals(MergerProfile.CONFIG, CausalLanguageModel.load(mergedModel, null, 0).config());
+        // The quantized graphs MergerProfile configures, measured against the same reference as the F32 one.
+        assertEquals(List.of("int8", "int4"), merged.quantized().stream().map(MergedModelEvent.QuantizedGraph::precision).toList());
+        MergedModelEvent.QuantizedGraph int8 = merged.quantized().getFirst();
+        assertTrue(int8.published() && int8.maxAbsLogitError() > 0 && int8.f32Loss() > 0 && int8.quantizedLoss() > 0,
+                int8.toString());
+        Path int8Onnx = store().open(URI.create(int8.onnxUri()), int8.onnxSha256());
+        assertEquals(int8.onnxFileSha256(), Sha256.of(int8Onnx.resolve(int8.onnxFile())));
+        MergedModelEvent.QuantizedGraph int4 = merged.quantized().getLast();
+        assertEquals(0.0, int4.maxLossIncrease());
+        assertEquals(int4.lossIncrease() <= 0, int4.published(), int4.toString());
+        if (!int4.published()) {
+            assertTrue(int4.onnxUri() == null && int4.reason().contains("held-out loss"), int4.toString());
+        }
         given().get("/merges/j-ok/4").then().statusCode(200).body("status", equalTo("merged"))
                 .body("published", equalTo(true));
         given().get("/q/metrics").then().statusCode(200)
@@ -346,7 +359,9 @@ class MergerKafkaTest {
         MergedModelEvent merged = mergedEvents(MergerProfile.CRASHING_JOB, 1).getFirst();
         assertEquals(1, service.merges().crashes(), "the merge died once after its export");
         List<Path> after = artifacts();
-        assertEquals(before.size() + 2, after.size(), "the merged model and the ONNX file, nothing from the crashed try");
+        long quantized = merged.quantized().stream().filter(MergedModelEvent.QuantizedGraph::published).count();
+        assertEquals(before.size() + 2 + quantized, after.size(),
+                "the merged model, the ONNX file and the published quantized graphs, nothing from the crashed try");
         for (Path artifact : after) {
             String digest = artifact.getFileName().toString();
             store().open(artifact.toUri(), digest);

@@ -22,23 +22,23 @@ final class CausalLmGraphs {
      * @param weights  the base weights by canonical name
      * @param unmerged adapted modules get LoRA inputs; otherwise the model's adapters must be merged
      */
-    static DecoderGraph build(CausalLanguageModel model, Map<String, float[]> weights, int opset, boolean unmerged) {
+    static DecoderGraph build(CausalLanguageModel model, Map<String, float[]> weights, int opset, boolean unmerged,
+                              WeightQuantization quantization) {
         return switch (model.config()) {
-            case Gpt2Config gpt2 -> gpt2(model, gpt2, weights, opset, unmerged);
-            case DecoderConfig decoder -> decoder(model, decoder, weights, opset, unmerged);
+            case Gpt2Config gpt2 -> gpt2(model, gpt2, weights, opset, unmerged, quantization);
+            case DecoderConfig decoder -> decoder(model, decoder, weights, opset, unmerged, quantization);
         };
     }
 
     /** Learned positions, pre-LayerNorm blocks with a fused c_attn, gelu_new, the head tied to wte. */
     private static DecoderGraph gpt2(CausalLanguageModel model, Gpt2Config config, Map<String, float[]> weights,
-                                     int opset, boolean unmerged) {
-        DecoderGraph g = new DecoderGraph(model, weights, opset, config.numHeads(), unmerged);
+                                     int opset, boolean unmerged, WeightQuantization quantization) {
+        DecoderGraph g = new DecoderGraph(model, weights, opset, config.numHeads(), unmerged, quantization);
         OnnxGraph graph = g.graph;
         float eps = (float) config.layerNormEpsilon();
         long embd = config.hiddenSize();
-        String wte = g.weight("wte.weight");
-        String x = graph.node("Add", graph.node("Gather", wte, GraphNames.INPUT_IDS),
-                graph.node("Gather", g.weight("wpe.weight"), GraphNames.POSITION_IDS));
+        String wte = "wte.weight";
+        String x = graph.node("Add", g.embed(wte), graph.node("Gather", g.weight("wpe.weight"), GraphNames.POSITION_IDS));
         for (int layer = 0; layer < config.numLayers(); layer++) {
             String prefix = "h." + layer + ".";
             String qkv = g.linear(g.layerNorm(x, prefix + "ln_1", eps), prefix + "attn.c_attn");
@@ -59,8 +59,8 @@ final class CausalLmGraphs {
      * fused projections split as the Java model splits them, Gemma 2's branch norms, the head tied or not.
      */
     private static DecoderGraph decoder(CausalLanguageModel model, DecoderConfig config, Map<String, float[]> weights,
-                                        int opset, boolean unmerged) {
-        DecoderGraph g = new DecoderGraph(model, weights, opset, config.numKeyValueHeads(), unmerged);
+                                        int opset, boolean unmerged, WeightQuantization quantization) {
+        DecoderGraph g = new DecoderGraph(model, weights, opset, config.numKeyValueHeads(), unmerged, quantization);
         OnnxGraph graph = g.graph;
         double eps = config.rmsNormEps();
         boolean offset = config.family().normWeightOffsetByOne();
@@ -68,8 +68,8 @@ final class CausalLmGraphs {
         long queryWidth = (long) config.numHeads() * config.headDim();
         long keyValueWidth = (long) config.numKeyValueHeads() * config.headDim();
         long inner = config.intermediateSize();
-        String embedding = g.weight("model.embed_tokens.weight");
-        String x = graph.node("Gather", embedding, GraphNames.INPUT_IDS);
+        String embedding = "model.embed_tokens.weight";
+        String x = g.embed(embedding);
         if (config.family().scalesEmbeddings()) {
             x = graph.node("Mul", x, g.constant((float) Math.sqrt(config.hiddenSize())));
         }

@@ -22,6 +22,9 @@ import java.util.Map;
  * <p>The interface is the package's (see package-info). LoRA inputs are required inputs, not
  * initializers a caller may override, because ONNX Runtime's Java API refuses to feed an initializer.
  *
+ * <p>With a {@link WeightQuantization}, the linear modules' MatMuls become int8 or int4 ones, and
+ * optionally the token embedding's Gather and the output head int8 (see {@link #embed}, {@link #outputHead}).
+ *
  * <p>Query i of a sequence (absolute index past + i) attends to key j ≤ past + i where attention_mask
  * is 1; a query that may attend to nothing (a padding position) gets a uniform average, finite and unused.
  */
@@ -43,11 +46,15 @@ final class DecoderGraph {
     private final int opset;
     private final int kvHeads;
     private final boolean unmerged;
+    private final WeightQuantization quantization;
     private final Map<String, LoRALinear> adapted;
     private final Map<String, float[]> weights;
     private final ModelLayout layout;
     private final Map<String, LinearModule> linearModules = new HashMap<>();
     private final Map<Float, String> floatConstants = new HashMap<>();
+    /** Token embeddings by canonical name: float32 initializers, or int8 ones with their scales when quantized. */
+    private final Map<String, String> floatEmbeddings = new HashMap<>();
+    private final Map<String, Int8Weight> int8Embeddings = new HashMap<>();
     /** Window size → the visibility of a windowed layer's keys. */
     private final Map<Integer, String> windowedVisible = new HashMap<>();
     /** [batch, 1, seq, total] bool: which keys each query may attend to. */
@@ -55,6 +62,9 @@ final class DecoderGraph {
     /** [batch, seq]: the shape of input_ids, from which the logits' shape is built. */
     private final String inputShape;
     private final List<String> loraInputs = new ArrayList<>();
+
+    /** An int8 weight [in, out] and its per-output-channel scales [out], as initializer names. */
+    private record Int8Weight(String values, String scales) {}
 
     /** Rotary cos and sin of each query's position, [batch, 1, seq, head_dim/2] each. */
     record Rotary(String cos, String sin) {}
@@ -65,12 +75,14 @@ final class DecoderGraph {
      * @param weights  the base weights by canonical name, for tensors the model's adapted modules do not hold
      * @param unmerged whether the adapters become graph inputs; otherwise the model must be merged
      */
-    DecoderGraph(CausalLanguageModel model, Map<String, float[]> weights, int opset, int kvHeads, boolean unmerged) {
+    DecoderGraph(CausalLanguageModel model, Map<String, float[]> weights, int opset, int kvHeads, boolean unmerged,
+                 WeightQuantization quantization) {
         this.config = model.config();
         this.layout = model.layout();
         this.opset = opset;
         this.kvHeads = kvHeads;
         this.unmerged = unmerged;
+        this.quantization = quantization;
         this.adapted = model.adaptedModules();
         this.weights = weights;
         layout.linearModules().forEach(module -> linearModules.put(module.path(), module));
@@ -155,7 +167,7 @@ final class DecoderGraph {
     /** A float initializer from the base weights, as stored. */
     String weight(String canonicalName) {
         float[] values = requireWeight(canonicalName);
-        return graph.weight(canonicalName, new FloatPayload.Plain(values), layout.weight(canonicalName).shape());
+        return graph.weight(canonicalName, new TensorPayload.Plain(values), layout.weight(canonicalName).shape());
     }
 
     private float[] requireWeight(String canonicalName) {
@@ -177,22 +189,96 @@ final class DecoderGraph {
             throw new IllegalArgumentException(canonicalModule + " is the output head; use outputHead");
         }
         float[] values = moduleWeight(module);
-        FloatPayload payload = module.fanInFanOut()
-                ? new FloatPayload.Plain(values)
-                : new FloatPayload.Transposed(values, module.out(), module.in());
-        String weight = graph.weight(canonicalModule + ".weight", payload, module.in(), module.out());
-        String y = graph.node("MatMul", x, weight);
+        String y = switch (quantization.precision()) {
+            case F32 -> {
+                TensorPayload payload = module.fanInFanOut()
+                        ? new TensorPayload.Plain(values)
+                        : new TensorPayload.Transposed(values, module.out(), module.in());
+                yield graph.node("MatMul", x, graph.weight(canonicalModule + ".weight", payload, module.in(), module.out()));
+            }
+            case INT8 -> int8MatMul(x, int8Weight(canonicalModule + ".weight", matrix(module, values)));
+            case INT4 -> int4MatMul(x, canonicalModule + ".weight", matrix(module, values));
+        };
         if (layout.weight(canonicalModule + ".bias") != null) {
             y = graph.node("Add", y, weight(canonicalModule + ".bias"));
         }
         return withLora(x, y, module);
     }
 
+    private static QuantizedWeights.Matrix matrix(LinearModule module, float[] values) {
+        return new QuantizedWeights.Matrix(values, module.in(), module.out(), module.fanInFanOut());
+    }
+
+    /** An int8 initializer pair quantized from {@code weight}. */
+    private Int8Weight int8Weight(String name, QuantizedWeights.Matrix weight) {
+        QuantizedWeights.Int8Columns q = QuantizedWeights.int8(weight);
+        return new Int8Weight(
+                graph.weight(name + ".int8", OnnxGraph.INT8, new TensorPayload.Encoded(q.values()), weight.in(), weight.out()),
+                graph.weight(name + ".scale", new TensorPayload.Plain(q.scales()), weight.out()));
+    }
+
+    /**
+     * x·W for an int8 W as ONNX Runtime's quantize_dynamic writes it: x quantized to uint8 per call
+     * (DynamicQuantizeLinear, one per MatMul so that ORT fuses all four nodes into DynamicQuantizeMatMul),
+     * MatMulInteger, Cast, times x's scale · W's column scales.
+     */
+    private String int8MatMul(String x, Int8Weight weight) {
+        List<String> quantized = graph.nodeWithOutputs("DynamicQuantizeLinear", 3, List.of(x));
+        String product = graph.node("MatMulInteger", List.of(quantized.get(0), weight.values(), quantized.get(2)));
+        String scale = graph.node("Mul", quantized.get(1), weight.scales());
+        return graph.node("Mul", graph.node("Cast", product, Attribute.of("to", OnnxGraph.FLOAT)), scale);
+    }
+
+    /** x·W by com.microsoft.MatMulNBits over W's 4-bit blocks (the bias, if any, is added as in float32). */
+    private String int4MatMul(String x, String name, QuantizedWeights.Matrix weight) {
+        QuantizedWeights.Int4Blocks q = QuantizedWeights.int4(weight, quantization.blockSize(), quantization.zeroPoints());
+        List<String> inputs = new ArrayList<>(List.of(x,
+                graph.weight(name + ".int4", OnnxGraph.UINT8, new TensorPayload.Encoded(q.packed()), weight.out(), q.blocks(),
+                        q.blobBytes()),
+                graph.weight(name + ".scales", new TensorPayload.Plain(q.scales()), (long) weight.out() * q.blocks())));
+        if (q.zeroPoints() != null) {
+            inputs.add(graph.weight(name + ".zero_points", OnnxGraph.UINT8, new TensorPayload.Encoded(q.zeroPoints()),
+                    (long) weight.out() * q.zeroPointBytesPerColumn()));
+        }
+        return graph.microsoftNode("MatMulNBits", inputs, Attribute.of("K", weight.in()), Attribute.of("N", weight.out()),
+                Attribute.of("bits", 4), Attribute.of("block_size", quantization.blockSize()),
+                Attribute.of("accuracy_level", quantization.accuracyLevel()));
+    }
+
+    /**
+     * The token embedding of input_ids, [batch, seq, hidden]: a Gather of the float32 table, or with int8
+     * embeddings of the int8 table stored [hidden, vocab] (the layout the tied head's MatMulInteger reads,
+     * so that a tied model holds one int8 copy), gathered along the vocabulary and scaled per token.
+     */
+    String embed(String canonicalName) {
+        if (!quantization.embeddingsInt8()) {
+            return graph.node("Gather", floatEmbedding(canonicalName), GraphNames.INPUT_IDS);
+        }
+        Int8Weight table = int8Embedding(canonicalName);
+        String columns = graph.node("Gather", List.of(table.values(), GraphNames.INPUT_IDS), Attribute.of("axis", 1));
+        String rows = graph.node("Transpose", graph.node("Cast", columns, Attribute.of("to", OnnxGraph.FLOAT)),
+                Attribute.ofInts("perm", 1, 2, 0));
+        String scales = graph.node("Unsqueeze", graph.node("Gather", table.scales(), GraphNames.INPUT_IDS), graph.ints(-1));
+        return graph.node("Mul", rows, scales);
+    }
+
+    private String floatEmbedding(String canonicalName) {
+        return floatEmbeddings.computeIfAbsent(canonicalName, this::weight);
+    }
+
+    private Int8Weight int8Embedding(String canonicalName) {
+        return int8Embeddings.computeIfAbsent(canonicalName, name -> {
+            long[] shape = layout.weight(name).shape(); // [vocab, hidden]
+            return int8Weight(name, new QuantizedWeights.Matrix(requireWeight(name), (int) shape[1], (int) shape[0], false));
+        });
+    }
+
     /**
      * The logits, named {@value #GraphNames.LOGITS}: x·Wᵀ by Gemm with transB over [batch·seq, hidden], so a head
-     * tied to the token embedding reads the same initializer as the embedding's Gather.
+     * tied to the token embedding reads the same initializer as the embedding's Gather; with int8 embeddings an
+     * int8 MatMul, over the embedding's int8 table when tied.
      *
-     * @param tiedEmbedding the embedding's initializer when the head is tied to it, else null
+     * @param tiedEmbedding the embedding's canonical name when the head is tied to it, else null
      */
     void outputHead(String x, String tiedEmbedding) {
         outputHead(x, tiedEmbedding, 0f);
@@ -202,17 +288,21 @@ final class DecoderGraph {
     void outputHead(String x, String tiedEmbedding, float softcap) {
         LinearModule module = requireModule(ModelLayout.OUTPUT_HEAD);
         LoRALinear adaptedHead = adapted.get(layout.peftModulePath(module.path()));
-        String weight;
-        if (tiedEmbedding != null && (adaptedHead == null || unmerged)) {
-            weight = tiedEmbedding;
+        boolean readsEmbedding = tiedEmbedding != null && (adaptedHead == null || unmerged);
+        String logits;
+        if (quantization.embeddingsInt8()) {
+            Int8Weight weight = readsEmbedding ? int8Embedding(tiedEmbedding)
+                    : int8Weight(module.path() + ".weight", matrix(module, moduleWeight(module)));
+            logits = withLora(x, int8MatMul(x, weight), module);
         } else {
-            weight = graph.weight(module.path() + ".weight", new FloatPayload.Plain(moduleWeight(module)),
-                    module.out(), module.in());
+            String weight = readsEmbedding ? floatEmbedding(tiedEmbedding)
+                    : graph.weight(module.path() + ".weight", new TensorPayload.Plain(moduleWeight(module)),
+                            module.out(), module.in());
+            String rows = graph.node("Reshape", x, graph.ints(-1, module.in()));
+            String logits2d = graph.node("Gemm", List.of(rows, weight), Attribute.of("transB", 1));
+            String shape = graph.node("Concat", List.of(inputShape, graph.ints(module.out())), Attribute.of("axis", 0));
+            logits = withLora(x, graph.node("Reshape", logits2d, shape), module);
         }
-        String rows = graph.node("Reshape", x, graph.ints(-1, module.in()));
-        String logits2d = graph.node("Gemm", List.of(rows, weight), Attribute.of("transB", 1));
-        String shape = graph.node("Concat", List.of(inputShape, graph.ints(module.out())), Attribute.of("axis", 0));
-        String logits = withLora(x, graph.node("Reshape", logits2d, shape), module);
         if (softcap > 0) {
             logits = softcap(logits, softcap);
         }
@@ -304,8 +394,8 @@ final class DecoderGraph {
     /** cos and sin of every query position from core's table, [max_positions, head_dim/2], gathered by position_ids. */
     Rotary rotary(RopeTable table) {
         long half = table.headDim() / 2;
-        String cosTable = graph.weight("rotary.cos", new FloatPayload.Plain(table.cos()), table.maxPositions(), half);
-        String sinTable = graph.weight("rotary.sin", new FloatPayload.Plain(table.sin()), table.maxPositions(), half);
+        String cosTable = graph.weight("rotary.cos", new TensorPayload.Plain(table.cos()), table.maxPositions(), half);
+        String sinTable = graph.weight("rotary.sin", new TensorPayload.Plain(table.sin()), table.maxPositions(), half);
         String headAxis = graph.ints(1);
         return new Rotary(
                 graph.node("Unsqueeze", graph.node("Gather", cosTable, GraphNames.POSITION_IDS), headAxis),

@@ -37,7 +37,10 @@ import java.util.Properties;
  *
  * <p>{@code metadata_props}: {@value #ARCHITECTURE}, {@value #MODEL_TYPE}, {@value #BASE_MODEL_SHA256},
  * and with an adapter {@value #ADAPTER_CHECKPOINT_ID}, {@value #ADAPTER_SHA256}, {@value #LORA_CONFIG}
- * (adapter_config.json), {@value #LORA_MERGED}; always {@value #LORAFLOW_VERSION}.
+ * (adapter_config.json), {@value #LORA_MERGED}; quantized, {@value #QUANTIZATION}; always {@value #LORAFLOW_VERSION}.
+ *
+ * <p>Quantized export ({@link WeightQuantization}): the linear weights as int8 or int4, the LoRA inputs of an
+ * un-merged export float32.
  */
 public final class OnnxExporter {
 
@@ -59,6 +62,8 @@ public final class OnnxExporter {
     public static final String LORA_CONFIG = "lora_config";
     public static final String LORA_MERGED = "lora_merged";
     public static final String LORAFLOW_VERSION = "loraflow_version";
+    /** How the weights are stored, e.g. "int4 block 32 symmetric accuracy_level 4, embeddings f32"; absent for float32. */
+    public static final String QUANTIZATION = "quantization";
 
     /** Where the weights go. */
     public enum ExternalData {
@@ -72,29 +77,34 @@ public final class OnnxExporter {
      * @param opset     ONNX opset, {@value #MIN_OPSET} (LayerNormalization) to {@value #MAX_OPSET}
      * @param unmerged  adapters as graph inputs instead of folded into the weights
      */
-    public record Options(int opset, boolean unmerged, ExternalData externalData) {
+    public record Options(int opset, boolean unmerged, ExternalData externalData, WeightQuantization quantization) {
         public Options {
             if (opset < MIN_OPSET || opset > MAX_OPSET) {
                 throw new IllegalArgumentException("opset " + opset + " is not supported; use " + MIN_OPSET + " to "
                         + MAX_OPSET + " (" + DEFAULT_OPSET + " by default)");
             }
             Objects.requireNonNull(externalData, "externalData");
+            Objects.requireNonNull(quantization, "quantization");
         }
 
         public static Options defaults() {
-            return new Options(DEFAULT_OPSET, false, ExternalData.AUTO);
+            return new Options(DEFAULT_OPSET, false, ExternalData.AUTO, WeightQuantization.none());
         }
 
         public Options withOpset(int value) {
-            return new Options(value, unmerged, externalData);
+            return new Options(value, unmerged, externalData, quantization);
         }
 
         public Options withUnmerged(boolean value) {
-            return new Options(opset, value, externalData);
+            return new Options(opset, value, externalData, quantization);
         }
 
         public Options withExternalData(ExternalData value) {
-            return new Options(opset, unmerged, value);
+            return new Options(opset, unmerged, value, quantization);
+        }
+
+        public Options withQuantization(WeightQuantization value) {
+            return new Options(opset, unmerged, externalData, value);
         }
     }
 
@@ -160,7 +170,8 @@ public final class OnnxExporter {
             model.merge();
         }
         try {
-            DecoderGraph decoder = CausalLmGraphs.build(model, weights, options.opset(), options.unmerged());
+            DecoderGraph decoder = CausalLmGraphs.build(model, weights, options.opset(), options.unmerged(),
+                    options.quantization());
             Map<String, String> metadata = metadata(model, options, provenance);
             boolean external = switch (options.externalData()) {
                 case ALWAYS -> true;
@@ -208,6 +219,9 @@ public final class OnnxExporter {
             putIfPresent(metadata, ADAPTER_SHA256, provenance.adapterSha256());
             metadata.put(LORA_CONFIG, model.loraConfig().toJson());
             metadata.put(LORA_MERGED, Boolean.toString(!options.unmerged()));
+        }
+        if (options.quantization().quantized()) {
+            metadata.put(QUANTIZATION, options.quantization().describe());
         }
         metadata.put(LORAFLOW_VERSION, version());
         return metadata;

@@ -21,6 +21,8 @@ import java.util.Set;
 final class OnnxGraph {
 
     static final int FLOAT = 1;
+    static final int UINT8 = 2;
+    static final int INT8 = 3;
     static final int INT64 = 7;
     static final int BOOL = 9;
 
@@ -28,6 +30,9 @@ final class OnnxGraph {
     private static final int ATTR_FLOAT = 1;
     private static final int ATTR_INT = 2;
     private static final int ATTR_INTS = 7;
+
+    /** ONNX Runtime's contrib operators (MatMulNBits), imported at version 1 when a node uses them. */
+    static final String MICROSOFT_DOMAIN = "com.microsoft";
 
     /** External data offsets are page-aligned, as onnx.proto recommends for mmap. */
     private static final long EXTERNAL_ALIGNMENT = 4096;
@@ -60,10 +65,12 @@ final class OnnxGraph {
 
     private record ValueInfo(String name, int elemType, List<Dim> dims) {}
 
-    private record Node(String opType, List<String> inputs, List<String> outputs, List<Attribute> attributes) {}
+    /** @param domain "" for the default ONNX domain */
+    private record Node(String domain, String opType, List<String> inputs, List<String> outputs,
+                        List<Attribute> attributes) {}
 
-    /** A float tensor whose bytes the payload writes, or an int64/float/bool tensor small enough to encode now. */
-    private record Initializer(String name, int dataType, long[] dims, FloatPayload payload, byte[] raw) {
+    /** A weight whose bytes the payload writes, or an int64/float/bool tensor small enough to encode now. */
+    private record Initializer(String name, int dataType, long[] dims, TensorPayload payload, byte[] raw) {
         long byteCount() {
             return payload != null ? payload.byteCount() : raw.length;
         }
@@ -97,9 +104,22 @@ final class OnnxGraph {
      * A float initializer of the model's weights; its bytes are read from the payload when the model is
      * written, so the array must not change until then.
      */
-    String weight(String weightName, FloatPayload payload, long... dims) {
-        checkElements(weightName, payload.byteCount() / 4, dims);
-        return addInitializer(new Initializer(weightName, FLOAT, dims.clone(), payload, null));
+    String weight(String weightName, TensorPayload payload, long... dims) {
+        return weight(weightName, FLOAT, payload, dims);
+    }
+
+    /**
+     * A weight of {@code dataType}: {@link #FLOAT}, {@link #INT8} or {@link #UINT8} (one byte per element:
+     * a packed int4 tensor is declared as its bytes, as MatMulNBits reads it).
+     */
+    String weight(String weightName, int dataType, TensorPayload payload, long... dims) {
+        int elementBytes = switch (dataType) {
+            case FLOAT -> 4;
+            case INT8, UINT8 -> 1;
+            default -> throw new IllegalArgumentException("weights are float32, int8 or uint8, not data type " + dataType);
+        };
+        checkElements(weightName, payload.byteCount() / elementBytes, dims);
+        return addInitializer(new Initializer(weightName, dataType, dims.clone(), payload, null));
     }
 
     /** A 1-D int64 constant. */
@@ -142,7 +162,12 @@ final class OnnxGraph {
 
     /** A node with one output of a given name: how graph outputs are produced. */
     String nodeNamed(String opType, String outputName, List<String> nodeInputs, Attribute... attributes) {
-        return nodeWithOutputs(opType, List.of(outputName), nodeInputs, attributes).getFirst();
+        return nodeWithOutputs("", opType, List.of(outputName), nodeInputs, attributes).getFirst();
+    }
+
+    /** A node of ONNX Runtime's {@value #MICROSOFT_DOMAIN} operators with one fresh output. */
+    String microsoftNode(String opType, List<String> nodeInputs, Attribute... attributes) {
+        return nodeWithOutputs(MICROSOFT_DOMAIN, opType, List.of(fresh(opType)), nodeInputs, attributes).getFirst();
     }
 
     /** A node with {@code count} fresh outputs. */
@@ -151,18 +176,19 @@ final class OnnxGraph {
         for (int i = 0; i < count; i++) {
             outputNames.add(fresh(opType));
         }
-        return nodeWithOutputs(opType, outputNames, nodeInputs, attributes);
+        return nodeWithOutputs("", opType, outputNames, nodeInputs, attributes);
     }
 
-    private List<String> nodeWithOutputs(String opType, List<String> outputNames, List<String> nodeInputs,
+    private List<String> nodeWithOutputs(String domain, String opType, List<String> outputNames, List<String> nodeInputs,
                                          Attribute... attributes) {
         for (String input : nodeInputs) {
-            if (!values.contains(input)) {
+            // "" is an omitted optional input, as ONNX spells it.
+            if (!input.isEmpty() && !values.contains(input)) {
                 throw new IllegalStateException(opType + " reads '" + input + "', which nothing defines yet");
             }
         }
         outputNames.forEach(this::define);
-        nodes.add(new Node(opType, List.copyOf(nodeInputs), List.copyOf(outputNames), List.of(attributes)));
+        nodes.add(new Node(domain, opType, List.copyOf(nodeInputs), List.copyOf(outputNames), List.of(attributes)));
         return outputNames;
     }
 
@@ -219,6 +245,9 @@ final class OnnxGraph {
                 .string(3, producerVersion)
                 .message(7, graph)
                 .message(8, new ProtoMessage().string(1, "").int64(2, opset));
+        if (nodes.stream().anyMatch(node -> node.domain().equals(MICROSOFT_DOMAIN))) {
+            model.message(8, new ProtoMessage().string(1, MICROSOFT_DOMAIN).int64(2, 1));
+        }
         metadata.forEach((key, value) -> model.message(14, entry(key, value)));
         if (externalData == null && model.size() > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("the model is " + model.size()
@@ -251,6 +280,9 @@ final class OnnxGraph {
         node.inputs().forEach(input -> proto.string(1, input));
         node.outputs().forEach(output -> proto.string(2, output));
         proto.string(3, node.outputs().getFirst()).string(4, node.opType());
+        if (!node.domain().isEmpty()) {
+            proto.string(7, node.domain());
+        }
         for (Attribute attribute : node.attributes()) {
             ProtoMessage attr = new ProtoMessage().string(1, attribute.name()).int64(20, attribute.type());
             switch (attribute.type()) {

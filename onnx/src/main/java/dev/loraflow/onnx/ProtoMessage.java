@@ -11,7 +11,7 @@ import java.util.List;
  * A protocol-buffers message under construction, for the handful of ONNX messages the exporter writes.
  * Fields are appended in the order given and serialised in that order (proto2 parsers accept any order).
  *
- * <p>Nested messages and {@link FloatPayload}s are kept as references, not encoded, until
+ * <p>Nested messages and {@link TensorPayload}s are kept as references, not encoded, until
  * {@link #writeTo}: a payload's bytes are produced once, streamed straight to the output, so a model
  * of several hundred megabytes is never copied into a byte array.
  */
@@ -61,7 +61,7 @@ final class ProtoMessage {
     }
 
     /** A bytes field whose content the payload writes when the message is written. */
-    ProtoMessage payload(int field, FloatPayload payload) {
+    ProtoMessage payload(int field, TensorPayload payload) {
         pending.tag(field, LENGTH_DELIMITED).varint(payload.byteCount());
         flushPending();
         parts.add(payload);
@@ -77,7 +77,7 @@ final class ProtoMessage {
                 size += switch (part) {
                     case byte[] encoded -> encoded.length;
                     case ProtoMessage nested -> nested.size();
-                    case FloatPayload payload -> payload.byteCount();
+                    case TensorPayload payload -> payload.byteCount();
                     default -> throw new IllegalStateException("unknown part " + part);
                 };
             }
@@ -92,7 +92,7 @@ final class ProtoMessage {
             switch (part) {
                 case byte[] encoded -> out.write(encoded);
                 case ProtoMessage nested -> nested.writeTo(out);
-                case FloatPayload payload -> payload.writeTo(out);
+                case TensorPayload payload -> payload.writeTo(out);
                 default -> throw new IllegalStateException("unknown part " + part);
             }
         }

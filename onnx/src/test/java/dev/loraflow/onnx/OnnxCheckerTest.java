@@ -68,7 +68,11 @@ class OnnxCheckerTest {
         return Stream.of(TestModels.GPT2, TestModels.LLAMA, TestModels.LLAMA_TIED).flatMap(config -> Stream.of(
                 Arguments.of(config.modelType(), config, Options.defaults()),
                 Arguments.of(config.modelType(), config, Options.defaults().withUnmerged(true)),
-                Arguments.of(config.modelType(), config, Options.defaults().withExternalData(ExternalData.ALWAYS))));
+                Arguments.of(config.modelType(), config, Options.defaults().withExternalData(ExternalData.ALWAYS)),
+                Arguments.of(config.modelType(), config, Options.defaults()
+                        .withQuantization(WeightQuantization.of(WeightQuantization.Precision.INT8).withEmbeddingsInt8(true))),
+                Arguments.of(config.modelType(), config, Options.defaults().withUnmerged(true)
+                        .withQuantization(WeightQuantization.of(WeightQuantization.Precision.INT4).withZeroPoints(true)))));
     }
 
     @ParameterizedTest(name = "{0} {2}")

@@ -9,6 +9,10 @@ import dev.loraflow.core.merge.LoraMerge;
 import dev.loraflow.core.merge.MergeException;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.onnx.OnnxVerifier;
+import dev.loraflow.onnx.WeightQuantization;
+import dev.loraflow.core.data.Example;
+import dev.loraflow.core.data.JsonlExamples;
+import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.MergeFailureEvent;
 import dev.loraflow.platform.events.MergedModelEvent;
@@ -20,6 +24,8 @@ import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import org.jboss.logging.Logger;
 
@@ -27,7 +33,8 @@ import org.jboss.logging.Logger;
  * Turns one checkpoint into a served model, or into the reason it is not one: merge into the base (the
  * Hugging Face directory), export that directory to ONNX, verify the graph under ONNX Runtime against
  * the Java forward of the un-merged base + adapter — which checks the merge and the export together —
- * and only then put both into the store. Everything is staged in the work directory first and each
+ * and only then put both into the store. Configured quantized graphs (int8, int4) are exported from the
+ * same merged directory, measured against the same reference and stored only within their loss bound. Everything is staged in the work directory first and each
  * store write is atomic, so a crash at any point leaves no partial artifact visible.
  */
 public final class CheckpointMerger {
@@ -160,6 +167,12 @@ public final class CheckpointMerger {
                     + " base with its adapter computes: " + check.summary(), check.maxAbsError(), check.tolerance());
         }
         settings.fault().afterExport(checkpoint.jobId());
+        start = System.nanoTime();
+        List<MergedModelEvent.QuantizedGraph> quantized = new ArrayList<>();
+        for (WeightQuantization.Precision precision : settings.quantized().precisions()) {
+            quantized.add(quantizedGraph(checkpoint, precision, merged, base, reference, staging));
+        }
+        verifying += System.nanoTime() - start;
 
         ArtifactStore.Artifact mergedArtifact = store.putDirectory(merged);
         ArtifactStore.Artifact onnxArtifact = store.putDirectory(onnx.getParent());
@@ -168,7 +181,41 @@ public final class CheckpointMerger {
                 mergedArtifact.sha256(), settings.dtype().toString(),
                 new MergedModelEvent.Verification(true, check.maxAbsError(), check.tolerance(), check.rowsChecked(),
                         check.greedyIdentical()),
-                lineage, new MergedModelEvent.Timings(merging / 1e9, export.exportNanos() / 1e9, verifying / 1e9));
+                lineage, new MergedModelEvent.Timings(merging / 1e9, export.exportNanos() / 1e9, verifying / 1e9), quantized);
+    }
+
+    /**
+     * Exports the merged model at {@code precision}, checks it against the F32 Java forward of base + adapter
+     * (logit error, held-out loss) and puts it into the store when its loss is within the configured bound;
+     * a graph beyond it is recorded as refused, with why, and not stored. The F32 graph is served either way.
+     */
+    private MergedModelEvent.QuantizedGraph quantizedGraph(CheckpointEvent checkpoint, WeightQuantization.Precision precision,
+                                                           Path merged, Path base, CausalLanguageModel reference,
+                                                           Path staging) throws IOException {
+        WeightQuantization quantization = WeightQuantization.of(precision);
+        Path onnx = staging.resolve("onnx-" + precision.label()).resolve(ONNX_FILE);
+        OnnxExporter.exportDirectory(merged, null,
+                OnnxExporter.Options.defaults().withOpset(settings.opset()).withQuantization(quantization), onnx);
+        Path tokenizerFile = base.resolve(Tokenizer.FILE_NAME);
+        List<Example> heldOut;
+        try (Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null) {
+            heldOut = JsonlExamples.read(settings.quantized().verifyData(), tokenizer, reference.config().vocabSize());
+        }
+        double bound = settings.quantized().maxLossIncrease().get(precision);
+        OnnxVerifier.QuantizedResult check = OnnxVerifier.verifyQuantized(onnx, reference, heldOut, 0, Map.of(),
+                new OnnxVerifier.QuantizedBounds(bound), settings.verifyThreads());
+        String label = precision.label();
+        if (!check.passed()) {
+            LOG.warnf("checkpoint %s step %d: the %s graph is not published: %s", checkpoint.jobId(), checkpoint.step(),
+                    label, check.summary());
+            return new MergedModelEvent.QuantizedGraph(label, quantization.describe(), false, null, null, null, null,
+                    check.probe().maxAbsError(), check.probe().relativeError(), check.f32Loss(), check.graphLoss(),
+                    check.lossIncrease(), bound, check.summary());
+        }
+        ArtifactStore.Artifact artifact = store.putDirectory(onnx.getParent());
+        return new MergedModelEvent.QuantizedGraph(label, quantization.describe(), true, artifact.uri().toString(),
+                artifact.sha256(), ONNX_FILE, Sha256.of(onnx), check.probe().maxAbsError(), check.probe().relativeError(),
+                check.f32Loss(), check.graphLoss(), check.lossIncrease(), bound, null);
     }
 
     private Path resolveBase(String name) throws Refused {

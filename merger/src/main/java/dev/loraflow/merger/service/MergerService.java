@@ -64,6 +64,7 @@ public class MergerService {
 
     void start(@Observes StartupEvent event) throws IOException {
         kafka = KafkaConnectorSettings.of(config);
+        settings.quantized(); // a quantize setting that cannot be honoured stops the start here, naming its key
         clearWorkDirectory(settings.workDirectory());
         LocalArtifactStore store = new LocalArtifactStore(settings.storeRoot());
         merges = new Merges(settings, store, new CheckpointMerger(settings, store), this::publish);

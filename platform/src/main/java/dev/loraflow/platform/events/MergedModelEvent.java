@@ -1,8 +1,11 @@
 package dev.loraflow.platform.events;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * One record of {@code loraflow.models.merged} (schema {@value #SCHEMA}, version {@value #VERSION}),
@@ -16,10 +19,41 @@ import java.nio.charset.StandardCharsets;
  * @param onnxFileSha256 SHA-256 of the .onnx file itself
  * @param mergedUri      the store artifact holding the merged Hugging Face model directory
  * @param dtype          what the merged model's tensors are stored as: f32, f16, bf16 or base
+ * @param quantized      the quantized graphs the merger was configured to publish beside the F32 one (field
+ *                       {@code quantized}, absent in events of merges without: read as empty), each published or
+ *                       refused with the reason
  */
 public record MergedModelEvent(String model, long modelVersion, String onnxUri, String onnxSha256, String onnxFile,
                                String onnxFileSha256, int opset, String mergedUri, String mergedSha256, String dtype,
-                               Verification verification, ModelLineage lineage, Timings timings) {
+                               Verification verification, ModelLineage lineage, Timings timings,
+                               List<QuantizedGraph> quantized) {
+
+    public MergedModelEvent {
+        quantized = List.copyOf(quantized);
+    }
+
+    /** A merge that published the F32 graph only. */
+    public MergedModelEvent(String model, long modelVersion, String onnxUri, String onnxSha256, String onnxFile,
+                            String onnxFileSha256, int opset, String mergedUri, String mergedSha256, String dtype,
+                            Verification verification, ModelLineage lineage, Timings timings) {
+        this(model, modelVersion, onnxUri, onnxSha256, onnxFile, onnxFileSha256, opset, mergedUri, mergedSha256, dtype,
+                verification, lineage, timings, List.of());
+    }
+
+    /**
+     * One quantized graph (int8 or int4) of the merged model, checked against the F32 Java forward of base +
+     * adapter: the probe's logit error, and the held-out loss of both.
+     *
+     * @param precision          int8 or int4
+     * @param description        how the weights are stored, e.g. "int4 block 32 symmetric accuracy_level 4, embeddings f32"
+     * @param published          whether it went into the store; the artifact fields are null when not
+     * @param maxLossIncrease    the configured bound on lossIncrease
+     * @param reason             why it was refused, null when published
+     */
+    public record QuantizedGraph(String precision, String description, boolean published, String onnxUri,
+                                 String onnxSha256, String onnxFile, String onnxFileSha256, double maxAbsLogitError,
+                                 double relativeLogitError, double f32Loss, double quantizedLoss, double lossIncrease,
+                                 double maxLossIncrease, String reason) {}
 
     public static final String SCHEMA = "loraflow.models.merged";
     public static final int VERSION = 1;
@@ -58,6 +92,29 @@ public record MergedModelEvent(String model, long modelVersion, String onnxUri, 
         seconds.put("merge_s", timings.mergeSeconds());
         seconds.put("export_s", timings.exportSeconds());
         seconds.put("verify_s", timings.verifySeconds());
+        if (!quantized.isEmpty()) {
+            ArrayNode graphs = root.putArray("quantized");
+            for (QuantizedGraph graph : quantized) {
+                ObjectNode entry = graphs.addObject();
+                entry.put("precision", graph.precision());
+                entry.put("description", graph.description());
+                entry.put("published", graph.published());
+                if (graph.published()) {
+                    entry.put("uri", graph.onnxUri());
+                    entry.put("sha256", graph.onnxSha256());
+                    entry.put("file", graph.onnxFile());
+                    entry.put("file_sha256", graph.onnxFileSha256());
+                } else {
+                    entry.put("reason", graph.reason());
+                }
+                putFinite(entry, "max_abs_logit_error", graph.maxAbsLogitError());
+                putFinite(entry, "relative_logit_error", graph.relativeLogitError());
+                putFinite(entry, "f32_loss", graph.f32Loss());
+                putFinite(entry, "quantized_loss", graph.quantizedLoss());
+                putFinite(entry, "loss_increase", graph.lossIncrease());
+                entry.put("max_loss_increase", graph.maxLossIncrease());
+            }
+        }
         return root.toString().getBytes(StandardCharsets.UTF_8);
     }
 
@@ -80,6 +137,44 @@ public record MergedModelEvent(String model, long modelVersion, String onnxUri, 
                 ModelLineage.read(root, what),
                 new Timings(Json.number(seconds, "merge_s", Double.NaN, 0, Double.MAX_VALUE, what),
                         Json.number(seconds, "export_s", Double.NaN, 0, Double.MAX_VALUE, what),
-                        Json.number(seconds, "verify_s", Double.NaN, 0, Double.MAX_VALUE, what)));
+                        Json.number(seconds, "verify_s", Double.NaN, 0, Double.MAX_VALUE, what)),
+                quantized(root, what));
+    }
+
+    /** A NaN (not measured, or a NaN logit) is left out: JSON has no NaN. */
+    private static void putFinite(ObjectNode node, String key, double value) {
+        if (Double.isFinite(value)) {
+            node.put(key, value);
+        }
+    }
+
+    private static List<QuantizedGraph> quantized(JsonNode root, String what) throws EventFormatException {
+        JsonNode array = root.get("quantized");
+        if (array == null || array.isNull()) {
+            return List.of();
+        }
+        if (!array.isArray()) {
+            throw new EventFormatException(what + ": \"quantized\" must be an array");
+        }
+        List<QuantizedGraph> graphs = new ArrayList<>();
+        for (JsonNode entry : array) {
+            if (!entry.isObject()) {
+                throw new EventFormatException(what + ": each of \"quantized\" must be an object");
+            }
+            boolean published = Json.bool(entry, "published", false, what);
+            double max = Double.MAX_VALUE;
+            graphs.add(new QuantizedGraph(Json.text(entry, "precision", what), Json.optionalText(entry, "description", "", what),
+                    published,
+                    published ? Json.text(entry, "uri", what) : null, published ? Json.text(entry, "sha256", what) : null,
+                    published ? Json.text(entry, "file", what) : null, published ? Json.text(entry, "file_sha256", what) : null,
+                    Json.number(entry, "max_abs_logit_error", Double.NaN, 0, max, what),
+                    Json.number(entry, "relative_logit_error", Double.NaN, 0, max, what),
+                    Json.number(entry, "f32_loss", Double.NaN, 0, max, what),
+                    Json.number(entry, "quantized_loss", Double.NaN, 0, max, what),
+                    Json.number(entry, "loss_increase", Double.NaN, -max, max, what),
+                    Json.number(entry, "max_loss_increase", Double.NaN, 0, max, what),
+                    published ? null : Json.optionalText(entry, "reason", "not published", what)));
+        }
+        return graphs;
     }
 }

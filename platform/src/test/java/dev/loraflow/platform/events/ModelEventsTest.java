@@ -33,6 +33,22 @@ class ModelEventsTest {
     }
 
     @Test
+    void quantizedGraphsRoundTripAndAnEventWithoutThemReadsAsNone() throws EventFormatException {
+        MergedModelEvent.QuantizedGraph published = new MergedModelEvent.QuantizedGraph("int8", "int8 per channel, embeddings f32",
+                true, "file:///store/sha256/" + "f".repeat(64), "f".repeat(64), "model.onnx", "0".repeat(64), 0.04, 0.01,
+                2.5, 2.51, 0.004, 0.01, null);
+        MergedModelEvent.QuantizedGraph refused = new MergedModelEvent.QuantizedGraph("int4", "int4 block 32 symmetric", false,
+                null, null, null, null, 0.3, 0.1, 2.5, 2.7, 0.08, 0.05, "FAILED: held-out loss 2.7 (F32 2.5, +8 %, bound +5 %)");
+        MergedModelEvent merged = new MergedModelEvent("j-1", 40, "file:///store/sha256/" + "c".repeat(64), "c".repeat(64),
+                "model.onnx", "d".repeat(64), 17, "file:///store/sha256/" + "e".repeat(64), "e".repeat(64), "f32",
+                new MergedModelEvent.Verification(true, 3.5e-6, 1e-4, 48, true), LINEAGE,
+                new MergedModelEvent.Timings(0.5, 1.25, 0.75), java.util.List.of(published, refused));
+        assertEquals(merged, MergedModelEvent.parse(merged.encode()));
+        String withoutQuantized = new String(merged.encode(), StandardCharsets.UTF_8).replaceAll(",\"quantized\":\\[.*\\]", "");
+        assertEquals(java.util.List.of(), MergedModelEvent.parse(withoutQuantized.getBytes(StandardCharsets.UTF_8)).quantized());
+    }
+
+    @Test
     void malformedModelEventsAreRefused() {
         String good = new String(new MergeFailureEvent("j-1", 1, "non_finite", "NaN", Double.NaN, Double.NaN, null, LINEAGE)
                 .encode(), StandardCharsets.UTF_8);

@@ -7,11 +7,11 @@ import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 
 /**
- * The little-endian float32 bytes of one tensor, produced from the model's own array when written:
- * ONNX's raw_data, or a span of the external data file. A transposed view lets a Llama weight stored
- * [out, in] be written [in, out] without a transposed copy in memory.
+ * The little-endian bytes of one weight tensor, produced when written: ONNX's raw_data, or a span of the
+ * external data file. Float32 from the model's own array (a transposed view lets a Llama weight stored
+ * [out, in] be written [in, out] without a transposed copy in memory), or the bytes of a quantized weight.
  */
-sealed interface FloatPayload {
+sealed interface TensorPayload {
 
     /** Floats converted per write call: 256 KiB of bytes. */
     int CHUNK = 1 << 16;
@@ -21,7 +21,7 @@ sealed interface FloatPayload {
     void writeTo(OutputStream out) throws IOException;
 
     /** The array as it is, row-major. */
-    record Plain(float[] values) implements FloatPayload {
+    record Plain(float[] values) implements TensorPayload {
         @Override
         public long byteCount() {
             return 4L * values.length;
@@ -41,7 +41,7 @@ sealed interface FloatPayload {
     }
 
     /** {@code values} is [rows, cols]; the payload is its transpose [cols, rows]. */
-    record Transposed(float[] values, int rows, int cols) implements FloatPayload {
+    record Transposed(float[] values, int rows, int cols) implements TensorPayload {
         public Transposed {
             if ((long) rows * cols != values.length) {
                 throw new IllegalArgumentException("[" + rows + ", " + cols + "] does not hold " + values.length + " values");
@@ -69,6 +69,19 @@ sealed interface FloatPayload {
                 }
                 out.write(bytes.array(), 0, 4 * rows * band);
             }
+        }
+    }
+
+    /** Bytes already encoded: an int8 or packed int4 weight. */
+    record Encoded(byte[] bytes) implements TensorPayload {
+        @Override
+        public long byteCount() {
+            return bytes.length;
+        }
+
+        @Override
+        public void writeTo(OutputStream out) throws IOException {
+            out.write(bytes);
         }
     }
 }

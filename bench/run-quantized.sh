@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Issue 14's quantized serving figures in one run: a Llama-shaped model (random weights; default 12 x 768, vocab
+# 32000) exported F32, int8 and int4 (export-onnx --quantize, each --verify'd: logit error, held-out loss delta on
+# random token sequences), decoded batch 1, 256 greedy tokens, 2 ONNX Runtime threads (dev.loraflow.benchmarks
+# .QuantizedDecode), and the same weights as GGUF F32/Q8_0/Q4_0 through llama.cpp at 1 and 2 threads
+# (../shared/anchors/llamacpp/run.sh, node-llama-cpp 3.21.1). Prints the table; JSON lines go to
+# bench-results/quantized-<time>.jsonl.
+# usage: run-quantized.sh [--layers 12] [--hidden 768] [--heads 12] [--vocab 32000] [--tokens 256] [--rounds 3]
+#        [--threads 2] [--llama-threads "1 2"] [--preset NAME (instead of the shape, e.g. llama-3.2-1b)] [--anchor DIR]
+# On a heavily loaded machine llama.cpp's 2-thread runs crawl (its threads spin at every barrier): --llama-threads 1.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+: "${JAVA_HOME:?run through ./loraflow bench-serving --quantized, which finds a JDK >= 25}"
+layers=12 hidden=768 heads=12 vocab=32000 tokens=256 rounds=3 threads=2 llama_threads="1 2" preset="" anchor="$ROOT/../shared/anchors/llamacpp"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --layers) layers=$2; shift 2 ;;
+    --hidden) hidden=$2; shift 2 ;;
+    --heads) heads=$2; shift 2 ;;
+    --vocab) vocab=$2; shift 2 ;;
+    --tokens) tokens=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --llama-threads) llama_threads=$2; shift 2 ;;
+    --preset) preset=$2; shift 2 ;;
+    --anchor) anchor=$2; shift 2 ;;
+    *) echo "run-quantized.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$anchor/run.sh" ] || { echo "no llama.cpp anchor at $anchor (run.sh); give --anchor DIR" >&2; exit 2; }
+
+JAR="$ROOT/benchmarks/target/benchmarks.jar"
+SOURCES=("$ROOT/core/src/main" "$ROOT/onnx/src/main" "$ROOT/cli/src/main" "$ROOT/benchmarks/src/main")
+if [ ! -f "$JAR" ] || [ -n "$(find "${SOURCES[@]}" -newer "$JAR" -print -quit)" ]; then
+  echo "building the CLI and the benchmarks..." >&2
+  ./mvnw -B -q -pl cli,benchmarks -am package -DskipTests >&2
+fi
+
+mkdir -p bench-results
+RESULTS="$ROOT/bench-results/quantized-$(date +%Y%m%d-%H%M%S).jsonl"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/loraflow-quantized-bench.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+shape=(--arch llama --layers "$layers" --hidden "$hidden" --heads "$heads" --vocab "$vocab" --context 1024)
+HF="$WORK/llama-${layers}x${hidden}"
+[ -n "$preset" ] && { shape=(--preset "$preset"); HF="$WORK/$preset"; }
+log "init-model ${shape[*]} (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+./loraflow init-model "${shape[@]}" --out "$HF" >&2
+# Held-out data for the loss delta: random token sequences (a random model has no task to keep).
+/usr/bin/python3 - "$HF/config.json" > "$WORK/heldout.jsonl" <<'PY'
+import json, random, sys
+vocab = json.load(open(sys.argv[1]))["vocab_size"]
+rng = random.Random(14)
+for _ in range(8):
+    print(json.dumps({"input_ids": [rng.randrange(vocab) for _ in range(64)]}))
+PY
+# label, --quantize, --quantize-embeddings: the linears alone, then the embedding and head int8 as well (llama.cpp's
+# Q8_0/Q4_0 files quantize them too; at vocab 32000 x 768 the float32 head is a third of the bytes read per token).
+variants=("f32 f32 keep" "int8 int8 keep" "int8+emb int8 int8" "int4 int4 keep" "int4+emb int4 int8")
+graphs=()
+for variant in "${variants[@]}"; do
+  read -r label q emb <<< "$variant"
+  dir="$WORK/${label/+/-}"
+  log "export-onnx --quantize $q --quantize-embeddings $emb --verify"
+  extra=(); [ "$q" != f32 ] && extra=(--quantize-embeddings "$emb" --verify-data "$WORK/heldout.jsonl")
+  ./loraflow export-onnx --model "$HF" --quantize "$q" --verify "${extra[@]}" --out "$dir/model.onnx" \
+    | /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d["kind"]="export"; d["graph"]=sys.argv[1]; print(json.dumps(d))' "$label" \
+    | tee -a "$RESULTS" >&2
+  graphs+=("$label=$dir/model.onnx")
+done
+log "ONNX Runtime decode, $threads threads, $tokens tokens, $rounds rounds"
+"$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xmx2g -cp "$JAR" \
+  dev.loraflow.benchmarks.QuantizedDecode --config "$HF/config.json" --threads "$threads" --tokens "$tokens" \
+  --rounds "$rounds" "${graphs[@]}" \
+  | tee -a "$RESULTS" >&2
+for graph in "${graphs[@]}"; do rm -rf "$(dirname "${graph#*=}")"; done   # disk for the GGUF files
+log "llama.cpp: F32, Q8_0, Q4_0 at threads $llama_threads"
+"$anchor/run.sh" "$HF" "$tokens" "$llama_threads" | tee -a "$RESULTS" >&2
+log "done (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+/usr/bin/python3 - "$RESULTS" "$threads" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+threads = int(sys.argv[2])
+ours = {l["graph"]: l for l in lines if l.get("engine") == "onnxruntime"}
+export = {l["graph"]: l for l in lines if l.get("kind") == "export"}
+llama = {}
+for l in lines:
+    if l.get("engine", "").startswith("llama.cpp"):
+        llama.setdefault(l["quant"], {})[l["threads"]] = l["decode_tokens_per_s"]
+pairs = [(g, {"f32": "f32", "int8": "q8_0", "int4": "q4_0"}[g.split("+")[0]]) for g in ours]
+f32 = ours["f32"]["decode_tokens_per_s"]
+print(f"| loraflow graph | tokens/s ({threads} ORT threads) | vs own F32 | llama.cpp | tokens/s 1 thread | 2 threads | ratio vs llama.cpp's faster | max abs logit error (relative) | held-out loss delta |")
+print("|---|---|---|---|---|---|---|---|---|")
+for ours_name, theirs in pairs:
+    o = ours[ours_name]["decode_tokens_per_s"]
+    t = llama.get(theirs, {})
+    best = max(t.values()) if t else float("nan")
+    e = export.get(ours_name, {})
+    err = f'{e["max_abs_logit_error"]:.3g} ({100 * e["relative_logit_error"]:.2f} %)' if "relative_logit_error" in e else "F32 check: " + f'{e.get("max_abs_logit_error", float("nan")):.2g}'
+    loss = f'{100 * e["loss_increase"]:+.3f} % ({e["f32_loss"]:.4f} → {e["quantized_loss"]:.4f})' if "loss_increase" in e else "—"
+    print(f"| {ours_name} | {o:.2f} | {o / f32:.2f}× | {theirs.upper()} | {t.get(1, float('nan')):.2f} | {t.get(2, float('nan')):.2f} | {o / best:.2f}× | {err} | {loss} |")
+PY
+echo "(figures in $RESULTS)" >&2
