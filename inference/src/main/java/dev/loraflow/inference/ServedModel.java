@@ -438,6 +438,11 @@ public final class ServedModel {
         return headDim;
     }
 
+    /** KV cache bytes of one token: layers × KV heads × head dim × 2 (key, value) × 4 (float32). */
+    public long kvBytesPerToken() {
+        return (long) numLayers * kvHeads * headDim * 2 * Float.BYTES;
+    }
+
     public int vocabSize() {
         return config.vocabSize();
     }

@@ -165,6 +165,114 @@ class EngineTest {
         }
     }
 
+    /**
+     * One request joins at every step (submitted from the step observer) while short ones leave: the
+     * batch's cache rows are appended, moved into leavers' places, re-laid out for a longer joiner and
+     * compacted after a long one leaves; prompts beyond the 4-token chunk are prefilled in chunks between
+     * steps. Every answer stays the Java Generator's, greedy and sampled.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("architectures")
+    void requestsJoiningAndLeavingEveryStepEachEqualTheJavaGenerator(String arch, ModelConfig config) throws Exception {
+        CausalLanguageModel java = TinyModels.model(config, 3);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 3), dir);
+        EngineSettings settings = ONE_THREAD.withBatching(6, 64).withKvCache(EngineSettings.DEFAULT_KV_CACHE_BYTES, 4);
+        try (Engine engine = new Engine(settings)) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, settings);
+            List<int[]> prompts = new ArrayList<>();
+            List<SamplingSettings> samplings = new ArrayList<>();
+            for (int i = 0; i < 24; i++) {
+                // A long first one (40 slots of a 64 context) leaves early enough for the others' padding to be compacted.
+                int length = i == 0 ? 30 : 1 + (7 * i) % 13;
+                int tokens = i == 0 ? 10 : 1 + i % 5;
+                prompts.add(prompt(300 + i, length));
+                samplings.add(i % 4 == 3 ? new SamplingSettings(tokens, 0.9, 20, 0.95, 77 + i, Set.of())
+                        : SamplingSettings.greedy(tokens, Set.of()));
+            }
+            List<Collector> collectors = new java.util.concurrent.CopyOnWriteArrayList<>();
+            List<Integer> batchSizes = new java.util.concurrent.CopyOnWriteArrayList<>();
+            // The next request, once: from the engine's thread at each step, or from here when the batch ran empty.
+            Runnable submitNext = () -> {
+                synchronized (collectors) {
+                    int next = collectors.size();
+                    if (next < prompts.size()) {
+                        collectors.add(submit(engine, model, prompts.get(next), samplings.get(next), List.of(), null));
+                    }
+                }
+            };
+            engine.onStep(size -> {
+                batchSizes.add(size);
+                submitNext.run();
+            });
+            submitNext.run();
+            for (int i = 0; i < prompts.size(); i++) {
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+                while (collectors.size() <= i) {
+                    assertTrue(System.nanoTime() < deadline, "request " + i + " submitted within 60 s");
+                    if (engine.activeSequences() + engine.queueDepth() == 0) {
+                        submitNext.run();
+                    }
+                    LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(1));
+                }
+                assertSameAsGenerator(java, prompts.get(i), samplings.get(i), collectors.get(i));
+            }
+            assertTrue(batchSizes.stream().distinct().count() > 2, "the batch grew and shrank: " + batchSizes);
+            model.retire();
+            assertTrue(model.isClosed(), "every lease was returned");
+        }
+    }
+
+    /**
+     * Requests reserve their prompt and new tokens' KV cache: one beyond the budget while others run is
+     * refused with KvCacheFullException (nothing of it runs, its lease returned), one larger than the whole
+     * budget is invalid, and once the others end the same request is accepted and answers.
+     */
+    @Test
+    void theKvCacheBudgetRefusesWhatDoesNotFitAndAcceptsItAgainOnceOthersEnd() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        CausalLanguageModel java = TinyModels.model(config, 4);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 4), dir);
+        int[] prompt = prompt(6, 10);
+        SamplingSettings greedy = SamplingSettings.greedy(20, Set.of());
+        ServedModel probe = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+        long perRequest = 30 * probe.kvBytesPerToken();
+        probe.retire();
+        // Room for one request of 10 + 20 tokens, not two; 64 tokens never fit.
+        EngineSettings settings = ONE_THREAD.withKvCache(perRequest + perRequest / 2, 16);
+        try (Engine engine = new Engine(settings)) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, settings);
+            CountDownLatch refusedSeen = new CountDownLatch(1);
+            Collector first = new Collector() {
+                @Override
+                public void onToken(int token, String delta) {
+                    try {
+                        assertTrue(refusedSeen.await(60, TimeUnit.SECONDS));
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                    super.onToken(token, delta);
+                }
+            };
+            assertTrue(model.tryAcquire());
+            engine.submit(model, new GenerationRequest(prompt, greedy, List.of(), null), first);
+            assertTrue(model.tryAcquire());
+            KvCacheFullException full = assertThrows(KvCacheFullException.class,
+                    () -> engine.submit(model, new GenerationRequest(prompt, greedy, List.of(), null), new Collector()));
+            assertTrue(full.getMessage().contains(perRequest + " bytes"), full.getMessage());
+            assertTrue(model.tryAcquire());
+            IllegalArgumentException tooLarge = assertThrows(IllegalArgumentException.class, () -> engine.submit(model,
+                    new GenerationRequest(prompt(7, 50), SamplingSettings.greedy(14, Set.of()), List.of(), null),
+                    new Collector()));
+            assertTrue(tooLarge.getMessage().contains("KV cache"), tooLarge.getMessage());
+            refusedSeen.countDown();
+            int[] expected = Generator.generate(java, prompt, greedy).tokens();
+            assertArrayEquals(expected, first.get().tokens());
+            assertArrayEquals(expected, submit(engine, model, prompt, greedy, List.of(), null).get().tokens());
+            model.retire();
+            assertTrue(model.isClosed(), "refused requests returned their leases");
+        }
+    }
+
     @Test
     void stopTokenAndStopSequencesEndTheTextAsTheyAppear() throws Exception {
         ModelConfig config = TinyModels.GPT2;
