@@ -8,6 +8,7 @@ import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.Sampler;
 import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.GraphNames;
+import dev.loraflow.onnx.LoraInputs;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -16,11 +17,13 @@ import java.nio.LongBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
@@ -31,8 +34,8 @@ import java.util.function.IntConsumer;
  * Continuous batching over exported KV-cache graphs. One thread runs steps; between steps waiting
  * requests join (their prompts prefilled together, left-padded) and finished ones leave, so concurrent
  * requests share every decode step. Sequences on the same model form a group, decoded in one ONNX Runtime
- * run per step whatever their adapters: an un-merged graph is fed every member's adapter at once (see
- * {@link LoraRows}). Different models (a swap in progress) are different groups.
+ * run per step whatever their adapters: an un-merged graph gathers each row's own adapter from the stacked
+ * adapters of {@link AdapterSlots}. Different models (a swap in progress) are different groups.
  *
  * <p>A group's KV cache lives in a {@link BatchCache}, left-padded rows in native memory the engine owns:
  * ONNX Runtime reads past.* from it and writes present.* into it (pinned outputs), and the logits into a
@@ -287,7 +290,14 @@ public final class Engine implements AutoCloseable {
                 sequence.fail(new DeadlineExceededException(0));
             } else {
                 sequence.startNanos = System.nanoTime();
-                groups.computeIfAbsent(sequence.model, Group::new).prefilling.add(sequence);
+                Group group = groups.computeIfAbsent(sequence.model, Group::new);
+                if (group.adapters != null) {
+                    Set<Integer> inUse = new HashSet<>();
+                    group.members.forEach(member -> inUse.add(member.slot));
+                    group.prefilling.forEach(member -> inUse.add(member.slot));
+                    sequence.slot = group.adapters.assign(sequence.adapter, inUse);
+                }
+                group.prefilling.add(sequence);
             }
         }
     }
@@ -372,9 +382,9 @@ public final class Engine implements AutoCloseable {
             }
         }
         group.scratch.reset(n);
-        Map<String, OnnxTensor> adapters = adapterTensors(model, sequences);
+        OnnxTensor slots = group.adapters == null ? null : group.adapters.rows(slotsOf(sequences));
         try {
-            FloatBuffer logits = run(group, group.scratch, adapters, n, padded, ids, mask, positions);
+            FloatBuffer logits = run(group, group.scratch, adapterInputs(group, slots), n, padded, ids, mask, positions);
             int vocab = model.vocabSize();
             for (int b = 0; b < n; b++) {
                 Sequence sequence = sequences.get(b);
@@ -382,7 +392,7 @@ public final class Engine implements AutoCloseable {
                 sequence.accept(logits, (b * padded + padded - 1) * vocab);
             }
         } finally {
-            adapters.values().forEach(OnnxTensor::close);
+            closeQuietly(slots);
         }
     }
 
@@ -403,9 +413,9 @@ public final class Engine implements AutoCloseable {
             positions[j] = from + j;
         }
         Arrays.fill(mask, 1);
-        Map<String, OnnxTensor> adapters = adapterTensors(model, List.of(sequence));
+        OnnxTensor slots = group.adapters == null ? null : group.adapters.rows(new int[] {sequence.slot});
         try {
-            FloatBuffer logits = run(group, sequence.own, adapters, 1, rows, ids, mask, positions);
+            FloatBuffer logits = run(group, sequence.own, adapterInputs(group, slots), 1, rows, ids, mask, positions);
             if (from + rows < sequence.request.promptLength()) {
                 return false;
             }
@@ -413,7 +423,7 @@ public final class Engine implements AutoCloseable {
             sequence.accept(logits, (rows - 1) * model.vocabSize());
             return true;
         } finally {
-            adapters.values().forEach(OnnxTensor::close);
+            closeQuietly(slots);
         }
     }
 
@@ -453,11 +463,13 @@ public final class Engine implements AutoCloseable {
         }
         FloatBuffer logits;
         try {
-            if (group.adaptersStale) {
-                group.feedAdapters(adapterTensors(model, members));
+            if (group.adapters != null && group.adaptersStale) {
+                closeQuietly(group.rowSlots);
+                group.rowSlots = null;
+                group.rowSlots = group.adapters.rows(slotsOf(members));
                 group.adaptersStale = false;
             }
-            logits = run(group, group.cache, group.adapterTensors, n, 1, ids, mask, positions);
+            logits = run(group, group.cache, adapterInputs(group, group.rowSlots), n, 1, ids, mask, positions);
         } catch (OrtException | RuntimeException e) {
             RuntimeException failure = e instanceof RuntimeException runtime ? runtime
                     : new IllegalStateException("ONNX Runtime failed in a decode step: " + e.getMessage(), e);
@@ -486,20 +498,24 @@ public final class Engine implements AutoCloseable {
         }
     }
 
-    /** The LoRA inputs of a run over these sequences, one row each, with every row's adapter. */
-    private Map<String, OnnxTensor> adapterTensors(ServedModel model, List<Sequence> rows) throws OrtException {
-        Map<String, FloatTensor> feeds = LoraRows.feeds(model.loraInputs(), rows.stream().map(row -> row.adapter).toList());
-        Map<String, OnnxTensor> tensors = new HashMap<>();
-        try {
-            for (Map.Entry<String, FloatTensor> feed : feeds.entrySet()) {
-                tensors.put(feed.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(feed.getValue().values()),
-                        feed.getValue().shape()));
-            }
-        } catch (OrtException | RuntimeException e) {
-            tensors.values().forEach(OnnxTensor::close);
-            throw e;
+    /** The LoRA inputs of a run whose rows use {@code slots} ({@link AdapterSlots#rows}); none for a merged model. */
+    private static Map<String, OnnxTensor> adapterInputs(Group group, OnnxTensor slots) throws OrtException {
+        if (group.adapters == null) {
+            return Map.of();
         }
-        return tensors;
+        Map<String, OnnxTensor> inputs = new HashMap<>(group.adapters.tensors());
+        inputs.put(LoraInputs.SLOT, slots);
+        return inputs;
+    }
+
+    private static int[] slotsOf(List<Sequence> rows) {
+        return rows.stream().mapToInt(row -> row.slot).toArray();
+    }
+
+    private static void closeQuietly(OnnxTensor tensor) {
+        if (tensor != null) {
+            tensor.close();
+        }
     }
 
     /**
@@ -552,8 +568,11 @@ public final class Engine implements AutoCloseable {
         final BatchCache cache;
         /** The cache of prompts prefilled together, copied row by row into {@link #cache}. */
         final BatchCache scratch;
-        Map<String, OnnxTensor> adapterTensors = Map.of();
-        /** The members changed since {@link #adapterTensors} were made. */
+        /** The stacked adapters of an un-merged model; null for a merged one. */
+        final AdapterSlots adapters;
+        /** The members' slots (lora.slot) in row order, while they stay the same. */
+        OnnxTensor rowSlots;
+        /** The members changed since {@link #rowSlots} was made. */
         boolean adaptersStale = true;
         /** Where ONNX Runtime writes the logits of the group's runs. */
         private FloatBuffer logits;
@@ -562,6 +581,7 @@ public final class Engine implements AutoCloseable {
             this.model = model;
             this.cache = new BatchCache(model.numLayers(), model.kvHeads(), model.headDim());
             this.scratch = new BatchCache(model.numLayers(), model.kvHeads(), model.headDim());
+            this.adapters = model.loraInputs().isEmpty() ? null : new AdapterSlots(env, model, settings.maxBatchSize());
         }
 
         /** The logits buffer, exactly {@code floats} long (grown when needed). */
@@ -592,15 +612,13 @@ public final class Engine implements AutoCloseable {
             adaptersStale = true;
         }
 
-        /** Replaces the members' adapter inputs (after they changed). */
-        void feedAdapters(Map<String, OnnxTensor> tensors) {
-            adapterTensors.values().forEach(OnnxTensor::close);
-            adapterTensors = tensors;
-        }
-
         void close() {
             cache.clear();
-            feedAdapters(Map.of());
+            closeQuietly(rowSlots);
+            rowSlots = null;
+            if (adapters != null) {
+                adapters.close();
+            }
         }
     }
 
@@ -626,6 +644,8 @@ public final class Engine implements AutoCloseable {
         int fed;
         /** The last generated token, not yet fed. */
         int pending;
+        /** Its adapter's slot in the group's {@link AdapterSlots}. */
+        int slot;
         /** Its prompt's cache so far while it is prefilled in chunks; null otherwise. */
         BatchCache own;
         FinishReason finishReason;

@@ -43,7 +43,14 @@ import org.junit.jupiter.params.provider.MethodSource;
 /** The engine's generations against core's Java Generator on the model the graph was exported from. */
 class EngineTest {
 
-    private static final EngineSettings ONE_THREAD = EngineSettings.defaults().withIntraOpThreads(1);
+    /**
+     * The execution provider the tests run on: -Dloraflow.test.provider=cuda (bench/gpu-check.sh) runs them all
+     * on the GPU, and {@link #runsOnTheRequestedProvider} fails if ONNX Runtime fell back to the CPU.
+     */
+    private static final EngineSettings.Provider PROVIDER =
+            EngineSettings.Provider.parse(System.getProperty("loraflow.test.provider", "cpu"));
+    private static final EngineSettings ONE_THREAD = new EngineSettings(PROVIDER, 0, EngineSettings.OptimizationLevel.ALL,
+            1, 0, true, 16, 64);
 
     @TempDir
     Path dir;
@@ -569,5 +576,117 @@ class EngineTest {
             assertTrue(batches.stream().anyMatch(batch -> batch > 2), "adapters and the base decoded in one run: " + batches);
             model.retire();
         }
+    }
+
+    /**
+     * 64 adapters of ranks 1, 2, 4 and 8 (on different modules) and the base model, 65 requests decoded in
+     * one batch: each row gathers its own adapter, its ranks zero-padded to the largest, and answers as its
+     * merged Java model does.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("twoArchitectures")
+    void sixtyFourAdaptersOfMixedRanksInOneBatchEachEqualTheirMergedModel(String arch, ModelConfig config) throws Exception {
+        Map<String, float[]> weights = TinyModels.weights(config, 40);
+        String[] targets = config instanceof Gpt2Config ? new String[] {"c_attn", "c_fc"} : new String[] {"q_proj", "v_proj", "up_proj"};
+        CausalLanguageModel exported = TinyModels.adapted(config, weights, 41, 2, targets);
+        Path onnx = TinyModels.export(exported, weights, dir, OnnxExporter.Options.defaults().withUnmerged(true));
+        int adapters = 64;
+        EngineSettings settings = ONE_THREAD.withBatching(adapters + 2, 128);
+        try (Engine engine = new Engine(settings)) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, settings);
+            List<CausalLanguageModel> merged = new ArrayList<>();
+            for (int i = 0; i < adapters; i++) {
+                int rank = 1 << (i % 4);
+                // Every other adapter leaves one module out: rank 0 there, an update of zeros.
+                String[] own = i % 2 == 0 ? targets : Arrays.copyOf(targets, targets.length - 1);
+                CausalLanguageModel adapted = TinyModels.adapted(config, weights, 100 + i, rank, own);
+                model.loadAdapter("adapter-" + i, adapted.toPeftAdapter());
+                adapted.merge();
+                merged.add(adapted);
+            }
+            merged.add(CausalLanguageModel.create(config, weights, null, 0));
+            List<Integer> batches = new java.util.concurrent.CopyOnWriteArrayList<>();
+            engine.onStep(batches::add);
+            // The engine's thread waits in this one's first token until all 65 are queued: they join together.
+            CountDownLatch queued = new CountDownLatch(1);
+            Collector blocker = new Collector() {
+                @Override
+                public void onToken(int token, String delta) {
+                    try {
+                        assertTrue(queued.await(60, TimeUnit.SECONDS));
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                    super.onToken(token, delta);
+                }
+            };
+            SamplingSettings greedy = SamplingSettings.greedy(6, Set.of());
+            assertTrue(model.tryAcquire());
+            engine.submit(model, new GenerationRequest(prompt(1, 3), greedy, List.of(), null), blocker);
+            List<int[]> prompts = new ArrayList<>();
+            List<Collector> collectors = new ArrayList<>();
+            for (int i = 0; i <= adapters; i++) {
+                int[] prompt = prompt(200 + i, 2 + i % 7);
+                prompts.add(prompt);
+                collectors.add(submit(engine, model, prompt, greedy, List.of(), i < adapters ? "adapter-" + i : null));
+            }
+            queued.countDown();
+            blocker.get();
+            for (int i = 0; i <= adapters; i++) {
+                assertSameAsGenerator(merged.get(i), prompts.get(i), greedy, collectors.get(i));
+            }
+            assertTrue(batches.stream().anyMatch(batch -> batch >= adapters + 1), "all 65 in one run: " + batches);
+            long distinct = collectors.stream().map(collector -> List.of(Arrays.stream(collector.done.join().tokens())
+                    .boxed().toArray())).distinct().count();
+            assertTrue(distinct > adapters / 2, "the adapters answer differently: " + distinct + " distinct answers");
+            model.retire();
+        }
+    }
+
+    static Stream<Arguments> twoArchitectures() {
+        return Stream.of(Arguments.of(TinyModels.GPT2.modelType(), TinyModels.GPT2),
+                Arguments.of(TinyModels.LLAMA.modelType(), TinyModels.LLAMA));
+    }
+
+    /**
+     * Loading beyond the adapter count or bytes unloads the least recently used others (a request's use
+     * counts), never the one loaded; one larger than the byte bound alone is refused.
+     */
+    @Test
+    void adaptersBeyondTheBoundsUnloadTheLeastRecentlyUsed() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        Map<String, float[]> weights = TinyModels.weights(config, 50);
+        CausalLanguageModel adapted = TinyModels.adapted(config, weights, 51);
+        Path onnx = TinyModels.export(adapted, weights, dir, OnnxExporter.Options.defaults().withUnmerged(true));
+        var peft = adapted.toPeftAdapter();
+        long bytes = dev.loraflow.onnx.LoraInputs.of(peft).values().stream()
+                .mapToLong(tensor -> tensor.values().length * 4L).sum();
+        ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD.withAdapterLimits(3, 10 * bytes));
+        for (String name : List.of("a", "b", "c")) {
+            model.loadAdapter(name, peft);
+        }
+        model.adapterFeeds("a");
+        model.loadAdapter("d", peft);
+        assertEquals(List.of("a", "c", "d"), model.adapterNames(), "b was the least recently used");
+        ServedModel byBytes = ServedModel.load("tiny", "2", onnx, null, ONE_THREAD.withAdapterLimits(100, 2 * bytes + 1));
+        byBytes.loadAdapter("a", peft);
+        byBytes.loadAdapter("b", peft);
+        byBytes.loadAdapter("c", peft);
+        assertEquals(List.of("b", "c"), byBytes.adapterNames());
+        ServedModel tiny = ServedModel.load("tiny", "3", onnx, null, ONE_THREAD.withAdapterLimits(100, bytes - 1));
+        ModelLoadException tooLarge = assertThrows(ModelLoadException.class, () -> tiny.loadAdapter("a", peft));
+        assertTrue(tooLarge.getMessage().contains("more than"), tooLarge.getMessage());
+        for (ServedModel served : List.of(model, byBytes, tiny)) {
+            served.retire();
+        }
+    }
+
+    @Test
+    void runsOnTheRequestedProvider() throws Exception {
+        Path onnx = TinyModels.export(TinyModels.model(TinyModels.GPT2, 1), TinyModels.weights(TinyModels.GPT2, 1), dir);
+        ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+        assertEquals(PROVIDER == EngineSettings.Provider.CUDA ? "cuda:0" : "cpu", model.provider(),
+                "no CUDA provider or GPU: ONNX Runtime fell back to the CPU (see the log)");
+        model.retire();
     }
 }

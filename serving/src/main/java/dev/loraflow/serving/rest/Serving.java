@@ -73,6 +73,14 @@ public class Serving {
     int maxBatchSize;
     @ConfigProperty(name = "loraflow.serving.queue-capacity", defaultValue = "64")
     int queueCapacity;
+    @ConfigProperty(name = "loraflow.serving.kv-cache-bytes", defaultValue = "" + EngineSettings.DEFAULT_KV_CACHE_BYTES)
+    long kvCacheBytes;
+    @ConfigProperty(name = "loraflow.serving.prefill-chunk-tokens", defaultValue = "" + EngineSettings.DEFAULT_PREFILL_CHUNK_TOKENS)
+    int prefillChunkTokens;
+    @ConfigProperty(name = "loraflow.serving.max-adapters", defaultValue = "" + EngineSettings.DEFAULT_MAX_ADAPTERS)
+    int maxAdapters;
+    @ConfigProperty(name = "loraflow.serving.max-adapter-bytes", defaultValue = "" + EngineSettings.DEFAULT_MAX_ADAPTER_BYTES)
+    long maxAdapterBytes;
 
     @Inject
     MeterRegistry meters;
@@ -88,7 +96,8 @@ public class Serving {
     void start(@Observes StartupEvent event) throws ModelLoadException {
         settings = new EngineSettings(EngineSettings.Provider.parse(provider), cudaDevice,
                 EngineSettings.OptimizationLevel.parse(optimizationLevel), intraOpThreads, interOpThreads, memoryArena,
-                maxBatchSize, queueCapacity);
+                maxBatchSize, queueCapacity).withKvCache(kvCacheBytes, prefillChunkTokens)
+                .withAdapterLimits(maxAdapters, maxAdapterBytes);
         engine = new Engine(settings);
         Gauge.builder("loraflow.queue.depth", engine, Engine::queueDepth).description("requests waiting to join the batch")
                 .register(meters);
