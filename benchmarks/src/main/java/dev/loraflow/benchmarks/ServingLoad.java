@@ -401,7 +401,10 @@ public final class ServingLoad {
                     "-Dloraflow.serving.model.name=" + MODEL, "-Dloraflow.serving.model.path=" + model.toAbsolutePath(),
                     "-Dloraflow.serving.intra-op-threads=" + threads, "-Dloraflow.serving.request-timeout=PT30M",
                     "-Dloraflow.serving.provider=" + device,
-                    "-Dloraflow.api-keys=" + API_KEY, "-jar", jar.toAbsolutePath().toString())
+                    "-Dloraflow.api-keys=" + API_KEY,
+                    // The adapters are read from the benchmark's directory, beside the models.
+                    "-Dloraflow.serving.admin-roots=" + model.toAbsolutePath().getParent().getParent(),
+                    "-jar", jar.toAbsolutePath().toString())
                     .redirectErrorStream(true).redirectOutput(log.toFile()).start();
             Server server = new Server(process, port);
             try {
@@ -419,7 +422,7 @@ public final class ServingLoad {
 
         /** Waits for readiness; the provider the model runs on ("cpu", "cuda:0"), as the health check tells it. */
         private String awaitReady(Path log) throws Exception {
-            long deadline = System.nanoTime() + Duration.ofMinutes(3).toNanos();
+            long deadline = System.nanoTime() + Duration.ofMinutes(10).toNanos();
             while (System.nanoTime() < deadline) {
                 if (!process.isAlive()) {
                     throw new IllegalStateException("the server exited with " + process.exitValue() + "; see " + log);
@@ -440,7 +443,7 @@ public final class ServingLoad {
                 }
                 Thread.sleep(250);
             }
-            throw new IllegalStateException("the server was not ready within 3 minutes; see " + log);
+            throw new IllegalStateException("the server was not ready within 10 minutes; see " + log);
         }
 
         /** The server process's CPU time so far. */

@@ -227,6 +227,7 @@ public final class Engine implements AutoCloseable {
             while (running) {
                 int active = activeCount();
                 if (active == 0) {
+                    dropClosedGroups();
                     Sequence first = queue.poll(100, TimeUnit.MILLISECONDS);
                     if (first == null) {
                         continue;
@@ -249,7 +250,7 @@ public final class Engine implements AutoCloseable {
                         stepObserver.accept(group.members.size());
                         decode(group);
                     }
-                    if (group.members.isEmpty() && group.prefilling.isEmpty()) {
+                    if (group.members.isEmpty() && group.prefilling.isEmpty() && group.model.isClosed()) {
                         group.close();
                         it.remove();
                     }
@@ -273,6 +274,20 @@ public final class Engine implements AutoCloseable {
                 group.close();
             }
             groups.clear();
+        }
+    }
+
+    /**
+     * Forgets the groups of models closed since (swapped out): an idle group of an open model keeps its buffers,
+     * so that the next requests on it allocate nothing.
+     */
+    private void dropClosedGroups() {
+        for (Iterator<Group> it = groups.values().iterator(); it.hasNext(); ) {
+            Group group = it.next();
+            if (group.model.isClosed()) {
+                group.close();
+                it.remove();
+            }
         }
     }
 

@@ -96,7 +96,10 @@ public record EngineSettings(Provider provider, int cudaDeviceId, OptimizationLe
                 DEFAULT_MAX_ADAPTER_BYTES);
     }
 
-    /** CPU, all optimisations, ONNX Runtime's thread counts, arena on, batches of 16, 64 waiting. */
+    /**
+     * CPU, all optimisations, ONNX Runtime's thread counts, arena on, batches of 16, 64 waiting, 2 GiB of KV
+     * cache, prefill chunks of 128 tokens, 256 adapters or 2 GiB of them per model.
+     */
     public static EngineSettings defaults() {
         return new EngineSettings(Provider.CPU, 0, OptimizationLevel.ALL, 0, 0, true, 16, 64);
     }
