@@ -3,7 +3,8 @@
 # (random weights) exported merged with one r = 8 adapter and un-merged with eight, served by the packaged
 # serving service in a child JVM. Prints the table; the figures go to bench-results/serving-<time>.json,
 # progress and the servers' logs to the .log beside it. Extra arguments go to ServingLoad, e.g.
-# --layers 6 --tokens 128 --clients 16 --waves 2 --rounds 3 --threads 2.
+# --layers 6 --tokens 128 --clients 16 --waves 2 --rounds 3 --threads 2 --adapters 64; --device cuda runs the server
+# and the direct loop on the GPU (the jars are then built with -Pcuda, onnxruntime_gpu).
 # --quantized [ARGS]: the F32/int8/int4 decode figures beside llama.cpp instead (bench/run-quantized.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,10 +19,21 @@ JAR="$ROOT/benchmarks/target/benchmarks.jar"
 SERVER="$ROOT/serving/target/quarkus-app/quarkus-run.jar"
 SOURCES=("$ROOT/core/src/main" "$ROOT/onnx/src/main" "$ROOT/inference/src/main" "$ROOT/serving/src/main"
   "$ROOT/benchmarks/src/main")
+PROFILE=()
+previous=""
+for arg in "$@"; do
+  if [ "$previous" = "--device" ] && [ "$arg" = "cuda" ]; then
+    PROFILE=(-Pcuda)
+  fi
+  previous="$arg"
+done
+built_for_cuda() {
+  compgen -G "$ROOT/serving/target/quarkus-app/lib/main/*onnxruntime_gpu*.jar" > /dev/null
+}
 if [ ! -f "$JAR" ] || [ ! -f "$SERVER" ] || [ -n "$(find "${SOURCES[@]}" -newer "$JAR" -print -quit)" ] \
-    || [ -n "$(find "${SOURCES[@]}" -newer "$SERVER" -print -quit)" ]; then
-  echo "building the benchmarks and the serving service..." >&2
-  ./mvnw -B -q -pl benchmarks,serving -am package -DskipTests >&2
+    || [ -n "$(find "${SOURCES[@]}" -newer "$SERVER" -print -quit)" ] || { [ ${#PROFILE[@]} -gt 0 ] && ! built_for_cuda; }; then
+  echo "building the benchmarks and the serving service ${PROFILE[*]}..." >&2
+  ./mvnw -B -q "${PROFILE[@]}" -pl benchmarks,serving -am package -DskipTests >&2
 fi
 
 mkdir -p bench-results

@@ -8,32 +8,41 @@ import dev.loraflow.core.generate.GenerationResult.FinishReason;
 import dev.loraflow.core.generate.Sampler;
 import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.GraphNames;
+import dev.loraflow.onnx.LoraInputs;
 import java.lang.System.Logger.Level;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.IntConsumer;
 
 /**
  * Continuous batching over exported KV-cache graphs. One thread runs steps; between steps waiting
  * requests join (their prompts prefilled together, left-padded) and finished ones leave, so concurrent
  * requests share every decode step. Sequences on the same model form a group, decoded in one ONNX Runtime
- * run per step whatever their adapters: an un-merged graph is fed every member's adapter at once (see
- * {@link LoraRows}). Different models (a swap in progress) are different groups.
+ * run per step whatever their adapters: an un-merged graph gathers each row's own adapter from the stacked
+ * adapters of {@link AdapterSlots}. Different models (a swap in progress) are different groups.
  *
- * <p>While a group's members stay the same, each step feeds the last run's present.* back as past.*,
- * left padding and all, as Transformers' generate does. When a member leaves or joins, every member's
- * cache is copied out of the batch and the batch rebuilt, left-padded to the longest sequence.
+ * <p>A group's KV cache lives in a {@link BatchCache}, left-padded rows in native memory the engine owns:
+ * ONNX Runtime reads past.* from it and writes present.* into it (pinned outputs), and the logits into a
+ * buffer of the group's, from which greedy decoding takes the arg-max in place. Only a joining or leaving
+ * row is copied. A prompt longer than {@link EngineSettings#prefillChunkTokens()} is run in chunks, one per
+ * step, between the batch's decode steps. Each accepted request reserves its KV cache (prompt and new
+ * tokens) within {@link EngineSettings#kvCacheBytes()}; one more is refused ({@link KvCacheFullException}).
  *
  * <p>Each sequence samples with its own core {@link Sampler}, seeded by its request, and stops as core's
  * Generator does, so a greedy request gives the Generator's tokens.
@@ -50,6 +59,8 @@ public final class Engine implements AutoCloseable {
     private volatile boolean running = true;
     private volatile int activeSequences;
     private volatile IntConsumer stepObserver = batch -> { };
+    /** KV cache bytes reserved by the accepted generations not yet ended. */
+    private final AtomicLong reservations = new AtomicLong();
 
     public Engine(EngineSettings settings) {
         this.settings = Objects.requireNonNull(settings, "settings");
@@ -84,8 +95,10 @@ public final class Engine implements AutoCloseable {
      *
      * @throws IllegalArgumentException if the prompt is empty, fills the context or holds an id outside
      *                                  the vocabulary, a stop id is outside it, stop sequences are given
-     *                                  without a tokenizer, or the adapter is not loaded
+     *                                  without a tokenizer, the adapter is not loaded, or the prompt and the new
+     *                                  tokens need more KV cache than {@link EngineSettings#kvCacheBytes()}
      * @throws QueueFullException       if {@link EngineSettings#queueCapacity()} requests are waiting
+     * @throws KvCacheFullException     if the running and waiting requests leave too little of the KV cache budget
      */
     public Generation submit(ServedModel model, GenerationRequest request, GenerationListener listener) {
         return submit(model, request, listener, Long.MAX_VALUE);
@@ -101,18 +114,42 @@ public final class Engine implements AutoCloseable {
         try {
             validate(model, request);
             sequence = new Sequence(model, request, Objects.requireNonNull(listener, "listener"), deadlineNanos);
+            reserve(sequence.kvBytes);
         } catch (RuntimeException e) {
             model.release();
             throw e;
         }
         if (!running || !queue.offer(sequence)) {
-            model.release();
+            sequence.end();
             if (!running) {
                 throw new IllegalStateException("the engine is shut down");
             }
             throw new QueueFullException(settings.queueCapacity());
         }
         return new Generation(sequence);
+    }
+
+    /**
+     * Reserves a generation's KV cache within {@link EngineSettings#kvCacheBytes()}.
+     *
+     * @throws IllegalArgumentException if it needs more than the whole budget
+     * @throws KvCacheFullException     if the others' reservations leave too little now
+     */
+    private void reserve(long bytes) {
+        long budget = settings.kvCacheBytes();
+        if (bytes > budget) {
+            throw new IllegalArgumentException("the prompt and max tokens need " + bytes + " bytes of KV cache, more than"
+                    + " the server's whole budget of " + budget + "; ask for fewer tokens");
+        }
+        while (true) {
+            long reserved = reservations.get();
+            if (reserved + bytes > budget) {
+                throw new KvCacheFullException(bytes, reserved, budget);
+            }
+            if (reservations.compareAndSet(reserved, reserved + bytes)) {
+                return;
+            }
+        }
     }
 
     private static void validate(ServedModel model, GenerationRequest request) {
@@ -188,8 +225,9 @@ public final class Engine implements AutoCloseable {
         List<Sequence> joining = new ArrayList<>();
         try {
             while (running) {
-                int active = groups.values().stream().mapToInt(group -> group.members.size()).sum();
+                int active = activeCount();
                 if (active == 0) {
+                    dropClosedGroups();
                     Sequence first = queue.poll(100, TimeUnit.MILLISECONDS);
                     if (first == null) {
                         continue;
@@ -203,20 +241,21 @@ public final class Engine implements AutoCloseable {
                     }
                     joining.add(next);
                 }
-                prefill(joining);
+                admit(joining);
                 joining.clear();
                 for (Iterator<Group> it = groups.values().iterator(); it.hasNext(); ) {
                     Group group = it.next();
+                    prefill(group);
                     if (!group.members.isEmpty()) {
                         stepObserver.accept(group.members.size());
                         decode(group);
                     }
-                    if (group.members.isEmpty()) {
+                    if (group.members.isEmpty() && group.prefilling.isEmpty() && group.model.isClosed()) {
                         group.close();
                         it.remove();
                     }
                 }
-                activeSequences = groups.values().stream().mapToInt(group -> group.members.size()).sum();
+                activeSequences = activeCount();
             }
         } catch (InterruptedException e) {
             // close() ends the loop.
@@ -231,55 +270,116 @@ public final class Engine implements AutoCloseable {
             }
             for (Group group : groups.values()) {
                 group.members.forEach(sequence -> sequence.fail(shutDown));
+                group.prefilling.forEach(sequence -> sequence.fail(shutDown));
                 group.close();
             }
             groups.clear();
         }
     }
 
-    /** Runs the prompts of the joining sequences, each group's together, and samples their first tokens. */
-    private void prefill(List<Sequence> joining) {
-        Map<ServedModel, List<Sequence>> byGroup = new LinkedHashMap<>();
-        long now = System.nanoTime();
-        for (Sequence sequence : joining) {
-            if (sequence.cancelled) {
-                sequence.end();
-                continue;
-            }
-            if (sequence.expired(now)) {
-                sequence.fail(new DeadlineExceededException(0));
-                continue;
-            }
-            sequence.startNanos = System.nanoTime();
-            byGroup.computeIfAbsent(sequence.model, model -> new ArrayList<>()).add(sequence);
-        }
-        for (var entry : byGroup.entrySet()) {
-            Group group = groups.computeIfAbsent(entry.getKey(), Group::new);
-            List<Sequence> sequences = entry.getValue();
-            try {
-                prefill(group, sequences);
-            } catch (OrtException | RuntimeException e) {
-                RuntimeException failure = e instanceof RuntimeException runtime ? runtime
-                        : new IllegalStateException("ONNX Runtime failed on the prompt: " + e.getMessage(), e);
-                sequences.forEach(sequence -> sequence.fail(failure));
-                continue;
-            }
-            List<Sequence> staying = new ArrayList<>();
-            for (Sequence sequence : sequences) {
-                if (sequence.finished()) {
-                    sequence.end();
-                } else {
-                    staying.add(sequence);
-                }
-            }
-            if (!staying.isEmpty()) {
-                group.detach(null);
-                group.members.addAll(staying);
+    /**
+     * Forgets the groups of models closed since (swapped out): an idle group of an open model keeps its buffers,
+     * so that the next requests on it allocate nothing.
+     */
+    private void dropClosedGroups() {
+        for (Iterator<Group> it = groups.values().iterator(); it.hasNext(); ) {
+            Group group = it.next();
+            if (group.model.isClosed()) {
+                group.close();
+                it.remove();
             }
         }
     }
 
-    private void prefill(Group group, List<Sequence> sequences) throws OrtException {
+    private int activeCount() {
+        return groups.values().stream().mapToInt(group -> group.members.size() + group.prefilling.size()).sum();
+    }
+
+    /** The joining sequences still wanted start their prefill in their model's group. */
+    private void admit(List<Sequence> joining) {
+        long now = System.nanoTime();
+        for (Sequence sequence : joining) {
+            if (sequence.cancelled) {
+                sequence.end();
+            } else if (sequence.expired(now)) {
+                sequence.fail(new DeadlineExceededException(0));
+            } else {
+                sequence.startNanos = System.nanoTime();
+                Group group = groups.computeIfAbsent(sequence.model, Group::new);
+                if (group.adapters != null) {
+                    Set<Integer> inUse = new HashSet<>();
+                    group.members.forEach(member -> inUse.add(member.slot));
+                    group.prefilling.forEach(member -> inUse.add(member.slot));
+                    sequence.slot = group.adapters.assign(sequence.adapter, inUse);
+                }
+                group.prefilling.add(sequence);
+            }
+        }
+    }
+
+    /**
+     * One prefill step of the group: prompts of at most {@link EngineSettings#prefillChunkTokens()} tokens not
+     * yet started run together; each longer prompt runs its next chunk. Each finished prompt samples its first
+     * token and joins the batch (its rows copied into the batch's cache).
+     */
+    private void prefill(Group group) {
+        if (group.prefilling.isEmpty()) {
+            return;
+        }
+        long now = System.nanoTime();
+        int chunk = settings.prefillChunkTokens();
+        List<Sequence> together = new ArrayList<>();
+        List<Sequence> chunked = new ArrayList<>();
+        for (Sequence sequence : group.prefilling) {
+            if (sequence.cancelled) {
+                sequence.end();
+            } else if (sequence.expired(now)) {
+                sequence.fail(new DeadlineExceededException(0));
+            } else if (sequence.own == null && sequence.request.promptLength() <= chunk) {
+                together.add(sequence);
+            } else {
+                chunked.add(sequence);
+            }
+        }
+        group.prefilling.clear();
+        if (!together.isEmpty()) {
+            try {
+                prefillTogether(group, together);
+                together.forEach(sequence -> join(group, sequence, group.scratch, together.indexOf(sequence)));
+            } catch (OrtException | RuntimeException e) {
+                RuntimeException failure = e instanceof RuntimeException runtime ? runtime
+                        : new IllegalStateException("ONNX Runtime failed on the prompt: " + e.getMessage(), e);
+                together.forEach(sequence -> sequence.fail(failure));
+            }
+        }
+        for (Sequence sequence : chunked) {
+            try {
+                if (prefillChunk(group, sequence, chunk)) {
+                    join(group, sequence, sequence.own, 0);
+                } else {
+                    group.prefilling.add(sequence);
+                }
+            } catch (OrtException | RuntimeException e) {
+                sequence.fail(e instanceof RuntimeException runtime ? runtime
+                        : new IllegalStateException("ONNX Runtime failed on the prompt: " + e.getMessage(), e));
+            }
+        }
+    }
+
+    /** A prefilled sequence's cache (row {@code row} of {@code source}) joins the batch, unless it already ended. */
+    private static void join(Group group, Sequence sequence, BatchCache source, int row) {
+        sequence.own = null;
+        if (sequence.finished()) {
+            sequence.end();
+            return;
+        }
+        group.cache.append(source, row, sequence.fed, group.fed());
+        group.members.add(sequence);
+        group.adaptersStale = true;
+    }
+
+    /** The whole prompts of {@code sequences} in one run, left-padded to the longest, into the group's scratch cache. */
+    private void prefillTogether(Group group, List<Sequence> sequences) throws OrtException {
         ServedModel model = group.model;
         int n = sequences.size();
         int padded = sequences.stream().mapToInt(sequence -> sequence.request.promptLength()).max().orElseThrow();
@@ -296,22 +396,49 @@ public final class Engine implements AutoCloseable {
                 positions[b * padded + j] = real ? j - padding : 1;
             }
         }
-        float[][] emptyPast = new float[2 * model.numLayers()][0];
-        Map<String, OnnxTensor> adapters = adapterTensors(model, sequences);
-        try (OrtSession.Result result = run(model, adapters, n, padded, ids, mask, positions, emptyPast, 0, null)) {
-            float[] logits = ServedModel.floats(output(result, GraphNames.LOGITS));
+        group.scratch.reset(n);
+        OnnxTensor slots = group.adapters == null ? null : group.adapters.rows(slotsOf(sequences));
+        try {
+            FloatBuffer logits = run(group, group.scratch, adapterInputs(group, slots), n, padded, ids, mask, positions);
             int vocab = model.vocabSize();
-            List<float[]> presents = presents(model, result);
             for (int b = 0; b < n; b++) {
                 Sequence sequence = sequences.get(b);
-                int length = sequence.request.promptLength();
-                sequence.cache = extract(model, presents, n, padded, b, length);
-                sequence.fed = length;
-                int from = (b * padded + padded - 1) * vocab;
-                sequence.accept(Arrays.copyOfRange(logits, from, from + vocab));
+                sequence.fed = sequence.request.promptLength();
+                sequence.accept(logits, (b * padded + padded - 1) * vocab);
             }
         } finally {
-            adapters.values().forEach(OnnxTensor::close);
+            closeQuietly(slots);
+        }
+    }
+
+    /** The next chunk of the sequence's prompt into its own cache; whether the prompt is done (first token sampled). */
+    private boolean prefillChunk(Group group, Sequence sequence, int chunk) throws OrtException {
+        ServedModel model = group.model;
+        if (sequence.own == null) {
+            sequence.own = new BatchCache(model.numLayers(), model.kvHeads(), model.headDim());
+            sequence.own.reset(1);
+        }
+        int from = sequence.own.length();
+        int rows = Math.min(chunk, sequence.request.promptLength() - from);
+        long[] ids = new long[rows];
+        long[] mask = new long[from + rows];
+        long[] positions = new long[rows];
+        for (int j = 0; j < rows; j++) {
+            ids[j] = sequence.request.promptId(from + j);
+            positions[j] = from + j;
+        }
+        Arrays.fill(mask, 1);
+        OnnxTensor slots = group.adapters == null ? null : group.adapters.rows(new int[] {sequence.slot});
+        try {
+            FloatBuffer logits = run(group, sequence.own, adapterInputs(group, slots), 1, rows, ids, mask, positions);
+            if (from + rows < sequence.request.promptLength()) {
+                return false;
+            }
+            sequence.fed = sequence.request.promptLength();
+            sequence.accept(logits, (rows - 1) * model.vocabSize());
+            return true;
+        } finally {
+            closeQuietly(slots);
         }
     }
 
@@ -322,8 +449,7 @@ public final class Engine implements AutoCloseable {
         long now = System.nanoTime();
         List<Sequence> gone = members.stream().filter(sequence -> sequence.cancelled || sequence.expired(now)).toList();
         if (!gone.isEmpty()) {
-            group.detach(gone);
-            members.removeAll(gone);
+            group.remove(gone);
             for (Sequence sequence : gone) {
                 if (sequence.cancelled) {
                     sequence.end();
@@ -336,7 +462,7 @@ public final class Engine implements AutoCloseable {
             }
         }
         int n = members.size();
-        int past = group.present != null ? group.presentLength : members.stream().mapToInt(sequence -> sequence.fed).max().orElseThrow();
+        int past = group.cache.length();
         int total = past + 1;
         long[] ids = new long[n];
         long[] mask = new long[n * total];
@@ -350,33 +476,23 @@ public final class Engine implements AutoCloseable {
                 mask[b * total + j] = 1;
             }
         }
-        OrtSession.Result result;
+        FloatBuffer logits;
         try {
-            float[][] pastValues = null;
-            if (group.present == null) {
-                pastValues = new float[2 * model.numLayers()][];
-                for (int i = 0; i < pastValues.length; i++) {
-                    pastValues[i] = new float[n * model.kvHeads() * past * model.headDim()];
-                }
-                for (int b = 0; b < n; b++) {
-                    insert(model, members.get(b).cache, pastValues, past, b, members.get(b).fed);
-                    members.get(b).cache = null;
-                }
-                group.feedAdapters(adapterTensors(model, members));
+            if (group.adapters != null && group.adaptersStale) {
+                closeQuietly(group.rowSlots);
+                group.rowSlots = null;
+                group.rowSlots = group.adapters.rows(slotsOf(members));
+                group.adaptersStale = false;
             }
-            result = run(model, group.adapterTensors, n, 1, ids, mask, positions, pastValues, past, group.present);
+            logits = run(group, group.cache, adapterInputs(group, group.rowSlots), n, 1, ids, mask, positions);
         } catch (OrtException | RuntimeException e) {
             RuntimeException failure = e instanceof RuntimeException runtime ? runtime
                     : new IllegalStateException("ONNX Runtime failed in a decode step: " + e.getMessage(), e);
             members.forEach(sequence -> sequence.fail(failure));
             members.clear();
-            group.dropPresent();
+            group.cache.clear();
             return;
         }
-        group.dropPresent();
-        group.present = result;
-        group.presentLength = total;
-        float[] logits = ServedModel.floats(output(result, GraphNames.LOGITS));
         int vocab = model.vocabSize();
         List<Sequence> leaving = new ArrayList<>();
         for (int b = 0; b < n; b++) {
@@ -386,62 +502,65 @@ public final class Engine implements AutoCloseable {
                 leaving.add(sequence);
                 continue;
             }
-            sequence.accept(Arrays.copyOfRange(logits, b * vocab, (b + 1) * vocab));
+            sequence.accept(logits, b * vocab);
             if (sequence.finished()) {
                 leaving.add(sequence);
             }
         }
         if (!leaving.isEmpty()) {
-            group.detach(leaving);
-            members.removeAll(leaving);
+            group.remove(leaving);
             leaving.forEach(Sequence::end);
         }
     }
 
-    /** The LoRA inputs of a run over these sequences, one row each, with every row's adapter. */
-    private Map<String, OnnxTensor> adapterTensors(ServedModel model, List<Sequence> rows) throws OrtException {
-        Map<String, FloatTensor> feeds = LoraRows.feeds(model.loraInputs(), rows.stream().map(row -> row.adapter).toList());
-        Map<String, OnnxTensor> tensors = new HashMap<>();
-        try {
-            for (Map.Entry<String, FloatTensor> feed : feeds.entrySet()) {
-                tensors.put(feed.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(feed.getValue().values()),
-                        feed.getValue().shape()));
-            }
-        } catch (OrtException | RuntimeException e) {
-            tensors.values().forEach(OnnxTensor::close);
-            throw e;
+    /** The LoRA inputs of a run whose rows use {@code slots} ({@link AdapterSlots#rows}); none for a merged model. */
+    private static Map<String, OnnxTensor> adapterInputs(Group group, OnnxTensor slots) throws OrtException {
+        if (group.adapters == null) {
+            return Map.of();
         }
-        return tensors;
+        Map<String, OnnxTensor> inputs = new HashMap<>(group.adapters.tensors());
+        inputs.put(LoraInputs.SLOT, slots);
+        return inputs;
+    }
+
+    private static int[] slotsOf(List<Sequence> rows) {
+        return rows.stream().mapToInt(row -> row.slot).toArray();
+    }
+
+    private static void closeQuietly(OnnxTensor tensor) {
+        if (tensor != null) {
+            tensor.close();
+        }
     }
 
     /**
-     * Runs the graph on {@code rows} new tokens per sequence after {@code past} cached ones, given either
-     * as arrays [layer key, layer value, …] of [n, kvHeads, past, headDim] or as the last run's result.
+     * Runs the graph on {@code rows} new tokens per sequence after the cache's, ONNX Runtime writing the
+     * present.* into the cache (which then holds them) and the logits [n, rows, vocab] into the group's
+     * buffer, which it returns.
      */
-    private OrtSession.Result run(ServedModel model, Map<String, OnnxTensor> adapters, int n, int rows, long[] ids,
-                                  long[] mask, long[] positions, float[][] pastValues, int past,
-                                  OrtSession.Result previous) throws OrtException {
+    private FloatBuffer run(Group group, BatchCache cache, Map<String, OnnxTensor> adapters, int n, int rows, long[] ids,
+                            long[] mask, long[] positions) throws OrtException {
+        ServedModel model = group.model;
         Map<String, OnnxTensor> inputs = new HashMap<>(adapters);
+        Map<String, OnnxTensor> outputs = new HashMap<>();
         List<OnnxTensor> owned = new ArrayList<>();
         try {
             owned.add(put(inputs, GraphNames.INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {n, rows})));
             owned.add(put(inputs, GraphNames.ATTENTION_MASK,
-                    OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {n, past + rows})));
+                    OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {n, cache.length() + rows})));
             owned.add(put(inputs, GraphNames.POSITION_IDS,
                     OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {n, rows})));
-            long[] pastShape = {n, model.kvHeads(), past, model.headDim()};
-            for (int layer = 0; layer < model.numLayers(); layer++) {
-                if (previous != null) {
-                    inputs.put(GraphNames.pastKey(layer), output(previous, GraphNames.presentKey(layer)));
-                    inputs.put(GraphNames.pastValue(layer), output(previous, GraphNames.presentValue(layer)));
-                } else {
-                    owned.add(put(inputs, GraphNames.pastKey(layer),
-                            OnnxTensor.createTensor(env, FloatBuffer.wrap(pastValues[2 * layer]), pastShape)));
-                    owned.add(put(inputs, GraphNames.pastValue(layer),
-                            OnnxTensor.createTensor(env, FloatBuffer.wrap(pastValues[2 * layer + 1]), pastShape)));
-                }
-            }
-            return model.session().run(inputs);
+            Map<String, OnnxTensor> cacheInputs = new HashMap<>();
+            cache.bind(env, rows, cacheInputs, outputs);
+            owned.addAll(cacheInputs.values());
+            owned.addAll(outputs.values());
+            inputs.putAll(cacheInputs);
+            int vocab = model.vocabSize();
+            FloatBuffer logits = group.logits(n * rows * vocab);
+            owned.add(put(outputs, GraphNames.LOGITS, OnnxTensor.createTensor(env, logits, new long[] {n, rows, vocab})));
+            model.session().run(inputs, outputs).close();
+            cache.advance(rows);
+            return logits;
         } finally {
             owned.forEach(OnnxTensor::close);
         }
@@ -452,101 +571,74 @@ public final class Engine implements AutoCloseable {
         return tensor;
     }
 
-    private static OnnxTensor output(OrtSession.Result result, String name) {
-        return (OnnxTensor) result.get(name).orElseThrow(() -> new IllegalStateException("the graph has no output " + name));
-    }
-
-    /** [key 0, value 0, key 1, …], each [n, kvHeads, total, headDim]. */
-    private static List<float[]> presents(ServedModel model, OrtSession.Result result) {
-        List<float[]> presents = new ArrayList<>();
-        for (int layer = 0; layer < model.numLayers(); layer++) {
-            presents.add(ServedModel.floats(output(result, GraphNames.presentKey(layer))));
-            presents.add(ServedModel.floats(output(result, GraphNames.presentValue(layer))));
-        }
-        return presents;
-    }
-
-    /** Sequence b's last {@code length} slots of each [n, kvHeads, total, headDim] tensor, as [kvHeads, length, headDim]. */
-    private static float[][] extract(ServedModel model, List<float[]> presents, int n, int total, int b, int length) {
-        int heads = model.kvHeads();
-        int headDim = model.headDim();
-        float[][] cache = new float[presents.size()][];
-        for (int i = 0; i < presents.size(); i++) {
-            float[] batch = presents.get(i);
-            float[] own = new float[heads * length * headDim];
-            for (int h = 0; h < heads; h++) {
-                System.arraycopy(batch, ((b * heads + h) * total + total - length) * headDim, own, h * length * headDim,
-                        length * headDim);
-            }
-            cache[i] = own;
-        }
-        return cache;
-    }
-
-    /** The inverse of {@link #extract}: sequence b's cache into the last {@code length} slots of row b. */
-    private static void insert(ServedModel model, float[][] cache, float[][] batch, int total, int b, int length) {
-        int heads = model.kvHeads();
-        int headDim = model.headDim();
-        for (int i = 0; i < cache.length; i++) {
-            for (int h = 0; h < heads; h++) {
-                System.arraycopy(cache[i], h * length * headDim, batch[i], ((b * heads + h) * total + total - length) * headDim,
-                        length * headDim);
-            }
-        }
-    }
-
     /**
-     * Sequences decoded in one run per step, and while they stay the same the last run's KV cache and
-     * their adapters' inputs.
+     * Sequences decoded in one run per step, their KV cache in rows of the group's {@link BatchCache} (in
+     * {@link #members}' order), and the adapters' inputs of those rows while they stay the same.
      */
     private final class Group {
         final ServedModel model;
         final List<Sequence> members = new ArrayList<>();
-        Map<String, OnnxTensor> adapterTensors = Map.of();
-        /** The last decode run, whose present.* hold every member's cache; null when the members hold it. */
-        OrtSession.Result present;
-        int presentLength;
+        /** Admitted, their prompts not yet run to the end; they join {@link #members} when it is. */
+        final List<Sequence> prefilling = new ArrayList<>();
+        final BatchCache cache;
+        /** The cache of prompts prefilled together, copied row by row into {@link #cache}. */
+        final BatchCache scratch;
+        /** The stacked adapters of an un-merged model; null for a merged one. */
+        final AdapterSlots adapters;
+        /** The members' slots (lora.slot) in row order, while they stay the same. */
+        OnnxTensor rowSlots;
+        /** The members changed since {@link #rowSlots} was made. */
+        boolean adaptersStale = true;
+        /** Where ONNX Runtime writes the logits of the group's runs. */
+        private FloatBuffer logits;
 
         Group(ServedModel model) {
             this.model = model;
+            this.cache = new BatchCache(model.numLayers(), model.kvHeads(), model.headDim());
+            this.scratch = new BatchCache(model.numLayers(), model.kvHeads(), model.headDim());
+            this.adapters = model.loraInputs().isEmpty() ? null : new AdapterSlots(env, model, settings.maxBatchSize());
         }
 
-        /** Replaces the members' adapter inputs (after they changed). */
-        void feedAdapters(Map<String, OnnxTensor> tensors) {
-            adapterTensors.values().forEach(OnnxTensor::close);
-            adapterTensors = tensors;
+        /** The logits buffer, exactly {@code floats} long (grown when needed). */
+        FloatBuffer logits(int floats) {
+            if (logits == null || logits.capacity() < floats) {
+                logits = ByteBuffer.allocateDirect(Math.multiplyExact(floats, Float.BYTES)).order(ByteOrder.nativeOrder())
+                        .asFloatBuffer();
+            }
+            return logits.slice(0, floats);
         }
 
-        /** Copies every member's cache but those leaving out of the last run, which is then dropped. */
-        void detach(List<Sequence> leaving) {
-            if (present == null) {
-                return;
-            }
-            List<float[]> presents = presents(model, present);
-            for (int b = 0; b < members.size(); b++) {
-                Sequence member = members.get(b);
-                if (leaving == null || !leaving.contains(member)) {
-                    member.cache = extract(model, presents, members.size(), presentLength, b, member.fed);
-                }
-            }
-            dropPresent();
+        /** Each member's tokens in the cache, in row order. */
+        int[] fed() {
+            return members.stream().mapToInt(sequence -> sequence.fed).toArray();
         }
 
-        void dropPresent() {
-            if (present != null) {
-                present.close();
-                present = null;
+        /** Takes these members out: each one's row is filled by the last row, only it copied. */
+        void remove(List<Sequence> leaving) {
+            int[] rows = leaving.stream().mapToInt(members::indexOf).sorted().toArray();
+            for (int i = rows.length - 1; i >= 0; i--) {
+                int row = rows[i];
+                int last = members.size() - 1;
+                cache.remove(row);
+                members.set(row, members.get(last));
+                members.remove(last);
             }
+            cache.compact(fed());
+            adaptersStale = true;
         }
 
         void close() {
-            dropPresent();
-            feedAdapters(Map.of());
+            cache.clear();
+            closeQuietly(rowSlots);
+            rowSlots = null;
+            if (adapters != null) {
+                adapters.close();
+            }
         }
     }
 
     /** One request's state in the engine. */
-    private static final class Sequence {
+    private final class Sequence {
         final ServedModel model;
         final GenerationRequest request;
         /** The adapter's inputs as loaded when the request came: unloading it later does not cut it short. */
@@ -558,6 +650,8 @@ public final class Engine implements AutoCloseable {
         final long submittedNanos = System.nanoTime();
         final long deadlineNanos;
         final int[] generated;
+        /** The KV cache reserved for its prompt and its new tokens, given back when it ends. */
+        final long kvBytes;
         int count;
         long startNanos;
         long firstTokenNanos;
@@ -565,8 +659,10 @@ public final class Engine implements AutoCloseable {
         int fed;
         /** The last generated token, not yet fed. */
         int pending;
-        /** [layer key, layer value, …] of [kvHeads, fed, headDim] while the group's last run does not hold it. */
-        float[][] cache;
+        /** Its adapter's slot in the group's {@link AdapterSlots}. */
+        int slot;
+        /** Its prompt's cache so far while it is prefilled in chunks; null otherwise. */
+        BatchCache own;
         FinishReason finishReason;
         volatile boolean cancelled;
         private boolean ended;
@@ -581,13 +677,17 @@ public final class Engine implements AutoCloseable {
             this.text = model.tokenizer() == null ? null : new TextStream(model.tokenizer(), request.stopSequences());
             this.limit = Math.min(request.sampling().maxNewTokens(), model.contextLength() - request.promptLength());
             this.generated = new int[limit];
+            this.kvBytes = (request.promptLength() + (long) limit) * model.kvBytesPerToken();
         }
 
-        /** Samples the next token from its logits row [vocab], tells the listener, and completes when it ends. */
-        void accept(float[] logits) {
+        /**
+         * Samples the next token from its logits row [vocab] at {@code offset} in {@code logits}, tells the
+         * listener, and completes when it ends.
+         */
+        void accept(FloatBuffer logits, int offset) {
             int token;
             try {
-                token = sampler.sample(logits);
+                token = sampler.sample(logits, offset);
             } catch (RuntimeException e) {
                 fail(e);
                 return;
@@ -653,7 +753,8 @@ public final class Engine implements AutoCloseable {
         void end() {
             if (!ended) {
                 ended = true;
-                cache = null;
+                own = null;
+                reservations.addAndGet(-kvBytes);
                 model.release();
             }
         }

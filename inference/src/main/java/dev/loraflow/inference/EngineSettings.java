@@ -14,10 +14,25 @@ import java.util.Objects;
  * @param memoryArena       ONNX Runtime's CPU memory arena (faster, keeps memory it once used)
  * @param maxBatchSize      sequences decoded together in one step, all models and adapters together
  * @param queueCapacity     requests waiting to join the batch; one more is refused ({@link QueueFullException})
+ * @param kvCacheBytes      the KV cache that running and waiting requests may reserve together, each its prompt and
+ *                          new tokens × layers × KV heads × head dim × 2 (key, value) × 4 bytes; one more is refused
+ *                          ({@link KvCacheFullException}), one needing more alone is invalid
+ * @param prefillChunkTokens prompt tokens a prefill runs at most per engine step: a longer prompt is run in chunks
+ *                          between decode steps, so that it does not stall the running generations
+ * @param maxAdapters       adapters loaded at once per model; loading one more unloads the least recently used
+ * @param maxAdapterBytes   the adapters' weights loaded at once per model (float32 bytes), likewise
  */
 public record EngineSettings(Provider provider, int cudaDeviceId, OptimizationLevel optimizationLevel,
                              int intraOpThreads, int interOpThreads, boolean memoryArena, int maxBatchSize,
-                             int queueCapacity) {
+                             int queueCapacity, long kvCacheBytes, int prefillChunkTokens, int maxAdapters,
+                             long maxAdapterBytes) {
+
+    /** 2 GiB of KV cache. */
+    public static final long DEFAULT_KV_CACHE_BYTES = 2L << 30;
+    public static final int DEFAULT_PREFILL_CHUNK_TOKENS = 128;
+    public static final int DEFAULT_MAX_ADAPTERS = 256;
+    /** 2 GiB of adapter weights. */
+    public static final long DEFAULT_MAX_ADAPTER_BYTES = 2L << 30;
 
     public enum Provider {
         CPU,
@@ -66,20 +81,46 @@ public record EngineSettings(Provider provider, int cudaDeviceId, OptimizationLe
         if (queueCapacity <= 0) {
             throw new IllegalArgumentException("queue capacity must be positive, got " + queueCapacity);
         }
+        if (kvCacheBytes <= 0 || prefillChunkTokens <= 0 || maxAdapters <= 0 || maxAdapterBytes <= 0) {
+            throw new IllegalArgumentException("KV cache bytes, prefill chunk tokens, max adapters and max adapter bytes"
+                    + " must be positive, got " + kvCacheBytes + ", " + prefillChunkTokens + ", " + maxAdapters + ", "
+                    + maxAdapterBytes);
+        }
     }
 
-    /** CPU, all optimisations, ONNX Runtime's thread counts, arena on, batches of 16, 64 waiting. */
+    /** The provider, session options and batch limits given; the KV cache, prefill and adapter limits by default. */
+    public EngineSettings(Provider provider, int cudaDeviceId, OptimizationLevel optimizationLevel, int intraOpThreads,
+                          int interOpThreads, boolean memoryArena, int maxBatchSize, int queueCapacity) {
+        this(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena, maxBatchSize,
+                queueCapacity, DEFAULT_KV_CACHE_BYTES, DEFAULT_PREFILL_CHUNK_TOKENS, DEFAULT_MAX_ADAPTERS,
+                DEFAULT_MAX_ADAPTER_BYTES);
+    }
+
+    /**
+     * CPU, all optimisations, ONNX Runtime's thread counts, arena on, batches of 16, 64 waiting, 2 GiB of KV
+     * cache, prefill chunks of 128 tokens, 256 adapters or 2 GiB of them per model.
+     */
     public static EngineSettings defaults() {
         return new EngineSettings(Provider.CPU, 0, OptimizationLevel.ALL, 0, 0, true, 16, 64);
     }
 
     public EngineSettings withIntraOpThreads(int value) {
         return new EngineSettings(provider, cudaDeviceId, optimizationLevel, value, interOpThreads, memoryArena,
-                maxBatchSize, queueCapacity);
+                maxBatchSize, queueCapacity, kvCacheBytes, prefillChunkTokens, maxAdapters, maxAdapterBytes);
     }
 
     public EngineSettings withBatching(int maxBatch, int queue) {
         return new EngineSettings(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena,
-                maxBatch, queue);
+                maxBatch, queue, kvCacheBytes, prefillChunkTokens, maxAdapters, maxAdapterBytes);
+    }
+
+    public EngineSettings withKvCache(long bytes, int prefillChunk) {
+        return new EngineSettings(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena,
+                maxBatchSize, queueCapacity, bytes, prefillChunk, maxAdapters, maxAdapterBytes);
+    }
+
+    public EngineSettings withAdapterLimits(int count, long bytes) {
+        return new EngineSettings(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena,
+                maxBatchSize, queueCapacity, kvCacheBytes, prefillChunkTokens, count, bytes);
     }
 }

@@ -7,6 +7,7 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtProvider;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
+import ai.onnxruntime.providers.OrtCUDAProviderOptions;
 import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.ModelConfig;
@@ -21,12 +22,13 @@ import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -63,8 +65,15 @@ public final class ServedModel {
     private final Map<String, NodeInfo> inputInfo;
     /** Rank-0 feeds for every LoRA input: the base model. */
     private final Map<String, FloatTensor> baseFeeds;
-    /** Adapter name → its feeds for every LoRA input of the graph, rank 0 where the adapter has none. */
-    private final Map<String, Map<String, FloatTensor>> adapters = new ConcurrentHashMap<>();
+    /**
+     * Adapter name → its feeds for every LoRA input of the graph, rank 0 where the adapter has none; least
+     * recently used first. Guarded by itself.
+     */
+    private final Map<String, LoadedAdapter> adapters = new LinkedHashMap<>(16, 0.75f, true);
+    private final int maxAdapters;
+    private final long maxAdapterBytes;
+    /** Float bytes of the adapters loaded. Guarded by {@link #adapters}. */
+    private long adapterBytes;
     /** Leases held, or {@link #CLOSED}. */
     private final AtomicInteger leases = new AtomicInteger();
     private volatile boolean retired;
@@ -72,7 +81,7 @@ public final class ServedModel {
 
     private ServedModel(String name, String version, Path file, String sha256, OrtSession session, String provider,
                         ModelConfig config, Tokenizer tokenizer, ChatTemplate chatTemplate,
-                        List<Integer> stopTokenIds)
+                        List<Integer> stopTokenIds, EngineSettings settings)
             throws OrtException, ModelLoadException {
         this.name = name;
         this.version = version;
@@ -102,13 +111,17 @@ public final class ServedModel {
         this.numLayers = layers;
         this.kvHeads = Math.toIntExact(pastShape[1]);
         this.headDim = Math.toIntExact(pastShape[3]);
-        this.loraInputs = inputInfo.keySet().stream().filter(input -> input.startsWith(LORA_PREFIX)).sorted().toList();
+        this.loraInputs = inputInfo.keySet().stream()
+                .filter(input -> input.startsWith(LORA_PREFIX) && !input.equals(LoraInputs.SLOT)).sorted().toList();
         for (String input : loraInputs) {
-            if (input.endsWith(".scaling") && ((TensorInfo) inputInfo.get(input).getInfo()).getShape().length != 3) {
-                throw new ModelLoadException(file + ": " + input + " is a scalar, from an older un-merged export; export"
-                        + " it again (export-onnx --unmerged): its scaling per row and rank lets adapters share a run");
+            if (input.endsWith(".A") && (((TensorInfo) inputInfo.get(input).getInfo()).getShape().length != 3
+                    || !inputInfo.containsKey(LoraInputs.SLOT))) {
+                throw new ModelLoadException(file + ": " + input + " is not stacked over adapter slots, from an older"
+                        + " un-merged export; export it again (export-onnx --unmerged): rows gather their own adapters");
             }
         }
+        this.maxAdapters = settings.maxAdapters();
+        this.maxAdapterBytes = settings.maxAdapterBytes();
         this.baseFeeds = LoraInputs.withDefaults(inputInfo, Map.of());
     }
 
@@ -166,7 +179,7 @@ public final class ServedModel {
                 session = env.createSession(onnxFile.toString(), options);
             }
             ServedModel model = new ServedModel(name, version, onnxFile, sha256, session, provider, config, tokenizer,
-                    chatTemplate, StopTokens.of(companions, tokenizer));
+                    chatTemplate, StopTokens.of(companions, tokenizer), settings);
             model.warmUp();
             return model;
         } catch (ModelLoadException e) {
@@ -208,8 +221,10 @@ public final class ServedModel {
                         + "(build with -Pcuda for onnxruntime_gpu); running on the CPU");
                 return "cpu";
             }
-            try {
-                options.addCUDA(settings.cudaDeviceId());
+            try (OrtCUDAProviderOptions cuda = new OrtCUDAProviderOptions(settings.cudaDeviceId())) {
+                // Float32 as on the CPU: TF32's 10-bit mantissa in MatMul could change greedy tokens.
+                cuda.add("use_tf32", "0");
+                options.addCUDA(cuda);
                 return "cuda:" + settings.cudaDeviceId();
             } catch (OrtException e) {
                 LOG.log(Level.WARNING, "CUDA execution provider on device " + settings.cudaDeviceId()
@@ -255,9 +270,12 @@ public final class ServedModel {
     }
 
     /**
-     * Loads a PEFT adapter under {@code adapterName} into an un-merged graph; replaces one of that name.
+     * Loads a PEFT adapter under {@code adapterName} into an un-merged graph; replaces one of that name. Beyond
+     * {@link EngineSettings#maxAdapters()} adapters or {@link EngineSettings#maxAdapterBytes()} of their weights,
+     * the least recently used others are unloaded (requests running on them finish; new ones naming them are refused).
      *
-     * @throws ModelLoadException if the graph is merged or lacks an input the adapter needs
+     * @throws ModelLoadException if the graph is merged or lacks an input the adapter needs, or the adapter alone
+     *                            exceeds {@link EngineSettings#maxAdapterBytes()}
      */
     public void loadAdapter(String adapterName, PeftAdapter adapter) throws ModelLoadException {
         if (loraInputs.isEmpty()) {
@@ -279,25 +297,62 @@ public final class ServedModel {
                 }
             }
         }
-        adapters.put(adapterName, LoraInputs.withDefaults(inputInfo, given));
+        long bytes = given.values().stream().mapToLong(tensor -> (long) tensor.values().length * Float.BYTES).sum();
+        if (bytes > maxAdapterBytes) {
+            throw new ModelLoadException("adapter " + adapterName + " holds " + bytes + " bytes of weights, more than the "
+                    + maxAdapterBytes + " allowed for all adapters together");
+        }
+        LoadedAdapter loaded = new LoadedAdapter(LoraInputs.withDefaults(inputInfo, given), bytes);
+        List<String> evicted = new ArrayList<>();
+        synchronized (adapters) {
+            LoadedAdapter replaced = adapters.put(adapterName, loaded);
+            adapterBytes += bytes - (replaced == null ? 0 : replaced.bytes());
+            for (var it = adapters.entrySet().iterator(); adapters.size() > maxAdapters || adapterBytes > maxAdapterBytes; ) {
+                var eldest = it.next();
+                if (eldest.getKey().equals(adapterName)) {
+                    continue;
+                }
+                adapterBytes -= eldest.getValue().bytes();
+                evicted.add(eldest.getKey());
+                it.remove();
+            }
+        }
+        if (!evicted.isEmpty()) {
+            LOG.log(Level.INFO, "unloaded the least recently used adapters " + evicted + " from " + name + " (at most "
+                    + maxAdapters + " adapters, " + maxAdapterBytes + " bytes)");
+        }
     }
+
+    /** An adapter's feeds and the bytes of its own weights. */
+    private record LoadedAdapter(Map<String, FloatTensor> feeds, long bytes) {}
 
     /** @return whether an adapter of that name was loaded */
     public boolean unloadAdapter(String adapterName) {
-        return adapters.remove(adapterName) != null;
+        synchronized (adapters) {
+            LoadedAdapter removed = adapters.remove(adapterName);
+            if (removed != null) {
+                adapterBytes -= removed.bytes();
+            }
+            return removed != null;
+        }
     }
 
     public List<String> adapterNames() {
-        return adapters.keySet().stream().sorted().toList();
+        synchronized (adapters) {
+            return adapters.keySet().stream().sorted().toList();
+        }
     }
 
     public boolean hasAdapter(String adapterName) {
-        return adapters.containsKey(adapterName);
+        synchronized (adapters) {
+            return adapters.containsKey(adapterName);
+        }
     }
 
     /**
      * The extra feeds of a run: the adapter's, or rank-0 LoRA inputs for the base model (null); empty
-     * for a merged graph. The same map for the same adapter until it is loaded again.
+     * for a merged graph. The same map for the same adapter until it is loaded again. Counts as a use for
+     * the least-recently-used bound.
      *
      * @throws IllegalArgumentException if no adapter of that name is loaded
      */
@@ -305,11 +360,14 @@ public final class ServedModel {
         if (adapterName == null) {
             return baseFeeds;
         }
-        Map<String, FloatTensor> feeds = adapters.get(adapterName);
-        if (feeds == null) {
+        LoadedAdapter loaded;
+        synchronized (adapters) {
+            loaded = adapters.get(adapterName);
+        }
+        if (loaded == null) {
             throw new IllegalArgumentException("no adapter " + adapterName + " is loaded on " + name);
         }
-        return feeds;
+        return loaded.feeds();
     }
 
     /** Takes a lease; false once the model is closed (a swap replaced it: look up the current one again). */
@@ -436,6 +494,11 @@ public final class ServedModel {
 
     int headDim() {
         return headDim;
+    }
+
+    /** KV cache bytes of one token: layers × KV heads × head dim × 2 (key, value) × 4 (float32). */
+    public long kvBytesPerToken() {
+        return (long) numLayers * kvHeads * headDim * 2 * Float.BYTES;
     }
 
     public int vocabSize() {

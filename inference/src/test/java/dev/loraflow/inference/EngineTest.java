@@ -43,7 +43,14 @@ import org.junit.jupiter.params.provider.MethodSource;
 /** The engine's generations against core's Java Generator on the model the graph was exported from. */
 class EngineTest {
 
-    private static final EngineSettings ONE_THREAD = EngineSettings.defaults().withIntraOpThreads(1);
+    /**
+     * The execution provider the tests run on: -Dloraflow.test.provider=cuda (bench/gpu-check.sh) runs them all
+     * on the GPU, and {@link #runsOnTheRequestedProvider} fails if ONNX Runtime fell back to the CPU.
+     */
+    private static final EngineSettings.Provider PROVIDER =
+            EngineSettings.Provider.parse(System.getProperty("loraflow.test.provider", "cpu"));
+    private static final EngineSettings ONE_THREAD = new EngineSettings(PROVIDER, 0, EngineSettings.OptimizationLevel.ALL,
+            1, 0, true, 16, 64);
 
     @TempDir
     Path dir;
@@ -162,6 +169,114 @@ class EngineTest {
             assertTrue(batchSizes.stream().allMatch(size -> size <= 4), "batch limit kept: " + batchSizes);
             model.retire();
             assertTrue(model.isClosed(), "every lease was returned");
+        }
+    }
+
+    /**
+     * One request joins at every step (submitted from the step observer) while short ones leave: the
+     * batch's cache rows are appended, moved into leavers' places, re-laid out for a longer joiner and
+     * compacted after a long one leaves; prompts beyond the 4-token chunk are prefilled in chunks between
+     * steps. Every answer stays the Java Generator's, greedy and sampled.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("architectures")
+    void requestsJoiningAndLeavingEveryStepEachEqualTheJavaGenerator(String arch, ModelConfig config) throws Exception {
+        CausalLanguageModel java = TinyModels.model(config, 3);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 3), dir);
+        EngineSettings settings = ONE_THREAD.withBatching(6, 64).withKvCache(EngineSettings.DEFAULT_KV_CACHE_BYTES, 4);
+        try (Engine engine = new Engine(settings)) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, settings);
+            List<int[]> prompts = new ArrayList<>();
+            List<SamplingSettings> samplings = new ArrayList<>();
+            for (int i = 0; i < 24; i++) {
+                // A long first one (40 slots of a 64 context) leaves early enough for the others' padding to be compacted.
+                int length = i == 0 ? 30 : 1 + (7 * i) % 13;
+                int tokens = i == 0 ? 10 : 1 + i % 5;
+                prompts.add(prompt(300 + i, length));
+                samplings.add(i % 4 == 3 ? new SamplingSettings(tokens, 0.9, 20, 0.95, 77 + i, Set.of())
+                        : SamplingSettings.greedy(tokens, Set.of()));
+            }
+            List<Collector> collectors = new java.util.concurrent.CopyOnWriteArrayList<>();
+            List<Integer> batchSizes = new java.util.concurrent.CopyOnWriteArrayList<>();
+            // The next request, once: from the engine's thread at each step, or from here when the batch ran empty.
+            Runnable submitNext = () -> {
+                synchronized (collectors) {
+                    int next = collectors.size();
+                    if (next < prompts.size()) {
+                        collectors.add(submit(engine, model, prompts.get(next), samplings.get(next), List.of(), null));
+                    }
+                }
+            };
+            engine.onStep(size -> {
+                batchSizes.add(size);
+                submitNext.run();
+            });
+            submitNext.run();
+            for (int i = 0; i < prompts.size(); i++) {
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+                while (collectors.size() <= i) {
+                    assertTrue(System.nanoTime() < deadline, "request " + i + " submitted within 60 s");
+                    if (engine.activeSequences() + engine.queueDepth() == 0) {
+                        submitNext.run();
+                    }
+                    LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(1));
+                }
+                assertSameAsGenerator(java, prompts.get(i), samplings.get(i), collectors.get(i));
+            }
+            assertTrue(batchSizes.stream().distinct().count() > 2, "the batch grew and shrank: " + batchSizes);
+            model.retire();
+            assertTrue(model.isClosed(), "every lease was returned");
+        }
+    }
+
+    /**
+     * Requests reserve their prompt and new tokens' KV cache: one beyond the budget while others run is
+     * refused with KvCacheFullException (nothing of it runs, its lease returned), one larger than the whole
+     * budget is invalid, and once the others end the same request is accepted and answers.
+     */
+    @Test
+    void theKvCacheBudgetRefusesWhatDoesNotFitAndAcceptsItAgainOnceOthersEnd() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        CausalLanguageModel java = TinyModels.model(config, 4);
+        Path onnx = TinyModels.export(java, TinyModels.weights(config, 4), dir);
+        int[] prompt = prompt(6, 10);
+        SamplingSettings greedy = SamplingSettings.greedy(20, Set.of());
+        ServedModel probe = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+        long perRequest = 30 * probe.kvBytesPerToken();
+        probe.retire();
+        // Room for one request of 10 + 20 tokens, not two; 64 tokens never fit.
+        EngineSettings settings = ONE_THREAD.withKvCache(perRequest + perRequest / 2, 16);
+        try (Engine engine = new Engine(settings)) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, settings);
+            CountDownLatch refusedSeen = new CountDownLatch(1);
+            Collector first = new Collector() {
+                @Override
+                public void onToken(int token, String delta) {
+                    try {
+                        assertTrue(refusedSeen.await(60, TimeUnit.SECONDS));
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                    super.onToken(token, delta);
+                }
+            };
+            assertTrue(model.tryAcquire());
+            engine.submit(model, new GenerationRequest(prompt, greedy, List.of(), null), first);
+            assertTrue(model.tryAcquire());
+            KvCacheFullException full = assertThrows(KvCacheFullException.class,
+                    () -> engine.submit(model, new GenerationRequest(prompt, greedy, List.of(), null), new Collector()));
+            assertTrue(full.getMessage().contains(perRequest + " bytes"), full.getMessage());
+            assertTrue(model.tryAcquire());
+            IllegalArgumentException tooLarge = assertThrows(IllegalArgumentException.class, () -> engine.submit(model,
+                    new GenerationRequest(prompt(7, 50), SamplingSettings.greedy(14, Set.of()), List.of(), null),
+                    new Collector()));
+            assertTrue(tooLarge.getMessage().contains("KV cache"), tooLarge.getMessage());
+            refusedSeen.countDown();
+            int[] expected = Generator.generate(java, prompt, greedy).tokens();
+            assertArrayEquals(expected, first.get().tokens());
+            assertArrayEquals(expected, submit(engine, model, prompt, greedy, List.of(), null).get().tokens());
+            model.retire();
+            assertTrue(model.isClosed(), "refused requests returned their leases");
         }
     }
 
@@ -461,5 +576,117 @@ class EngineTest {
             assertTrue(batches.stream().anyMatch(batch -> batch > 2), "adapters and the base decoded in one run: " + batches);
             model.retire();
         }
+    }
+
+    /**
+     * 64 adapters of ranks 1, 2, 4 and 8 (on different modules) and the base model, 65 requests decoded in
+     * one batch: each row gathers its own adapter, its ranks zero-padded to the largest, and answers as its
+     * merged Java model does.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("twoArchitectures")
+    void sixtyFourAdaptersOfMixedRanksInOneBatchEachEqualTheirMergedModel(String arch, ModelConfig config) throws Exception {
+        Map<String, float[]> weights = TinyModels.weights(config, 40);
+        String[] targets = config instanceof Gpt2Config ? new String[] {"c_attn", "c_fc"} : new String[] {"q_proj", "v_proj", "up_proj"};
+        CausalLanguageModel exported = TinyModels.adapted(config, weights, 41, 2, targets);
+        Path onnx = TinyModels.export(exported, weights, dir, OnnxExporter.Options.defaults().withUnmerged(true));
+        int adapters = 64;
+        EngineSettings settings = ONE_THREAD.withBatching(adapters + 2, 128);
+        try (Engine engine = new Engine(settings)) {
+            ServedModel model = ServedModel.load("tiny", "1", onnx, null, settings);
+            List<CausalLanguageModel> merged = new ArrayList<>();
+            for (int i = 0; i < adapters; i++) {
+                int rank = 1 << (i % 4);
+                // Every other adapter leaves one module out: rank 0 there, an update of zeros.
+                String[] own = i % 2 == 0 ? targets : Arrays.copyOf(targets, targets.length - 1);
+                CausalLanguageModel adapted = TinyModels.adapted(config, weights, 100 + i, rank, own);
+                model.loadAdapter("adapter-" + i, adapted.toPeftAdapter());
+                adapted.merge();
+                merged.add(adapted);
+            }
+            merged.add(CausalLanguageModel.create(config, weights, null, 0));
+            List<Integer> batches = new java.util.concurrent.CopyOnWriteArrayList<>();
+            engine.onStep(batches::add);
+            // The engine's thread waits in this one's first token until all 65 are queued: they join together.
+            CountDownLatch queued = new CountDownLatch(1);
+            Collector blocker = new Collector() {
+                @Override
+                public void onToken(int token, String delta) {
+                    try {
+                        assertTrue(queued.await(60, TimeUnit.SECONDS));
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                    super.onToken(token, delta);
+                }
+            };
+            SamplingSettings greedy = SamplingSettings.greedy(6, Set.of());
+            assertTrue(model.tryAcquire());
+            engine.submit(model, new GenerationRequest(prompt(1, 3), greedy, List.of(), null), blocker);
+            List<int[]> prompts = new ArrayList<>();
+            List<Collector> collectors = new ArrayList<>();
+            for (int i = 0; i <= adapters; i++) {
+                int[] prompt = prompt(200 + i, 2 + i % 7);
+                prompts.add(prompt);
+                collectors.add(submit(engine, model, prompt, greedy, List.of(), i < adapters ? "adapter-" + i : null));
+            }
+            queued.countDown();
+            blocker.get();
+            for (int i = 0; i <= adapters; i++) {
+                assertSameAsGenerator(merged.get(i), prompts.get(i), greedy, collectors.get(i));
+            }
+            assertTrue(batches.stream().anyMatch(batch -> batch >= adapters + 1), "all 65 in one run: " + batches);
+            long distinct = collectors.stream().map(collector -> List.of(Arrays.stream(collector.done.join().tokens())
+                    .boxed().toArray())).distinct().count();
+            assertTrue(distinct > adapters / 2, "the adapters answer differently: " + distinct + " distinct answers");
+            model.retire();
+        }
+    }
+
+    static Stream<Arguments> twoArchitectures() {
+        return Stream.of(Arguments.of(TinyModels.GPT2.modelType(), TinyModels.GPT2),
+                Arguments.of(TinyModels.LLAMA.modelType(), TinyModels.LLAMA));
+    }
+
+    /**
+     * Loading beyond the adapter count or bytes unloads the least recently used others (a request's use
+     * counts), never the one loaded; one larger than the byte bound alone is refused.
+     */
+    @Test
+    void adaptersBeyondTheBoundsUnloadTheLeastRecentlyUsed() throws Exception {
+        ModelConfig config = TinyModels.GPT2;
+        Map<String, float[]> weights = TinyModels.weights(config, 50);
+        CausalLanguageModel adapted = TinyModels.adapted(config, weights, 51);
+        Path onnx = TinyModels.export(adapted, weights, dir, OnnxExporter.Options.defaults().withUnmerged(true));
+        var peft = adapted.toPeftAdapter();
+        long bytes = dev.loraflow.onnx.LoraInputs.of(peft).values().stream()
+                .mapToLong(tensor -> tensor.values().length * 4L).sum();
+        ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD.withAdapterLimits(3, 10 * bytes));
+        for (String name : List.of("a", "b", "c")) {
+            model.loadAdapter(name, peft);
+        }
+        model.adapterFeeds("a");
+        model.loadAdapter("d", peft);
+        assertEquals(List.of("a", "c", "d"), model.adapterNames(), "b was the least recently used");
+        ServedModel byBytes = ServedModel.load("tiny", "2", onnx, null, ONE_THREAD.withAdapterLimits(100, 2 * bytes + 1));
+        byBytes.loadAdapter("a", peft);
+        byBytes.loadAdapter("b", peft);
+        byBytes.loadAdapter("c", peft);
+        assertEquals(List.of("b", "c"), byBytes.adapterNames());
+        ServedModel tiny = ServedModel.load("tiny", "3", onnx, null, ONE_THREAD.withAdapterLimits(100, bytes - 1));
+        ModelLoadException tooLarge = assertThrows(ModelLoadException.class, () -> tiny.loadAdapter("a", peft));
+        assertTrue(tooLarge.getMessage().contains("more than"), tooLarge.getMessage());
+        for (ServedModel served : List.of(model, byBytes, tiny)) {
+            served.retire();
+        }
+    }
+
+    @Test
+    void runsOnTheRequestedProvider() throws Exception {
+        Path onnx = TinyModels.export(TinyModels.model(TinyModels.GPT2, 1), TinyModels.weights(TinyModels.GPT2, 1), dir);
+        ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
+        assertEquals(PROVIDER == EngineSettings.Provider.CUDA ? "cuda:0" : "cpu", model.provider(),
+                "no CUDA provider or GPU: ONNX Runtime fell back to the CPU (see the log)");
+        model.retire();
     }
 }

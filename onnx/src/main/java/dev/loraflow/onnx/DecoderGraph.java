@@ -31,13 +31,17 @@ import java.util.Map;
 final class DecoderGraph {
 
     static final String LORA_PREFIX = "lora.";
+    /** An un-merged graph's slot of each row's adapter in the stacked LoRA inputs: float [lora_rows], whole numbers. */
+    static final String LORA_SLOT = LORA_PREFIX + "slot";
 
     private static final Dim BATCH = Dim.of("batch_size");
     private static final Dim SEQUENCE = Dim.of("sequence_length");
     private static final Dim PAST = Dim.of("past_sequence_length");
     private static final Dim TOTAL = Dim.of("past_sequence_length + sequence_length");
-    /** A LoRA scaling's rows: 1 for every row alike, or batch_size for one adapter per row. */
+    /** The slot input's rows: 1 for every row alike, or batch_size for one adapter per row. */
     private static final Dim LORA_ROWS = Dim.of("lora_rows");
+    /** Adapters stacked in the LoRA inputs, each row gathering its own. */
+    private static final Dim LORA_SLOTS = Dim.of("lora_slots");
     /** The score of a key a query may not see: finite, so that a row with no visible key stays finite. */
     private static final float MASKED_SCORE = -Float.MAX_VALUE;
 
@@ -62,6 +66,8 @@ final class DecoderGraph {
     /** [batch, seq]: the shape of input_ids, from which the logits' shape is built. */
     private final String inputShape;
     private final List<String> loraInputs = new ArrayList<>();
+    /** Each row's slot as int64 [lora_rows], declared with the first adapted module. */
+    private String loraSlot;
 
     /** An int8 weight [in, out] and its per-output-channel scales [out], as initializer names. */
     private record Int8Weight(String values, String scales) {}
@@ -341,15 +347,22 @@ final class DecoderGraph {
             return y;
         }
         Dim rank = Dim.of(peftPath + ".r");
-        String a = graph.input(loraA(peftPath), OnnxGraph.FLOAT, rank, Dim.of(module.in()));
-        String b = graph.input(loraB(peftPath), OnnxGraph.FLOAT, Dim.of(module.out()), rank);
-        // Per row and rank, so that one run can serve rows of different adapters: stacked along r in A and B,
-        // each row scaled by its own adapter's scaling on its ranks and 0 on the others'.
-        String scaling = graph.input(loraScaling(peftPath), OnnxGraph.FLOAT, LORA_ROWS, Dim.of(1), rank);
+        // Every adapter's A, B and scaling stacked over slots (ranks zero-padded to the largest), and each row
+        // gathering its own slot's (Punica's BGMV): a step's cost grows with the rows, not with the adapters.
+        String a = graph.input(loraA(peftPath), OnnxGraph.FLOAT, LORA_SLOTS, rank, Dim.of(module.in()));
+        String b = graph.input(loraB(peftPath), OnnxGraph.FLOAT, LORA_SLOTS, Dim.of(module.out()), rank);
+        String scaling = graph.input(loraScaling(peftPath), OnnxGraph.FLOAT, LORA_SLOTS, Dim.of(1), Dim.of(1));
         loraInputs.addAll(List.of(a, b, scaling));
-        Attribute transpose = Attribute.ofInts("perm", 1, 0);
-        String projected = graph.node("Mul", graph.node("MatMul", x, graph.node("Transpose", a, transpose)), scaling);
-        return graph.node("Add", y, graph.node("MatMul", projected, graph.node("Transpose", b, transpose)));
+        if (loraSlot == null) {
+            loraSlot = graph.node("Cast", graph.input(LORA_SLOT, OnnxGraph.FLOAT, LORA_ROWS),
+                    Attribute.of("to", OnnxGraph.INT64));
+        }
+        Attribute transpose = Attribute.ofInts("perm", 0, 2, 1);
+        Attribute rows = Attribute.of("axis", 0);
+        String rowA = graph.node("Transpose", graph.node("Gather", List.of(a, loraSlot), rows), transpose);  // [rows, in, r]
+        String rowB = graph.node("Transpose", graph.node("Gather", List.of(b, loraSlot), rows), transpose);  // [rows, r, out]
+        String projected = graph.node("Mul", graph.node("MatMul", x, rowA), graph.node("Gather", List.of(scaling, loraSlot), rows));
+        return graph.node("Add", y, graph.node("MatMul", projected, rowB));
     }
 
     /** torch.nn.LayerNorm over the last axis, as one LayerNormalization node (opset ≥ 17). */

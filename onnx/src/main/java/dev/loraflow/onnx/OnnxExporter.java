@@ -31,9 +31,10 @@ import java.util.Properties;
  * <p>Merged export (the default): every adapter is folded into its base weight by core's
  * {@link CausalLanguageModel#merge()}, so the graph is the base model's graph with other numbers and runs
  * exactly as fast. Un-merged export: the base weights, and for each adapted module three inputs,
- * {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and {@code .scaling} [lora_rows, 1, r] (e.g.
- * {@code lora.transformer.h.0.attn.c_attn.A}), so one session serves the base model and any adapter of
- * those targets; {@link LoraInputs} makes the feeds from a PEFT adapter, rank 0 (no update) where none.
+ * {@code lora.<PEFT module path>.A} [lora_slots, r, in], {@code .B} [lora_slots, out, r] and {@code .scaling}
+ * [lora_slots, 1, 1] (e.g. {@code lora.transformer.h.0.attn.c_attn.A}) with {@code lora.slot} [lora_rows], each
+ * row's slot, so one session serves the base model and any adapters of those targets, each row its own (see
+ * the package's description); {@link LoraInputs} makes the feeds from a PEFT adapter, rank 0 (no update) where none.
  *
  * <p>{@code metadata_props}: {@value #ARCHITECTURE}, {@value #MODEL_TYPE}, {@value #BASE_MODEL_SHA256},
  * and with an adapter {@value #ADAPTER_CHECKPOINT_ID}, {@value #ADAPTER_SHA256}, {@value #LORA_CONFIG}

@@ -12,13 +12,14 @@
  *       head_dim], past_sequence_length 0 for a prefill;
  *   <li>outputs {@code logits} [batch_size, sequence_length, vocab] and {@code present.{i}.key/value}
  *       [batch_size, kv_heads, past_sequence_length + sequence_length, head_dim];
- *   <li>un-merged graphs only: {@code lora.<PEFT module path>.A} [r, in], {@code .B} [out, r] and
- *       {@code .scaling} [lora_rows, 1, r] for each adapted module, e.g.
- *       {@code lora.transformer.h.0.attn.c_attn.A} or {@code lora.model.layers.0.self_attn.q_proj.B}; the
- *       update is (x·Aᵀ ⊙ scaling)·Bᵀ. {@link dev.loraflow.onnx.LoraInputs} builds them from a PEFT
- *       adapter, scaling [1, 1, r] (every row alike), rank 0 (no update) for modules it leaves out.
- *       Fed [batch_size, 1, r] the scaling differs per row, so rows of different adapters share one run:
- *       their A and B stacked along r, each row's scaling zero outside its adapter's ranks.
+ *   <li>un-merged graphs only: {@code lora.<PEFT module path>.A} [lora_slots, r, in], {@code .B}
+ *       [lora_slots, out, r] and {@code .scaling} [lora_slots, 1, 1] for each adapted module, e.g.
+ *       {@code lora.transformer.h.0.attn.c_attn.A} or {@code lora.model.layers.0.self_attn.q_proj.B}, and
+ *       {@code lora.slot} float [lora_rows] (whole numbers; 1 row for all or one per batch row): adapters
+ *       stacked over slots, ranks zero-padded to the largest (exact), each row gathering its own slot's A, B
+ *       and scaling; the update is (x·A[slot]ᵀ · scaling[slot])·B[slot]ᵀ, so a run's cost grows with its rows,
+ *       not with how many adapters they use (Punica's BGMV). {@link dev.loraflow.onnx.LoraInputs} builds one
+ *       slot from a PEFT adapter, rank 0 (no update) for modules it leaves out.
  * </ul>
  * {@link dev.loraflow.onnx.OnnxVerifier} runs a fixed probe through the graph and through core's
  * Java forward and reports max |Δlogit| and whether the greedy continuations agree.

@@ -338,10 +338,12 @@ class OnnxFileTest {
         List<Message> inputs = read(file).message(MODEL_GRAPH).messages(GRAPH_INPUT);
         Message a = inputs.stream().filter(input -> input.string(1).equals("lora.transformer.h.0.attn.c_attn.A")).findFirst().orElseThrow();
         Message b = inputs.stream().filter(input -> input.string(1).equals("lora.transformer.h.0.attn.c_attn.B")).findFirst().orElseThrow();
-        assertEquals(List.of("transformer.h.0.attn.c_attn.r", "20"), dims(a));
-        assertEquals(List.of("60", "transformer.h.0.attn.c_attn.r"), dims(b));
+        assertEquals(List.of("lora_slots", "transformer.h.0.attn.c_attn.r", "20"), dims(a));
+        assertEquals(List.of("lora_slots", "60", "transformer.h.0.attn.c_attn.r"), dims(b));
         Message scaling = inputs.stream().filter(input -> input.string(1).equals("lora.transformer.h.0.attn.c_attn.scaling"))
                 .findFirst().orElseThrow();
-        assertEquals(List.of("lora_rows", "1", "transformer.h.0.attn.c_attn.r"), dims(scaling));
+        assertEquals(List.of("lora_slots", "1", "1"), dims(scaling));
+        Message slot = inputs.stream().filter(input -> input.string(1).equals("lora.slot")).findFirst().orElseThrow();
+        assertEquals(List.of("lora_rows"), dims(slot));
     }
 }

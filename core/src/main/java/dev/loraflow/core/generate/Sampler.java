@@ -1,6 +1,7 @@
 package dev.loraflow.core.generate;
 
 import dev.loraflow.core.random.Rng;
+import java.nio.FloatBuffer;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -26,6 +27,8 @@ public final class Sampler {
     private final long[] order;
     /** [vocab]: unnormalised probabilities exp((logit − max)/T) of the candidates, in candidate order. */
     private final double[] weights;
+    /** [vocab]: a row read out of a buffer for a draw; null when greedy (read in place). */
+    private final float[] row;
 
     /** @throws IllegalArgumentException if vocab is not positive */
     public Sampler(SamplingSettings settings, int vocab) {
@@ -38,6 +41,41 @@ public final class Sampler {
         boolean filtering = (settings.topK() > 0 && settings.topK() < vocab) || settings.topP() < 1;
         this.order = filtering && !settings.isGreedy() ? new long[vocab] : null;
         this.weights = settings.isGreedy() ? null : new double[vocab];
+        this.row = settings.isGreedy() ? null : new float[vocab];
+    }
+
+    /**
+     * {@link #sample(float[])} on the row of {@code vocab} logits at {@code offset} (absolute) in {@code logits},
+     * e.g. ONNX Runtime's output in native memory: greedy decoding reads it in place, a draw copies the one row.
+     *
+     * @throws IllegalArgumentException as {@link #sample(float[])}, or if the row lies outside the buffer
+     */
+    public int sample(FloatBuffer logits, int offset) {
+        Objects.requireNonNull(logits, "logits");
+        if (offset < 0 || offset > logits.limit() - vocab) {
+            throw new IllegalArgumentException("a row of " + vocab + " logits at " + offset + " lies outside a buffer of "
+                    + logits.limit());
+        }
+        if (!settings.isGreedy()) {
+            logits.get(offset, row);
+            return sample(row);
+        }
+        int best = offset;
+        boolean anyFinite = false;
+        for (int i = offset; i < offset + vocab; i++) {
+            float logit = logits.get(i);
+            if (Float.isNaN(logit) || logit == Float.POSITIVE_INFINITY) {
+                throw new IllegalArgumentException("logit of token " + (i - offset) + " is " + logit);
+            }
+            anyFinite |= logit != Float.NEGATIVE_INFINITY;
+            if (logit > logits.get(best)) {
+                best = i;
+            }
+        }
+        if (!anyFinite) {
+            throw new IllegalArgumentException("every logit is -Infinity: no token can be picked");
+        }
+        return best - offset;
     }
 
     /**

@@ -5,7 +5,7 @@ import dev.loraflow.inference.DeadlineExceededException;
 import dev.loraflow.inference.Engine;
 import dev.loraflow.inference.GenerationListener;
 import dev.loraflow.inference.GenerationRequest;
-import dev.loraflow.inference.QueueFullException;
+import dev.loraflow.inference.EngineOverloadedException;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
@@ -135,7 +135,7 @@ public class Generations {
     }
 
     /**
-     * @throws ApiError 429 when the queue is full, 400 for what the engine refuses
+     * @throws ApiError 429 when the queue or the KV cache budget is full, 400 for what the engine refuses
      */
     private Engine.Generation submit(Serving.Target target, GenerationRequest request, String api,
                                      GenerationListener downstream) {
@@ -166,7 +166,7 @@ public class Generations {
         long deadline = System.nanoTime() + config.requestTimeout().toNanos();
         try {
             return serving.engine().submit(target.model(), request, counting, deadline);
-        } catch (QueueFullException e) {
+        } catch (EngineOverloadedException e) {
             meters.counter("loraflow.requests", "api", api, "outcome", "refused_overload").increment();
             throw new ApiError(429, e.getMessage(), null, "server_overloaded");
         } catch (IllegalArgumentException e) {

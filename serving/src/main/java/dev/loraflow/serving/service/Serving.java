@@ -72,7 +72,9 @@ public class Serving {
     void start(@Observes @Priority(STARTUP_PRIORITY) StartupEvent event) throws ModelLoadException {
         settings = new EngineSettings(EngineSettings.Provider.parse(config.provider()), config.cudaDevice(),
                 EngineSettings.OptimizationLevel.parse(config.optimizationLevel()), config.intraOpThreads(),
-                config.interOpThreads(), config.memoryArena(), config.maxBatchSize(), config.queueCapacity());
+                config.interOpThreads(), config.memoryArena(), config.maxBatchSize(), config.queueCapacity())
+                .withKvCache(config.kvCacheBytes(), config.prefillChunkTokens())
+                .withAdapterLimits(config.maxAdapters(), config.maxAdapterBytes());
         engine = new Engine(settings);
         catalog = new ModelCatalog(modelName(), config.models().memoryBudget().asLongValue(),
                 (name, version, source) -> ServedModel.load(name, version, source.onnx(), source.sha256(),

@@ -45,6 +45,21 @@ public interface ServingConfig {
     @WithDefault("64")
     int queueCapacity();
 
+    /** KV cache bytes the running and waiting requests may reserve together: one more answers 429, one needing more alone 400. */
+    @WithDefault("2147483648")
+    long kvCacheBytes();
+
+    /** Prompts longer than this are prefilled a chunk per decode step, so running decodes do not stall. */
+    @WithDefault("128")
+    int prefillChunkTokens();
+
+    /** Adapters loaded at once on an un-merged model (count and float32 bytes); beyond either, the least recently used go. */
+    @WithDefault("256")
+    int maxAdapters();
+
+    @WithDefault("2147483648")
+    long maxAdapterBytes();
+
     @WithDefault("1")
     int retryAfterSeconds();
 
