@@ -5,7 +5,8 @@ import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.core.merge.LoraMerge.OutputDType;
 import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.events.MergedModelEvent;
-import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -50,6 +51,8 @@ public class MergerService {
     Path modelsRoot;
     @ConfigProperty(name = "loraflow.store.root")
     Path storeRoot;
+    @ConfigProperty(name = "loraflow.store.uri")
+    Optional<String> storeUri;
     @ConfigProperty(name = "loraflow.merger.work-dir")
     Path workDirectory;
     @ConfigProperty(name = "loraflow.merger.trigger")
@@ -82,7 +85,7 @@ public class MergerService {
                 deadLetterTopic, modelsRoot, storeRoot, workDirectory, Trigger.parse(trigger), OutputDType.parse(dtype), opset,
                 tolerance, verifyThreads, CrashPoint.parse(fault.orElse(null)));
         clearWorkDirectory(workDirectory);
-        LocalArtifactStore store = new LocalArtifactStore(storeRoot);
+        ArtifactStore store = ArtifactStores.open(storeUri.orElse(storeRoot.toString()));
         loop = new MergeLoop(settings, store, new CheckpointMerger(settings, store),
                 () -> KafkaSetup.ensureTopics(kafka,
                         Map.of(checkpointsTopic, partitions, mergedTopic, partitions, failuresTopic, partitions,

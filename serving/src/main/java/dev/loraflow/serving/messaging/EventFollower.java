@@ -9,7 +9,8 @@ import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.reliability.Backoff;
 import dev.loraflow.platform.reliability.Failures;
-import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.platform.store.SafePaths;
 import dev.loraflow.serving.rest.Serving;
 import io.micrometer.core.instrument.Counter;
@@ -91,6 +92,8 @@ public class EventFollower {
     int partitions;
     @ConfigProperty(name = "loraflow.store.root")
     Path storeRoot;
+    @ConfigProperty(name = "loraflow.store.uri")
+    Optional<String> storeUri;
 
     @Inject
     Serving serving;
@@ -103,7 +106,7 @@ public class EventFollower {
     /** The highest checkpoint step seen of each job whose adapter is followed. */
     private final Map<String, Long> newestSteps = new HashMap<>();
     private KafkaClientSettings kafka;
-    private LocalArtifactStore store;
+    private ArtifactStore store;
     private KafkaConsumer<byte[], byte[]> consumer;
     private Thread thread;
     private final Backoff backoff = Backoff.standard();
@@ -116,7 +119,7 @@ public class EventFollower {
         if (!followModels && !followAdapters) {
             return;
         }
-        store = new LocalArtifactStore(storeRoot);
+        store = ArtifactStores.open(storeUri.orElse(storeRoot.toString()));
         kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
         if (followModels && followedNames().isEmpty()) {
             LOG.warn("loraflow.serving.follow-models is on but loraflow.serving.follow-model-names names no model;"
@@ -139,7 +142,7 @@ public class EventFollower {
         thread.start();
         LOG.infof("following %s%s on %s (store %s)", followModels ? modelsTopic + " (model " + followedName() + ")" : "",
                 followAdapters ? (followModels ? " and " : "") + checkpointsTopic + " (adapters on base "
-                        + adapterBaseModel.orElse("<none configured>") + ")" : "", kafka, store.root());
+                        + adapterBaseModel.orElse("<none configured>") + ")" : "", kafka, store);
     }
 
     /** Before {@link Serving} closes the engine. */

@@ -3,7 +3,7 @@ package dev.loraflow.trainer.service;
 import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
-import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;
@@ -46,6 +46,8 @@ public class TrainerService {
     int baseCacheSize;
     @ConfigProperty(name = "loraflow.store.root")
     Path storeRoot;
+    @ConfigProperty(name = "loraflow.store.uri")
+    Optional<String> storeUri;
     @ConfigProperty(name = "loraflow.trainer.max-record-bytes")
     int maxRecordBytes;
     @ConfigProperty(name = "loraflow.trainer.unknown-job-grace")
@@ -71,7 +73,7 @@ public class TrainerService {
         kafka = KafkaClientSettings.fromConfig("loraflow.kafka", key -> config.getOptionalValue(key, String.class));
         TrainerSettings settings = new TrainerSettings(kafka, groupId, jobsTopic, batchesTopic, checkpointsTopic,
                 deadLetterTopic, maxRecordBytes, unknownJobGrace, sessionTimeout, Faults.parse(fault.orElse(null)));
-        loop = new TrainingLoop(settings, bases, new LocalArtifactStore(storeRoot),
+        loop = new TrainingLoop(settings, bases, ArtifactStores.open(storeUri.orElse(storeRoot.toString())),
                 () -> KafkaSetup.ensureTopics(kafka, topics(), topicConfigs()));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);
