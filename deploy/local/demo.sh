@@ -10,12 +10,13 @@ set -euo pipefail
 
 usage() {
   cat <<USAGE
-usage: ./loraflow demo [--base DIR] [--steps N] [--keep-running] [--report FILE]
+usage: ./loraflow demo [--base DIR] [--steps N] [--store local|s3] [--keep-running] [--report FILE]
 
 Makes a small random GPT-2 (or takes the Hugging Face directory --base), serves it and asks it 100
 held-out words of a letter-substitution cipher, trains a LoRA adapter on 2000 others streamed through
 Kafka (--steps, default 300, 16 words each), waits for checkpoint -> merge -> ONNX -> verified -> served,
 asks again, and checks the served answers against the merged model run in Java. A few minutes on 2 cores.
+--store s3 runs the platform with its artifacts in a local S3 API server's bucket (./loraflow up --store s3).
 --keep-running leaves the platform up afterwards (./loraflow down stops it); --report FILE is where
 the HTML report goes (default: the run's state directory). Exits non-zero naming the stage that failed.
 USAGE
@@ -23,6 +24,7 @@ USAGE
 
 DRIVER_ARGS=()
 KEEP_RUNNING=false
+UP_ARGS=()
 REPORT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +36,11 @@ while [ $# -gt 0 ]; do
     --report)
       [ $# -ge 2 ] || { echo "loraflow demo: --report needs a file" >&2; exit 2; }
       REPORT="$2"
+      shift
+      ;;
+    --store)
+      [ $# -ge 2 ] || { echo "loraflow demo: --store needs local or s3" >&2; exit 2; }
+      UP_ARGS+=("$1" "$2")
       shift
       ;;
     --keep-running) KEEP_RUNNING=true ;;
@@ -78,14 +85,24 @@ trap finish EXIT
 
 echo "loraflow demo: starting the platform in $DEMO_STATE ..." >&2
 started=$SECONDS
-if ! "$ROOT/deploy/local/up.sh" --detach; then
+if ! "$ROOT/deploy/local/up.sh" --detach "${UP_ARGS[@]}"; then
   echo "loraflow demo: stage 'platform up' failed; see $DEMO_STATE/logs/" >&2
   exit 1
 fi
 
 status=0
-"$JAVA_HOME/bin/java" "${JAVA_OPTIONS[@]}" -Xss4m ${LORAFLOW_JAVA_OPTS:-} -jar "$DEMO_JAR" \
-  --env "$DEMO_STATE/run.env" --report "$REPORT" --platform-up-seconds "$((SECONDS - started))" \
-  "${DRIVER_ARGS[@]}" || status=$?
+# The driver opens the merged model from the store the services use: with --store s3, the bucket, its
+# endpoint and key from run.env.
+(
+  # shellcheck disable=SC1091
+  . "$DEMO_STATE/run.env"
+  if [ -n "$STORE_URI" ]; then
+    export LORAFLOW_STORE_URI="$STORE_URI" LORAFLOW_STORE_CACHE_DIR="$DEMO_STATE/store-cache/demo" AWS_ENDPOINT_URL \
+      AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+  fi
+  exec "$JAVA_HOME/bin/java" "${JAVA_OPTIONS[@]}" -Xss4m ${LORAFLOW_JAVA_OPTS:-} -jar "$DEMO_JAR" \
+    --env "$DEMO_STATE/run.env" --report "$REPORT" --platform-up-seconds "$((SECONDS - started))" \
+    "${DRIVER_ARGS[@]}"
+) || status=$?
 echo "loraflow demo: the report is $REPORT (open it in a browser); logs in $DEMO_STATE/logs/" >&2
 exit "$status"

@@ -10,6 +10,7 @@ STOP_GRACE_SECONDS=20
 JAVA_OPTIONS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED)
 
 BROKER_JAR="$ROOT/broker/target/loraflow-broker.jar"
+S3SERVER_JAR="$ROOT/s3server/target/loraflow-s3server.jar"
 service_jar() { echo "$ROOT/$1/target/quarkus-app/quarkus-run.jar"; }
 
 # Builds the modules $1 (comma-separated, with what they need) when one of the jars that follow is missing
@@ -91,13 +92,14 @@ stop_process() {
 marker_of() {
   case "$1" in
     broker) echo "loraflow-broker.jar" ;;
+    s3server) echo "loraflow-s3server.jar" ;;
     up) echo "deploy/local/up.sh" ;;
     *) echo "$1/target/quarkus-app/quarkus-run.jar" ;;
   esac
 }
 
-# The services in start order; they are stopped in reverse.
-SERVICES=(broker trainer merger serving)
+# The services in start order; they are stopped in reverse. s3server runs only with ./loraflow up --store s3.
+SERVICES=(s3server broker trainer merger serving)
 
 # Prints "name:pid" for each process of run.env that still runs (the foreground up included).
 running_from_run_env() {

@@ -7,7 +7,8 @@
 # sourceable by scripts) and the data producer's Kafka client settings: kafka-producer.properties (Java
 # clients, kafka-console-producer --producer.config) and kcat-producer.conf (kcat -F). The broker
 # authenticates every client (SCRAM-SHA-512) and lets each service do only its part (ACLs); every
-# password is generated afresh by each up.
+# password is generated afresh by each up. With --store s3 the artifacts go to a bucket of a local S3 API
+# server (S3Proxy, its objects under s3/), which the services reach as they would AWS S3, MinIO or GCS.
 set -euo pipefail
 : "${JAVA_HOME:?run through ./loraflow up, which finds a JDK >= 25}"
 # shellcheck source=deploy/local/lib.sh
@@ -15,10 +16,12 @@ set -euo pipefail
 
 usage() {
   cat <<USAGE
-usage: ./loraflow up [--detach] [--trainer-port P] [--merger-port P] [--serving-port P]
+usage: ./loraflow up [--detach] [--store local|s3] [--trainer-port P] [--merger-port P] [--serving-port P]
 
 Starts the Kafka broker, the trainer, the merger and serving on 127.0.0.1 and waits in the foreground;
 Ctrl-C stops them all. --detach (-d) returns once everything is up; ./loraflow down stops it.
+--store s3 keeps the artifacts in bucket loraflow of a local S3 API server (S3Proxy, started first, its
+objects under $STATE/s3/) instead of the directory artifacts/ (--store local, the default).
 Ports are chosen free unless given. Environment: LORAFLOW_HOME (state directory, default
 $ROOT/.loraflow), LORAFLOW_API_KEYS (comma-separated; one is generated when unset),
 LORAFLOW_UP_TIMEOUT (seconds each process may take to become healthy, default 180),
@@ -31,10 +34,16 @@ USAGE
 }
 
 DETACH=false
+STORE_KIND=local
 declare -A PORT=([trainer]=0 [merger]=0 [serving]=0)
 while [ $# -gt 0 ]; do
   case "$1" in
     -d|--detach) DETACH=true ;;
+    --store)
+      [ $# -ge 2 ] && [[ "$2" =~ ^(local|s3)$ ]] || { echo "loraflow up: --store needs local or s3" >&2; exit 2; }
+      STORE_KIND="$2"
+      shift
+      ;;
     --trainer-port|--merger-port|--serving-port)
       [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || { echo "loraflow up: $1 needs a port number" >&2; exit 2; }
       name="${1#--}"
@@ -60,12 +69,16 @@ MODELS_ROOT="$STATE/models"
 STORE_ROOT="$STATE/artifacts"
 MERGER_WORK_DIR="$STATE/merger-work"
 LOGS="$STATE/logs"
-mkdir -p "$MODELS_ROOT" "$STORE_ROOT" "$MERGER_WORK_DIR" "$LOGS"
+mkdir -p "$MODELS_ROOT" "$MERGER_WORK_DIR" "$LOGS"
+# With --store s3 nothing is written under artifacts/: the services keep what they read in store-cache/.
+[ "$STORE_KIND" = s3 ] || mkdir -p "$STORE_ROOT"
 
 LORAFLOW_HOME="$STATE"
 UP_PID=$$
 STATUS=starting
-BROKER_PID="" TRAINER_PID="" MERGER_PID="" SERVING_PID=""
+S3SERVER_PID="" BROKER_PID="" TRAINER_PID="" MERGER_PID="" SERVING_PID=""
+# The store the services and the demo open: the directory, or the bucket (its endpoint and key below).
+STORE_URI="" AWS_ENDPOINT_URL="" AWS_REGION="" AWS_ACCESS_KEY_ID="" AWS_SECRET_ACCESS_KEY=""
 BOOTSTRAP_SERVERS="" TRAINER_URL="" MERGER_URL="" SERVING_URL="" SERVING_GRPC=""
 random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 API_KEYS="${LORAFLOW_API_KEYS:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
@@ -77,9 +90,10 @@ declare -A KAFKA_PASSWORD_OF=([admin]="$(random_secret)" [trainer]="$(random_sec
 KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT KAFKA_SASL_MECHANISM=SCRAM-SHA-512
 KAFKA_USERNAME=producer KAFKA_PASSWORD="${KAFKA_PASSWORD_OF[producer]}"
 KAFKA_CLIENT_CONFIG="$STATE/kafka-producer.properties" KCAT_CONFIG="$STATE/kcat-producer.conf"
-RUN_KEYS=(STATUS LORAFLOW_HOME UP_PID BROKER_PID TRAINER_PID MERGER_PID SERVING_PID BOOTSTRAP_SERVERS
+RUN_KEYS=(STATUS LORAFLOW_HOME UP_PID S3SERVER_PID BROKER_PID TRAINER_PID MERGER_PID SERVING_PID BOOTSTRAP_SERVERS
   TRAINER_URL MERGER_URL SERVING_URL SERVING_GRPC API_KEY MODELS_ROOT STORE_ROOT MERGER_WORK_DIR LOGS
-  KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_USERNAME KAFKA_PASSWORD KAFKA_CLIENT_CONFIG KCAT_CONFIG)
+  KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_USERNAME KAFKA_PASSWORD KAFKA_CLIENT_CONFIG KCAT_CONFIG
+  STORE_URI AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY)
 
 # Writes run.env whole or not at all (readers never see half a file); with "claim", only when no
 # other up has written one meanwhile.
@@ -123,16 +137,23 @@ fail() {
 }
 
 ensure_service_jars
+[ "$STORE_KIND" = local ] || ensure_jars s3server "$S3SERVER_JAR"
 
 if command -v setsid > /dev/null; then SETSID=(setsid); else SETSID=(); fi
 
-# Starts java -jar $2 as process $1 with the environment assignments that follow, in a session of its
-# own (Ctrl-C reaches only this script, which stops the services in order) and with its log; sets STARTED_PID.
+# Starts java -jar $2 as process $1 with the environment assignments that follow (and after a "--" the
+# program's arguments), in a session of its own (Ctrl-C reaches only this script, which stops the services
+# in order) and with its log; sets STARTED_PID.
 start_java() {
-  local name="$1" jar="$2"
+  local name="$1" jar="$2" environment=()
   shift 2
-  env "$@" "${SETSID[@]}" "$JAVA_HOME/bin/java" "${JAVA_OPTIONS[@]}" ${LORAFLOW_JAVA_OPTS:-} -jar "$jar" \
-    > "$LOGS/$name.log" 2>&1 < /dev/null &
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    environment+=("$1")
+    shift
+  done
+  [ $# -eq 0 ] || shift
+  env "${environment[@]}" "${SETSID[@]}" "$JAVA_HOME/bin/java" "${JAVA_OPTIONS[@]}" ${LORAFLOW_JAVA_OPTS:-} -jar "$jar" \
+    "$@" > "$LOGS/$name.log" 2>&1 < /dev/null &
   STARTED_PID=$!
 }
 
@@ -156,6 +177,22 @@ await_health() {
     sleep 0.2
   done
 }
+
+STORE_ENVIRONMENT=(LORAFLOW_STORE_ROOT="$STORE_ROOT")
+if [ "$STORE_KIND" = s3 ]; then
+  echo "loraflow: starting the S3 API server ..." >&2
+  AWS_ACCESS_KEY_ID="loraflow-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" AWS_SECRET_ACCESS_KEY="$(random_secret)"
+  start_java s3server "$S3SERVER_JAR" AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+    -- --data "$STATE/s3" --bucket loraflow
+  S3SERVER_PID=$STARTED_PID
+  write_run_env
+  AWS_ENDPOINT_URL="$(await_log_line s3server "$S3SERVER_PID" 's/^endpoint=\(.*\)$/\1/p')"
+  AWS_REGION=us-east-1
+  STORE_URI="s3://loraflow/artifacts"
+  write_run_env
+  STORE_ENVIRONMENT+=(LORAFLOW_STORE_URI="$STORE_URI" AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_REGION="$AWS_REGION"
+    AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY")
+fi
 
 echo "loraflow: starting the Kafka broker ..." >&2
 start_java broker "$BROKER_JAR" \
@@ -199,7 +236,8 @@ start_service() {
     KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP_SERVERS" LORAFLOW_KAFKA_USERNAME="$name" \
     LORAFLOW_KAFKA_PASSWORD="${KAFKA_PASSWORD_OF[$name]}" \
     QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT="${PORT[$name]}" \
-    LORAFLOW_MODELS_ROOT="$MODELS_ROOT" LORAFLOW_STORE_ROOT="$STORE_ROOT" LORAFLOW_API_KEYS="$API_KEYS" "$@"
+    LORAFLOW_MODELS_ROOT="$MODELS_ROOT" "${STORE_ENVIRONMENT[@]}" LORAFLOW_STORE_CACHE_DIR="$STATE/store-cache/$name" \
+    LORAFLOW_API_KEYS="$API_KEYS" "$@"
   local pid=$STARTED_PID variable="${name^^}_PID"
   printf -v "$variable" '%s' "$pid"
   write_run_env
@@ -235,7 +273,12 @@ row serving "$SERVING_URL" "$(relative "$LOGS")/serving.log   (follows the merge
 row "  gRPC" "$SERVING_GRPC" "(KServe v2: inference.GRPCInferenceService, plaintext)"
 row "API key" "$API_KEY" "(Authorization: Bearer <key>)"
 row models "$(relative "$MODELS_ROOT")" "(base models: Hugging Face directories, named as jobs name them)"
-row artifacts "$(relative "$STORE_ROOT")" "(adapters, merged models, ONNX files)"
+if [ "$STORE_KIND" = s3 ]; then
+  row s3 "$AWS_ENDPOINT_URL" "$(relative "$LOGS")/s3server.log   (S3Proxy; objects in $(relative "$STATE/s3"))"
+  row artifacts "$STORE_URI" "(adapters, merged models, ONNX files; read caches in $(relative "$STATE/store-cache"))"
+else
+  row artifacts "$(relative "$STORE_ROOT")" "(adapters, merged models, ONNX files)"
+fi
 row run.env "$(relative "$RUN_ENV")" "(all of the above for scripts)"
 
 if [ "$DETACH" = true ]; then

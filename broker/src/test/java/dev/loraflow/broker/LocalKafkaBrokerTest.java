@@ -205,7 +205,7 @@ class LocalKafkaBrokerTest {
         List<String> jars = LocalKafkaBroker.kafkaClasspath().stream()
                 .map(entry -> Path.of(entry).getFileName().toString())
                 .toList();
-        assertTrue(jars.contains("kafka_2.13-4.1.2.jar"), jars.toString());
+        assertTrue(jars.contains("kafka_2.13-4.2.0.jar"), jars.toString());
         assertTrue(jars.stream().anyMatch(jar -> jar.startsWith("kafka-clients-")), jars.toString());
         assertTrue(jars.stream().anyMatch(jar -> jar.startsWith("slf4j-simple-")), jars.toString());
         assertTrue(jars.stream().noneMatch(jar -> jar.startsWith("junit-") || jar.startsWith("quarkus-")),

@@ -21,7 +21,8 @@ import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
-import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
@@ -517,7 +518,7 @@ public final class Demo {
         } else {
             out.println("   the server did not switch within " + FOLLOW_WAIT.toSeconds()
                     + " s (it does not follow the merged models): loading it through POST /admin/models");
-            LocalArtifactStore store = new LocalArtifactStore(settings.storeRoot());
+            ArtifactStore store = store(settings);
             Path onnxArtifact = store.open(URI.create(merged.onnxUri()), merged.onnxSha256());
             Path mergedModel = store.open(URI.create(merged.mergedUri()), merged.mergedSha256());
             Path served = settings.storeRoot().resolveSibling("demo-served").resolve(jobId + "-v" + merged.modelVersion());
@@ -532,9 +533,15 @@ public final class Demo {
                 + model.path("sha256").asText().substring(0, 12) + "…, the merged graph's)");
     }
 
+    /** The services' store: LORAFLOW_STORE_URI where demo.sh passes the bucket of ./loraflow up --store s3, else the directory. */
+    private static ArtifactStore store(Settings settings) throws IOException {
+        String location = System.getenv("LORAFLOW_STORE_URI");
+        return ArtifactStores.open(location == null || location.isBlank() ? settings.storeRoot().toString() : location);
+    }
+
     /** Greedy answers of the merged Hugging Face directory run by core's Generator, compared with the server's. */
     private void compareWithJava(MergedModelEvent merged) throws Exception {
-        Path mergedModel = new LocalArtifactStore(settings.storeRoot()).open(URI.create(merged.mergedUri()),
+        Path mergedModel = store(settings).open(URI.create(merged.mergedUri()),
                 merged.mergedSha256());
         CausalLanguageModel model = CausalLanguageModel.load(mergedModel, null, 0);
         SamplingSettings greedy = SamplingSettings.greedy(MAX_ANSWER_TOKENS, Set.copyOf(stopTokenIds));

@@ -14,6 +14,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.loraflow.broker.PlatformUsers;
+import dev.loraflow.platform.store.ArtifactStores;
 import java.io.IOException;
 import java.math.BigDecimal;
 import java.nio.file.Files;
@@ -26,6 +27,7 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.apache.kafka.common.acl.AclBinding;
 import org.junit.jupiter.api.Test;
@@ -51,9 +53,15 @@ class KubernetesManifestsTest {
     /** KafkaUser loraflow-trainer is broker/PlatformUsers.java's user trainer, and so on. */
     private static final String KAFKA_USER_PREFIX = "loraflow-";
     private static final Set<String> KAFKA_USER_SECRET_KEYS = Set.of("password", "sasl.jaas.config");
-    /** Variables the services read that are not loraflow keys: the broker address, JVM options, Quarkus's own. */
-    private static final Set<String> OTHER_VARIABLES = Set.of("KAFKA_BOOTSTRAP_SERVERS", "JDK_JAVA_OPTIONS",
-            "QUARKUS_SHUTDOWN_TIMEOUT");
+    /**
+     * Variables the services read that are not loraflow keys: the broker address, JVM options, Quarkus's own, and
+     * the artifact store's S3 settings (ArtifactStores reads them from the environment).
+     */
+    private static final Set<String> OTHER_VARIABLES = Stream.concat(Stream.of("KAFKA_BOOTSTRAP_SERVERS",
+            "JDK_JAVA_OPTIONS", "QUARKUS_SHUTDOWN_TIMEOUT"), ArtifactStores.ENVIRONMENT.stream()).collect(Collectors.toSet());
+    /** The Kafka versions Strimzi 1.1 supports (its kafka-versions.yaml), the release the manifests are written for. */
+    private static final List<String> STRIMZI_KAFKA_VERSIONS = List.of("4.2.0", "4.3.0", "4.3.1");
+    private static final String STRIMZI_RELEASE = "1.1.0";
 
     private static final Map<String, RenderedManifests> RENDERED = new ConcurrentHashMap<>();
     private static final Map<String, ServiceConfiguration> CONFIGURATIONS = new ConcurrentHashMap<>();
@@ -116,7 +124,7 @@ class KubernetesManifestsTest {
 
     @Test
     void theCpuAndCudaOverlaysExist() throws IOException {
-        assertTrue(overlays().containsAll(List.of("cpu", "cuda")), "overlays found: " + overlays());
+        assertTrue(overlays().containsAll(List.of("cpu", "cuda", "s3")), "overlays found: " + overlays());
     }
 
     @ParameterizedTest
@@ -541,7 +549,7 @@ class KubernetesManifestsTest {
             ServiceConfiguration configuration = configuration(service);
             JsonNode container = RenderedManifests.container(manifests.require("Deployment", service), service);
             for (String variable : manifests.environment(container).keySet()) {
-                if (variable.startsWith("LORAFLOW_")) {
+                if (variable.startsWith("LORAFLOW_") && !OTHER_VARIABLES.contains(variable)) {
                     assertTrue(configuration.knowsEnvironmentName(variable), overlay + ": " + service + " is given " + variable
                             + ", which names no key of its application.properties");
                 } else {
@@ -601,5 +609,126 @@ class KubernetesManifestsTest {
         }
         JsonNode serving = RenderedManifests.container(cpu.require("Deployment", "serving"), "serving");
         assertEquals("cpu", configuration("serving").effective("loraflow.serving.provider", cpu.environment(serving)));
+    }
+
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void everyServiceRunsTwoOrMoreReplicasSpreadOverNodesAndKeptByADisruptionBudget(String overlay) {
+        RenderedManifests manifests = rendered(overlay);
+        for (String service : SERVICES) {
+            JsonNode deployment = manifests.require("Deployment", service);
+            String where = overlay + ": " + service;
+            List<JsonNode> autoscalers = manifests.ofKind("HorizontalPodAutoscaler").stream()
+                    .filter(autoscaler -> autoscaler.path("spec").path("scaleTargetRef").path("name").asText().equals(service))
+                    .toList();
+            int least = autoscalers.isEmpty() ? replicas(deployment)
+                    : autoscalers.getFirst().path("spec").path("minReplicas").asInt(1);
+            assertTrue(least >= 2, where + " runs " + least + " replica(s) at least");
+            List<JsonNode> budgets = manifests.ofKind("PodDisruptionBudget").stream()
+                    .filter(budget -> selects(budget.path("spec").path("selector").path("matchLabels"), deployment)).toList();
+            assertEquals(1, budgets.size(), where + ": PodDisruptionBudgets selecting it");
+            JsonNode budget = budgets.getFirst().path("spec");
+            assertTrue(budget.path("maxUnavailable").asInt(least) < least || budget.path("minAvailable").asInt(0) >= 1,
+                    where + ": its PodDisruptionBudget lets every replica go at once: " + budget);
+            List<JsonNode> antiAffinity = elements(deployment.path("spec").path("template").path("spec").path("affinity")
+                    .path("podAntiAffinity").path("preferredDuringSchedulingIgnoredDuringExecution"));
+            assertTrue(antiAffinity.stream().map(term -> term.path("podAffinityTerm")).anyMatch(term ->
+                            term.path("topologyKey").asText().equals("kubernetes.io/hostname")
+                                    && selects(term.path("labelSelector").path("matchLabels"), deployment)),
+                    where + ": no pod anti-affinity spreads its replicas over nodes");
+        }
+    }
+
+    /** The autoscaler's custom metrics are serving's own meters, under the names Prometheus gives them. */
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void servingScalesOnItsQueueDepthAndTokensPerSecond(String overlay) throws IOException {
+        RenderedManifests manifests = rendered(overlay);
+        JsonNode autoscaler = manifests.require("HorizontalPodAutoscaler", "serving");
+        Set<String> metrics = new TreeSet<>();
+        for (JsonNode metric : elements(autoscaler.path("spec").path("metrics"))) {
+            if (metric.path("type").asText().equals("Pods")) {
+                metrics.add(metric.path("pods").path("metric").path("name").asText());
+            }
+        }
+        assertEquals(new TreeSet<>(List.of("loraflow_queue_depth", "loraflow_generated_tokens_per_second")), metrics,
+                overlay + ": serving's autoscaler metrics");
+        String servingSources;
+        try (Stream<Path> files = Files.walk(REPOSITORY.resolve("serving/src/main/java"))) {
+            StringBuilder text = new StringBuilder();
+            for (Path file : files.filter(file -> file.toString().endsWith(".java")).toList()) {
+                text.append(Files.readString(file));
+            }
+            servingSources = text.toString();
+        }
+        // Micrometer's Prometheus names: dots become underscores, a counter gains _total (its rate is per second).
+        assertTrue(servingSources.contains("\"loraflow.queue.depth\""), "serving registers no gauge loraflow.queue.depth");
+        assertTrue(servingSources.contains("\"loraflow.generated.tokens\""), "serving counts no loraflow.generated.tokens");
+    }
+
+    @Test
+    void theS3OverlayKeepsArtifactsInTheBucketWithCredentialsFromASecret() {
+        RenderedManifests s3 = rendered("s3");
+        assertTrue(s3.ofKind("PersistentVolumeClaim").stream().noneMatch(claim -> name(claim).equals("loraflow-artifacts")),
+                "s3: no artifacts volume");
+        for (String service : SERVICES) {
+            JsonNode deployment = s3.require("Deployment", service);
+            JsonNode container = RenderedManifests.container(deployment, service);
+            Map<String, String> environment = s3.environment(container);
+            String where = "s3: " + service;
+            assertTrue(configuration(service).effective("loraflow.store.uri", environment).startsWith("s3://"),
+                    where + "'s store is not a bucket: " + environment);
+            List<JsonNode> volumes = elements(deployment.path("spec").path("template").path("spec").path("volumes"));
+            assertTrue(volumes.stream().noneMatch(volume -> volume.path("persistentVolumeClaim").path("claimName").asText()
+                    .equals("loraflow-artifacts")), where + " still mounts the artifacts volume");
+            String credentials = environment.get("AWS_SHARED_CREDENTIALS_FILE");
+            assertNotNull(credentials, where + " reads no credentials file");
+            JsonNode mount = elements(container.path("volumeMounts")).stream()
+                    .filter(candidate -> credentials.startsWith(candidate.path("mountPath").asText() + "/")).findFirst()
+                    .orElseThrow(() -> new AssertionError(where + ": nothing is mounted at " + credentials));
+            assertTrue(mount.path("readOnly").asBoolean(false), where + ": the credentials are mounted read-only");
+            JsonNode volume = volumes.stream().filter(candidate -> candidate.path("name").asText()
+                    .equals(mount.path("name").asText())).findFirst().orElseThrow();
+            JsonNode secret = s3.require("Secret", volume.path("secret").path("secretName").asText());
+            assertTrue(secret.path("data").has(credentials.substring(credentials.lastIndexOf('/') + 1)),
+                    where + ": the Secret has no key " + credentials);
+            String cache = environment.get("LORAFLOW_STORE_CACHE_DIR");
+            JsonNode cacheMount = elements(container.path("volumeMounts")).stream()
+                    .filter(candidate -> candidate.path("mountPath").asText().equals(cache)).findFirst()
+                    .orElseThrow(() -> new AssertionError(where + ": the read cache " + cache + " is no volume"));
+            JsonNode cacheVolume = volumes.stream().filter(candidate -> candidate.path("name").asText()
+                    .equals(cacheMount.path("name").asText())).findFirst().orElseThrow();
+            BigDecimal limit = quantity(cacheVolume.path("emptyDir").path("sizeLimit"));
+            long bound = ArtifactStores.parseSize("LORAFLOW_STORE_CACHE_MAX_BYTES",
+                    environment.get("LORAFLOW_STORE_CACHE_MAX_BYTES"));
+            assertTrue(BigDecimal.valueOf(bound).compareTo(limit) < 0, where + ": a cache bound of " + bound
+                    + " bytes does not fit its volume's " + limit);
+        }
+    }
+
+    /** Strimzi runs the Kafka version the local broker is; that version is one the targeted Strimzi supports. */
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void kafkaOnKubernetesIsTheLocalBrokersVersionAndOneStrimziSupports(String overlay) throws IOException {
+        RenderedManifests manifests = rendered(overlay);
+        java.util.regex.Matcher declared = java.util.regex.Pattern.compile("<kafka.broker.version>([^<]+)</kafka.broker.version>")
+                .matcher(Files.readString(REPOSITORY.resolve("broker/pom.xml")));
+        assertTrue(declared.find(), "broker/pom.xml declares no kafka.broker.version");
+        String version = declared.group(1);
+        assertTrue(STRIMZI_KAFKA_VERSIONS.contains(version), "the local broker's Kafka " + version
+                + " is not one Strimzi " + STRIMZI_RELEASE + " supports: " + STRIMZI_KAFKA_VERSIONS);
+        JsonNode kafka = manifests.require("Kafka", "loraflow").path("spec").path("kafka");
+        assertEquals(version, kafka.path("version").asText(), overlay + ": the Kafka version Strimzi runs");
+        String[] parts = version.split("\\.");
+        assertTrue(kafka.path("metadataVersion").asText().startsWith(parts[0] + "." + parts[1] + "-"),
+                overlay + ": metadataVersion " + kafka.path("metadataVersion").asText() + " of Kafka " + version);
+        for (JsonNode deployment : manifests.ofKind("Deployment")) {
+            for (JsonNode init : containers(deployment, true)) {
+                if (init.path("image").asText().startsWith("quay.io/strimzi/kafka:")) {
+                    assertEquals("quay.io/strimzi/kafka:" + STRIMZI_RELEASE + "-kafka-" + version, init.path("image").asText(),
+                            overlay + ": " + name(deployment) + "'s " + init.path("name").asText());
+                }
+            }
+        }
     }
 }

@@ -11,6 +11,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.platform.events.TrainingBatch;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import java.io.File;
 import java.io.IOException;
 import java.io.Reader;
@@ -36,6 +38,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import java.util.stream.Stream;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -139,6 +142,48 @@ class LocalPlatformTest {
         Result again = loraflow("down");
         assertEquals(0, again.exitCode(), again.output());
         assertTrue(again.output().contains("nothing is running"), again.output());
+    }
+
+    /** --store s3: a local S3 API server first, the services on its bucket, nothing under artifacts/; down stops it last. */
+    @Test
+    void upWithTheS3StoreRunsAnS3ServerTheServicesUseAndDownStopsIt() throws Exception {
+        Path s3Jar = REPOSITORY.resolve("s3server/target/loraflow-s3server.jar");
+        for (Path jar : Stream.concat(JARS.stream(), Stream.of(s3Jar)).toList()) {
+            assumeTrue(Files.isRegularFile(jar), jar + " is not built, so ./loraflow up --store s3 is not tested; "
+                    + "it runs in ./mvnw verify (./loraflow test), after the services are packaged");
+        }
+        Result up = loraflow("up", "--detach", "--store", "s3");
+        assertEquals(0, up.exitCode(), up.output());
+        Map<String, String> run = runEnv();
+        assertEquals("s3://loraflow/artifacts", run.get("STORE_URI"));
+        assertTrue(run.get("AWS_ENDPOINT_URL").matches("http://127\\.0\\.0\\.1:[0-9]+"), run.toString());
+        ProcessHandle s3server = ProcessHandle.of(Long.parseLong(run.get("S3SERVER_PID"))).orElseThrow();
+        assertTrue(up.output().contains(run.get("AWS_ENDPOINT_URL")), up.output());
+        assertEquals(200, status(run.get("TRAINER_URL") + "/q/health/ready"));
+        assertEquals(200, status(run.get("MERGER_URL") + "/q/health/ready"));
+        assertTrue(Files.readString(Path.of(run.get("LOGS"), "serving.log")).contains("(store s3://loraflow/artifacts"),
+                "serving follows the models from another store");
+        assertTrue(Files.isDirectory(home.resolve("s3/loraflow")), "the bucket is a directory under the state");
+        assertFalse(Files.exists(Path.of(run.get("STORE_ROOT"))), "nothing is written to the local store");
+
+        // The bucket answers as the services reach it: with run.env's endpoint and key.
+        System.setProperty("aws.accessKeyId", run.get("AWS_ACCESS_KEY_ID"));
+        System.setProperty("aws.secretAccessKey", run.get("AWS_SECRET_ACCESS_KEY"));
+        try {
+            ArtifactStore store = ArtifactStores.open(run.get("STORE_URI") + "?endpoint=" + run.get("AWS_ENDPOINT_URL"));
+            Path directory = Files.createDirectories(home.resolve("probe"));
+            Files.writeString(directory.resolve("hello.txt"), "hello");
+            ArtifactStore.Artifact artifact = store.putDirectory(directory);
+            assertEquals("hello", Files.readString(store.open(artifact.uri(), artifact.sha256()).resolve("hello.txt")));
+        } finally {
+            System.clearProperty("aws.accessKeyId");
+            System.clearProperty("aws.secretAccessKey");
+        }
+
+        Result down = loraflow("down");
+        assertEquals(0, down.exitCode(), down.output());
+        assertTrue(down.output().contains("stopped s3server (pid " + s3server.pid() + ")"), down.output());
+        assertFalse(running(s3server), "the S3 server runs on after down");
     }
 
     @Test

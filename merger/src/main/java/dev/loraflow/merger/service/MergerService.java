@@ -6,7 +6,8 @@ import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.kafka.BrokerConnection;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
-import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.service.support.KafkaConnectorSettings;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
@@ -66,7 +67,7 @@ public class MergerService {
         kafka = KafkaConnectorSettings.of(config);
         settings.quantized(); // a quantize setting that cannot be honoured stops the start here, naming its key
         clearWorkDirectory(settings.workDirectory());
-        LocalArtifactStore store = new LocalArtifactStore(settings.storeRoot());
+        ArtifactStore store = ArtifactStores.open(settings.storeLocation());
         merges = new Merges(settings, store, new CheckpointMerger(settings, store), this::publish);
         registerMetrics();
         // The broker may not be there yet: the topics are created as soon as it is; records wait for that.

@@ -44,6 +44,15 @@ public interface MergerSettings {
     @WithName("store.root")
     Path storeRoot();
 
+    /** The artifact store's location when it is not {@link #storeRoot()}, e.g. {@code s3://bucket/prefix}. */
+    @WithName("store.uri")
+    Optional<String> storeUri();
+
+    /** Where the artifact store is: its URI when one is configured, else its root directory. */
+    default String storeLocation() {
+        return storeUri().orElse(storeRoot().toString());
+    }
+
     /** Where merges and exports are staged before they go into the store; emptied at startup. */
     @WithName("merger.work-dir")
     Path workDirectory();

@@ -1,6 +1,7 @@
 package dev.loraflow.merger.service;
 
-import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.platform.store.Retention;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
@@ -12,6 +13,7 @@ import jakarta.enterprise.event.Observes;
 import jakarta.inject.Inject;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.Optional;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.concurrent.Executors;
@@ -34,6 +36,8 @@ public class StoreRetentionService {
 
     @ConfigProperty(name = "loraflow.store.root")
     Path storeRoot;
+    @ConfigProperty(name = "loraflow.store.uri")
+    Optional<String> storeUri;
     @ConfigProperty(name = "loraflow.store.retention")
     Duration retention;
     @ConfigProperty(name = "loraflow.store.retention-interval")
@@ -45,14 +49,14 @@ public class StoreRetentionService {
     private final AtomicLong bytes = new AtomicLong();
     private Counter deleted;
     private Counter freed;
-    private LocalArtifactStore store;
+    private ArtifactStore store;
     private ScheduledExecutorService scheduler;
 
     void start(@Observes StartupEvent event) throws IOException {
         if (interval.isNegative() || interval.isZero()) {
             throw new IllegalArgumentException("loraflow.store.retention-interval must be > 0, got " + interval);
         }
-        store = new LocalArtifactStore(storeRoot);
+        store = ArtifactStores.open(storeUri.orElse(storeRoot.toString()));
         Gauge.builder("loraflow.store.bytes", bytes, AtomicLong::get).baseUnit("bytes")
                 .description("bytes in the artifact store (artifacts, references, writes in progress), as last measured")
                 .register(metrics);
@@ -79,7 +83,7 @@ public class StoreRetentionService {
                 bytes.set(store.diskUsage());
                 return;
             }
-            LocalArtifactStore.Sweep sweep = Retention.sweep(store, retention, Instant.now());
+            ArtifactStore.Sweep sweep = Retention.sweep(store, retention, Instant.now());
             bytes.set(sweep.bytesInUse());
             deleted.increment(sweep.artifactsDeleted());
             freed.increment(sweep.bytesFreed());

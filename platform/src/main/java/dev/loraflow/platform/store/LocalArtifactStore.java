@@ -6,6 +6,7 @@ import dev.loraflow.core.io.Sha256;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.DirectoryNotEmptyException;
@@ -17,19 +18,20 @@ import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.FileTime;
 import java.time.Duration;
 import java.time.Instant;
-import java.util.ArrayList;
-import java.util.Comparator;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
 
 /**
  * An artifact store in a local directory:
  * {@code sha256/<digest>/} holds an artifact, {@code refs/<name>} a reference, {@code tmp/} writes in
- * progress. An artifact's digest is the SHA-256 of its manifest — one {@code "<sha256>  <file>\n"} line
+ * progress, {@code locks/} the locks of conditional reference writes. An artifact's digest is the SHA-256 of its manifest — one {@code "<sha256>  <file>\n"} line
  * per file in name order, as {@code sha256sum} prints them — so it can be checked with standard tools.
  *
  * <p>A write copies into {@code tmp/}, forces every file and the directory to disk, then renames the
@@ -37,7 +39,9 @@ import java.util.stream.Stream;
  */
 public final class LocalArtifactStore implements ArtifactStore {
 
-    private static final Pattern DIGEST = Pattern.compile("[0-9a-f]{64}");
+    private static final Pattern DIGEST = ArtifactManifest.DIGEST;
+    /** Conditional writers of this JVM; the file lock orders them with other processes'. */
+    private static final ConcurrentHashMap<Path, ReentrantLock> LOCKS = new ConcurrentHashMap<>();
     private static final Pattern REFERENCE = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,200}");
 
     private final Path root;
@@ -47,6 +51,7 @@ public final class LocalArtifactStore implements ArtifactStore {
         Files.createDirectories(this.root.resolve("sha256"));
         Files.createDirectories(this.root.resolve("refs"));
         Files.createDirectories(this.root.resolve("tmp"));
+        Files.createDirectories(this.root.resolve("locks"));
     }
 
     public Path root() {
@@ -54,8 +59,13 @@ public final class LocalArtifactStore implements ArtifactStore {
     }
 
     @Override
+    public String toString() {
+        return root.toString();
+    }
+
+    @Override
     public Artifact putDirectory(Path source) throws IOException {
-        List<Path> files = flatFiles(source);
+        List<Path> files = ArtifactManifest.files(source);
         Path staging = root.resolve("tmp").resolve(UUID.randomUUID().toString());
         Files.createDirectories(staging);
         try {
@@ -64,7 +74,7 @@ public final class LocalArtifactStore implements ArtifactStore {
                 Files.copy(file, copy);
                 force(copy);
             }
-            String digest = Sha256.of(manifest(staging).getBytes(StandardCharsets.UTF_8));
+            String digest = Sha256.of(ArtifactManifest.of(staging).getBytes(StandardCharsets.UTF_8));
             force(staging);
             Path target = root.resolve("sha256").resolve(digest);
             if (Files.isDirectory(target)) {
@@ -107,7 +117,7 @@ public final class LocalArtifactStore implements ArtifactStore {
         if (!Files.isDirectory(path)) {
             throw new IOException(uri + ": no such artifact");
         }
-        String actual = Sha256.of(manifest(path).getBytes(StandardCharsets.UTF_8));
+        String actual = Sha256.of(ArtifactManifest.of(path).getBytes(StandardCharsets.UTF_8));
         if (!actual.equals(sha256) || !path.getFileName().toString().equals(sha256)) {
             throw new ArtifactIntegrityException(uri + ": content digest " + actual + " does not match " + sha256);
         }
@@ -125,7 +135,33 @@ public final class LocalArtifactStore implements ArtifactStore {
         AtomicFiles.write(reference(name), value);
     }
 
-    /** The names of every reference, in name order. */
+    /**
+     * Under an exclusive lock on {@code locks/<name>} that every process's conditional writers take (and a JVM
+     * lock, as file locks are per process): read, compare, then replace atomically as {@link #writeReference}.
+     * An unconditional {@link #writeReference} does not take the lock: mix the two on one reference and the
+     * unconditional write may land between the comparison and the replacement.
+     */
+    @Override
+    public boolean compareAndSetReference(String name, Optional<byte[]> expected, byte[] value) throws IOException {
+        Path file = reference(name);
+        Path lockFile = root.resolve("locks").resolve(name);
+        ReentrantLock local = LOCKS.computeIfAbsent(lockFile, key -> new ReentrantLock());
+        local.lock();
+        try (FileChannel channel = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+             FileLock ignored = channel.lock()) {
+            Optional<byte[]> current = Files.isRegularFile(file) ? Optional.of(Files.readAllBytes(file)) : Optional.empty();
+            boolean matches = expected.isEmpty() ? current.isEmpty()
+                    : current.isPresent() && Arrays.equals(current.get(), expected.get());
+            if (matches) {
+                AtomicFiles.write(file, value);
+            }
+            return matches;
+        } finally {
+            local.unlock();
+        }
+    }
+
+    @Override
     public List<String> referenceNames() throws IOException {
         try (Stream<Path> entries = Files.list(root.resolve("refs"))) {
             return entries.map(path -> path.getFileName().toString()).filter(name -> REFERENCE.matcher(name).matches())
@@ -133,15 +169,13 @@ public final class LocalArtifactStore implements ArtifactStore {
         }
     }
 
-    /** What a {@link #deleteUnreferenced} sweep removed, and the bytes the store holds afterwards. */
-    public record Sweep(int artifactsDeleted, long bytesFreed, int artifactsKept, long bytesInUse) {}
-
     /**
      * Deletes every artifact whose digest is not in {@code live} and that was stored (or stored again) longer
      * than {@code retention} before {@code now}, and writes in progress in {@code tmp/} that old (a crashed
      * writer's leftovers). An artifact is renamed out of {@code sha256/} before its files go, so a reader sees
      * it whole or not at all. The age is checked again just before, so an artifact stored again meanwhile stays.
      */
+    @Override
     public Sweep deleteUnreferenced(Set<String> live, Duration retention, Instant now) throws IOException {
         Instant cutoff = now.minus(retention);
         int deleted = 0;
@@ -186,6 +220,7 @@ public final class LocalArtifactStore implements ArtifactStore {
     }
 
     /** The bytes of every file in the store: artifacts, references and writes in progress. */
+    @Override
     public long diskUsage() throws IOException {
         return FileTrees.size(root);
     }
@@ -195,32 +230,6 @@ public final class LocalArtifactStore implements ArtifactStore {
             throw new IllegalArgumentException("reference name \"" + name + "\" must be 1–201 of [A-Za-z0-9._-]");
         }
         return root.resolve("refs").resolve(name);
-    }
-
-    /** The directory's regular files; anything else (subdirectories, links) is refused rather than skipped. */
-    private static List<Path> flatFiles(Path source) throws IOException {
-        if (!Files.isDirectory(source)) {
-            throw new IOException(source + ": not a directory");
-        }
-        List<Path> files = new ArrayList<>();
-        try (Stream<Path> entries = Files.list(source)) {
-            for (Path entry : (Iterable<Path>) entries::iterator) {
-                if (!Files.isRegularFile(entry, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-                    throw new IOException(entry + ": an artifact holds regular files only");
-                }
-                files.add(entry);
-            }
-        }
-        files.sort(Comparator.comparing(path -> path.getFileName().toString()));
-        return files;
-    }
-
-    static String manifest(Path directory) throws IOException {
-        StringBuilder manifest = new StringBuilder();
-        for (Path file : flatFiles(directory)) {
-            manifest.append(Sha256.of(file)).append("  ").append(file.getFileName()).append('\n');
-        }
-        return manifest.toString();
     }
 
     private static void force(Path path) throws IOException {

@@ -37,7 +37,7 @@ public final class Retention {
     private Retention() {}
 
     /** The digests of every artifact a live reference names. */
-    public static Set<String> liveDigests(LocalArtifactStore store) throws IOException {
+    public static Set<String> liveDigests(ArtifactStore store) throws IOException {
         Set<String> live = new HashSet<>();
         List<String> names = store.referenceNames();
         for (String name : names) {
@@ -61,18 +61,18 @@ public final class Retention {
     }
 
     /** Deletes what no live reference names and is older than {@code retention}; see the class comment. */
-    public static LocalArtifactStore.Sweep sweep(LocalArtifactStore store, Duration retention, Instant now) throws IOException {
+    public static ArtifactStore.Sweep sweep(ArtifactStore store, Duration retention, Instant now) throws IOException {
         return store.deleteUnreferenced(liveDigests(store), retention, now);
     }
 
-    private static void addDigests(LocalArtifactStore store, String reference, Set<String> live) throws IOException {
+    private static void addDigests(ArtifactStore store, String reference, Set<String> live) throws IOException {
         Matcher digests = DIGEST.matcher(read(store, reference).orElse(""));
         while (digests.find()) {
             live.add(digests.group());
         }
     }
 
-    private static Optional<String> read(LocalArtifactStore store, String reference) throws IOException {
+    private static Optional<String> read(ArtifactStore store, String reference) throws IOException {
         return store.readReference(reference).map(bytes -> new String(bytes, StandardCharsets.UTF_8));
     }
 }

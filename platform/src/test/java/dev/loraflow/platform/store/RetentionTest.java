@@ -79,7 +79,7 @@ class RetentionTest {
         assertEquals(Set.of(step200.sha256(), merged200.sha256(), onnx200.sha256(), pending.sha256()),
                 Retention.liveDigests(store));
         long before = store.diskUsage();
-        LocalArtifactStore.Sweep sweep = Retention.sweep(store, WEEK, now);
+        ArtifactStore.Sweep sweep = Retention.sweep(store, WEEK, now);
 
         assertEquals(3, sweep.artifactsDeleted(), "step 100's adapter, merged model and graph");
         assertEquals("adapter 100".length() + "merged 100".length() + "onnx 100".length(), sweep.bytesFreed());

@@ -7,7 +7,8 @@ import dev.loraflow.platform.events.MergeOutcomes;
 import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.reliability.Backoff;
 import dev.loraflow.platform.reliability.Failures;
-import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.platform.store.ArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.platform.store.SafePaths;
 import dev.loraflow.serving.service.Serving;
 import dev.loraflow.serving.service.ServingConfig;
@@ -90,7 +91,7 @@ public class EventFollower {
     private final Map<String, Long> newestSteps = new HashMap<>();
     private final StartupHistory modelHistory = new StartupHistory();
     private final StartupHistory checkpointHistory = new StartupHistory();
-    private LocalArtifactStore store;
+    private ArtifactStore store;
     private final Backoff backoff = Backoff.standard();
     /** Per model, its newest announced version when it failed to load for a transient reason: tried again later. */
     private final Map<String, MergedModelEvent> retrying = new HashMap<>();
@@ -112,7 +113,7 @@ public class EventFollower {
         if (!followModels && !followAdapters) {
             return;
         }
-        store = new LocalArtifactStore(storeConfig.root());
+        store = ArtifactStores.open(storeConfig.location());
         if (followModels && followedNames().isEmpty()) {
             LOG.warn("loraflow.serving.follow-models is on but loraflow.serving.follow-model-names names no model;"
                     + " no announced model will be served (name the job ids to follow, or * for any)");
@@ -128,7 +129,7 @@ public class EventFollower {
         retries = Executors.newSingleThreadScheduledExecutor(Thread.ofPlatform().name("loraflow-model-retries").factory());
         LOG.infof("following %s%s (store %s)", followModels ? modelsTopic + " (model " + followedName() + ")" : "",
                 followAdapters ? (followModels ? " and " : "") + checkpointsTopic + " (adapters on base "
-                        + settings.adapterBaseModel().orElse("<none configured>") + ")" : "", store.root());
+                        + settings.adapterBaseModel().orElse("<none configured>") + ")" : "", store);
     }
 
     void stop(@Observes ShutdownEvent event) {

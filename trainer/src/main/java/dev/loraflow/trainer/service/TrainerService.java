@@ -3,7 +3,7 @@ package dev.loraflow.trainer.service;
 import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
-import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.service.support.KafkaConnectorSettings;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -41,7 +41,7 @@ public class TrainerService {
     void start(@Observes StartupEvent event) throws IOException {
         bases = new BaseModels(settings.modelsRoot(), settings.baseCacheSize());
         kafka = KafkaConnectorSettings.of(config);
-        loop = new TrainingLoop(TrainerSettings.of(settings, kafka), bases, new LocalArtifactStore(settings.storeRoot()),
+        loop = new TrainingLoop(TrainerSettings.of(settings, kafka), bases, ArtifactStores.open(settings.storeLocation()),
                 () -> KafkaSetup.ensureTopics(kafka, topics(), topicConfigs()));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);

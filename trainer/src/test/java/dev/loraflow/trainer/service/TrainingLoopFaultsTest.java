@@ -132,6 +132,28 @@ class TrainingLoopFaultsTest {
             write();
             disk.writeReference(name, value);
         }
+
+        @Override
+        public boolean compareAndSetReference(String name, Optional<byte[]> expected, byte[] value) throws IOException {
+            write();
+            return disk.compareAndSetReference(name, expected, value);
+        }
+
+        @Override
+        public java.util.List<String> referenceNames() throws IOException {
+            return disk.referenceNames();
+        }
+
+        @Override
+        public Sweep deleteUnreferenced(java.util.Set<String> live, java.time.Duration retention, java.time.Instant now)
+                throws IOException {
+            return disk.deleteUnreferenced(live, retention, now);
+        }
+
+        @Override
+        public long diskUsage() throws IOException {
+            return disk.diskUsage();
+        }
     }
 
     private TrainingLoop start(ArtifactStore store, String group) {
