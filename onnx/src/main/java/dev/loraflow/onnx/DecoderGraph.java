@@ -1,6 +1,7 @@
 package dev.loraflow.onnx;
 
 import dev.loraflow.core.kernels.AttentionSpec;
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.kernels.RopeTable;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -45,6 +46,7 @@ final class DecoderGraph {
     private final boolean unmerged;
     private final Map<String, LoRALinear> adapted;
     private final Map<String, float[]> weights;
+    private final Map<String, FrozenMatrix> frozen;
     private final ModelLayout layout;
     private final Map<String, LinearModule> linearModules = new HashMap<>();
     private final Map<Float, String> floatConstants = new HashMap<>();
@@ -63,9 +65,12 @@ final class DecoderGraph {
      * Declares the inputs and outputs.
      *
      * @param weights  the base weights by canonical name, for tensors the model's adapted modules do not hold
-     * @param unmerged whether the adapters become graph inputs; otherwise the model must be merged
+     * @param frozen   the base weights held as frozen matrices (BF16/F16 mapped), widened as they are written
+     * @param unmerged whether the adapters become graph inputs; otherwise each adapted module's weight is
+     *                 written with its adapter merged, one module at a time (the model itself stays unmerged)
      */
-    DecoderGraph(CausalLanguageModel model, Map<String, float[]> weights, int opset, int kvHeads, boolean unmerged) {
+    DecoderGraph(CausalLanguageModel model, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen, int opset,
+                 int kvHeads, boolean unmerged) {
         this.config = model.config();
         this.layout = model.layout();
         this.opset = opset;
@@ -73,6 +78,7 @@ final class DecoderGraph {
         this.unmerged = unmerged;
         this.adapted = model.adaptedModules();
         this.weights = weights;
+        this.frozen = frozen;
         layout.linearModules().forEach(module -> linearModules.put(module.path(), module));
         this.graph = new OnnxGraph(config.modelType());
 
@@ -154,16 +160,22 @@ final class DecoderGraph {
 
     /** A float initializer from the base weights, as stored. */
     String weight(String canonicalName) {
-        float[] values = requireWeight(canonicalName);
-        return graph.weight(canonicalName, new FloatPayload.Plain(values), layout.weight(canonicalName).shape());
+        return graph.weight(canonicalName, basePayload(canonicalName, false), layout.weight(canonicalName).shape());
     }
 
-    private float[] requireWeight(String canonicalName) {
+    /** A base tensor's bytes, as stored or (a matrix) transposed: from its float32 array, or widened from its frozen matrix. */
+    private FloatPayload basePayload(String canonicalName, boolean transposed) {
         float[] values = weights.get(canonicalName);
-        if (values == null) {
+        if (values != null) {
+            long[] shape = layout.weight(canonicalName).shape();
+            return transposed ? new FloatPayload.Transposed(values, (int) shape[0], (int) shape[1])
+                    : new FloatPayload.Plain(values);
+        }
+        FrozenMatrix matrix = frozen.get(canonicalName);
+        if (matrix == null) {
             throw new IllegalArgumentException("no weight " + canonicalName + " among the base weights");
         }
-        return values;
+        return new FloatPayload.Widened(matrix, transposed);
     }
 
     String constant(float value) {
@@ -176,11 +188,8 @@ final class DecoderGraph {
         if (module.outputLayer()) {
             throw new IllegalArgumentException(canonicalModule + " is the output head; use outputHead");
         }
-        float[] values = moduleWeight(module);
-        FloatPayload payload = module.fanInFanOut()
-                ? new FloatPayload.Plain(values)
-                : new FloatPayload.Transposed(values, module.out(), module.in());
-        String weight = graph.weight(canonicalModule + ".weight", payload, module.in(), module.out());
+        String weight = graph.weight(canonicalModule + ".weight", moduleWeight(module, !module.fanInFanOut()),
+                module.in(), module.out());
         String y = graph.node("MatMul", x, weight);
         if (layout.weight(canonicalModule + ".bias") != null) {
             y = graph.node("Add", y, weight(canonicalModule + ".bias"));
@@ -206,8 +215,7 @@ final class DecoderGraph {
         if (tiedEmbedding != null && (adaptedHead == null || unmerged)) {
             weight = tiedEmbedding;
         } else {
-            weight = graph.weight(module.path() + ".weight", new FloatPayload.Plain(moduleWeight(module)),
-                    module.out(), module.in());
+            weight = graph.weight(module.path() + ".weight", moduleWeight(module, false), module.out(), module.in());
         }
         String rows = graph.node("Reshape", x, graph.ints(-1, module.in()));
         String logits2d = graph.node("Gemm", List.of(rows, weight), Attribute.of("transB", 1));
@@ -229,19 +237,37 @@ final class DecoderGraph {
     }
 
     /** The weight the Java forward uses: the adapted module's (merged or not), else the base tensor. */
-    private float[] moduleWeight(LinearModule module) {
+    /**
+     * A linear module's weight as stored, or transposed: W0, or — in a merged export of an adapted module —
+     * W0 + s·B·A, merged by the module itself when the payload is written and unmerged right after, so that
+     * one merged weight at a time is in memory and the bytes are those of {@link LoRALinear#merge()}.
+     */
+    private FloatPayload moduleWeight(LinearModule module, boolean transposed) {
         LoRALinear linear = adapted.get(layout.peftModulePath(module.path()));
-        if (linear != null) {
-            if (linear.isMerged() == unmerged) {
-                throw new IllegalStateException(linear.name() + ": the adapter is " + (linear.isMerged() ? "" : "not ")
-                        + "merged, but the export is " + (unmerged ? "un-merged" : "merged"));
+        if (linear == null) {
+            if (module.outputLayer() && config.tieWordEmbeddings()) {
+                throw new IllegalStateException("an unadapted tied head has no weight of its own");
             }
-            return linear.weight();
+            return basePayload(module.path() + ".weight", transposed);
         }
-        if (module.outputLayer() && config.tieWordEmbeddings()) {
-            throw new IllegalStateException("an unadapted tied head has no weight of its own");
+        if (linear.isMerged()) {
+            throw new IllegalStateException(linear.name() + ": the adapter is merged; the export merges each module"
+                    + " as it writes it");
         }
-        return requireWeight(module.path() + ".weight");
+        if (unmerged) {
+            return new FloatPayload.Widened(linear.frozenWeight(), transposed);
+        }
+        int rows = module.fanInFanOut() ? module.in() : module.out();
+        int cols = module.fanInFanOut() ? module.out() : module.in();
+        return new FloatPayload.Deferred(4L * rows * cols, () -> {
+            linear.merge();
+            try {
+                float[] merged = linear.weight();
+                return transposed ? new FloatPayload.Transposed(merged, rows, cols) : new FloatPayload.Plain(merged);
+            } finally {
+                linear.unmerge();
+            }
+        });
     }
 
     private String withLora(String x, String y, LinearModule module) {
