@@ -65,18 +65,20 @@ for shape in "${SHAPES[@]}"; do
 import json, random, sys
 r = random.Random(1); vocab = int(json.load(open('$base/config.json'))['vocab_size'])
 for _ in range(64): print(json.dumps({'input_ids': [r.randrange(vocab) for _ in range(256)]}))" > "$data"
-  quantizations=(none)
-  [ "$shape" = 8b ] && quantizations=(none nf4)
-  for quantization in "${quantizations[@]}"; do
-    adapter="$WORK/$shape-adapter-$quantization"
+  # quantization and extra flag of each train run: tinyllama with default flags, then with gradient checkpointing
+  variants=("none" "none --gradient-checkpointing")
+  [ "$shape" = 8b ] && variants=("none" "nf4")
+  for variant in "${variants[@]}"; do
+    read -r quantization extra <<<"$variant"
+    adapter="$WORK/$shape-adapter-$quantization${extra:+-checkpointed}"
     rm -rf "$adapter"
     read -r secs rss <<<"$(measured "$LF" train --base "$base" --data "$data" --out "$adapter" --steps "$STEPS" \
-        --quantize "$quantization" $(train_args "$shape"))"
+        --quantize "$quantization" $(train_args "$shape") $extra)"
     speed="$(grep -o '[0-9.]* tok/s' "$WORK/last.log" | tail -n 1 || true)"
     tokens_per_step=$(( $(echo "$(train_args "$shape")" | awk '{print $2 * $4}') ))
     step_secs="$(awk -v s="${speed%% *}" -v t="$tokens_per_step" 'BEGIN { if (s > 0) printf "%.1f", t / s; else print "?" }')"
-    echo "| $shape | train BF16 base, --quantize $quantization$([ "$shape" = 8b ] && echo ", --gradient-checkpointing"), $STEPS steps | $secs | $(gb "$rss") ($(awk -v r="$rss" -v c="$checkpoint_kb" 'BEGIN { printf "%.2f", r / c }')× checkpoint) | $speed (mean), $step_secs s/step |" | tee -a "$REPORT"
-    if [ "$shape" = tinyllama ] && [ "$quantization" = none ]; then
+    echo "| $shape | train BF16 base, --quantize $quantization$([ "$shape" = 8b ] && echo " --gradient-checkpointing") $extra, $STEPS steps | $secs | $(gb "$rss") ($(awk -v r="$rss" -v c="$checkpoint_kb" 'BEGIN { printf "%.2f", r / c }')× checkpoint) | $speed (mean), $step_secs s/step |" | tee -a "$REPORT"
+    if [ "$shape" = tinyllama ] && [ -z "$extra" ]; then
       peak="$(python3 "$ROOT/bench/openblas_reference.py" | python3 -c "import json, sys; print(max(r['gflops'] for r in json.load(sys.stdin)['results']))")"
       parameters=$(( $(stat -c %s "$base/model.safetensors") / 2 ))
       echo "| $shape | training step compute, 4 · $parameters parameters · tokens/s | | | $(awk -v s="${speed%% *}" -v p="$parameters" -v peak="$peak" 'BEGIN { g = 4 * p * s / 1e9; printf "%.1f GFLOP/s = %.0f %% of OpenBLAS %.1f GFLOP/s", g, 100 * g / peak, peak }') |" | tee -a "$REPORT"
