@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Big models on one machine (issue 13): for each shape given (default tinyllama; 8b adds Llama-3.1-8B), a random
 # BF16 checkpoint from ./loraflow init-model --dtype bf16 (made once, kept in $WORK), then
-#   train  (BF16 base, and NF4 for 8b): peak RSS (GNU time's maximum resident set, mapped weights included),
-#          seconds, tokens/s of the last step;
-#   merge  of the trained adapter against cp of the checkpoint: seconds and peak RSS.
+#   train  (BF16 base, and NF4 for 8b; 8b with --gradient-checkpointing): peak RSS (GNU time's maximum resident
+#          set, mapped weights included), seconds, tokens/s and seconds of the last step; for tinyllama also the
+#          compute efficiency: 4 · parameters · tokens/s FLOP/s against the best OpenBLAS sgemm GFLOP/s of
+#          bench/openblas_reference.py measured just before (the machine's fp32 peak as bench sees it);
+#   merge  of the trained adapter against cp of the checkpoint, and cp followed by sync of the copy (merge forces
+#          its output to disk before renaming it into place): seconds and peak RSS.
 # Rows go to $WORK/memory-<time>.md as a markdown table, and to stdout.
 # Settings from the environment: WORK (/tmp/loraflow-bench-memory), STEPS (3), LORAFLOW_JAVA_OPTS.
 # Disk: tinyllama 2.2 GB checkpoint + 2.2 GB merged; 8b 16 GB + 16 GB. Needs GNU time (/usr/bin/time).
@@ -34,7 +37,7 @@ shape_args() {
 train_args() {
   case "$1" in
     tinyllama) echo "--batch-size 2 --seq-len 128 --rank 8 --targets q_proj,k_proj,v_proj,o_proj" ;;
-    8b) echo "--batch-size 1 --seq-len 256 --rank 16 --targets q_proj,v_proj" ;;
+    8b) echo "--batch-size 1 --seq-len 256 --rank 16 --targets q_proj,v_proj --gradient-checkpointing" ;;
   esac
 }
 
@@ -62,15 +65,24 @@ for shape in "${SHAPES[@]}"; do
 import json, random, sys
 r = random.Random(1); vocab = int(json.load(open('$base/config.json'))['vocab_size'])
 for _ in range(64): print(json.dumps({'input_ids': [r.randrange(vocab) for _ in range(256)]}))" > "$data"
-  quantizations=(none)
-  [ "$shape" = 8b ] && quantizations=(none nf4)
-  for quantization in "${quantizations[@]}"; do
-    adapter="$WORK/$shape-adapter-$quantization"
+  # quantization and extra flag of each train run: tinyllama with default flags, then with gradient checkpointing
+  variants=("none" "none --gradient-checkpointing")
+  [ "$shape" = 8b ] && variants=("none" "nf4")
+  for variant in "${variants[@]}"; do
+    read -r quantization extra <<<"$variant"
+    adapter="$WORK/$shape-adapter-$quantization${extra:+-checkpointed}"
     rm -rf "$adapter"
     read -r secs rss <<<"$(measured "$LF" train --base "$base" --data "$data" --out "$adapter" --steps "$STEPS" \
-        --quantize "$quantization" $(train_args "$shape"))"
+        --quantize "$quantization" $(train_args "$shape") $extra)"
     speed="$(grep -o '[0-9.]* tok/s' "$WORK/last.log" | tail -n 1 || true)"
-    echo "| $shape | train BF16 base, --quantize $quantization, $STEPS steps | $secs | $(gb "$rss") ($(awk -v r="$rss" -v c="$checkpoint_kb" 'BEGIN { printf "%.2f", r / c }')× checkpoint) | last step $speed |" | tee -a "$REPORT"
+    tokens_per_step=$(( $(echo "$(train_args "$shape")" | awk '{print $2 * $4}') ))
+    step_secs="$(awk -v s="${speed%% *}" -v t="$tokens_per_step" 'BEGIN { if (s > 0) printf "%.1f", t / s; else print "?" }')"
+    echo "| $shape | train BF16 base, --quantize $quantization$([ "$shape" = 8b ] && echo " --gradient-checkpointing") $extra, $STEPS steps | $secs | $(gb "$rss") ($(awk -v r="$rss" -v c="$checkpoint_kb" 'BEGIN { printf "%.2f", r / c }')× checkpoint) | $speed (mean), $step_secs s/step |" | tee -a "$REPORT"
+    if [ "$shape" = tinyllama ] && [ -z "$extra" ]; then
+      peak="$(python3 "$ROOT/bench/openblas_reference.py" | python3 -c "import json, sys; print(max(r['gflops'] for r in json.load(sys.stdin)['results']))")"
+      parameters=$(( $(stat -c %s "$base/model.safetensors") / 2 ))
+      echo "| $shape | training step compute, 4 · $parameters parameters · tokens/s | | | $(awk -v s="${speed%% *}" -v p="$parameters" -v peak="$peak" 'BEGIN { g = 4 * p * s / 1e9; printf "%.1f GFLOP/s = %.0f %% of OpenBLAS %.1f GFLOP/s", g, 100 * g / peak, peak }') |" | tee -a "$REPORT"
+    fi
   done
   merged="$WORK/$shape-merged"
   rm -rf "$merged" "$WORK/$shape-copy.safetensors"
@@ -78,8 +90,12 @@ for _ in range(64): print(json.dumps({'input_ids': [r.randrange(vocab) for _ in 
   read -r cp_secs cp_rss <<<"$(measured cp "$base/model.safetensors" "$WORK/$shape-copy.safetensors")"
   echo "| $shape | cp model.safetensors | $cp_secs | $(gb "$cp_rss") | |" | tee -a "$REPORT"
   rm -f "$WORK/$shape-copy.safetensors"
+  sync
+  read -r cps_secs _ <<<"$(measured sh -c "cp '$base/model.safetensors' '$WORK/$shape-copy.safetensors' && sync '$WORK/$shape-copy.safetensors'")"
+  echo "| $shape | cp model.safetensors && sync | $cps_secs | | |" | tee -a "$REPORT"
+  rm -f "$WORK/$shape-copy.safetensors"
   read -r secs rss <<<"$(measured "$LF" merge --base "$base" --adapter "$WORK/$shape-adapter-none" --out "$merged")"
-  echo "| $shape | merge | $secs | $(gb "$rss") | $(awk -v m="$secs" -v c="$cp_secs" 'BEGIN { printf "%.1f", m / c }')× cp |" | tee -a "$REPORT"
+  echo "| $shape | merge | $secs | $(gb "$rss") | $(awk -v m="$secs" -v c="$cp_secs" -v s="$cps_secs" 'BEGIN { printf "%.1f× cp, %.1f× cp && sync", m / c, m / s }') |" | tee -a "$REPORT"
   rm -rf "$merged"
 done
 echo "report: $REPORT"

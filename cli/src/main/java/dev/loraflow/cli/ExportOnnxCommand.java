@@ -6,11 +6,7 @@ import dev.loraflow.core.data.Example;
 import dev.loraflow.core.data.JsonlExamples;
 import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.model.CausalLanguageModel;
-import dev.loraflow.core.model.CheckpointWeights;
-import dev.loraflow.core.model.ModelConfig;
-import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.PeftAdapter;
-import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.merge.LoraMerge;
 import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.LoraInputs;
@@ -105,18 +101,21 @@ final class ExportOnnxCommand implements Callable<Integer> {
         Options.check(spec, verifyData == null || Files.isRegularFile(verifyData), "--verify-data: no file " + verifyData);
         Options.check(spec, maxLossIncrease == null || (quantization.quantized() && maxLossIncrease >= 0),
                 "--max-loss-increase needs --quantize and a fraction ≥ 0");
-        // The graph holds every weight as float32, in memory while it is built and then on disk.
-        ModelConfig config = ModelConfig.read(model.resolve("config.json"));
-        long graphBytes = 4 * CheckpointWeights.footprint(model, ModelLayout.of(config), Quantization.NONE).parameters();
-        Resources.requireDisk("export-onnx", out, graphBytes, "the graph's float32 weights");
-        Resources.requireHeap(2 * graphBytes + (64L << 20), "the model's float32 weights and the graph built from them",
-                "try " + Resources.LARGER_HEAP);
+        // Float32 weights are written tensor by tensor whatever the checkpoint's dtype; quantized ones at most as large.
+        OnnxExporter.Requirements needs = OnnxExporter.requirements(model, quantization);
+        needs.require("export-onnx", out);
+        spec.commandLine().getErr().println("loraflow export-onnx: writing " + (quantization.quantized() ? "under " : "about ")
+                + Resources.size(needs.diskBytes()) + " of " + (quantization.quantized() ? quantization.precision().label()
+                : "float32") + " weights to " + out.toAbsolutePath().getParent() + " ("
+                + Resources.size(Resources.diskAvailable(out)) + " free)");
         OnnxExporter.Result result = OnnxExporter.exportDirectory(model, adapter, options, out);
         copyModelFiles();
         ObjectNode line = new ObjectMapper().createObjectNode();
         line.put("onnx", result.model().toString());
+        line.put("onnx_sha256", result.modelSha256());
         if (result.externalData() != null) {
             line.put("external_data", result.externalData().toString());
+            line.put("external_data_sha256", result.externalDataSha256());
         }
         line.put("opset", opset);
         line.put("merged", adapter != null && !unmerged);

@@ -2,7 +2,6 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.merge.LoraMerge.OutputDType;
@@ -53,11 +52,7 @@ final class MergeCommand implements Callable<Integer> {
                 "--base-sha256 must be 64 lower-case hex digits, got " + baseSha256);
         LoraMerge.Options options = new LoraMerge.Options(outputDType, baseSha256);
         LoraMerge.Requirements needs = LoraMerge.requirements(base, options);
-        // the largest tensor as float32, and its converted copy on the way out, beside the adapter
-        long adapterBytes = Files.size(adapter.resolve(PeftAdapter.WEIGHTS_FILE));
-        Resources.requireHeap(2 * needs.largestTensorFloat32Bytes() + 4 * adapterBytes + (64L << 20),
-                "the largest tensor as float32 twice, and the adapter", "try " + Resources.LARGER_HEAP);
-        Resources.requireDisk("merge", out, needs.outputBytes(), "the merged model.safetensors");
+        needs.require("merge", out, Files.size(adapter.resolve(PeftAdapter.WEIGHTS_FILE)));
         Quantization trainedOn = Quantization.recordedIn(PeftAdapter.read(adapter).config());
         if (trainedOn != Quantization.NONE) {
             spec.commandLine().getErr().println("loraflow merge: the adapter was trained on the base quantized as "

@@ -109,6 +109,12 @@ final class TrainCommand implements Callable<Integer> {
             + "(default: none, or what a resumed run recorded).")
     private String quantize;
 
+    @Option(names = "--gradient-checkpointing", negatable = true, description = "Keep only each transformer block's "
+            + "input and recompute the block's forward in the backward: activation memory of one block instead of all, "
+            + "the same gradients, about a third more compute (default: on only where the memory estimate says the "
+            + "step would not fit without it; --no-gradient-checkpointing never).")
+    private Boolean gradientCheckpointing;
+
     @Override
     public Integer call() throws Exception {
         Options.positive(spec, "--rank", rank);
@@ -162,15 +168,22 @@ final class TrainCommand implements Callable<Integer> {
         int sequenceLength = seqLen != null ? seqLen : Math.min(256, baseConfig.maxPositions());
         Options.check(spec, sequenceLength > 1 && sequenceLength <= baseConfig.maxPositions(),
                 "--seq-len must be in [2, " + baseConfig.maxPositions() + "] (the model's context), got " + sequenceLength);
-        MemoryEstimate.of(base, baseConfig, lora, quantization, batchSize, sequenceLength, true)
-                .require(quantization == Quantization.NONE ? "--quantize nf4, a smaller --batch-size or --seq-len,"
-                        : "a smaller --batch-size or --seq-len,");
+        MemoryEstimate estimate = MemoryEstimate.forTraining(base, baseConfig, lora, quantization, batchSize,
+                sequenceLength, gradientCheckpointing, false);
+        estimate.require((quantization == Quantization.NONE ? "--quantize nf4, " : "")
+                + (estimate.gradientCheckpointing() ? "" : "--gradient-checkpointing, ")
+                + "a smaller --batch-size or --seq-len,");
+        if (gradientCheckpointing == null && estimate.gradientCheckpointing()) {
+            spec.commandLine().getErr().println("loraflow train: gradient checkpointing on: without it the step's "
+                    + "activations would not fit in memory (--no-gradient-checkpointing to refuse)");
+        }
         try (ModelFiles files = ModelFiles.openForTraining(base, lora, seed, quantization)) {
             ModelConfig config = files.model().config();
             List<Example> examples = JsonlExamples.read(data, files.tokenizer(), config.vocabSize());
             TrainingSettings settings = new TrainingSettings(steps, batchSize, sequenceLength, gradAccum,
                     new LearningRateSchedule(shape, learningRate, warmupSteps, steps),
-                    new AdamW.Settings(0.9f, 0.999f, 1e-8f, (float) weightDecay), maxGradNorm, seed);
+                    new AdamW.Settings(0.9f, 0.999f, 1e-8f, (float) weightDecay), maxGradNorm, seed,
+                    estimate.gradientCheckpointing());
             String dataId = "sha256:" + Trainer.fingerprint(examples) + (shuffle ? ";shuffled" : ";in-order");
             Trainer trainer = new Trainer(files.model(), settings, dataId);
             if (resume) {
@@ -182,6 +195,7 @@ final class TrainCommand implements Callable<Integer> {
             err.println("loraflow train: " + examples.size() + " examples, " + files.model().adaptedModules().size()
                     + " adapted modules, " + files.model().trainableParameters().stream().mapToLong(p -> p.size()).sum()
                     + " trainable parameters" + (quantization == Quantization.NONE ? "" : ", base quantized as " + quantization)
+                    + (estimate.gradientCheckpointing() ? ", gradient checkpointing" : "")
                     + (resume ? ", resuming at step " + trainer.completedSteps() : ""));
             ProgressReport progress = new ProgressReport(err,
                     System.console() != null && System.console().isTerminal(), steps, trainer.completedSteps());
@@ -203,6 +217,7 @@ final class TrainCommand implements Callable<Integer> {
             summary.put("steps", trainer.completedSteps());
             summary.put("tokens", tokens);
             summary.put("quantization", quantization.toString());
+            summary.put("gradient_checkpointing", estimate.gradientCheckpointing());
             if (last != null) {
                 summary.put("loss", last.loss());
             }

@@ -253,6 +253,25 @@ class EveryFlagTest {
         }
     }
 
+    /** Checkpointing recomputes each block's forward with the same dropout: the adapter is the same bytes either way. */
+    @Test
+    void trainGradientCheckpointingGivesTheSameAdapter() throws IOException {
+        List<String> common = List.of("train", "--base", base.toString(), "--data", data.toString(), "--steps", "2",
+                "--dropout", "0.1", "--lr", "0.01", "--seed", "3");
+        Run on = ok("train", "--base", base.toString(), "--data", data.toString(), "--steps", "2", "--dropout", "0.1",
+                "--lr", "0.01", "--seed", "3", "--gradient-checkpointing", "--out", temp.resolve("ckpt-on").toString());
+        assertTrue(on.json().get("gradient_checkpointing").asBoolean(), on.out());
+        assertTrue(on.err().contains("gradient checkpointing"), on.err());
+        Run off = ok("train", "--base", base.toString(), "--data", data.toString(), "--steps", "2", "--dropout", "0.1",
+                "--lr", "0.01", "--seed", "3", "--no-gradient-checkpointing", "--out", temp.resolve("ckpt-off").toString());
+        assertFalse(off.json().get("gradient_checkpointing").asBoolean(), off.out());
+        // A tiny model fits without it, so the default leaves it off.
+        Path auto = train(common, "ckpt-auto");
+        byte[] expected = Files.readAllBytes(auto.resolve("adapter_model.safetensors"));
+        assertArrayEquals(expected, Files.readAllBytes(temp.resolve("ckpt-on").resolve("adapter_model.safetensors")));
+        assertArrayEquals(expected, Files.readAllBytes(temp.resolve("ckpt-off").resolve("adapter_model.safetensors")));
+    }
+
     @Test
     void trainWritesTheLoraConfigItIsGiven() throws IOException {
         Path out = temp.resolve("lora-config");

@@ -16,8 +16,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * {@code train} in a JVM whose heap (-Xmx96m) is smaller than the base's float32 weights (~120 MB): a
- * BF16 checkpoint trains, its linear weights mapped from the file; the same model stored in F32, which
- * would have to sit on the heap, is refused before loading, in one line.
+ * BF16 checkpoint trains, its linear weights mapped from the file, and exports to a float32 ONNX graph
+ * larger than the heap; the same model stored in F32, which would have to sit on the heap, is refused
+ * before loading, in one line.
  */
 class HeapLimitTest {
 
@@ -49,6 +50,14 @@ class HeapLimitTest {
         assertEquals(0, trained.exitCode, trained.output);
         assertEquals(2, new ObjectMapper().readTree(trained.output.lines().filter(line -> line.startsWith("{"))
                 .reduce((a, b) -> b).orElseThrow()).get("steps").asInt());
+
+        // The export streams too: mapped BF16 weights widened and each adapted module merged as it is written.
+        Path onnx = temp.resolve("onnx").resolve("model.onnx");
+        Result exported = run(List.of(HEAP), List.of("export-onnx", "--model", bf16.toString(), "--adapter",
+                temp.resolve("adapter").toString(), "--out", onnx.toString()));
+        assertEquals(0, exported.exitCode, exported.output);
+        assertTrue(Files.size(onnx) > f32Bytes, "the float32 graph is larger than the heap: " + Files.size(onnx));
+        assertTrue(exported.output.contains("loraflow export-onnx: writing about "), exported.output);
 
         Result refused = run(List.of(HEAP), train, "--base", f32.toString(), "--out", temp.resolve("refused").toString());
         assertEquals(1, refused.exitCode, refused.output);

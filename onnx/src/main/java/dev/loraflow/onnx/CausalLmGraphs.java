@@ -1,6 +1,7 @@
 package dev.loraflow.onnx;
 
 import dev.loraflow.core.kernels.AttentionSpec;
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.kernels.RopeTable;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
@@ -20,20 +21,23 @@ final class CausalLmGraphs {
 
     /**
      * @param weights  the base weights by canonical name
-     * @param unmerged adapted modules get LoRA inputs; otherwise the model's adapters must be merged
+     * @param frozen   the base weights held as frozen matrices, by canonical name
+     * @param unmerged adapted modules get LoRA inputs; otherwise their weights are written merged
+     * @param quantization how the linear weights (and optionally the embeddings) are stored
      */
-    static DecoderGraph build(CausalLanguageModel model, Map<String, float[]> weights, int opset, boolean unmerged,
-                              WeightQuantization quantization) {
+    static DecoderGraph build(CausalLanguageModel model, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen,
+                              int opset, boolean unmerged, WeightQuantization quantization) {
         return switch (model.config()) {
-            case Gpt2Config gpt2 -> gpt2(model, gpt2, weights, opset, unmerged, quantization);
-            case DecoderConfig decoder -> decoder(model, decoder, weights, opset, unmerged, quantization);
+            case Gpt2Config gpt2 -> gpt2(model, gpt2, weights, frozen, opset, unmerged, quantization);
+            case DecoderConfig decoder -> decoder(model, decoder, weights, frozen, opset, unmerged, quantization);
         };
     }
 
     /** Learned positions, pre-LayerNorm blocks with a fused c_attn, gelu_new, the head tied to wte. */
     private static DecoderGraph gpt2(CausalLanguageModel model, Gpt2Config config, Map<String, float[]> weights,
-                                     int opset, boolean unmerged, WeightQuantization quantization) {
-        DecoderGraph g = new DecoderGraph(model, weights, opset, config.numHeads(), unmerged, quantization);
+                                     Map<String, FrozenMatrix> frozen, int opset, boolean unmerged,
+                                     WeightQuantization quantization) {
+        DecoderGraph g = new DecoderGraph(model, weights, frozen, opset, config.numHeads(), unmerged, quantization);
         OnnxGraph graph = g.graph;
         float eps = (float) config.layerNormEpsilon();
         long embd = config.hiddenSize();
@@ -59,8 +63,10 @@ final class CausalLmGraphs {
      * fused projections split as the Java model splits them, Gemma 2's branch norms, the head tied or not.
      */
     private static DecoderGraph decoder(CausalLanguageModel model, DecoderConfig config, Map<String, float[]> weights,
-                                        int opset, boolean unmerged, WeightQuantization quantization) {
-        DecoderGraph g = new DecoderGraph(model, weights, opset, config.numKeyValueHeads(), unmerged, quantization);
+                                        Map<String, FrozenMatrix> frozen, int opset, boolean unmerged,
+                                        WeightQuantization quantization) {
+        DecoderGraph g = new DecoderGraph(model, weights, frozen, opset, config.numKeyValueHeads(), unmerged,
+                quantization);
         OnnxGraph graph = g.graph;
         double eps = config.rmsNormEps();
         boolean offset = config.family().normWeightOffsetByOne();

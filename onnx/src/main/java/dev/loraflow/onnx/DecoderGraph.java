@@ -1,6 +1,7 @@
 package dev.loraflow.onnx;
 
 import dev.loraflow.core.kernels.AttentionSpec;
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.kernels.RopeTable;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -13,6 +14,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 
 /**
  * What the GPT-2 and Llama graphs share: the Optimum-style inputs and outputs, the attention mask, the
@@ -53,6 +55,7 @@ final class DecoderGraph {
     private final WeightQuantization quantization;
     private final Map<String, LoRALinear> adapted;
     private final Map<String, float[]> weights;
+    private final Map<String, FrozenMatrix> frozen;
     private final ModelLayout layout;
     private final Map<String, LinearModule> linearModules = new HashMap<>();
     private final Map<Float, String> floatConstants = new HashMap<>();
@@ -79,10 +82,12 @@ final class DecoderGraph {
      * Declares the inputs and outputs.
      *
      * @param weights  the base weights by canonical name, for tensors the model's adapted modules do not hold
-     * @param unmerged whether the adapters become graph inputs; otherwise the model must be merged
+     * @param frozen   the base weights held as frozen matrices (BF16/F16 mapped), widened as they are written
+     * @param unmerged whether the adapters become graph inputs; otherwise each adapted module's weight is
+     *                 written with its adapter merged, one module at a time (the model itself stays unmerged)
      */
-    DecoderGraph(CausalLanguageModel model, Map<String, float[]> weights, int opset, int kvHeads, boolean unmerged,
-                 WeightQuantization quantization) {
+    DecoderGraph(CausalLanguageModel model, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen, int opset,
+                 int kvHeads, boolean unmerged, WeightQuantization quantization) {
         this.config = model.config();
         this.layout = model.layout();
         this.opset = opset;
@@ -91,6 +96,7 @@ final class DecoderGraph {
         this.quantization = quantization;
         this.adapted = model.adaptedModules();
         this.weights = weights;
+        this.frozen = frozen;
         layout.linearModules().forEach(module -> linearModules.put(module.path(), module));
         this.graph = new OnnxGraph(config.modelType());
 
@@ -172,16 +178,35 @@ final class DecoderGraph {
 
     /** A float initializer from the base weights, as stored. */
     String weight(String canonicalName) {
-        float[] values = requireWeight(canonicalName);
-        return graph.weight(canonicalName, new TensorPayload.Plain(values), layout.weight(canonicalName).shape());
+        return graph.weight(canonicalName, basePayload(canonicalName, false), layout.weight(canonicalName).shape());
     }
 
-    private float[] requireWeight(String canonicalName) {
+    /** A base tensor's bytes, as stored or (a matrix) transposed: from its float32 array, or widened from its frozen matrix. */
+    private TensorPayload basePayload(String canonicalName, boolean transposed) {
         float[] values = weights.get(canonicalName);
-        if (values == null) {
+        if (values != null) {
+            long[] shape = layout.weight(canonicalName).shape();
+            return transposed ? new TensorPayload.Transposed(values, (int) shape[0], (int) shape[1])
+                    : new TensorPayload.Plain(values);
+        }
+        FrozenMatrix matrix = frozen.get(canonicalName);
+        if (matrix == null) {
             throw new IllegalArgumentException("no weight " + canonicalName + " among the base weights");
         }
-        return values;
+        return new TensorPayload.Widened(matrix, transposed);
+    }
+
+    /** A base tensor's floats as stored: its float32 array, or its frozen matrix widened whole (one tensor at a time). */
+    private float[] baseValues(String canonicalName) {
+        float[] values = weights.get(canonicalName);
+        if (values != null) {
+            return values;
+        }
+        FrozenMatrix matrix = frozen.get(canonicalName);
+        if (matrix == null) {
+            throw new IllegalArgumentException("no weight " + canonicalName + " among the base weights");
+        }
+        return matrix.toFloat32();
     }
 
     String constant(float value) {
@@ -194,16 +219,12 @@ final class DecoderGraph {
         if (module.outputLayer()) {
             throw new IllegalArgumentException(canonicalModule + " is the output head; use outputHead");
         }
-        float[] values = moduleWeight(module);
+        String name = canonicalModule + ".weight";
         String y = switch (quantization.precision()) {
-            case F32 -> {
-                TensorPayload payload = module.fanInFanOut()
-                        ? new TensorPayload.Plain(values)
-                        : new TensorPayload.Transposed(values, module.out(), module.in());
-                yield graph.node("MatMul", x, graph.weight(canonicalModule + ".weight", payload, module.in(), module.out()));
-            }
-            case INT8 -> int8MatMul(x, int8Weight(canonicalModule + ".weight", matrix(module, values)));
-            case INT4 -> int4MatMul(x, canonicalModule + ".weight", matrix(module, values));
+            case F32 -> graph.node("MatMul", x,
+                    graph.weight(name, moduleWeight(module, !module.fanInFanOut()), module.in(), module.out()));
+            case INT8 -> int8MatMul(x, withModuleValues(module, values -> int8Weight(name, matrix(module, values))));
+            case INT4 -> withModuleValues(module, values -> int4MatMul(x, name, matrix(module, values)));
         };
         if (layout.weight(canonicalModule + ".bias") != null) {
             y = graph.node("Add", y, weight(canonicalModule + ".bias"));
@@ -275,7 +296,7 @@ final class DecoderGraph {
     private Int8Weight int8Embedding(String canonicalName) {
         return int8Embeddings.computeIfAbsent(canonicalName, name -> {
             long[] shape = layout.weight(name).shape(); // [vocab, hidden]
-            return int8Weight(name, new QuantizedWeights.Matrix(requireWeight(name), (int) shape[1], (int) shape[0], false));
+            return int8Weight(name, new QuantizedWeights.Matrix(baseValues(name), (int) shape[1], (int) shape[0], false));
         });
     }
 
@@ -298,12 +319,11 @@ final class DecoderGraph {
         String logits;
         if (quantization.embeddingsInt8()) {
             Int8Weight weight = readsEmbedding ? int8Embedding(tiedEmbedding)
-                    : int8Weight(module.path() + ".weight", matrix(module, moduleWeight(module)));
+                    : withModuleValues(module, values -> int8Weight(module.path() + ".weight", matrix(module, values)));
             logits = withLora(x, int8MatMul(x, weight), module);
         } else {
             String weight = readsEmbedding ? floatEmbedding(tiedEmbedding)
-                    : graph.weight(module.path() + ".weight", new TensorPayload.Plain(moduleWeight(module)),
-                            module.out(), module.in());
+                    : graph.weight(module.path() + ".weight", moduleWeight(module, false), module.out(), module.in());
             String rows = graph.node("Reshape", x, graph.ints(-1, module.in()));
             String logits2d = graph.node("Gemm", List.of(rows, weight), Attribute.of("transB", 1));
             String shape = graph.node("Concat", List.of(inputShape, graph.ints(module.out())), Attribute.of("axis", 0));
@@ -324,20 +344,67 @@ final class DecoderGraph {
         return module;
     }
 
-    /** The weight the Java forward uses: the adapted module's (merged or not), else the base tensor. */
-    private float[] moduleWeight(LinearModule module) {
-        LoRALinear linear = adapted.get(layout.peftModulePath(module.path()));
-        if (linear != null) {
-            if (linear.isMerged() == unmerged) {
-                throw new IllegalStateException(linear.name() + ": the adapter is " + (linear.isMerged() ? "" : "not ")
-                        + "merged, but the export is " + (unmerged ? "un-merged" : "merged"));
+    /**
+     * A linear module's weight as stored, or transposed: W0, or — in a merged export of an adapted module —
+     * W0 + s·B·A, merged by the module itself when the payload is written and unmerged right after, so that
+     * one merged weight at a time is in memory and the bytes are those of {@link LoRALinear#merge()}.
+     */
+    private TensorPayload moduleWeight(LinearModule module, boolean transposed) {
+        LoRALinear linear = adaptedModule(module);
+        if (linear == null) {
+            return basePayload(module.path() + ".weight", transposed);
+        }
+        if (unmerged) {
+            return new TensorPayload.Widened(linear.frozenWeight(), transposed);
+        }
+        int rows = module.fanInFanOut() ? module.in() : module.out();
+        int cols = module.fanInFanOut() ? module.out() : module.in();
+        return new TensorPayload.Deferred(4L * rows * cols, () -> {
+            linear.merge();
+            try {
+                float[] merged = linear.weight();
+                return transposed ? new TensorPayload.Transposed(merged, rows, cols) : new TensorPayload.Plain(merged);
+            } finally {
+                linear.unmerge();
             }
-            return linear.weight();
+        });
+    }
+
+    /**
+     * For the quantized exports, which need a whole weight's floats: hands {@code use} a linear module's
+     * weight as stored, as {@link #moduleWeight} writes it (merged for the moment in a merged export of an
+     * adapted module, widened when frozen), so that one module's float32 weight at a time is in memory.
+     */
+    private <T> T withModuleValues(LinearModule module, Function<float[], T> use) {
+        LoRALinear linear = adaptedModule(module);
+        if (linear == null) {
+            return use.apply(baseValues(module.path() + ".weight"));
         }
-        if (module.outputLayer() && config.tieWordEmbeddings()) {
-            throw new IllegalStateException("an unadapted tied head has no weight of its own");
+        if (unmerged) {
+            return use.apply(linear.weight());
         }
-        return requireWeight(module.path() + ".weight");
+        linear.merge();
+        try {
+            return use.apply(linear.weight());
+        } finally {
+            linear.unmerge();
+        }
+    }
+
+    /** The module's LoRALinear, not merged (the export merges each module itself), or null when the module is not adapted. */
+    private LoRALinear adaptedModule(LinearModule module) {
+        LoRALinear linear = adapted.get(layout.peftModulePath(module.path()));
+        if (linear == null) {
+            if (module.outputLayer() && config.tieWordEmbeddings()) {
+                throw new IllegalStateException("an unadapted tied head has no weight of its own");
+            }
+            return null;
+        }
+        if (linear.isMerged()) {
+            throw new IllegalStateException(linear.name() + ": the adapter is merged; the export merges each module"
+                    + " as it writes it");
+        }
+        return linear;
     }
 
     private String withLora(String x, String y, LinearModule module) {

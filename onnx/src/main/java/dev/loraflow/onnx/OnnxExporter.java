@@ -1,6 +1,8 @@
 package dev.loraflow.onnx;
 
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.io.Sha256;
+import dev.loraflow.core.kernels.FrozenMatrix;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.CheckpointWeights;
@@ -9,6 +11,7 @@ import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import java.io.IOException;
@@ -123,9 +126,55 @@ public final class OnnxExporter {
      * @param externalData the weights file beside it, or null when the weights are inside
      * @param loraInputs   the adapter inputs of an un-merged graph (A, B, scaling per module), else empty
      * @param exportNanos  building and writing the graph, merge included
+     * @param modelSha256  SHA-256 of the .onnx file, taken as it was written
+     * @param externalDataSha256 SHA-256 of the external data file, taken as it was written; null without one
      */
     public record Result(Path model, Path externalData, Map<String, String> metadata, List<String> loraInputs,
-                         long exportNanos) {}
+                         long exportNanos, String modelSha256, String externalDataSha256) {}
+
+    /**
+     * What exporting a model directory takes, from its checkpoint header alone: the disk the graph fills
+     * (4 bytes per parameter as float32, an 8 B model's 32 GB; a quantized graph less) and the heap the
+     * export holds.
+     *
+     * @param diskBytes the .onnx and its external data together, at most
+     * @param heapBytes the float32 tensors held on the heap, the largest one merged, the quantized weights
+     *                  (built before they are written) and the graph
+     */
+    public record Requirements(long diskBytes, long heapBytes) {
+
+        /** Ends the command with one line when the disk where {@code out} goes or the heap is too small. */
+        public void require(String command, Path out) throws IOException {
+            Resources.requireDisk(command, out, diskBytes, "the graph's weights, at most 4 bytes per parameter");
+            Resources.requireHeap(heapBytes, "the float32 tensors held, the largest one merged, the quantized weights"
+                    + " and the graph", "try " + Resources.LARGER_HEAP);
+        }
+    }
+
+    /** {@link #requirements(Path, WeightQuantization)} of a float32 export. */
+    public static Requirements requirements(Path modelDirectory) throws IOException {
+        return requirements(modelDirectory, WeightQuantization.none());
+    }
+
+    /**
+     * @param quantization a quantized export quantizes one module's float32 weight at a time (widened or merged,
+     *                     the largest tensor's worth) and holds every quantized weight, about a byte per
+     *                     parameter with its scales, until the graph is written
+     */
+    public static Requirements requirements(Path modelDirectory, WeightQuantization quantization) throws IOException {
+        ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
+        CheckpointWeights.Footprint footprint = CheckpointWeights.footprint(modelDirectory, ModelLayout.of(config),
+                Quantization.NONE);
+        long largest = 0;
+        try (ShardedSafetensors checkpoint = ShardedSafetensors.open(modelDirectory)) {
+            for (String name : checkpoint.tensorNames()) {
+                largest = Math.max(largest, 4 * checkpoint.info(name).numel());
+            }
+        }
+        long quantizedHeld = quantization.quantized() ? footprint.parameters() : 0;
+        return new Requirements(4 * footprint.parameters(),
+                footprint.heapBytes() + 2 * largest + quantizedHeld + (64L << 20));
+    }
 
     private OnnxExporter() {}
 
@@ -136,9 +185,12 @@ public final class OnnxExporter {
     public static Result exportDirectory(Path modelDirectory, Path adapterDirectory, Options options, Path out)
             throws IOException {
         ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
-        Map<String, float[]> weights = CheckpointWeights.read(modelDirectory, ModelLayout.of(config));
+        // BF16/F16 matrices stay mapped from the checkpoint and are widened as they are written.
+        CheckpointWeights.BaseWeights weights = CheckpointWeights.readFrozen(modelDirectory, ModelLayout.of(config),
+                Quantization.NONE);
         PeftAdapter adapter = adapterDirectory == null ? null : PeftAdapter.read(adapterDirectory);
-        CausalLanguageModel model = CausalLanguageModel.create(config, weights, adapter == null ? null : adapter.config(), 0);
+        CausalLanguageModel model = CausalLanguageModel.create(config, weights.arrays(), weights.frozen(),
+                adapter == null ? null : adapter.config(), 0);
         Provenance provenance;
         if (adapter == null) {
             provenance = new Provenance(weightsSha256(modelDirectory), null, null);
@@ -147,7 +199,7 @@ public final class OnnxExporter {
             provenance = new Provenance(weightsSha256(modelDirectory), adapterDirectory.toAbsolutePath().normalize()
                     .getFileName().toString(), Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
         }
-        return export(model, weights, options, provenance, out);
+        return export(model, weights.arrays(), weights.frozen(), options, provenance, out);
     }
 
     /**
@@ -158,6 +210,20 @@ public final class OnnxExporter {
      */
     public static Result export(CausalLanguageModel model, Map<String, float[]> weights, Options options,
                                 Provenance provenance, Path out) throws IOException {
+        return export(model, weights, Map.of(), options, provenance, out);
+    }
+
+    /**
+     * {@link #export(CausalLanguageModel, Map, Options, Provenance, Path)} of a model whose base holds
+     * some weights as frozen matrices (as {@link CheckpointWeights#readFrozen} loads them): those are
+     * widened as they are written, and a merged export merges one module at a time as it writes it, so
+     * the export holds about one float32 tensor beyond what the model holds. A failure part way removes
+     * what was written.
+     *
+     * @param frozen the base weights the model holds as frozen matrices, by canonical name
+     */
+    public static Result export(CausalLanguageModel model, Map<String, float[]> weights, Map<String, FrozenMatrix> frozen,
+                                Options options, Provenance provenance, Path out) throws IOException {
         long start = System.nanoTime();
         boolean merged = model.adaptedModules().values().stream().anyMatch(LoRALinear::isMerged);
         if (merged) {
@@ -166,31 +232,30 @@ public final class OnnxExporter {
         if (options.unmerged() && model.adaptedModules().isEmpty()) {
             throw new IllegalArgumentException("an un-merged export needs a model with adapters: they decide which modules get LoRA inputs");
         }
-        boolean merge = !options.unmerged() && !model.adaptedModules().isEmpty();
-        if (merge) {
-            model.merge();
+        DecoderGraph decoder = CausalLmGraphs.build(model, weights, frozen, options.opset(), options.unmerged(),
+                options.quantization());
+        Map<String, String> metadata = metadata(model, options, provenance);
+        boolean external = switch (options.externalData()) {
+            case ALWAYS -> true;
+            case NEVER -> false;
+            case AUTO -> decoder.graph.initializerBytes() > EXTERNAL_DATA_THRESHOLD;
+        };
+        Path absolute = out.toAbsolutePath();
+        Path externalFile = external ? absolute.resolveSibling(absolute.getFileName() + EXTERNAL_DATA_SUFFIX) : null;
+        if (absolute.getParent() != null) {
+            Files.createDirectories(absolute.getParent());
         }
         try {
-            DecoderGraph decoder = CausalLmGraphs.build(model, weights, options.opset(), options.unmerged(),
-                    options.quantization());
-            Map<String, String> metadata = metadata(model, options, provenance);
-            boolean external = switch (options.externalData()) {
-                case ALWAYS -> true;
-                case NEVER -> false;
-                case AUTO -> decoder.graph.initializerBytes() > EXTERNAL_DATA_THRESHOLD;
-            };
-            Path absolute = out.toAbsolutePath();
-            Path externalFile = external ? absolute.resolveSibling(absolute.getFileName() + EXTERNAL_DATA_SUFFIX) : null;
-            if (absolute.getParent() != null) {
-                Files.createDirectories(absolute.getParent());
+            OnnxGraph.Written written = decoder.graph.write(absolute, irVersion(options.opset()), options.opset(),
+                    version(), metadata, externalFile, EXTERNAL_TENSOR_MIN_BYTES);
+            return new Result(absolute, externalFile, metadata, decoder.loraInputs(), System.nanoTime() - start,
+                    written.modelSha256(), written.externalDataSha256());
+        } catch (IOException | RuntimeException e) {
+            Files.deleteIfExists(absolute);
+            if (externalFile != null) {
+                Files.deleteIfExists(externalFile);
             }
-            decoder.graph.write(absolute, irVersion(options.opset()), options.opset(), version(), metadata,
-                    externalFile, EXTERNAL_TENSOR_MIN_BYTES);
-            return new Result(absolute, externalFile, metadata, decoder.loraInputs(), System.nanoTime() - start);
-        } finally {
-            if (merge) {
-                model.unmerge();
-            }
+            throw e;
         }
     }
 

@@ -1,10 +1,13 @@
 package dev.loraflow.onnx;
 
+import dev.loraflow.core.io.Sha256;
 import java.io.BufferedOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.DigestOutputStream;
+import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -34,6 +37,8 @@ final class OnnxGraph {
     /** ONNX Runtime's contrib operators (MatMulNBits), imported at version 1 when a node uses them. */
     static final String MICROSOFT_DOMAIN = "com.microsoft";
 
+    /** Bytes buffered per write to a file: few system calls for a many-gigabyte weights file. */
+    private static final int WRITE_BUFFER = 8 << 20;
     /** External data offsets are page-aligned, as onnx.proto recommends for mmap. */
     private static final long EXTERNAL_ALIGNMENT = 4096;
 
@@ -198,14 +203,22 @@ final class OnnxGraph {
     }
 
     /**
+     * SHA-256 of the files {@link #write} wrote, computed as their bytes went out.
+     *
+     * @param externalDataSha256 null without external data
+     */
+    record Written(String modelSha256, String externalDataSha256) {}
+
+    /**
      * Writes the ModelProto to {@code file}; with {@code externalData} the float weights of at least
      * {@code externalMinBytes} go to that file instead, page-aligned, and the model names it relative to
-     * its own directory.
+     * its own directory. The weights are written tensor by tensor as their payloads produce them, and
+     * each file's digest is taken in the same pass.
      *
      * @param metadata ModelProto.metadata_props, in order
      */
-    void write(Path file, int irVersion, int opset, String producerVersion, Map<String, String> metadata,
-               Path externalData, long externalMinBytes) throws IOException {
+    Written write(Path file, int irVersion, int opset, String producerVersion, Map<String, String> metadata,
+                  Path externalData, long externalMinBytes) throws IOException {
         for (ValueInfo output : outputs) {
             if (!values.contains(output.name())) {
                 throw new IllegalStateException("graph output '" + output.name() + "' is produced by no node");
@@ -254,8 +267,10 @@ final class OnnxGraph {
                     + " bytes, over protobuf's 2 GiB limit; write its weights as external data");
         }
 
+        String externalSha256 = null;
         if (externalData != null) {
-            try (OutputStream out = new BufferedOutputStream(Files.newOutputStream(externalData), 1 << 20)) {
+            MessageDigest digest = Sha256.newDigest();
+            try (OutputStream out = digesting(externalData, digest)) {
                 long written = 0;
                 for (Initializer initializer : external) {
                     for (long aligned = align(written); written < aligned; written++) {
@@ -265,10 +280,18 @@ final class OnnxGraph {
                     written += initializer.byteCount();
                 }
             }
+            externalSha256 = Sha256.hex(digest);
         }
-        try (OutputStream out = new BufferedOutputStream(Files.newOutputStream(file), 1 << 20)) {
+        MessageDigest digest = Sha256.newDigest();
+        try (OutputStream out = digesting(file, digest)) {
             model.writeTo(out);
         }
+        return new Written(Sha256.hex(digest), externalSha256);
+    }
+
+    /** A buffered stream into {@code file} that feeds {@code digest} what it writes. */
+    private static OutputStream digesting(Path file, MessageDigest digest) throws IOException {
+        return new BufferedOutputStream(new DigestOutputStream(Files.newOutputStream(file), digest), WRITE_BUFFER);
     }
 
     private static long align(long offset) {

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.core.io.AtomicFiles;
 import dev.loraflow.core.io.DigestingChannel;
 import dev.loraflow.core.io.FileTrees;
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.LinearModule;
 import dev.loraflow.core.model.ModelConfig;
@@ -151,7 +152,21 @@ public final class LoraMerge {
      * What a merge of {@code baseDirectory} needs, from its headers: the output's bytes on disk, and the
      * heap for the largest tensor as float32 (a merged tensor is formed whole, then written).
      */
-    public record Requirements(long outputBytes, long largestTensorFloat32Bytes) {}
+    public record Requirements(long outputBytes, long largestTensorFloat32Bytes) {
+
+        /**
+         * Ends the command with one line when the heap cannot hold the largest tensor as float32 twice (merged,
+         * and its converted copy on the way out) beside the adapter, or the disk where {@code out} goes cannot
+         * hold the merged file.
+         *
+         * @param adapterBytes the size of adapter_model.safetensors
+         */
+        public void require(String command, Path out, long adapterBytes) throws IOException {
+            Resources.requireHeap(2 * largestTensorFloat32Bytes + 4 * adapterBytes + (64L << 20),
+                    "the largest tensor as float32 twice, and the adapter", "try " + Resources.LARGER_HEAP);
+            Resources.requireDisk(command, out, outputBytes, "the merged model.safetensors");
+        }
+    }
 
     public static Requirements requirements(Path baseDirectory, Options options) throws IOException {
         long output = 0;

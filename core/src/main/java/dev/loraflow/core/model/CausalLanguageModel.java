@@ -65,8 +65,19 @@ public sealed interface CausalLanguageModel permits Gpt2Model, DecoderModel {
     /** The adapted modules by PEFT module path, in module order. */
     Map<String, LoRALinear> adaptedModules();
 
-    /** Buffers for batches of {@code batch} sequences of {@code seqLen} tokens. */
-    Workspace newWorkspace(int batch, int seqLen);
+    /** Buffers for batches of {@code batch} sequences of {@code seqLen} tokens, every block's activations kept. */
+    default Workspace newWorkspace(int batch, int seqLen) {
+        return newWorkspace(batch, seqLen, false);
+    }
+
+    /**
+     * Buffers for batches of {@code batch} sequences of {@code seqLen} tokens.
+     *
+     * @param gradientCheckpointing keep only each transformer block's input and one block's activations,
+     *                              recomputing a block's forward in the backward: activation memory grows
+     *                              with one block, not with depth; the gradients are bit-identical
+     */
+    Workspace newWorkspace(int batch, int seqLen, boolean gradientCheckpointing);
 
     /**
      * Runs the model on {@code batch × seqLen} token ids (row-major; position t of each sequence is t),

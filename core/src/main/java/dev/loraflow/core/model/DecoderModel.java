@@ -341,11 +341,12 @@ public final class DecoderModel implements CausalLanguageModel {
         private final int seqLen;
         /** N = batch·seqLen, the rows every projection works on. */
         private final int rows;
+        private final BlockCheckpointing checkpointing;
         /** [N], 0..T−1 within each sequence. */
         private final int[] positions;
         /** [N], the forward's targets, which the loss gradient needs. */
         private final int[] targets;
-        /** [L + 1][N, H]: residual stream entering each block, and leaving the last. */
+        /** [L + 1][N, H]: residual stream entering each block, and leaving the last; what checkpointing keeps. */
         private final float[][] residual;
         /** [L][N, H]: residual stream after each block's attention, the input of its second norm. */
         private final float[][] residualAfterAttention;
@@ -396,8 +397,10 @@ public final class DecoderModel implements CausalLanguageModel {
         private final float[] lossLogSumExp;
         /** Saved LoRA quantities, one per linear module in {@link #linearModules} order. */
         private final List<LoRALinear.Activations> linearActivations;
-        /** [N, H]: o_proj and down_proj outputs in the forward; the residual stream's gradient in the backward. */
+        /** [N, H]: o_proj and down_proj outputs in the forward (a checkpointed backward runs it again). */
         private final float[] hiddenScratch;
+        /** [N, H]: the residual stream's gradient in the backward. */
+        private final float[] residualGrad;
         /** [N, H]: gradient of a norm's output, then (in place) of its input. */
         private final float[] normGrad;
         /** [N, H]: gradient of a branch's output before its sandwich norm; null without them. */
@@ -421,7 +424,8 @@ public final class DecoderModel implements CausalLanguageModel {
         private boolean withLoss;
         private int countedTokens;
 
-        private Workspace(int batch, int seqLen) {
+        private Workspace(int batch, int seqLen, boolean gradientCheckpointing) {
+            this.checkpointing = new BlockCheckpointing(blocks.size(), gradientCheckpointing);
             this.batch = batch;
             this.seqLen = seqLen;
             this.rows = Math.multiplyExact(batch, seqLen);
@@ -429,33 +433,33 @@ public final class DecoderModel implements CausalLanguageModel {
             int queryWidth = config.numHeads() * config.headDim();
             int keyValueWidth = config.numKeyValueHeads() * config.headDim();
             int inner = config.intermediateSize();
-            int layers = config.numLayers();
+            int slots = checkpointing.slots();
             boolean sandwich = config.family().sandwichNorms();
             this.positions = new int[rows];
             for (int row = 0; row < rows; row++) {
                 positions[row] = row % seqLen;
             }
             this.targets = new int[rows];
-            this.residual = matrices(layers + 1, rows, hidden);
-            this.residualAfterAttention = matrices(layers, rows, hidden);
-            this.inputNormRstd = matrices(layers, rows, 1);
+            this.residual = matrices(blocks.size() + 1, rows, hidden);
+            this.residualAfterAttention = matrices(slots, rows, hidden);
+            this.inputNormRstd = matrices(slots, rows, 1);
             this.attentionInput = savedWhereAdapted(rows, hidden, Block::queryProjection, Block::keyProjection,
                     Block::valueProjection, Block::fusedQkvProjection);
-            this.query = matrices(layers, rows, queryWidth);
-            this.key = matrices(layers, rows, keyValueWidth);
-            this.value = matrices(layers, rows, keyValueWidth);
-            this.attentionLogSumExp = matrices(layers, rows, config.numHeads());
+            this.query = matrices(slots, rows, queryWidth);
+            this.key = matrices(slots, rows, keyValueWidth);
+            this.value = matrices(slots, rows, keyValueWidth);
+            this.attentionLogSumExp = matrices(slots, rows, config.numHeads());
             this.attentionOutput = savedWhereAdapted(rows, queryWidth, Block::outputProjection);
-            this.attentionBranch = sandwich ? matrices(layers, rows, hidden) : null;
-            this.attentionBranchRstd = sandwich ? matrices(layers, rows, 1) : null;
-            this.mlpNormRstd = matrices(layers, rows, 1);
+            this.attentionBranch = sandwich ? matrices(slots, rows, hidden) : null;
+            this.attentionBranchRstd = sandwich ? matrices(slots, rows, 1) : null;
+            this.mlpNormRstd = matrices(slots, rows, 1);
             this.mlpInput = savedWhereAdapted(rows, hidden, Block::gateProjection, Block::upProjection,
                     Block::fusedGateUpProjection);
-            this.gate = matrices(layers, rows, inner);
-            this.up = matrices(layers, rows, inner);
+            this.gate = matrices(slots, rows, inner);
+            this.up = matrices(slots, rows, inner);
             this.gated = savedWhereAdapted(rows, inner, Block::downProjection);
-            this.mlpBranch = sandwich ? matrices(layers, rows, hidden) : null;
-            this.mlpBranchRstd = sandwich ? matrices(layers, rows, 1) : null;
+            this.mlpBranch = sandwich ? matrices(slots, rows, hidden) : null;
+            this.mlpBranchRstd = sandwich ? matrices(slots, rows, 1) : null;
             this.finalNormRstd = new float[rows];
             this.finalNormOutput = new float[Math.multiplyExact(rows, hidden)];
             this.logits = new float[Math.multiplyExact(rows, config.vocabSize())];
@@ -463,6 +467,7 @@ public final class DecoderModel implements CausalLanguageModel {
             this.lossLogSumExp = new float[rows];
             this.linearActivations = linearModules.stream().map(linear -> linear.newActivations(rows)).toList();
             this.hiddenScratch = new float[rows * hidden];
+            this.residualGrad = new float[rows * hidden];
             this.normGrad = new float[rows * hidden];
             this.branchGrad = sandwich ? new float[rows * hidden] : null;
             this.attentionOutputGrad = new float[rows * queryWidth];
@@ -476,15 +481,15 @@ public final class DecoderModel implements CausalLanguageModel {
         }
 
         /**
-         * One [rows, cols] matrix per block holding the input of the given linear modules. Only an
+         * One [rows, cols] matrix per slot holding the input of the given linear modules. Only an
          * adapter's backward reads its input, so blocks where none of them is adapted share one
-         * scratch matrix instead.
+         * scratch matrix instead (checkpointing holds one slot, one matrix either way).
          */
         @SafeVarargs
         private float[][] savedWhereAdapted(int rows, int cols, Function<Block, LoRALinear>... readers) {
             float[] shared = null;
-            float[][] matrices = new float[blocks.size()][];
-            for (int layer = 0; layer < blocks.size(); layer++) {
+            float[][] matrices = new float[checkpointing.slots()][];
+            for (int layer = 0; layer < matrices.length; layer++) {
                 Block block = blocks.get(layer);
                 boolean adapted = Arrays.stream(readers).map(reader -> reader.apply(block))
                         .anyMatch(linear -> linear != null && linear.spec().rank() > 0);
@@ -532,12 +537,13 @@ public final class DecoderModel implements CausalLanguageModel {
     }
 
     /**
-     * Activations for batches of {@code batch} sequences of {@code seqLen} tokens.
+     * Activations for batches of {@code batch} sequences of {@code seqLen} tokens; see
+     * {@link CausalLanguageModel#newWorkspace(int, int, boolean)}.
      *
      * @throws IllegalArgumentException if a size is not positive or seqLen exceeds max_position_embeddings
      */
     @Override
-    public CausalLanguageModel.Workspace newWorkspace(int batch, int seqLen) {
+    public CausalLanguageModel.Workspace newWorkspace(int batch, int seqLen, boolean gradientCheckpointing) {
         if (batch <= 0 || seqLen <= 0) {
             throw new IllegalArgumentException("batch and seqLen must be positive, got " + batch + " and " + seqLen);
         }
@@ -545,7 +551,7 @@ public final class DecoderModel implements CausalLanguageModel {
             throw new IllegalArgumentException("seqLen " + seqLen + " exceeds the context of max_position_embeddings "
                     + config.maxPositions());
         }
-        return new Workspace(batch, seqLen);
+        return new Workspace(batch, seqLen, gradientCheckpointing);
     }
 
     @Override
@@ -585,9 +591,7 @@ public final class DecoderModel implements CausalLanguageModel {
         int rows = ws.rows;
         int hidden = config.hiddenSize();
         embed(tokens, 0, rows, ws.residual[0]);
-        for (int layer = 0; layer < blocks.size(); layer++) {
-            forwardBlock(layer, ws, training, dropoutKey);
-        }
+        ws.checkpointing.forward(training, dropoutKey, (layer, train, key) -> forwardBlock(layer, ws, train, key));
         Norms.rmsNormForward(ws.residual[blocks.size()], 0, finalNormWeight, 0, ws.finalNormOutput, 0,
                 ws.finalNormRstd, 0, rows, hidden, rmsNormEps);
         linearForward(outputHead, ws.finalNormOutput, ws.logits, ws, training, dropoutKey);
@@ -622,57 +626,58 @@ public final class DecoderModel implements CausalLanguageModel {
 
     private void forwardBlock(int layer, Workspace ws, boolean training, long dropoutKey) {
         Block block = blocks.get(layer);
+        int slot = ws.checkpointing.slot(layer);
         int rows = ws.rows;
         int hidden = config.hiddenSize();
         float[] x = ws.residual[layer];
-        float[] attentionInput = ws.attentionInput[layer];
-        float[] query = ws.query[layer];
-        float[] key = ws.key[layer];
+        float[] attentionInput = ws.attentionInput[slot];
+        float[] query = ws.query[slot];
+        float[] key = ws.key[slot];
 
-        Norms.rmsNormForward(x, 0, block.inputNormWeight(), 0, attentionInput, 0, ws.inputNormRstd[layer], 0,
+        Norms.rmsNormForward(x, 0, block.inputNormWeight(), 0, attentionInput, 0, ws.inputNormRstd[slot], 0,
                 rows, hidden, rmsNormEps);
         if (block.fusedQkvProjection() != null) {
             linearForward(block.fusedQkvProjection(), attentionInput, ws.fused, ws, training, dropoutKey);
-            splitQkv(ws.fused, query, key, ws.value[layer], rows);
+            splitQkv(ws.fused, query, key, ws.value[slot], rows);
         } else {
             linearForward(block.queryProjection(), attentionInput, query, ws, training, dropoutKey);
             linearForward(block.keyProjection(), attentionInput, key, ws, training, dropoutKey);
-            linearForward(block.valueProjection(), attentionInput, ws.value[layer], ws, training, dropoutKey);
+            linearForward(block.valueProjection(), attentionInput, ws.value[slot], ws, training, dropoutKey);
         }
         Rope.forward(query, 0, ws.positions, 0, ropeTable, query, 0, ws.batch, ws.seqLen, config.numHeads());
         Rope.forward(key, 0, ws.positions, 0, ropeTable, key, 0, ws.batch, ws.seqLen, config.numKeyValueHeads());
-        Attention.forward(query, 0, key, 0, ws.value[layer], 0, ws.attentionOutput[layer], 0,
-                ws.attentionLogSumExp[layer], 0, ws.batch, ws.seqLen, config.numHeads(), config.numKeyValueHeads(),
+        Attention.forward(query, 0, key, 0, ws.value[slot], 0, ws.attentionOutput[slot], 0,
+                ws.attentionLogSumExp[slot], 0, ws.batch, ws.seqLen, config.numHeads(), config.numKeyValueHeads(),
                 config.headDim(), attentionSpecs.get(layer));
         if (block.sandwichNorms()) {
-            linearForward(block.outputProjection(), ws.attentionOutput[layer], ws.attentionBranch[layer], ws, training,
+            linearForward(block.outputProjection(), ws.attentionOutput[slot], ws.attentionBranch[slot], ws, training,
                     dropoutKey);
-            Norms.rmsNormForward(ws.attentionBranch[layer], 0, block.attentionOutputNormWeight(), 0, ws.hiddenScratch,
-                    0, ws.attentionBranchRstd[layer], 0, rows, hidden, rmsNormEps);
+            Norms.rmsNormForward(ws.attentionBranch[slot], 0, block.attentionOutputNormWeight(), 0, ws.hiddenScratch,
+                    0, ws.attentionBranchRstd[slot], 0, rows, hidden, rmsNormEps);
         } else {
-            linearForward(block.outputProjection(), ws.attentionOutput[layer], ws.hiddenScratch, ws, training,
+            linearForward(block.outputProjection(), ws.attentionOutput[slot], ws.hiddenScratch, ws, training,
                     dropoutKey);
         }
-        float[] afterAttention = ws.residualAfterAttention[layer];
+        float[] afterAttention = ws.residualAfterAttention[slot];
         VectorMath.add(x, 0, ws.hiddenScratch, 0, afterAttention, 0, rows * hidden);
 
-        float[] mlpInput = ws.mlpInput[layer];
+        float[] mlpInput = ws.mlpInput[slot];
         Norms.rmsNormForward(afterAttention, 0, block.mlpNormWeight(), 0, mlpInput, 0,
-                ws.mlpNormRstd[layer], 0, rows, hidden, rmsNormEps);
+                ws.mlpNormRstd[slot], 0, rows, hidden, rmsNormEps);
         if (block.fusedGateUpProjection() != null) {
             linearForward(block.fusedGateUpProjection(), mlpInput, ws.fused, ws, training, dropoutKey);
-            splitGateUp(ws.fused, ws.gate[layer], ws.up[layer], rows);
+            splitGateUp(ws.fused, ws.gate[slot], ws.up[slot], rows);
         } else {
-            linearForward(block.gateProjection(), mlpInput, ws.gate[layer], ws, training, dropoutKey);
-            linearForward(block.upProjection(), mlpInput, ws.up[layer], ws, training, dropoutKey);
+            linearForward(block.gateProjection(), mlpInput, ws.gate[slot], ws, training, dropoutKey);
+            linearForward(block.upProjection(), mlpInput, ws.up[slot], ws, training, dropoutKey);
         }
-        gatedActivation(ws.gate[layer], ws.up[layer], ws.gated[layer], rows * config.intermediateSize());
+        gatedActivation(ws.gate[slot], ws.up[slot], ws.gated[slot], rows * config.intermediateSize());
         if (block.sandwichNorms()) {
-            linearForward(block.downProjection(), ws.gated[layer], ws.mlpBranch[layer], ws, training, dropoutKey);
-            Norms.rmsNormForward(ws.mlpBranch[layer], 0, block.mlpOutputNormWeight(), 0, ws.hiddenScratch, 0,
-                    ws.mlpBranchRstd[layer], 0, rows, hidden, rmsNormEps);
+            linearForward(block.downProjection(), ws.gated[slot], ws.mlpBranch[slot], ws, training, dropoutKey);
+            Norms.rmsNormForward(ws.mlpBranch[slot], 0, block.mlpOutputNormWeight(), 0, ws.hiddenScratch, 0,
+                    ws.mlpBranchRstd[slot], 0, rows, hidden, rmsNormEps);
         } else {
-            linearForward(block.downProjection(), ws.gated[layer], ws.hiddenScratch, ws, training, dropoutKey);
+            linearForward(block.downProjection(), ws.gated[slot], ws.hiddenScratch, ws, training, dropoutKey);
         }
         VectorMath.add(afterAttention, 0, ws.hiddenScratch, 0, ws.residual[layer + 1], 0, rows * hidden);
     }
@@ -766,60 +771,60 @@ public final class DecoderModel implements CausalLanguageModel {
             }
         }
         linearBackward(outputHead, ws.finalNormOutput, logitsGrad, ws.normGrad, ws, false);
-        float[] residualGrad = ws.hiddenScratch;
+        float[] residualGrad = ws.residualGrad;
         Norms.rmsNormBackward(ws.normGrad, 0, ws.residual[blocks.size()], 0, finalNormWeight, 0, ws.finalNormRstd, 0,
                 residualGrad, 0, null, 0, rows, hidden);
-        for (int layer = blocks.size() - 1; layer >= firstAdaptedBlock; layer--) {
-            backwardBlock(layer, ws, residualGrad);
-        }
+        ws.checkpointing.backward(firstAdaptedBlock, (layer, train, key) -> forwardBlock(layer, ws, train, key),
+                layer -> backwardBlock(layer, ws, residualGrad));
     }
 
     /** Turns residualGrad, the gradient of the block's output, into that of its input. */
     private void backwardBlock(int layer, Workspace ws, float[] residualGrad) {
         Block block = blocks.get(layer);
+        int slot = ws.checkpointing.slot(layer);
         int rows = ws.rows;
         int hidden = config.hiddenSize();
 
         // The MLP branch: x_out = x_mid + [norm](down(act(gate(m)) ⊙ up(m))).
         float[] downGrad = residualGrad;
         if (block.sandwichNorms()) {
-            Norms.rmsNormBackward(residualGrad, 0, ws.mlpBranch[layer], 0, block.mlpOutputNormWeight(), 0,
-                    ws.mlpBranchRstd[layer], 0, ws.branchGrad, 0, null, 0, rows, hidden);
+            Norms.rmsNormBackward(residualGrad, 0, ws.mlpBranch[slot], 0, block.mlpOutputNormWeight(), 0,
+                    ws.mlpBranchRstd[slot], 0, ws.branchGrad, 0, null, 0, rows, hidden);
             downGrad = ws.branchGrad;
         }
-        linearBackward(block.downProjection(), ws.gated[layer], downGrad, ws.gatedGrad, ws, false);
+        linearBackward(block.downProjection(), ws.gated[slot], downGrad, ws.gatedGrad, ws, false);
         // In place: gate and up are not read again after their gradients are formed, nor is gated.
-        float[] gateGrad = ws.gate[layer];
-        float[] upGrad = ws.up[layer];
-        gatedActivationBackward(ws.gatedGrad, gateGrad, upGrad, ws.gated[layer], rows * config.intermediateSize());
+        float[] gateGrad = ws.gate[slot];
+        float[] upGrad = ws.up[slot];
+        gatedActivationBackward(ws.gatedGrad, gateGrad, upGrad, ws.gated[slot], rows * config.intermediateSize());
         if (block.fusedGateUpProjection() != null) {
             joinGateUp(gateGrad, upGrad, ws.fused, rows);
-            linearBackward(block.fusedGateUpProjection(), ws.mlpInput[layer], ws.fused, ws.normGrad, ws, false);
+            linearBackward(block.fusedGateUpProjection(), ws.mlpInput[slot], ws.fused, ws.normGrad, ws, false);
         } else {
-            linearBackward(block.gateProjection(), ws.mlpInput[layer], gateGrad, ws.normGrad, ws, false);
-            linearBackward(block.upProjection(), ws.mlpInput[layer], upGrad, ws.normGrad, ws, true);
+            linearBackward(block.gateProjection(), ws.mlpInput[slot], gateGrad, ws.normGrad, ws, false);
+            linearBackward(block.upProjection(), ws.mlpInput[slot], upGrad, ws.normGrad, ws, true);
         }
-        Norms.rmsNormBackward(ws.normGrad, 0, ws.residualAfterAttention[layer], 0, block.mlpNormWeight(), 0,
-                ws.mlpNormRstd[layer], 0, ws.normGrad, 0, null, 0, rows, hidden);
+        Norms.rmsNormBackward(ws.normGrad, 0, ws.residualAfterAttention[slot], 0, block.mlpNormWeight(), 0,
+                ws.mlpNormRstd[slot], 0, ws.normGrad, 0, null, 0, rows, hidden);
         VectorMath.addInPlace(ws.normGrad, 0, residualGrad, 0, rows * hidden);
 
         // The attention branch: x_mid = x_in + [norm](o(attention(rope(q(n)), rope(k(n)), v(n)))).
         float[] outputGrad = residualGrad;
         if (block.sandwichNorms()) {
-            Norms.rmsNormBackward(residualGrad, 0, ws.attentionBranch[layer], 0, block.attentionOutputNormWeight(), 0,
-                    ws.attentionBranchRstd[layer], 0, ws.branchGrad, 0, null, 0, rows, hidden);
+            Norms.rmsNormBackward(residualGrad, 0, ws.attentionBranch[slot], 0, block.attentionOutputNormWeight(), 0,
+                    ws.attentionBranchRstd[slot], 0, ws.branchGrad, 0, null, 0, rows, hidden);
             outputGrad = ws.branchGrad;
         }
-        linearBackward(block.outputProjection(), ws.attentionOutput[layer], outputGrad, ws.attentionOutputGrad, ws,
+        linearBackward(block.outputProjection(), ws.attentionOutput[slot], outputGrad, ws.attentionOutputGrad, ws,
                 false);
-        Attention.backward(ws.attentionOutputGrad, 0, ws.query[layer], 0, ws.key[layer], 0, ws.value[layer], 0,
-                ws.attentionLogSumExp[layer], 0, ws.queryGrad, 0, ws.keyGrad, 0, ws.valueGrad, 0, ws.batch, ws.seqLen,
+        Attention.backward(ws.attentionOutputGrad, 0, ws.query[slot], 0, ws.key[slot], 0, ws.value[slot], 0,
+                ws.attentionLogSumExp[slot], 0, ws.queryGrad, 0, ws.keyGrad, 0, ws.valueGrad, 0, ws.batch, ws.seqLen,
                 config.numHeads(), config.numKeyValueHeads(), config.headDim(), attentionSpecs.get(layer));
         Rope.backward(ws.queryGrad, 0, ws.positions, 0, ropeTable, ws.queryGrad, 0, ws.batch, ws.seqLen,
                 config.numHeads());
         Rope.backward(ws.keyGrad, 0, ws.positions, 0, ropeTable, ws.keyGrad, 0, ws.batch, ws.seqLen,
                 config.numKeyValueHeads());
-        float[] attentionInput = ws.attentionInput[layer];
+        float[] attentionInput = ws.attentionInput[slot];
         if (block.fusedQkvProjection() != null) {
             joinQkv(ws.queryGrad, ws.keyGrad, ws.valueGrad, ws.fused, rows);
             linearBackward(block.fusedQkvProjection(), attentionInput, ws.fused, ws.normGrad, ws, false);
@@ -829,7 +834,7 @@ public final class DecoderModel implements CausalLanguageModel {
             linearBackward(block.valueProjection(), attentionInput, ws.valueGrad, ws.normGrad, ws, true);
         }
         Norms.rmsNormBackward(ws.normGrad, 0, ws.residual[layer], 0, block.inputNormWeight(), 0,
-                ws.inputNormRstd[layer], 0, ws.normGrad, 0, null, 0, rows, hidden);
+                ws.inputNormRstd[slot], 0, ws.normGrad, 0, null, 0, rows, hidden);
         VectorMath.addInPlace(ws.normGrad, 0, residualGrad, 0, rows * hidden);
     }
 

@@ -169,21 +169,22 @@ public final class Gpt2Model implements CausalLanguageModel {
         return adapted;
     }
 
-    /** Buffers for batches of {@code batch} sequences of {@code seqLen} tokens. */
     @Override
-    public CausalLanguageModel.Workspace newWorkspace(int batch, int seqLen) {
-        return new Workspace(batch, seqLen);
+    public CausalLanguageModel.Workspace newWorkspace(int batch, int seqLen, boolean gradientCheckpointing) {
+        return new Workspace(batch, seqLen, gradientCheckpointing);
     }
 
     /**
      * Everything one batch shape needs between and during the passes: the activations the backward
-     * reads, per block, and scratch shared by all blocks. Not thread-safe; one per concurrent batch.
+     * reads, per block (or, checkpointing, per {@link BlockCheckpointing#slot}), and scratch shared by all
+     * blocks. Not thread-safe; one per concurrent batch.
      */
     private final class Workspace implements CausalLanguageModel.Workspace {
         private final int batch;
         private final int seqLen;
         private final int rows;
-        /** Input of block l (l < n_layer), then of ln_f: [rows, E] each. */
+        private final BlockCheckpointing checkpointing;
+        /** Input of block l (l < n_layer), then of ln_f: [rows, E] each; what checkpointing keeps. */
         private final float[][] residual;
         /** Residual after block l's attention, the input of its ln_2: [rows, E]. */
         private final float[][] attnResidual;
@@ -226,7 +227,7 @@ public final class Gpt2Model implements CausalLanguageModel {
         private boolean withLoss;
         private int countedTokens;
 
-        private Workspace(int batch, int seqLen) {
+        private Workspace(int batch, int seqLen, boolean gradientCheckpointing) {
             if (batch <= 0 || seqLen <= 0) {
                 throw new IllegalArgumentException("batch and seqLen must be positive, got " + batch + " × " + seqLen);
             }
@@ -235,7 +236,8 @@ public final class Gpt2Model implements CausalLanguageModel {
             }
             int e = config.hiddenSize();
             int inner = config.innerSize();
-            int layers = config.numLayers();
+            this.checkpointing = new BlockCheckpointing(config.numLayers(), gradientCheckpointing);
+            int slots = checkpointing.slots();
             this.batch = batch;
             this.seqLen = seqLen;
             this.rows = Math.multiplyExact(batch, seqLen);
@@ -247,25 +249,28 @@ public final class Gpt2Model implements CausalLanguageModel {
                         + " tokens is too large for one array; use smaller batches");
             }
             int rowsE = rows * e;
-            this.residual = new float[layers + 1][rowsE];
-            this.attnResidual = new float[layers][rowsE];
-            this.ln1Mean = new float[layers][rows];
-            this.ln1Rstd = new float[layers][rows];
-            this.ln2Mean = new float[layers][rows];
-            this.ln2Rstd = new float[layers][rows];
-            this.qkv = new float[layers][3 * rowsE];
-            this.attnLogSumExp = new float[layers][batch * config.numHeads() * seqLen];
-            this.fc = new float[layers][rows * inner];
-            this.attnOut = new float[layers][];
-            this.moduleActivations = new LoRALinear.Activations[layers][];
+            this.residual = new float[config.numLayers() + 1][rowsE];
+            this.attnResidual = new float[slots][rowsE];
+            this.ln1Mean = new float[slots][rows];
+            this.ln1Rstd = new float[slots][rows];
+            this.ln2Mean = new float[slots][rows];
+            this.ln2Rstd = new float[slots][rows];
+            this.qkv = new float[slots][3 * rowsE];
+            this.attnLogSumExp = new float[slots][batch * config.numHeads() * seqLen];
+            this.fc = new float[slots][rows * inner];
+            this.attnOut = new float[slots][];
+            this.moduleActivations = new LoRALinear.Activations[blocks.length][];
             float[] sharedAttnOut = null;
-            for (int layer = 0; layer < layers; layer++) {
-                LoRALinear[] modules = blocks[layer].modules();
-                if (isAdapted(modules[ATTN_PROJ])) {
-                    attnOut[layer] = new float[rowsE];
+            for (int slot = 0; slot < slots; slot++) {
+                // Checkpointing holds one slot, one array whatever the blocks' adapters.
+                if (isAdapted(blocks[slot].modules()[ATTN_PROJ])) {
+                    attnOut[slot] = new float[rowsE];
                 } else {
-                    attnOut[layer] = sharedAttnOut == null ? sharedAttnOut = new float[rowsE] : sharedAttnOut;
+                    attnOut[slot] = sharedAttnOut == null ? sharedAttnOut = new float[rowsE] : sharedAttnOut;
                 }
+            }
+            for (int layer = 0; layer < blocks.length; layer++) {
+                LoRALinear[] modules = blocks[layer].modules();
                 moduleActivations[layer] = new LoRALinear.Activations[modules.length];
                 for (int m = 0; m < modules.length; m++) {
                     moduleActivations[layer][m] = modules[m].newActivations(rows);
@@ -348,9 +353,7 @@ public final class Gpt2Model implements CausalLanguageModel {
             }
             VectorMath.add(wte, id * e, wpe, (row % ws.seqLen) * e, x0, row * e, e);
         }
-        for (int layer = 0; layer < blocks.length; layer++) {
-            blockForward(ws, layer, training, dropoutKey);
-        }
+        ws.checkpointing.forward(training, dropoutKey, (layer, train, key) -> blockForward(ws, layer, train, key));
         float eps = (float) config.layerNormEpsilon();
         Norms.layerNormForward(ws.residual[blocks.length], 0, lnfWeight, 0, lnfBias, 0, ws.normed, 0,
                 ws.lnfMean, 0, ws.lnfRstd, 0, rows, e, eps);
@@ -385,9 +388,10 @@ public final class Gpt2Model implements CausalLanguageModel {
         int rows = ws.rows;
         int e = config.hiddenSize();
         int rowsE = rows * e;
+        int slot = ws.checkpointing.slot(layer);
         float[] x = ws.residual[layer];
-        float[] h = ws.attnResidual[layer];
-        float[] qkv = ws.qkv[layer];
+        float[] h = ws.attnResidual[slot];
+        float[] qkv = ws.qkv[slot];
 
         layerNorm1(ws, layer);
         modules[C_ATTN].forward(ws.normed, ws.fused, rows, saved[C_ATTN], training, moduleKey(dropoutKey, layer, C_ATTN));
@@ -398,14 +402,14 @@ public final class Gpt2Model implements CausalLanguageModel {
             System.arraycopy(ws.fused, from + e, qkv, rowsE + row * e, e);
             System.arraycopy(ws.fused, from + 2 * e, qkv, 2 * rowsE + row * e, e);
         }
-        float[] attnOut = ws.attnOut[layer];
-        Attention.forward(qkv, 0, qkv, rowsE, qkv, 2 * rowsE, attnOut, 0, ws.attnLogSumExp[layer], 0,
+        float[] attnOut = ws.attnOut[slot];
+        Attention.forward(qkv, 0, qkv, rowsE, qkv, 2 * rowsE, attnOut, 0, ws.attnLogSumExp[slot], 0,
                 ws.batch, ws.seqLen, config.numHeads(), config.numHeads(), config.headDim());
         modules[ATTN_PROJ].forward(attnOut, ws.branch, rows, saved[ATTN_PROJ], training, moduleKey(dropoutKey, layer, ATTN_PROJ));
         VectorMath.add(x, 0, ws.branch, 0, h, 0, rowsE);
 
         layerNorm2(ws, layer);
-        float[] fc = ws.fc[layer];
+        float[] fc = ws.fc[slot];
         modules[C_FC].forward(ws.normed, fc, rows, saved[C_FC], training, moduleKey(dropoutKey, layer, C_FC));
         Activations.geluForward(fc, 0, ws.act, 0, fc.length);
         modules[MLP_PROJ].forward(ws.act, ws.branch, rows, saved[MLP_PROJ], training, moduleKey(dropoutKey, layer, MLP_PROJ));
@@ -434,9 +438,8 @@ public final class Gpt2Model implements CausalLanguageModel {
         Gemm.sgemm(false, false, rows, e, vocab, 1f, ws.logits, 0, vocab, wte, 0, e, 0f, ws.dNormed, 0, e);
         Norms.layerNormBackward(ws.dNormed, 0, ws.residual[blocks.length], 0, lnfWeight, 0, ws.lnfMean, 0, ws.lnfRstd, 0,
                 ws.dResidual, 0, null, 0, null, 0, rows, e);
-        for (int layer = blocks.length - 1; layer >= 0; layer--) {
-            blockBackward(ws, layer);
-        }
+        ws.checkpointing.backward(0, (layer, train, key) -> blockForward(ws, layer, train, key),
+                layer -> blockBackward(ws, layer));
     }
 
     /** From dResidual = ∂loss/∂(block output) to ∂loss/∂(block input), in place. */
@@ -447,10 +450,11 @@ public final class Gpt2Model implements CausalLanguageModel {
         int rows = ws.rows;
         int e = config.hiddenSize();
         int rowsE = rows * e;
+        int slot = ws.checkpointing.slot(layer);
         float[] x = ws.residual[layer];
-        float[] h = ws.attnResidual[layer];
-        float[] fc = ws.fc[layer];
-        float[] qkv = ws.qkv[layer];
+        float[] h = ws.attnResidual[slot];
+        float[] fc = ws.fc[slot];
+        float[] qkv = ws.qkv[slot];
 
         // MLP branch: the residual passes dResidual to it unchanged.
         if (isAdapted(modules[MLP_PROJ])) {
@@ -462,13 +466,13 @@ public final class Gpt2Model implements CausalLanguageModel {
             layerNorm2(ws, layer);
         }
         modules[C_FC].backward(ws.normed, ws.dAct, ws.dNormed, rows, saved[C_FC], false);
-        Norms.layerNormBackward(ws.dNormed, 0, h, 0, block.ln2Weight(), 0, ws.ln2Mean[layer], 0, ws.ln2Rstd[layer], 0,
+        Norms.layerNormBackward(ws.dNormed, 0, h, 0, block.ln2Weight(), 0, ws.ln2Mean[slot], 0, ws.ln2Rstd[slot], 0,
                 ws.dNormed, 0, null, 0, null, 0, rows, e);
         VectorMath.addInPlace(ws.dNormed, 0, ws.dResidual, 0, rowsE);
 
         // Attention branch.
-        modules[ATTN_PROJ].backward(ws.attnOut[layer], ws.dResidual, ws.branch, rows, saved[ATTN_PROJ], false);
-        Attention.backward(ws.branch, 0, qkv, 0, qkv, rowsE, qkv, 2 * rowsE, ws.attnLogSumExp[layer], 0,
+        modules[ATTN_PROJ].backward(ws.attnOut[slot], ws.dResidual, ws.branch, rows, saved[ATTN_PROJ], false);
+        Attention.backward(ws.branch, 0, qkv, 0, qkv, rowsE, qkv, 2 * rowsE, ws.attnLogSumExp[slot], 0,
                 ws.dHeads, 0, ws.dHeads, rowsE, ws.dHeads, 2 * rowsE,
                 ws.batch, ws.seqLen, config.numHeads(), config.numHeads(), config.headDim());
         for (int row = 0; row < rows; row++) {
@@ -481,7 +485,7 @@ public final class Gpt2Model implements CausalLanguageModel {
             layerNorm1(ws, layer);
         }
         modules[C_ATTN].backward(ws.normed, ws.fused, ws.dNormed, rows, saved[C_ATTN], false);
-        Norms.layerNormBackward(ws.dNormed, 0, x, 0, block.ln1Weight(), 0, ws.ln1Mean[layer], 0, ws.ln1Rstd[layer], 0,
+        Norms.layerNormBackward(ws.dNormed, 0, x, 0, block.ln1Weight(), 0, ws.ln1Mean[slot], 0, ws.ln1Rstd[slot], 0,
                 ws.dNormed, 0, null, 0, null, 0, rows, e);
         VectorMath.addInPlace(ws.dNormed, 0, ws.dResidual, 0, rowsE);
     }
@@ -489,15 +493,17 @@ public final class Gpt2Model implements CausalLanguageModel {
     /** ln_1 of block l into the normed scratch, saving its statistics: in the forward, and again where the backward needs it. */
     private void layerNorm1(Workspace ws, int layer) {
         Block block = blocks[layer];
+        int slot = ws.checkpointing.slot(layer);
         Norms.layerNormForward(ws.residual[layer], 0, block.ln1Weight(), 0, block.ln1Bias(), 0, ws.normed, 0,
-                ws.ln1Mean[layer], 0, ws.ln1Rstd[layer], 0, ws.rows, config.hiddenSize(), (float) config.layerNormEpsilon());
+                ws.ln1Mean[slot], 0, ws.ln1Rstd[slot], 0, ws.rows, config.hiddenSize(), (float) config.layerNormEpsilon());
     }
 
     /** ln_2 of block l, as {@link #layerNorm1}. */
     private void layerNorm2(Workspace ws, int layer) {
         Block block = blocks[layer];
-        Norms.layerNormForward(ws.attnResidual[layer], 0, block.ln2Weight(), 0, block.ln2Bias(), 0, ws.normed, 0,
-                ws.ln2Mean[layer], 0, ws.ln2Rstd[layer], 0, ws.rows, config.hiddenSize(), (float) config.layerNormEpsilon());
+        int slot = ws.checkpointing.slot(layer);
+        Norms.layerNormForward(ws.attnResidual[slot], 0, block.ln2Weight(), 0, block.ln2Bias(), 0, ws.normed, 0,
+                ws.ln2Mean[slot], 0, ws.ln2Rstd[slot], 0, ws.rows, config.hiddenSize(), (float) config.layerNormEpsilon());
     }
 
     /**

@@ -1,5 +1,16 @@
 package dev.loraflow.core.safetensors;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
 /**
  * Conversions between float32 and the two 16-bit float formats checkpoints use. Both directions
  * round to nearest, ties to even, as PyTorch's {@code tensor.to(torch.float16 / torch.bfloat16)}
@@ -7,7 +18,47 @@ package dev.loraflow.core.safetensors;
  */
 public final class HalfFloats {
 
+    private static final VectorSpecies<Integer> INTS = IntVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
+    /** As many shorts as INTS has lanes: the contracted or expanded half of a conversion. */
+    private static final VectorSpecies<Short> SHORTS =
+            VectorSpecies.of(short.class, VectorShape.forBitSize(INTS.length() * Short.SIZE));
+
     private HalfFloats() {}
+
+    /**
+     * dst[i] = {@link #fromBf16} of the little-endian bfloat16 at {@code src} + 2·i, for i in [0, n):
+     * a whole tensor's widening, a vector of lanes at a time.
+     */
+    public static void fromBf16(MemorySegment src, float[] dst, int dstOff, int n) {
+        int i = 0;
+        for (int bound = INTS.loopBound(n); i < bound; i += INTS.length()) {
+            ShortVector halves = ShortVector.fromMemorySegment(SHORTS, src, 2L * i, ByteOrder.LITTLE_ENDIAN);
+            // Sign extension fills the upper half, which the shift moves out: the bits end up exactly on top.
+            IntVector bits = (IntVector) halves.convertShape(VectorOperators.S2I, INTS, 0);
+            bits.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOff + i);
+        }
+        for (; i < n; i++) {
+            dst[dstOff + i] = fromBf16(src.get(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 2L * i));
+        }
+    }
+
+    /** dst[dstOff + i] = {@link #toBf16}(src[srcOff + i]) for i in [0, n), the same bits, a vector at a time. */
+    public static void toBf16(float[] src, int srcOff, short[] dst, int dstOff, int n) {
+        int i = 0;
+        for (int bound = FLOATS.loopBound(n); i < bound; i += FLOATS.length()) {
+            FloatVector values = FloatVector.fromArray(FLOATS, src, srcOff + i);
+            IntVector bits = values.reinterpretAsInts();
+            IntVector top = bits.lanewise(VectorOperators.LSHR, 16);
+            IntVector rounded = bits.add(top.and(1).add(0x7FFF)).lanewise(VectorOperators.LSHR, 16);
+            VectorMask<Integer> nan = values.test(VectorOperators.IS_NAN).cast(INTS);
+            IntVector result = rounded.blend(top.or(0x0040), nan);
+            ((ShortVector) result.convertShape(VectorOperators.I2S, SHORTS, 0)).intoArray(dst, dstOff + i);
+        }
+        for (; i < n; i++) {
+            dst[dstOff + i] = toBf16(src[srcOff + i]);
+        }
+    }
 
     /** IEEE binary16 bits of {@code value}; overflow goes to infinity, tiny values to subnormals or zero. */
     public static short toF16(float value) {

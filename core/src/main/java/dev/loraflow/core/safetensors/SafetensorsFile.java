@@ -164,11 +164,7 @@ public final class SafetensorsFile implements AutoCloseable {
                     out[i] = HalfFloats.fromF16(bytes.getAtIndex(U16_LE, i));
                 }
             }
-            case BF16 -> {
-                for (int i = 0; i < n; i++) {
-                    out[i] = HalfFloats.fromBf16(bytes.getAtIndex(U16_LE, i));
-                }
-            }
+            case BF16 -> HalfFloats.fromBf16(bytes, out, 0, n);
             case F64 -> {
                 for (int i = 0; i < n; i++) {
                     out[i] = (float) bytes.getAtIndex(F64_LE, i);

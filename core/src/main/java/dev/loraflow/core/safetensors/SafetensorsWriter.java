@@ -45,7 +45,7 @@ public final class SafetensorsWriter {
     /** Name of an unsharded checkpoint. */
     public static final String SINGLE_FILE = "model.safetensors";
 
-    private static final int CHUNK_BYTES = 1 << 20;
+    private static final int CHUNK_BYTES = 4 << 20;
 
     private static final Pattern CHECKPOINT_FILE =
             Pattern.compile("model\\.safetensors(\\.index\\.json)?|model-\\d{5,}-of-\\d{5,}\\.safetensors");
@@ -301,6 +301,7 @@ public final class SafetensorsWriter {
     private static void putFloats(DType dtype, float[] values, ByteBuffer buffer, WritableByteChannel channel)
             throws IOException {
         int index = 0;
+        short[] halves = dtype == DType.BF16 ? new short[Math.min(values.length, CHUNK_BYTES / Short.BYTES)] : null;
         while (index < values.length) {
             if (buffer.remaining() < Float.BYTES) {
                 drain(buffer, channel);
@@ -318,9 +319,10 @@ public final class SafetensorsWriter {
                     }
                 }
                 case BF16 -> {
-                    for (int i = index; i < index + n; i++) {
-                        buffer.putShort(HalfFloats.toBf16(values[i]));
-                    }
+                    // converted a vector at a time into a scratch array, then copied into the buffer in one go
+                    HalfFloats.toBf16(values, index, halves, 0, n);
+                    buffer.asShortBuffer().put(halves, 0, n);
+                    buffer.position(buffer.position() + n * Short.BYTES);
                 }
                 default -> throw new AssertionError(dtype);
             }

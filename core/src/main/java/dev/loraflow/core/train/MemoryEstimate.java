@@ -19,12 +19,16 @@ import java.nio.file.Path;
  * <p>The activation count is an upper estimate of what the models save per token and layer (the inputs
  * of every linear layer, the attention's queries, keys, values and probabilities, the MLP's inner
  * activations), plus the logits and their gradient; it errs high so that a run that passes the check fits.
+ * With gradient checkpointing the backward keeps each block's input and one block's activations instead
+ * of every block's.
  *
  * @param weights   the base's footprint
  * @param adapter   LoRA parameters, gradients and moments, bytes on the heap
  * @param activations bytes on the heap for one micro-batch
+ * @param gradientCheckpointing whether the activations are those of a checkpointed step
  */
-public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, long activations) {
+public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, long activations,
+                             boolean gradientCheckpointing) {
 
     /** JIT, buffers, tokenizer and the rest of a running JVM. */
     private static final long BASELINE = 64L << 20;
@@ -36,6 +40,32 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
      */
     public static MemoryEstimate of(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora, Quantization quantization,
                                     int batch, int seqLen, boolean training) throws IOException {
+        return of(modelDirectory, config, lora, quantization, batch, seqLen, training, false);
+    }
+
+    /**
+     * The estimate for a training step, with gradient checkpointing where {@code gradientCheckpointing}
+     * says so, or — when it is null — only where the step would not fit without it (see {@link #fits()}).
+     *
+     * @param weightsLoaded the weights are in memory already (a service's cached base): only the adapter
+     *                      and the activations are still to be allocated
+     */
+    public static MemoryEstimate forTraining(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
+                                             Quantization quantization, int batch, int seqLen,
+                                             Boolean gradientCheckpointing, boolean weightsLoaded) throws IOException {
+        MemoryEstimate plain = of(modelDirectory, config, lora, quantization, batch, seqLen, true,
+                Boolean.TRUE.equals(gradientCheckpointing));
+        if (weightsLoaded) {
+            plain = new MemoryEstimate(new CheckpointWeights.Footprint(0, 0, 0, plain.weights.parameters()),
+                    plain.adapter, plain.activations, plain.gradientCheckpointing);
+        }
+        return gradientCheckpointing != null || plain.fits() ? plain
+                : forTraining(modelDirectory, config, lora, quantization, batch, seqLen, true, weightsLoaded);
+    }
+
+    private static MemoryEstimate of(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
+                                     Quantization quantization, int batch, int seqLen, boolean training,
+                                     boolean gradientCheckpointing) throws IOException {
         ModelLayout layout = ModelLayout.of(config);
         CheckpointWeights.Footprint footprint = CheckpointWeights.footprint(modelDirectory, layout, quantization);
         long adapter = 0;
@@ -51,8 +81,16 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
         long perLayer = 4 * rows * (16 * hidden + 4 * inner) + 4L * batch * config.numHeads() * seqLen * seqLen * 2;
         long logits = 4 * rows * config.vocabSize() * 2;
         long keysAndValues = 2L * 4 * config.numLayers() * hidden * rows;
-        long activations = training ? config.numLayers() * perLayer + logits : keysAndValues + perLayer + logits;
-        return new MemoryEstimate(footprint, adapter, activations);
+        long blockInputs = 4L * (config.numLayers() + 1) * rows * hidden;
+        long activations = !training ? keysAndValues + perLayer + logits
+                : gradientCheckpointing ? blockInputs + perLayer + logits
+                : config.numLayers() * perLayer + logits;
+        return new MemoryEstimate(footprint, adapter, activations, training && gradientCheckpointing);
+    }
+
+    /** Whether the heap and the memory outside it hold what the estimate needs, now. */
+    public boolean fits() {
+        return heapBytes() <= Resources.heapAvailable() && weights.nativeBytes() <= Resources.memoryAvailable();
     }
 
     public long heapBytes() {

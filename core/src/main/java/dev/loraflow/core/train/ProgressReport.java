@@ -36,8 +36,10 @@ public final class ProgressReport {
         long done = result.step() - firstStep;
         double tokensPerSecond = tokens / seconds;
         double eta = done == 0 ? 0 : seconds / done * (totalSteps - result.step());
-        String figures = String.format(Locale.ROOT, "step %d/%d  loss %.4f  lr %.3g  %.0f tok/s  ETA %s",
-                result.step(), totalSteps, result.loss(), result.learningRate(), tokensPerSecond, duration(eta));
+        // Three significant digits below 100 tokens/s, so that a big model's fraction of a token a second still shows.
+        String speed = String.format(Locale.ROOT, tokensPerSecond >= 100 ? "%.0f" : "%.3g", tokensPerSecond);
+        String figures = String.format(Locale.ROOT, "step %d/%d  loss %.4f  lr %.3g  %s tok/s  ETA %s",
+                result.step(), totalSteps, result.loss(), result.learningRate(), speed, duration(eta));
         if (terminal) {
             int filled = (int) (BAR_WIDTH * result.step() / Math.max(1, totalSteps));
             out.print("\r[" + "#".repeat(filled) + ".".repeat(BAR_WIDTH - filled) + "] " + figures + "  ");

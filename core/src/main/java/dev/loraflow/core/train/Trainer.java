@@ -57,7 +57,7 @@ public final class Trainer {
         this.dataId = dataId;
         this.parameters = model.trainableParameters();
         this.optimizer = new AdamW(parameters, settings.optimizer());
-        this.workspace = model.newWorkspace(settings.batchSize(), settings.seqLen());
+        this.workspace = model.newWorkspace(settings.batchSize(), settings.seqLen(), settings.gradientCheckpointing());
         parameters.forEach(Parameter::zeroGrad);
     }
 

@@ -12,9 +12,17 @@ import dev.loraflow.core.optim.AdamW;
  * @param schedule        the learning rate of each update
  * @param maxGradNorm     global gradient-norm clipping; 0 turns it off
  * @param seed            fixes the data order and every dropout mask
+ * @param gradientCheckpointing recompute each transformer block's forward in the backward, keeping only
+ *                        block inputs: less activation memory, the same gradients, one more forward per step
  */
 public record TrainingSettings(long steps, int batchSize, int seqLen, int gradAccum, LearningRateSchedule schedule,
-                               AdamW.Settings optimizer, double maxGradNorm, long seed) {
+                               AdamW.Settings optimizer, double maxGradNorm, long seed, boolean gradientCheckpointing) {
+
+    /** Settings without gradient checkpointing. */
+    public TrainingSettings(long steps, int batchSize, int seqLen, int gradAccum, LearningRateSchedule schedule,
+                            AdamW.Settings optimizer, double maxGradNorm, long seed) {
+        this(steps, batchSize, seqLen, gradAccum, schedule, optimizer, maxGradNorm, seed, false);
+    }
 
     public TrainingSettings {
         if (steps <= 0) {

@@ -121,6 +121,10 @@ class Nf4MatrixTest {
         try (Arena arena = Arena.ofConfined()) {
             Nf4Matrix nf4 = Nf4Matrix.quantize(FrozenMatrix.of(values, rows, cols), true, arena);
             float[] whole = nf4.toFloat32();
+            // element by element from the code table and the block's absmax, whatever path widen takes (8-byte words)
+            for (int i = 0; i < whole.length; i++) {
+                assertEquals(Nf4Matrix.CODE[nf4.code(i)] * nf4.absmax(i / Nf4Matrix.BLOCK), whole[i], "element " + i);
+            }
             for (int row = 0; row < rows; row++) {
                 for (int col = 0; col < cols; col += 13) {
                     int count = Math.min(cols - col, 1 + (row * 7 + col) % 40);

@@ -76,4 +76,41 @@ class SafetensorsHalfFloatsTest {
             }
         }
     }
+
+    /**
+     * The vectorised whole-tensor conversions give the scalar ones' bits: every bfloat16 pattern widened,
+     * and float32 values of every kind (ties both ways, NaNs with payloads only in the low bits, infinities,
+     * subnormals, random bits) narrowed, at lengths that leave a scalar tail.
+     */
+    @Test
+    void bulkBf16ConversionsGiveTheScalarBits() {
+        int patterns = 1 << 16;
+        java.lang.foreign.MemorySegment halves = java.lang.foreign.MemorySegment.ofArray(new byte[2 * patterns]);
+        for (int bits = 0; bits < patterns; bits++) {
+            halves.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN),
+                    2L * bits, (short) bits);
+        }
+        float[] widened = new float[patterns];
+        HalfFloats.fromBf16(halves, widened, 0, patterns);
+        for (int bits = 0; bits < patterns; bits++) {
+            assertEquals(Float.floatToRawIntBits(HalfFloats.fromBf16((short) bits)), Float.floatToRawIntBits(widened[bits]),
+                    "bfloat16 0x" + Integer.toHexString(bits));
+        }
+
+        java.util.Random random = new java.util.Random(5);
+        float[] values = new float[10_007];
+        int[] special = {0x3F808000, 0x3F818000, 0x7F800001, 0xFF800001, 0x7FC00000, 0x7F800000, 0x00000001,
+                0x80008000, 0x7F7FFFFF, 0x00018000};
+        for (int i = 0; i < values.length; i++) {
+            values[i] = Float.intBitsToFloat(i < special.length ? special[i] : random.nextInt());
+        }
+        for (int length : new int[] {values.length, 3, 16, 17}) {
+            short[] narrowed = new short[length + 2];
+            HalfFloats.toBf16(values, 1, narrowed, 2, length - 1);
+            for (int i = 0; i < length - 1; i++) {
+                assertEquals(HalfFloats.toBf16(values[1 + i]), narrowed[2 + i],
+                        "float32 0x" + Integer.toHexString(Float.floatToRawIntBits(values[1 + i])));
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 package dev.loraflow.merger.service;
 
 import dev.loraflow.core.io.FileTrees;
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.platform.store.SafePaths;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -144,15 +145,25 @@ public final class CheckpointMerger {
 
         long start = System.nanoTime();
         Path merged = staging.resolve("merged");
+        Path onnx = staging.resolve("onnx").resolve(ONNX_FILE);
+        LoraMerge.Options options = new LoraMerge.Options(settings.dtype(), checkpoint.baseModelSha256());
+        // Checked before anything is written: a model this process cannot merge, export and verify fails with the
+        // check's one line rather than an OutOfMemoryError or a full disk part way.
+        LoraMerge.Requirements mergeNeeds = LoraMerge.requirements(base, options);
+        mergeNeeds.require("merge", merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
+        OnnxExporter.Requirements exportNeeds = OnnxExporter.requirements(base);
+        Resources.requireDisk("merge", staging, mergeNeeds.outputBytes() + exportNeeds.diskBytes(),
+                "the merged model and its float32 ONNX graph");
+        Resources.requireMemory(exportNeeds.diskBytes(), "ONNX Runtime's session of the float32 graph, to verify it",
+                "give the merger more memory");
         try {
-            LoraMerge.merge(base, adapter, Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)), merged,
-                    new LoraMerge.Options(settings.dtype(), checkpoint.baseModelSha256()));
+            LoraMerge.merge(base, adapter, Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)), merged, options);
         } catch (MergeException e) {
             throw new Refused(e.kind().code(), e.getMessage());
         }
         long merging = System.nanoTime() - start;
 
-        Path onnx = staging.resolve("onnx").resolve(ONNX_FILE);
+        OnnxExporter.requirements(merged).require("merge", onnx);
         OnnxExporter.Result export = OnnxExporter.exportDirectory(merged, null,
                 OnnxExporter.Options.defaults().withOpset(settings.opset()), onnx);
 
@@ -177,7 +188,7 @@ public final class CheckpointMerger {
         ArtifactStore.Artifact mergedArtifact = store.putDirectory(merged);
         ArtifactStore.Artifact onnxArtifact = store.putDirectory(onnx.getParent());
         return new MergedModelEvent(checkpoint.jobId(), checkpoint.step(), onnxArtifact.uri().toString(),
-                onnxArtifact.sha256(), ONNX_FILE, Sha256.of(onnx), settings.opset(), mergedArtifact.uri().toString(),
+                onnxArtifact.sha256(), ONNX_FILE, export.modelSha256(), settings.opset(), mergedArtifact.uri().toString(),
                 mergedArtifact.sha256(), settings.dtype().toString(),
                 new MergedModelEvent.Verification(true, check.maxAbsError(), check.tolerance(), check.rowsChecked(),
                         check.greedyIdentical()),
@@ -194,6 +205,7 @@ public final class CheckpointMerger {
                                                            Path staging) throws IOException {
         WeightQuantization quantization = WeightQuantization.of(precision);
         Path onnx = staging.resolve("onnx-" + precision.label()).resolve(ONNX_FILE);
+        OnnxExporter.requirements(merged, quantization).require("merge", onnx);
         OnnxExporter.exportDirectory(merged, null,
                 OnnxExporter.Options.defaults().withOpset(settings.opset()).withQuantization(quantization), onnx);
         Path tokenizerFile = base.resolve(Tokenizer.FILE_NAME);

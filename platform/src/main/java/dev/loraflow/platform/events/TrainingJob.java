@@ -22,11 +22,14 @@ import java.util.regex.Pattern;
  * @param checkpointEvery a checkpoint every N steps, 0 for none between the start and the end
  * @param quantization how the base's linear weights are held while training ({@code lora.quantize}: QLoRA's
  *                     nf4, int8, or none)
+ * @param gradientCheckpointing recompute each block's forward in the backward ({@code gradient_checkpointing});
+ *                     null, when the job does not say, turns it on only where the step would not fit without it
  */
 public record TrainingJob(String jobId, String baseModel, int rank, double alpha, double dropout, List<String> targets,
                           boolean useRslora, double learningRate, LearningRateSchedule.Shape schedule, long warmupSteps,
                           double weightDecay, double maxGradNorm, int batchSize, int seqLen, int gradAccum, long seed,
-                          long totalSteps, long checkpointEvery, boolean checkpointAtEnd, Quantization quantization) {
+                          long totalSteps, long checkpointEvery, boolean checkpointAtEnd, Quantization quantization,
+                          Boolean gradientCheckpointing) {
 
     public static final String SCHEMA = "loraflow.training.job";
     public static final int VERSION = 1;
@@ -89,6 +92,8 @@ public record TrainingJob(String jobId, String baseModel, int rank, double alpha
         JsonNode checkpoint = Json.object(root, "checkpoint", what);
         long every = Json.integer(checkpoint, "every_steps", 0, 0, Long.MAX_VALUE, what + " checkpoint");
         boolean atEnd = Json.bool(checkpoint, "at_end", true, what + " checkpoint");
+        Boolean gradientCheckpointing = root.hasNonNull("gradient_checkpointing")
+                ? Json.bool(root, "gradient_checkpointing", false, what) : null;
         if (totalSteps == 0 && schedule == LearningRateSchedule.Shape.COSINE) {
             throw new EventFormatException(what + ": a job that runs until its end-of-job marker has no known length;"
                     + " give total_steps or use optimizer.schedule \"constant\"");
@@ -98,7 +103,8 @@ public record TrainingJob(String jobId, String baseModel, int rank, double alpha
                     + " at_end false)");
         }
         return new TrainingJob(jobId, baseModel, rank, alpha, dropout, targets, useRslora, learningRate, schedule, warmup,
-                weightDecay, maxGradNorm, batchSize, seqLen, gradAccum, seed, totalSteps, every, atEnd, quantization);
+                weightDecay, maxGradNorm, batchSize, seqLen, gradAccum, seed, totalSteps, every, atEnd, quantization,
+                gradientCheckpointing);
     }
 
     static String jobId(String id) throws EventFormatException {
@@ -137,6 +143,9 @@ public record TrainingJob(String jobId, String baseModel, int rank, double alpha
         root.put("seq_len", seqLen);
         root.put("grad_accum", gradAccum);
         root.put("seed", seed);
+        if (gradientCheckpointing != null) {
+            root.put("gradient_checkpointing", gradientCheckpointing);
+        }
         root.put("total_steps", totalSteps);
         ObjectNode checkpoint = root.putObject("checkpoint");
         checkpoint.put("every_steps", checkpointEvery);
@@ -158,11 +167,16 @@ public record TrainingJob(String jobId, String baseModel, int rank, double alpha
         return quantization.recordIn(builder.build());
     }
 
-    /** What core's Trainer runs; a job without a length runs "for ever" until its marker. */
+    /** What core's Trainer runs, checkpointing as the job asks (else not); a job without a length runs "for ever" until its marker. */
     public TrainingSettings trainingSettings() {
+        return trainingSettings(Boolean.TRUE.equals(gradientCheckpointing));
+    }
+
+    /** {@link #trainingSettings()} with gradient checkpointing as decided for this run (see {@link #gradientCheckpointing}). */
+    public TrainingSettings trainingSettings(boolean checkpointing) {
         long steps = untilEndMarker() ? Long.MAX_VALUE / 2 : totalSteps;
         return new TrainingSettings(steps, batchSize, seqLen, gradAccum,
                 new LearningRateSchedule(schedule, learningRate, warmupSteps, steps),
-                new AdamW.Settings(0.9f, 0.999f, 1e-8f, (float) weightDecay), maxGradNorm, seed);
+                new AdamW.Settings(0.9f, 0.999f, 1e-8f, (float) weightDecay), maxGradNorm, seed, checkpointing);
     }
 }

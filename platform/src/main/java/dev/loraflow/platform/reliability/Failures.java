@@ -1,5 +1,6 @@
 package dev.loraflow.platform.reliability;
 
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.platform.store.ArtifactIntegrityException;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -13,8 +14,8 @@ import org.apache.kafka.common.errors.SerializationException;
  * Whether a consumer's failure on one record goes away by itself. Transient: the file system (a full
  * disk, a store that is not mounted), the broker (down, timing out, rebalancing, refusing for now). The
  * record is then retried with {@link Backoff}, never given up. Anything else — content that does not
- * fit, a digest that does not match, a bug — happens again on every try, so the record is set aside with
- * its reason.
+ * fit, a digest that does not match, a model too large for this process's memory, a bug — happens again
+ * on every try, so the record is set aside with its reason.
  */
 public final class Failures {
 
@@ -22,7 +23,7 @@ public final class Failures {
 
     public static boolean isTransient(Throwable failure) {
         for (Throwable cause = failure; cause != null; cause = cause.getCause()) {
-            if (cause instanceof ArtifactIntegrityException
+            if (cause instanceof ArtifactIntegrityException || cause instanceof Resources.InsufficientResourcesException
                     || cause instanceof RecordTooLargeException || cause instanceof RecordBatchTooLargeException
                     || cause instanceof SerializationException || cause instanceof InvalidTopicException) {
                 return false;

@@ -43,6 +43,11 @@ public final class BaseModels {
             return weights;
         }
 
+        /** Whether the weights as {@code quantization} asks are loaded already. */
+        public synchronized boolean holds(Quantization quantization) {
+            return held.containsKey(quantization);
+        }
+
         /** A model on these weights with a fresh adapter of {@code lora}. */
         public CausalLanguageModel model(LoraAdapterConfig lora, long seed, Quantization quantization) throws IOException {
             CheckpointWeights.BaseWeights weights = weights(quantization);

@@ -10,6 +10,7 @@ import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.quant.Quantization;
+import dev.loraflow.core.train.MemoryEstimate;
 import dev.loraflow.core.train.Trainer;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.EventFormatException;
@@ -104,8 +105,14 @@ public final class JobRun {
         this.faults = faults;
         this.partition = partition;
         this.lora = job.loraConfig(base.config(), job.baseModel());
+        // Checked before anything is allocated: a job that cannot fit fails with the estimate's one line, not an OOM
+        // that would take the other jobs of this JVM down with it.
+        MemoryEstimate estimate = MemoryEstimate.forTraining(base.directory(), base.config(), lora, job.quantization(),
+                job.batchSize(), job.seqLen(), job.gradientCheckpointing(), base.holds(job.quantization()));
+        estimate.require((job.quantization() == Quantization.NONE ? "lora.quantize nf4, " : "")
+                + (estimate.gradientCheckpointing() ? "" : "gradient_checkpointing, ") + "a smaller batch_size or seq_len,");
         CausalLanguageModel model = base.model(lora, job.seed(), job.quantization());
-        this.trainer = new Trainer(model, job.trainingSettings(), "job:" + job.jobId());
+        this.trainer = new Trainer(model, job.trainingSettings(estimate.gradientCheckpointing()), "job:" + job.jobId());
         this.durableOffset = firstOffset;
     }
 

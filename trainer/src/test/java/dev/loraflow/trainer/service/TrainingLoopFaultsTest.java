@@ -278,4 +278,35 @@ class TrainingLoopFaultsTest {
         assertEquals(status.batchesReceived(),
                 status.batchesApplied() + status.batchesSkippedDuplicate() + status.batchesDeadLettered());
     }
+
+    /**
+     * A job whose step needs more memory than this JVM has (4096 sequences of 65 536 tokens: terabytes of
+     * activations, with or without gradient checkpointing) is not started: it fails with the memory check's
+     * one line as its status, its batches are dead-lettered with it, and the loop goes on, no OutOfMemoryError.
+     */
+    @Test
+    void aJobThatCannotFitInMemoryFailsWithTheChecksOneLine() throws Exception {
+        TrainingJob job = TrainingJob.parse("""
+                {"schema": "loraflow.training.job", "version": 1, "job_id": "too-big", "base_model": "%s",
+                 "lora": {"r": 4}, "optimizer": {"schedule": "constant"},
+                 "batch_size": 4096, "seq_len": 65536, "total_steps": 0, "checkpoint": {"at_end": true}}
+                """.formatted(TrainingFixtures.BASE).getBytes(StandardCharsets.UTF_8));
+        TrainingLoop loop = start(new LocalArtifactStore(root.resolve("store-too-big")), "trainer-too-big");
+        List<String> states = new CopyOnWriteArrayList<>();
+        loop.onStatus(status -> {
+            if (status.jobId().equals(job.jobId())) {
+                states.add(status.state());
+            }
+        });
+        submit(job, TrainingFixtures.examples(2, 44));
+
+        List<JsonNode> deadLetters = readUntil(DEAD_LETTERS, seen -> seen.stream()
+                .anyMatch(letter -> letter.path("job_id").asText().equals(job.jobId())), Duration.ofMinutes(2));
+        String state = loop.status(job.jobId()).state();
+        assertTrue(state.startsWith("FAILED: cannot start: needs about ") && state.contains("of Java heap")
+                && state.contains("lora.quantize nf4") && !state.contains("\n"), state);
+        assertFalse(states.stream().anyMatch(s -> s.startsWith("PAUSED")), "not retried: " + states);
+        assertTrue(deadLetters.stream().filter(letter -> letter.path("job_id").asText().equals(job.jobId()))
+                .allMatch(letter -> letter.path("reason").asText().contains("needs about")), deadLetters.toString());
+    }
 }
