@@ -46,6 +46,14 @@ for candidate in /usr/bin/python3 python3; do
   if "$candidate" -c "import torch" 2>/dev/null; then PYTHON="$candidate"; break; fi
 done
 [ -n "$PYTHON" ] || { echo "run-training: needs python3 with torch for the PyTorch reference (apt-get install python3-torch)" >&2; exit 1; }
+# Debian's torch is built with BLAS_INFO=generic: it calls whatever libblas.so.3 is, and without OpenBLAS that is
+# netlib's reference BLAS, some 20x slower — a reference no comparison should be made against.
+TORCH_BLAS="$("$PYTHON" -c 'import torch; torch.ones(64, 64) @ torch.ones(64, 64)
+print(next((line.split()[-1] for line in open("/proc/self/maps") if "blas" in line), "none"))')"
+case "$TORCH_BLAS" in
+  *openblas*|*blis*|*mkl*) ;;
+  *) echo "run-training: PyTorch's BLAS is $TORCH_BLAS, not an optimised one; install one (apt-get install libopenblas0-pthread) so the reference is fair" >&2; exit 1 ;;
+esac
 
 JAR="$ROOT/benchmarks/target/benchmarks.jar"
 if [ ! -f "$JAR" ] || [ -n "$(find "$ROOT/core/src" "$ROOT/benchmarks/src" -newer "$JAR" -print -quit)" ]; then
