@@ -12,6 +12,8 @@ import io.micrometer.core.instrument.Timer;
 import io.vertx.ext.web.RoutingContext;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Inject;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
@@ -58,8 +60,48 @@ public class Generations {
 
         void then(Runnable action);
 
+        /**
+         * Watches the exchange from now on, not from the first {@link #then}: a client that leaves while its
+         * request is being handed to the engine still cancels the generation.
+         */
         static ExchangeEnd of(RoutingContext routing) {
-            return action -> routing.addEndHandler(ignored -> action.run());
+            EndLatch latch = new EndLatch();
+            routing.addEndHandler(ignored -> latch.end());
+            // Ended before the handler was in place: Vert.x reports a close only to handlers already registered.
+            if (routing.response().closed() || routing.response().ended()) {
+                latch.end();
+            }
+            return latch;
+        }
+    }
+
+    /** An exchange's end, remembered: actions added after it run at once, each action runs once. */
+    static final class EndLatch implements ExchangeEnd {
+        private final List<Runnable> actions = new ArrayList<>();
+        private boolean ended;
+
+        @Override
+        public void then(Runnable action) {
+            synchronized (this) {
+                if (!ended) {
+                    actions.add(action);
+                    return;
+                }
+            }
+            action.run();
+        }
+
+        void end() {
+            List<Runnable> pending;
+            synchronized (this) {
+                if (ended) {
+                    return;
+                }
+                ended = true;
+                pending = List.copyOf(actions);
+                actions.clear();
+            }
+            pending.forEach(Runnable::run);
         }
     }
 
