@@ -10,7 +10,6 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.loraflow.broker.PlatformUsers;
@@ -42,7 +41,6 @@ import org.junit.jupiter.params.provider.MethodSource;
 class KubernetesManifestsTest {
 
     private static final Path MODULE = Path.of("").toAbsolutePath();
-    private static final Path OVERLAYS = MODULE.resolve("kubernetes/overlays");
     private static final Path REPOSITORY = MODULE.getParent();
     private static final List<String> SERVICES = List.of("trainer", "merger", "serving");
     private static final String NAMESPACE = "loraflow";
@@ -59,23 +57,15 @@ class KubernetesManifestsTest {
      */
     private static final Set<String> OTHER_VARIABLES = Stream.concat(Stream.of("KAFKA_BOOTSTRAP_SERVERS",
             "JDK_JAVA_OPTIONS", "QUARKUS_SHUTDOWN_TIMEOUT"), ArtifactStores.ENVIRONMENT.stream()).collect(Collectors.toSet());
-    /** The Kafka versions Strimzi 1.1 supports (its kafka-versions.yaml), the release the manifests are written for. */
-    private static final List<String> STRIMZI_KAFKA_VERSIONS = List.of("4.2.0", "4.3.0", "4.3.1");
-    private static final String STRIMZI_RELEASE = "1.1.0";
 
-    private static final Map<String, RenderedManifests> RENDERED = new ConcurrentHashMap<>();
     private static final Map<String, ServiceConfiguration> CONFIGURATIONS = new ConcurrentHashMap<>();
 
     static List<String> overlays() throws IOException {
-        try (Stream<Path> directories = Files.list(OVERLAYS)) {
-            return directories.filter(Files::isDirectory).map(directory -> directory.getFileName().toString()).sorted().toList();
-        }
+        return RenderedManifests.overlays();
     }
 
     private static RenderedManifests rendered(String overlay) {
-        assumeTrue(RenderedManifests.kubectlAvailable(), "kubectl (" + RenderedManifests.KUBECTL + ") is not installed, "
-                + "so the Kubernetes manifests are neither rendered nor checked; on Debian: apt-get install -y kubernetes-client");
-        return RENDERED.computeIfAbsent(overlay, name -> RenderedManifests.render(OVERLAYS.resolve(name)));
+        return RenderedManifests.rendered(overlay);
     }
 
     private static ServiceConfiguration configuration(String service) {
@@ -715,8 +705,9 @@ class KubernetesManifestsTest {
                 .matcher(Files.readString(REPOSITORY.resolve("broker/pom.xml")));
         assertTrue(declared.find(), "broker/pom.xml declares no kafka.broker.version");
         String version = declared.group(1);
-        assertTrue(STRIMZI_KAFKA_VERSIONS.contains(version), "the local broker's Kafka " + version
-                + " is not one Strimzi " + STRIMZI_RELEASE + " supports: " + STRIMZI_KAFKA_VERSIONS);
+        List<String> supported = KubernetesSchemas.strimziKafkaVersions();
+        assertTrue(supported.contains(version), "the local broker's Kafka " + version
+                + " is not one Strimzi " + KubernetesSchemas.STRIMZI_RELEASE + " supports: " + supported);
         JsonNode kafka = manifests.require("Kafka", "loraflow").path("spec").path("kafka");
         assertEquals(version, kafka.path("version").asText(), overlay + ": the Kafka version Strimzi runs");
         String[] parts = version.split("\\.");
@@ -725,7 +716,7 @@ class KubernetesManifestsTest {
         for (JsonNode deployment : manifests.ofKind("Deployment")) {
             for (JsonNode init : containers(deployment, true)) {
                 if (init.path("image").asText().startsWith("quay.io/strimzi/kafka:")) {
-                    assertEquals("quay.io/strimzi/kafka:" + STRIMZI_RELEASE + "-kafka-" + version, init.path("image").asText(),
+                    assertEquals("quay.io/strimzi/kafka:" + KubernetesSchemas.STRIMZI_RELEASE + "-kafka-" + version, init.path("image").asText(),
                             overlay + ": " + name(deployment) + "'s " + init.path("name").asText());
                 }
             }

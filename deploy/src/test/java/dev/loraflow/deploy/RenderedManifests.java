@@ -1,5 +1,7 @@
 package dev.loraflow.deploy;
 
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import java.io.File;
@@ -15,6 +17,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
@@ -24,7 +27,11 @@ final class RenderedManifests {
     /** The kubectl to run: {@code -Dloraflow.kubectl=PATH}, or kubectl on the PATH. */
     static final String KUBECTL = System.getProperty("loraflow.kubectl", "kubectl");
 
+    /** The overlays, each a directory under this one. */
+    static final Path OVERLAYS = Path.of("kubernetes/overlays").toAbsolutePath();
+
     private static final YAMLMapper YAML = new YAMLMapper();
+    private static final Map<String, RenderedManifests> RENDERED = new ConcurrentHashMap<>();
 
     private final String overlay;
     private final List<JsonNode> resources;
@@ -32,6 +39,20 @@ final class RenderedManifests {
     private RenderedManifests(String overlay, List<JsonNode> resources) {
         this.overlay = overlay;
         this.resources = resources;
+    }
+
+    /** The names of the overlays, sorted. */
+    static List<String> overlays() throws IOException {
+        try (Stream<Path> directories = Files.list(OVERLAYS)) {
+            return directories.filter(Files::isDirectory).map(directory -> directory.getFileName().toString()).sorted().toList();
+        }
+    }
+
+    /** One overlay rendered, once per test JVM; the calling test is skipped, saying why, where kubectl is missing. */
+    static RenderedManifests rendered(String overlay) {
+        assumeTrue(kubectlAvailable(), "kubectl (" + KUBECTL + ") is not installed, so the Kubernetes manifests are "
+                + "neither rendered nor checked; on Debian: apt-get install -y kubernetes-client");
+        return RENDERED.computeIfAbsent(overlay, name -> render(OVERLAYS.resolve(name)));
     }
 
     static boolean kubectlAvailable() {
