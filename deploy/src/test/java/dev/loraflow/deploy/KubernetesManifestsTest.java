@@ -106,6 +106,16 @@ class KubernetesManifestsTest {
         return selected.getFirst();
     }
 
+    /**
+     * The containers of a service's pod that talk to Kafka: its own, and the init containers given a broker
+     * address (wait-for-topics; not, in the s3 overlay, fetch-base-models).
+     */
+    private static List<JsonNode> kafkaClients(RenderedManifests manifests, JsonNode deployment) {
+        return Stream.concat(containers(deployment, true).stream()
+                        .filter(init -> manifests.environment(init).containsKey("KAFKA_BOOTSTRAP_SERVERS")),
+                containers(deployment, false).stream()).toList();
+    }
+
     private static boolean hasPort(JsonNode deployment, JsonNode port) {
         return containers(deployment, false).stream().flatMap(container -> elements(container.path("ports")).stream())
                 .anyMatch(declared -> port.isNumber() ? declared.path("containerPort").asInt() == port.asInt()
@@ -320,7 +330,7 @@ class KubernetesManifestsTest {
         RenderedManifests manifests = rendered(overlay);
         for (String service : SERVICES) {
             JsonNode deployment = manifests.require("Deployment", service);
-            for (JsonNode container : Stream.concat(containers(deployment, true).stream(), containers(deployment, false).stream()).toList()) {
+            for (JsonNode container : kafkaClients(manifests, deployment)) {
                 Map<String, String> environment = manifests.environment(container);
                 String address = environment.getOrDefault(ServiceConfiguration.environmentName("loraflow.kafka.bootstrap-servers"),
                         environment.get("KAFKA_BOOTSTRAP_SERVERS"));
@@ -410,7 +420,7 @@ class KubernetesManifestsTest {
             JsonNode deployment = manifests.require("Deployment", service);
             assertEquals("true", deployment.path("spec").path("template").path("metadata").path("labels").path(KAFKA_CLIENT_LABEL)
                     .asText(), overlay + ": " + service + "'s pods are not labelled " + KAFKA_CLIENT_LABEL);
-            for (JsonNode container : Stream.concat(containers(deployment, true).stream(), containers(deployment, false).stream()).toList()) {
+            for (JsonNode container : kafkaClients(manifests, deployment)) {
                 String at = overlay + ": " + service + ", container " + container.path("name").asText();
                 assertEquals(KAFKA_USER_PREFIX + service, manifests.environment(container).get("LORAFLOW_KAFKA_USERNAME"), at);
                 // The password is a file from the user's Secret: LORAFLOW_KAFKA_PASSWORD_FILE lies in a mount of
@@ -693,6 +703,50 @@ class KubernetesManifestsTest {
                     environment.get("LORAFLOW_STORE_CACHE_MAX_BYTES"));
             assertTrue(BigDecimal.valueOf(bound).compareTo(limit) < 0, where + ": a cache bound of " + bound
                     + " bytes does not fit its volume's " + limit);
+        }
+    }
+
+    /**
+     * The s3 overlay asks the cluster for no ReadWriteMany volume — no claim of it, no pod volume of it — and
+     * each trainer and merger pod has its base models (its models root) on an emptyDir of its own that an init
+     * container fills, with the S3 key mounted for it.
+     */
+    @Test
+    void theS3OverlayNeedsNoReadWriteManyVolume() {
+        RenderedManifests s3 = rendered("s3");
+        for (JsonNode claim : s3.ofKind("PersistentVolumeClaim")) {
+            assertFalse(elements(claim.path("spec").path("accessModes")).stream().anyMatch(mode -> mode.asText().equals("ReadWriteMany")),
+                    "s3: PersistentVolumeClaim " + name(claim) + " is ReadWriteMany");
+        }
+        for (JsonNode deployment : s3.ofKind("Deployment")) {
+            for (JsonNode volume : elements(deployment.path("spec").path("template").path("spec").path("volumes"))) {
+                String where = "s3: " + name(deployment) + "'s volume " + volume.path("name").asText();
+                JsonNode claimName = volume.path("persistentVolumeClaim").path("claimName");
+                assertTrue(claimName.isMissingNode() || s3.find("PersistentVolumeClaim", claimName.asText()).isPresent(),
+                        where + " names the claim " + claimName.asText() + ", which the overlay does not render");
+                JsonNode template = volume.path("ephemeral").path("volumeClaimTemplate").path("spec").path("accessModes");
+                assertFalse(elements(template).stream().anyMatch(mode -> mode.asText().equals("ReadWriteMany")), where + " is ReadWriteMany");
+            }
+        }
+        for (String service : List.of("trainer", "merger")) {
+            JsonNode deployment = s3.require("Deployment", service);
+            String modelsRoot = configuration(service).effective("loraflow.models.root",
+                    s3.environment(RenderedManifests.container(deployment, service)));
+            List<JsonNode> volumes = elements(deployment.path("spec").path("template").path("spec").path("volumes"));
+            JsonNode mount = elements(RenderedManifests.container(deployment, service).path("volumeMounts")).stream()
+                    .filter(candidate -> candidate.path("mountPath").asText().equals(modelsRoot)).findFirst()
+                    .orElseThrow(() -> new AssertionError("s3: " + service + "'s models root " + modelsRoot + " is no volume"));
+            String volumeName = mount.path("name").asText();
+            assertTrue(volumes.stream().anyMatch(volume -> volume.path("name").asText().equals(volumeName) && volume.has("emptyDir")),
+                    "s3: " + service + "'s models root is not on an emptyDir of its own");
+            JsonNode filler = containers(deployment, true).stream().filter(init -> elements(init.path("volumeMounts")).stream()
+                            .anyMatch(candidate -> candidate.path("name").asText().equals(volumeName) && !candidate.path("readOnly").asBoolean(false)))
+                    .findFirst().orElseThrow(() -> new AssertionError("s3: no init container of " + service + " fills its base models"));
+            String credentials = s3.environment(filler).get("AWS_SHARED_CREDENTIALS_FILE");
+            assertNotNull(credentials, "s3: " + service + "'s " + filler.path("name").asText() + " reads no credentials file");
+            assertTrue(elements(filler.path("volumeMounts")).stream().anyMatch(candidate ->
+                            credentials.startsWith(candidate.path("mountPath").asText() + "/") && candidate.path("readOnly").asBoolean(false)),
+                    "s3: " + service + "'s " + filler.path("name").asText() + " has no read-only mount at " + credentials);
         }
     }
 
