@@ -119,6 +119,15 @@ final class KubernetesSchemas {
      * open to both, and the vendor extensions, which the validator does not know, left out.
      */
     private static JsonNode strict(JsonNode schema) {
+        return strict(schema, true);
+    }
+
+    /**
+     * With {@code close} false (inside allOf, anyOf, oneOf or not) no object is closed: a structural schema's
+     * junctors only constrain fields the enclosing schema declares (Strimzi's env entry is {@code oneOf} of
+     * {@code {properties: {value: {}}}} and {@code {properties: {valueFrom: {}}}} beside its {@code name}).
+     */
+    private static JsonNode strict(JsonNode schema, boolean close) {
         if (!schema.isObject()) {
             return schema.deepCopy();
         }
@@ -127,13 +136,13 @@ final class KubernetesSchemas {
             String keyword = entry.getKey();
             JsonNode value = entry.getValue();
             if (SCHEMA_KEYWORDS.contains(keyword)) {
-                copy.set(keyword, strict(value));
+                copy.set(keyword, strict(value, close && !keyword.equals("not")));
             } else if (SCHEMA_MAP_KEYWORDS.contains(keyword)) {
                 ObjectNode map = copy.putObject(keyword);
-                value.properties().forEach(named -> map.set(named.getKey(), strict(named.getValue())));
+                value.properties().forEach(named -> map.set(named.getKey(), strict(named.getValue(), close)));
             } else if (SCHEMA_LIST_KEYWORDS.contains(keyword)) {
                 ArrayNode list = copy.putArray(keyword);
-                value.forEach(element -> list.add(strict(element)));
+                value.forEach(element -> list.add(strict(element, false)));
             } else if (!keyword.startsWith("x-") || keyword.equals("x-kubernetes-group-version-kind")) {
                 copy.set(keyword, value.deepCopy());
             }
@@ -142,7 +151,7 @@ final class KubernetesSchemas {
             copy.set("type", types("integer", "string"));
             copy.remove("format");
         }
-        if (schema.has("properties") && !schema.has("additionalProperties")
+        if (close && schema.has("properties") && !schema.has("additionalProperties")
                 && !schema.path("x-kubernetes-preserve-unknown-fields").asBoolean(false)) {
             copy.put("additionalProperties", false);
         }

@@ -86,6 +86,17 @@ class ManifestSchemaTest {
         assertRejected(kafka, "$.spec.kafka", "zookeeperConnect");
     }
 
+    /** Strimzi's env entries are a name and oneOf value or valueFrom: one is valid, both are not. */
+    @Test
+    void aContainerEnvEntryOfAKafkaTakesAValueOrAValueFromButNotBoth() throws IOException {
+        ObjectNode kafka = valid("kafka.yaml", "Kafka", "loraflow");
+        ObjectNode entry = ((ObjectNode) kafka.at("/spec/kafka")).putObject("template").putObject("kafkaContainer").putArray("env")
+                .addObject().put("name", "KAFKA_HEAP_OPTS").put("value", "-Xmx2g");
+        assertEquals(List.of(), SCHEMAS.problems(kafka));
+        entry.putObject("valueFrom").putObject("secretKeyRef").put("name", "heap").put("key", "opts");
+        assertRejected(kafka, "$.spec.kafka.template.kafkaContainer.env[0]", "one and only one schema");
+    }
+
     @Test
     void aKafkaTopicWithAStringForItsPartitionsIsRejected() throws IOException {
         ObjectNode topic = valid("topics.yaml", "KafkaTopic", "loraflow.training.jobs");
