@@ -18,6 +18,7 @@ import dev.loraflow.serving.kserve.grpc.ServerMetadataResponse;
 import dev.loraflow.serving.kserve.grpc.ServerReadyRequest;
 import dev.loraflow.serving.kserve.grpc.ServerReadyResponse;
 import dev.loraflow.serving.service.ApiError;
+import dev.loraflow.serving.service.GenerationParameters;
 import dev.loraflow.serving.service.Generations;
 import dev.loraflow.serving.service.Requests;
 import io.grpc.Context;
@@ -273,8 +274,8 @@ public class KServeGrpcService extends GRPCInferenceServiceGrpc.GRPCInferenceSer
                 + contents.getFp64ContentsCount() + contents.getBytesContentsCount();
     }
 
-    /** The parameters as the JSON object the REST API reads them from. */
-    private static ObjectNode parameters(Map<String, InferParameter> parameters) {
+    /** The parameters bound as the REST API binds its JSON object of them: one check of them for both transports. */
+    private static GenerationParameters parameters(Map<String, InferParameter> parameters) {
         ObjectNode json = Requests.JSON.createObjectNode();
         parameters.forEach((name, value) -> {
             switch (value.getParameterChoiceCase()) {
@@ -286,7 +287,7 @@ public class KServeGrpcService extends GRPCInferenceServiceGrpc.GRPCInferenceSer
                 case PARAMETERCHOICE_NOT_SET -> json.putNull(name);
             }
         });
-        return json;
+        return Requests.bind(json, GenerationParameters.class);
     }
 
     private static InferTensorContents contents(KServeInference.Values values) {

@@ -1,16 +1,13 @@
 package dev.loraflow.serving.kserve;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.generate.GenerationResult.FinishReason;
-import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
 import dev.loraflow.serving.service.ApiError;
+import dev.loraflow.serving.service.GenerationParameters;
 import dev.loraflow.serving.service.Generations;
-import dev.loraflow.serving.service.Requests;
 import dev.loraflow.serving.service.Serving;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Inject;
@@ -74,8 +71,11 @@ public class KServeInference {
 
     public record Tensor(String name, String datatype, long[] shape, Values values) {}
 
-    /** An inference request less the model it names; {@code outputs} empty asks for every output. */
-    public record Request(String id, List<Tensor> inputs, ObjectNode parameters, List<String> outputs) {}
+    /**
+     * An inference request less the model it names; {@code parameters} null for the defaults, {@code outputs} empty
+     * for every output.
+     */
+    public record Request(String id, List<Tensor> inputs, GenerationParameters parameters, List<String> outputs) {}
 
     public record Result(String modelName, String modelVersion, String id, String finishReason, int promptTokens,
                          int completionTokens, List<Tensor> outputs) {}
@@ -154,12 +154,10 @@ public class KServeInference {
             Request read = request.get();
             List<String> outputs = requestedOutputs(read.outputs(), model);
             int[] prompt = prompt(read.inputs(), model);
-            JsonNode parameters = read.parameters() == null ? Requests.JSON.createObjectNode() : read.parameters();
-            SamplingSettings sampling = Requests.sampling(parameters, model, prompt.length, DEFAULT_MAX_TOKENS);
-            List<String> stops = Requests.stopSequences(parameters, model);
+            GenerationParameters parameters = read.parameters() == null ? GenerationParameters.DEFAULTS : read.parameters();
+            GenerationRequest generation = parameters.request(prompt, model, target.adapter(), DEFAULT_MAX_TOKENS);
             submitted = true;
-            Completion completion = generations.complete(target,
-                    new GenerationRequest(prompt, sampling, stops, target.adapter()), api, end);
+            Completion completion = generations.complete(target, generation, api, end);
             List<Tensor> tensors = new ArrayList<>();
             if (outputs.contains(OUTPUT_IDS)) {
                 long[] ids = Arrays.stream(completion.tokens()).asLongStream().toArray();

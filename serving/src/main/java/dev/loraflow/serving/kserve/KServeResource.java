@@ -1,6 +1,5 @@
 package dev.loraflow.serving.kserve;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.serving.service.ApiError;
@@ -18,7 +17,6 @@ import jakarta.ws.rs.Produces;
 import jakarta.ws.rs.core.Context;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
-import java.util.ArrayList;
 import java.util.List;
 import org.eclipse.microprofile.openapi.annotations.Operation;
 import org.jboss.resteasy.reactive.server.ServerExceptionMapper;
@@ -26,8 +24,8 @@ import org.jboss.resteasy.reactive.server.ServerExceptionMapper;
 /**
  * KServe's Open Inference Protocol v2 over REST: JSON in and out of {@link KServeInference}, which
  * documents the tensors and parameters. Errors are {@code {"error": "..."}} (this resource's mapper). The infer
- * body stays bytes until the model is found, so that an unknown model is reported as such whatever the body. Health endpoints answer 200
- * when true and 503 when not.
+ * body stays bytes until the model is found, so that an unknown model is reported as such whatever the body; then
+ * it is bound to a {@link KServeInferRequest}. Health endpoints answer 200 when true and 503 when not.
  */
 @Path("/v2")
 @Produces(MediaType.APPLICATION_JSON)
@@ -117,7 +115,8 @@ public class KServeResource {
     @Operation(summary = "KServe v2 inference on one model version")
     public Response infer(@PathParam("name") String name, @PathParam("version") String version, byte[] body,
                           @Context RoutingContext routing) {
-        KServeInference.Result result = kserve.infer(name, version, API, () -> request(body),
+        KServeInference.Result result = kserve.infer(name, version, API,
+                () -> Requests.bind(body, config.maxBodyBytes(), KServeInferRequest.class).toInference(),
                 Generations.ExchangeEnd.of(routing));
         ObjectNode response = Requests.JSON.createObjectNode().put("model_name", result.modelName())
                 .put("model_version", result.modelVersion());
@@ -145,76 +144,6 @@ public class KServeResource {
             }
         }
         return Response.ok(response).build();
-    }
-
-    /** The JSON body as the protocol's request; data arrays become integers, strings, or other values by their elements. */
-    private KServeInference.Request request(byte[] body) {
-        JsonNode root = Requests.jsonObject(body, config.maxBodyBytes());
-        List<KServeInference.Tensor> inputs = new ArrayList<>();
-        JsonNode inputsNode = root.get("inputs");
-        if (inputsNode != null && inputsNode.isArray()) {
-            for (JsonNode input : inputsNode) {
-                inputs.add(tensor(input));
-            }
-        }
-        JsonNode parameters = root.path("parameters");
-        if (!parameters.isMissingNode() && !parameters.isNull() && !parameters.isObject()) {
-            throw ApiError.badParameter("parameters", "parameters must be an object");
-        }
-        List<String> outputs = new ArrayList<>();
-        JsonNode outputsNode = root.path("outputs");
-        if (!outputsNode.isMissingNode() && !outputsNode.isNull()) {
-            if (!outputsNode.isArray()) {
-                throw ApiError.badParameter("outputs", "outputs must be an array of {\"name\": ...}");
-            }
-            for (JsonNode output : outputsNode) {
-                if (!output.path("name").isTextual()) {
-                    throw ApiError.badParameter("outputs", "each output needs a string name, got " + output);
-                }
-                outputs.add(output.path("name").textValue());
-            }
-        }
-        JsonNode id = root.get("id");
-        return new KServeInference.Request(id != null && id.isTextual() ? id.textValue() : null, inputs,
-                parameters.isObject() ? (ObjectNode) parameters : null, outputs);
-    }
-
-    private static KServeInference.Tensor tensor(JsonNode input) {
-        String name = input.path("name").asText("");
-        JsonNode shapeNode = input.get("shape");
-        JsonNode data = input.get("data");
-        if (shapeNode == null || !shapeNode.isArray() || data == null || !data.isArray()) {
-            throw ApiError.badParameter("inputs", "input " + name + " needs a shape and a data array");
-        }
-        long[] shape = new long[shapeNode.size()];
-        for (int i = 0; i < shape.length; i++) {
-            JsonNode dim = shapeNode.get(i);
-            if (!dim.isIntegralNumber() || !dim.canConvertToLong()) {
-                throw ApiError.badParameter("inputs", "input " + name + " has a bad shape " + shapeNode);
-            }
-            shape[i] = dim.longValue();
-        }
-        KServeInference.Values values;
-        boolean integers = true;
-        boolean strings = true;
-        for (JsonNode element : data) {
-            integers &= element.isIntegralNumber() && element.canConvertToLong();
-            strings &= element.isTextual();
-        }
-        if (integers) {
-            long[] longs = new long[data.size()];
-            for (int i = 0; i < longs.length; i++) {
-                longs[i] = data.get(i).longValue();
-            }
-            values = new KServeInference.Values.Integers(longs);
-        } else if (strings) {
-            List<String> texts = new ArrayList<>();
-            data.forEach(element -> texts.add(element.textValue()));
-            values = new KServeInference.Values.Strings(texts);
-        } else {
-            values = new KServeInference.Values.Other(data.size());
-        }
-        return new KServeInference.Tensor(name, input.path("datatype").asText(""), shape, values);
     }
 
     private static void tensors(ArrayNode array, List<KServeInference.TensorMetadata> tensors) {

@@ -34,11 +34,10 @@ public class JsonBodyReader implements MessageBodyReader<Record> {
     }
 
     @Override
-    @SuppressWarnings({"unchecked", "rawtypes"})
     public Record readFrom(Class<Record> type, Type genericType, Annotation[] annotations, MediaType mediaType,
                            MultivaluedMap<String, String> headers, InputStream body) throws IOException {
         // The HTTP layer refused bodies over the limit from their length; one byte more tells a chunked one.
         byte[] bytes = body.readNBytes((int) Math.min(Integer.MAX_VALUE, config.get().maxBodyBytes() + 1));
-        return Requests.bind(bytes, config.get().maxBodyBytes(), (Class) type);
+        return Requests.bind(bytes, config.get().maxBodyBytes(), type);
     }
 }

@@ -1,12 +1,9 @@
 package dev.loraflow.serving.rest;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.generate.GenerationResult.FinishReason;
-import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.inference.ChatTemplate;
-import dev.loraflow.inference.ChatTemplateException;
 import dev.loraflow.inference.Completion;
 import dev.loraflow.inference.DeadlineExceededException;
 import dev.loraflow.inference.GenerationRequest;
@@ -44,7 +41,8 @@ import org.jboss.resteasy.reactive.server.ServerExceptionMapper;
  * model loaded from a {@code loraflow.models.merged} event the {@code announced} model and model_version).
  * The {@code model} field names the base model or a loaded adapter. Streaming is
  * server-sent events, {@code data: {chunk}} per piece of text and {@code data: [DONE]} at the end.
- * Errors are OpenAI's {@code {"error": {"message", "type", "param", "code"}}}.
+ * Bodies are bound to {@link OpenAiRequests} records, checked as they are built; errors are OpenAI's
+ * {@code {"error": {"message", "type", "param", "code"}}}.
  *
  * <p>Chat prompts are the model's {@code tokenizer_config.json} {@code chat_template} rendered over the
  * messages (see {@link ChatTemplate}); a template that fails or refuses the messages answers 400 with
@@ -95,7 +93,7 @@ public class OpenAiResource {
     @Path("/completions")
     @Consumes(MediaType.WILDCARD)
     @Operation(summary = "OpenAI text completion, streamed as server-sent events with stream=true")
-    public Response completions(byte[] body, @Context RoutingContext routing) {
+    public Response completions(OpenAiRequests.CompletionRequest body, @Context RoutingContext routing) {
         return generate(body, false, Generations.ExchangeEnd.of(routing));
     }
 
@@ -103,46 +101,32 @@ public class OpenAiResource {
     @Path("/chat/completions")
     @Consumes(MediaType.WILDCARD)
     @Operation(summary = "OpenAI chat completion through the model's chat template, streamed with stream=true")
-    public Response chatCompletions(byte[] body, @Context RoutingContext routing) {
+    public Response chatCompletions(OpenAiRequests.ChatCompletionRequest body, @Context RoutingContext routing) {
         return generate(body, true, Generations.ExchangeEnd.of(routing));
     }
 
-    private Response generate(byte[] body, boolean chat, Generations.ExchangeEnd end) {
+    private Response generate(OpenAiRequests.OpenAiRequest body, boolean chat, Generations.ExchangeEnd end) {
         String api = api(chat);
-        JsonNode root = Requests.jsonObject(body, config.maxBodyBytes());
-        String modelName = Requests.requiredString(root, "model");
-        Serving.Target target = acquire(modelName);
+        OpenAiRequests.Options options = body.options();
+        Serving.Target target = acquire(options.model());
         boolean submitted = false;
         try {
             ServedModel model = target.model();
-            int[] prompt = chat ? chatPrompt(root, model) : prompt(root, model);
-            int n = Requests.integer(root, "n", 1);
-            if (n != 1) {
-                throw ApiError.badParameter("n", "only n = 1 is supported, got " + n);
-            }
-            JsonNode logprobs = root.get("logprobs");
-            if (logprobs != null && !logprobs.isNull() && !(logprobs.isBoolean() && !logprobs.booleanValue())) {
-                throw ApiError.badParameter("logprobs", "logprobs are not supported");
-            }
-            boolean stream = Requests.bool(root, "stream");
-            JsonNode streamOptions = root.path("stream_options");
-            boolean includeUsage = stream && streamOptions.isObject() && Requests.bool(streamOptions, "include_usage");
+            int[] prompt = body.promptTokens(model);
             int maxTokensDefault = chat ? model.contextLength() - prompt.length : DEFAULT_MAX_TOKENS;
-            JsonNode parameters = chat && root.hasNonNull("max_completion_tokens") && !root.hasNonNull("max_tokens")
-                    ? ((ObjectNode) root.deepCopy()).set("max_tokens", root.get("max_completion_tokens")) : root;
-            SamplingSettings sampling = Requests.sampling(parameters, model, prompt.length, Math.max(1, maxTokensDefault));
-            List<String> stops = Requests.stopSequences(root, model);
-            GenerationRequest request = new GenerationRequest(prompt, sampling, stops, target.adapter());
+            GenerationRequest request = options.parameters().request(prompt, model, target.adapter(),
+                    Math.max(1, maxTokensDefault));
             String id = (chat ? "chatcmpl-" : "cmpl-") + UUID.randomUUID();
             long created = System.currentTimeMillis() / 1000;
             String servedName = target.servedName();
             submitted = true;
-            if (!stream) {
+            if (!options.streamed()) {
                 Completion completion = generations.complete(target, request, api, end);
                 return Response.ok(completionBody(chat, id, created, servedName, completion)).build();
             }
             Generations.Stream events = generations.stream(target, request, api, end);
             boolean textOut = model.tokenizer() != null;
+            boolean includeUsage = options.includeUsage();
             StreamingOutput output = out -> writeStream(out, events, chat, id, created, servedName, includeUsage, textOut);
             return Response.ok(output, "text/event-stream").header("Cache-Control", "no-cache").build();
         } finally {
@@ -181,66 +165,6 @@ public class OpenAiResource {
         }
         throw new ApiError(404, "the model '" + modelName + "' does not exist; GET /v1/models lists those served",
                 "model", "model_not_found");
-    }
-
-    /** {@code prompt}: a string, an array of token ids, or an array holding one string. */
-    private static int[] prompt(JsonNode root, ServedModel model) {
-        JsonNode prompt = root.get("prompt");
-        if (prompt == null || prompt.isNull()) {
-            throw ApiError.badParameter("prompt", "'prompt' is required");
-        }
-        if (prompt.isArray() && prompt.size() == 1 && prompt.get(0).isTextual()) {
-            prompt = prompt.get(0);
-        }
-        if (prompt.isTextual()) {
-            return encode(model, prompt.textValue(), "prompt");
-        }
-        if (prompt.isArray() && !prompt.isEmpty() && prompt.get(0).isNumber()) {
-            return Requests.tokenIds(prompt, "prompt", model.vocabSize());
-        }
-        throw ApiError.badParameter("prompt", "prompt must be a string, an array of token ids, or an array of one string");
-    }
-
-    private static int[] encode(ServedModel model, String text, String param) {
-        if (model.tokenizer() == null) {
-            throw ApiError.badParameter(param, "this model has no tokenizer.json: give the prompt as token ids");
-        }
-        int[] ids = model.tokenizer().encode(text);
-        if (ids.length == 0) {
-            throw ApiError.badParameter(param, "the prompt is empty");
-        }
-        return ids;
-    }
-
-    /** The messages through the model's chat template, or the fallback documented on the class. */
-    private static int[] chatPrompt(JsonNode root, ServedModel model) {
-        JsonNode messages = root.get("messages");
-        if (messages == null || !messages.isArray() || messages.isEmpty()) {
-            throw ApiError.badParameter("messages", "'messages' must be a non-empty array of {role, content}");
-        }
-        List<ChatTemplate.Message> conversation = new ArrayList<>();
-        for (int i = 0; i < messages.size(); i++) {
-            JsonNode message = messages.get(i);
-            JsonNode role = message.get("role");
-            JsonNode content = message.get("content");
-            if (role == null || !role.isTextual() || !List.of("system", "user", "assistant", "developer")
-                    .contains(role.textValue())) {
-                throw ApiError.badParameter("messages[" + i + "].role",
-                        "role must be system, developer, user or assistant, got " + role);
-            }
-            if (content == null || !content.isTextual()) {
-                throw ApiError.badParameter("messages[" + i + "].content", "content must be a string");
-            }
-            conversation.add(new ChatTemplate.Message(role.textValue(), content.textValue()));
-        }
-        ChatTemplate template = model.chatTemplate() == null ? ChatTemplate.FALLBACK : model.chatTemplate();
-        String prompt;
-        try {
-            prompt = template.render(conversation);
-        } catch (ChatTemplateException e) {
-            throw new ApiError(400, e.getMessage(), "messages", "chat_template_failed");
-        }
-        return encode(model, prompt, "messages");
     }
 
     private static String finishReason(FinishReason reason) {
@@ -288,7 +212,7 @@ public class OpenAiResource {
             }
             int sentChars = 0;
             // Ids whose text is held back (part of a character, or maybe a stop sequence) go out with the next text.
-            List<Integer> unsentIds = new java.util.ArrayList<>();
+            List<Integer> unsentIds = new ArrayList<>();
             while (true) {
                 Generations.Event event = stream.events().take();
                 switch (event) {

@@ -6,9 +6,10 @@ import java.lang.annotation.RetentionPolicy;
 import java.lang.annotation.Target;
 
 /**
- * A record that a request's JSON body is bound to, after the checks every body gets ({@link Requests#jsonObject}):
- * see {@link Requests#bind}. A string component given another JSON type is refused naming it; the record's
- * constructor checks the rest (required fields, ranges) and throws {@link ApiError}.
+ * A record that a resource takes as its request's JSON body, bound after the checks every body gets
+ * ({@link Requests#jsonObject}): see {@link Requests#bind(com.fasterxml.jackson.databind.JsonNode, Class)}. A value of another JSON type than its
+ * component's is refused naming the field; the record's constructor (or factory) checks the rest and throws
+ * {@link ApiError}.
  */
 @Retention(RetentionPolicy.RUNTIME)
 @Target(ElementType.TYPE)

@@ -1,45 +1,79 @@
 package dev.loraflow.serving.service;
 
 import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.JsonLocation;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.core.exc.InputCoercionException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonMappingException;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.PropertyNamingStrategies;
-import com.fasterxml.jackson.databind.exc.ValueInstantiationException;
+import com.fasterxml.jackson.databind.MapperFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loraflow.core.generate.SamplingSettings;
-import dev.loraflow.inference.GenerationRequest;
-import dev.loraflow.inference.ServedModel;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.cfg.CoercionAction;
+import com.fasterxml.jackson.databind.cfg.CoercionInputShape;
+import com.fasterxml.jackson.databind.exc.MismatchedInputException;
+import com.fasterxml.jackson.databind.exc.ValueInstantiationException;
+import com.fasterxml.jackson.databind.node.MissingNode;
+import com.fasterxml.jackson.databind.type.LogicalType;
 import java.io.IOException;
-import java.lang.reflect.RecordComponent;
+import java.math.BigDecimal;
+import java.math.BigInteger;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.Set;
-import java.util.concurrent.ThreadLocalRandom;
+import java.util.Collection;
+import java.util.Map;
+import java.util.regex.Pattern;
+import org.jboss.logging.Logger;
 
-/** Reading request bodies and the generation parameters both APIs share, each refusal naming the parameter. */
+/**
+ * Request bodies bound to records: one place for the checks every body gets and for turning the binder's
+ * refusals into 400s that name the field, never the binder's own words (class names, stack traces).
+ */
 public final class Requests {
+
+    private static final Logger LOG = Logger.getLogger(Requests.class);
 
     public static final ObjectMapper JSON = new ObjectMapper(
             JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build());
 
-    private static final PropertyNamingStrategies.NamingBase JSON_NAMES =
-            (PropertyNamingStrategies.NamingBase) PropertyNamingStrategies.SNAKE_CASE;
-    /** Binds checked bodies to records: snake_case fields, unknown ones ignored. */
-    private static final ObjectMapper BINDER = JSON.copy().setPropertyNamingStrategy(JSON_NAMES)
-            .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES);
+    /**
+     * Binds checked bodies to records: snake_case fields, unknown ones ignored (as OpenAI does), and each value of
+     * the JSON type its component declares — no string taken for a number or a boolean, no number for a string,
+     * no fraction for an integer.
+     */
+    private static final ObjectMapper BINDER = strict(JSON.copy());
+
+    /** How long a refused value may be quoted back in the refusal. */
+    private static final int QUOTED_VALUE_CHARS = 64;
+    /**
+     * Where Jackson names its own configuration in a parser's message: "(…, from `X.y()`)", "enable `X` to allow",
+     * "[Source: REDACTED (`X` disabled); line: …]".
+     */
+    private static final Pattern JACKSON_NAMES = Pattern.compile(", from `[^`]*`|: enable `[^`]*` to allow|Source: [^;\\]]*; ");
 
     private Requests() {}
+
+    @SuppressWarnings("deprecation") // ALLOW_COERCION_OF_SCALARS is how Jackson 2 turns the scalar coercions off
+    private static ObjectMapper strict(ObjectMapper mapper) {
+        mapper.setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE)
+                .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+                .disable(DeserializationFeature.ACCEPT_FLOAT_AS_INT)
+                .disable(MapperFeature.ALLOW_COERCION_OF_SCALARS);
+        mapper.coercionConfigFor(LogicalType.Textual).setCoercion(CoercionInputShape.Integer, CoercionAction.Fail)
+                .setCoercion(CoercionInputShape.Float, CoercionAction.Fail)
+                .setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail);
+        return mapper;
+    }
 
     /**
      * The body as a JSON object.
      *
-     * @throws ApiError 413 over {@code maxBytes}; 400 when not UTF-8, not JSON, or not an object
+     * @throws ApiError 413 over {@code maxBytes}; 400 when not UTF-8, not JSON (duplicate keys, nesting or numbers
+     *                  beyond the parser's limits included), or not an object
      */
     public static JsonNode jsonObject(byte[] body, long maxBytes) {
         if (body == null || body.length == 0) {
@@ -59,7 +93,7 @@ public final class Requests {
         try {
             root = JSON.readTree(body);
         } catch (JsonProcessingException e) {
-            throw new ApiError(400, "the request body is not valid JSON: " + e.getOriginalMessage(), null, "invalid_json");
+            throw new ApiError(400, "the request body is not valid JSON: " + parserMessage(e), null, "invalid_json");
         } catch (IOException e) {
             throw new ApiError(400, "the request body could not be read: " + e.getMessage(), null, "invalid_json");
         }
@@ -70,32 +104,40 @@ public final class Requests {
     }
 
     /**
-     * The body, checked as {@link #jsonObject} checks it, bound to {@code type} (a {@link JsonBody} record, its
-     * components named as the JSON fields, snake_case): a string component holding another JSON type is refused
-     * naming the field; unknown fields are ignored; the record's constructor refuses the rest.
+     * The body, checked as {@link #jsonObject} checks it, bound to {@code type} as {@link #bind(JsonNode, Class)}
+     * binds it.
      *
      * @throws ApiError 400 (or 413) saying what is wrong
      */
-    public static <T extends Record> T bind(byte[] body, long maxBytes, Class<T> type) {
-        JsonNode root = jsonObject(body, maxBytes);
-        for (RecordComponent component : type.getRecordComponents()) {
-            String field = JSON_NAMES.translate(component.getName());
-            JsonNode value = root.get(field);
-            if (component.getType() == String.class && value != null && !value.isNull() && !value.isTextual()) {
-                throw ApiError.badParameter(field, "'" + field + "' must be a string");
-            }
-        }
+    public static <T> T bind(byte[] body, long maxBytes, Class<T> type) {
+        return bind(jsonObject(body, maxBytes), type);
+    }
+
+    /**
+     * {@code json} bound to {@code type}, a record whose components are named as the JSON fields (snake_case). A
+     * value of another JSON type than its component's is refused naming the field by its path (e.g.
+     * {@code messages[0].content}); the records' constructors and factories check the rest and throw
+     * {@link ApiError}s, which come out as they were thrown.
+     *
+     * @throws ApiError 400 saying what is wrong
+     */
+    public static <T> T bind(JsonNode json, Class<T> type) {
         try {
-            return BINDER.treeToValue(root, type);
-        } catch (ValueInstantiationException e) {
-            if (e.getCause() instanceof ApiError refusal) {
-                throw refusal;
+            return BINDER.treeToValue(json, type);
+        } catch (JsonMappingException e) {
+            for (Throwable cause = e.getCause(); cause != null; cause = cause.getCause()) {
+                if (cause instanceof ApiError refusal) {
+                    throw refusal;
+                }
             }
-            throw new ApiError(400, "the request body is not a valid " + type.getSimpleName() + ": " + e.getOriginalMessage(),
-                    null, "invalid_body");
+            if (e instanceof ValueInstantiationException && e.getCause() instanceof RuntimeException failure) {
+                // A record's check failed otherwise than by refusing: the server's fault, not the body's.
+                throw failure;
+            }
+            throw wrongValue(json, e);
         } catch (JsonProcessingException e) {
-            throw new ApiError(400, "the request body is not a valid " + type.getSimpleName() + ": " + e.getOriginalMessage(),
-                    null, "invalid_body");
+            LOG.debugf("a request body did not bind to %s: %s", type.getName(), e.getOriginalMessage());
+            throw new ApiError(400, "the request body could not be read: " + parserMessage(e), null, "invalid_body");
         }
     }
 
@@ -110,153 +152,74 @@ public final class Requests {
         return value;
     }
 
-    public static String requiredString(JsonNode root, String field) {
-        JsonNode value = root.get(field);
-        if (value == null || value.isNull()) {
-            throw ApiError.badParameter(field, "'" + field + "' is required");
-        }
-        if (!value.isTextual()) {
-            throw ApiError.badParameter(field, "'" + field + "' must be a string");
-        }
-        return value.textValue();
-    }
-
-    /** A string field that may be absent or null (then null); anything else is a 400 saying what it must be. */
-    public static String optionalString(JsonNode root, String field, String mustBe) {
-        JsonNode value = root.get(field);
-        if (value == null || value.isNull()) {
-            return null;
-        }
-        if (!value.isTextual()) {
-            throw ApiError.badParameter(field, field + " must be " + mustBe);
-        }
-        return value.textValue();
-    }
-
-    /**
-     * The sampling settings of a request: max_tokens (default {@code defaultMaxTokens}), temperature
-     * (default 1, 0 greedy, at most 2), top_p (default 1), top_k (default 0 = off; −1 also off, as vLLM
-     * takes it), seed (default random); the model's end-of-text token stops generation.
-     *
-     * @throws ApiError 400 naming the parameter, or when the prompt and max_tokens exceed the context
-     */
-    public static SamplingSettings sampling(JsonNode parameters, ServedModel model, int promptLength, int defaultMaxTokens) {
-        int context = model.contextLength();
-        if (promptLength >= context) {
-            throw new ApiError(400, "the prompt is " + promptLength + " tokens; the model's context of " + context
-                    + " tokens leaves no room for an answer", "prompt", "context_length_exceeded");
-        }
-        int maxTokens = integer(parameters, "max_tokens", defaultMaxTokens);
-        if (maxTokens <= 0) {
-            throw ApiError.badParameter("max_tokens", "max_tokens must be at least 1, got " + maxTokens);
-        }
-        if ((long) promptLength + maxTokens > context) {
-            throw new ApiError(400, "the prompt (" + promptLength + " tokens) and max_tokens (" + maxTokens
-                    + ") exceed the model's context of " + context + " tokens", "max_tokens", "context_length_exceeded");
-        }
-        double temperature = number(parameters, "temperature", 1);
-        if (!(temperature >= 0 && temperature <= 2)) {
-            throw ApiError.badParameter("temperature", "temperature must be between 0 and 2, got " + temperature);
-        }
-        double topP = number(parameters, "top_p", 1);
-        if (!(topP > 0 && topP <= 1)) {
-            throw ApiError.badParameter("top_p", "top_p must be in (0, 1], got " + topP);
-        }
-        int topK = integer(parameters, "top_k", 0);
-        if (topK < -1) {
-            throw ApiError.badParameter("top_k", "top_k must be ≥ 0 (0 or -1 = off), got " + topK);
-        }
-        JsonNode seedNode = parameters.get("seed");
-        long seed;
-        if (seedNode == null || seedNode.isNull()) {
-            seed = ThreadLocalRandom.current().nextLong();
-        } else if (seedNode.isIntegralNumber() && seedNode.canConvertToLong()) {
-            seed = seedNode.longValue();
-        } else {
-            throw ApiError.badParameter("seed", "seed must be an integer, got " + seedNode);
-        }
-        return new SamplingSettings(maxTokens, temperature, Math.max(topK, 0), topP, seed, Set.copyOf(model.stopTokenIds()));
-    }
-
-    /** {@code stop}: absent, a string, or an array of up to four non-empty strings of at most 128 characters. */
-    public static List<String> stopSequences(JsonNode parameters, ServedModel model) {
-        JsonNode stop = parameters.get("stop");
-        if (stop == null || stop.isNull()) {
-            return List.of();
-        }
-        List<String> stops = new ArrayList<>();
-        if (stop.isTextual()) {
-            stops.add(stop.textValue());
-        } else if (stop.isArray()) {
-            for (JsonNode element : stop) {
-                if (!element.isTextual()) {
-                    throw ApiError.badParameter("stop", "stop must be a string or an array of strings");
-                }
-                stops.add(element.textValue());
+    /** The refusal of a value the binder could not take, naming the field by its path and quoting the value. */
+    private static ApiError wrongValue(JsonNode root, JsonMappingException e) {
+        StringBuilder path = new StringBuilder();
+        JsonNode value = root;
+        for (JsonMappingException.Reference reference : e.getPath()) {
+            if (reference.getFieldName() != null) {
+                path.append(path.isEmpty() ? "" : ".").append(reference.getFieldName());
+                value = value.path(reference.getFieldName());
+            } else if (reference.getIndex() >= 0) {
+                path.append('[').append(reference.getIndex()).append(']');
+                value = value.path(reference.getIndex());
             }
-        } else {
-            throw ApiError.badParameter("stop", "stop must be a string or an array of strings");
         }
-        if (stops.size() > GenerationRequest.MAX_STOP_SEQUENCES) {
-            throw ApiError.badParameter("stop", "at most " + GenerationRequest.MAX_STOP_SEQUENCES + " stop sequences, got "
-                    + stops.size());
+        if (path.isEmpty()) {
+            LOG.debugf("a request body did not bind: %s", e.getOriginalMessage());
+            return new ApiError(400, "the request body is not a valid request for this endpoint", null, "invalid_body");
         }
-        if (stops.stream().anyMatch(String::isEmpty)) {
-            throw ApiError.badParameter("stop", "stop sequences must not be empty");
+        String field = path.toString();
+        String got = value instanceof MissingNode ? "" : ", got " + quoted(value);
+        if (e.getCause() instanceof InputCoercionException overflow) {
+            String bits = overflow.getTargetType() == Integer.TYPE ? "32" : "64";
+            return ApiError.badParameter(field, field + " must be a " + bits + "-bit integer" + got);
         }
-        if (stops.stream().anyMatch(sequence -> sequence.length() > GenerationRequest.MAX_STOP_CHARS)) {
-            throw ApiError.badParameter("stop", "a stop sequence may have at most " + GenerationRequest.MAX_STOP_CHARS
-                    + " characters");
-        }
-        if (!stops.isEmpty() && model.tokenizer() == null) {
-            throw ApiError.badParameter("stop", "stop sequences need a tokenizer, and this model has none");
-        }
-        return stops;
+        Class<?> target = e instanceof MismatchedInputException mismatch ? mismatch.getTargetType() : null;
+        return ApiError.badParameter(field, field + " must be " + kind(target) + got);
     }
 
-    public static int integer(JsonNode parameters, String field, int defaultValue) {
-        JsonNode value = parameters.get(field);
-        if (value == null || value.isNull()) {
-            return defaultValue;
+    /** What a value bound to {@code type} must be, in JSON's words. */
+    private static String kind(Class<?> type) {
+        if (type == null) {
+            return "of another type";
         }
-        if (!value.isIntegralNumber() || !value.canConvertToInt()) {
-            throw ApiError.badParameter(field, field + " must be an integer, got " + value);
+        if (type == Integer.class || type == int.class || type == Long.class || type == long.class
+                || type == Short.class || type == short.class || type == BigInteger.class) {
+            return "an integer";
         }
-        return value.intValue();
+        if (Number.class.isAssignableFrom(type) || type == double.class || type == float.class || type == BigDecimal.class) {
+            return "a number";
+        }
+        if (type == Boolean.class || type == boolean.class) {
+            return "true or false";
+        }
+        if (type == String.class) {
+            return "a string";
+        }
+        if (type.isArray() || Collection.class.isAssignableFrom(type)) {
+            return "an array";
+        }
+        return Map.class.isAssignableFrom(type) || type.isRecord() ? "an object" : "of another type";
     }
 
-    public static double number(JsonNode parameters, String field, double defaultValue) {
-        JsonNode value = parameters.get(field);
-        if (value == null || value.isNull()) {
-            return defaultValue;
-        }
-        if (!value.isNumber()) {
-            throw ApiError.badParameter(field, field + " must be a number, got " + value);
-        }
-        return value.doubleValue();
+    /** {@code text} as a JSON string, cut short as {@link #quoted(JsonNode)} cuts it. */
+    public static String quoted(String text) {
+        return quoted(JSON.getNodeFactory().textNode(text));
     }
 
-    public static boolean bool(JsonNode parameters, String field) {
-        JsonNode value = parameters.get(field);
-        if (value == null || value.isNull()) {
-            return false;
-        }
-        if (!value.isBoolean()) {
-            throw ApiError.badParameter(field, field + " must be true or false, got " + value);
-        }
-        return value.booleanValue();
+    /** {@code value} as JSON, cut short: a refusal never echoes a large body back. */
+    public static String quoted(JsonNode value) {
+        String json = value.toString();
+        return json.length() <= QUOTED_VALUE_CHARS ? json
+                : json.substring(0, QUOTED_VALUE_CHARS) + "… (" + json.length() + " characters)";
     }
 
-    /** Ids given as a JSON array of integers, each in the vocabulary. */
-    public static int[] tokenIds(JsonNode array, String param, int vocab) {
-        int[] ids = new int[array.size()];
-        for (int i = 0; i < ids.length; i++) {
-            JsonNode id = array.get(i);
-            if (!id.isIntegralNumber() || !id.canConvertToInt() || id.intValue() < 0 || id.intValue() >= vocab) {
-                throw ApiError.badParameter(param, param + "[" + i + "] must be a token id in [0, " + vocab + "), got " + id);
-            }
-            ids[i] = id.intValue();
-        }
-        return ids;
+    /** The parser's complaint and where, without the parser's own configuration names. */
+    private static String parserMessage(JsonProcessingException e) {
+        String message = JACKSON_NAMES.matcher(String.valueOf(e.getOriginalMessage())).replaceAll("");
+        JsonLocation location = e.getLocation();
+        return location == null || location.getLineNr() < 0 ? message
+                : message + " (line " + location.getLineNr() + ", column " + location.getColumnNr() + ")";
     }
 }
