@@ -19,6 +19,7 @@ import dev.loraflow.core.safetensors.SafetensorsWriter;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import dev.loraflow.core.safetensors.TensorInfo;
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.FileAlreadyExistsException;
@@ -36,6 +37,8 @@ import java.util.Objects;
 import java.util.Optional;
 import java.security.MessageDigest;
 import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.FutureTask;
 import java.util.stream.Stream;
 
 /**
@@ -44,9 +47,10 @@ import java.util.stream.Stream;
  * {@code rank_pattern}/{@code alpha_pattern}. The sum is formed in float32 whatever the base's dtype and
  * written in the base's dtype or the one asked for.
  *
- * <p>Nothing is merged until every check passes: the base's digest is the one the adapter was trained on
- * (when known), every adapted module exists in the base with the shapes the factors need, and no factor
- * or merged value is NaN or Inf. A failed check is a {@link MergeException} naming the module.
+ * <p>Nothing is merged until every check passes: every adapted module exists in the base with the shapes the
+ * factors need, and no factor or merged value is NaN or Inf; and no merged model is left behind unless the base's
+ * digest is the one the adapter was trained on (when known: the base is hashed as the merge is written, and the
+ * output is dropped on a mismatch). A failed check is a {@link MergeException} naming the module.
  *
  * <p>The output is a Hugging Face model directory that Transformers loads like the base:
  * {@code config.json} (the base's, byte for byte), {@code model.safetensors} with exactly the base
@@ -55,7 +59,8 @@ import java.util.stream.Stream;
  *
  * <p>The merge streams: each tensor is read, merged and written in the order of the output file,
  * unchanged ones copied from the base's file through a small buffer (never mapped whole), so memory holds about one
- * tensor (plus the adapter) whatever the model's size; the output's SHA-256 is taken as it is written.
+ * tensor (plus the adapter) whatever the model's size; the output's SHA-256 is taken as it is written, on a thread
+ * of its own ({@link DigestingChannel}).
  */
 public final class LoraMerge {
 
@@ -220,11 +225,54 @@ public final class LoraMerge {
                                Options options) throws IOException {
         long start = System.nanoTime();
         requireNewOrEmpty(outDirectory);
-        String baseSha256 = ModelDigest.of(baseDirectory);
-        if (options.expectedBaseSha256() != null && !options.expectedBaseSha256().equals(baseSha256)) {
-            throw new MergeException(MergeException.Kind.BASE_SHA256_MISMATCH, "the adapter was trained on the base with"
-                    + " SHA-256 " + options.expectedBaseSha256() + ", but " + baseDirectory + " has SHA-256 " + baseSha256);
+        // The merged file's header names the base's digest. Known from the adapter's record, it is checked once the
+        // merge is written and before it is renamed into place, while a thread of its own hashes the base beside
+        // the merge (a second core's work, not time); unknown, the base is hashed first.
+        String expectedBaseSha256 = options.expectedBaseSha256();
+        FutureTask<String> baseDigest = new FutureTask<>(() -> ModelDigest.of(baseDirectory));
+        if (expectedBaseSha256 == null) {
+            baseDigest.run();
+        } else {
+            Thread.ofPlatform().name("base-sha256").daemon().start(baseDigest);
         }
+        try {
+            String baseSha256 = expectedBaseSha256 != null ? expectedBaseSha256 : resultOf(baseDigest);
+            return merge(baseDirectory, adapter, adapterSha256, outDirectory, options, baseSha256,
+                    () -> requireBase(baseDirectory, expectedBaseSha256, resultOf(baseDigest)), start);
+        } finally {
+            baseDigest.cancel(true);
+        }
+    }
+
+    /** A check that the merged file is written against the right base, made before it is renamed into place. */
+    @FunctionalInterface
+    private interface BaseCheck {
+        void run() throws IOException;
+    }
+
+    private static void requireBase(Path baseDirectory, String expected, String actual) throws MergeException {
+        if (expected != null && !expected.equals(actual)) {
+            throw new MergeException(MergeException.Kind.BASE_SHA256_MISMATCH, "the adapter was trained on the base with"
+                    + " SHA-256 " + expected + ", but " + baseDirectory + " has SHA-256 " + actual);
+        }
+    }
+
+    private static String resultOf(FutureTask<String> digest) throws IOException {
+        try {
+            return digest.get();
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof IOException io) {
+                throw io;
+            }
+            throw new IOException("hashing the base failed: " + e.getCause(), e.getCause());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException("interrupted while hashing the base");
+        }
+    }
+
+    private static Result merge(Path baseDirectory, PeftAdapter adapter, String adapterSha256, Path outDirectory,
+                                Options options, String baseSha256, BaseCheck baseCheck, long start) throws IOException {
         ModelConfig config = ModelConfig.read(baseDirectory.resolve(CONFIG_FILE));
         ModelLayout layout = ModelLayout.of(config);
         List<Target> targets = plan(layout, adapter);
@@ -277,10 +325,14 @@ public final class LoraMerge {
             boolean created = !Files.exists(outDirectory);
             Files.createDirectories(outDirectory);
             try {
-                AtomicFiles.write(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE),
-                        channel -> writer.writeTo(new DigestingChannel(channel, weightsDigest)));
+                AtomicFiles.write(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE), channel -> {
+                    try (DigestingChannel digesting = new DigestingChannel(channel, weightsDigest)) {
+                        writer.writeTo(digesting);
+                    }
+                    baseCheck.run();
+                });
             } catch (IOException | RuntimeException e) {
-                // a module found not to merge (NaN/Inf) while streaming: leave nothing behind
+                // a module found not to merge (NaN/Inf) while streaming, or the wrong base: leave nothing behind
                 if (created) {
                     FileTrees.delete(outDirectory);
                 }
