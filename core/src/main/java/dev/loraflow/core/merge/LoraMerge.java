@@ -14,17 +14,22 @@ import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.core.safetensors.HalfFloats;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.SafetensorsWriter;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import dev.loraflow.core.safetensors.TensorInfo;
 import java.io.IOException;
 import java.io.InterruptedIOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -75,6 +80,9 @@ public final class LoraMerge {
     public static final String ADAPTER_SHA256 = "loraflow.adapter_sha256";
 
     private static final String CONFIG_FILE = "config.json";
+    /** The largest tensor merged in its own bytes (a direct buffer's limit); a larger one goes through float32. */
+    private static final long MAX_BUFFER_BYTES = Integer.MAX_VALUE - 8;
+    private static final ValueLayout.OfShort BF16_BITS = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     /** The dtype merged tensors are written in. */
     public enum OutputDType {
@@ -285,6 +293,7 @@ public final class LoraMerge {
         }
         Set<DType> written = EnumSet.noneOf(DType.class);
         MessageDigest weightsDigest = Sha256.newDigest();
+        TensorBuffer scratch = new TensorBuffer();
         try (ShardedSafetensors base = ShardedSafetensors.open(baseDirectory)) {
             Map<String, long[]> found = new LinkedHashMap<>();
             for (String name : base.tensorNames()) {
@@ -304,6 +313,14 @@ public final class LoraMerge {
                 if (target == null && dtype == stored) {
                     SafetensorsFile shard = base.shardOf(name);
                     writer.addFileRegion(name, stored, shard.path(), shard.fileOffset(name), info.shape());
+                } else if (stored == DType.BF16 && dtype == DType.BF16 && info.byteSize() <= MAX_BUFFER_BYTES) {
+                    // merged in place in its own bytes, read through a buffer: no float32 copy, no mapped pages
+                    SafetensorsFile shard = base.shardOf(name);
+                    writer.addLazyBytes(name, dtype, () -> {
+                        ByteBuffer bytes = scratch.read(shard.path(), shard.fileOffset(name), (int) info.byteSize());
+                        target.mergeBf16(MemorySegment.ofBuffer(bytes));
+                        return bytes;
+                    }, info.shape());
                 } else if (dtype == DType.F64) {
                     // float64 is rare enough in checkpoints to be converted eagerly
                     float[] weight = base.readFloat32(name);
@@ -462,22 +479,47 @@ public final class LoraMerge {
          * @throws MergeException if a merged value is NaN or Inf
          */
         void merge(float[] w, float[] out) throws MergeException {
+            Update update = update();
+            long bad = RankUpdate.apply(w, update.coefficients, update.basis, out, update.rows, update.cols, factors.r());
+            if (bad >= 0) {
+                throw nonFinite(out[(int) bad], bad, update.cols);
+            }
+        }
+
+        /**
+         * The same merge on a bfloat16 weight in place, rounded to bfloat16: the bytes that widening it,
+         * {@link #merge(float[], float[])} and rounding give.
+         *
+         * @throws MergeException if a merged value is NaN or Inf
+         */
+        void mergeBf16(MemorySegment w) throws MergeException {
+            Update update = update();
+            long bad = RankUpdate.applyBf16(w, update.coefficients, update.basis, update.rows, update.cols, factors.r());
+            if (bad >= 0) {
+                throw nonFinite(HalfFloats.fromBf16(w.getAtIndex(BF16_BITS, bad)), bad, update.cols);
+            }
+        }
+
+        private MergeException nonFinite(float value, long index, int cols) {
+            return new MergeException(MergeException.Kind.NON_FINITE, modulePath + ": merging gives " + value
+                    + " at " + tensor + "[" + index / cols + ", " + index % cols + "]; the adapter overflows the"
+                    + " weight and is not merged");
+        }
+
+        /** The weight's update as {@link RankUpdate} takes it: coefficients [rows, r] times basis [r, cols]. */
+        private record Update(float[] coefficients, float[] basis, int rows, int cols) {}
+
+        private Update update() {
             int r = factors.r();
             int in = factors.inFeatures();
             int outFeatures = factors.outFeatures();
             float s = (float) scaling;
             float[] a = factors.a();
             float[] b = factors.b();
-            int rows;
-            int cols;
-            float[] coefficients;
-            float[] basis;
             if (module.fanInFanOut()) {
                 // W[j, o] += Σ_k (s·A[k, j])·B[o, k]: coefficients s·Aᵀ [in, r], basis Bᵀ [r, out]
-                rows = in;
-                cols = outFeatures;
-                coefficients = new float[in * r];
-                basis = new float[r * outFeatures];
+                float[] coefficients = new float[in * r];
+                float[] basis = new float[r * outFeatures];
                 for (int k = 0; k < r; k++) {
                     for (int j = 0; j < in; j++) {
                         coefficients[j * r + k] = s * a[k * in + j];
@@ -486,22 +528,34 @@ public final class LoraMerge {
                         basis[k * outFeatures + o] = b[o * r + k];
                     }
                 }
-            } else {
-                // W[o, j] += Σ_k (s·B[o, k])·A[k, j]: coefficients s·B [out, r], basis A [r, in]
-                rows = outFeatures;
-                cols = in;
-                coefficients = new float[outFeatures * r];
-                for (int i = 0; i < coefficients.length; i++) {
-                    coefficients[i] = s * b[i];
+                return new Update(coefficients, basis, in, outFeatures);
+            }
+            // W[o, j] += Σ_k (s·B[o, k])·A[k, j]: coefficients s·B [out, r], basis A [r, in]
+            float[] coefficients = new float[outFeatures * r];
+            for (int i = 0; i < coefficients.length; i++) {
+                coefficients[i] = s * b[i];
+            }
+            return new Update(coefficients, a, outFeatures, in);
+        }
+    }
+
+    /** One direct buffer, grown to the largest tensor read into it and reused: a tensor's bytes as stored. */
+    private static final class TensorBuffer {
+        private ByteBuffer buffer = ByteBuffer.allocateDirect(0);
+
+        ByteBuffer read(Path file, long offset, int bytes) throws IOException {
+            if (buffer.capacity() < bytes) {
+                buffer = ByteBuffer.allocateDirect(bytes);
+            }
+            ByteBuffer target = buffer.clear().limit(bytes);
+            try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+                while (target.hasRemaining()) {
+                    if (channel.read(target, offset + target.position()) < 0) {
+                        throw new IOException(file + ": ends inside a tensor at byte " + (offset + target.position()));
+                    }
                 }
-                basis = a;
             }
-            long bad = RankUpdate.apply(w, coefficients, basis, out, rows, cols, r);
-            if (bad >= 0) {
-                throw new MergeException(MergeException.Kind.NON_FINITE, modulePath + ": merging gives " + out[(int) bad]
-                        + " at " + tensor + "[" + bad / cols + ", " + bad % cols + "]; the adapter overflows the"
-                        + " weight and is not merged");
-            }
+            return target.flip();
         }
     }
 

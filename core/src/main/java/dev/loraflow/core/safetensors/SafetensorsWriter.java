@@ -64,11 +64,17 @@ public final class SafetensorsWriter {
         float[] values() throws IOException;
     }
 
+    /** A tensor's little-endian bytes, produced when the writer reaches it: from position to limit, copied before the next. */
+    @FunctionalInterface
+    public interface ByteSource {
+        ByteBuffer bytes() throws IOException;
+    }
+
     /** Bytes of another file, copied through a buffer as the file is written. */
     private record FileRegion(Path file, long offset) {}
 
     private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw,
-                         FloatSource lazy, FileRegion region) {}
+                         FloatSource lazy, FileRegion region, ByteSource lazyBytes) {}
 
     /** Adds a {@code __metadata__} entry, replacing any earlier value of {@code key}. */
     public SafetensorsWriter putMetadata(String key, String value) {
@@ -87,7 +93,7 @@ public final class SafetensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " holds "
                     + numel + " elements but " + values.length + " were given");
         }
-        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null, null, null));
+        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null, null, null, null));
     }
 
     /**
@@ -98,7 +104,7 @@ public final class SafetensorsWriter {
         requireFloatType(name, dtype);
         long numel = checkedNumel(name, shape);
         return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), null, null,
-                Objects.requireNonNull(source, "source"), null));
+                Objects.requireNonNull(source, "source"), null, null));
     }
 
     /**
@@ -108,7 +114,18 @@ public final class SafetensorsWriter {
      */
     public SafetensorsWriter addFileRegion(String name, DType dtype, Path file, long offset, long... shape) {
         long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset)));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset), null));
+    }
+
+    /**
+     * Adds a tensor of any dtype whose little-endian bytes {@code source} produces only when the file is written
+     * (as many as {@code shape} of {@code dtype} holds); they are copied out before the next tensor is produced,
+     * so a source may hand out the same buffer every time.
+     */
+    public SafetensorsWriter addLazyBytes(String name, DType dtype, ByteSource source, long... shape) {
+        long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, null,
+                Objects.requireNonNull(source, "source")));
     }
 
     private static void requireFloatType(String name, DType dtype) {
@@ -124,7 +141,7 @@ public final class SafetensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " of " + dtype
                     + " needs " + bytes + " bytes but " + littleEndianBytes.length + " were given");
         }
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes, null, null));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes, null, null, null));
     }
 
     private SafetensorsWriter put(Entry entry) {
@@ -250,6 +267,13 @@ public final class SafetensorsWriter {
                 out.put(tensor.raw);
             } else if (tensor.region != null) {
                 copyRegion(tensor, out);
+            } else if (tensor.lazyBytes != null) {
+                ByteBuffer bytes = tensor.lazyBytes.bytes();
+                if (bytes.remaining() != tensor.byteSize) {
+                    throw new IllegalStateException("tensor '" + tensor.name + "': " + bytes.remaining() + " bytes produced, "
+                            + tensor.byteSize + " declared");
+                }
+                out.put(bytes);
             } else {
                 float[] values = tensor.lazy != null ? tensor.lazy.values() : tensor.floats;
                 if ((long) values.length * tensor.dtype.byteSize() != tensor.byteSize) {
@@ -279,10 +303,14 @@ public final class SafetensorsWriter {
         }
 
         void put(byte[] bytes) throws IOException {
-            for (int offset = 0; offset < bytes.length; ) {
-                int n = Math.min(buffer.remaining(), bytes.length - offset);
-                buffer.put(bytes, offset, n);
-                offset += n;
+            put(ByteBuffer.wrap(bytes));
+        }
+
+        void put(ByteBuffer bytes) throws IOException {
+            while (bytes.hasRemaining()) {
+                int n = Math.min(buffer.remaining(), bytes.remaining());
+                buffer.put(bytes.slice(bytes.position(), n));
+                bytes.position(bytes.position() + n);
                 if (!buffer.hasRemaining()) {
                     drain();
                 }
