@@ -1,8 +1,9 @@
 package dev.loraflow.core.io;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.file.Files;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -21,13 +22,17 @@ public final class Sha256 {
         }
     }
 
-    /** Streams the file, so its size does not matter. */
+    /**
+     * Streams the file, so its size does not matter, through one buffer that the read system call fills in place.
+     * An interrupt ends it with {@link java.nio.channels.ClosedByInterruptException}.
+     */
     public static String of(Path file) throws IOException {
         MessageDigest digest = newDigest();
-        byte[] buffer = new byte[1 << 16];
-        try (InputStream in = Files.newInputStream(file)) {
-            for (int read; (read = in.read(buffer)) > 0; ) {
-                digest.update(buffer, 0, read);
+        ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+            while (channel.read(buffer) >= 0) {
+                digest.update(buffer.flip());
+                buffer.clear();
             }
         }
         return hex(digest);

@@ -14,16 +14,22 @@ import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.core.safetensors.HalfFloats;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.SafetensorsWriter;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import dev.loraflow.core.safetensors.TensorInfo;
 import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -36,6 +42,8 @@ import java.util.Objects;
 import java.util.Optional;
 import java.security.MessageDigest;
 import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.FutureTask;
 import java.util.stream.Stream;
 
 /**
@@ -44,9 +52,10 @@ import java.util.stream.Stream;
  * {@code rank_pattern}/{@code alpha_pattern}. The sum is formed in float32 whatever the base's dtype and
  * written in the base's dtype or the one asked for.
  *
- * <p>Nothing is merged until every check passes: the base's digest is the one the adapter was trained on
- * (when known), every adapted module exists in the base with the shapes the factors need, and no factor
- * or merged value is NaN or Inf. A failed check is a {@link MergeException} naming the module.
+ * <p>Nothing is merged until every check passes: every adapted module exists in the base with the shapes the
+ * factors need, and no factor or merged value is NaN or Inf; and no merged model is left behind unless the base's
+ * digest is the one the adapter was trained on (when known: the base is hashed as the merge is written, and the
+ * output is dropped on a mismatch). A failed check is a {@link MergeException} naming the module.
  *
  * <p>The output is a Hugging Face model directory that Transformers loads like the base:
  * {@code config.json} (the base's, byte for byte), {@code model.safetensors} with exactly the base
@@ -55,7 +64,8 @@ import java.util.stream.Stream;
  *
  * <p>The merge streams: each tensor is read, merged and written in the order of the output file,
  * unchanged ones copied from the base's file through a small buffer (never mapped whole), so memory holds about one
- * tensor (plus the adapter) whatever the model's size; the output's SHA-256 is taken as it is written.
+ * tensor (plus the adapter) whatever the model's size; the output's SHA-256 is taken as it is written, on a thread
+ * of its own ({@link DigestingChannel}).
  */
 public final class LoraMerge {
 
@@ -70,6 +80,9 @@ public final class LoraMerge {
     public static final String ADAPTER_SHA256 = "loraflow.adapter_sha256";
 
     private static final String CONFIG_FILE = "config.json";
+    /** The largest tensor merged in its own bytes (a direct buffer's limit); a larger one goes through float32. */
+    private static final long MAX_BUFFER_BYTES = Integer.MAX_VALUE - 8;
+    private static final ValueLayout.OfShort BF16_BITS = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     /** The dtype merged tensors are written in. */
     public enum OutputDType {
@@ -220,11 +233,54 @@ public final class LoraMerge {
                                Options options) throws IOException {
         long start = System.nanoTime();
         requireNewOrEmpty(outDirectory);
-        String baseSha256 = ModelDigest.of(baseDirectory);
-        if (options.expectedBaseSha256() != null && !options.expectedBaseSha256().equals(baseSha256)) {
-            throw new MergeException(MergeException.Kind.BASE_SHA256_MISMATCH, "the adapter was trained on the base with"
-                    + " SHA-256 " + options.expectedBaseSha256() + ", but " + baseDirectory + " has SHA-256 " + baseSha256);
+        // The merged file's header names the base's digest. Known from the adapter's record, it is checked once the
+        // merge is written and before it is renamed into place, while a thread of its own hashes the base beside
+        // the merge (a second core's work, not time); unknown, the base is hashed first.
+        String expectedBaseSha256 = options.expectedBaseSha256();
+        FutureTask<String> baseDigest = new FutureTask<>(() -> ModelDigest.of(baseDirectory));
+        if (expectedBaseSha256 == null) {
+            baseDigest.run();
+        } else {
+            Thread.ofPlatform().name("base-sha256").daemon().start(baseDigest);
         }
+        try {
+            String baseSha256 = expectedBaseSha256 != null ? expectedBaseSha256 : resultOf(baseDigest);
+            return merge(baseDirectory, adapter, adapterSha256, outDirectory, options, baseSha256,
+                    () -> requireBase(baseDirectory, expectedBaseSha256, resultOf(baseDigest)), start);
+        } finally {
+            baseDigest.cancel(true);
+        }
+    }
+
+    /** A check that the merged file is written against the right base, made before it is renamed into place. */
+    @FunctionalInterface
+    private interface BaseCheck {
+        void run() throws IOException;
+    }
+
+    private static void requireBase(Path baseDirectory, String expected, String actual) throws MergeException {
+        if (expected != null && !expected.equals(actual)) {
+            throw new MergeException(MergeException.Kind.BASE_SHA256_MISMATCH, "the adapter was trained on the base with"
+                    + " SHA-256 " + expected + ", but " + baseDirectory + " has SHA-256 " + actual);
+        }
+    }
+
+    private static String resultOf(FutureTask<String> digest) throws IOException {
+        try {
+            return digest.get();
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof IOException io) {
+                throw io;
+            }
+            throw new IOException("hashing the base failed: " + e.getCause(), e.getCause());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException("interrupted while hashing the base");
+        }
+    }
+
+    private static Result merge(Path baseDirectory, PeftAdapter adapter, String adapterSha256, Path outDirectory,
+                                Options options, String baseSha256, BaseCheck baseCheck, long start) throws IOException {
         ModelConfig config = ModelConfig.read(baseDirectory.resolve(CONFIG_FILE));
         ModelLayout layout = ModelLayout.of(config);
         List<Target> targets = plan(layout, adapter);
@@ -237,6 +293,7 @@ public final class LoraMerge {
         }
         Set<DType> written = EnumSet.noneOf(DType.class);
         MessageDigest weightsDigest = Sha256.newDigest();
+        TensorBuffer scratch = new TensorBuffer();
         try (ShardedSafetensors base = ShardedSafetensors.open(baseDirectory)) {
             Map<String, long[]> found = new LinkedHashMap<>();
             for (String name : base.tensorNames()) {
@@ -256,6 +313,14 @@ public final class LoraMerge {
                 if (target == null && dtype == stored) {
                     SafetensorsFile shard = base.shardOf(name);
                     writer.addFileRegion(name, stored, shard.path(), shard.fileOffset(name), info.shape());
+                } else if (stored == DType.BF16 && dtype == DType.BF16 && info.byteSize() <= MAX_BUFFER_BYTES) {
+                    // merged in place in its own bytes, read through a buffer: no float32 copy, no mapped pages
+                    SafetensorsFile shard = base.shardOf(name);
+                    writer.addLazyBytes(name, dtype, () -> {
+                        ByteBuffer bytes = scratch.read(shard.path(), shard.fileOffset(name), (int) info.byteSize());
+                        target.mergeBf16(MemorySegment.ofBuffer(bytes));
+                        return bytes;
+                    }, info.shape());
                 } else if (dtype == DType.F64) {
                     // float64 is rare enough in checkpoints to be converted eagerly
                     float[] weight = base.readFloat32(name);
@@ -277,10 +342,14 @@ public final class LoraMerge {
             boolean created = !Files.exists(outDirectory);
             Files.createDirectories(outDirectory);
             try {
-                AtomicFiles.write(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE),
-                        channel -> writer.writeTo(new DigestingChannel(channel, weightsDigest)));
+                AtomicFiles.write(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE), channel -> {
+                    try (DigestingChannel digesting = new DigestingChannel(channel, weightsDigest)) {
+                        writer.writeTo(digesting);
+                    }
+                    baseCheck.run();
+                });
             } catch (IOException | RuntimeException e) {
-                // a module found not to merge (NaN/Inf) while streaming: leave nothing behind
+                // a module found not to merge (NaN/Inf) while streaming, or the wrong base: leave nothing behind
                 if (created) {
                     FileTrees.delete(outDirectory);
                 }
@@ -410,22 +479,47 @@ public final class LoraMerge {
          * @throws MergeException if a merged value is NaN or Inf
          */
         void merge(float[] w, float[] out) throws MergeException {
+            Update update = update();
+            long bad = RankUpdate.apply(w, update.coefficients, update.basis, out, update.rows, update.cols, factors.r());
+            if (bad >= 0) {
+                throw nonFinite(out[(int) bad], bad, update.cols);
+            }
+        }
+
+        /**
+         * The same merge on a bfloat16 weight in place, rounded to bfloat16: the bytes that widening it,
+         * {@link #merge(float[], float[])} and rounding give.
+         *
+         * @throws MergeException if a merged value is NaN or Inf
+         */
+        void mergeBf16(MemorySegment w) throws MergeException {
+            Update update = update();
+            long bad = RankUpdate.applyBf16(w, update.coefficients, update.basis, update.rows, update.cols, factors.r());
+            if (bad >= 0) {
+                throw nonFinite(HalfFloats.fromBf16(w.getAtIndex(BF16_BITS, bad)), bad, update.cols);
+            }
+        }
+
+        private MergeException nonFinite(float value, long index, int cols) {
+            return new MergeException(MergeException.Kind.NON_FINITE, modulePath + ": merging gives " + value
+                    + " at " + tensor + "[" + index / cols + ", " + index % cols + "]; the adapter overflows the"
+                    + " weight and is not merged");
+        }
+
+        /** The weight's update as {@link RankUpdate} takes it: coefficients [rows, r] times basis [r, cols]. */
+        private record Update(float[] coefficients, float[] basis, int rows, int cols) {}
+
+        private Update update() {
             int r = factors.r();
             int in = factors.inFeatures();
             int outFeatures = factors.outFeatures();
             float s = (float) scaling;
             float[] a = factors.a();
             float[] b = factors.b();
-            int rows;
-            int cols;
-            float[] coefficients;
-            float[] basis;
             if (module.fanInFanOut()) {
                 // W[j, o] += Σ_k (s·A[k, j])·B[o, k]: coefficients s·Aᵀ [in, r], basis Bᵀ [r, out]
-                rows = in;
-                cols = outFeatures;
-                coefficients = new float[in * r];
-                basis = new float[r * outFeatures];
+                float[] coefficients = new float[in * r];
+                float[] basis = new float[r * outFeatures];
                 for (int k = 0; k < r; k++) {
                     for (int j = 0; j < in; j++) {
                         coefficients[j * r + k] = s * a[k * in + j];
@@ -434,22 +528,34 @@ public final class LoraMerge {
                         basis[k * outFeatures + o] = b[o * r + k];
                     }
                 }
-            } else {
-                // W[o, j] += Σ_k (s·B[o, k])·A[k, j]: coefficients s·B [out, r], basis A [r, in]
-                rows = outFeatures;
-                cols = in;
-                coefficients = new float[outFeatures * r];
-                for (int i = 0; i < coefficients.length; i++) {
-                    coefficients[i] = s * b[i];
+                return new Update(coefficients, basis, in, outFeatures);
+            }
+            // W[o, j] += Σ_k (s·B[o, k])·A[k, j]: coefficients s·B [out, r], basis A [r, in]
+            float[] coefficients = new float[outFeatures * r];
+            for (int i = 0; i < coefficients.length; i++) {
+                coefficients[i] = s * b[i];
+            }
+            return new Update(coefficients, a, outFeatures, in);
+        }
+    }
+
+    /** One direct buffer, grown to the largest tensor read into it and reused: a tensor's bytes as stored. */
+    private static final class TensorBuffer {
+        private ByteBuffer buffer = ByteBuffer.allocateDirect(0);
+
+        ByteBuffer read(Path file, long offset, int bytes) throws IOException {
+            if (buffer.capacity() < bytes) {
+                buffer = ByteBuffer.allocateDirect(bytes);
+            }
+            ByteBuffer target = buffer.clear().limit(bytes);
+            try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+                while (target.hasRemaining()) {
+                    if (channel.read(target, offset + target.position()) < 0) {
+                        throw new IOException(file + ": ends inside a tensor at byte " + (offset + target.position()));
+                    }
                 }
-                basis = a;
             }
-            long bad = RankUpdate.apply(w, coefficients, basis, out, rows, cols, r);
-            if (bad >= 0) {
-                throw new MergeException(MergeException.Kind.NON_FINITE, modulePath + ": merging gives " + out[(int) bad]
-                        + " at " + tensor + "[" + bad / cols + ", " + bad % cols + "]; the adapter overflows the"
-                        + " weight and is not merged");
-            }
+            return target.flip();
         }
     }
 

@@ -1,7 +1,13 @@
 package dev.loraflow.core.merge;
 
+import static java.nio.ByteOrder.LITTLE_ENDIAN;
+
 import dev.loraflow.core.kernels.Parallel;
+import dev.loraflow.core.safetensors.HalfFloats;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -14,6 +20,7 @@ import jdk.incubator.vector.VectorSpecies;
 final class RankUpdate {
 
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+    private static final ValueLayout.OfShort BF16_BITS = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LITTLE_ENDIAN);
     private static final int LANES = SPECIES.length();
     /** Rows per task: a task should copy about a megabyte before another core is worth waking. */
     private static final int MIN_ELEMENTS_PER_TASK = 1 << 18;
@@ -31,10 +38,33 @@ final class RankUpdate {
      *     holding one), or −1 when every element is finite
      */
     static long apply(float[] w, float[] coefficients, float[] basis, float[] out, int rows, int cols, int r) {
+        return firstBadOverRows(rows, cols, (from, to) -> rowsRange(w, coefficients, basis, out, cols, r, from, to));
+    }
+
+    /**
+     * The same update on a bfloat16 matrix, in place: w[i, j] = bf16(widen(w[i, j]) + Σ_k coefficients[i, k]·basis[k, j]),
+     * each element's float32 sum formed exactly as {@link #apply} forms it and rounded as
+     * {@link HalfFloats#toBf16(float)} rounds, so the bytes are those of widening, {@code apply} and rounding in
+     * three passes — in one pass, with no float32 copy of the weight.
+     *
+     * @param w [rows, cols] little-endian bfloat16
+     * @return as {@link #apply}, the float32 sum (before rounding) deciding what is finite
+     */
+    static long applyBf16(MemorySegment w, float[] coefficients, float[] basis, int rows, int cols, int r) {
+        return firstBadOverRows(rows, cols, (from, to) -> bf16RowsRange(w, coefficients, basis, cols, r, from, to));
+    }
+
+    /** A range of rows' update: the flat index of its first non-finite result, or −1. */
+    @FunctionalInterface
+    private interface RowsUpdate {
+        long run(int fromRow, int toRow);
+    }
+
+    private static long firstBadOverRows(int rows, int cols, RowsUpdate update) {
         long[] firstBad = {Long.MAX_VALUE};
         int grain = Math.max(1, MIN_ELEMENTS_PER_TASK / cols);
         Parallel.forRange(rows, grain, (from, to) -> {
-            long bad = rowsRange(w, coefficients, basis, out, cols, r, from, to);
+            long bad = update.run(from, to);
             if (bad >= 0) {
                 synchronized (firstBad) {
                     firstBad[0] = Math.min(firstBad[0], bad);
@@ -42,6 +72,47 @@ final class RankUpdate {
             }
         });
         return firstBad[0] == Long.MAX_VALUE ? -1 : firstBad[0];
+    }
+
+    private static long bf16RowsRange(MemorySegment w, float[] coefficients, float[] basis, int cols, int r,
+                                      int fromRow, int toRow) {
+        int vectorEnd = SPECIES.loopBound(cols);
+        FloatVector zero = FloatVector.zero(SPECIES);
+        for (int i = fromRow; i < toRow; i++) {
+            long row = (long) i * cols;
+            int coefficientRow = i * r;
+            FloatVector probe = zero;
+            int j = 0;
+            for (; j < vectorEnd; j += LANES) {
+                long at = 2 * (row + j);
+                FloatVector sum = HalfFloats.widenBf16(ShortVector.fromMemorySegment(HalfFloats.SHORTS, w, at, LITTLE_ENDIAN));
+                for (int k = 0; k < r; k++) {
+                    FloatVector direction = FloatVector.fromArray(SPECIES, basis, k * cols + j);
+                    sum = direction.fma(FloatVector.broadcast(SPECIES, coefficients[coefficientRow + k]), sum);
+                }
+                HalfFloats.roundToBf16(sum).intoMemorySegment(w, at, LITTLE_ENDIAN);
+                probe = sum.fma(zero, probe);
+            }
+            boolean finite = !probe.test(VectorOperators.IS_NAN).anyTrue();
+            for (; j < cols; j++) {
+                float sum = HalfFloats.fromBf16(w.getAtIndex(BF16_BITS, row + j));
+                for (int k = 0; k < r; k++) {
+                    sum = Math.fma(coefficients[coefficientRow + k], basis[k * cols + j], sum);
+                }
+                w.setAtIndex(BF16_BITS, row + j, HalfFloats.toBf16(sum));
+                finite &= Float.isFinite(sum);
+            }
+            if (!finite) {
+                // bfloat16 keeps infinities and NaN: the first non-finite rounded value is where a sum was not finite
+                // (or, rarely, an earlier one that rounding took past bfloat16's largest value: an error all the same)
+                for (int column = 0; column < cols; column++) {
+                    if (!Float.isFinite(HalfFloats.fromBf16(w.getAtIndex(BF16_BITS, row + column)))) {
+                        return row + column;
+                    }
+                }
+            }
+        }
+        return -1;
     }
 
     private static long rowsRange(float[] w, float[] coefficients, float[] basis, float[] out, int cols, int r,

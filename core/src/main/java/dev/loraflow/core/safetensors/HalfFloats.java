@@ -20,11 +20,31 @@ public final class HalfFloats {
 
     private static final VectorSpecies<Integer> INTS = IntVector.SPECIES_PREFERRED;
     private static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
-    /** As many shorts as INTS has lanes: the contracted or expanded half of a conversion. */
-    private static final VectorSpecies<Short> SHORTS =
+    /**
+     * As many shorts as {@link FloatVector#SPECIES_PREFERRED} has lanes: the contracted or expanded half of a
+     * conversion, for kernels that widen and round with {@link #widenBf16} and {@link #roundToBf16}.
+     */
+    public static final VectorSpecies<Short> SHORTS =
             VectorSpecies.of(short.class, VectorShape.forBitSize(INTS.length() * Short.SIZE));
 
     private HalfFloats() {}
+
+    /** The float32 values of a vector of bfloat16 bits, exactly: {@link #fromBf16(short)} lane by lane. */
+    public static FloatVector widenBf16(ShortVector halves) {
+        // Sign extension fills the upper half, which the shift moves out: the bits end up exactly on top.
+        IntVector bits = (IntVector) halves.convertShape(VectorOperators.S2I, INTS, 0);
+        return bits.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    /** The bfloat16 bits of a vector of float32 values: {@link #toBf16(float)} lane by lane, the same bits. */
+    public static ShortVector roundToBf16(FloatVector values) {
+        IntVector bits = values.reinterpretAsInts();
+        IntVector top = bits.lanewise(VectorOperators.LSHR, 16);
+        IntVector rounded = bits.add(top.and(1).add(0x7FFF)).lanewise(VectorOperators.LSHR, 16);
+        VectorMask<Integer> nan = values.test(VectorOperators.IS_NAN).cast(INTS);
+        IntVector result = rounded.blend(top.or(0x0040), nan);
+        return (ShortVector) result.convertShape(VectorOperators.I2S, SHORTS, 0);
+    }
 
     /**
      * dst[i] = {@link #fromBf16} of the little-endian bfloat16 at {@code src} + 2·i, for i in [0, n):
@@ -33,10 +53,7 @@ public final class HalfFloats {
     public static void fromBf16(MemorySegment src, float[] dst, int dstOff, int n) {
         int i = 0;
         for (int bound = INTS.loopBound(n); i < bound; i += INTS.length()) {
-            ShortVector halves = ShortVector.fromMemorySegment(SHORTS, src, 2L * i, ByteOrder.LITTLE_ENDIAN);
-            // Sign extension fills the upper half, which the shift moves out: the bits end up exactly on top.
-            IntVector bits = (IntVector) halves.convertShape(VectorOperators.S2I, INTS, 0);
-            bits.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOff + i);
+            widenBf16(ShortVector.fromMemorySegment(SHORTS, src, 2L * i, ByteOrder.LITTLE_ENDIAN)).intoArray(dst, dstOff + i);
         }
         for (; i < n; i++) {
             dst[dstOff + i] = fromBf16(src.get(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 2L * i));
@@ -47,13 +64,7 @@ public final class HalfFloats {
     public static void toBf16(float[] src, int srcOff, short[] dst, int dstOff, int n) {
         int i = 0;
         for (int bound = FLOATS.loopBound(n); i < bound; i += FLOATS.length()) {
-            FloatVector values = FloatVector.fromArray(FLOATS, src, srcOff + i);
-            IntVector bits = values.reinterpretAsInts();
-            IntVector top = bits.lanewise(VectorOperators.LSHR, 16);
-            IntVector rounded = bits.add(top.and(1).add(0x7FFF)).lanewise(VectorOperators.LSHR, 16);
-            VectorMask<Integer> nan = values.test(VectorOperators.IS_NAN).cast(INTS);
-            IntVector result = rounded.blend(top.or(0x0040), nan);
-            ((ShortVector) result.convertShape(VectorOperators.I2S, SHORTS, 0)).intoArray(dst, dstOff + i);
+            roundToBf16(FloatVector.fromArray(FLOATS, src, srcOff + i)).intoArray(dst, dstOff + i);
         }
         for (; i < n; i++) {
             dst[dstOff + i] = toBf16(src[srcOff + i]);

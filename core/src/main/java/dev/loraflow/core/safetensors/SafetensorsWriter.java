@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.io.AtomicFiles;
 import dev.loraflow.core.io.CodePointOrder;
+import dev.loraflow.core.io.DigestingChannel;
 import dev.loraflow.core.io.PythonJson;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -45,7 +46,7 @@ public final class SafetensorsWriter {
     /** Name of an unsharded checkpoint. */
     public static final String SINGLE_FILE = "model.safetensors";
 
-    private static final int CHUNK_BYTES = 4 << 20;
+    private static final int CHUNK_BYTES = DigestingChannel.BUFFER_BYTES;
 
     private static final Pattern CHECKPOINT_FILE =
             Pattern.compile("model\\.safetensors(\\.index\\.json)?|model-\\d{5,}-of-\\d{5,}\\.safetensors");
@@ -63,11 +64,17 @@ public final class SafetensorsWriter {
         float[] values() throws IOException;
     }
 
+    /** A tensor's little-endian bytes, produced when the writer reaches it: from position to limit, copied before the next. */
+    @FunctionalInterface
+    public interface ByteSource {
+        ByteBuffer bytes() throws IOException;
+    }
+
     /** Bytes of another file, copied through a buffer as the file is written. */
     private record FileRegion(Path file, long offset) {}
 
     private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw,
-                         FloatSource lazy, FileRegion region) {}
+                         FloatSource lazy, FileRegion region, ByteSource lazyBytes) {}
 
     /** Adds a {@code __metadata__} entry, replacing any earlier value of {@code key}. */
     public SafetensorsWriter putMetadata(String key, String value) {
@@ -86,7 +93,7 @@ public final class SafetensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " holds "
                     + numel + " elements but " + values.length + " were given");
         }
-        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null, null, null));
+        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null, null, null, null));
     }
 
     /**
@@ -97,7 +104,7 @@ public final class SafetensorsWriter {
         requireFloatType(name, dtype);
         long numel = checkedNumel(name, shape);
         return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), null, null,
-                Objects.requireNonNull(source, "source"), null));
+                Objects.requireNonNull(source, "source"), null, null));
     }
 
     /**
@@ -107,7 +114,18 @@ public final class SafetensorsWriter {
      */
     public SafetensorsWriter addFileRegion(String name, DType dtype, Path file, long offset, long... shape) {
         long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset)));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset), null));
+    }
+
+    /**
+     * Adds a tensor of any dtype whose little-endian bytes {@code source} produces only when the file is written
+     * (as many as {@code shape} of {@code dtype} holds); they are copied out before the next tensor is produced,
+     * so a source may hand out the same buffer every time.
+     */
+    public SafetensorsWriter addLazyBytes(String name, DType dtype, ByteSource source, long... shape) {
+        long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, null,
+                Objects.requireNonNull(source, "source")));
     }
 
     private static void requireFloatType(String name, DType dtype) {
@@ -123,7 +141,7 @@ public final class SafetensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " of " + dtype
                     + " needs " + bytes + " bytes but " + littleEndianBytes.length + " were given");
         }
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes, null, null));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes, null, null, null));
     }
 
     private SafetensorsWriter put(Entry entry) {
@@ -241,41 +259,90 @@ public final class SafetensorsWriter {
             throws IOException {
         tensors.sort(REFERENCE_LAYOUT);
         byte[] header = header(metadata, tensors);
-        ByteBuffer buffer = ByteBuffer.allocate(CHUNK_BYTES).order(ByteOrder.LITTLE_ENDIAN);
-        buffer.putLong(header.length);
-        for (int offset = 0; offset < header.length; ) {
-            int n = Math.min(buffer.remaining(), header.length - offset);
-            buffer.put(header, offset, n);
-            offset += n;
-            if (!buffer.hasRemaining()) {
-                drain(buffer, channel);
-            }
-        }
+        Output out = new Output(channel);
+        out.buffer.putLong(header.length);
+        out.put(header);
         for (Entry tensor : tensors) {
             if (tensor.raw != null) {
-                for (int offset = 0; offset < tensor.raw.length; ) {
-                    int n = Math.min(buffer.remaining(), tensor.raw.length - offset);
-                    buffer.put(tensor.raw, offset, n);
-                    offset += n;
-                    if (!buffer.hasRemaining()) {
-                        drain(buffer, channel);
-                    }
-                }
+                out.put(tensor.raw);
             } else if (tensor.region != null) {
-                copyRegion(tensor, buffer, channel);
+                copyRegion(tensor, out);
+            } else if (tensor.lazyBytes != null) {
+                ByteBuffer bytes = tensor.lazyBytes.bytes();
+                if (bytes.remaining() != tensor.byteSize) {
+                    throw new IllegalStateException("tensor '" + tensor.name + "': " + bytes.remaining() + " bytes produced, "
+                            + tensor.byteSize + " declared");
+                }
+                out.put(bytes);
             } else {
                 float[] values = tensor.lazy != null ? tensor.lazy.values() : tensor.floats;
                 if ((long) values.length * tensor.dtype.byteSize() != tensor.byteSize) {
                     throw new IllegalStateException("tensor '" + tensor.name + "': " + values.length + " values produced, "
                             + tensor.byteSize / tensor.dtype.byteSize() + " declared");
                 }
-                putFloats(tensor.dtype, values, buffer, channel);
+                putFloats(tensor.dtype, values, out);
             }
         }
-        drain(buffer, channel);
+        out.finish();
     }
 
-    private static void copyRegion(Entry tensor, ByteBuffer buffer, WritableByteChannel channel) throws IOException {
+    /**
+     * The buffer being filled and where it goes when full: to a {@link DigestingChannel} the buffer itself is
+     * handed over (and a free one taken), to any other channel it is written and reused.
+     */
+    private static final class Output {
+        private final WritableByteChannel channel;
+        private final DigestingChannel pipeline;
+        ByteBuffer buffer;
+
+        Output(WritableByteChannel channel) throws IOException {
+            this.channel = channel;
+            this.pipeline = channel instanceof DigestingChannel digesting ? digesting : null;
+            this.buffer = (pipeline != null ? pipeline.emptyBuffer() : ByteBuffer.allocate(CHUNK_BYTES))
+                    .order(ByteOrder.LITTLE_ENDIAN);
+        }
+
+        void put(byte[] bytes) throws IOException {
+            put(ByteBuffer.wrap(bytes));
+        }
+
+        void put(ByteBuffer bytes) throws IOException {
+            while (bytes.hasRemaining()) {
+                int n = Math.min(buffer.remaining(), bytes.remaining());
+                buffer.put(bytes.slice(bytes.position(), n));
+                bytes.position(bytes.position() + n);
+                if (!buffer.hasRemaining()) {
+                    drain();
+                }
+            }
+        }
+
+        /** Sends the bytes in the buffer on; the buffer is empty afterwards. */
+        void drain() throws IOException {
+            if (pipeline != null) {
+                pipeline.handOff(buffer);
+                buffer = pipeline.emptyBuffer().order(ByteOrder.LITTLE_ENDIAN);
+            } else {
+                buffer.flip();
+                while (buffer.hasRemaining()) {
+                    channel.write(buffer);
+                }
+                buffer.clear();
+            }
+        }
+
+        /** Sends the last bytes on. */
+        void finish() throws IOException {
+            if (pipeline != null) {
+                pipeline.handOff(buffer);
+                buffer = null;
+            } else {
+                drain();
+            }
+        }
+    }
+
+    private static void copyRegion(Entry tensor, Output out) throws IOException {
         try (FileChannel source = FileChannel.open(tensor.region.file(), StandardOpenOption.READ)) {
             long position = tensor.region.offset();
             long end = position + tensor.byteSize;
@@ -283,6 +350,7 @@ public final class SafetensorsWriter {
                 throw new IOException(tensor.region.file() + ": ends before tensor '" + tensor.name + "' does");
             }
             while (position < end) {
+                ByteBuffer buffer = out.buffer;
                 int limit = (int) Math.min(buffer.remaining(), end - position);
                 ByteBuffer slice = buffer.slice(buffer.position(), limit);
                 int read = source.read(slice, position);
@@ -292,20 +360,20 @@ public final class SafetensorsWriter {
                 buffer.position(buffer.position() + read);
                 position += read;
                 if (!buffer.hasRemaining()) {
-                    drain(buffer, channel);
+                    out.drain();
                 }
             }
         }
     }
 
-    private static void putFloats(DType dtype, float[] values, ByteBuffer buffer, WritableByteChannel channel)
-            throws IOException {
+    private static void putFloats(DType dtype, float[] values, Output out) throws IOException {
         int index = 0;
         short[] halves = dtype == DType.BF16 ? new short[Math.min(values.length, CHUNK_BYTES / Short.BYTES)] : null;
         while (index < values.length) {
-            if (buffer.remaining() < Float.BYTES) {
-                drain(buffer, channel);
+            if (out.buffer.remaining() < Float.BYTES) {
+                out.drain();
             }
+            ByteBuffer buffer = out.buffer;
             int n = Math.min(values.length - index, buffer.remaining() / dtype.byteSize());
             switch (dtype) {
                 case F32 -> {
@@ -328,14 +396,6 @@ public final class SafetensorsWriter {
             }
             index += n;
         }
-    }
-
-    private static void drain(ByteBuffer buffer, WritableByteChannel channel) throws IOException {
-        buffer.flip();
-        while (buffer.hasRemaining()) {
-            channel.write(buffer);
-        }
-        buffer.clear();
     }
 
     /** serde_json's compact rendering of the header, padded with spaces to a multiple of 8 bytes. */

@@ -27,6 +27,8 @@ class FrozenGemmTest {
         int[][] mnk = {
             {1, 17, 5}, {3, 1027, 300}, {8, 32, 16}, {7, 33, 31}, {17, 65, 300}, {64, 8, 768},
             {130, 1030, 40}, {257, 97, 513}, {96, 2304, 768}, {33, 70, 5000},
+            // two blocks of widened columns (4096 and 104 at k = 1024)
+            {5, 4200, 1024},
         };
         Stream.Builder<Arguments> all = Stream.builder();
         for (int[] s : mnk) {

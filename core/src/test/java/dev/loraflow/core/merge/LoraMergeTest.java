@@ -370,6 +370,7 @@ class LoraMergeTest {
         MergeException mismatch = assertThrows(MergeException.class, () -> LoraMerge.mergeDirectory(base, adapterDir,
                 temp.resolve("a"), LoraMerge.Options.defaults()));
         assertEquals(MergeException.Kind.BASE_SHA256_MISMATCH, mismatch.kind());
+        assertFalse(Files.exists(temp.resolve("a")), "the merge written before the base's digest was known is dropped");
 
         Files.writeString(adapterDir.resolve(LoraMerge.JOB_STATE_FILE), "{\"base_sha256\": \"" + ModelDigest.of(base) + "\"}");
         LoraMerge.Result result = LoraMerge.mergeDirectory(base, adapterDir, temp.resolve("a"),

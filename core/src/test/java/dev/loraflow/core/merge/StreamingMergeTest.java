@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.ModelConfig;
@@ -22,11 +23,11 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The streaming merge (tensor by tensor, unchanged tensors copied from the mapped base) against the
@@ -93,10 +94,12 @@ class StreamingMergeTest {
         return writer;
     }
 
-    @Test
-    void aModuleThatOverflowsWhileStreamingLeavesNoOutputBehind() throws IOException {
+    /** F16 goes through float32; BF16 written as BF16 is merged in its own bytes. */
+    @ParameterizedTest(name = "stored {0}")
+    @ValueSource(strings = {"F16", "BF16"})
+    void aModuleThatOverflowsWhileStreamingLeavesNoOutputBehind(DType stored) throws IOException {
         ModelConfig config = MergeFixtures.LLAMA;
-        Path base = MergeFixtures.writeBase(temp.resolve("base"), config, MergeFixtures.weights(config, 5), DType.F16, false);
+        Path base = MergeFixtures.writeBase(temp.resolve("base"), config, MergeFixtures.weights(config, 5), stored, false);
         PeftAdapter adapter = MergeFixtures.adapter(config, MergeFixtures.lora(config), 9, 0.3f);
         // finite factors whose product overflows float32: found only as that tensor is merged and written
         Map<String, LoraWeights> modules = new LinkedHashMap<>(adapter.modules());
@@ -109,9 +112,10 @@ class StreamingMergeTest {
         MergeException error = assertThrows(MergeException.class, () -> LoraMerge.merge(base,
                 new PeftAdapter(adapter.config(), modules), null, out, LoraMerge.Options.defaults()));
         assertEquals(MergeException.Kind.NON_FINITE, error.kind());
+        assertTrue(error.getMessage().contains(first.modulePath() + ": merging gives Infinity at "), error.getMessage());
         assertFalse(Files.exists(out), "no half-written model directory");
         try (SafetensorsFile unchanged = SafetensorsFile.open(base.resolve("model.safetensors"))) {
-            assertEquals(DType.F16, unchanged.tensors().getFirst().dtype());
+            assertEquals(stored, unchanged.tensors().getFirst().dtype());
         }
     }
 }
