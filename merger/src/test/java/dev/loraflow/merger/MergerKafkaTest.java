@@ -28,6 +28,7 @@ import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.store.ArtifactStore;
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.service.support.ServiceHealth;
 import io.quarkus.test.common.QuarkusTestResource;
 import io.quarkus.test.common.ResourceArg;
 import io.quarkus.test.junit.QuarkusTest;
@@ -185,12 +186,8 @@ class MergerKafkaTest {
         return values.stream().filter(v -> new String(v, StandardCharsets.UTF_8).contains("\"model\":\"" + job + "\"")).count();
     }
 
-    private void awaitReady() {
-        long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
-        while (given().get("/q/health/ready").statusCode() != 200) {
-            assertTrue(System.nanoTime() < deadline, "the merger never became ready");
-            sleep(200);
-        }
+    private void awaitReady() throws InterruptedException {
+        ServiceHealth.awaitStatus(ServiceHealth.READY, 200, Duration.ofMinutes(1));
     }
 
     private static void sleep(long millis) {

@@ -19,6 +19,7 @@ import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.service.support.ServiceHealth;
 import dev.loraflow.trainer.service.BaseModels;
 import dev.loraflow.trainer.service.TrainingFixtures;
 import io.quarkus.test.common.QuarkusTestResource;
@@ -108,7 +109,7 @@ class TrainerKafkaTest {
 
     @Test
     void aJobSubmittedOverRestAndFedOverKafkaEndsWithTheAdapterTheCliTrains() throws Exception {
-        await("/q/health/ready");
+        ServiceHealth.awaitStatus(ServiceHealth.READY, 200, Duration.ofSeconds(60));
         TrainingJob job = TrainingFixtures.job("e2e", 6, 2);
         given().contentType("application/json").body(jobJson("e2e", 6)).post("/jobs").then().statusCode(401);
         given().contentType("application/json").header("Authorization", "Bearer " + TrainerProfile.API_KEY)
@@ -167,7 +168,7 @@ class TrainerKafkaTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("familyBases")
     void everyDecoderFamilyTrainsFromKafka(String baseName) throws Exception {
-        await("/q/health/ready");
+        ServiceHealth.awaitStatus(ServiceHealth.READY, 200, Duration.ofSeconds(60));
         String id = "family-" + baseName;
         TrainingJob job = TrainingFixtures.job(id, baseName, 2, 2);
         given().contentType("application/json").header("Authorization", "Bearer " + TrainerProfile.API_KEY)
@@ -194,7 +195,7 @@ class TrainerKafkaTest {
 
     @Test
     void poisonBatchesAreDeadLetteredWithTheirReasonAndTheCountsReconcile() throws Exception {
-        await("/q/health/ready");
+        ServiceHealth.awaitStatus(ServiceHealth.READY, 200, Duration.ofSeconds(60));
         List<Example> examples = TrainingFixtures.examples(12, 12);
         byte[] nearLimitBinary = new byte[TrainerProfile.MAX_RECORD_BYTES - 1000];
         new java.util.Random(7).nextBytes(nearLimitBinary);
@@ -282,11 +283,4 @@ class TrainerKafkaTest {
                 .body(jobJson("x", 4).replace("\"job_id\":\"x\"", "\"job_id\":\"bad id!\"")).post("/jobs").then().statusCode(400).body("error", containsString("job_id"));
     }
 
-    private static void await(String path) throws InterruptedException {
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-        while (given().get(path).statusCode() != 200) {
-            assertTrue(System.nanoTime() < deadline, path + " never became 200");
-            Thread.sleep(200);
-        }
-    }
 }
