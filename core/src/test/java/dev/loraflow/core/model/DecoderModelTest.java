@@ -203,7 +203,7 @@ class DecoderModelTest {
 
         Map<String, double[][]> merged = new HashMap<>();
         for (LoRALinear linear : model.linearModules()) {
-            merged.put(linear.name(), mergedWeight(linear));
+            merged.put(linear.name(), DecoderReference.merged(linear));
         }
         double[][] expected = referenceLogits(config, weights, merged, tokens);
         float[] logits = ws.logits();
@@ -222,26 +222,6 @@ class DecoderModelTest {
             }
         }
         assertEquals(expectedLoss / counted, loss, 1e-5);
-    }
-
-    /** W0 + s·B·A as [out][in]. */
-    private static double[][] mergedWeight(LoRALinear linear) {
-        int in = linear.inFeatures();
-        int out = linear.outFeatures();
-        int rank = linear.spec().rank();
-        float[] a = linear.loraA().value();
-        float[] b = linear.loraB().value();
-        double[][] w = new double[out][in];
-        for (int o = 0; o < out; o++) {
-            for (int i = 0; i < in; i++) {
-                double delta = 0;
-                for (int r = 0; r < rank; r++) {
-                    delta += (double) b[o * rank + r] * a[r * in + i];
-                }
-                w[o][i] = linear.weight()[o * in + i] + linear.scaling() * delta;
-            }
-        }
-        return w;
     }
 
     private static double[][] referenceLogits(DecoderConfig config, Map<String, float[]> weights,
