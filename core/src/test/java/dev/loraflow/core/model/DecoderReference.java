@@ -39,8 +39,8 @@ final class DecoderReference {
         }
     }
 
-    /** W0 + s·B·A as [out][in]: a LoRA module merged in double precision. */
-    static double[][] merged(LoRALinear linear) {
+    /** W0 + s·B·A as [out][in]. */
+    private static double[][] merged(LoRALinear linear) {
         int in = linear.inFeatures();
         int out = linear.outFeatures();
         int rank = linear.spec().rank();
