@@ -1,9 +1,9 @@
 package dev.loraflow.broker;
 
+import dev.loraflow.process.ForegroundMain;
 import java.util.HashMap;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.CountDownLatch;
 
 /**
  * Runs a local Kafka broker until this JVM is stopped (SIGTERM or Ctrl-C), for {@code ./loraflow up}:
@@ -22,43 +22,14 @@ public final class BrokerMain {
 
     private BrokerMain() {}
 
-    public static void main(String[] args) throws InterruptedException {
-        LocalKafkaBroker.Options options;
-        try {
-            options = parse(args);
-        } catch (IllegalArgumentException e) {
-            System.err.println("loraflow broker: " + e.getMessage());
-            System.err.println("usage: java -jar loraflow-broker.jar [--partitions N] [--auto-create-topics]");
-            System.exit(2);
-            return;
-        }
-        LocalKafkaBroker broker;
-        try {
-            broker = LocalKafkaBroker.start(options);
-        } catch (BrokerStartException e) {
-            System.err.println("loraflow broker: " + e.getMessage());
-            System.exit(1);
-            return;
-        }
-        // A signal runs the shutdown hooks: this one lets the broker stop first, and marks the
-        // broker's exit as expected so that the watcher below stays quiet.
-        CountDownLatch stopping = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            stopping.countDown();
-            broker.close();
-        }, "loraflow-broker-main-shutdown"));
-        System.out.println("bootstrap.servers=" + broker.bootstrapServers());
-        System.out.flush();
-        System.err.println("loraflow broker: log in " + broker.logFile() + "; stop with Ctrl-C or SIGTERM");
-
-        broker.process().onExit().join();
-        if (stopping.getCount() == 0) {
-            return;
-        }
-        System.err.println("loraflow broker: the Kafka broker exited on its own; its log ended with:\n"
-                + LocalKafkaBroker.logTail(broker.logFile()));
-        broker.close();
-        System.exit(1);
+    public static void main(String[] args) {
+        ForegroundMain.run("loraflow broker", "java -jar loraflow-broker.jar [--partitions N] [--auto-create-topics]",
+                () -> parse(args), LocalKafkaBroker::start, BrokerStartException.class, LocalKafkaBroker::child,
+                broker -> {
+                    System.out.println("bootstrap.servers=" + broker.bootstrapServers());
+                    System.out.flush();
+                    System.err.println("loraflow broker: log in " + broker.logFile() + "; stop with Ctrl-C or SIGTERM");
+                });
     }
 
     private static LocalKafkaBroker.Options parse(String[] args) {

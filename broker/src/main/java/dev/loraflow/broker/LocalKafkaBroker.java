@@ -1,14 +1,11 @@
 package dev.loraflow.broker;
 
 import dev.loraflow.platform.kafka.KafkaClientSettings;
+import dev.loraflow.process.ChildJvm;
+import dev.loraflow.process.ChildJvms;
 import java.io.File;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.Writer;
-import java.net.InetAddress;
-import java.net.InetSocketAddress;
-import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -16,7 +13,6 @@ import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
@@ -27,18 +23,16 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
-import org.apache.kafka.common.Node;
 import org.apache.kafka.common.Uuid;
 
 /**
  * A real Apache Kafka broker in KRaft mode (broker and controller in one node) running as a child
  * JVM on free 127.0.0.1 ports, with its configuration, data and log in a fresh temporary
  * directory. {@link #close()} stops it and deletes the directory; a shutdown hook does the same
- * when the owner forgets.
+ * when the owner forgets ({@link ChildJvm}).
  *
  * <p>As in production, the broker authenticates every client (SASL/SCRAM-SHA-512 over SASL_PLAINTEXT)
  * and authorizes it with StandardAuthorizer: each of the {@link PlatformUsers} gets its ACLs, and
@@ -115,34 +109,23 @@ public final class LocalKafkaBroker implements AutoCloseable {
     private static final SecureRandom RANDOM = new SecureRandom();
     private static final String CLASSPATH_RESOURCE = "kafka-classpath.txt";
     // A small heap and the serial collector keep a test broker near 400 MB resident.
-    private static final List<String> CHILD_JVM_OPTIONS = List.of(
+    private static final ChildJvms KAFKA = new ChildJvms("Kafka broker", "loraflow-kafka-", "broker.log", List.of(
             "-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
             "--enable-native-access=ALL-UNNAMED",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
-            "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS");
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS"), BrokerStartException::new);
     private static final Duration FORMAT_TIMEOUT = Duration.ofSeconds(60);
-    private static final Duration STOP_TIMEOUT = Duration.ofSeconds(20);
-    private static final int PORT_ATTEMPTS = 3;
-    private static final int LOG_TAIL_LINES = 40;
 
-    private final Path directory;
-    private final Path logFile;
+    private final ChildJvm child;
     private final int brokerPort;
     private final Map<String, String> passwords;
     private final Duration startTimeout;
-    private volatile Process process;
-    private final Thread shutdownHook;
-    private boolean closed;
 
-    private LocalKafkaBroker(Path directory, Path logFile, int brokerPort, Map<String, String> passwords, Process process,
-                             Duration startTimeout) {
-        this.directory = directory;
-        this.startTimeout = startTimeout;
-        this.logFile = logFile;
+    private LocalKafkaBroker(ChildJvm child, int brokerPort, Map<String, String> passwords, Duration startTimeout) {
+        this.child = child;
         this.brokerPort = brokerPort;
         this.passwords = passwords;
-        this.process = process;
-        this.shutdownHook = new Thread(this::stopAndDelete, "loraflow-kafka-broker-shutdown");
+        this.startTimeout = startTimeout;
     }
 
     /** Starts a broker with {@link Options#defaults()}. */
@@ -158,18 +141,23 @@ public final class LocalKafkaBroker implements AutoCloseable {
      */
     public static LocalKafkaBroker start(Options options) {
         List<String> classpath = kafkaClasspath();
-        // Free ports are found by binding and releasing them, so another process may take one
-        // before the broker binds it; a new pair of ports is then tried.
-        for (int attempt = 1; ; attempt++) {
-            try {
-                return startOnce(options, classpath);
-            } catch (PortTakenException portTaken) {
-                if (attempt == PORT_ATTEMPTS) {
-                    throw new BrokerStartException("Kafka broker could not bind its ports in " + PORT_ATTEMPTS
-                            + " attempts; last broker log:\n" + portTaken.getMessage());
-                }
+        return KAFKA.start(workspace -> {
+            int[] ports = KAFKA.freePorts(2);
+            Map<String, String> passwords = new LinkedHashMap<>();
+            for (String user : PlatformUsers.ALL) {
+                passwords.put(user, options.passwords().getOrDefault(user, randomPassword()));
             }
-        }
+            Path serverProperties = workspace.directory().resolve("server.properties");
+            writeServerProperties(serverProperties, workspace.directory().resolve("data"), ports[0], ports[1], options,
+                    passwords);
+            workspace.run(formatArguments(classpath, serverProperties, passwords), "Kafka storage format", FORMAT_TIMEOUT);
+            ChildJvm child = workspace.launch(List.of("-cp", String.join(File.pathSeparator, classpath), "kafka.Kafka",
+                    serverProperties.toString()));
+            LocalKafkaBroker broker = new LocalKafkaBroker(child, ports[0], Map.copyOf(passwords), options.startTimeout());
+            broker.awaitReady();
+            broker.grantPlatformAcls();
+            return broker;
+        });
     }
 
     /** {@code host:port} of the SASL_PLAINTEXT listener, for {@code bootstrap.servers}. */
@@ -221,17 +209,22 @@ public final class LocalKafkaBroker implements AutoCloseable {
 
     /** The temporary directory holding server.properties, the data and the log. */
     public Path directory() {
-        return directory;
+        return child.directory();
     }
 
     /** Everything the broker JVM wrote to stdout and stderr. */
     public Path logFile() {
-        return logFile;
+        return child.logFile();
     }
 
     /** The broker JVM, e.g. to measure it or wait for it. */
     public ProcessHandle process() {
-        return process.toHandle();
+        return child.process();
+    }
+
+    /** The broker's child JVM. */
+    ChildJvm child() {
+        return child;
     }
 
     /** Creates topics with {@code partitions} partitions each (replication factor 1) and waits for them. */
@@ -255,79 +248,20 @@ public final class LocalKafkaBroker implements AutoCloseable {
      * Stops the broker as an outage would (SIGTERM, then a forced kill after 20 s), keeping its data and
      * ports for {@link #restart()}: clients meanwhile find nobody listening.
      */
-    public synchronized void stop() {
-        if (closed) {
-            throw new IllegalStateException("the broker is closed");
-        }
-        stopProcess(process);
+    public void stop() {
+        child.stop();
     }
 
     /** Starts a {@link #stop() stopped} broker again on its ports and data; returns once it answers. */
-    public synchronized void restart() {
-        if (closed) {
-            throw new IllegalStateException("the broker is closed");
-        }
-        if (process.isAlive()) {
-            throw new IllegalStateException("the broker is running");
-        }
-        process = launch(kafkaClasspath(), List.of("kafka.Kafka", directory.resolve("server.properties").toString()),
-                logFile);
-        awaitReady(process, clientProperties(PlatformUsers.ADMIN), brokerPort, logFile, startTimeout);
+    public void restart() {
+        child.restart();
+        awaitReady();
     }
 
     /** Stops the broker (SIGTERM, then a forced kill after 20 s) and deletes its directory. */
     @Override
     public void close() {
-        stopAndDelete();
-        try {
-            Runtime.getRuntime().removeShutdownHook(shutdownHook);
-        } catch (IllegalStateException shutdownInProgress) {
-            // The hook is running or has run; it found the broker already closed.
-        }
-    }
-
-    private synchronized void stopAndDelete() {
-        if (closed) {
-            return;
-        }
-        closed = true;
-        stopProcess(process);
-        deleteRecursively(directory);
-    }
-
-    private static LocalKafkaBroker startOnce(Options options, List<String> classpath) {
-        Path directory;
-        try {
-            directory = Files.createTempDirectory("loraflow-kafka-");
-        } catch (IOException e) {
-            throw new BrokerStartException("could not create a directory for the Kafka broker: " + e.getMessage(), e);
-        }
-        Path logFile = directory.resolve("broker.log");
-        LocalKafkaBroker broker = null;
-        try {
-            int[] ports = freePorts(2);
-            Map<String, String> passwords = new LinkedHashMap<>();
-            for (String user : PlatformUsers.ALL) {
-                passwords.put(user, options.passwords().getOrDefault(user, randomPassword()));
-            }
-            Path serverProperties = directory.resolve("server.properties");
-            writeServerProperties(serverProperties, directory.resolve("data"), ports[0], ports[1], options, passwords);
-            format(classpath, serverProperties, logFile, passwords);
-            Process process = launch(classpath, List.of("kafka.Kafka", serverProperties.toString()), logFile);
-            broker = new LocalKafkaBroker(directory, logFile, ports[0], Map.copyOf(passwords), process,
-                    options.startTimeout());
-            Runtime.getRuntime().addShutdownHook(broker.shutdownHook);
-            awaitReady(process, broker.clientProperties(PlatformUsers.ADMIN), ports[0], logFile, options.startTimeout());
-            broker.grantPlatformAcls();
-            return broker;
-        } catch (RuntimeException | Error e) {
-            if (broker != null) {
-                broker.close();
-            } else {
-                deleteRecursively(directory);
-            }
-            throw e;
-        }
+        child.close();
     }
 
     /** Lets each platform user do what {@link PlatformUsers#RIGHTS} says, and nothing else. */
@@ -336,7 +270,7 @@ public final class LocalKafkaBroker implements AutoCloseable {
             admin.createAcls(PlatformUsers.acls()).all().get(30, TimeUnit.SECONDS);
         } catch (ExecutionException | TimeoutException e) {
             throw new BrokerStartException("could not create the platform's ACLs on " + bootstrapServers() + ": "
-                    + e.getMessage() + "; the broker log ends with:\n" + logTail(logFile), e);
+                    + e.getMessage() + "; the broker log ends with:\n" + child.logTail(), e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new BrokerStartException("interrupted while creating the platform's ACLs", e);
@@ -413,189 +347,64 @@ public final class LocalKafkaBroker implements AutoCloseable {
     }
 
     /** Formats the storage with every user's SCRAM credential, so that the broker authenticates from its first start. */
-    private static void format(List<String> classpath, Path serverProperties, Path logFile, Map<String, String> passwords) {
+    private static List<String> formatArguments(List<String> classpath, Path serverProperties, Map<String, String> passwords) {
         String clusterId = Uuid.randomUuid().toString();
-        List<String> arguments = new ArrayList<>(List.of("kafka.tools.StorageTool", "format",
-                "-t", clusterId, "-c", serverProperties.toString(), "--standalone"));
+        List<String> arguments = new ArrayList<>(List.of("-cp", String.join(File.pathSeparator, classpath),
+                "kafka.tools.StorageTool", "format", "-t", clusterId, "-c", serverProperties.toString(), "--standalone"));
         passwords.forEach((user, password) -> {
             arguments.add("--add-scram");
             arguments.add(MECHANISM + "=[name=" + user + ",password=" + password + "]");
         });
-        Process storageTool = launch(classpath, arguments, logFile);
-        try {
-            if (!storageTool.waitFor(FORMAT_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
-                stopProcess(storageTool);
-                throw new BrokerStartException("Kafka storage format did not finish in " + FORMAT_TIMEOUT
-                        + "; its log ends with:\n" + logTail(logFile));
-            }
-        } catch (InterruptedException e) {
-            stopProcess(storageTool);
-            Thread.currentThread().interrupt();
-            throw new BrokerStartException("interrupted while formatting Kafka storage", e);
-        }
-        if (storageTool.exitValue() != 0) {
-            throw new BrokerStartException("Kafka storage format failed with exit code " + storageTool.exitValue()
-                    + "; its log ends with:\n" + logTail(logFile));
-        }
+        return arguments;
     }
 
-    private static Process launch(List<String> classpath, List<String> mainAndArguments, Path logFile) {
-        List<String> command = new ArrayList<>();
-        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        command.addAll(CHILD_JVM_OPTIONS);
-        command.add("-cp");
-        command.add(String.join(File.pathSeparator, classpath));
-        command.addAll(mainAndArguments);
-        try {
-            return new ProcessBuilder(command)
-                    .redirectErrorStream(true)
-                    .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
-                    .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-                    .start();
-        } catch (IOException e) {
-            throw new BrokerStartException("could not start " + command.getFirst() + ": " + e.getMessage(), e);
-        }
-    }
-
-    private static void awaitReady(Process process, Properties adminClient, int brokerPort, Path logFile,
-                                   Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        String bootstrapServers = "127.0.0.1:" + brokerPort;
-        Properties config = new Properties();
-        config.putAll(adminClient);
-        config.put(AdminClientConfig.RETRY_BACKOFF_MS_CONFIG, 50);
-        try {
-            while (!accepts(brokerPort)) {
-                checkAliveBeforeDeadline(process, logFile, timeout, deadline);
-                Thread.sleep(50);
-            }
-            try (Admin admin = Admin.create(config)) {
-                while (true) {
-                    checkAliveBeforeDeadline(process, logFile, timeout, deadline);
-                    try {
-                        List<Node> nodes = List.copyOf(admin.describeCluster().nodes().get(1, TimeUnit.SECONDS));
-                        if (!nodes.isEmpty()) {
-                            return;
-                        }
-                    } catch (ExecutionException | TimeoutException notYet) {
-                        // The listener is open but the node has not joined its own cluster yet.
-                    }
-                    Thread.sleep(50);
-                }
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new BrokerStartException("interrupted while waiting for the Kafka broker on " + bootstrapServers, e);
-        }
-    }
-
-    private static void checkAliveBeforeDeadline(Process process, Path logFile, Duration timeout, long deadline) {
-        if (!process.isAlive()) {
-            String tail = logTail(logFile);
-            if (tail.contains("Address already in use")) {
-                throw new PortTakenException(tail);
-            }
-            throw new BrokerStartException("Kafka broker exited with code " + process.exitValue()
-                    + " while starting; its log ends with:\n" + tail);
-        }
-        if (System.nanoTime() - deadline > 0) {
-            throw new BrokerStartException("Kafka broker was not ready within " + timeout
-                    + "; its log ends with:\n" + logTail(logFile));
-        }
-    }
-
-    private static boolean accepts(int port) {
-        try (Socket socket = new Socket()) {
-            socket.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 200);
-            return true;
-        } catch (IOException refused) {
-            return false;
-        }
-    }
-
-    private static int[] freePorts(int count) {
-        // All sockets stay open until every port is chosen, so the ports differ.
-        List<ServerSocket> sockets = new ArrayList<>();
-        try {
-            for (int i = 0; i < count; i++) {
-                ServerSocket socket = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
-                sockets.add(socket);
-            }
-            return sockets.stream().mapToInt(ServerSocket::getLocalPort).toArray();
-        } catch (IOException e) {
-            throw new BrokerStartException("could not find free ports on 127.0.0.1: " + e.getMessage(), e);
-        } finally {
-            for (ServerSocket socket : sockets) {
-                try {
-                    socket.close();
-                } catch (IOException ignored) {
-                    // Closing a listening socket that accepted nothing does not fail in practice.
-                }
-            }
-        }
-    }
-
+    /** The Kafka jars the broker module's build resolved, for the child's classpath. */
     static List<String> kafkaClasspath() {
-        String text;
-        try (InputStream in = LocalKafkaBroker.class.getResourceAsStream(CLASSPATH_RESOURCE)) {
-            if (in == null) {
-                throw new BrokerStartException("resource " + CLASSPATH_RESOURCE
-                        + " is missing next to " + LocalKafkaBroker.class.getName()
-                        + "; build the broker module with Maven (./mvnw -pl broker -am package)");
-            }
-            text = new String(in.readAllBytes(), StandardCharsets.UTF_8).strip();
-        } catch (IOException e) {
-            throw new BrokerStartException("could not read " + CLASSPATH_RESOURCE + ": " + e.getMessage(), e);
-        }
-        List<String> entries = List.of(text.split(File.pathSeparator));
-        for (String entry : entries) {
-            if (!Files.isRegularFile(Path.of(entry))) {
-                throw new BrokerStartException("Kafka jar " + entry + " named in " + CLASSPATH_RESOURCE
-                        + " does not exist; rebuild the broker module with Maven on this machine");
-            }
-        }
-        return entries;
+        return KAFKA.buildClasspath(LocalKafkaBroker.class, CLASSPATH_RESOURCE, "broker");
     }
 
-    private static void stopProcess(Process process) {
-        process.destroy(); // SIGTERM: Kafka's own shutdown hook closes the logs cleanly.
-        try {
-            if (!process.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
-                process.destroyForcibly().waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
-            }
-        } catch (InterruptedException e) {
-            process.destroyForcibly();
-            Thread.currentThread().interrupt();
+    /** Returns once the listener accepts connections and the node has joined its own cluster. */
+    private void awaitReady() {
+        Properties config = clientProperties(PlatformUsers.ADMIN);
+        config.put(AdminClientConfig.RETRY_BACKOFF_MS_CONFIG, 50);
+        try (ClusterProbe probe = new ClusterProbe(brokerPort, config)) {
+            KAFKA.awaitReady(child, startTimeout, probe::ready);
         }
     }
 
-    static String logTail(Path logFile) {
-        try {
-            List<String> lines = Files.readAllLines(logFile, StandardCharsets.UTF_8);
-            return String.join("\n", lines.subList(Math.max(0, lines.size() - LOG_TAIL_LINES), lines.size()));
-        } catch (IOException e) {
-            return "(log " + logFile + " unreadable: " + e.getMessage() + ")";
-        }
-    }
+    /** Asks for the cluster's nodes once the port accepts; its admin client is made then, and closed after. */
+    private static final class ClusterProbe implements AutoCloseable {
 
-    private static void deleteRecursively(Path directory) {
-        if (!Files.exists(directory)) {
-            return;
+        private final int port;
+        private final Properties adminClient;
+        private Admin admin;
+
+        ClusterProbe(int port, Properties adminClient) {
+            this.port = port;
+            this.adminClient = adminClient;
         }
-        try (Stream<Path> paths = Files.walk(directory)) {
-            for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(path);
+
+        boolean ready() throws InterruptedException {
+            if (admin == null) {
+                if (!ChildJvms.accepts(port)) {
+                    return false;
+                }
+                admin = Admin.create(adminClient);
             }
-        } catch (IOException e) {
-            throw new IllegalStateException("could not delete the Kafka broker directory " + directory
-                    + ": " + e.getMessage(), e);
+            try {
+                return !admin.describeCluster().nodes().get(1, TimeUnit.SECONDS).isEmpty();
+            } catch (ExecutionException | TimeoutException notYet) {
+                // The listener is open but the node has not joined its own cluster yet.
+                return false;
+            }
+        }
+
+        @Override
+        public void close() {
+            if (admin != null) {
+                admin.close();
+            }
         }
     }
 
-    /** The broker could not bind a port chosen as free; the message is the log tail. */
-    private static final class PortTakenException extends RuntimeException {
-        PortTakenException(String logTail) {
-            super(logTail);
-        }
-    }
 }

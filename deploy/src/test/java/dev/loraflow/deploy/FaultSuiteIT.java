@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerExtension;
 import dev.loraflow.broker.PlatformUsers;
+import dev.loraflow.broker.TopicReader;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.RandomModel;
@@ -35,20 +36,15 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.Random;
 import java.util.Set;
-import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Predicate;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
-import org.apache.kafka.clients.consumer.ConsumerRecord;
-import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -561,31 +557,21 @@ class FaultSuiteIT {
 
     /** Reads {@code topic} from its start until {@code done} holds of the JSON records read (others skipped). */
     private static List<JsonNode> readUntil(String topic, Predicate<List<JsonNode>> done, Duration timeout) throws Exception {
-        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
-        config.put(ConsumerConfig.GROUP_ID_CONFIG, "fault-suite-" + UUID.randomUUID());
-        config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        List<JsonNode> seen = new ArrayList<>();
-        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),
-                new ByteArrayDeserializer())) {
-            consumer.subscribe(List.of(topic));
-            long deadline = System.nanoTime() + timeout.toNanos();
-            while (!done.test(seen)) {
-                assertTrue(System.nanoTime() < deadline, "timed out on " + topic + " having seen " + seen.size() + " records");
-                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-                    try {
-                        seen.add(JSON.readTree(record.value()));
-                    } catch (IOException poison) {
-                        // the poison records this test sent
-                    }
-                }
-            }
+        return TopicReader.readUntil(KAFKA.broker().clientProperties(PlatformUsers.ADMIN), topic, FaultSuiteIT::json, done,
+                timeout);
+    }
+
+    /** A record's JSON, or null for the poison records this test sent. */
+    private static JsonNode json(byte[] value) {
+        try {
+            return JSON.readTree(value);
+        } catch (IOException poison) {
+            return null;
         }
-        return seen;
     }
 
     private static List<JsonNode> readFor(String topic, Duration duration) throws Exception {
-        long end = System.nanoTime() + duration.toNanos();
-        return readUntil(topic, seen -> System.nanoTime() > end, duration.plusSeconds(30));
+        return TopicReader.readFor(KAFKA.broker().clientProperties(PlatformUsers.ADMIN), topic, FaultSuiteIT::json, duration);
     }
 
     private static void deleteTree(Path root) throws IOException, InterruptedException {

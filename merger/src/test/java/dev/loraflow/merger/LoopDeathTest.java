@@ -1,9 +1,5 @@
 package dev.loraflow.merger;
 
-import static io.restassured.RestAssured.given;
-import static org.hamcrest.Matchers.equalTo;
-import static org.junit.jupiter.api.Assertions.assertTrue;
-
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerTestResource;
 import dev.loraflow.broker.PlatformUsers;
@@ -15,6 +11,7 @@ import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.store.ArtifactStore;
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.service.support.ServiceHealth;
 import io.quarkus.test.common.QuarkusTestResource;
 import io.quarkus.test.common.ResourceArg;
 import io.quarkus.test.junit.QuarkusTest;
@@ -51,12 +48,7 @@ class LoopDeathTest {
 
     @Test
     void aLoopThreadEndedByAnErrorMakesTheServiceNotLive() throws Exception {
-        long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
-        while (given().get("/q/health/ready").statusCode() != 200) {
-            assertTrue(System.nanoTime() < deadline, "the merger never became ready");
-            Thread.sleep(200);
-        }
-        given().get("/q/health/live").then().statusCode(200).body("checks.find { it.name == 'loop' }.status", equalTo("UP"));
+        ServiceHealth.awaitLoopRunning(Duration.ofMinutes(1));
 
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).targetModules("c_attn").build();
         CausalLanguageModel model = CausalLanguageModel.create(MergerProfile.CONFIG,
@@ -74,13 +66,6 @@ class LoopDeathTest {
                     checkpoint.encode())).get();
         }
 
-        deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
-        while (given().get("/q/health/live").statusCode() != 503) {
-            assertTrue(System.nanoTime() < deadline, "liveness stayed UP after the loop's thread died");
-            Thread.sleep(200);
-        }
-        given().get("/q/health/live").then().statusCode(503).body("checks.find { it.name == 'loop' }.status",
-                equalTo("DOWN"));
-        given().get("/q/health/ready").then().statusCode(503);
+        ServiceHealth.awaitLoopDead(Duration.ofMinutes(2));
     }
 }

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerTestResource;
 import dev.loraflow.broker.PlatformUsers;
+import dev.loraflow.broker.TopicReader;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -28,6 +29,7 @@ import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.store.ArtifactStore;
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.service.support.ServiceHealth;
 import io.quarkus.test.common.QuarkusTestResource;
 import io.quarkus.test.common.ResourceArg;
 import io.quarkus.test.junit.QuarkusTest;
@@ -44,17 +46,12 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
-import java.util.UUID;
 import java.util.function.Consumer;
 import java.util.function.Predicate;
 import java.util.stream.Stream;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
-import org.apache.kafka.clients.consumer.ConsumerRecord;
-import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.eclipse.microprofile.config.ConfigProvider;
 import org.junit.jupiter.api.Test;
@@ -135,28 +132,12 @@ class MergerKafkaTest {
 
     /** Reads {@code topic} from the start until {@code done} holds, or fails after the timeout. */
     private List<byte[]> readUntil(String topic, Predicate<List<byte[]>> done, Duration timeout) throws Exception {
-        Properties config = client(PlatformUsers.ADMIN);
-        config.put(ConsumerConfig.GROUP_ID_CONFIG, "test-" + UUID.randomUUID());
-        config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        List<byte[]> seen = new ArrayList<>();
-        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),
-                new ByteArrayDeserializer())) {
-            consumer.subscribe(List.of(topic));
-            long deadline = System.nanoTime() + timeout.toNanos();
-            while (!done.test(seen)) {
-                assertTrue(System.nanoTime() < deadline, "timed out on " + topic + " having seen " + seen.size() + " records");
-                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-                    seen.add(record.value());
-                }
-            }
-        }
-        return seen;
+        return TopicReader.readUntil(client(PlatformUsers.ADMIN), topic, value -> value, done, timeout);
     }
 
     /** Everything on {@code topic} that arrives within {@code duration}: for asserting what never comes. */
     private List<byte[]> readFor(String topic, Duration duration) throws Exception {
-        long end = System.nanoTime() + duration.toNanos();
-        return readUntil(topic, seen -> System.nanoTime() > end, duration.plusSeconds(30));
+        return TopicReader.readFor(client(PlatformUsers.ADMIN), topic, value -> value, duration);
     }
 
     private static List<MergedModelEvent> parseMerged(List<byte[]> values, String job) throws Exception {
@@ -185,12 +166,8 @@ class MergerKafkaTest {
         return values.stream().filter(v -> new String(v, StandardCharsets.UTF_8).contains("\"model\":\"" + job + "\"")).count();
     }
 
-    private void awaitReady() {
-        long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
-        while (given().get("/q/health/ready").statusCode() != 200) {
-            assertTrue(System.nanoTime() < deadline, "the merger never became ready");
-            sleep(200);
-        }
+    private void awaitReady() throws InterruptedException {
+        ServiceHealth.awaitStatus(ServiceHealth.READY, 200, Duration.ofMinutes(1));
     }
 
     private static void sleep(long millis) {

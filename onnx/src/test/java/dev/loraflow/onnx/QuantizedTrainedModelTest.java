@@ -6,15 +6,11 @@ import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.model.CausalLanguageModel;
-import dev.loraflow.core.model.DecoderConfig;
-import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.ModelConfig;
-import dev.loraflow.core.model.ModelLayout;
-import dev.loraflow.core.model.WeightSpec;
 import dev.loraflow.core.optim.AdamW;
 import dev.loraflow.core.peft.LoraAdapterConfig;
-import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.train.LearningRateSchedule;
+import dev.loraflow.core.train.PermutationTask;
 import dev.loraflow.core.train.Trainer;
 import dev.loraflow.core.train.TrainingSettings;
 import dev.loraflow.onnx.OnnxExporter.Options;
@@ -22,9 +18,6 @@ import dev.loraflow.onnx.OnnxExporter.Provenance;
 import dev.loraflow.onnx.OnnxVerifier.QuantizedBounds;
 import dev.loraflow.onnx.WeightQuantization.Precision;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
@@ -40,27 +33,27 @@ import org.junit.jupiter.params.provider.MethodSource;
  */
 class QuantizedTrainedModelTest {
 
-    private static final int VOCAB = 16;
-    private static final int PAIRS = 6;
+    private static final int VOCAB = PermutationTask.VOCAB;
+    private static final int PAIRS = PermutationTask.PAIRS;
 
     @TempDir
     Path dir;
 
     static Stream<Arguments> architectures() {
         return Stream.of(
-                Arguments.of("gpt2", new Gpt2Config(VOCAB, 2 * PAIRS, 32, 2, 4, 64, 1e-5)),
-                Arguments.of("llama", DecoderConfig.llama(VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 10000, false)));
+                Arguments.of("gpt2", PermutationTask.gpt2()),
+                Arguments.of("llama", PermutationTask.llama()));
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("architectures")
     void aTrainedAdapterKeepsItsHeldOutAccuracyAtInt8AndInt4(String arch, ModelConfig config) throws Exception {
-        Map<String, float[]> weights = initialWeights(config);
+        Map<String, float[]> weights = PermutationTask.initialWeights(config, 1);
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(8).loraAlpha(16)
                 .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build();
         CausalLanguageModel model = CausalLanguageModel.create(config, weights, lora, 2);
-        List<Example> train = permutationTask(256, 7);
-        List<Example> heldOut = permutationTask(64, 8);
+        List<Example> train = PermutationTask.examples(256, 7);
+        List<Example> heldOut = PermutationTask.examples(64, 8);
         long steps = 300;
         TrainingSettings settings = new TrainingSettings(steps, 8, 2 * PAIRS, 1,
                 new LearningRateSchedule(LearningRateSchedule.Shape.COSINE, 1e-2, 10, steps),
@@ -122,51 +115,5 @@ class QuantizedTrainedModelTest {
             }
         }
         return (double) correct / counted;
-    }
-
-    /** N(0, 0.02) matrices, unit norms, zero biases, as Transformers initialises them. */
-    private static Map<String, float[]> initialWeights(ModelConfig config) {
-        Rng rng = new Rng(1);
-        Map<String, float[]> weights = new LinkedHashMap<>();
-        for (WeightSpec spec : ModelLayout.of(config).weights()) {
-            float[] values = new float[Math.toIntExact(spec.numel())];
-            for (int i = 0; i < values.length; i++) {
-                values[i] = switch (spec.role()) {
-                    case NORM_WEIGHT -> 1f;
-                    case NORM_BIAS, LINEAR_BIAS -> 0f;
-                    default -> (float) (0.02 * rng.nextGaussian());
-                };
-            }
-            weights.put(spec.name(), values);
-        }
-        return weights;
-    }
-
-    /** Pairs a, π(a) for a fixed permutation π of the vocabulary, the loss on the π positions only. */
-    private static List<Example> permutationTask(int count, long seed) {
-        Rng permutationRng = new Rng(1234);
-        int[] permutation = new int[VOCAB];
-        Arrays.setAll(permutation, i -> i);
-        for (int i = VOCAB - 1; i > 0; i--) {
-            int j = (int) Math.floorMod(permutationRng.nextLong(), i + 1);
-            int swap = permutation[i];
-            permutation[i] = permutation[j];
-            permutation[j] = swap;
-        }
-        Rng rng = new Rng(seed);
-        List<Example> examples = new ArrayList<>();
-        for (int e = 0; e < count; e++) {
-            int[] ids = new int[2 * PAIRS];
-            int[] labels = new int[2 * PAIRS];
-            for (int p = 0; p < PAIRS; p++) {
-                int token = (int) Math.floorMod(rng.nextLong(), VOCAB);
-                ids[2 * p] = token;
-                ids[2 * p + 1] = permutation[token];
-                labels[2 * p] = Softmax.IGNORE_INDEX;
-                labels[2 * p + 1] = permutation[token];
-            }
-            examples.add(new Example(ids, labels));
-        }
-        return examples;
     }
 }

@@ -1,6 +1,5 @@
 package dev.loraflow.onnx;
 
-import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
@@ -53,13 +52,6 @@ final class TestModels {
     /** The adapter of {@link #lora} with A as initialised and B random, both from {@code seed}. */
     static CausalLanguageModel adapted(ModelConfig config, Map<String, float[]> weights, long seed) {
         CausalLanguageModel model = CausalLanguageModel.create(config, weights, lora(config), seed);
-        Rng rng = new Rng(seed + 1);
-        for (LoRALinear module : model.adaptedModules().values()) {
-            float[] b = module.loraB().value();
-            for (int i = 0; i < b.length; i++) {
-                b[i] = rng.nextUniform(0.3f);
-            }
-        }
-        return model;
+        return TinyModels.withRandomLoraB(model, new Rng(seed + 1));
     }
 }

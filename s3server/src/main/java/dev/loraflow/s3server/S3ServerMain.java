@@ -1,7 +1,7 @@
 package dev.loraflow.s3server;
 
+import dev.loraflow.process.ForegroundMain;
 import java.nio.file.Path;
-import java.util.concurrent.CountDownLatch;
 
 /**
  * Runs a local S3 server until this JVM is stopped (SIGTERM or Ctrl-C), for {@code ./loraflow up --store s3}:
@@ -18,41 +18,15 @@ public final class S3ServerMain {
     private S3ServerMain() {}
 
     public static void main(String[] args) {
-        LocalS3Server.Options options;
-        try {
-            options = parse(args);
-        } catch (IllegalArgumentException e) {
-            System.err.println("loraflow s3server: " + e.getMessage());
-            System.err.println("usage: AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… java -jar loraflow-s3server.jar"
-                    + " --data DIR [--bucket NAME]");
-            System.exit(2);
-            return;
-        }
-        LocalS3Server server;
-        try {
-            server = LocalS3Server.start(options);
-        } catch (S3ServerStartException e) {
-            System.err.println("loraflow s3server: " + e.getMessage());
-            System.exit(1);
-            return;
-        }
-        CountDownLatch stopping = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            stopping.countDown();
-            server.close();
-        }, "loraflow-s3server-main-shutdown"));
-        System.out.println("endpoint=" + server.endpoint());
-        System.out.flush();
-        System.err.println("loraflow s3server: bucket " + server.bucket() + " in " + server.dataDirectory() + ", log in "
-                + server.logFile() + "; stop with Ctrl-C or SIGTERM");
-        server.process().onExit().join();
-        if (stopping.getCount() == 0) {
-            return;
-        }
-        System.err.println("loraflow s3server: S3Proxy exited on its own; its log ended with:\n"
-                + LocalS3Server.logTail(server.logFile()));
-        server.close();
-        System.exit(1);
+        ForegroundMain.run("loraflow s3server",
+                "AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… java -jar loraflow-s3server.jar --data DIR [--bucket NAME]",
+                () -> parse(args), LocalS3Server::start, S3ServerStartException.class, LocalS3Server::child,
+                server -> {
+                    System.out.println("endpoint=" + server.endpoint());
+                    System.out.flush();
+                    System.err.println("loraflow s3server: bucket " + server.bucket() + " in " + server.dataDirectory()
+                            + ", log in " + server.logFile() + "; stop with Ctrl-C or SIGTERM");
+                });
     }
 
     private static LocalS3Server.Options parse(String[] args) {

@@ -1,12 +1,9 @@
 package dev.loraflow.trainer;
 
-import static io.restassured.RestAssured.given;
-import static org.hamcrest.Matchers.equalTo;
-import static org.junit.jupiter.api.Assertions.assertTrue;
-
 import dev.loraflow.broker.KafkaBrokerTestResource;
 import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.platform.events.TrainingBatch;
+import dev.loraflow.service.support.ServiceHealth;
 import dev.loraflow.trainer.service.TrainingFixtures;
 import io.quarkus.test.common.QuarkusTestResource;
 import io.quarkus.test.common.ResourceArg;
@@ -42,12 +39,7 @@ class LoopDeathTest {
 
     @Test
     void aLoopThreadEndedByAnErrorMakesTheServiceNotLive() throws Exception {
-        long deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
-        while (given().get("/q/health/ready").statusCode() != 200) {
-            assertTrue(System.nanoTime() < deadline, "the trainer never became ready");
-            Thread.sleep(200);
-        }
-        given().get("/q/health/live").then().statusCode(200).body("checks.find { it.name == 'loop' }.status", equalTo("UP"));
+        ServiceHealth.awaitLoopRunning(Duration.ofMinutes(1));
         Properties config = TrainerKafkaTest.client(PlatformUsers.PRODUCER);
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(),
                 new ByteArraySerializer())) {
@@ -58,13 +50,6 @@ class LoopDeathTest {
                     TrainingBatch.encode("doomed", 0, TrainingFixtures.examples(8, 9)))).get();
         }
 
-        deadline = System.nanoTime() + Duration.ofMinutes(1).toNanos();
-        while (given().get("/q/health/live").statusCode() != 503) {
-            assertTrue(System.nanoTime() < deadline, "liveness stayed UP after the loop's thread died");
-            Thread.sleep(200);
-        }
-        given().get("/q/health/live").then().statusCode(503).body("checks.find { it.name == 'loop' }.status",
-                equalTo("DOWN"));
-        given().get("/q/health/ready").then().statusCode(503);
+        ServiceHealth.awaitLoopDead(Duration.ofMinutes(1));
     }
 }

@@ -11,6 +11,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerTestResource;
 import dev.loraflow.broker.PlatformUsers;
+import dev.loraflow.broker.TopicReader;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.peft.PeftAdapter;
@@ -19,6 +20,7 @@ import dev.loraflow.platform.events.TrainingBatch;
 import dev.loraflow.platform.events.TrainingJob;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.service.support.ServiceHealth;
 import dev.loraflow.trainer.service.BaseModels;
 import dev.loraflow.trainer.service.TrainingFixtures;
 import io.quarkus.test.common.QuarkusTestResource;
@@ -34,21 +36,16 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
-import java.util.UUID;
 import java.util.function.Predicate;
 import java.util.stream.Stream;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.ConfigEntry;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
-import org.apache.kafka.clients.consumer.ConsumerRecord;
-import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.config.TopicConfig;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.eclipse.microprofile.config.ConfigProvider;
 import org.junit.jupiter.api.Test;
@@ -83,22 +80,7 @@ class TrainerKafkaTest {
 
     /** Reads {@code topic} from the start until a record matches, or fails after the timeout. */
     private List<JsonNode> readUntil(String topic, Predicate<List<JsonNode>> done, Duration timeout) throws Exception {
-        Properties config = client(PlatformUsers.ADMIN);
-        config.put(ConsumerConfig.GROUP_ID_CONFIG, "test-" + UUID.randomUUID());
-        config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        List<JsonNode> seen = new ArrayList<>();
-        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),
-                new ByteArrayDeserializer())) {
-            consumer.subscribe(List.of(topic));
-            long deadline = System.nanoTime() + timeout.toNanos();
-            while (!done.test(seen)) {
-                assertTrue(System.nanoTime() < deadline, "timed out on " + topic + " having seen " + seen);
-                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-                    seen.add(JSON.readTree(record.value()));
-                }
-            }
-        }
-        return seen;
+        return TopicReader.readUntil(client(PlatformUsers.ADMIN), topic, JSON::readTree, done, timeout);
     }
 
     private static String jobJson(String id, long steps) {
@@ -108,7 +90,7 @@ class TrainerKafkaTest {
 
     @Test
     void aJobSubmittedOverRestAndFedOverKafkaEndsWithTheAdapterTheCliTrains() throws Exception {
-        await("/q/health/ready");
+        ServiceHealth.awaitStatus(ServiceHealth.READY, 200, Duration.ofSeconds(60));
         TrainingJob job = TrainingFixtures.job("e2e", 6, 2);
         given().contentType("application/json").body(jobJson("e2e", 6)).post("/jobs").then().statusCode(401);
         given().contentType("application/json").header("Authorization", "Bearer " + TrainerProfile.API_KEY)
@@ -167,7 +149,7 @@ class TrainerKafkaTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("familyBases")
     void everyDecoderFamilyTrainsFromKafka(String baseName) throws Exception {
-        await("/q/health/ready");
+        ServiceHealth.awaitStatus(ServiceHealth.READY, 200, Duration.ofSeconds(60));
         String id = "family-" + baseName;
         TrainingJob job = TrainingFixtures.job(id, baseName, 2, 2);
         given().contentType("application/json").header("Authorization", "Bearer " + TrainerProfile.API_KEY)
@@ -194,7 +176,7 @@ class TrainerKafkaTest {
 
     @Test
     void poisonBatchesAreDeadLetteredWithTheirReasonAndTheCountsReconcile() throws Exception {
-        await("/q/health/ready");
+        ServiceHealth.awaitStatus(ServiceHealth.READY, 200, Duration.ofSeconds(60));
         List<Example> examples = TrainingFixtures.examples(12, 12);
         byte[] nearLimitBinary = new byte[TrainerProfile.MAX_RECORD_BYTES - 1000];
         new java.util.Random(7).nextBytes(nearLimitBinary);
@@ -282,11 +264,4 @@ class TrainerKafkaTest {
                 .body(jobJson("x", 4).replace("\"job_id\":\"x\"", "\"job_id\":\"bad id!\"")).post("/jobs").then().statusCode(400).body("error", containsString("job_id"));
     }
 
-    private static void await(String path) throws InterruptedException {
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-        while (given().get(path).statusCode() != 200) {
-            assertTrue(System.nanoTime() < deadline, path + " never became 200");
-            Thread.sleep(200);
-        }
-    }
 }

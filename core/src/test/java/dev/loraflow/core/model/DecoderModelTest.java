@@ -186,8 +186,8 @@ class DecoderModelTest {
     }
 
     /**
-     * The logits against a direct double-precision transcription of Hugging Face's LlamaForCausalLM
-     * (RMSNorm, rotate_half RoPE, repeat_kv, SiLU-gated MLP) with every adapter merged as W0 + s·B·A.
+     * The logits against {@link DecoderReference}, a direct double-precision transcription of Hugging Face's
+     * LlamaForCausalLM (RMSNorm, rotate_half RoPE, repeat_kv, SiLU-gated MLP) with every adapter merged as W0 + s·B·A.
      */
     @ParameterizedTest(name = "tied={0}")
     @ValueSource(booleans = {false, true})
@@ -201,11 +201,12 @@ class DecoderModelTest {
         CausalLanguageModel.Workspace ws = model.newWorkspace(BATCH, SEQ_LEN);
         double loss = model.forwardWithTargets(tokens, targets, ws, false, 0);
 
-        Map<String, double[][]> merged = new HashMap<>();
-        for (LoRALinear linear : model.linearModules()) {
-            merged.put(linear.name(), mergedWeight(linear));
+        DecoderReference reference = new DecoderReference(model, weights);
+        double[][] expected = new double[BATCH * SEQ_LEN][];
+        for (int b = 0; b < BATCH; b++) {
+            double[][] sequence = reference.logits(Arrays.copyOfRange(tokens, b * SEQ_LEN, (b + 1) * SEQ_LEN));
+            System.arraycopy(sequence, 0, expected, b * SEQ_LEN, SEQ_LEN);
         }
-        double[][] expected = referenceLogits(config, weights, merged, tokens);
         float[] logits = ws.logits();
         double expectedLoss = 0;
         int counted = 0;
@@ -222,135 +223,6 @@ class DecoderModelTest {
             }
         }
         assertEquals(expectedLoss / counted, loss, 1e-5);
-    }
-
-    /** W0 + s·B·A as [out][in]. */
-    private static double[][] mergedWeight(LoRALinear linear) {
-        int in = linear.inFeatures();
-        int out = linear.outFeatures();
-        int rank = linear.spec().rank();
-        float[] a = linear.loraA().value();
-        float[] b = linear.loraB().value();
-        double[][] w = new double[out][in];
-        for (int o = 0; o < out; o++) {
-            for (int i = 0; i < in; i++) {
-                double delta = 0;
-                for (int r = 0; r < rank; r++) {
-                    delta += (double) b[o * rank + r] * a[r * in + i];
-                }
-                w[o][i] = linear.weight()[o * in + i] + linear.scaling() * delta;
-            }
-        }
-        return w;
-    }
-
-    private static double[][] referenceLogits(DecoderConfig config, Map<String, float[]> weights,
-                                              Map<String, double[][]> linears, int[] tokens) {
-        int hidden = config.hiddenSize();
-        int headDim = config.headDim();
-        int heads = config.numHeads();
-        int group = heads / config.numKeyValueHeads();
-        double[][] logits = new double[tokens.length][];
-        for (int b = 0; b < BATCH; b++) {
-            double[][] x = new double[SEQ_LEN][hidden];
-            for (int t = 0; t < SEQ_LEN; t++) {
-                for (int i = 0; i < hidden; i++) {
-                    x[t][i] = weights.get("model.embed_tokens.weight")[tokens[b * SEQ_LEN + t] * hidden + i];
-                }
-            }
-            for (int layer = 0; layer < config.numLayers(); layer++) {
-                String prefix = "model.layers." + layer + ".";
-                double[][] q = new double[SEQ_LEN][];
-                double[][] k = new double[SEQ_LEN][];
-                double[][] v = new double[SEQ_LEN][];
-                for (int t = 0; t < SEQ_LEN; t++) {
-                    double[] n = rmsNorm(x[t], weights.get(prefix + "input_layernorm.weight"), config.rmsNormEps());
-                    q[t] = rope(linear(linears.get(prefix + "self_attn.q_proj"), n), t, headDim, config.ropeTheta());
-                    k[t] = rope(linear(linears.get(prefix + "self_attn.k_proj"), n), t, headDim, config.ropeTheta());
-                    v[t] = linear(linears.get(prefix + "self_attn.v_proj"), n);
-                }
-                for (int t = 0; t < SEQ_LEN; t++) {
-                    double[] attention = new double[heads * headDim];
-                    for (int h = 0; h < heads; h++) {
-                        int kvHead = h / group;
-                        double[] scores = new double[t + 1];
-                        double max = Double.NEGATIVE_INFINITY;
-                        for (int j = 0; j <= t; j++) {
-                            for (int d = 0; d < headDim; d++) {
-                                scores[j] += q[t][h * headDim + d] * k[j][kvHead * headDim + d];
-                            }
-                            scores[j] /= Math.sqrt(headDim);
-                            max = Math.max(max, scores[j]);
-                        }
-                        double sum = 0;
-                        for (int j = 0; j <= t; j++) {
-                            scores[j] = Math.exp(scores[j] - max);
-                            sum += scores[j];
-                        }
-                        for (int j = 0; j <= t; j++) {
-                            for (int d = 0; d < headDim; d++) {
-                                attention[h * headDim + d] += scores[j] / sum * v[j][kvHead * headDim + d];
-                            }
-                        }
-                    }
-                    add(x[t], linear(linears.get(prefix + "self_attn.o_proj"), attention));
-                    double[] m = rmsNorm(x[t], weights.get(prefix + "post_attention_layernorm.weight"), config.rmsNormEps());
-                    double[] gate = linear(linears.get(prefix + "mlp.gate_proj"), m);
-                    double[] up = linear(linears.get(prefix + "mlp.up_proj"), m);
-                    for (int i = 0; i < gate.length; i++) {
-                        gate[i] = gate[i] / (1 + Math.exp(-gate[i])) * up[i];
-                    }
-                    add(x[t], linear(linears.get(prefix + "mlp.down_proj"), gate));
-                }
-            }
-            for (int t = 0; t < SEQ_LEN; t++) {
-                logits[b * SEQ_LEN + t] = linear(linears.get(ModelLayout.OUTPUT_HEAD),
-                        rmsNorm(x[t], weights.get("model.norm.weight"), config.rmsNormEps()));
-            }
-        }
-        return logits;
-    }
-
-    private static double[] rmsNorm(double[] x, float[] weight, double eps) {
-        double meanSquare = Arrays.stream(x).map(value -> value * value).sum() / x.length;
-        double[] y = new double[x.length];
-        for (int i = 0; i < x.length; i++) {
-            y[i] = weight[i] * x[i] / Math.sqrt(meanSquare + eps);
-        }
-        return y;
-    }
-
-    /** y = W·x for W [out][in]. */
-    private static double[] linear(double[][] w, double[] x) {
-        double[] y = new double[w.length];
-        for (int o = 0; o < w.length; o++) {
-            for (int i = 0; i < x.length; i++) {
-                y[o] += w[o][i] * x[i];
-            }
-        }
-        return y;
-    }
-
-    /** HF's x·cos + rotate_half(x)·sin per head, rotate_half(x) = (−x2, x1). */
-    private static double[] rope(double[] x, int position, int headDim, double theta) {
-        double[] y = x.clone();
-        int half = headDim / 2;
-        for (int head = 0; head < x.length; head += headDim) {
-            for (int i = 0; i < half; i++) {
-                double angle = position * Math.pow(theta, -2.0 * i / headDim);
-                double x1 = x[head + i];
-                double x2 = x[head + half + i];
-                y[head + i] = x1 * Math.cos(angle) - x2 * Math.sin(angle);
-                y[head + half + i] = x2 * Math.cos(angle) + x1 * Math.sin(angle);
-            }
-        }
-        return y;
-    }
-
-    private static void add(double[] x, double[] y) {
-        for (int i = 0; i < x.length; i++) {
-            x[i] += y[i];
-        }
     }
 
     /** The backward stops below the lowest adapted block; the adapted modules' gradients are unchanged by it. */

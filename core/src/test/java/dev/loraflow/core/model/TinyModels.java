@@ -64,7 +64,14 @@ public final class TinyModels {
     /** Random weights from {@code seed}, adapters per {@link #lora} with A and B drawn from it too. */
     public static CausalLanguageModel adapted(ModelConfig config, long seed) {
         CausalLanguageModel model = CausalLanguageModel.create(config, weights(config, seed), lora(config), seed + 1);
-        Rng rng = new Rng(seed + 2);
+        return withRandomLoraB(model, new Rng(seed + 2));
+    }
+
+    /**
+     * Draws every adapter's B uniformly in ±0.3 from {@code rng}: as initialised B is zero and the adapter
+     * would change nothing, so a test of adapters needs one that does.
+     */
+    public static CausalLanguageModel withRandomLoraB(CausalLanguageModel model, Rng rng) {
         for (LoRALinear module : model.adaptedModules().values()) {
             float[] b = module.loraB().value();
             for (int i = 0; i < b.length; i++) {

@@ -21,13 +21,10 @@ import dev.loraflow.core.optim.AdamW;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
-import dev.loraflow.core.random.Rng;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -41,16 +38,15 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 class TrainerTest {
 
-    private static final int VOCAB = 16;
-    private static final int PAIRS = 6;
-    private static final long PERMUTATION_SEED = 1234;
+    private static final int VOCAB = PermutationTask.VOCAB;
+    private static final int PAIRS = PermutationTask.PAIRS;
 
     @TempDir
     Path temp;
 
     static Stream<Arguments> architectures() {
-        Gpt2Config gpt2 = new Gpt2Config(VOCAB, 2 * PAIRS, 32, 2, 4, 64, 1e-5);
-        DecoderConfig llama = DecoderConfig.llama(VOCAB, 32, 64, 2, 4, 2, 8, 2 * PAIRS, 1e-5, 10000, false);
+        Gpt2Config gpt2 = PermutationTask.gpt2();
+        DecoderConfig llama = PermutationTask.llama();
         LoraAdapterConfig allLinear = LoraAdapterConfig.builder().r(8).loraAlpha(16)
                 .targetModules(new LoraAdapterConfig.TargetModules.AllLinear()).build();
         // Every other decoder family with its defining flags: Llama 3's scaled RoPE, Qwen2's biases, windows
@@ -75,60 +71,6 @@ class TrainerTest {
     /** GPT-2 and Llama: QLoRA's quantized base is the same for every decoder family. */
     static Stream<Arguments> qloraArchitectures() {
         return architectures().limit(2);
-    }
-
-    /** Weights as Transformers initialises them: N(0, 0.02) matrices, unit norms, zero biases. */
-    static Map<String, float[]> initialWeights(ModelConfig config, long seed) {
-        Rng rng = new Rng(seed);
-        Map<String, float[]> weights = new LinkedHashMap<>();
-        for (WeightSpec spec : ModelLayout.of(config).weights()) {
-            float[] values = new float[Math.toIntExact(spec.numel())];
-            for (int i = 0; i < values.length; i++) {
-                values[i] = switch (spec.role()) {
-                    case NORM_WEIGHT -> 1f;
-                    case NORM_BIAS, LINEAR_BIAS -> 0f;
-                    default -> (float) (0.02 * rng.nextGaussian());
-                };
-            }
-            weights.put(spec.name(), values);
-        }
-        return weights;
-    }
-
-    /**
-     * The task: sequences a, π(a), b, π(b), … for a fixed permutation π of the vocabulary, the loss on
-     * the π positions only. The base model knows nothing of π, so it starts at chance (1/V).
-     */
-    static List<Example> permutationTask(int count, long seed) {
-        int[] permutation = permutation(PERMUTATION_SEED);
-        Rng rng = new Rng(seed);
-        List<Example> examples = new ArrayList<>();
-        for (int e = 0; e < count; e++) {
-            int[] ids = new int[2 * PAIRS];
-            int[] labels = new int[2 * PAIRS];
-            for (int p = 0; p < PAIRS; p++) {
-                int token = (int) Math.floorMod(rng.nextLong(), VOCAB);
-                ids[2 * p] = token;
-                ids[2 * p + 1] = permutation[token];
-                labels[2 * p] = Softmax.IGNORE_INDEX;
-                labels[2 * p + 1] = permutation[token];
-            }
-            examples.add(new Example(ids, labels));
-        }
-        return examples;
-    }
-
-    private static int[] permutation(long seed) {
-        Rng rng = new Rng(seed);
-        int[] permutation = new int[VOCAB];
-        Arrays.setAll(permutation, i -> i);
-        for (int i = VOCAB - 1; i > 0; i--) {
-            int j = (int) Math.floorMod(rng.nextLong(), i + 1);
-            int swap = permutation[i];
-            permutation[i] = permutation[j];
-            permutation[j] = swap;
-        }
-        return permutation;
     }
 
     /** Argmax next-token accuracy over the counted positions. */
@@ -180,9 +122,9 @@ class TrainerTest {
     @MethodSource("qloraArchitectures")
     void qloraOnAnNf4BaseLearnsTheTaskAndResumesBitIdentically(String arch, ModelConfig config, LoraAdapterConfig lora)
             throws IOException {
-        Map<String, float[]> weights = initialWeights(config, 1);
-        List<Example> train = permutationTask(256, 7);
-        List<Example> heldOut = permutationTask(64, 8);
+        Map<String, float[]> weights = PermutationTask.initialWeights(config, 1);
+        List<Example> train = PermutationTask.examples(256, 7);
+        List<Example> heldOut = PermutationTask.examples(64, 8);
         CausalLanguageModel model = quantizedModel(config, weights, Quantization.NF4, lora, 2);
         TrainingSettings settings = settings(300, 1);
         Trainer trainer = new Trainer(model, settings, Trainer.fingerprint(train));
@@ -194,7 +136,7 @@ class TrainerTest {
         assertTrue(trained >= 0.95, arch + " on NF4: held-out next-token accuracy after QLoRA training " + trained);
 
         // resumed half way on a freshly quantized base: the same adapter bytes
-        List<Example> data = permutationTask(20, 7);
+        List<Example> data = PermutationTask.examples(20, 7);
         TrainingSettings short_ = settings(6, 2);
         LoraAdapterConfig withDropout = lora.toBuilder().loraDropout(0.1).build();
         Trainer straight = new Trainer(quantizedModel(config, weights, Quantization.NF4, withDropout, 2), short_,
@@ -244,12 +186,12 @@ class TrainerTest {
     @MethodSource("architectures")
     void theAdapterLearnsATaskTheBaseCannotDoAndTheBaseStaysBitForBit(String arch, ModelConfig config,
                                                                     LoraAdapterConfig lora) {
-        Map<String, float[]> weights = initialWeights(config, 1);
+        Map<String, float[]> weights = PermutationTask.initialWeights(config, 1);
         Map<String, float[]> before = new HashMap<>();
         weights.forEach((name, value) -> before.put(name, value.clone()));
         CausalLanguageModel model = CausalLanguageModel.create(config, weights, lora, 2);
-        List<Example> train = permutationTask(256, 7);
-        List<Example> heldOut = permutationTask(64, 8);
+        List<Example> train = PermutationTask.examples(256, 7);
+        List<Example> heldOut = PermutationTask.examples(64, 8);
         double initial = accuracy(model, heldOut);
         assertTrue(initial < 0.25, "starts near chance (1/" + VOCAB + "), got " + initial);
 
@@ -271,8 +213,8 @@ class TrainerTest {
     @MethodSource("architectures")
     void aResumedRunWritesTheSameAdapterBytesAsAnUninterruptedOne(String arch, ModelConfig config, LoraAdapterConfig lora)
             throws IOException {
-        Map<String, float[]> weights = initialWeights(config, 1);
-        List<Example> data = permutationTask(20, 7);
+        Map<String, float[]> weights = PermutationTask.initialWeights(config, 1);
+        List<Example> data = PermutationTask.examples(20, 7);
         LoraAdapterConfig withDropout = lora.toBuilder().loraDropout(0.1).build();
         TrainingSettings settings = settings(6, 2);
 
@@ -309,14 +251,14 @@ class TrainerTest {
     void resumingWithOtherDataOrSettingsOrADamagedCheckpointIsRefused() throws IOException {
         ModelConfig config = (ModelConfig) architectures().findFirst().orElseThrow().get()[1];
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).build();
-        Map<String, float[]> weights = initialWeights(config, 1);
-        List<Example> data = permutationTask(20, 7);
+        Map<String, float[]> weights = PermutationTask.initialWeights(config, 1);
+        List<Example> data = PermutationTask.examples(20, 7);
         Trainer trainer = trainer(config, weights, lora, 2, data, settings(4, 1));
         trainer.step(sampler(data, settings(4, 1), 0));
         Path checkpoint = temp.resolve("checkpoint");
         trainer.save(checkpoint);
 
-        Trainer otherData = trainer(config, weights, lora, 2, permutationTask(20, 8), settings(4, 1));
+        Trainer otherData = trainer(config, weights, lora, 2, PermutationTask.examples(20, 8), settings(4, 1));
         assertTrue(assertThrows(TrainingStateException.class, () -> otherData.restore(checkpoint)).getMessage()
                 .contains("training data differs"));
         Trainer otherAccumulation = trainer(config, weights, lora, 2, data, settings(4, 2));
@@ -343,9 +285,9 @@ class TrainerTest {
     @Test
     void aModelWithoutAdapterOrBatchesOfTheWrongShapeAreNotTrained() {
         ModelConfig config = (ModelConfig) architectures().findFirst().orElseThrow().get()[1];
-        Map<String, float[]> weights = initialWeights(config, 1);
+        Map<String, float[]> weights = PermutationTask.initialWeights(config, 1);
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).build();
-        List<Example> data = permutationTask(4, 1);
+        List<Example> data = PermutationTask.examples(4, 1);
         assertThrows(IllegalArgumentException.class, () -> trainer(config, weights, null, 2, data, settings(4, 1)));
         Trainer trainer = trainer(config, weights, lora, 2, data, settings(1, 2));
         BatchSampler sampler = sampler(data, settings(1, 2), 0);

@@ -7,8 +7,8 @@ import dev.loraflow.platform.kafka.BrokerConnection;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.ArtifactStore;
-import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.service.support.KafkaConnectorSettings;
+import dev.loraflow.service.support.StoreConfig;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -50,6 +50,8 @@ public class MergerService {
     @Inject
     MergerSettings settings;
     @Inject
+    StoreConfig storeConfig;
+    @Inject
     MeterRegistry metrics;
     @Inject
     Config config;
@@ -67,7 +69,7 @@ public class MergerService {
         kafka = KafkaConnectorSettings.of(config);
         settings.quantized(); // a quantize setting that cannot be honoured stops the start here, naming its key
         clearWorkDirectory(settings.workDirectory());
-        ArtifactStore store = ArtifactStores.open(settings.storeLocation());
+        ArtifactStore store = storeConfig.open();
         merges = new Merges(settings, store, new CheckpointMerger(settings, store), this::publish);
         registerMetrics();
         // The broker may not be there yet: the topics are created as soon as it is; records wait for that.

@@ -15,7 +15,8 @@ import org.eclipse.microprofile.config.spi.Converter;
 /**
  * The merger's configuration, read straight from application.properties (every key has an environment-variable
  * override there: {@code loraflow.merger.trigger} ← {@code LORAFLOW_MERGER_TRIGGER}); docs/merger.md lists the keys.
- * The Kafka user ({@code loraflow.kafka.*}) and the channels ({@code mp.messaging.*}) are configured beside it.
+ * The Kafka user ({@code loraflow.kafka.*}), the channels ({@code mp.messaging.*}) and the artifact store
+ * ({@code loraflow.store.*}, service-support's {@code StoreConfig}) are configured beside it.
  */
 @ConfigMapping(prefix = "loraflow")
 public interface MergerSettings {
@@ -40,18 +41,6 @@ public interface MergerSettings {
     /** Base models are resolved by name inside this directory only. */
     @WithName("models.root")
     Path modelsRoot();
-
-    @WithName("store.root")
-    Path storeRoot();
-
-    /** The artifact store's location when it is not {@link #storeRoot()}, e.g. {@code s3://bucket/prefix}. */
-    @WithName("store.uri")
-    Optional<String> storeUri();
-
-    /** Where the artifact store is: its URI when one is configured, else its root directory. */
-    default String storeLocation() {
-        return storeUri().orElse(storeRoot().toString());
-    }
 
     /** Where merges and exports are staged before they go into the store; emptied at startup. */
     @WithName("merger.work-dir")

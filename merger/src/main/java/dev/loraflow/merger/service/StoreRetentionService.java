@@ -1,8 +1,8 @@
 package dev.loraflow.merger.service;
 
 import dev.loraflow.platform.store.ArtifactStore;
-import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.platform.store.Retention;
+import dev.loraflow.service.support.StoreConfig;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -12,8 +12,6 @@ import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
 import jakarta.inject.Inject;
 import java.io.IOException;
-import java.nio.file.Path;
-import java.util.Optional;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.concurrent.Executors;
@@ -34,10 +32,8 @@ public class StoreRetentionService {
 
     private static final Logger LOG = Logger.getLogger(StoreRetentionService.class);
 
-    @ConfigProperty(name = "loraflow.store.root")
-    Path storeRoot;
-    @ConfigProperty(name = "loraflow.store.uri")
-    Optional<String> storeUri;
+    @Inject
+    StoreConfig storeConfig;
     @ConfigProperty(name = "loraflow.store.retention")
     Duration retention;
     @ConfigProperty(name = "loraflow.store.retention-interval")
@@ -56,7 +52,7 @@ public class StoreRetentionService {
         if (interval.isNegative() || interval.isZero()) {
             throw new IllegalArgumentException("loraflow.store.retention-interval must be > 0, got " + interval);
         }
-        store = ArtifactStores.open(storeUri.orElse(storeRoot.toString()));
+        store = storeConfig.open();
         Gauge.builder("loraflow.store.bytes", bytes, AtomicLong::get).baseUnit("bytes")
                 .description("bytes in the artifact store (artifacts, references, writes in progress), as last measured")
                 .register(metrics);

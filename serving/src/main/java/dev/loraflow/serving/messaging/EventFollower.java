@@ -8,8 +8,8 @@ import dev.loraflow.platform.events.MergedModelEvent;
 import dev.loraflow.platform.reliability.Backoff;
 import dev.loraflow.platform.reliability.Failures;
 import dev.loraflow.platform.store.ArtifactStore;
-import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.platform.store.SafePaths;
+import dev.loraflow.service.support.StoreConfig;
 import dev.loraflow.serving.service.Serving;
 import dev.loraflow.serving.service.ServingConfig;
 import io.micrometer.core.instrument.Counter;
@@ -81,7 +81,7 @@ public class EventFollower {
     @Inject
     FollowerConfig.Topics topicsConfig;
     @Inject
-    FollowerConfig.Store storeConfig;
+    StoreConfig storeConfig;
     @Inject
     Serving serving;
 
@@ -113,7 +113,7 @@ public class EventFollower {
         if (!followModels && !followAdapters) {
             return;
         }
-        store = ArtifactStores.open(storeConfig.location());
+        store = storeConfig.open();
         if (followModels && followedNames().isEmpty()) {
             LOG.warn("loraflow.serving.follow-models is on but loraflow.serving.follow-model-names names no model;"
                     + " no announced model will be served (name the job ids to follow, or * for any)");

@@ -4,22 +4,16 @@ import static dev.loraflow.serving.messaging.Announcements.CHECKPOINTS_TOPIC;
 import static dev.loraflow.serving.messaging.Announcements.record;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.loraflow.broker.LocalKafkaBroker;
-import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.inference.TinyModels;
 import dev.loraflow.platform.events.CheckpointEvent;
-import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.ArtifactStore;
 import dev.loraflow.platform.store.LocalArtifactStore;
-import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -27,14 +21,12 @@ import java.util.Map;
  * A real broker, an un-merged export of a tiny base served at start, a store, and checkpoints of job
  * j-old at steps 2 and 4 published before the service starts: discovery should load step 4's adapter.
  */
-public class AnnouncedAdaptersResource implements QuarkusTestResourceLifecycleManager {
+public class AnnouncedAdaptersResource extends AnnouncingResource {
 
     static final String BASE = "tiny-base";
     static final String BASE_SHA256 = "b".repeat(64);
     static final long BASE_SEED = 50;
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    private LocalKafkaBroker broker;
 
     static CausalLanguageModel adapted(long seed) {
         return TinyModels.adapted(TinyModels.GPT2, TinyModels.weights(TinyModels.GPT2, BASE_SEED), seed);
@@ -53,31 +45,14 @@ public class AnnouncedAdaptersResource implements QuarkusTestResourceLifecycleMa
     }
 
     @Override
-    public Map<String, String> start() {
-        try {
-            Path root = Files.createTempDirectory("loraflow-serving-adapters-");
-            LocalArtifactStore store = new LocalArtifactStore(root.resolve("store"));
-            Path onnx = TinyModels.export(adapted(51), TinyModels.weights(TinyModels.GPT2, BASE_SEED), root.resolve("base"),
-                    OnnxExporter.Options.defaults().withUnmerged(true));
-            ArtifactStore.Artifact step2 = storeAdapter(store, 52);
-            ArtifactStore.Artifact step4 = storeAdapter(store, 54);
-            broker = LocalKafkaBroker.start(LocalKafkaBroker.Options.defaults());
-            KafkaSetup.ensureTopics(broker.clientSettings(PlatformUsers.ADMIN), Map.of(CHECKPOINTS_TOPIC, 2));
-            Announcements.publish(broker.clientSettings(PlatformUsers.TRAINER), List.of(
-                    record(CHECKPOINTS_TOPIC, "j-old", checkpoint("j-old", 2, BASE, step2, step2.sha256()).encode()),
-                    record(CHECKPOINTS_TOPIC, "j-old", checkpoint("j-old", 4, BASE, step4, step4.sha256()).encode())));
-            Map<String, String> config = new HashMap<>(broker.serviceConfig(PlatformUsers.SERVING));
-            config.putAll(Map.of("loraflow.store.root", store.root().toString(), "loraflow.serving.model.path", onnx.toString()));
-            return config;
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-    }
-
-    @Override
-    public void stop() {
-        if (broker != null) {
-            broker.close();
-        }
+    Map<String, String> prepare(Path root, LocalArtifactStore store) throws IOException {
+        Path onnx = TinyModels.export(adapted(51), TinyModels.weights(TinyModels.GPT2, BASE_SEED), root.resolve("base"),
+                OnnxExporter.Options.defaults().withUnmerged(true));
+        ArtifactStore.Artifact step2 = storeAdapter(store, 52);
+        ArtifactStore.Artifact step4 = storeAdapter(store, 54);
+        publishCheckpoints(List.of(
+                record(CHECKPOINTS_TOPIC, "j-old", checkpoint("j-old", 2, BASE, step2, step2.sha256()).encode()),
+                record(CHECKPOINTS_TOPIC, "j-old", checkpoint("j-old", 4, BASE, step4, step4.sha256()).encode())));
+        return Map.of("loraflow.serving.model.path", onnx.toString());
     }
 }

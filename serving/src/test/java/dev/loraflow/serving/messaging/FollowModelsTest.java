@@ -10,53 +10,46 @@ import static org.hamcrest.Matchers.containsString;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.serving.CompletionLoad;
 import dev.loraflow.serving.messaging.Announcements.Release;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import io.restassured.path.json.JsonPath;
-import io.restassured.response.Response;
 import java.io.IOException;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.eclipse.microprofile.config.ConfigProvider;
-import org.junit.jupiter.api.MethodOrderer;
-import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.TestMethodOrder;
 
 /**
- * Serving follows {@code loraflow.models.merged} on a real broker: it finds the newest verified model at
- * start, keeps serving through bad events, and swaps under load without failing a request.
+ * Serving follows {@code loraflow.models.merged} on a real broker: it keeps serving through bad events, and
+ * swaps under load without failing a request ({@link FollowModelsAtStartTest}: what it serves at start). Each
+ * test announces the model it starts from, so they pass in any order.
  */
 @QuarkusTest
 @TestProfile(FollowModelsProfile.class)
-@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class FollowModelsTest {
 
     private static final String MODEL = AnnouncedModelsResource.MODEL;
     private static final String SWAPS = "loraflow_serving_model_swaps_total";
     private static final int[] PROMPT = {5, 6, 7, 8, 9};
+    private static final int ANSWERS_PER_VERSION = 5;
+    /** The versions the tests announce, above the history's (up to 99); every test takes new ones. */
+    private static final AtomicLong VERSIONS = new AtomicLong(100);
     private static final String REQUEST = "{\"model\": \"tiny\", \"prompt\": [5, 6, 7, 8, 9], \"max_tokens\": 24, \"temperature\": 0}";
 
     private static LocalArtifactStore store() throws IOException {
@@ -67,14 +60,14 @@ class FollowModelsTest {
         return Release.decode(ConfigProvider.getConfig().getValue("loraflow.test.release-" + which, String.class));
     }
 
-    private static List<Integer> expected(long seed) {
+    static List<Integer> expected(long seed) {
         int[] tokens = Generator.generate(Announcements.model(seed), PROMPT,
                 SamplingSettings.greedy(24, Set.of(ByteLevelTokenizerJson.END_OF_TEXT_ID))).tokens();
         return Arrays.stream(tokens).boxed().toList();
     }
 
     /** The base model's entry in /v1/models. */
-    private static JsonPath served() {
+    static JsonPath served() {
         return given().get("/v1/models").then().statusCode(200).extract().jsonPath().setRootPath("data[0]");
     }
 
@@ -83,7 +76,7 @@ class FollowModelsTest {
         return served.get("announced") == null ? -1 : served.getLong("announced.model_version");
     }
 
-    private static double events(String outcome) {
+    static double events(String outcome) {
         return metric(SWAPS, "outcome=\"" + outcome + "\"", "trigger=\"event\"");
     }
 
@@ -101,49 +94,47 @@ class FollowModelsTest {
                 .map(value -> Announcements.record(MODELS_TOPIC, MODEL, value)).toList());
     }
 
-    private static List<Integer> complete() {
+    static List<Integer> complete() {
         return given().contentType("application/json").body(REQUEST).post("/v1/completions").then().statusCode(200)
                 .extract().jsonPath().getList("choices[0].token_ids", Integer.class);
     }
 
-    @Test
-    @Order(1)
-    void atStartTheNewestVerifiedModelIsServedWithoutManualSteps() {
-        await("ready", () -> given().get("/q/health/ready").statusCode() == 200);
-        JsonPath served = served();
-        assertEquals("tiny", served.getString("id"));
-        assertEquals(MODEL, served.getString("announced.model"));
-        // Version 9 is newer but its graph does not match its SHA-256; 99 is another model's.
-        assertEquals(7, served.getLong("announced.model_version"));
-        assertEquals(expected(AnnouncedModelsResource.SEED_B), complete());
-        assertEquals(1, events("failed"));
-        assertEquals(1, events("malformed"));
-        assertEquals(1, events("loaded"));
-        String gauge = given().get("/q/metrics").then().extract().asString();
-        assertTrue(gauge.contains("loraflow_serving_model_version{model=\"tiny\"} 7.0"), gauge);
+    /**
+     * Announces {@code which} release ("a" or "b") as a version newer than any this class announced, waits
+     * until it is served and returns the version: each test sets up the model it starts from, whatever ran before.
+     */
+    private static long serve(String which) throws IOException {
+        long version = nextVersion();
+        publish(event(MODEL, version, release(which)).encode());
+        await("version " + version + " served", () -> announcedVersion() == version);
+        return version;
+    }
+
+    /** A version above every one announced so far: the history's (up to 99) and the earlier tests'. */
+    private static long nextVersion() {
+        return VERSIONS.getAndIncrement();
     }
 
     @Test
-    @Order(2)
     void badEventsLeaveTheModelServingAndAreCounted() throws Exception {
+        long announced = serve("b");
         String version = served().getString("version");
-        long announced = announcedVersion();
         double failed = events("failed");
         double malformed = events("malformed");
         double skipped = events("skipped");
         Release a = release("a");
         Path outside = java.nio.file.Files.createTempDirectory("outside-the-store");
-        publish(event(MODEL, 10, new Release(a.onnxUri(), a.onnxSha256(), Announcements.SHA_ZERO, a.mergedUri(),
-                        a.mergedSha256())).encode(),
+        publish(event(MODEL, nextVersion(), new Release(a.onnxUri(), a.onnxSha256(), Announcements.SHA_ZERO,
+                        a.mergedUri(), a.mergedSha256())).encode(),
                 "not json at all".getBytes(StandardCharsets.UTF_8),
                 "{\"schema\": \"loraflow.models.merged\", \"version\": 1, \"model\": \"tiny-job\"}".getBytes(StandardCharsets.UTF_8),
-                event(MODEL, 11, new Release(URI.create(a.onnxUri()).resolve("../" + "e".repeat(64) + "/").toString(),
+                event(MODEL, nextVersion(), new Release(URI.create(a.onnxUri()).resolve("../" + "e".repeat(64) + "/").toString(),
                         "e".repeat(64), a.onnxFileSha256(), a.mergedUri(), a.mergedSha256())).encode(),
-                event(MODEL, 12, new Release(outside.toUri().toString(), a.onnxSha256(), a.onnxFileSha256(),
+                event(MODEL, nextVersion(), new Release(outside.toUri().toString(), a.onnxSha256(), a.onnxFileSha256(),
                         a.mergedUri(), a.mergedSha256())).encode(),
-                event(MODEL, 13, new Release(a.onnxUri(), a.onnxSha256(), a.onnxFileSha256(), a.mergedUri(),
+                event(MODEL, nextVersion(), new Release(a.onnxUri(), a.onnxSha256(), a.onnxFileSha256(), a.mergedUri(),
                         a.onnxSha256())).encode(),
-                event(MODEL, 7, release("b")).encode());
+                event(MODEL, announced, release("b")).encode());
         await("four failures, two malformed records and a repeat counted",
                 () -> events("failed") == failed + 4 && events("malformed") == malformed + 2 && events("skipped") == skipped + 1);
         assertEquals(version, served().getString("version"));
@@ -152,75 +143,38 @@ class FollowModelsTest {
         assertEquals(expected(AnnouncedModelsResource.SEED_B), complete());
 
         // The consumer goes on after all of that.
-        publish(event(MODEL, 14, a).encode());
-        await("version 14 served", () -> announcedVersion() == 14);
+        serve("a");
         assertEquals(expected(AnnouncedModelsResource.SEED_A), complete());
     }
 
     @Test
-    @Order(3)
     void repeatedSwapsUnderLoadFailNoRequestAndEachAnswerIsWhollyOneVersions() throws Exception {
         List<Integer> expectedA = expected(AnnouncedModelsResource.SEED_A);
         List<Integer> expectedB = expected(AnnouncedModelsResource.SEED_B);
         assertNotEquals(expectedA, expectedB);
+        serve("b");
         Map<String, List<Integer>> expectedByVersion = new ConcurrentHashMap<>();
-        JsonPath before = served();
-        long announced = before.getLong("announced.model_version");
-        expectedByVersion.put(before.getString("version"), announced == 7 ? expectedB : expectedA);
+        String version = served().getString("version");
+        expectedByVersion.put(version, expectedB);
 
-        AtomicBoolean running = new AtomicBoolean(true);
-        ConcurrentLinkedQueue<String> failures = new ConcurrentLinkedQueue<>();
-        ConcurrentLinkedQueue<JsonPath> answers = new ConcurrentLinkedQueue<>();
-        ExecutorService clients = Executors.newFixedThreadPool(4);
-        List<Future<?>> loops = new ArrayList<>();
-        for (int c = 0; c < 4; c++) {
-            loops.add(clients.submit(() -> {
-                while (running.get()) {
-                    Response response = given().contentType("application/json").body(REQUEST).post("/v1/completions");
-                    if (response.statusCode() != 200) {
-                        failures.add(response.statusCode() + " " + response.asString());
-                    } else {
-                        answers.add(response.jsonPath());
-                    }
-                }
-            }));
-        }
-        try {
+        CompletionLoad load = CompletionLoad.start(4, REQUEST);
+        try (load) {
             for (int swap = 1; swap <= 4; swap++) {
-                Thread.sleep(300);
-                long next = announced + swap;
-                boolean toB = swap % 2 == 1;
-                publish(event(MODEL, next, release(toB ? "b" : "a")).encode());
-                await("version " + next + " served", () -> announcedVersion() == next);
-                expectedByVersion.put(served().getString("version"), toB ? expectedB : expectedA);
+                load.awaitAnswersOf(version, ANSWERS_PER_VERSION);
+                boolean toB = swap % 2 == 0;
+                serve(toB ? "b" : "a");
+                version = served().getString("version");
+                expectedByVersion.put(version, toB ? expectedB : expectedA);
             }
-            Thread.sleep(300);
-        } finally {
-            running.set(false);
-            for (Future<?> loop : loops) {
-                loop.get(60, TimeUnit.SECONDS);
-            }
-            clients.shutdown();
+            load.awaitAnswersOf(version, ANSWERS_PER_VERSION);
         }
-        assertEquals(List.of(), List.copyOf(failures));
-        assertTrue(answers.size() > 20, "requests answered: " + answers.size());
-        Set<String> seen = ConcurrentHashMap.newKeySet();
-        for (JsonPath answer : answers) {
-            String version = answer.getString("system_fingerprint").substring("loraflow-v".length());
-            assertTrue(expectedByVersion.containsKey(version), "an answer of version " + version + ", not one of "
-                    + expectedByVersion.keySet());
-            assertEquals(expectedByVersion.get(version), answer.getList("choices[0].token_ids", Integer.class),
-                    "answer of version " + version);
-            seen.add(version);
-        }
-        assertTrue(seen.size() >= 4, "answers came from " + seen);
+        load.assertEachAnswerWhollyOneVersion(expectedByVersion, 5 * ANSWERS_PER_VERSION, 5);
     }
 
     @Test
-    @Order(4)
     void eventsWhoseLineageIsNotTheMergersRecordAreIgnoredAndDoNotBlockLaterVersions() throws Exception {
+        long announced = serve("b");
         String version = served().getString("version");
-        long announced = announcedVersion();
         double unverified = events("unverified");
         double loaded = events("loaded");
         Release a = release("a");
@@ -228,10 +182,12 @@ class FollowModelsTest {
         // A forged announcement of a real artifact with a huge version and no merge behind it; the merger's
         // record of a version says artifact b, its event says a; a version whose merge failed; another model.
         long huge = Long.MAX_VALUE / 2;
-        recordOutcome(store(), event(MODEL, announced + 2, b), "merged");
-        recordOutcome(store(), event(MODEL, announced + 3, a), "failed");
-        publishUnrecorded(event(MODEL, huge, a).encode(), event(MODEL, announced + 2, a).encode(),
-                event(MODEL, announced + 3, a).encode());
+        long recordSaysB = nextVersion();
+        long mergeFailed = nextVersion();
+        recordOutcome(store(), event(MODEL, recordSaysB, b), "merged");
+        recordOutcome(store(), event(MODEL, mergeFailed, a), "failed");
+        publishUnrecorded(event(MODEL, huge, a).encode(), event(MODEL, recordSaysB, a).encode(),
+                event(MODEL, mergeFailed, a).encode());
         Announcements.publish(Announcements.client(PlatformUsers.MERGER),
                 List.of(Announcements.record(MODELS_TOPIC, "not-followed", event("not-followed", huge, a).encode())));
         await("three unverified events counted", () -> events("unverified") == unverified + 3);
@@ -239,16 +195,15 @@ class FollowModelsTest {
         assertEquals(announced, announcedVersion());
 
         // A real version after them, lower than the forged one, is still taken.
-        long next = announced + 4;
-        publish(event(MODEL, next, a).encode());
-        await("version " + next + " served", () -> announcedVersion() == next);
+        serve("a");
         assertEquals(loaded + 1, events("loaded"));
         assertEquals(expected(AnnouncedModelsResource.SEED_A), complete());
     }
 
     @Test
-    @Order(5)
     void theAdminApiLoadsAMergersGraphArtifactWithItsMergedDirectory() {
+        double loaded = metric(SWAPS, "outcome=\"loaded\"", "trigger=\"admin\"");
+        double failed = metric(SWAPS, "outcome=\"failed\"", "trigger=\"admin\"");
         Release b = release("b");
         Path onnx = Path.of(URI.create(b.onnxUri())).resolve("model.onnx");
         Path merged = Path.of(URI.create(b.mergedUri()));
@@ -260,7 +215,7 @@ class FollowModelsTest {
                         + merged + "\"}").post("/admin/models").then().statusCode(200);
         assertNull(served().get("announced"), "loaded by the admin API, not from an event");
         assertEquals(expected(AnnouncedModelsResource.SEED_B), complete());
-        assertEquals(1, metric(SWAPS, "outcome=\"loaded\"", "trigger=\"admin\""));
-        assertEquals(1, metric(SWAPS, "outcome=\"failed\"", "trigger=\"admin\""));
+        assertEquals(loaded + 1, metric(SWAPS, "outcome=\"loaded\"", "trigger=\"admin\""));
+        assertEquals(failed + 1, metric(SWAPS, "outcome=\"failed\"", "trigger=\"admin\""));
     }
 }

@@ -10,7 +10,8 @@ import java.util.Optional;
  * The trainer's configuration, read straight from application.properties (every key has an environment-variable
  * override there: {@code loraflow.trainer.session-timeout} ← {@code LORAFLOW_TRAINER_SESSION_TIMEOUT});
  * docs/trainer.md lists the keys. The Kafka user ({@code loraflow.kafka.*}) and the jobs channel
- * ({@code mp.messaging.*}) are configured beside it. {@link TrainerSettings} is what the training loop takes of it.
+ * ({@code mp.messaging.*}) are configured beside it, and the artifact store ({@code loraflow.store.*}) is
+ * service-support's {@code StoreConfig}. {@link TrainerSettings} is what the training loop takes of it.
  */
 @ConfigMapping(prefix = "loraflow")
 public interface TrainerConfig {
@@ -41,18 +42,6 @@ public interface TrainerConfig {
     /** Base models kept in memory, the least recently used dropped beyond it. */
     @WithName("trainer.base-cache-size")
     int baseCacheSize();
-
-    @WithName("store.root")
-    Path storeRoot();
-
-    /** The artifact store's location when it is not {@link #storeRoot()}, e.g. {@code s3://bucket/prefix}. */
-    @WithName("store.uri")
-    Optional<String> storeUri();
-
-    /** Where the artifact store is: its URI when one is configured, else its root directory. */
-    default String storeLocation() {
-        return storeUri().orElse(storeRoot().toString());
-    }
 
     @WithName("trainer.max-record-bytes")
     int maxRecordBytes();

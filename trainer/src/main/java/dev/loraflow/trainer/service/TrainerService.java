@@ -3,8 +3,8 @@ package dev.loraflow.trainer.service;
 import dev.loraflow.platform.events.DeadLetter;
 import dev.loraflow.platform.kafka.KafkaClientSettings;
 import dev.loraflow.platform.kafka.KafkaSetup;
-import dev.loraflow.platform.store.ArtifactStores;
 import dev.loraflow.service.support.KafkaConnectorSettings;
+import dev.loraflow.service.support.StoreConfig;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.runtime.ShutdownEvent;
@@ -29,6 +29,8 @@ public class TrainerService {
     @Inject
     TrainerConfig settings;
     @Inject
+    StoreConfig store;
+    @Inject
     MeterRegistry metrics;
     @Inject
     Config config;
@@ -41,7 +43,7 @@ public class TrainerService {
     void start(@Observes StartupEvent event) throws IOException {
         bases = new BaseModels(settings.modelsRoot(), settings.baseCacheSize());
         kafka = KafkaConnectorSettings.of(config);
-        loop = new TrainingLoop(TrainerSettings.of(settings, kafka), bases, ArtifactStores.open(settings.storeLocation()),
+        loop = new TrainingLoop(TrainerSettings.of(settings, kafka), bases, store.open(),
                 () -> KafkaSetup.ensureTopics(kafka, topics(), topicConfigs()));
         registerMetrics();
         thread = Thread.ofPlatform().name("loraflow-training-loop").unstarted(loop);

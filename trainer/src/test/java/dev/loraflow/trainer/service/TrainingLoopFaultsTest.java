@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.broker.KafkaBrokerExtension;
 import dev.loraflow.broker.PlatformUsers;
+import dev.loraflow.broker.TopicReader;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.platform.events.CheckpointEvent;
@@ -29,18 +30,13 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
-import java.util.UUID;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.BooleanSupplier;
-import org.apache.kafka.clients.consumer.ConsumerConfig;
-import org.apache.kafka.clients.consumer.ConsumerRecord;
-import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
@@ -191,23 +187,9 @@ class TrainingLoopFaultsTest {
 
     /** Reads {@code topic} from its start until {@code done} holds of what was read. */
     private static List<JsonNode> readUntil(String topic, java.util.function.Predicate<List<JsonNode>> done,
-                                            Duration timeout) throws IOException {
-        Properties config = KAFKA.broker().clientProperties(PlatformUsers.ADMIN);
-        config.put(ConsumerConfig.GROUP_ID_CONFIG, "test-" + UUID.randomUUID());
-        config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        List<JsonNode> seen = new ArrayList<>();
-        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(config, new ByteArrayDeserializer(),
-                new ByteArrayDeserializer())) {
-            consumer.subscribe(List.of(topic));
-            long deadline = System.nanoTime() + timeout.toNanos();
-            while (!done.test(seen)) {
-                assertTrue(System.nanoTime() < deadline, "timed out on " + topic + " having seen " + seen);
-                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(200))) {
-                    seen.add(JSON.readTree(record.value()));
-                }
-            }
-        }
-        return seen;
+                                            Duration timeout) throws Exception {
+        return TopicReader.readUntil(KAFKA.broker().clientProperties(PlatformUsers.ADMIN), topic, JSON::readTree, done,
+                timeout);
     }
 
     private static void await(BooleanSupplier condition, Duration timeout, String what) throws InterruptedException {
@@ -232,10 +214,12 @@ class TrainingLoopFaultsTest {
         });
         submit(job, examples);
 
-        // The second checkpoint (step 4) finds the disk full: the job pauses and keeps trying.
-        await(() -> store.refusedWrites.get() >= 2, Duration.ofMinutes(2), "two refused checkpoint writes");
+        // The second checkpoint (step 4) finds the disk full: the job pauses and keeps trying. A write is refused
+        // before the loop marks the job PAUSED, and between tries it runs again from its checkpoint: the state
+        // is awaited, not read at the moment of a refusal.
+        await(() -> store.refusedWrites.get() >= 2 && loop.status(job.jobId()).state().startsWith("PAUSED"),
+                Duration.ofMinutes(2), "two refused checkpoint writes, the job paused");
         assertTrue(states.stream().anyMatch(state -> state.startsWith("PAUSED: No space left on device")), states.toString());
-        assertTrue(loop.status(job.jobId()).state().startsWith("PAUSED"), loop.status(job.jobId()).toString());
         store.full.set(false);
 
         List<JsonNode> checkpoints = readUntil(CHECKPOINTS, seen -> seen.stream()
