@@ -9,7 +9,9 @@ import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
@@ -26,6 +28,7 @@ public final class ServiceProcess implements AutoCloseable {
     private final int port;
     private final Map<String, String> environment;
     private final Path log;
+    private List<String> jvmOptions = List.of("-Xmx768m");
     private Process process;
     private int starts;
 
@@ -37,10 +40,18 @@ public final class ServiceProcess implements AutoCloseable {
         this.log = logs.resolve(name + ".log");
     }
 
+    /** JVM options in place of the default {@code -Xmx768m} (a smaller heap, system properties), for the next starts. */
+    public ServiceProcess jvmOptions(String... options) {
+        jvmOptions = List.of(options);
+        return this;
+    }
+
     public ServiceProcess start() throws IOException {
-        ProcessBuilder builder = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xss4m", "-Xmx768m",
-                "-jar", jar.toString());
+        List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
+        command.addAll(jvmOptions);
+        command.addAll(List.of("-jar", jar.toString()));
+        ProcessBuilder builder = new ProcessBuilder(command);
         builder.environment().putAll(environment);
         builder.environment().put("QUARKUS_HTTP_PORT", Integer.toString(port));
         builder.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
