@@ -45,7 +45,12 @@ public class CheckpointConsumer {
     @Incoming(CHANNEL)
     @Blocking(ordered = true)
     public CompletionStage<Void> consume(KafkaRecord<byte[], byte[]> record) {
-        Merges merges = service.merges();
+        Merges merges;
+        try {
+            merges = service.awaitMerges();
+        } catch (Merges.Stopping stopping) {
+            return new CompletableFuture<>();
+        }
         TopicPartition partition = new TopicPartition(record.getTopic(), record.getPartition());
         if (!merges.alive()) {
             return new CompletableFuture<>();
