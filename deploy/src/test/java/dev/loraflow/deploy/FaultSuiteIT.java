@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -26,7 +25,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -104,12 +102,7 @@ class FaultSuiteIT {
 
     @Test
     void nothingIsLostAndNothingUnverifiedIsServedWhateverFails() throws Exception {
-        Map<String, Path> jars = Map.of("trainer", ROOT.resolve("trainer/target/quarkus-app/quarkus-run.jar"),
-                "merger", ROOT.resolve("merger/target/quarkus-app/quarkus-run.jar"),
-                "serving", ROOT.resolve("serving/target/quarkus-app/quarkus-run.jar"));
-        for (Path jar : jars.values()) {
-            assumeTrue(Files.isRegularFile(jar), "skipped: " + jar + " is missing (package trainer, merger and serving first)");
-        }
+        Map<String, Path> jars = ServiceProcess.packagedServices(ROOT);
         started = System.nanoTime();
         Random random = new Random(SEED);
         deleteTree(home);
@@ -568,11 +561,7 @@ class FaultSuiteIT {
             // A mount a killed run left behind.
             new ProcessBuilder("umount", "-l", root.resolve("store").toString()).redirectErrorStream(true)
                     .redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
-            try (var paths = Files.walk(root)) {
-                for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
-                    Files.delete(path);
-                }
-            }
         }
+        ServiceProcess.deleteTree(root);
     }
 }

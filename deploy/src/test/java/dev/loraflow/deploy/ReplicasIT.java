@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -38,7 +37,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -68,7 +66,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * Two replicas of every service — trainer, merger, serving, each the packaged service as a separate process —
  * on one broker, with the artifact store in S3 (a real S3 API server, S3Proxy), six jobs in flight, and one
  * replica of each service SIGKILLed while it holds work and started again, as Kubernetes would: a merger right
- * after it announced a model (before its offset is committed, mid-way through its next merge), a trainer mid-job,
+ * after it announced a model (its offset not committed yet; the next checkpoint often in hand), a trainer mid-job,
  * a serving replica while it follows the announcements. Then every job ends with the adapter bytes of the same
  * job trained locally by core's {@code Trainer}; every checkpoint is announced merged exactly once on
  * {@code loraflow.models.merged} (read committed); both serving replicas serve every job's newest model and
@@ -130,15 +128,10 @@ class ReplicasIT {
     }
 
     private void run() throws Exception {
-        Map<String, Path> jars = Map.of("trainer", ROOT.resolve("trainer/target/quarkus-app/quarkus-run.jar"),
-                "merger", ROOT.resolve("merger/target/quarkus-app/quarkus-run.jar"),
-                "serving", ROOT.resolve("serving/target/quarkus-app/quarkus-run.jar"));
-        for (Path jar : jars.values()) {
-            assumeTrue(Files.isRegularFile(jar), "skipped: " + jar + " is missing (package trainer, merger and serving first)");
-        }
+        Map<String, Path> jars = ServiceProcess.packagedServices(ROOT);
         started = System.nanoTime();
         deadline = started + RUN_TIMEOUT.toNanos();
-        deleteTree(HOME);
+        ServiceProcess.deleteTree(HOME);
         Path models = Files.createDirectories(HOME.resolve("models"));
         RandomModel.write(new Gpt2Config(VOCAB, 32, 32, 2, 4, 64, 1e-5), 5, models.resolve(BASE));
         LocalS3Server s3 = S3.server();
@@ -172,16 +165,15 @@ class ReplicasIT {
         for (int i = 0; i < JOBS; i++) {
             data.put("replicas-" + i, TrainingTraffic.examples(STEPS * EXAMPLES_PER_STEP, 1700 + i, VOCAB));
         }
-        List<byte[][]> records = new ArrayList<>();
         // Round robin over the jobs, so that all six are in flight together.
-        List<List<byte[]>> perJob = data.entrySet().stream()
-                .map(job -> TrainingTraffic.batches(job.getKey(), job.getValue())).toList();
         List<String> jobIds = List.copyOf(data.keySet());
-        int longest = perJob.stream().mapToInt(List::size).max().orElseThrow();
-        for (int seq = 0; seq < longest; seq++) {
+        List<List<byte[]>> perJob = jobIds.stream().map(job -> TrainingTraffic.batches(job, data.get(job))).toList();
+        List<ProducerRecord<byte[], byte[]>> records = new ArrayList<>();
+        for (int seq = 0; seq < perJob.stream().mapToInt(List::size).max().orElseThrow(); seq++) {
             for (int j = 0; j < JOBS; j++) {
                 if (seq < perJob.get(j).size()) {
-                    records.add(new byte[][] {jobIds.get(j).getBytes(StandardCharsets.UTF_8), perJob.get(j).get(seq)});
+                    records.add(new ProducerRecord<>(PlatformUsers.BATCHES, jobIds.get(j).getBytes(StandardCharsets.UTF_8),
+                            perJob.get(j).get(seq)));
                 }
             }
         }
@@ -196,11 +188,11 @@ class ReplicasIT {
             }
             Thread stream = Thread.ofPlatform().name("batches").start(() -> {
                 try {
-                    for (byte[][] record : records) {
+                    for (ProducerRecord<byte[], byte[]> record : records) {
                         while (sent.get() >= allowed.get()) {
                             Thread.sleep(50);
                         }
-                        producer.send(new ProducerRecord<>(PlatformUsers.BATCHES, record[0], record[1])).get();
+                        producer.send(record).get();
                         sent.incrementAndGet();
                     }
                 } catch (Exception e) {
@@ -484,15 +476,5 @@ class ReplicasIT {
 
     private void fault(String what) {
         report.add(String.format("%6.1f s  %s", (System.nanoTime() - started) / 1e9, what));
-    }
-
-    private static void deleteTree(Path root) throws IOException {
-        if (Files.exists(root)) {
-            try (var paths = Files.walk(root)) {
-                for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
-                    Files.delete(path);
-                }
-            }
-        }
     }
 }

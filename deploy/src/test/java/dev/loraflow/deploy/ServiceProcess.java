@@ -10,10 +10,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Assumptions;
 
 /**
  * One packaged service (its {@code quarkus-run.jar}) as a separate process on a fixed free port, that a test
@@ -127,6 +129,32 @@ public final class ServiceProcess implements AutoCloseable {
             process.destroy();
             if (!process.waitFor(20, TimeUnit.SECONDS)) {
                 process.destroyForcibly();
+            }
+        }
+    }
+
+    /**
+     * The packaged trainer, merger and serving ({@code <service>/target/quarkus-app/quarkus-run.jar} of the
+     * repository) by service name; the test is skipped, saying why, where one is missing.
+     */
+    public static Map<String, Path> packagedServices(Path repository) {
+        Map<String, Path> jars = new HashMap<>();
+        for (String service : List.of("trainer", "merger", "serving")) {
+            Path jar = repository.resolve(service).resolve("target/quarkus-app/quarkus-run.jar");
+            Assumptions.assumeTrue(Files.isRegularFile(jar),
+                    "skipped: " + jar + " is missing (package trainer, merger and serving first)");
+            jars.put(service, jar);
+        }
+        return jars;
+    }
+
+    /** Deletes a previous run's directory (the tests keep theirs under target/, for the services' logs). */
+    public static void deleteTree(Path root) throws IOException {
+        if (Files.exists(root)) {
+            try (var paths = Files.walk(root)) {
+                for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
+                    Files.delete(path);
+                }
             }
         }
     }
