@@ -3,7 +3,6 @@ package dev.loraflow.deploy;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -98,13 +97,8 @@ class EveryFamilyThroughTheServicesIT {
 
     @BeforeAll
     static void startThePlatform() throws Exception {
-        Map<String, Path> jars = Map.of("trainer", ROOT.resolve("trainer/target/quarkus-app/quarkus-run.jar"),
-                "merger", ROOT.resolve("merger/target/quarkus-app/quarkus-run.jar"),
-                "serving", ROOT.resolve("serving/target/quarkus-app/quarkus-run.jar"));
-        for (Path jar : jars.values()) {
-            assumeTrue(Files.isRegularFile(jar), "skipped: " + jar + " is missing (package trainer, merger and serving first)");
-        }
-        deleteTree(HOME);
+        Map<String, Path> jars = ServiceProcess.packagedServices(ROOT);
+        ServiceProcess.deleteTree(HOME);
         Path logs = Files.createDirectories(HOME.resolve("logs"));
         Path models = Files.createDirectories(HOME.resolve("models"));
         for (DecoderConfig config : TinyModels.DECODER_FAMILIES) {
@@ -303,15 +297,5 @@ class EveryFamilyThroughTheServicesIT {
             text.append("--- ").append(service.name()).append(" ---\n").append(service.tail()).append('\n');
         }
         return text.toString();
-    }
-
-    private static void deleteTree(Path root) throws IOException {
-        if (Files.exists(root)) {
-            try (var paths = Files.walk(root)) {
-                for (Path path : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                    Files.delete(path);
-                }
-            }
-        }
     }
 }

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -27,7 +26,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -100,12 +98,7 @@ class FaultSuiteIT {
 
     @Test
     void nothingIsLostAndNothingUnverifiedIsServedWhateverFails() throws Exception {
-        Map<String, Path> jars = Map.of("trainer", ROOT.resolve("trainer/target/quarkus-app/quarkus-run.jar"),
-                "merger", ROOT.resolve("merger/target/quarkus-app/quarkus-run.jar"),
-                "serving", ROOT.resolve("serving/target/quarkus-app/quarkus-run.jar"));
-        for (Path jar : jars.values()) {
-            assumeTrue(Files.isRegularFile(jar), "skipped: " + jar + " is missing (package trainer, merger and serving first)");
-        }
+        Map<String, Path> jars = ServiceProcess.packagedServices(ROOT);
         started = System.nanoTime();
         Random random = new Random(SEED);
         deleteTree(home);
@@ -483,40 +476,15 @@ class FaultSuiteIT {
     }
 
     private static String jobJson(String job) {
-        return """
-                {"schema": "loraflow.training.job", "version": 1, "job_id": "%s", "base_model": "%s",
-                 "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": "all-linear"},
-                 "optimizer": {"lr": 0.01, "schedule": "cosine", "warmup_steps": 2},
-                 "batch_size": 2, "seq_len": 12, "grad_accum": 2, "seed": 7, "total_steps": %d,
-                 "checkpoint": {"every_steps": 4, "at_end": true}}
-                """.formatted(job, BASE, STEPS);
+        return TrainingTraffic.jobJson(job, BASE, STEPS, 4);
     }
 
-    /** The examples in records of 1–3, as a producer might cut them. */
     private static List<byte[]> batches(String job, List<Example> examples) {
-        List<byte[]> batches = new ArrayList<>();
-        int from = 0;
-        for (int seq = 0; from < examples.size(); seq++) {
-            int to = Math.min(examples.size(), from + 1 + seq % 3);
-            batches.add(TrainingBatch.encode(job, seq, examples.subList(from, to)));
-            from = to;
-        }
-        return batches;
+        return TrainingTraffic.batches(job, examples);
     }
 
     private static List<Example> examples(int count, long seed) {
-        Random random = new Random(seed);
-        List<Example> examples = new ArrayList<>();
-        for (int e = 0; e < count; e++) {
-            int[] ids = new int[3 + random.nextInt(10)];
-            int[] labels = new int[ids.length];
-            for (int t = 0; t < ids.length; t++) {
-                ids[t] = random.nextInt(VOCAB);
-                labels[t] = t < 2 ? -100 : ids[t];
-            }
-            examples.add(new Example(ids, labels));
-        }
-        return examples;
+        return TrainingTraffic.examples(count, seed, VOCAB);
     }
 
     /** A well-formed checkpoint event but for its job id, which is no job id. */
@@ -579,11 +547,7 @@ class FaultSuiteIT {
             // A mount a killed run left behind.
             new ProcessBuilder("umount", "-l", root.resolve("store").toString()).redirectErrorStream(true)
                     .redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
-            try (var paths = Files.walk(root)) {
-                for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
-                    Files.delete(path);
-                }
-            }
         }
+        ServiceProcess.deleteTree(root);
     }
 }

@@ -9,9 +9,13 @@ import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Assumptions;
 
 /**
  * One packaged service (its {@code quarkus-run.jar}) as a separate process on a fixed free port, that a test
@@ -26,6 +30,7 @@ public final class ServiceProcess implements AutoCloseable {
     private final int port;
     private final Map<String, String> environment;
     private final Path log;
+    private List<String> jvmOptions = List.of("-Xmx768m");
     private Process process;
     private int starts;
 
@@ -37,10 +42,18 @@ public final class ServiceProcess implements AutoCloseable {
         this.log = logs.resolve(name + ".log");
     }
 
+    /** JVM options in place of the default {@code -Xmx768m} (a smaller heap, system properties), for the next starts. */
+    public ServiceProcess jvmOptions(String... options) {
+        jvmOptions = List.of(options);
+        return this;
+    }
+
     public ServiceProcess start() throws IOException {
-        ProcessBuilder builder = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xss4m", "-Xmx768m",
-                "-jar", jar.toString());
+        List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
+        command.addAll(jvmOptions);
+        command.addAll(List.of("-jar", jar.toString()));
+        ProcessBuilder builder = new ProcessBuilder(command);
         builder.environment().putAll(environment);
         builder.environment().put("QUARKUS_HTTP_PORT", Integer.toString(port));
         builder.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
@@ -116,6 +129,32 @@ public final class ServiceProcess implements AutoCloseable {
             process.destroy();
             if (!process.waitFor(20, TimeUnit.SECONDS)) {
                 process.destroyForcibly();
+            }
+        }
+    }
+
+    /**
+     * The packaged trainer, merger and serving ({@code <service>/target/quarkus-app/quarkus-run.jar} of the
+     * repository) by service name; the test is skipped, saying why, where one is missing.
+     */
+    public static Map<String, Path> packagedServices(Path repository) {
+        Map<String, Path> jars = new HashMap<>();
+        for (String service : List.of("trainer", "merger", "serving")) {
+            Path jar = repository.resolve(service).resolve("target/quarkus-app/quarkus-run.jar");
+            Assumptions.assumeTrue(Files.isRegularFile(jar),
+                    "skipped: " + jar + " is missing (package trainer, merger and serving first)");
+            jars.put(service, jar);
+        }
+        return jars;
+    }
+
+    /** Deletes a previous run's directory (the tests keep theirs under target/, for the services' logs). */
+    public static void deleteTree(Path root) throws IOException {
+        if (Files.exists(root)) {
+            try (var paths = Files.walk(root)) {
+                for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
+                    Files.delete(path);
+                }
             }
         }
     }

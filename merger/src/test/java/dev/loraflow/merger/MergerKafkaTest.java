@@ -49,9 +49,15 @@ import java.util.Properties;
 import java.util.function.Consumer;
 import java.util.function.Predicate;
 import java.util.stream.Stream;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.RangeAssignor;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.eclipse.microprofile.config.ConfigProvider;
 import org.junit.jupiter.api.Test;
@@ -361,23 +367,11 @@ class MergerKafkaTest {
             producer.send(new ProducerRecord<>(CHECKPOINTS, checkpoint("a/b", 1, true, adapter).encode())).get();
             producer.send(new ProducerRecord<>(CHECKPOINTS, "{not json".getBytes(StandardCharsets.UTF_8))).get();
         }
-        // The store cannot take a new artifact: its staging directory is gone, a file in its place.
-        Path staging = MergerProfile.ROOT.resolve("store").resolve("tmp");
-        Path aside = MergerProfile.ROOT.resolve("store-tmp-aside");
-        Files.move(staging, aside);
-        Files.writeString(staging, "not a directory");
         long retriesBefore = service.merges().retries();
-        try {
+        try (StoreBlocked blocked = new StoreBlocked()) {
             send(checkpoint("j-disk", 2, true, adapter));
-            long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
-            while (service.merges().retries() < retriesBefore + 2) {
-                assertTrue(System.nanoTime() < deadline, "the merge was not retried");
-                sleep(100);
-            }
+            awaitRetries(retriesBefore + 2);
             given().get("/q/health/live").then().statusCode(200).body("status", equalTo("UP"));
-        } finally {
-            Files.delete(staging);
-            Files.move(aside, staging);
         }
         MergedModelEvent merged = mergedEvents("j-disk", 1).getFirst();
         assertTrue(merged.verification().passed());
@@ -392,6 +386,82 @@ class MergerKafkaTest {
         assertTrue(reasons.toString().contains("not valid JSON"), reasons.toString());
         assertTrue(service.merges().deadLettered() >= 2);
         given().get("/q/health/live").then().statusCode(200).body("checks.find { it.name == 'loop' }.status", equalTo("UP"));
+    }
+
+    @Test
+    void aPartitionGoesToAnotherReplicaOnlyOnceTheCheckpointInHandIsLeftAndThatCheckpointIsAnnouncedOnce() throws Exception {
+        awaitReady();
+        CheckpointEvent checkpoint = checkpoint("j-handover", 2, true, storeAdapter(61));
+        TopicPartition partition = new TopicPartition(CHECKPOINTS, 0);
+        // A second replica of the merger, as far as the group can tell: its client id sorts before the merger's
+        // (kafka-consumer-checkpoints-…), so that the range assignment gives it partitions 0 and 1.
+        Properties replica = client(PlatformUsers.MERGER);
+        replica.put(ConsumerConfig.GROUP_ID_CONFIG, PlatformUsers.MERGER_GROUP);
+        replica.put(ConsumerConfig.CLIENT_ID_CONFIG, "a-second-replica");
+        replica.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, RangeAssignor.class.getName());
+        replica.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        try (StoreBlocked blocked = new StoreBlocked()) {
+            // The merger takes the checkpoint up and keeps it in hand: the store fails, the merge is retried.
+            long retriesBefore = service.merges().retries();
+            Properties producerConfig = client(PlatformUsers.TRAINER);
+            producerConfig.put(ProducerConfig.ACKS_CONFIG, "all");
+            try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(producerConfig, new ByteArraySerializer(),
+                    new ByteArraySerializer())) {
+                producer.send(new ProducerRecord<>(CHECKPOINTS, partition.partition(),
+                        checkpoint.jobId().getBytes(StandardCharsets.UTF_8), checkpoint.encode())).get();
+            }
+            awaitRetries(retriesBefore + 1);
+            try (KafkaConsumer<byte[], byte[]> second = new KafkaConsumer<>(replica, new ByteArrayDeserializer(),
+                    new ByteArrayDeserializer())) {
+                second.subscribe(List.of(CHECKPOINTS));
+                long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+                while (!second.assignment().contains(partition)) {
+                    assertTrue(System.nanoTime() < deadline, "the second replica was not given " + partition
+                            + "; it holds " + second.assignment());
+                    second.poll(Duration.ofMillis(100));
+                }
+                // The store works again while the partition is the other replica's: the merger, which gave the
+                // checkpoint up with the partition, neither tries it again nor announces it.
+                long retriesAtHandover = service.merges().retries();
+                blocked.close();
+                assertEquals(0, count(readFor(MERGED, Duration.ofSeconds(8)), checkpoint.jobId()),
+                        "announced by a replica that no longer held its partition");
+                assertEquals(retriesAtHandover, service.merges().retries(), "tried again after the handover");
+            }
+        }
+        // The partition back, the merger takes the checkpoint up from the committed offset: announced once.
+        mergedEvents(checkpoint.jobId(), 1);
+        assertEquals(1, count(readFor(MERGED, Duration.ofSeconds(3)), checkpoint.jobId()), "announced exactly once");
+    }
+
+    /** The store cannot take a new artifact while open: its staging directory is gone, a file in its place. */
+    private static final class StoreBlocked implements AutoCloseable {
+        private final Path staging = MergerProfile.ROOT.resolve("store").resolve("tmp");
+        private final Path aside = MergerProfile.ROOT.resolve("store-tmp-aside");
+        private boolean blocked;
+
+        StoreBlocked() throws IOException {
+            Files.move(staging, aside);
+            Files.writeString(staging, "not a directory");
+            blocked = true;
+        }
+
+        @Override
+        public void close() throws IOException {
+            if (blocked) {
+                Files.delete(staging);
+                Files.move(aside, staging);
+                blocked = false;
+            }
+        }
+    }
+
+    private void awaitRetries(long retries) {
+        long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+        while (service.merges().retries() < retries) {
+            assertTrue(System.nanoTime() < deadline, "the merge was not retried");
+            sleep(100);
+        }
     }
 
     private static List<Path> artifacts() throws IOException {

@@ -60,7 +60,9 @@ public class MergerService {
     MutinyEmitter<byte[]> outcomes;
 
     private KafkaClientSettings kafka;
-    private Merges merges;
+    private volatile Merges merges;
+    /** Counted down once {@link #start} is done: the connector may deliver a record before that. */
+    private final CountDownLatch started = new CountDownLatch(1);
     private final CountDownLatch topicsReady = new CountDownLatch(1);
     private final AtomicBoolean running = new AtomicBoolean(true);
     private final AtomicReference<Double> lastVerificationError = new AtomicReference<>(Double.NaN);
@@ -77,6 +79,7 @@ public class MergerService {
             new BrokerConnection().await(this::ensureTopics, running::get);
             topicsReady.countDown();
         });
+        started.countDown();
         LOG.infof("merger started: %s, checkpoints on %s, trigger %s", kafka, settings.checkpointsTopic(), settings.trigger());
     }
 
@@ -105,8 +108,23 @@ public class MergerService {
 
     /** Returns once the merger's topics exist; a record waits here while the broker is away at startup. */
     public void awaitTopics() {
+        await(topicsReady);
+    }
+
+    /**
+     * The merges, once the service has started: a record the connector delivers before (opening an S3 store takes
+     * a while, and records wait on the topic after a restart) waits here.
+     *
+     * @throws Merges.Stopping when the service stops first
+     */
+    public Merges awaitMerges() {
+        await(started);
+        return merges;
+    }
+
+    private void await(CountDownLatch latch) {
         try {
-            while (!topicsReady.await(1, TimeUnit.SECONDS)) {
+            while (!latch.await(1, TimeUnit.SECONDS)) {
                 if (!running.get()) {
                     throw new Merges.Stopping();
                 }

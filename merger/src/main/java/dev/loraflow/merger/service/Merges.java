@@ -18,6 +18,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 import org.jboss.logging.Logger;
 
@@ -32,7 +33,9 @@ import org.jboss.logging.Logger;
  * before its event is sent and marked published after the broker acknowledged it, and a checkpoint whose
  * outcome exists is never merged again (an unpublished one is sent, then marked). The record is acknowledged
  * (its offset committed) only after that, so a crash before the outcome redoes the work from the start; the
- * only duplicate left is a crash between the acknowledgement and the mark, which re-sends the same bytes.
+ * only duplicate left is a crash between the acknowledgement and the mark, which re-sends the same bytes. Across
+ * replicas, messaging's {@code PartitionHandover} keeps two from working on one checkpoint at once: a partition
+ * changes hands only once the record in hand is done, and a record whose partition left gives up ({@link Stopping}).
  *
  * <p>No record's failure stops the merger. A transient one — the store or the work directory (a full disk),
  * the broker — is retried on the same checkpoint with a growing backoff and never announced; a permanent one
@@ -52,10 +55,17 @@ public final class Merges implements AutoCloseable {
         void publish(String topic, String key, byte[] value);
     }
 
-    /** Thrown instead of waiting any longer when the service is stopping: the record stays unacknowledged. */
+    /**
+     * Thrown instead of waiting any longer when the service is stopping, or its record's partition went to another
+     * replica: the record stays unacknowledged.
+     */
     public static final class Stopping extends RuntimeException {
         Stopping() {
-            super("the merger is stopping");
+            this("the merger is stopping");
+        }
+
+        Stopping(String why) {
+            super(why);
         }
     }
 
@@ -134,12 +144,14 @@ public final class Merges implements AutoCloseable {
      * A record of the checkpoints topic: remembered, merged when the trigger says so, its event published;
      * returns when all that is done, trying transient failures again meanwhile.
      *
+     * @param held whether this replica still holds the record's partition: a transient failure is not tried again
+     *             once it does not (the new owner takes the record up)
      * @throws EventFormatException the record is not a checkpoint event (nothing done)
-     * @throws Stopping             the service stopped before it was done
+     * @throws Stopping             the service stopped, or the partition was handed over, before it was done
      */
-    public void arrived(byte[] value) throws EventFormatException {
+    public void arrived(byte[] value, BooleanSupplier held) throws EventFormatException {
         CheckpointEvent checkpoint = CheckpointEvent.parse(value);
-        untilDone(checkpoint, () -> {
+        untilDone(checkpoint, held, () -> {
             store.writeReference(checkpointReference(checkpoint.jobId(), checkpoint.step()), checkpoint.encode());
             if (settings.trigger().mergesOnArrival(checkpoint)) {
                 process(checkpoint);
@@ -168,7 +180,7 @@ public final class Merges implements AutoCloseable {
         }
         requestWorker.execute(() -> {
             try {
-                untilDone(requested, () -> process(requested));
+                untilDone(requested, () -> true, () -> process(requested));
             } catch (Stopping stopping) {
                 LOG.infof("requested merge of %s step %d left undone: the merger is stopping", jobId, step);
             } catch (Error error) {
@@ -193,11 +205,15 @@ public final class Merges implements AutoCloseable {
      * broker — the checkpoint's own failures are announced by {@link #process}) is tried again after a
      * growing wait, nothing announced, nothing skipped; a simulated crash is taken up again from the start.
      */
-    private void untilDone(CheckpointEvent checkpoint, Work work) {
+    private void untilDone(CheckpointEvent checkpoint, BooleanSupplier held, Work work) {
         Backoff backoff = Backoff.standard();
         while (true) {
             if (!running) {
                 throw new Stopping();
+            }
+            if (!held.getAsBoolean()) {
+                throw new Stopping("checkpoint " + checkpoint.jobId() + " step " + checkpoint.step()
+                        + " left to the replica its partition was handed to");
             }
             Duration wait;
             oneAtATime.lock();
