@@ -10,6 +10,7 @@ import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.inference.EngineSettings;
+import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.GraphNames;
 import java.io.IOException;
 import java.nio.FloatBuffer;
@@ -23,10 +24,11 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * Batch-1 greedy generation through ONNX Runtime directly, without the engine: the session options the engine
- * uses by default ({@link EngineSettings#configure}, {@code threads} intra-op threads), prefill of the prompt, then one run per token
+ * Batch-1 greedy generation through ONNX Runtime directly, without the engine (by default with the session
+ * options the engine uses, {@link EngineSettings#configure}): prefill of the prompt, then one run per token
  * with present.* fed back as past_key_values.*, the arg-max of the last logits row. The reference the
- * benchmarks time the server and llama.cpp against.
+ * benchmarks time the server, llama.cpp and the merged-against-base exports against (ServingLoad,
+ * QuantizedDecode, OnnxExportThroughput).
  */
 final class OrtDecodeLoop implements AutoCloseable {
     /** {@link #endProfiling}'s key for the session runs' whole time, kernels and what lies between them. */
@@ -36,17 +38,29 @@ final class OrtDecodeLoop implements AutoCloseable {
     private final OrtSession session;
     private final ModelConfig config;
     private final int kvHeads;
+    /** Inputs fed at every step besides the ids, mask, positions and past (an un-merged graph's LoRA inputs). */
+    private final Map<String, FloatTensor> extraInputs;
 
     /**
      * @param settings the engine's session settings (threads, spinning, provider)
      * @param profile  where ONNX Runtime writes its profile (a prefix; {@link #endProfiling} says the file), or null
      */
     OrtDecodeLoop(Path model, ModelConfig config, EngineSettings settings, Path profile) throws OrtException {
+        this(createSession(model, settings, profile), config, Map.of());
+    }
+
+    /** A loop over a session already open (closed with the loop), feeding {@code extraInputs} at every step. */
+    OrtDecodeLoop(OrtSession session, ModelConfig config, Map<String, FloatTensor> extraInputs) {
+        this.session = session;
         this.config = config;
+        this.extraInputs = extraInputs;
         this.kvHeads = switch (config) {
             case Gpt2Config gpt2 -> gpt2.numHeads();
             case DecoderConfig decoder -> decoder.numKeyValueHeads();
         };
+    }
+
+    private static OrtSession createSession(Path model, EngineSettings settings, Path profile) throws OrtException {
         try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
             if (!settings.configure(options).startsWith(settings.provider().name().toLowerCase(Locale.ROOT))) {
                 throw new IllegalStateException("--device cuda, but ONNX Runtime has no CUDA provider here:"
@@ -55,7 +69,7 @@ final class OrtDecodeLoop implements AutoCloseable {
             if (profile != null) {
                 options.enableProfiling(profile.toString());
             }
-            this.session = env.createSession(model.toString(), options);
+            return OrtEnvironment.getEnvironment().createSession(model.toString(), options);
         }
     }
 
@@ -69,14 +83,14 @@ final class OrtDecodeLoop implements AutoCloseable {
     /** Prefill, then one step per further token: {@code count} tokens; stamps[t] is when token t was chosen. */
     int[] generate(int[] prompt, int count, long[] stamps) throws OrtException {
         int[] generated = new int[count];
-        Map<String, OnnxTensor> emptyPast = emptyPast();
+        Map<String, OnnxTensor> prefillInputs = prefillInputs();
         OrtSession.Result result = null;
         try {
-            result = step(Arrays.stream(prompt).asLongStream().toArray(), 0, emptyPast);
+            result = step(Arrays.stream(prompt).asLongStream().toArray(), 0, prefillInputs);
             generated[0] = argmaxLast(result);
             stamps[0] = System.nanoTime();
             for (int t = 1; t < count; t++) {
-                Map<String, OnnxTensor> past = new HashMap<>();
+                Map<String, OnnxTensor> past = new HashMap<>(prefillInputs);
                 for (int layer = 0; layer < config.numLayers(); layer++) {
                     past.put(GraphNames.pastKey(layer), tensor(result, GraphNames.presentKey(layer)));
                     past.put(GraphNames.pastValue(layer), tensor(result, GraphNames.presentValue(layer)));
@@ -92,7 +106,7 @@ final class OrtDecodeLoop implements AutoCloseable {
             if (result != null) {
                 result.close();
             }
-            emptyPast.values().forEach(OnnxTensor::close);
+            prefillInputs.values().forEach(OnnxTensor::close);
         }
     }
 
@@ -103,17 +117,17 @@ final class OrtDecodeLoop implements AutoCloseable {
         for (int i = 0; i < prompt.length; i++) {
             sequence[i] = prompt[i];
         }
-        Map<String, OnnxTensor> emptyPast = emptyPast();
+        Map<String, OnnxTensor> prefillInputs = prefillInputs();
         try {
             for (int t = 0; t < count; t++) {
-                try (OrtSession.Result result = step(Arrays.copyOf(sequence, prompt.length + t), 0, emptyPast)) {
+                try (OrtSession.Result result = step(Arrays.copyOf(sequence, prompt.length + t), 0, prefillInputs)) {
                     generated[t] = argmaxLast(result);
                 }
                 sequence[prompt.length + t] = generated[t];
             }
             return generated;
         } finally {
-            emptyPast.values().forEach(OnnxTensor::close);
+            prefillInputs.values().forEach(OnnxTensor::close);
         }
     }
 
@@ -141,14 +155,19 @@ final class OrtDecodeLoop implements AutoCloseable {
         return microsByOp;
     }
 
-    private Map<String, OnnxTensor> emptyPast() throws OrtException {
-        Map<String, OnnxTensor> emptyPast = new HashMap<>();
+    /** The empty past of a prefill, and the extra inputs: the tensors a generation creates once and closes. */
+    private Map<String, OnnxTensor> prefillInputs() throws OrtException {
+        Map<String, OnnxTensor> prefillInputs = new HashMap<>();
+        for (Map.Entry<String, FloatTensor> input : extraInputs.entrySet()) {
+            prefillInputs.put(input.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(input.getValue().values()),
+                    input.getValue().shape()));
+        }
         long[] pastShape = {1, kvHeads, 0, config.headDim()};
         for (int layer = 0; layer < config.numLayers(); layer++) {
-            emptyPast.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-            emptyPast.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+            prefillInputs.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+            prefillInputs.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
         }
-        return emptyPast;
+        return prefillInputs;
     }
 
     private OrtSession.Result step(long[] ids, int past, Map<String, OnnxTensor> pastTensors) throws OrtException {
