@@ -5,19 +5,22 @@
 # session options (dev.loraflow.benchmarks.QuantizedDecode), and the same weights as GGUF F32/Q8_0/Q4_0 through llama.cpp at 1 and 2 threads
 # (../shared/anchors/llamacpp/run.sh, node-llama-cpp 3.21.1). Prints the table; JSON lines go to
 # bench-results/quantized-<time>.jsonl.
-# usage: run-quantized.sh [--layers 12] [--hidden 768] [--heads 12] [--vocab 32000] [--tokens 256] [--rounds 3]
+# usage: run-quantized.sh [--layers 12] [--hidden 768] [--heads 12] [--kv-heads N] [--intermediate N] [--vocab 32000]
+#        [--tokens 256] [--rounds 3]
 #        [--threads "1 2"] [--llama-threads "1 2"] [--preset NAME (instead of the shape, e.g. llama-3.2-1b)] [--anchor DIR]
 # On a heavily loaded machine llama.cpp's 2-thread runs crawl (its threads spin at every barrier): --llama-threads 1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 : "${JAVA_HOME:?run through ./loraflow bench-serving --quantized, which finds a JDK >= 25}"
-layers=12 hidden=768 heads=12 vocab=32000 tokens=256 rounds=3 threads="1 2" llama_threads="1 2" preset="" anchor="$ROOT/../shared/anchors/llamacpp"
+layers=12 hidden=768 heads=12 kv_heads="" intermediate="" vocab=32000 tokens=256 rounds=3 threads="1 2" llama_threads="1 2" preset="" anchor="$ROOT/../shared/anchors/llamacpp"
 while [ $# -gt 0 ]; do
   case "$1" in
     --layers) layers=$2; shift 2 ;;
     --hidden) hidden=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
+    --kv-heads) kv_heads=$2; shift 2 ;;
+    --intermediate) intermediate=$2; shift 2 ;;
     --vocab) vocab=$2; shift 2 ;;
     --tokens) tokens=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
@@ -44,6 +47,8 @@ trap 'rm -rf "$WORK"' EXIT
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 shape=(--arch llama --layers "$layers" --hidden "$hidden" --heads "$heads" --vocab "$vocab" --context 1024)
+[ -n "$kv_heads" ] && shape+=(--kv-heads "$kv_heads")
+[ -n "$intermediate" ] && shape+=(--intermediate "$intermediate")
 HF="$WORK/llama-${layers}x${hidden}"
 [ -n "$preset" ] && { shape=(--preset "$preset"); HF="$WORK/$preset"; }
 log "init-model ${shape[*]} (load average $(cut -d' ' -f1-3 /proc/loadavg))"
