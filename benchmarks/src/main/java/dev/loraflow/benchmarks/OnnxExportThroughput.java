@@ -1,7 +1,5 @@
 package dev.loraflow.benchmarks;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
@@ -14,18 +12,14 @@ import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.onnx.FloatTensor;
-import dev.loraflow.onnx.GraphNames;
 import dev.loraflow.onnx.LoraInputs;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.onnx.OnnxExporter.Options;
 import dev.loraflow.onnx.OnnxExporter.Provenance;
 import dev.loraflow.onnx.OnnxVerifier;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.stream.Stream;
@@ -96,26 +90,28 @@ public final class OnnxExportThroughput {
             start = System.nanoTime();
             OrtSession unmergedSession = env.createSession(unmerged.toString(), sessionOptions);
             line.put("session_create_unmerged_s", (System.nanoTime() - start) / 1e9);
-            try (mergedSession; baseSession; unmergedSession) {
+            Map<String, FloatTensor> adapter = LoraInputs.withDefaults(unmergedSession.getInputInfo(),
+                    LoraInputs.of(adapted.toPeftAdapter()));
+            try (OrtDecodeLoop mergedLoop = new OrtDecodeLoop(mergedSession, GPT2_SMALL, Map.of());
+                 OrtDecodeLoop baseLoop = new OrtDecodeLoop(baseSession, GPT2_SMALL, Map.of());
+                 OrtDecodeLoop unmergedLoop = new OrtDecodeLoop(unmergedSession, GPT2_SMALL, adapter)) {
                 OnnxVerifier.Result verified = OnnxVerifier.verify(mergedSession, adapted, OnnxVerifier.Probe.standard(),
                         Map.of(), OnnxVerifier.DEFAULT_TOLERANCE);
                 line.put("verify_merged", verified.summary());
 
-                Map<String, FloatTensor> adapter = LoraInputs.withDefaults(unmergedSession.getInputInfo(),
-                        LoraInputs.of(adapted.toPeftAdapter()));
                 Rng tokens = new Rng(4);
                 int[] ids = new int[prompt];
                 Arrays.setAll(ids, t -> (int) Math.floorMod(tokens.nextLong(), GPT2_SMALL.vocabSize()));
                 double[][] mergedTimes = new double[2][rounds];
                 double[][] baseTimes = new double[2][rounds];
                 double[][] unmergedTimes = new double[2][rounds];
-                generate(env, mergedSession, ids, decode, Map.of());
-                generate(env, baseSession, ids, decode, Map.of());
-                generate(env, unmergedSession, ids, decode, adapter);
+                generate(mergedLoop, ids, decode);
+                generate(baseLoop, ids, decode);
+                generate(unmergedLoop, ids, decode);
                 for (int round = 0; round < rounds; round++) {
-                    record(mergedTimes, round, generate(env, mergedSession, ids, decode, Map.of()));
-                    record(baseTimes, round, generate(env, baseSession, ids, decode, Map.of()));
-                    record(unmergedTimes, round, generate(env, unmergedSession, ids, decode, adapter));
+                    record(mergedTimes, round, generate(mergedLoop, ids, decode));
+                    record(baseTimes, round, generate(baseLoop, ids, decode));
+                    record(unmergedTimes, round, generate(unmergedLoop, ids, decode));
                 }
                 line.put("prompt", prompt);
                 line.put("decode_tokens", decode);
@@ -142,86 +138,11 @@ public final class OnnxExportThroughput {
     }
 
     /** Prefill of {@code ids}, then {@code steps} greedy tokens through the KV cache: {prefill ms, decode ms}. */
-    private static double[] generate(OrtEnvironment env, OrtSession session, int[] ids, int steps,
-                                     Map<String, FloatTensor> extra) throws OrtException {
-        int layers = GPT2_SMALL.numLayers();
-        Map<String, OnnxTensor> owned = new HashMap<>();
-        for (var input : extra.entrySet()) {
-            owned.put(input.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(input.getValue().values()),
-                    input.getValue().shape()));
-        }
-        long[] pastShape = {1, GPT2_SMALL.numHeads(), 0, GPT2_SMALL.headDim()};
-        for (int layer = 0; layer < layers; layer++) {
-            owned.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-            owned.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-        }
-        OrtSession.Result result = null;
-        try {
-            long[] tokens = Arrays.stream(ids).asLongStream().toArray();
-            long start = System.nanoTime();
-            result = step(env, session, tokens, 0, owned, null);
-            double prefill = (System.nanoTime() - start) / 1e6;
-            start = System.nanoTime();
-            for (int s = 0; s < steps; s++) {
-                long next = argmaxLast(result);
-                OrtSession.Result following = step(env, session, new long[] {next}, ids.length + s, owned, result);
-                result.close();
-                result = following;
-            }
-            return new double[] {prefill, (System.nanoTime() - start) / 1e6};
-        } finally {
-            if (result != null) {
-                result.close();
-            }
-            owned.values().forEach(OnnxTensor::close);
-        }
-    }
-
-    private static OrtSession.Result step(OrtEnvironment env, OrtSession session, long[] tokens, int past,
-                                          Map<String, OnnxTensor> owned, OrtSession.Result previous) throws OrtException {
-        int total = past + tokens.length;
-        long[] mask = new long[total];
-        Arrays.fill(mask, 1);
-        long[] positions = new long[tokens.length];
-        Arrays.setAll(positions, i -> past + i);
-        Map<String, OnnxTensor> inputs = new HashMap<>();
-        for (var input : owned.entrySet()) {
-            if (previous == null || !input.getKey().startsWith("past_key_values.")) {
-                inputs.put(input.getKey(), input.getValue());
-            }
-        }
-        if (previous != null) {
-            for (int layer = 0; layer < GPT2_SMALL.numLayers(); layer++) {
-                inputs.put(GraphNames.pastKey(layer), tensor(previous, GraphNames.presentKey(layer)));
-                inputs.put(GraphNames.pastValue(layer), tensor(previous, GraphNames.presentValue(layer)));
-            }
-        }
-        try (OnnxTensor inputIds = OnnxTensor.createTensor(env, LongBuffer.wrap(tokens), new long[] {1, tokens.length});
-             OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {1, total});
-             OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {1, tokens.length})) {
-            inputs.put(GraphNames.INPUT_IDS, inputIds);
-            inputs.put(GraphNames.ATTENTION_MASK, attentionMask);
-            inputs.put(GraphNames.POSITION_IDS, positionIds);
-            return session.run(inputs);
-        }
-    }
-
-    private static OnnxTensor tensor(OrtSession.Result result, String name) {
-        OnnxValue value = result.get(name).orElseThrow();
-        return (OnnxTensor) value;
-    }
-
-    private static long argmaxLast(OrtSession.Result result) {
-        FloatBuffer logits = tensor(result, GraphNames.LOGITS).getFloatBuffer();
-        int vocab = GPT2_SMALL.vocabSize();
-        int last = logits.limit() - vocab;
-        int best = 0;
-        for (int v = 1; v < vocab; v++) {
-            if (logits.get(last + v) > logits.get(last + best)) {
-                best = v;
-            }
-        }
-        return best;
+    private static double[] generate(OrtDecodeLoop loop, int[] ids, int steps) throws OrtException {
+        long[] stamps = new long[steps + 1];
+        long start = System.nanoTime();
+        loop.generate(ids, steps + 1, stamps);
+        return new double[] {(stamps[0] - start) / 1e6, (stamps[steps] - stamps[0]) / 1e6};
     }
 
     private static double median(double[] values) {

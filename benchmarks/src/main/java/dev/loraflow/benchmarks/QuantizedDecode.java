@@ -1,21 +1,14 @@
 package dev.loraflow.benchmarks;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OrtEnvironment;
-import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.loraflow.core.model.DecoderConfig;
-import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.ModelConfig;
-import dev.loraflow.onnx.GraphNames;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
+import dev.loraflow.inference.EngineSettings;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -23,26 +16,43 @@ import java.util.Map;
  * Batch-1 greedy decoding of exported graphs through ONNX Runtime, timed as node-llama-cpp's anchor times
  * llama.cpp (bench/run-quantized.sh runs both on the same weights): prefill of the prompt, then one run per
  * token with present.* fed back as past_key_values.*, the arg-max of the logits row; tokens/s over tokens
- * 2..N, the median of the rounds. Prints one JSON line per graph.
+ * 2..N, the median of the rounds. Prints one JSON line per graph and thread count (the engine's default
+ * session options: ONNX Runtime's threads do not spin, unless --spinning); with --profile also ONNX Runtime's kernel time
+ * per token by operator type over all the rounds (prefill included), which slows the loop itself.
  *
- * <p>usage: QuantizedDecode --config config.json --threads 2 --tokens 256 --rounds 3 LABEL=FILE.onnx ...
+ * <p>usage: QuantizedDecode --config config.json --threads 1,2 --tokens 256 --rounds 3 [--spinning] [--profile] LABEL=FILE.onnx ...
  */
 public final class QuantizedDecode {
 
+    /** The greedy tokens of the first graph decoded, which the others are compared with. */
+    private static int[] reference;
+
     private QuantizedDecode() {}
+
+    /** ONNX Runtime's kernel microseconds by operator type, as milliseconds per generated token, largest first. */
+    private static Map<String, Double> perToken(Map<String, Long> microsByOp, int generated) {
+        Map<String, Double> perToken = new LinkedHashMap<>();
+        microsByOp.entrySet().stream().sorted(Map.Entry.<String, Long>comparingByValue().reversed())
+                .forEach(op -> perToken.put(op.getKey(), Math.round(op.getValue() / 10.0 / generated) / 100.0));
+        return perToken;
+    }
 
     public static void main(String[] args) throws Exception {
         Path configFile = null;
-        int threads = 2;
+        int[] threadCounts = {2};
+        boolean spinning = false;
         int tokens = 256;
         int rounds = 3;
+        boolean profile = false;
         List<String[]> graphs = new ArrayList<>();
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--config" -> configFile = Path.of(args[++i]);
-                case "--threads" -> threads = Integer.parseInt(args[++i]);
+                case "--threads" -> threadCounts = Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
+                case "--spinning" -> spinning = true;
                 case "--tokens" -> tokens = Integer.parseInt(args[++i]);
                 case "--rounds" -> rounds = Integer.parseInt(args[++i]);
+                case "--profile" -> profile = true;
                 default -> {
                     String[] graph = args[i].split("=", 2);
                     if (graph.length != 2) {
@@ -53,137 +63,60 @@ public final class QuantizedDecode {
             }
         }
         if (configFile == null || graphs.isEmpty()) {
-            throw new IllegalArgumentException("usage: QuantizedDecode --config config.json [--threads 2] [--tokens 256]"
-                    + " [--rounds 3] LABEL=FILE.onnx ...");
+            throw new IllegalArgumentException("usage: QuantizedDecode --config config.json [--threads 1,2] [--tokens 256]"
+                    + " [--rounds 3] [--spinning] [--profile] LABEL=FILE.onnx ...");
         }
         ModelConfig config = ModelConfig.read(configFile);
         int[] prompt = new int[16];
         Arrays.setAll(prompt, i -> i + 1); // the anchor's default prompt: ids 1..16
         ObjectMapper json = new ObjectMapper();
-        int[] reference = null;
         for (String[] graph : graphs) {
-            try (Loop loop = new Loop(Path.of(graph[1]), config, threads)) {
-                double[] tokensPerSecond = new double[rounds];
-                int[] ids = null;
-                for (int round = 0; round < rounds; round++) {
-                    long[] stamps = new long[tokens];
-                    ids = loop.generate(prompt, tokens, stamps);
-                    tokensPerSecond[round] = (tokens - 1) / ((stamps[tokens - 1] - stamps[0]) / 1e9);
-                }
-                if (reference == null) {
-                    reference = ids;
-                }
-                int same = 0;
-                while (same < tokens && ids[same] == reference[same]) {
-                    same++;
-                }
-                double[] sorted = tokensPerSecond.clone();
-                Arrays.sort(sorted);
-                ObjectNode line = json.createObjectNode();
-                line.put("engine", "onnxruntime");
-                line.put("graph", graph[0]);
-                line.put("threads", threads);
-                line.put("n", tokens);
-                line.put("decode_tokens_per_s", sorted[rounds / 2]);
-                line.putPOJO("rounds_tokens_per_s", tokensPerSecond);
-                line.put("greedy_prefix_equal_to_first", same);
-                System.out.println(line);
+            for (int threads : threadCounts) {
+                System.out.println(decode(graph[0], Path.of(graph[1]), config,
+                        OrtDecodeLoop.settings(threads, "cpu").withIntraOpSpinning(spinning), prompt, tokens, rounds,
+                        profile, json));
             }
         }
     }
 
-    /** One session, the engine's options (all optimisations, {@code threads} intra-op threads). */
-    private static final class Loop implements AutoCloseable {
-        private final OrtEnvironment env = OrtEnvironment.getEnvironment();
-        private final OrtSession session;
-        private final ModelConfig config;
-        private final int kvHeads;
-
-        Loop(Path model, ModelConfig config, int threads) throws OrtException {
-            this.config = config;
-            this.kvHeads = switch (config) {
-                case Gpt2Config gpt2 -> gpt2.numHeads();
-                case DecoderConfig decoder -> decoder.numKeyValueHeads();
-            };
-            try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
-                options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-                options.setIntraOpNumThreads(threads);
-                this.session = env.createSession(model.toString(), options);
+    /** One graph at one setting: its JSON line; the first graph decoded gives the reference tokens. */
+    private static ObjectNode decode(String label, Path graph, ModelConfig config, EngineSettings settings, int[] prompt,
+                                     int tokens, int rounds, boolean profile, ObjectMapper json) throws Exception {
+        Path profilePrefix = profile ? Files.createTempFile("ort-profile-" + label, "") : null;
+        try (OrtDecodeLoop loop = new OrtDecodeLoop(graph, config, settings, profilePrefix)) {
+            double[] tokensPerSecond = new double[rounds];
+            int[] ids = null;
+            for (int round = 0; round < rounds; round++) {
+                long[] stamps = new long[tokens];
+                ids = loop.generate(prompt, tokens, stamps);
+                tokensPerSecond[round] = (tokens - 1) / ((stamps[tokens - 1] - stamps[0]) / 1e9);
             }
-        }
-
-        /** {@code count} tokens; stamps[t] is when token t was chosen. */
-        int[] generate(int[] prompt, int count, long[] stamps) throws OrtException {
-            int[] generated = new int[count];
-            Map<String, OnnxTensor> emptyPast = new HashMap<>();
-            long[] pastShape = {1, kvHeads, 0, config.headDim()};
-            OrtSession.Result result = null;
-            try {
-                for (int layer = 0; layer < config.numLayers(); layer++) {
-                    emptyPast.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-                    emptyPast.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-                }
-                result = step(Arrays.stream(prompt).asLongStream().toArray(), 0, emptyPast);
-                generated[0] = argmaxLast(result);
-                stamps[0] = System.nanoTime();
-                for (int t = 1; t < count; t++) {
-                    Map<String, OnnxTensor> past = new HashMap<>();
-                    for (int layer = 0; layer < config.numLayers(); layer++) {
-                        past.put(GraphNames.pastKey(layer), tensor(result, GraphNames.presentKey(layer)));
-                        past.put(GraphNames.pastValue(layer), tensor(result, GraphNames.presentValue(layer)));
-                    }
-                    OrtSession.Result next = step(new long[] {generated[t - 1]}, prompt.length + t - 1, past);
-                    result.close();
-                    result = next;
-                    generated[t] = argmaxLast(result);
-                    stamps[t] = System.nanoTime();
-                }
-                return generated;
-            } finally {
-                if (result != null) {
-                    result.close();
-                }
-                emptyPast.values().forEach(OnnxTensor::close);
+            if (reference == null) {
+                reference = ids;
             }
-        }
-
-        private OrtSession.Result step(long[] ids, int past, Map<String, OnnxTensor> pastTensors) throws OrtException {
-            int total = past + ids.length;
-            long[] mask = new long[total];
-            Arrays.fill(mask, 1);
-            long[] positions = new long[ids.length];
-            Arrays.setAll(positions, i -> past + i);
-            Map<String, OnnxTensor> inputs = new HashMap<>(pastTensors);
-            try (OnnxTensor inputIds = OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {1, ids.length});
-                 OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {1, total});
-                 OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {1, ids.length})) {
-                inputs.put(GraphNames.INPUT_IDS, inputIds);
-                inputs.put(GraphNames.ATTENTION_MASK, attentionMask);
-                inputs.put(GraphNames.POSITION_IDS, positionIds);
-                return session.run(inputs);
+            int same = 0;
+            while (same < tokens && ids[same] == reference[same]) {
+                same++;
             }
-        }
-
-        private static OnnxTensor tensor(OrtSession.Result result, String name) {
-            return (OnnxTensor) result.get(name).orElseThrow();
-        }
-
-        private int argmaxLast(OrtSession.Result result) {
-            FloatBuffer logits = tensor(result, GraphNames.LOGITS).getFloatBuffer();
-            int vocab = config.vocabSize();
-            int last = logits.limit() - vocab;
-            int best = 0;
-            for (int v = 1; v < vocab; v++) {
-                if (logits.get(last + v) > logits.get(last + best)) {
-                    best = v;
-                }
+            double[] sorted = tokensPerSecond.clone();
+            Arrays.sort(sorted);
+            ObjectNode line = json.createObjectNode();
+            line.put("engine", "onnxruntime");
+            line.put("graph", label);
+            line.put("threads", settings.intraOpThreads());
+            line.put("spinning", settings.intraOpSpinning());
+            line.put("n", tokens);
+            line.put("decode_tokens_per_s", sorted[rounds / 2]);
+            line.putPOJO("rounds_tokens_per_s", tokensPerSecond);
+            line.put("greedy_prefix_equal_to_first", same);
+            if (profile) {
+                line.putPOJO("profile_ms_per_token_by_op", perToken(loop.endProfiling(), rounds * tokens));
             }
-            return best;
-        }
-
-        @Override
-        public void close() throws OrtException {
-            session.close();
+            return line;
+        } finally {
+            if (profilePrefix != null) {
+                Files.deleteIfExists(profilePrefix);
+            }
         }
     }
 }

@@ -1,10 +1,6 @@
 package dev.loraflow.benchmarks;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtProvider;
-import ai.onnxruntime.OrtSession;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -16,7 +12,6 @@ import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.safetensors.DType;
-import dev.loraflow.onnx.GraphNames;
 import dev.loraflow.onnx.OnnxExporter;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
@@ -25,8 +20,6 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,7 +27,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -161,7 +153,7 @@ public final class ServingLoad {
         ObjectNode adapters = report.putObject("adapters_mix");
         try (Server server = Server.start(serverJar, merged, threads, device, dir.resolve("server-merged.log"));
              Server adapted = Server.start(serverJar, unmerged, threads, device, dir.resolve("server-unmerged.log"));
-             DirectLoop direct = new DirectLoop(merged, config, threads, device)) {
+             OrtDecodeLoop direct = new OrtDecodeLoop(merged, config, OrtDecodeLoop.settings(threads, device), null)) {
             for (int i = 0; i < adapterCount; i++) {
                 adapted.loadAdapter(adapterName(i), dir.resolve("adapters").resolve(adapterName(i)));
             }
@@ -246,10 +238,10 @@ public final class ServingLoad {
     }
 
     /** a. Direct loop against the server, rounds alternating; medians per token. */
-    private void measureOverhead(Server server, DirectLoop direct, ObjectNode out) throws Exception {
+    private void measureOverhead(Server server, OrtDecodeLoop direct, ObjectNode out) throws Exception {
         int rounds = integer("--rounds");
         log("overhead: " + rounds + " rounds of " + tokens + " tokens, direct and through the server");
-        direct.generate(prompt, tokens);
+        direct.generate(prompt, tokens, new long[tokens]);
         server.complete(MODEL, prompt, tokens, false);
         double[] directMs = new double[rounds];
         double[] serverMs = new double[rounds];
@@ -259,7 +251,7 @@ public final class ServingLoad {
         for (int round = 0; round < rounds; round++) {
             double cpu = ownCpuMs();
             long start = System.nanoTime();
-            int[] expected = direct.generate(prompt, tokens);
+            int[] expected = direct.generate(prompt, tokens, new long[tokens]);
             directMs[round] = (System.nanoTime() - start) / 1e6;
             directCpuMs[round] = ownCpuMs() - cpu;
             cpu = server.cpuMs();
@@ -290,10 +282,10 @@ public final class ServingLoad {
     }
 
     /** b. The same generation recomputing the whole sequence each step, once, against the cached one. */
-    private void measureKvCache(DirectLoop direct, ObjectNode out) throws OrtException {
+    private void measureKvCache(OrtDecodeLoop direct, ObjectNode out) throws OrtException {
         log("KV cache: " + tokens + " tokens without the cache");
         long start = System.nanoTime();
-        int[] cached = direct.generate(prompt, tokens);
+        int[] cached = direct.generate(prompt, tokens, new long[tokens]);
         double cachedMs = (System.nanoTime() - start) / 1e6;
         start = System.nanoTime();
         int[] uncached = direct.generateWithoutCache(prompt, tokens);
@@ -524,135 +516,6 @@ public final class ServingLoad {
             if (!process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS)) {
                 process.destroyForcibly().waitFor();
             }
-        }
-    }
-
-    /**
-     * Greedy generation through ONNX Runtime directly: the session options the engine uses, present.*
-     * fed back as past.* each step, argmax of the last logits row.
-     */
-    private static final class DirectLoop implements AutoCloseable {
-        private final OrtEnvironment env = OrtEnvironment.getEnvironment();
-        private final OrtSession session;
-        private final Gpt2Config config;
-
-        DirectLoop(Path model, Gpt2Config config, int threads, String device) throws OrtException {
-            this.config = config;
-            try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
-                options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-                options.setIntraOpNumThreads(threads);
-                if (device.equals("cuda")) {
-                    if (!OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
-                        throw new IllegalStateException("--device cuda, but this ONNX Runtime build has no CUDA provider:"
-                                + " build with -Pcuda (bench/gpu-check.sh does)");
-                    }
-                    options.addCUDA(0);
-                }
-                this.session = env.createSession(model.toString(), options);
-            }
-        }
-
-        /** Prefill, then one step per further token: {@code count} tokens. */
-        int[] generate(int[] prompt, int count) throws OrtException {
-            int[] generated = new int[count];
-            Map<String, OnnxTensor> emptyPast = new HashMap<>();
-            long[] pastShape = {1, config.numHeads(), 0, config.headDim()};
-            OrtSession.Result result = null;
-            try {
-                for (int layer = 0; layer < config.numLayers(); layer++) {
-                    emptyPast.put(GraphNames.pastKey(layer),
-                            OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-                    emptyPast.put(GraphNames.pastValue(layer),
-                            OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-                }
-                result = step(Arrays.stream(prompt).asLongStream().toArray(), 0, emptyPast);
-                generated[0] = argmaxLast(result);
-                for (int t = 1; t < count; t++) {
-                    Map<String, OnnxTensor> past = new HashMap<>();
-                    for (int layer = 0; layer < config.numLayers(); layer++) {
-                        past.put(GraphNames.pastKey(layer), tensor(result, GraphNames.presentKey(layer)));
-                        past.put(GraphNames.pastValue(layer), tensor(result, GraphNames.presentValue(layer)));
-                    }
-                    OrtSession.Result next = step(new long[] {generated[t - 1]}, prompt.length + t - 1, past);
-                    result.close();
-                    result = next;
-                    generated[t] = argmaxLast(result);
-                }
-                return generated;
-            } finally {
-                if (result != null) {
-                    result.close();
-                }
-                emptyPast.values().forEach(OnnxTensor::close);
-            }
-        }
-
-        /** Every step runs the whole sequence so far with an empty past. */
-        int[] generateWithoutCache(int[] prompt, int count) throws OrtException {
-            int[] generated = new int[count];
-            long[] sequence = new long[prompt.length + count];
-            for (int i = 0; i < prompt.length; i++) {
-                sequence[i] = prompt[i];
-            }
-            Map<String, OnnxTensor> emptyPast = new HashMap<>();
-            long[] pastShape = {1, config.numHeads(), 0, config.headDim()};
-            try {
-                for (int layer = 0; layer < config.numLayers(); layer++) {
-                    emptyPast.put(GraphNames.pastKey(layer),
-                            OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-                    emptyPast.put(GraphNames.pastValue(layer),
-                            OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-                }
-                for (int t = 0; t < count; t++) {
-                    try (OrtSession.Result result = step(Arrays.copyOf(sequence, prompt.length + t), 0, emptyPast)) {
-                        generated[t] = argmaxLast(result);
-                    }
-                    sequence[prompt.length + t] = generated[t];
-                }
-                return generated;
-            } finally {
-                emptyPast.values().forEach(OnnxTensor::close);
-            }
-        }
-
-        private OrtSession.Result step(long[] ids, int past, Map<String, OnnxTensor> pastTensors) throws OrtException {
-            int total = past + ids.length;
-            long[] mask = new long[total];
-            Arrays.fill(mask, 1);
-            long[] positions = new long[ids.length];
-            Arrays.setAll(positions, i -> past + i);
-            Map<String, OnnxTensor> inputs = new HashMap<>(pastTensors);
-            try (OnnxTensor inputIds = OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {1, ids.length});
-                 OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {1, total});
-                 OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions),
-                         new long[] {1, ids.length})) {
-                inputs.put(GraphNames.INPUT_IDS, inputIds);
-                inputs.put(GraphNames.ATTENTION_MASK, attentionMask);
-                inputs.put(GraphNames.POSITION_IDS, positionIds);
-                return session.run(inputs);
-            }
-        }
-
-        private static OnnxTensor tensor(OrtSession.Result result, String name) {
-            return (OnnxTensor) result.get(name).orElseThrow();
-        }
-
-        private int argmaxLast(OrtSession.Result result) {
-            FloatBuffer logits = tensor(result, GraphNames.LOGITS).getFloatBuffer();
-            int vocab = config.vocabSize();
-            int last = logits.limit() - vocab;
-            int best = 0;
-            for (int v = 1; v < vocab; v++) {
-                if (logits.get(last + v) > logits.get(last + best)) {
-                    best = v;
-                }
-            }
-            return best;
-        }
-
-        @Override
-        public void close() throws OrtException {
-            session.close();
         }
     }
 

@@ -71,7 +71,9 @@ final class ExportOnnxCommand implements Callable<Integer> {
     private boolean zeroPoints;
 
     @Option(names = "--quantize-embeddings", defaultValue = "keep", paramLabel = "keep|int8",
-            description = "With --quantize: the token embedding and output head kept float32, or int8 per token (default: ${DEFAULT-VALUE}).")
+            description = "With --quantize: the token embedding and output head kept float32, or the embedding int8 per token"
+                    + " and the head quantized as the linears (int4 blocks in an int4 export; a tied head reads the"
+                    + " embedding's int8 table) (default: ${DEFAULT-VALUE}).")
     private String quantizeEmbeddings;
 
     @Option(names = "--verify-data", paramLabel = "FILE.jsonl",

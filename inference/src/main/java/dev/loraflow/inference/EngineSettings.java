@@ -1,5 +1,11 @@
 package dev.loraflow.inference;
 
+import ai.onnxruntime.providers.OrtCUDAProviderOptions;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtProvider;
+import ai.onnxruntime.OrtSession;
+import java.lang.System.Logger.Level;
 import java.util.Locale;
 import java.util.Objects;
 
@@ -21,11 +27,20 @@ import java.util.Objects;
  *                          between decode steps, so that it does not stall the running generations
  * @param maxAdapters       adapters loaded at once per model; loading one more unloads the least recently used
  * @param maxAdapterBytes   the adapters' weights loaded at once per model (float32 bytes), likewise
+ * @param intraOpSpinning   whether ONNX Runtime's intra-op threads spin between operators waiting for work
+ *                          (its default) rather than sleep: off by default, because a decode step is hundreds of
+ *                          small operators and, on a machine whose cores other processes also use, spinning
+ *                          threads take the cores the working ones need (measured 10× slower per step on a busy
+ *                          2-core machine, docs/serving.md)
  */
 public record EngineSettings(Provider provider, int cudaDeviceId, OptimizationLevel optimizationLevel,
                              int intraOpThreads, int interOpThreads, boolean memoryArena, int maxBatchSize,
                              int queueCapacity, long kvCacheBytes, int prefillChunkTokens, int maxAdapters,
-                             long maxAdapterBytes) {
+                             long maxAdapterBytes, boolean intraOpSpinning) {
+
+    /** ONNX Runtime's session configuration key for {@link #intraOpSpinning}. */
+    private static final String INTRA_OP_SPINNING = "session.intra_op.allow_spinning";
+    private static final System.Logger LOG = System.getLogger(EngineSettings.class.getName());
 
     /** 2 GiB of KV cache. */
     public static final long DEFAULT_KV_CACHE_BYTES = 2L << 30;
@@ -93,12 +108,12 @@ public record EngineSettings(Provider provider, int cudaDeviceId, OptimizationLe
                           int interOpThreads, boolean memoryArena, int maxBatchSize, int queueCapacity) {
         this(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena, maxBatchSize,
                 queueCapacity, DEFAULT_KV_CACHE_BYTES, DEFAULT_PREFILL_CHUNK_TOKENS, DEFAULT_MAX_ADAPTERS,
-                DEFAULT_MAX_ADAPTER_BYTES);
+                DEFAULT_MAX_ADAPTER_BYTES, false);
     }
 
     /**
-     * CPU, all optimisations, ONNX Runtime's thread counts, arena on, batches of 16, 64 waiting, 2 GiB of KV
-     * cache, prefill chunks of 128 tokens, 256 adapters or 2 GiB of them per model.
+     * CPU, all optimisations, ONNX Runtime's thread counts without spinning, arena on, batches of 16, 64 waiting,
+     * 2 GiB of KV cache, prefill chunks of 128 tokens, 256 adapters or 2 GiB of them per model.
      */
     public static EngineSettings defaults() {
         return new EngineSettings(Provider.CPU, 0, OptimizationLevel.ALL, 0, 0, true, 16, 64);
@@ -106,21 +121,61 @@ public record EngineSettings(Provider provider, int cudaDeviceId, OptimizationLe
 
     public EngineSettings withIntraOpThreads(int value) {
         return new EngineSettings(provider, cudaDeviceId, optimizationLevel, value, interOpThreads, memoryArena,
-                maxBatchSize, queueCapacity, kvCacheBytes, prefillChunkTokens, maxAdapters, maxAdapterBytes);
+                maxBatchSize, queueCapacity, kvCacheBytes, prefillChunkTokens, maxAdapters, maxAdapterBytes, intraOpSpinning);
     }
 
     public EngineSettings withBatching(int maxBatch, int queue) {
         return new EngineSettings(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena,
-                maxBatch, queue, kvCacheBytes, prefillChunkTokens, maxAdapters, maxAdapterBytes);
+                maxBatch, queue, kvCacheBytes, prefillChunkTokens, maxAdapters, maxAdapterBytes, intraOpSpinning);
     }
 
     public EngineSettings withKvCache(long bytes, int prefillChunk) {
         return new EngineSettings(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena,
-                maxBatchSize, queueCapacity, bytes, prefillChunk, maxAdapters, maxAdapterBytes);
+                maxBatchSize, queueCapacity, bytes, prefillChunk, maxAdapters, maxAdapterBytes, intraOpSpinning);
     }
 
     public EngineSettings withAdapterLimits(int count, long bytes) {
         return new EngineSettings(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena,
-                maxBatchSize, queueCapacity, kvCacheBytes, prefillChunkTokens, count, bytes);
+                maxBatchSize, queueCapacity, kvCacheBytes, prefillChunkTokens, count, bytes, intraOpSpinning);
+    }
+
+    public EngineSettings withIntraOpSpinning(boolean value) {
+        return new EngineSettings(provider, cudaDeviceId, optimizationLevel, intraOpThreads, interOpThreads, memoryArena,
+                maxBatchSize, queueCapacity, kvCacheBytes, prefillChunkTokens, maxAdapters, maxAdapterBytes, value);
+    }
+
+    /**
+     * Applies these settings to a session's options (the engine's sessions, and the benchmarks' bare ONNX Runtime
+     * loops that are timed against it); the provider the session will use, "cuda:N" or "cpu".
+     */
+    public String configure(OrtSession.SessionOptions options) throws OrtException {
+        options.setOptimizationLevel(switch (optimizationLevel()) {
+            case NONE -> OrtSession.SessionOptions.OptLevel.NO_OPT;
+            case BASIC -> OrtSession.SessionOptions.OptLevel.BASIC_OPT;
+            case EXTENDED -> OrtSession.SessionOptions.OptLevel.EXTENDED_OPT;
+            case ALL -> OrtSession.SessionOptions.OptLevel.ALL_OPT;
+        });
+        options.setIntraOpNumThreads(intraOpThreads());
+        options.addConfigEntry(INTRA_OP_SPINNING, intraOpSpinning() ? "1" : "0");
+        options.setInterOpNumThreads(interOpThreads());
+        options.setCPUArenaAllocator(memoryArena());
+        if (provider() == Provider.CUDA) {
+            if (!OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
+                LOG.log(Level.WARNING, "CUDA execution provider requested, but this ONNX Runtime build has none "
+                        + "(build with -Pcuda for onnxruntime_gpu); running on the CPU");
+                return "cpu";
+            }
+            try (OrtCUDAProviderOptions cuda = new OrtCUDAProviderOptions(cudaDeviceId())) {
+                // Float32 as on the CPU: TF32's 10-bit mantissa in MatMul could change greedy tokens.
+                cuda.add("use_tf32", "0");
+                options.addCUDA(cuda);
+                return "cuda:" + cudaDeviceId();
+            } catch (OrtException e) {
+                LOG.log(Level.WARNING, "CUDA execution provider on device " + cudaDeviceId()
+                        + " is unavailable (" + e.getMessage() + "); running on the CPU");
+                return "cpu";
+            }
+        }
+        return "cpu";
     }
 }

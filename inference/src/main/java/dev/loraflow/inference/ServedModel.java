@@ -4,10 +4,8 @@ import ai.onnxruntime.NodeInfo;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtProvider;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
-import ai.onnxruntime.providers.OrtCUDAProviderOptions;
 import dev.loraflow.core.generate.StopTokens;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.ModelConfig;
@@ -175,7 +173,7 @@ public final class ServedModel {
             OrtEnvironment env = OrtEnvironment.getEnvironment();
             String provider;
             try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
-                provider = configure(options, settings);
+                provider = settings.configure(options);
                 session = env.createSession(onnxFile.toString(), options);
             }
             ServedModel model = new ServedModel(name, version, onnxFile, sha256, session, provider, config, tokenizer,
@@ -202,37 +200,6 @@ public final class ServedModel {
         if (tokenizer != null) {
             tokenizer.close();
         }
-    }
-
-    /** Applies the settings; the provider the session will use, "cuda:N" or "cpu". */
-    private static String configure(OrtSession.SessionOptions options, EngineSettings settings) throws OrtException {
-        options.setOptimizationLevel(switch (settings.optimizationLevel()) {
-            case NONE -> OrtSession.SessionOptions.OptLevel.NO_OPT;
-            case BASIC -> OrtSession.SessionOptions.OptLevel.BASIC_OPT;
-            case EXTENDED -> OrtSession.SessionOptions.OptLevel.EXTENDED_OPT;
-            case ALL -> OrtSession.SessionOptions.OptLevel.ALL_OPT;
-        });
-        options.setIntraOpNumThreads(settings.intraOpThreads());
-        options.setInterOpNumThreads(settings.interOpThreads());
-        options.setCPUArenaAllocator(settings.memoryArena());
-        if (settings.provider() == EngineSettings.Provider.CUDA) {
-            if (!OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
-                LOG.log(Level.WARNING, "CUDA execution provider requested, but this ONNX Runtime build has none "
-                        + "(build with -Pcuda for onnxruntime_gpu); running on the CPU");
-                return "cpu";
-            }
-            try (OrtCUDAProviderOptions cuda = new OrtCUDAProviderOptions(settings.cudaDeviceId())) {
-                // Float32 as on the CPU: TF32's 10-bit mantissa in MatMul could change greedy tokens.
-                cuda.add("use_tf32", "0");
-                options.addCUDA(cuda);
-                return "cuda:" + settings.cudaDeviceId();
-            } catch (OrtException e) {
-                LOG.log(Level.WARNING, "CUDA execution provider on device " + settings.cudaDeviceId()
-                        + " is unavailable (" + e.getMessage() + "); running on the CPU");
-                return "cpu";
-            }
-        }
-        return "cpu";
     }
 
     /** One token of the base model through the graph: a model that loads but cannot run fails here. */

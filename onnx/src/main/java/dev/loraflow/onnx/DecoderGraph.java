@@ -75,7 +75,7 @@ final class DecoderGraph {
     /** An int8 weight [in, out] and its per-output-channel scales [out], as initializer names. */
     private record Int8Weight(String values, String scales) {}
 
-    /** Rotary cos and sin of each query's position, [batch, 1, seq, head_dim/2] each. */
+    /** Rotary cos and sin tables, [max_positions, head_dim/2] each, read at each query's position_ids. */
     record Rotary(String cos, String sin) {}
 
     /**
@@ -302,8 +302,9 @@ final class DecoderGraph {
 
     /**
      * The logits, named {@value #GraphNames.LOGITS}: x·Wᵀ by Gemm with transB over [batch·seq, hidden], so a head
-     * tied to the token embedding reads the same initializer as the embedding's Gather; with int8 embeddings an
-     * int8 MatMul, over the embedding's int8 table when tied.
+     * tied to the token embedding reads the same initializer as the embedding's Gather; with int8 embeddings
+     * quantized as the linears are (int4 as MatMulNBits, as llama.cpp's Q4_0 and ORT's model builder quantize
+     * the head; int8 as an int8 MatMul), or, tied, an int8 MatMul over the embedding's int8 table.
      *
      * @param tiedEmbedding the embedding's canonical name when the head is tied to it, else null
      */
@@ -318,9 +319,16 @@ final class DecoderGraph {
         boolean readsEmbedding = tiedEmbedding != null && (adaptedHead == null || unmerged);
         String logits;
         if (quantization.embeddingsInt8()) {
-            Int8Weight weight = readsEmbedding ? int8Embedding(tiedEmbedding)
-                    : withModuleValues(module, values -> int8Weight(module.path() + ".weight", matrix(module, values)));
-            logits = withLora(x, int8MatMul(x, weight), module);
+            String name = module.path() + ".weight";
+            String product;
+            if (readsEmbedding) {
+                product = int8MatMul(x, int8Embedding(tiedEmbedding));
+            } else if (quantization.precision() == WeightQuantization.Precision.INT4) {
+                product = withModuleValues(module, values -> int4MatMul(x, name, matrix(module, values)));
+            } else {
+                product = int8MatMul(x, withModuleValues(module, values -> int8Weight(name, matrix(module, values))));
+            }
+            logits = withLora(x, product, module);
         } else {
             String weight = readsEmbedding ? floatEmbedding(tiedEmbedding)
                     : graph.weight(module.path() + ".weight", moduleWeight(module, false), module.out(), module.in());
@@ -471,15 +479,11 @@ final class DecoderGraph {
         return graph.node("Mul", graph.node("Mul", gate, graph.node("Sigmoid", gate)), up);
     }
 
-    /** cos and sin of every query position from core's table, [max_positions, head_dim/2], gathered by position_ids. */
+    /** Core's cos and sin tables, [max_positions, head_dim/2] each, as the rotary initializers. */
     Rotary rotary(RopeTable table) {
         long half = table.headDim() / 2;
-        String cosTable = graph.weight("rotary.cos", new TensorPayload.Plain(table.cos()), table.maxPositions(), half);
-        String sinTable = graph.weight("rotary.sin", new TensorPayload.Plain(table.sin()), table.maxPositions(), half);
-        String headAxis = graph.ints(1);
-        return new Rotary(
-                graph.node("Unsqueeze", graph.node("Gather", cosTable, GraphNames.POSITION_IDS), headAxis),
-                graph.node("Unsqueeze", graph.node("Gather", sinTable, GraphNames.POSITION_IDS), headAxis));
+        return new Rotary(graph.weight("rotary.cos", new TensorPayload.Plain(table.cos()), table.maxPositions(), half),
+                graph.weight("rotary.sin", new TensorPayload.Plain(table.sin()), table.maxPositions(), half));
     }
 
     /**
@@ -502,12 +506,12 @@ final class DecoderGraph {
     String attention(int layer, String query, String key, String value, Rotary rotary, AttentionSpec spec) {
         int heads = config.numHeads();
         int headDim = config.headDim();
+        if (rotary != null) {
+            query = rotate(query, heads, rotary);
+            key = rotate(key, kvHeads, rotary);
+        }
         String q = splitHeads(query, heads);
         String k = splitHeads(key, kvHeads);
-        if (rotary != null) {
-            q = rotate(q, rotary);
-            k = rotate(k, rotary);
-        }
         String keys = graph.nodeNamed("Concat", GraphNames.presentKey(layer), List.of(GraphNames.pastKey(layer), k), Attribute.of("axis", 2));
         String values = graph.nodeNamed("Concat", GraphNames.presentValue(layer), List.of(GraphNames.pastValue(layer), splitHeads(value, kvHeads)),
                 Attribute.of("axis", 2));
@@ -540,14 +544,14 @@ final class DecoderGraph {
         return graph.node("Reshape", expanded, graph.ints(0, (long) kvHeads * group, -1, config.headDim()));
     }
 
-    /** x·cos + rotate_half(x)·sin on the halves layout: [x1·cos − x2·sin, x2·cos + x1·sin]. */
-    private String rotate(String x, Rotary rotary) {
-        long half = config.headDim() / 2;
-        String lastAxis = graph.ints(3);
-        String x1 = graph.node("Slice", List.of(x, graph.ints(0), graph.ints(half), lastAxis));
-        String x2 = graph.node("Slice", List.of(x, graph.ints(half), graph.ints(2 * half), lastAxis));
-        String first = graph.node("Sub", graph.node("Mul", x1, rotary.cos()), graph.node("Mul", x2, rotary.sin()));
-        String second = graph.node("Add", graph.node("Mul", x2, rotary.cos()), graph.node("Mul", x1, rotary.sin()));
-        return graph.node("Concat", List.of(first, second), Attribute.of("axis", 3));
+    /**
+     * x·cos + rotate_half(x)·sin on the halves layout, [x1·cos − x2·sin, x2·cos + x1·sin] per head, cos and sin
+     * at each token's position_ids: one {@code com.microsoft.RotaryEmbedding} over [batch, seq, count·head_dim]
+     * (interleaved 0), as ONNX Runtime's own exporters write RoPE, rather than the nine slicing and elementwise nodes
+     * per tensor it is made of, which cost a decode step more in dispatch than in arithmetic.
+     */
+    private String rotate(String x, int count, Rotary rotary) {
+        return graph.microsoftNode("RotaryEmbedding", List.of(x, GraphNames.POSITION_IDS, rotary.cos(), rotary.sin()),
+                Attribute.of("interleaved", 0), Attribute.of("num_heads", count));
     }
 }

@@ -18,8 +18,9 @@ import java.util.Locale;
  *       to int8 per block and run integer dot products.
  * </ul>
  *
- * @param embeddingsInt8 also store the token embedding and the output head as int8 per token row (the head
- *                       as the int8 linears run it); otherwise both stay float32
+ * @param embeddingsInt8 also store the token embedding as int8 per token row and quantize the output head: as
+ *                       the linears are (int8, or int4 blocks) when it has its own weight, int8 over the
+ *                       embedding's table when tied to it; otherwise both stay float32
  */
 public record WeightQuantization(Precision precision, int blockSize, boolean zeroPoints, int accuracyLevel,
                                  boolean embeddingsInt8) {

@@ -1,0 +1,211 @@
+package dev.loraflow.benchmarks;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.inference.EngineSettings;
+import dev.loraflow.onnx.FloatTensor;
+import dev.loraflow.onnx.GraphNames;
+import java.io.IOException;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Batch-1 greedy generation through ONNX Runtime directly, without the engine (by default with the session
+ * options the engine uses, {@link EngineSettings#configure}): prefill of the prompt, then one run per token
+ * with present.* fed back as past_key_values.*, the arg-max of the last logits row. The reference the
+ * benchmarks time the server, llama.cpp and the merged-against-base exports against (ServingLoad,
+ * QuantizedDecode, OnnxExportThroughput).
+ */
+final class OrtDecodeLoop implements AutoCloseable {
+    /** {@link #endProfiling}'s key for the session runs' whole time, kernels and what lies between them. */
+    static final String WHOLE_RUN = "(whole run)";
+
+    private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+    private final OrtSession session;
+    private final ModelConfig config;
+    private final int kvHeads;
+    /** Inputs fed at every step besides the ids, mask, positions and past (an un-merged graph's LoRA inputs). */
+    private final Map<String, FloatTensor> extraInputs;
+
+    /**
+     * @param settings the engine's session settings (threads, spinning, provider)
+     * @param profile  where ONNX Runtime writes its profile (a prefix; {@link #endProfiling} says the file), or null
+     */
+    OrtDecodeLoop(Path model, ModelConfig config, EngineSettings settings, Path profile) throws OrtException {
+        this(createSession(model, settings, profile), config, Map.of());
+    }
+
+    /** A loop over a session already open (closed with the loop), feeding {@code extraInputs} at every step. */
+    OrtDecodeLoop(OrtSession session, ModelConfig config, Map<String, FloatTensor> extraInputs) {
+        this.session = session;
+        this.config = config;
+        this.extraInputs = extraInputs;
+        this.kvHeads = switch (config) {
+            case Gpt2Config gpt2 -> gpt2.numHeads();
+            case DecoderConfig decoder -> decoder.numKeyValueHeads();
+        };
+    }
+
+    private static OrtSession createSession(Path model, EngineSettings settings, Path profile) throws OrtException {
+        try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
+            if (!settings.configure(options).startsWith(settings.provider().name().toLowerCase(Locale.ROOT))) {
+                throw new IllegalStateException("--device cuda, but ONNX Runtime has no CUDA provider here:"
+                        + " build with -Pcuda (bench/gpu-check.sh does)");
+            }
+            if (profile != null) {
+                options.enableProfiling(profile.toString());
+            }
+            return OrtEnvironment.getEnvironment().createSession(model.toString(), options);
+        }
+    }
+
+    /** The engine's default settings with {@code threads} intra-op threads on {@code device}, "cpu" or "cuda". */
+    static EngineSettings settings(int threads, String device) {
+        EngineSettings settings = EngineSettings.defaults().withIntraOpThreads(threads);
+        return new EngineSettings(EngineSettings.Provider.parse(device), 0, settings.optimizationLevel(), threads,
+                settings.interOpThreads(), settings.memoryArena(), settings.maxBatchSize(), settings.queueCapacity());
+    }
+
+    /** Prefill, then one step per further token: {@code count} tokens; stamps[t] is when token t was chosen. */
+    int[] generate(int[] prompt, int count, long[] stamps) throws OrtException {
+        int[] generated = new int[count];
+        Map<String, OnnxTensor> prefillInputs = prefillInputs();
+        OrtSession.Result result = null;
+        try {
+            result = step(Arrays.stream(prompt).asLongStream().toArray(), 0, prefillInputs);
+            generated[0] = argmaxLast(result);
+            stamps[0] = System.nanoTime();
+            for (int t = 1; t < count; t++) {
+                Map<String, OnnxTensor> past = new HashMap<>(prefillInputs);
+                for (int layer = 0; layer < config.numLayers(); layer++) {
+                    past.put(GraphNames.pastKey(layer), tensor(result, GraphNames.presentKey(layer)));
+                    past.put(GraphNames.pastValue(layer), tensor(result, GraphNames.presentValue(layer)));
+                }
+                OrtSession.Result next = step(new long[] {generated[t - 1]}, prompt.length + t - 1, past);
+                result.close();
+                result = next;
+                generated[t] = argmaxLast(result);
+                stamps[t] = System.nanoTime();
+            }
+            return generated;
+        } finally {
+            if (result != null) {
+                result.close();
+            }
+            prefillInputs.values().forEach(OnnxTensor::close);
+        }
+    }
+
+    /** Every step runs the whole sequence so far with an empty past. */
+    int[] generateWithoutCache(int[] prompt, int count) throws OrtException {
+        int[] generated = new int[count];
+        long[] sequence = new long[prompt.length + count];
+        for (int i = 0; i < prompt.length; i++) {
+            sequence[i] = prompt[i];
+        }
+        Map<String, OnnxTensor> prefillInputs = prefillInputs();
+        try {
+            for (int t = 0; t < count; t++) {
+                try (OrtSession.Result result = step(Arrays.copyOf(sequence, prompt.length + t), 0, prefillInputs)) {
+                    generated[t] = argmaxLast(result);
+                }
+                sequence[prompt.length + t] = generated[t];
+            }
+            return generated;
+        } finally {
+            prefillInputs.values().forEach(OnnxTensor::close);
+        }
+    }
+
+    /**
+     * Ends ONNX Runtime's profiling (the loop must have been built with a profile) and sums its node events:
+     * microseconds per operator type, as the optimised graph ran them (fused nodes under their fused type), and
+     * the session runs' whole time under {@value #WHOLE_RUN}.
+     */
+    Map<String, Long> endProfiling() throws OrtException, IOException {
+        Path trace = Path.of(session.endProfiling());
+        Map<String, Long> microsByOp = new TreeMap<>();
+        try {
+            for (JsonNode event : new ObjectMapper().readTree(trace.toFile())) {
+                String category = event.path("cat").asText();
+                String name = event.path("name").asText();
+                if (category.equals("Node") && name.endsWith("_kernel_time")) {
+                    microsByOp.merge(event.path("args").path("op_name").asText(), event.path("dur").asLong(), Long::sum);
+                } else if (category.equals("Session") && name.equals("model_run")) {
+                    microsByOp.merge(WHOLE_RUN, event.path("dur").asLong(), Long::sum);
+                }
+            }
+        } finally {
+            Files.deleteIfExists(trace);
+        }
+        return microsByOp;
+    }
+
+    /** The empty past of a prefill, and the extra inputs: the tensors a generation creates once and closes. */
+    private Map<String, OnnxTensor> prefillInputs() throws OrtException {
+        Map<String, OnnxTensor> prefillInputs = new HashMap<>();
+        for (Map.Entry<String, FloatTensor> input : extraInputs.entrySet()) {
+            prefillInputs.put(input.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(input.getValue().values()),
+                    input.getValue().shape()));
+        }
+        long[] pastShape = {1, kvHeads, 0, config.headDim()};
+        for (int layer = 0; layer < config.numLayers(); layer++) {
+            prefillInputs.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+            prefillInputs.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
+        }
+        return prefillInputs;
+    }
+
+    private OrtSession.Result step(long[] ids, int past, Map<String, OnnxTensor> pastTensors) throws OrtException {
+        int total = past + ids.length;
+        long[] mask = new long[total];
+        Arrays.fill(mask, 1);
+        long[] positions = new long[ids.length];
+        Arrays.setAll(positions, i -> past + i);
+        Map<String, OnnxTensor> inputs = new HashMap<>(pastTensors);
+        try (OnnxTensor inputIds = OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {1, ids.length});
+             OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {1, total});
+             OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {1, ids.length})) {
+            inputs.put(GraphNames.INPUT_IDS, inputIds);
+            inputs.put(GraphNames.ATTENTION_MASK, attentionMask);
+            inputs.put(GraphNames.POSITION_IDS, positionIds);
+            return session.run(inputs);
+        }
+    }
+
+    private static OnnxTensor tensor(OrtSession.Result result, String name) {
+        return (OnnxTensor) result.get(name).orElseThrow();
+    }
+
+    private int argmaxLast(OrtSession.Result result) {
+        FloatBuffer logits = tensor(result, GraphNames.LOGITS).getFloatBuffer();
+        int vocab = config.vocabSize();
+        int last = logits.limit() - vocab;
+        int best = 0;
+        for (int v = 1; v < vocab; v++) {
+            if (logits.get(last + v) > logits.get(last + best)) {
+                best = v;
+            }
+        }
+        return best;
+    }
+
+    @Override
+    public void close() throws OrtException {
+        session.close();
+    }
+}
