@@ -74,7 +74,8 @@ public class Serving {
                 EngineSettings.OptimizationLevel.parse(config.optimizationLevel()), config.intraOpThreads(),
                 config.interOpThreads(), config.memoryArena(), config.maxBatchSize(), config.queueCapacity())
                 .withKvCache(config.kvCacheBytes(), config.prefillChunkTokens())
-                .withAdapterLimits(config.maxAdapters(), config.maxAdapterBytes());
+                .withAdapterLimits(config.maxAdapters(), config.maxAdapterBytes())
+                .withIntraOpSpinning(config.intraOpSpinning());
         engine = new Engine(settings);
         catalog = new ModelCatalog(modelName(), config.models().memoryBudget().asLongValue(),
                 (name, version, source) -> ServedModel.load(name, version, source.onnx(), source.sha256(),

@@ -36,6 +36,9 @@ public interface ServingConfig {
     @WithDefault("0")
     int interOpThreads();
 
+    @WithDefault("false")
+    boolean intraOpSpinning();
+
     @WithDefault("true")
     boolean memoryArena();
 
