@@ -14,7 +14,7 @@ import java.util.Map;
  *
  * <pre>java -jar broker/target/loraflow-broker.jar [--partitions N] [--auto-create-topics]</pre>
  *
- * Exit codes: 0 stopped by a signal, 1 the broker failed, 2 wrong arguments.
+ * Exit codes: 1 the broker failed, 2 wrong arguments; stopped by a signal, 143 (SIGTERM) or 130 (Ctrl-C).
  */
 public final class BrokerMain {
 

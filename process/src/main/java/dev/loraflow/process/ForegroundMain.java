@@ -11,7 +11,8 @@ import java.util.function.Supplier;
  * this JVM is stopped (SIGTERM or Ctrl-C), which stops the server first. A server that exits on its own ends
  * the main with its log's tail.
  *
- * <p>Exit codes: 0 stopped by a signal, 1 the server failed, 2 wrong arguments.
+ * <p>Exit codes: 1 the server failed, 2 wrong arguments; stopped by a signal, the JVM's own (143 for SIGTERM,
+ * 130 for Ctrl-C) once the server has stopped.
  */
 public final class ForegroundMain {
 

@@ -11,7 +11,7 @@ import java.nio.file.Path;
  *
  * <pre>java -jar s3server/target/loraflow-s3server.jar --data DIR [--bucket NAME]</pre>
  *
- * Exit codes: 0 stopped by a signal, 1 the server failed, 2 wrong arguments.
+ * Exit codes: 1 the server failed, 2 wrong arguments; stopped by a signal, 143 (SIGTERM) or 130 (Ctrl-C).
  */
 public final class S3ServerMain {
 
