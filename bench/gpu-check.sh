@@ -9,10 +9,19 @@
 #      run its model on CUDA is an error there too).
 # Extra arguments go to the benchmark (e.g. --tokens 256 --waves 2). The jars it builds replace the CPU ones in
 # */target (onnxruntime_gpu also runs on the CPU); ./loraflow test rebuilds them without -Pcuda.
+# Environment: JAVA_HOME (a JDK >= 25; ./loraflow finds one); PATH must hold nvidia-smi.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+if asks_for_help "$@"; then
+  print_usage "${BASH_SOURCE[0]}" "usage: ./loraflow gpu-check [BENCH-SERVING-OPTIONS]   (./loraflow bench-serving --help lists them)"
+  exit 0
+fi
 cd "$ROOT"
 : "${JAVA_HOME:?run through ./loraflow gpu-check, which finds a JDK >= 25}"
+# The benchmark's arguments are checked before the GPU is looked for and before anything is built.
+check_benchmark_arguments ServingLoad --device cuda --tokens 128 --rounds 2 --waves 1 "$@"
 
 fail() {
   echo "gpu-check: $*" >&2

@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
 # Core kernel benchmarks side by side with OpenBLAS in one run: OpenBLAS (numpy) before, JMH, OpenBLAS
-# after; the table compares loraflow with the faster OpenBLAS figure. Extra arguments go to JMH.
+# after; the table compares loraflow with the faster OpenBLAS figure. Extra arguments go to JMH, whose options
+# all start with one dash (e.g. -f 1 -wi 2 -i 3 -p size=512; java -jar benchmarks/target/benchmarks.jar -h lists
+# them); a positional argument is a further benchmark regexp. Builds benchmarks/target/benchmarks.jar first when
+# it is missing or older than its sources. Results in bench-results/<time>/.
 # Needs python3 with numpy (Debian: apt-get install python3-numpy libopenblas0-pthread).
+# Environment: JAVA_HOME (a JDK >= 25; ./loraflow finds one).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+if asks_for_help "$@"; then
+  print_usage "${BASH_SOURCE[0]}" "usage: ./loraflow bench [JMH-OPTIONS]"
+  exit 0
+fi
+for argument in "$@"; do
+  case "$argument" in
+    --*) usage_error run-kernels "unknown option '$argument'; JMH's options start with one dash" ;;
+  esac
+done
 cd "$ROOT"
 : "${JAVA_HOME:?run through ./loraflow bench, which finds a JDK >= 25}"
 

@@ -12,6 +12,12 @@
 # Disk: tinyllama 2.2 GB checkpoint + 2.2 GB merged; 8b 16 GB + 16 GB. Needs GNU time (/usr/bin/time).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+if asks_for_help "$@"; then
+  print_usage "${BASH_SOURCE[0]}" "usage: ./loraflow bench-memory [tinyllama] [8b]   (default: tinyllama)"
+  exit 0
+fi
 WORK="${WORK:-/tmp/loraflow-bench-memory}"
 STEPS="${STEPS:-3}"
 SHAPES=("$@")
@@ -19,7 +25,8 @@ SHAPES=("$@")
 for shape in "${SHAPES[@]}"; do
   case "$shape" in
     tinyllama|8b) ;;
-    *) echo "run-memory: unknown shape '$shape'; expected tinyllama or 8b" >&2; exit 2 ;;
+    -*) usage_error run-memory "unknown option '$shape'" ;;
+    *) usage_error run-memory "unknown shape '$shape'; expected tinyllama or 8b" ;;
   esac
 done
 [ -x /usr/bin/time ] || { echo "run-memory: needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }

@@ -9,13 +9,23 @@
 #        [--tokens 256] [--rounds 3]
 #        [--threads "1 2"] [--llama-threads "1 2"] [--preset NAME (instead of the shape, e.g. llama-3.2-1b)] [--anchor DIR]
 # On a heavily loaded machine llama.cpp's 2-thread runs crawl (its threads spin at every barrier): --llama-threads 1.
+# The defaults are the values shown; --anchor defaults to ../shared/anchors/llamacpp beside the repository.
+# Environment: JAVA_HOME (a JDK >= 25; ./loraflow finds one), TMPDIR (parent of the work directory, default /tmp).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+if asks_for_help "$@"; then
+  print_usage "${BASH_SOURCE[0]}" "usage: ./loraflow bench-serving --quantized [OPTIONS]"
+  exit 0
+fi
 cd "$ROOT"
 : "${JAVA_HOME:?run through ./loraflow bench-serving --quantized, which finds a JDK >= 25}"
 layers=12 hidden=768 heads=12 kv_heads="" intermediate="" vocab=32000 tokens=256 rounds=3 threads="1 2" llama_threads="1 2" preset="" anchor="$ROOT/../shared/anchors/llamacpp"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --layers|--hidden|--heads|--kv-heads|--intermediate|--vocab|--tokens|--rounds|--threads|--llama-threads|--preset|--anchor)
+      [ $# -ge 2 ] || usage_error run-quantized "$1 needs a value" ;;&
     --layers) layers=$2; shift 2 ;;
     --hidden) hidden=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
@@ -28,7 +38,7 @@ while [ $# -gt 0 ]; do
     --llama-threads) llama_threads=$2; shift 2 ;;
     --preset) preset=$2; shift 2 ;;
     --anchor) anchor=$2; shift 2 ;;
-    *) echo "run-quantized.sh: unknown argument $1" >&2; exit 2 ;;
+    *) usage_error run-quantized "unknown argument '$1'" ;;
   esac
 done
 [ -x "$anchor/run.sh" ] || { echo "no llama.cpp anchor at $anchor (run.sh); give --anchor DIR" >&2; exit 2; }

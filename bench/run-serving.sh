@@ -6,14 +6,18 @@
 # --layers 6 --tokens 128 --clients 16 --waves 2 --rounds 3 --threads 2 --adapters 64; --device cuda runs the server
 # and the direct loop on the GPU (the jars are then built with -Pcuda, onnxruntime_gpu).
 # --quantized [ARGS]: the F32/int8/int4 decode figures beside llama.cpp instead (bench/run-quantized.sh).
+# --help lists ServingLoad's options with their defaults.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ "${1:-}" = --quantized ]; then
   shift
   exec "$ROOT/bench/run-quantized.sh" "$@"
 fi
-cd "$ROOT"
 : "${JAVA_HOME:?run through ./loraflow bench-serving, which finds a JDK >= 25}"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+check_benchmark_arguments ServingLoad "$@"
+cd "$ROOT"
 
 JAR="$ROOT/benchmarks/target/benchmarks.jar"
 SERVER="$ROOT/serving/target/quarkus-app/quarkus-run.jar"

@@ -7,7 +7,11 @@
 # --dir (/tmp/loraflow-store-bench; deleted and made again). Disk: about 3 x the size.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+: "${JAVA_HOME:?run through ./loraflow bench-store, which finds a JDK >= 25}"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+check_benchmark_arguments StoreThroughput "$@"
 cd "$ROOT"
 ./mvnw -B -q -pl benchmarks,s3server -am package -DskipTests >&2
-exec "${JAVA_HOME:-/usr}/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+exec "$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
   ${LORAFLOW_JAVA_OPTS:-} -cp benchmarks/target/benchmarks.jar dev.loraflow.benchmarks.StoreThroughput "$@"

@@ -12,13 +12,13 @@
 # qwen2.5-0.5b, 12g for the 1.1-1.5 B presets, 24g up to 3.8 B, 48g for 7-8 B).
 # Needs python3 with torch (Debian: apt-get install python3-torch).
 set -euo pipefail
-case "${1:-}" in
-  -h|--help)
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-    echo "usage: ./loraflow bench-training [ARCH...]   (default: gpt2 llama)"
-    exit 0 ;;
-esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+if asks_for_help "$@"; then
+  print_usage "${BASH_SOURCE[0]}" "usage: ./loraflow bench-training [ARCH...]   (default: gpt2 llama)"
+  exit 0
+fi
 cd "$ROOT"
 : "${JAVA_HOME:?set JAVA_HOME to a JDK >= 25}"
 JAVA="$JAVA_HOME/bin/java"
@@ -35,9 +35,10 @@ ARCHS=("$@")
 PRESETS="gpt2 llama tinyllama-1.1b llama-3.2-1b llama-3.2-3b llama-3.1-8b qwen2.5-0.5b qwen2.5-1.5b qwen2.5-7b mistral-7b-v0.3 gemma-2-2b phi-3-mini-4k"
 TORCH_ARCHS="gpt2 llama llama-3.2-1b qwen2.5-0.5b"
 for arch in "${ARCHS[@]}"; do
+  case "$arch" in -*) usage_error run-training "unknown option '$arch'" ;; esac
   case " $PRESETS " in
     *" $arch "*) ;;
-    *) echo "run-training: unknown arch '$arch'; expected one of: $PRESETS" >&2; exit 2 ;;
+    *) usage_error run-training "unknown arch '$arch'; expected one of: $PRESETS" ;;
   esac
 done
 

@@ -19,6 +19,8 @@ asks again, and checks the served answers against the merged model run in Java. 
 --store s3 runs the platform with its artifacts in a local S3 API server's bucket (./loraflow up --store s3).
 --keep-running leaves the platform up afterwards (./loraflow down stops it); --report FILE is where
 the HTML report goes (default: the run's state directory). Exits non-zero naming the stage that failed.
+Environment: LORAFLOW_DEMO_HOME (the run's state directory, default $ROOT/.loraflow/demo/<time>),
+LORAFLOW_JAVA_OPTS (extra JVM options for the services and the demo driver), JAVA_HOME (a JDK >= 25).
 USAGE
 }
 
@@ -45,7 +47,7 @@ while [ $# -gt 0 ]; do
       ;;
     --keep-running) KEEP_RUNNING=true ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "loraflow demo: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    *) echo "loraflow demo: unknown argument '$1' (./loraflow demo --help lists the options)" >&2; exit 2 ;;
   esac
   shift
 done

@@ -8,7 +8,7 @@ set -euo pipefail
 case "${1:-}" in
   "") ;;
   -h|--help) echo "usage: ./loraflow down    (stops what ./loraflow up started; LORAFLOW_HOME as for up)"; exit 0 ;;
-  *) echo "loraflow down: unknown argument '$1'" >&2; exit 2 ;;
+  *) echo "loraflow down: unknown argument '$1'; it takes none (./loraflow down --help)" >&2; exit 2 ;;
 esac
 
 running="$(running_from_run_env)"

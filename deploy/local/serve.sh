@@ -21,7 +21,8 @@ on its own port.
   --name     the model's name in the APIs (default loraflow)
   --api-key  key for the admin API (adapters, swaps); default LORAFLOW_API_KEYS, none = admin refused
 Other settings are serving's environment variables (LORAFLOW_SERVING_MAX_BATCH_SIZE, ...), see
-serving/src/main/resources/application.properties.
+serving/src/main/resources/application.properties; LORAFLOW_SERVING_ADMIN_ROOTS (where the admin API may
+load models and adapters from, default the model's directory), LORAFLOW_JAVA_OPTS (extra JVM options).
 USAGE
 }
 
@@ -46,11 +47,11 @@ while [ $# -gt 0 ]; do
       shift
       ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "loraflow serve: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    *) echo "loraflow serve: unknown argument '$1' (./loraflow serve --help lists the options)" >&2; exit 2 ;;
   esac
   shift
 done
-[ -n "$MODEL" ] || { echo "loraflow serve: --model is required" >&2; usage >&2; exit 2; }
+[ -n "$MODEL" ] || { echo "loraflow serve: --model is required (./loraflow serve --help lists the options)" >&2; exit 2; }
 [[ "$PORT" =~ ^[0-9]+$ ]] && [ "$PORT" -le 65535 ] || { echo "loraflow serve: --port needs a port number, got '$PORT'" >&2; exit 2; }
 [[ "$GRPC_PORT" =~ ^[0-9]+$ ]] && [ "$GRPC_PORT" -le 65535 ] || {
   echo "loraflow serve: --grpc-port needs a port number, got '$GRPC_PORT'" >&2

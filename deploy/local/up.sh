@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
       shift
       ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "loraflow up: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    *) echo "loraflow up: unknown argument '$1' (./loraflow up --help lists the options)" >&2; exit 2 ;;
   esac
   shift
 done

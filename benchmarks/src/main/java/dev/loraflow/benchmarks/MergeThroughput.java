@@ -40,16 +40,12 @@ public final class MergeThroughput {
     private MergeThroughput() {}
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> options = new LinkedHashMap<>(Map.of("--rounds", "7", "--rank", "8", "--files", "false",
-                "--dir", System.getProperty("java.io.tmpdir") + "/loraflow-merge-bench"));
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            if (!options.containsKey(args[i])) {
-                throw new IllegalArgumentException("unknown option " + args[i] + "; known: " + options.keySet());
-            }
-            options.put(args[i], args[i + 1]);
-        }
-        int rounds = Integer.parseInt(options.get("--rounds"));
-        int rank = Integer.parseInt(options.get("--rank"));
+        BenchmarkCommandLine.MERGE_THROUGHPUT.run(args, MergeThroughput::measure);
+    }
+
+    private static void measure(BenchmarkCommandLine.Arguments options) throws Exception {
+        int rounds = options.integer("--rounds");
+        int rank = options.integer("--rank");
 
         ModelLayout layout = ModelLayout.of(GPT2_SMALL);
         Map<String, float[]> weights = RandomModel.initialWeights(GPT2_SMALL, 1);
@@ -104,8 +100,8 @@ public final class MergeThroughput {
         line.put("merge_over_copy_adapted", median(merge) / median(copyAdapted));
         line.put("merge_gb_per_s", 2.0 * adaptedValues * Float.BYTES / median(merge) / 1e9);
 
-        if (Boolean.parseBoolean(options.get("--files"))) {
-            Path dir = Files.createDirectories(Path.of(options.get("--dir")));
+        if (options.isSet("--files")) {
+            Path dir = Files.createDirectories(Path.of(options.text("--dir")));
             Path base = dir.resolve("base");
             Path adapterDir = dir.resolve("adapter");
             FileTrees.delete(dir);

@@ -20,7 +20,6 @@ import dev.loraflow.onnx.OnnxVerifier;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.stream.Stream;
 
@@ -40,19 +39,15 @@ public final class OnnxExportThroughput {
     private OnnxExportThroughput() {}
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> options = new LinkedHashMap<>(Map.of("--prompt", "128", "--decode", "32", "--rounds", "5",
-                "--threads", "2", "--dir", System.getProperty("java.io.tmpdir") + "/loraflow-onnx-bench"));
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            if (!options.containsKey(args[i])) {
-                throw new IllegalArgumentException("unknown option " + args[i] + "; known: " + options.keySet());
-            }
-            options.put(args[i], args[i + 1]);
-        }
-        int prompt = Integer.parseInt(options.get("--prompt"));
-        int decode = Integer.parseInt(options.get("--decode"));
-        int rounds = Integer.parseInt(options.get("--rounds"));
-        int threads = Integer.parseInt(options.get("--threads"));
-        Path dir = Files.createDirectories(Path.of(options.get("--dir")));
+        BenchmarkCommandLine.ONNX_EXPORT_THROUGHPUT.run(args, OnnxExportThroughput::measure);
+    }
+
+    private static void measure(BenchmarkCommandLine.Arguments options) throws Exception {
+        int prompt = options.integer("--prompt");
+        int decode = options.integer("--decode");
+        int rounds = options.integer("--rounds");
+        int threads = options.integer("--threads");
+        Path dir = Files.createDirectories(Path.of(options.text("--dir")));
 
         Map<String, float[]> weights = RandomModel.initialWeights(GPT2_SMALL, 1);
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(8).loraAlpha(16).targetModules("c_attn").build();

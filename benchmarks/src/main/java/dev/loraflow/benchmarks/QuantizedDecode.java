@@ -20,7 +20,7 @@ import java.util.Map;
  * session options: ONNX Runtime's threads do not spin, unless --spinning); with --profile also ONNX Runtime's kernel time
  * per token by operator type over all the rounds (prefill included), which slows the loop itself.
  *
- * <p>usage: QuantizedDecode --config config.json --threads 1,2 --tokens 256 --rounds 3 [--spinning] [--profile] LABEL=FILE.onnx ...
+ * <p>Its options: {@link BenchmarkCommandLine#QUANTIZED_DECODE} ({@code --help}).
  */
 public final class QuantizedDecode {
 
@@ -38,33 +38,29 @@ public final class QuantizedDecode {
     }
 
     public static void main(String[] args) throws Exception {
-        Path configFile = null;
-        int[] threadCounts = {2};
-        boolean spinning = false;
-        int tokens = 256;
-        int rounds = 3;
-        boolean profile = false;
-        List<String[]> graphs = new ArrayList<>();
-        for (int i = 0; i < args.length; i++) {
-            switch (args[i]) {
-                case "--config" -> configFile = Path.of(args[++i]);
-                case "--threads" -> threadCounts = Arrays.stream(args[++i].split(",")).mapToInt(Integer::parseInt).toArray();
-                case "--spinning" -> spinning = true;
-                case "--tokens" -> tokens = Integer.parseInt(args[++i]);
-                case "--rounds" -> rounds = Integer.parseInt(args[++i]);
-                case "--profile" -> profile = true;
-                default -> {
-                    String[] graph = args[i].split("=", 2);
-                    if (graph.length != 2) {
-                        throw new IllegalArgumentException("expected LABEL=FILE.onnx, got " + args[i]);
-                    }
-                    graphs.add(graph);
-                }
-            }
+        BenchmarkCommandLine.QUANTIZED_DECODE.run(args, QuantizedDecode::measure);
+    }
+
+    private static void measure(BenchmarkCommandLine.Arguments options) throws Exception {
+        Path configFile = Path.of(options.text("--config"));
+        int[] threadCounts;
+        try {
+            threadCounts = Arrays.stream(options.text("--threads").split(",")).mapToInt(Integer::parseInt).toArray();
+        } catch (NumberFormatException notCounts) {
+            throw new BenchmarkCommandLine.UsageException("--threads needs comma-separated counts, got '"
+                    + options.text("--threads") + "'");
         }
-        if (configFile == null || graphs.isEmpty()) {
-            throw new IllegalArgumentException("usage: QuantizedDecode --config config.json [--threads 1,2] [--tokens 256]"
-                    + " [--rounds 3] [--spinning] [--profile] LABEL=FILE.onnx ...");
+        boolean spinning = options.isSet("--spinning");
+        int tokens = options.integer("--tokens");
+        int rounds = options.integer("--rounds");
+        boolean profile = options.isSet("--profile");
+        List<String[]> graphs = new ArrayList<>();
+        for (String operand : options.operands()) {
+            String[] graph = operand.split("=", 2);
+            if (graph.length != 2) {
+                throw new BenchmarkCommandLine.UsageException("expected LABEL=FILE.onnx, got '" + operand + "'");
+            }
+            graphs.add(graph);
         }
         ModelConfig config = ModelConfig.read(configFile);
         int[] prompt = new int[16];

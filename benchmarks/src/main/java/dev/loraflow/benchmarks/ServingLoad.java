@@ -27,7 +27,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
@@ -60,7 +59,7 @@ public final class ServingLoad {
     private static final String MODEL = "bench";
     private static final String API_KEY = "bench-key";
 
-    private final Map<String, String> options;
+    private final BenchmarkCommandLine.Arguments options;
     private final Gpt2Config config;
     private final int promptLength;
     private final int tokens;
@@ -69,19 +68,16 @@ public final class ServingLoad {
     private final String device;
     private final int[] prompt;
 
-    private ServingLoad(Map<String, String> options) {
+    private ServingLoad(BenchmarkCommandLine.Arguments options) {
         this.options = options;
         this.config = new Gpt2Config(integer("--vocab"), integer("--context"), integer("--hidden"), integer("--layers"),
                 integer("--heads"), 4 * integer("--hidden"), 1e-5);
         this.promptLength = integer("--prompt");
         this.tokens = integer("--tokens");
         this.threads = integer("--threads");
-        this.device = options.get("--device");
-        if (!device.equals("cpu") && !device.equals("cuda")) {
-            throw new IllegalArgumentException("--device must be cpu or cuda, got " + device);
-        }
+        this.device = options.text("--device");
         if (promptLength + tokens > config.maxPositions()) {
-            throw new IllegalArgumentException("--prompt " + promptLength + " + --tokens " + tokens
+            throw new BenchmarkCommandLine.UsageException("--prompt " + promptLength + " + --tokens " + tokens
                     + " exceed the context " + config.maxPositions());
         }
         Rng rng = new Rng(4);
@@ -90,41 +86,16 @@ public final class ServingLoad {
     }
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> options = new LinkedHashMap<>();
-        options.put("--layers", "12");
-        options.put("--hidden", "768");
-        options.put("--heads", "12");
-        options.put("--vocab", "50257");
-        options.put("--context", "512");
-        options.put("--prompt", "16");
-        options.put("--tokens", "256");
-        options.put("--rounds", "3");
-        options.put("--clients", "16");
-        options.put("--waves", "2");
-        options.put("--adapters", "64");
-        options.put("--rank", "8");
-        options.put("--threads", "2");
-        options.put("--device", "cpu");
-        options.put("--server-jar", "serving/target/quarkus-app/quarkus-run.jar");
-        options.put("--dir", System.getProperty("java.io.tmpdir") + "/loraflow-serving-bench");
-        options.put("--out", "bench-results/serving.json");
-        for (int i = 0; i < args.length; i += 2) {
-            if (!options.containsKey(args[i]) || i + 1 == args.length) {
-                throw new IllegalArgumentException("unknown option or missing value: " + args[i] + "; known: "
-                        + options.keySet());
-            }
-            options.put(args[i], args[i + 1]);
-        }
-        new ServingLoad(options).run();
+        BenchmarkCommandLine.SERVING_LOAD.run(args, arguments -> new ServingLoad(arguments).run());
     }
 
     private int integer(String option) {
-        return Integer.parseInt(options.get(option));
+        return options.integer(option);
     }
 
     private void run() throws Exception {
-        Path dir = Path.of(options.get("--dir"));
-        Path serverJar = Path.of(options.get("--server-jar"));
+        Path dir = Path.of(options.text("--dir"));
+        Path serverJar = Path.of(options.text("--server-jar"));
         if (!Files.isRegularFile(serverJar)) {
             throw new IllegalArgumentException(serverJar + ": no serving jar; build it with ./mvnw -pl serving -am package");
         }
@@ -192,7 +163,7 @@ public final class ServingLoad {
             adapters.put("goal", ">= 0.7");
         }
         report.put("load_average_end", loadAverage());
-        Path out = Path.of(options.get("--out"));
+        Path out = Path.of(options.text("--out"));
         Files.createDirectories(out.toAbsolutePath().getParent());
         JSON.writerWithDefaultPrettyPrinter().writeValue(out.toFile(), report);
         System.out.println(table(report));

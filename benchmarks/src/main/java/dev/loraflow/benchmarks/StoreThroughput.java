@@ -18,8 +18,6 @@ import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
-import java.util.Map;
 import java.util.Optional;
 import java.util.Random;
 import software.amazon.awssdk.auth.credentials.AwsBasicCredentials;
@@ -49,18 +47,14 @@ public final class StoreThroughput {
     private StoreThroughput() {}
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> options = new LinkedHashMap<>(Map.of("--size-mb", "1024", "--rounds", "3",
-                "--model-layers", "8", "--dir", System.getProperty("java.io.tmpdir") + "/loraflow-store-bench"));
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            if (!options.containsKey(args[i])) {
-                throw new IllegalArgumentException("unknown option " + args[i] + "; known: " + options.keySet());
-            }
-            options.put(args[i], args[i + 1]);
-        }
-        long size = Long.parseLong(options.get("--size-mb")) * MIB;
-        int rounds = Integer.parseInt(options.get("--rounds"));
-        int layers = Integer.parseInt(options.get("--model-layers"));
-        Path dir = Path.of(options.get("--dir"));
+        BenchmarkCommandLine.STORE_THROUGHPUT.run(args, StoreThroughput::measure);
+    }
+
+    private static void measure(BenchmarkCommandLine.Arguments options) throws Exception {
+        long size = (long) options.integer("--size-mb") * MIB;
+        int rounds = options.integer("--rounds");
+        int layers = options.integer("--model-layers");
+        Path dir = Path.of(options.text("--dir"));
         if (Files.exists(dir)) {
             FileTrees.delete(dir);
         }

@@ -42,26 +42,28 @@ public final class TrainingThroughput {
 
     private TrainingThroughput() {}
 
-    public static void main(String[] args) throws IOException {
-        Map<String, String> options = new LinkedHashMap<>(Map.of("--arch", "gpt2", "--batch-size", "4", "--seq-len", "256",
-                "--steps", "5", "--warmup", "2"));
-        for (int i = 0; i + 1 < args.length; i += 2) {
-            if (!options.containsKey(args[i])) {
-                throw new IllegalArgumentException("unknown option " + args[i] + "; known: " + options.keySet());
-            }
-            options.put(args[i], args[i + 1]);
-        }
-        String arch = options.get("--arch");
-        int batch = Integer.parseInt(options.get("--batch-size"));
-        int seqLen = Integer.parseInt(options.get("--seq-len"));
-        int steps = Integer.parseInt(options.get("--steps"));
-        int warmup = Integer.parseInt(options.get("--warmup"));
+    public static void main(String[] args) throws Exception {
+        BenchmarkCommandLine.TRAINING_THROUGHPUT.run(args, TrainingThroughput::measure);
+    }
+
+    private static void measure(BenchmarkCommandLine.Arguments options) throws IOException {
+        String arch = options.text("--arch");
+        int batch = options.integer("--batch-size");
+        int seqLen = options.integer("--seq-len");
+        int steps = options.integer("--steps");
+        int warmup = options.integer("--warmup");
 
         // The shapes of bench/torch_lora_train.py: GPT-2 small, a Llama of its size, or any ModelPresets entry
         // (every decoder family: llama-3.2-1b, qwen2.5-0.5b, mistral-7b-v0.3, gemma-2-2b, phi-3-mini-4k, ...).
         ModelConfig config = switch (arch) {
             case "llama" -> DecoderConfig.llama(32000, 768, 2048, 12, 12, 4, 64, 2048, 1e-5, 10000, false);
-            default -> ModelPresets.get(arch);
+            default -> {
+                try {
+                    yield ModelPresets.get(arch);
+                } catch (IllegalArgumentException unknown) {
+                    throw new BenchmarkCommandLine.UsageException("--arch: " + unknown.getMessage());
+                }
+            }
         };
         // PEFT's default targets of the model_type: c_attn for GPT-2, q_proj and v_proj (phi3: qkv_proj).
         List<String> targets = LoraTargets.architectureDefault(config);

@@ -1,6 +1,7 @@
 package dev.loraflow.cli;
 
 import java.io.PrintWriter;
+import java.util.List;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -13,6 +14,9 @@ public final class Main implements Runnable {
 
     /** Wrong or missing arguments: picocli's usage code, which the launcher documents. */
     static final int USAGE_ERROR = CommandLine.ExitCode.USAGE;
+    /** The footer of every command's --help: what the launcher reads from the environment for it. */
+    private static final String ENVIRONMENT = "%nEnvironment: LORAFLOW_JAVA_OPTS (extra JVM options, e.g. -Xmx8g),"
+            + " JAVA_HOME (a JDK >= 25; ./loraflow finds one otherwise).";
     /** The arguments were fine but the work failed (bad data, unreadable model, …). */
     static final int FAILURE = 1;
 
@@ -33,11 +37,25 @@ public final class Main implements Runnable {
     /** Runs a command line; returns the exit code instead of exiting, for tests. */
     static int run(String[] args, PrintWriter out, PrintWriter err) {
         CommandLine commandLine = new CommandLine(new Main());
-        // Every command offers --version (mixinStandardHelpOptions); each prints loraflow's.
-        commandLine.getSubcommands().values().forEach(command ->
-                command.getCommandSpec().version(commandLine.getCommandSpec().version()));
+        // Every command offers --version (mixinStandardHelpOptions); each prints loraflow's
+        // and names the environment the launcher reads for it.
+        commandLine.getSubcommands().values().forEach(command -> command.getCommandSpec()
+                .version(commandLine.getCommandSpec().version())
+                .usageMessage().footer(ENVIRONMENT));
         commandLine.setOut(out);
         commandLine.setErr(err);
+        // Wrong arguments: one line naming what is wrong and where the usage is (picocli's default prints the
+        // whole usage after it, burying the line that matters). An unknown option is named first: picocli
+        // reports the missing required options instead when there are some.
+        commandLine.setParameterExceptionHandler((wrong, arguments) -> {
+            CommandLine failed = wrong.getCommandLine();
+            List<String> unmatched = failed.getUnmatchedArguments();
+            String message = unmatched.isEmpty() ? describe(wrong)
+                    : describe(new CommandLine.UnmatchedArgumentException(failed, unmatched));
+            String command = failed.getCommandSpec().qualifiedName();
+            failed.getErr().println(command + ": " + message + " (./" + command + " --help lists the options)");
+            return USAGE_ERROR;
+        });
         // Failures of the work itself are reported in one line, not as a stack trace: they are the
         // user's data or files, and the message names what is wrong.
         commandLine.setExecutionExceptionHandler((exception, failed, parseResult) -> {

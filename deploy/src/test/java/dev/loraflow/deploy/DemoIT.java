@@ -134,7 +134,7 @@ class DemoIT {
 
     private Process demo(Path jar, Path runEnv, Path report, String output) throws Exception {
         Process demo = new ProcessBuilder(java(), "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-                "-Xss4m", "-jar", jar.toString(), "--env", runEnv.toString(),
+                "-Xss4m", "-Djava.io.tmpdir=" + System.getProperty("java.io.tmpdir"), "-jar", jar.toString(), "--env", runEnv.toString(),
                 "--report", report.toString())
                 .redirectErrorStream(true).redirectOutput(home.resolve(output).toFile()).start();
         if (!demo.waitFor(4, TimeUnit.MINUTES)) {
@@ -147,7 +147,8 @@ class DemoIT {
     private void start(String name, Path jar, int port, Map<String, String> common, Map<String, String> extra, Path logs)
             throws IOException {
         ProcessBuilder builder = new ProcessBuilder(java(), "--add-modules", "jdk.incubator.vector",
-                "--enable-native-access=ALL-UNNAMED", "-Xss4m", "-Xmx768m", "-jar", jar.toString());
+                "--enable-native-access=ALL-UNNAMED", "-Xss4m", "-Xmx768m", "-Djava.io.tmpdir=" + System.getProperty("java.io.tmpdir"), "-jar",
+                jar.toString());
         builder.environment().putAll(common);
         builder.environment().putAll(extra);
         builder.environment().put("QUARKUS_HTTP_PORT", Integer.toString(port));

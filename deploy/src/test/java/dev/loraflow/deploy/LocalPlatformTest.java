@@ -414,6 +414,8 @@ class LocalPlatformTest {
         builder.environment().put("JAVA_HOME", System.getProperty("java.home"));
         // The jars Maven just packaged: the launcher must not start a build of its own inside this one.
         builder.environment().put("LORAFLOW_NO_BUILD", "1");
+        // The services' temporary files go where this test JVM's go (the module's target/tmp), not to /tmp.
+        builder.environment().put("LORAFLOW_JAVA_OPTS", "-Djava.io.tmpdir=" + System.getProperty("java.io.tmpdir"));
         builder.environment().remove("LORAFLOW_API_KEYS");
         return builder;
     }

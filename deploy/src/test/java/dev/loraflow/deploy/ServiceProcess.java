@@ -50,7 +50,10 @@ public final class ServiceProcess implements AutoCloseable {
 
     public ServiceProcess start() throws IOException {
         List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xss4m"));
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xss4m",
+                // Its temporary files (ONNX Runtime's native libraries, left behind when it is killed) go where
+                // this test JVM's go: the module's target/tmp.
+                "-Djava.io.tmpdir=" + System.getProperty("java.io.tmpdir")));
         command.addAll(jvmOptions);
         command.addAll(List.of("-jar", jar.toString()));
         ProcessBuilder builder = new ProcessBuilder(command);

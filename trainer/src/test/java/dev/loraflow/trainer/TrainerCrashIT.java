@@ -82,8 +82,9 @@ class TrainerCrashIT {
     private Process trainer(String name, String fault) throws IOException {
         Path jar = Path.of(System.getProperty("loraflow.trainer.jar", "target/quarkus-app/quarkus-run.jar"));
         ProcessBuilder builder = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g", "-jar",
-                jar.toAbsolutePath().toString());
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g",
+                // What the killed trainer leaves in its temporary directory goes to this module's target/tmp.
+                "-Djava.io.tmpdir=" + System.getProperty("java.io.tmpdir"), "-jar", jar.toAbsolutePath().toString());
         Map<String, String> env = builder.environment();
         env.put("KAFKA_BOOTSTRAP_SERVERS", KAFKA.broker().bootstrapServers());
         env.put("LORAFLOW_KAFKA_PASSWORD", KAFKA.broker().password(PlatformUsers.TRAINER));

@@ -4,6 +4,7 @@ import static dev.loraflow.serving.messaging.Announcements.CHECKPOINTS_TOPIC;
 import static dev.loraflow.serving.messaging.Announcements.record;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.loraflow.core.io.FileTrees;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.onnx.OnnxExporter;
@@ -35,8 +36,12 @@ public class AnnouncedAdaptersResource extends AnnouncingResource {
     /** The adapter of {@code seed} stored as the trainer stores a checkpoint's. */
     static ArtifactStore.Artifact storeAdapter(LocalArtifactStore store, long seed) throws IOException {
         Path directory = Files.createTempDirectory("adapter-" + seed + "-");
-        adapted(seed).toPeftAdapter().write(directory, DType.F32);
-        return store.putDirectory(directory);
+        try {
+            adapted(seed).toPeftAdapter().write(directory, DType.F32);
+            return store.putDirectory(directory);
+        } finally {
+            FileTrees.delete(directory);
+        }
     }
 
     static CheckpointEvent checkpoint(String job, long step, String base, ArtifactStore.Artifact adapter, String adapterSha256) {

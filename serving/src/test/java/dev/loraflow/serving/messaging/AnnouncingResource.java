@@ -4,10 +4,8 @@ import dev.loraflow.broker.LocalKafkaBroker;
 import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.platform.kafka.KafkaSetup;
 import dev.loraflow.platform.store.LocalArtifactStore;
-import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
+import dev.loraflow.serving.TemporaryDirectoryResource;
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
@@ -19,7 +17,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  * {@code serving}, a local store in a fresh directory ({@code loraflow.store.root}), and whatever history a
  * subclass publishes there before the service starts ({@link #prepare}).
  */
-abstract class AnnouncingResource implements QuarkusTestResourceLifecycleManager {
+abstract class AnnouncingResource extends TemporaryDirectoryResource {
 
     private LocalKafkaBroker broker;
 
@@ -30,18 +28,13 @@ abstract class AnnouncingResource implements QuarkusTestResourceLifecycleManager
     abstract Map<String, String> prepare(Path root, LocalArtifactStore store) throws IOException;
 
     @Override
-    public Map<String, String> start() {
-        try {
-            Path root = Files.createTempDirectory("loraflow-serving-" + getClass().getSimpleName() + "-");
-            LocalArtifactStore store = new LocalArtifactStore(root.resolve("store"));
-            broker = LocalKafkaBroker.start(LocalKafkaBroker.Options.defaults());
-            Map<String, String> config = new HashMap<>(broker.serviceConfig(PlatformUsers.SERVING));
-            config.put("loraflow.store.root", store.root().toString());
-            config.putAll(prepare(root, store));
-            return config;
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+    protected Map<String, String> start(Path root) throws IOException {
+        LocalArtifactStore store = new LocalArtifactStore(root.resolve("store"));
+        broker = LocalKafkaBroker.start(LocalKafkaBroker.Options.defaults());
+        Map<String, String> config = new HashMap<>(broker.serviceConfig(PlatformUsers.SERVING));
+        config.put("loraflow.store.root", store.root().toString());
+        config.putAll(prepare(root, store));
+        return config;
     }
 
     /** As the merger announces: each event's outcome recorded in the store first, then the events, as user merger. */
@@ -62,5 +55,6 @@ abstract class AnnouncingResource implements QuarkusTestResourceLifecycleManager
         if (broker != null) {
             broker.close();
         }
+        super.stop();
     }
 }

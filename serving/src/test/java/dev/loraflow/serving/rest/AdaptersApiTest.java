@@ -6,6 +6,7 @@ import static org.hamcrest.Matchers.hasItems;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 
+import dev.loraflow.serving.TemporaryDirectoryResource;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -14,13 +15,10 @@ import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.inference.TinyModels;
-import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.QuarkusTestProfile;
 import io.quarkus.test.junit.TestProfile;
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -63,27 +61,19 @@ class AdaptersApiTest {
     }
 
     /** The base exported un-merged (LoRA inputs), and each adapter written as PEFT files. */
-    public static class UnmergedBaseAndAdapters implements QuarkusTestResourceLifecycleManager {
+    public static class UnmergedBaseAndAdapters extends TemporaryDirectoryResource {
         @Override
-        public Map<String, String> start() {
-            try {
-                Path dir = Files.createTempDirectory("loraflow-adapters-test");
-                Map<String, float[]> weights = TinyModels.weights(CONFIG, BASE_SEED);
-                Path onnx = TinyModels.export(TinyModels.adapted(CONFIG, weights, 42), weights, dir.resolve("base"),
-                        OnnxExporter.Options.defaults().withUnmerged(true));
-                for (var adapter : ADAPTER_SEEDS.entrySet()) {
-                    TinyModels.adapted(CONFIG, weights, adapter.getValue()).toPeftAdapter()
-                            .write(dir.resolve(adapter.getKey()), DType.F32);
-                }
-                return Map.of("loraflow.serving.model.path", onnx.toString(), "loraflow.test.adapters", dir.toString(),
-                        "loraflow.serving.admin-roots", dir.toString());
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
+        protected Map<String, String> start(Path dir) throws IOException {
+            Map<String, float[]> weights = TinyModels.weights(CONFIG, BASE_SEED);
+            Path onnx = TinyModels.export(TinyModels.adapted(CONFIG, weights, 42), weights, dir.resolve("base"),
+                    OnnxExporter.Options.defaults().withUnmerged(true));
+            for (var adapter : ADAPTER_SEEDS.entrySet()) {
+                TinyModels.adapted(CONFIG, weights, adapter.getValue()).toPeftAdapter()
+                        .write(dir.resolve(adapter.getKey()), DType.F32);
             }
+            return Map.of("loraflow.serving.model.path", onnx.toString(), "loraflow.test.adapters", dir.toString(),
+                    "loraflow.serving.admin-roots", dir.toString());
         }
-
-        @Override
-        public void stop() {}
     }
 
     @ConfigProperty(name = "loraflow.test.adapters")

@@ -1,5 +1,6 @@
 package dev.loraflow.serving.rest;
 
+import dev.loraflow.serving.TemporaryDirectoryResource;
 import dev.loraflow.serving.service.Requests;
 import static io.restassured.RestAssured.given;
 import static org.hamcrest.Matchers.containsString;
@@ -16,13 +17,10 @@ import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.text.ByteLevelTokenizerJson;
 import dev.loraflow.inference.ChatTemplate;
 import dev.loraflow.inference.TinyModels;
-import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.TestProfile;
 import io.restassured.path.json.JsonPath;
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -71,26 +69,18 @@ class ChatTemplateApiTest {
     static final Gpt2Config WIDE = new Gpt2Config(ByteLevelTokenizerJson.VOCAB_SIZE, 256, 32, 2, 4, 64, 1e-5);
 
     /** The model exported with the template added to its tokenizer_config.json. */
-    public static class ModelWithChatTemplate implements QuarkusTestResourceLifecycleManager {
+    public static class ModelWithChatTemplate extends TemporaryDirectoryResource {
         @Override
-        public Map<String, String> start() {
-            try {
-                Path dir = Files.createTempDirectory("loraflow-chat-template-test");
-                Path onnx = TinyModels.export(TinyModels.model(WIDE, TinyModelResource.SEED_A),
-                        TinyModels.weights(WIDE, TinyModelResource.SEED_A), dir);
-                Path config = dir.resolve("tokenizer_config.json");
-                ObjectMapper json = new ObjectMapper();
-                ObjectNode root = (ObjectNode) json.readTree(config.toFile());
-                root.put("chat_template", TEMPLATE);
-                json.writeValue(config.toFile(), root);
-                return Map.of("loraflow.serving.model.path", onnx.toString());
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
+        protected Map<String, String> start(Path dir) throws IOException {
+            Path onnx = TinyModels.export(TinyModels.model(WIDE, TinyModelResource.SEED_A),
+                    TinyModels.weights(WIDE, TinyModelResource.SEED_A), dir);
+            Path config = dir.resolve("tokenizer_config.json");
+            ObjectMapper json = new ObjectMapper();
+            ObjectNode root = (ObjectNode) json.readTree(config.toFile());
+            root.put("chat_template", TEMPLATE);
+            json.writeValue(config.toFile(), root);
+            return Map.of("loraflow.serving.model.path", onnx.toString());
         }
-
-        @Override
-        public void stop() {}
     }
 
     @Test

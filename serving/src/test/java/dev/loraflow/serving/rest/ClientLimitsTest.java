@@ -1,5 +1,6 @@
 package dev.loraflow.serving.rest;
 
+import dev.loraflow.serving.TemporaryDirectoryResource;
 import dev.loraflow.serving.service.Serving;
 import static io.restassured.RestAssured.given;
 import static org.hamcrest.Matchers.equalTo;
@@ -23,13 +24,11 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.MetadataUtils;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
 import io.quarkus.test.junit.QuarkusTest;
 import io.quarkus.test.junit.QuarkusTestProfile;
 import io.quarkus.test.junit.TestProfile;
 import jakarta.inject.Inject;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -67,24 +66,16 @@ class ClientLimitsTest {
     }
 
     /** The tiny GPT-2 with a context of 4096, exported without its tokenizer files. */
-    public static class LongModel implements QuarkusTestResourceLifecycleManager {
+    public static class LongModel extends TemporaryDirectoryResource {
         @Override
-        public Map<String, String> start() {
+        protected Map<String, String> start(Path dir) throws IOException {
             Gpt2Config config = new Gpt2Config(ByteLevelTokenizerJson.VOCAB_SIZE, 4096, 32, 2, 4, 64, 1e-5);
-            try {
-                Path dir = Files.createTempDirectory("loraflow-long-answers");
-                Path onnx = TinyModels.export(TinyModels.model(config, TinyModelResource.SEED_A),
-                        TinyModels.weights(config, TinyModelResource.SEED_A), dir);
-                Files.delete(dir.resolve(Tokenizer.FILE_NAME));
-                Files.delete(dir.resolve(Tokenizer.CONFIG_FILE_NAME));
-                return Map.of("loraflow.serving.model.path", onnx.toString());
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
+            Path onnx = TinyModels.export(TinyModels.model(config, TinyModelResource.SEED_A),
+                    TinyModels.weights(config, TinyModelResource.SEED_A), dir);
+            Files.delete(dir.resolve(Tokenizer.FILE_NAME));
+            Files.delete(dir.resolve(Tokenizer.CONFIG_FILE_NAME));
+            return Map.of("loraflow.serving.model.path", onnx.toString());
         }
-
-        @Override
-        public void stop() {}
     }
 
     @Inject

@@ -2,15 +2,13 @@ package dev.loraflow.serving.rest;
 
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.inference.TinyModels;
-import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
+import dev.loraflow.serving.TemporaryDirectoryResource;
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 
 /** Exports two tiny GPT-2 models, A (served at start) and B (for swaps), into a temporary directory. */
-public class TinyModelResource implements QuarkusTestResourceLifecycleManager {
+public class TinyModelResource extends TemporaryDirectoryResource {
 
     static final long SEED_A = 31;
     static final long SEED_B = 32;
@@ -20,18 +18,10 @@ public class TinyModelResource implements QuarkusTestResourceLifecycleManager {
     }
 
     @Override
-    public Map<String, String> start() {
-        try {
-            Path dir = Files.createTempDirectory("loraflow-serving-test");
-            Path a = TinyModels.export(javaModel(SEED_A), TinyModels.weights(TinyModels.GPT2, SEED_A), dir.resolve("a"));
-            Path b = TinyModels.export(javaModel(SEED_B), TinyModels.weights(TinyModels.GPT2, SEED_B), dir.resolve("b"));
-            return Map.of("loraflow.serving.model.path", a.toString(), "loraflow.test.model-a", a.toString(),
-                    "loraflow.test.model-b", b.toString(), "loraflow.serving.admin-roots", dir.toString());
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+    protected Map<String, String> start(Path dir) throws IOException {
+        Path a = TinyModels.export(javaModel(SEED_A), TinyModels.weights(TinyModels.GPT2, SEED_A), dir.resolve("a"));
+        Path b = TinyModels.export(javaModel(SEED_B), TinyModels.weights(TinyModels.GPT2, SEED_B), dir.resolve("b"));
+        return Map.of("loraflow.serving.model.path", a.toString(), "loraflow.test.model-a", a.toString(),
+                "loraflow.test.model-b", b.toString(), "loraflow.serving.admin-roots", dir.toString());
     }
-
-    @Override
-    public void stop() {}
 }

@@ -1,0 +1,138 @@
+package dev.loraflow.deploy;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
+
+import java.io.File;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Every command {@code ./loraflow --help} lists, run as a user runs it: {@code --help} and {@code -h} print its
+ * usage and exit 0 at once (no build, no benchmark, no service started); {@code --no-such-flag} exits 2 with one
+ * line that names the option and points at --help, never a stack trace. The CLI's commands need the jar the
+ * build packaged (skipped, saying so, under ./mvnw test alone); the launcher is told not to build anything.
+ */
+class LauncherHelpTest {
+
+    private static final Path REPOSITORY = Path.of("").toAbsolutePath().getParent();
+    /** Far more than a usage takes (a JVM start at most); far less than a build or a benchmark. */
+    private static final Duration QUICK = Duration.ofSeconds(90);
+    /** A command line of the launcher's usage: two spaces, the command, then its description. */
+    private static final Pattern COMMAND_LINE = Pattern.compile("^  ([a-z][a-z0-9-]*)\\s+\\S.*$");
+    private static final String NO_JAR = "LORAFLOW_NO_BUILD=1 forbids building it";
+    /** What the JVM itself prints first whenever the Vector API module is added; not the command's own words. */
+    private static final String INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector";
+
+    @TempDir
+    Path home;
+
+    record Result(int exitCode, String output) {}
+
+    @TestFactory
+    Stream<DynamicTest> everyListedCommandAnswersHelpAndRejectsAnUnknownOption() throws Exception {
+        List<String> commands = listedCommands();
+        assertTrue(commands.containsAll(List.of("train", "up", "serve", "test", "bench", "bench-serving", "gpu-check",
+                "bench-store", "bench-memory", "bench-trainer", "demo", "help")), "the usage lists " + commands);
+        return commands.stream().map(command -> DynamicTest.dynamicTest(command, () -> check(command)));
+    }
+
+    private void check(String command) throws Exception {
+        for (String help : List.of("--help", "-h")) {
+            Result result = loraflow(command, help);
+            assumeFalse(result.output().contains(NO_JAR), "skipped: the jar ./loraflow " + command
+                    + " runs is not packaged (./mvnw test alone): " + result.output().strip());
+            assertEquals(0, result.exitCode(), "./loraflow " + command + " " + help + ":\n" + result.output());
+            assertTrue(result.output().toLowerCase().contains("usage: "), "./loraflow " + command + " " + help
+                    + " prints no usage:\n" + result.output());
+            assertNoStackTrace(command + " " + help, result.output());
+        }
+        if (command.equals("test")) {
+            // Its other arguments go to Maven, whose parser answers them (and a Maven build inside this one
+            // would be no test of the launcher).
+            return;
+        }
+        Result wrong = loraflow(command, "--no-such-flag");
+        String what = "./loraflow " + command + " --no-such-flag";
+        assertEquals(2, wrong.exitCode(), what + ":\n" + wrong.output());
+        List<String> lines = wrong.output().lines().filter(line -> !line.isBlank() && !line.equals(INCUBATOR_WARNING))
+                .toList();
+        assertEquals(1, lines.size(), what + " says more than one line:\n" + wrong.output());
+        assertTrue(lines.getFirst().contains("--no-such-flag") && lines.getFirst().contains("--help"),
+                what + " names neither the option nor --help: " + lines.getFirst());
+        assertNoStackTrace(command + " --no-such-flag", wrong.output());
+    }
+
+    @Test
+    void helpOfACommandIsThatCommandsHelp() throws Exception {
+        Result viaHelp = loraflow("help", "serve");
+        assertEquals(0, viaHelp.exitCode(), viaHelp.output());
+        assertEquals(loraflow("serve", "--help").output(), viaHelp.output());
+        Result unknown = loraflow("help", "no-such-command");
+        assertEquals(2, unknown.exitCode(), unknown.output());
+        assertEquals(1, unknown.output().lines().count(), unknown.output());
+    }
+
+    private static void assertNoStackTrace(String what, String output) {
+        assertFalse(output.contains("Exception") || output.contains("\tat ") || output.contains("at dev.loraflow"),
+                "./loraflow " + what + " printed a stack trace:\n" + output);
+    }
+
+    /** The commands of the launcher's usage, in its order. */
+    private List<String> listedCommands() throws Exception {
+        Result usage = loraflow("--help");
+        assertEquals(0, usage.exitCode(), usage.output());
+        List<String> commands = new ArrayList<>();
+        boolean inCommands = false;
+        for (String line : usage.output().lines().toList()) {
+            if (line.equals("commands:")) {
+                inCommands = true;
+            } else if (inCommands && line.isBlank()) {
+                break;
+            } else if (inCommands) {
+                Matcher command = COMMAND_LINE.matcher(line);
+                if (command.matches()) {
+                    commands.add(command.group(1));
+                }
+            }
+        }
+        return commands;
+    }
+
+    private Result loraflow(String... arguments) throws IOException, InterruptedException {
+        List<String> command = new ArrayList<>(List.of(REPOSITORY.resolve("loraflow").toString()));
+        command.addAll(List.of(arguments));
+        Path output = Files.createTempFile(home, "output", ".txt");
+        ProcessBuilder builder = new ProcessBuilder(command)
+                .directory(REPOSITORY.toFile())
+                .redirectErrorStream(true)
+                .redirectOutput(output.toFile())
+                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
+        builder.environment().put("LORAFLOW_HOME", home.toString());
+        builder.environment().put("JAVA_HOME", System.getProperty("java.home"));
+        // Inside a Maven build: the launcher must not start one of its own.
+        builder.environment().put("LORAFLOW_NO_BUILD", "1");
+        Process process = builder.start();
+        if (!process.waitFor(QUICK.toMillis(), TimeUnit.MILLISECONDS)) {
+            process.descendants().forEach(ProcessHandle::destroyForcibly);
+            process.destroyForcibly();
+            throw new AssertionError("./loraflow " + String.join(" ", arguments) + " did not return within " + QUICK
+                    + " (it builds or runs something):\n" + Files.readString(output));
+        }
+        return new Result(process.exitValue(), Files.readString(output));
+    }
+}
