@@ -6,7 +6,8 @@
 #          compute efficiency: 4 · parameters · tokens/s FLOP/s against the best OpenBLAS sgemm GFLOP/s of
 #          bench/openblas_reference.py measured just before (the machine's fp32 peak as bench sees it);
 #   merge  of the trained adapter against cp of the checkpoint, and cp followed by sync of the copy (merge forces
-#          its output to disk before renaming it into place): seconds and peak RSS.
+#          its output to disk before renaming it into place): seconds, peak RSS and CPU seconds; merge twice, with
+#          the base's digest unknown (hashed first) and given with --base-sha256 (hashed as the merge reads it).
 # Rows go to $WORK/memory-<time>.md as a markdown table, and to stdout.
 # Settings from the environment: WORK (/tmp/loraflow-bench-memory), STEPS (3), LORAFLOW_JAVA_OPTS.
 # Disk: tinyllama 2.2 GB checkpoint + 2.2 GB merged; 8b 16 GB + 16 GB. Needs GNU time (/usr/bin/time).
@@ -48,10 +49,11 @@ train_args() {
   esac
 }
 
-# Runs a command under GNU time; prints "seconds peak_rss_kb" and leaves its output in $WORK/last.log.
+# Runs a command under GNU time; prints "seconds peak_rss_kb cpu_seconds" (user + system) and leaves its output in
+# $WORK/last.log.
 measured() {
-  /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" > "$WORK/last.log" 2>&1 || { tail -n 5 "$WORK/last.log" >&2; return 1; }
-  cat "$WORK/time.txt"
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/time.txt" "$@" > "$WORK/last.log" 2>&1 || { tail -n 5 "$WORK/last.log" >&2; return 1; }
+  awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$WORK/time.txt"
 }
 gb() { awk -v kb="$1" 'BEGIN { printf "%.2f GB", kb / 1048576 }'; }
 
@@ -63,7 +65,7 @@ for shape in "${SHAPES[@]}"; do
   base="$WORK/$shape-bf16"
   if [ ! -f "$base/config.json" ]; then
     rm -rf "$base"
-    read -r secs rss <<<"$(measured "$LF" init-model --arch llama $(shape_args "$shape") --dtype bf16 --seed 1 --out "$base")"
+    read -r secs rss _ <<<"$(measured "$LF" init-model --arch llama $(shape_args "$shape") --dtype bf16 --seed 1 --out "$base")"
     echo "| $shape | init-model --dtype bf16 | $secs | $(gb "$rss") | $(du -h "$base/model.safetensors" | cut -f1) checkpoint |" | tee -a "$REPORT"
   fi
   checkpoint_kb=$(( $(stat -c %s "$base/model.safetensors") / 1024 ))
@@ -79,7 +81,7 @@ for _ in range(64): print(json.dumps({'input_ids': [r.randrange(vocab) for _ in 
     read -r quantization extra <<<"$variant"
     adapter="$WORK/$shape-adapter-$quantization${extra:+-checkpointed}"
     rm -rf "$adapter"
-    read -r secs rss <<<"$(measured "$LF" train --base "$base" --data "$data" --out "$adapter" --steps "$STEPS" \
+    read -r secs rss _ <<<"$(measured "$LF" train --base "$base" --data "$data" --out "$adapter" --steps "$STEPS" \
         --quantize "$quantization" $(train_args "$shape") $extra)"
     speed="$(grep -o '[0-9.]* tok/s' "$WORK/last.log" | tail -n 1 || true)"
     tokens_per_step=$(( $(echo "$(train_args "$shape")" | awk '{print $2 * $4}') ))
@@ -94,15 +96,23 @@ for _ in range(64): print(json.dumps({'input_ids': [r.randrange(vocab) for _ in 
   merged="$WORK/$shape-merged"
   rm -rf "$merged" "$WORK/$shape-copy.safetensors"
   sync
-  read -r cp_secs cp_rss <<<"$(measured cp "$base/model.safetensors" "$WORK/$shape-copy.safetensors")"
-  echo "| $shape | cp model.safetensors | $cp_secs | $(gb "$cp_rss") | |" | tee -a "$REPORT"
+  read -r cp_secs cp_rss cp_cpu <<<"$(measured cp "$base/model.safetensors" "$WORK/$shape-copy.safetensors")"
+  echo "| $shape | cp model.safetensors | $cp_secs | $(gb "$cp_rss") | $cp_cpu s CPU |" | tee -a "$REPORT"
   rm -f "$WORK/$shape-copy.safetensors"
   sync
-  read -r cps_secs _ <<<"$(measured sh -c "cp '$base/model.safetensors' '$WORK/$shape-copy.safetensors' && sync '$WORK/$shape-copy.safetensors'")"
-  echo "| $shape | cp model.safetensors && sync | $cps_secs | | |" | tee -a "$REPORT"
+  read -r cps_secs _ cps_cpu <<<"$(measured sh -c "cp '$base/model.safetensors' '$WORK/$shape-copy.safetensors' && sync '$WORK/$shape-copy.safetensors'")"
+  echo "| $shape | cp model.safetensors && sync | $cps_secs | | $cps_cpu s CPU |" | tee -a "$REPORT"
   rm -f "$WORK/$shape-copy.safetensors"
-  read -r secs rss <<<"$(measured "$LF" merge --base "$base" --adapter "$WORK/$shape-adapter-none" --out "$merged")"
-  echo "| $shape | merge | $secs | $(gb "$rss") | $(awk -v m="$secs" -v c="$cp_secs" -v s="$cps_secs" 'BEGIN { printf "%.1f× cp, %.1f× cp && sync", m / c, m / s }') |" | tee -a "$REPORT"
-  rm -rf "$merged"
+  # the adapter of `train` records no base digest: the base is hashed in a pass of its own, then merged; with
+  # --base-sha256 (as the merger service has it from the checkpoint event) it is hashed from the merge's own reads
+  for known in no yes; do
+    digest=()
+    [ "$known" = yes ] && digest=(--base-sha256 "$(grep -o '"base_sha256":"[0-9a-f]*"' "$WORK/merge.log" | cut -d'"' -f4)")
+    read -r secs rss cpu <<<"$(measured "$LF" merge --base "$base" --adapter "$WORK/$shape-adapter-none" --out "$merged" "${digest[@]}")"
+    cp "$WORK/last.log" "$WORK/merge.log"
+    echo "| $shape | merge$([ "$known" = yes ] && echo " --base-sha256") | $secs | $(gb "$rss") | $cpu s CPU; $(awk -v m="$secs" -v c="$cp_secs" -v s="$cps_secs" 'BEGIN { printf "%.1f× cp, %.1f× cp && sync", m / c, m / s }') |" | tee -a "$REPORT"
+    rm -rf "$merged"
+    sync
+  done
 done
 echo "report: $REPORT"

@@ -37,7 +37,7 @@ final class MergeCommand implements Callable<Integer> {
             description = "f32, f16, bf16, or base: each tensor as the base stores it (default: ${DEFAULT-VALUE}).")
     private String dtype;
 
-    @Option(names = "--base-sha256", description = "The base digest the adapter was trained on, checked before merging.")
+    @Option(names = "--base-sha256", description = "The base digest the adapter was trained on, checked as the base is read; a mismatch writes nothing.")
     private String baseSha256;
 
     @Override

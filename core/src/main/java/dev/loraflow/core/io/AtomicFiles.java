@@ -3,6 +3,7 @@ package dev.loraflow.core.io;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.channels.WritableByteChannel;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,19 +25,50 @@ public final class AtomicFiles {
         void writeTo(FileChannel channel) throws IOException;
     }
 
+    /** Produces a file's content front to back. */
+    @FunctionalInterface
+    public interface StreamWriter {
+        void writeTo(WritableByteChannel channel) throws IOException;
+    }
+
+    /** Fills the temporary file that is then renamed over the target. */
+    @FunctionalInterface
+    private interface TemporaryWriter {
+        void fill(Path temporary) throws IOException;
+    }
+
     private AtomicFiles() {}
 
     /** Atomically replaces {@code target} with what {@code content} writes. */
     public static void write(Path target, ContentWriter content) throws IOException {
+        replace(target, temporary -> {
+            try (FileChannel channel = FileChannel.open(temporary, StandardOpenOption.WRITE)) {
+                content.writeTo(channel);
+                channel.force(true);
+            }
+        });
+    }
+
+    /**
+     * Atomically replaces {@code target} with what {@code content} writes, front to back, through a
+     * {@link DirectFileWriter}: for files of gigabytes, whose bytes need not pass through the page cache.
+     */
+    public static void writeDirect(Path target, StreamWriter content) throws IOException {
+        replace(target, temporary -> {
+            try (DirectFileWriter channel = DirectFileWriter.open(temporary)) {
+                content.writeTo(channel);
+                channel.force();
+            }
+        });
+    }
+
+    private static void replace(Path target, TemporaryWriter content) throws IOException {
         Path absolute = target.toAbsolutePath();
         Path directory = absolute.getParent();
         Path temporary = createTemporarySibling(absolute);
         boolean moved = false;
         try {
-            try (FileChannel channel = FileChannel.open(temporary, StandardOpenOption.WRITE)) {
-                content.writeTo(channel);
-                channel.force(true);
-            }
+            content.fill(temporary);
             Files.move(temporary, absolute, StandardCopyOption.ATOMIC_MOVE);
             moved = true;
             forceDirectory(directory);

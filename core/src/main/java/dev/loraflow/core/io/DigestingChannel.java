@@ -11,27 +11,32 @@ import java.util.concurrent.BlockingQueue;
 
 /**
  * A channel that digests every byte written through it — a file's SHA-256 in the pass that writes it — and
- * does the digesting and the writing on a thread of its own, so that on a machine with a second core hashing
- * costs no time beside producing the bytes. A producer that fills whole buffers takes them from
+ * does the digesting on a thread of its own and the writing on another, so that on a machine with a second core
+ * hashing costs no time beside producing the bytes, and a write that waits for the device (direct I/O, see
+ * {@link DirectFileWriter}) holds up neither. A producer that fills whole buffers takes them from
  * {@link #emptyBuffer()} and gives them back with {@link #handOff}, and no byte is copied on the way;
- * {@link #write} copies. {@link #close()} waits until every byte is written and digested, and throws what the
+ * {@link #write} copies. The buffers are direct and aligned to {@value #ALIGNMENT} bytes, so that whole ones go to
+ * the device as they are. {@link #close()} waits until every byte is written and digested, and throws what the
  * writing threw; it leaves the target open (whoever opened it closes it).
  */
 public final class DigestingChannel implements WritableByteChannel {
 
     /** Size of each of the pipeline's buffers: large sequential writes, a few of them in flight. */
     public static final int BUFFER_BYTES = 4 << 20;
-    private static final int BUFFERS = 3;
-    /** Bytes digested and then written at once: they stay in the core's cache between the two. */
-    private static final int WRITE_BYTES = 256 << 10;
-    /** Put after the last filled buffer: the worker ends when it takes it. */
+    /** Alignment of the buffers' addresses: a multiple of every file system block size direct I/O may want. */
+    public static final int ALIGNMENT = 4096;
+    /** One being filled, one being digested, one being written, one spare: each stage can run ahead a little. */
+    private static final int BUFFERS = 4;
+    /** Put after the last filled buffer: each worker passes it on and ends. */
     private static final ByteBuffer END = ByteBuffer.allocate(0);
 
     private final WritableByteChannel target;
     private final MessageDigest digest;
     private final BlockingQueue<ByteBuffer> empty = new ArrayBlockingQueue<>(BUFFERS);
     private final BlockingQueue<ByteBuffer> filled = new ArrayBlockingQueue<>(BUFFERS + 1);
-    private final Thread worker;
+    private final BlockingQueue<ByteBuffer> digested = new ArrayBlockingQueue<>(BUFFERS + 1);
+    private final Thread digester;
+    private final Thread writer;
     private volatile Throwable failure;
     private boolean closed;
 
@@ -39,26 +44,39 @@ public final class DigestingChannel implements WritableByteChannel {
         this.target = target;
         this.digest = digest;
         for (int i = 0; i < BUFFERS; i++) {
-            // direct, so that the write system call reads it in place
-            empty.add(ByteBuffer.allocateDirect(BUFFER_BYTES));
+            // direct, so that the write system call reads it in place (or the device, with direct I/O)
+            empty.add(ByteBuffer.allocateDirect(BUFFER_BYTES + ALIGNMENT).alignedSlice(ALIGNMENT).slice(0, BUFFER_BYTES));
         }
-        worker = Thread.ofPlatform().name("digesting-writer").daemon().start(this::drain);
+        digester = Thread.ofPlatform().name("output-sha256").daemon().start(this::digest);
+        writer = Thread.ofPlatform().name("output-writer").daemon().start(this::write);
     }
 
-    private void drain() {
+    private void digest() {
         try {
             for (ByteBuffer buffer; (buffer = filled.take()) != END; ) {
                 if (failure == null) {
                     try {
-                        // a slice at a time, written while the digest has it in cache: a write system call
-                        // copying megabytes from memory costs several times what the same bytes cost in slices
+                        digest.update(buffer.duplicate());
+                    } catch (RuntimeException | Error e) {
+                        failure = e;
+                    }
+                }
+                digested.put(buffer);
+            }
+            digested.put(END);
+        } catch (InterruptedException e) {
+            failure = e;
+            digested.add(END); // never full: it holds at most every buffer
+        }
+    }
+
+    private void write() {
+        try {
+            for (ByteBuffer buffer; (buffer = digested.take()) != END; ) {
+                if (failure == null) {
+                    try {
                         while (buffer.hasRemaining()) {
-                            ByteBuffer slice = buffer.slice(buffer.position(), Math.min(WRITE_BYTES, buffer.remaining()));
-                            digest.update(slice.duplicate());
-                            while (slice.hasRemaining()) {
-                                target.write(slice);
-                            }
-                            buffer.position(buffer.position() + slice.position());
+                            target.write(buffer);
                         }
                     } catch (IOException | RuntimeException | Error e) {
                         failure = e;
@@ -146,11 +164,13 @@ public final class DigestingChannel implements WritableByteChannel {
         boolean interrupted = false;
         filled.add(END); // never full: it holds every buffer and END
         // the bytes already handed over are written whatever happens to this thread
-        while (worker.isAlive()) {
-            try {
-                worker.join();
-            } catch (InterruptedException e) {
-                interrupted = true;
+        for (Thread worker : new Thread[] {digester, writer}) {
+            while (worker.isAlive()) {
+                try {
+                    worker.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
             }
         }
         if (interrupted) {

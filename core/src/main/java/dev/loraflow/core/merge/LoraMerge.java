@@ -4,7 +4,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.core.io.AtomicFiles;
 import dev.loraflow.core.io.DigestingChannel;
+import dev.loraflow.core.io.DirectFileWriter;
 import dev.loraflow.core.io.FileTrees;
+import dev.loraflow.core.io.ReadAlongDigest;
 import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.LinearModule;
@@ -20,7 +22,6 @@ import dev.loraflow.core.safetensors.SafetensorsWriter;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import dev.loraflow.core.safetensors.TensorInfo;
 import java.io.IOException;
-import java.io.InterruptedIOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
@@ -34,6 +35,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.EnumSet;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -42,8 +44,6 @@ import java.util.Objects;
 import java.util.Optional;
 import java.security.MessageDigest;
 import java.util.Set;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.FutureTask;
 import java.util.stream.Stream;
 
 /**
@@ -64,8 +64,10 @@ import java.util.stream.Stream;
  *
  * <p>The merge streams: each tensor is read, merged and written in the order of the output file,
  * unchanged ones copied from the base's file through a small buffer (never mapped whole), so memory holds about one
- * tensor (plus the adapter) whatever the model's size; the output's SHA-256 is taken as it is written, on a thread
- * of its own ({@link DigestingChannel}).
+ * tensor (plus the adapter) whatever the model's size. The output's SHA-256 is taken as it is written, on a thread
+ * of its own ({@link DigestingChannel}), and it goes to the disk around the page cache ({@link DirectFileWriter});
+ * a base whose digest the adapter records is hashed from the same reads that copy it ({@link ReadAlongDigest}), so
+ * each byte of the base is read once and each file hashed once.
  */
 public final class LoraMerge {
 
@@ -233,54 +235,27 @@ public final class LoraMerge {
                                Options options) throws IOException {
         long start = System.nanoTime();
         requireNewOrEmpty(outDirectory);
-        // The merged file's header names the base's digest. Known from the adapter's record, it is checked once the
-        // merge is written and before it is renamed into place, while a thread of its own hashes the base beside
-        // the merge (a second core's work, not time); unknown, the base is hashed first.
+        // The merged file's header names the base's digest. Known from the adapter's record, the base is hashed from
+        // the very reads that copy it into the merged file (read once, hashed once) and checked when the last byte is
+        // written, before anything is forced to disk or renamed into place; unknown, the base is hashed first.
         String expectedBaseSha256 = options.expectedBaseSha256();
-        FutureTask<String> baseDigest = new FutureTask<>(() -> ModelDigest.of(baseDirectory));
-        if (expectedBaseSha256 == null) {
-            baseDigest.run();
-        } else {
-            Thread.ofPlatform().name("base-sha256").daemon().start(baseDigest);
-        }
-        try {
-            String baseSha256 = expectedBaseSha256 != null ? expectedBaseSha256 : resultOf(baseDigest);
-            return merge(baseDirectory, adapter, adapterSha256, outDirectory, options, baseSha256,
-                    () -> requireBase(baseDirectory, expectedBaseSha256, resultOf(baseDigest)), start);
-        } finally {
-            baseDigest.cancel(true);
-        }
-    }
-
-    /** A check that the merged file is written against the right base, made before it is renamed into place. */
-    @FunctionalInterface
-    private interface BaseCheck {
-        void run() throws IOException;
+        String baseSha256 = expectedBaseSha256 != null ? expectedBaseSha256 : ModelDigest.of(baseDirectory);
+        return merge(baseDirectory, adapter, adapterSha256, outDirectory, options, baseSha256, expectedBaseSha256 != null,
+                start);
     }
 
     private static void requireBase(Path baseDirectory, String expected, String actual) throws MergeException {
-        if (expected != null && !expected.equals(actual)) {
+        if (!expected.equals(actual)) {
             throw new MergeException(MergeException.Kind.BASE_SHA256_MISMATCH, "the adapter was trained on the base with"
                     + " SHA-256 " + expected + ", but " + baseDirectory + " has SHA-256 " + actual);
         }
     }
 
-    private static String resultOf(FutureTask<String> digest) throws IOException {
-        try {
-            return digest.get();
-        } catch (ExecutionException e) {
-            if (e.getCause() instanceof IOException io) {
-                throw io;
-            }
-            throw new IOException("hashing the base failed: " + e.getCause(), e.getCause());
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new InterruptedIOException("interrupted while hashing the base");
-        }
-    }
-
+    /**
+     * @param checkBase hash the base as it is read and refuse it unless its digest is {@code baseSha256}
+     */
     private static Result merge(Path baseDirectory, PeftAdapter adapter, String adapterSha256, Path outDirectory,
-                                Options options, String baseSha256, BaseCheck baseCheck, long start) throws IOException {
+                                Options options, String baseSha256, boolean checkBase, long start) throws IOException {
         ModelConfig config = ModelConfig.read(baseDirectory.resolve(CONFIG_FILE));
         ModelLayout layout = ModelLayout.of(config);
         List<Target> targets = plan(layout, adapter);
@@ -295,6 +270,11 @@ public final class LoraMerge {
         MessageDigest weightsDigest = Sha256.newDigest();
         TensorBuffer scratch = new TensorBuffer();
         try (ShardedSafetensors base = ShardedSafetensors.open(baseDirectory)) {
+            Map<Path, ReadAlongDigest> baseReads = new HashMap<>();
+            if (checkBase) {
+                base.shards().forEach(shard -> baseReads.put(shard.path(), new ReadAlongDigest(shard.path())));
+                writer.onRegionRead((file, offset, bytes) -> baseReads.get(file).read(offset, bytes));
+            }
             Map<String, long[]> found = new LinkedHashMap<>();
             for (String name : base.tensorNames()) {
                 found.put(name, base.info(name).shape());
@@ -318,6 +298,10 @@ public final class LoraMerge {
                     SafetensorsFile shard = base.shardOf(name);
                     writer.addLazyBytes(name, dtype, () -> {
                         ByteBuffer bytes = scratch.read(shard.path(), shard.fileOffset(name), (int) info.byteSize());
+                        ReadAlongDigest baseRead = baseReads.get(shard.path());
+                        if (baseRead != null) {
+                            baseRead.read(shard.fileOffset(name), bytes);
+                        }
                         target.mergeBf16(MemorySegment.ofBuffer(bytes));
                         return bytes;
                     }, info.shape());
@@ -342,11 +326,17 @@ public final class LoraMerge {
             boolean created = !Files.exists(outDirectory);
             Files.createDirectories(outDirectory);
             try {
-                AtomicFiles.write(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE), channel -> {
+                AtomicFiles.writeDirect(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE), channel -> {
                     try (DigestingChannel digesting = new DigestingChannel(channel, weightsDigest)) {
                         writer.writeTo(digesting);
                     }
-                    baseCheck.run();
+                    if (checkBase) {
+                        Map<Path, String> shardDigests = new HashMap<>();
+                        for (ReadAlongDigest baseRead : baseReads.values()) {
+                            shardDigests.put(ModelDigest.absolute(baseRead.file()), baseRead.finish());
+                        }
+                        requireBase(baseDirectory, baseSha256, ModelDigest.of(baseDirectory, shardDigests));
+                    }
                 });
             } catch (IOException | RuntimeException e) {
                 // a module found not to merge (NaN/Inf) while streaming, or the wrong base: leave nothing behind

@@ -10,6 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The SHA-256 that names a base model on the platform (the trainer's checkpoint events carry it as
@@ -26,9 +27,21 @@ public final class ModelDigest {
     private ModelDigest() {}
 
     public static String of(Path modelDirectory) throws IOException {
+        return of(modelDirectory, Map.of());
+    }
+
+    /**
+     * The digest, with the SHA-256 of some of the files already taken (by a pass that read them anyway).
+     *
+     * @param known file (absolute and normalized, as {@link #absolute} gives it) → its SHA-256; the others are hashed here
+     */
+    public static String of(Path modelDirectory, Map<Path, String> known) throws IOException {
+        Path directory = absolute(modelDirectory);
         StringBuilder manifest = new StringBuilder();
         for (String file : filesRead(modelDirectory)) {
-            manifest.append(Sha256.of(modelDirectory.resolve(file))).append("  ").append(file).append('\n');
+            Path path = directory.resolve(file);
+            String sha256 = known.get(path);
+            manifest.append(sha256 != null ? sha256 : Sha256.of(path)).append("  ").append(file).append('\n');
         }
         return Sha256.of(manifest.toString().getBytes(StandardCharsets.UTF_8));
     }
@@ -38,7 +51,7 @@ public final class ModelDigest {
         if (!Files.isDirectory(modelDirectory)) {
             throw new IOException(modelDirectory + ": not a model directory");
         }
-        Path directory = modelDirectory.toAbsolutePath().normalize();
+        Path directory = absolute(modelDirectory);
         if (!Files.isRegularFile(directory.resolve("config.json"))) {
             throw new IOException(modelDirectory + ": has no config.json");
         }
@@ -57,7 +70,12 @@ public final class ModelDigest {
         return files;
     }
 
+    /** A file's path as {@link #of(Path, Map)} keys it: absolute and normalized. */
+    public static Path absolute(Path file) {
+        return file.toAbsolutePath().normalize();
+    }
+
     private static String relative(Path directory, Path file) {
-        return directory.relativize(file.toAbsolutePath().normalize()).toString().replace(File.separatorChar, '/');
+        return directory.relativize(absolute(file)).toString().replace(File.separatorChar, '/');
     }
 }

@@ -57,6 +57,7 @@ public final class SafetensorsWriter {
 
     private final Map<String, String> metadata = new TreeMap<>(CodePointOrder.INSTANCE);
     private final Map<String, Entry> entries = new LinkedHashMap<>();
+    private RegionReads regionReads = (file, offset, bytes) -> { };
 
     /** A float tensor's values, produced when the writer reaches it; it may throw what producing it throws. */
     @FunctionalInterface
@@ -70,11 +71,24 @@ public final class SafetensorsWriter {
         ByteBuffer bytes() throws IOException;
     }
 
+    /** Told of the bytes read for {@link #addFileRegion} as they are read, e.g. to hash that file in the same pass. */
+    @FunctionalInterface
+    public interface RegionReads {
+        /** {@code bytes}, from position to limit, were just read from {@code file} at {@code offset}; not to be changed. */
+        void read(Path file, long offset, ByteBuffer bytes) throws IOException;
+    }
+
     /** Bytes of another file, copied through a buffer as the file is written. */
     private record FileRegion(Path file, long offset) {}
 
     private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw,
                          FloatSource lazy, FileRegion region, ByteSource lazyBytes) {}
+
+    /** Tells {@code observer} of every read {@link #addFileRegion}'s tensors make as the file is written. */
+    public SafetensorsWriter onRegionRead(RegionReads observer) {
+        this.regionReads = Objects.requireNonNull(observer, "observer");
+        return this;
+    }
 
     /** Adds a {@code __metadata__} entry, replacing any earlier value of {@code key}. */
     public SafetensorsWriter putMetadata(String key, String value) {
@@ -187,7 +201,7 @@ public final class SafetensorsWriter {
 
     /** Streams the file's bytes to {@code channel}. */
     public void writeTo(WritableByteChannel channel) throws IOException {
-        writeFile(channel, metadata, new ArrayList<>(entries.values()));
+        writeFile(channel, metadata, new ArrayList<>(entries.values()), regionReads);
     }
 
     /**
@@ -228,7 +242,7 @@ public final class SafetensorsWriter {
             for (int i = 0; i < shards.size(); i++) {
                 String fileName = String.format("model-%05d-of-%05d.safetensors", i + 1, shards.size());
                 List<Entry> shard = shards.get(i);
-                AtomicFiles.write(directory.resolve(fileName), channel -> writeFile(channel, metadata, new ArrayList<>(shard)));
+                AtomicFiles.write(directory.resolve(fileName), channel -> writeFile(channel, metadata, new ArrayList<>(shard), regionReads));
                 shard.forEach(entry -> weightMap.put(entry.name, fileName));
                 written.add(fileName);
             }
@@ -255,8 +269,8 @@ public final class SafetensorsWriter {
         }
     }
 
-    private static void writeFile(WritableByteChannel channel, Map<String, String> metadata, List<Entry> tensors)
-            throws IOException {
+    private static void writeFile(WritableByteChannel channel, Map<String, String> metadata, List<Entry> tensors,
+                                  RegionReads regionReads) throws IOException {
         tensors.sort(REFERENCE_LAYOUT);
         byte[] header = header(metadata, tensors);
         Output out = new Output(channel);
@@ -266,7 +280,7 @@ public final class SafetensorsWriter {
             if (tensor.raw != null) {
                 out.put(tensor.raw);
             } else if (tensor.region != null) {
-                copyRegion(tensor, out);
+                copyRegion(tensor, out, regionReads);
             } else if (tensor.lazyBytes != null) {
                 ByteBuffer bytes = tensor.lazyBytes.bytes();
                 if (bytes.remaining() != tensor.byteSize) {
@@ -342,7 +356,7 @@ public final class SafetensorsWriter {
         }
     }
 
-    private static void copyRegion(Entry tensor, Output out) throws IOException {
+    private static void copyRegion(Entry tensor, Output out, RegionReads regionReads) throws IOException {
         try (FileChannel source = FileChannel.open(tensor.region.file(), StandardOpenOption.READ)) {
             long position = tensor.region.offset();
             long end = position + tensor.byteSize;
@@ -357,6 +371,7 @@ public final class SafetensorsWriter {
                 if (read < 0) {
                     throw new IOException(tensor.region.file() + ": ends before tensor '" + tensor.name + "' does");
                 }
+                regionReads.read(tensor.region.file(), position, slice.flip());
                 buffer.position(buffer.position() + read);
                 position += read;
                 if (!buffer.hasRemaining()) {

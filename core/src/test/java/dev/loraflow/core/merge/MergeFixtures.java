@@ -49,6 +49,12 @@ public final class MergeFixtures {
     /** @param extras tensors Transformers ignores on load (mask buffers, a tied head), stored F32 as [n] */
     public static Path writeBase(Path directory, ModelConfig config, Map<String, float[]> weights, DType dtype,
                           boolean gpt2Prefix, Map<String, float[]> extras) throws IOException {
+        return writeBase(directory, config, weights, dtype, gpt2Prefix, extras, Long.MAX_VALUE);
+    }
+
+    /** @param maxShardBytes split into shards of at most this many bytes of data, as save_pretrained does */
+    public static Path writeBase(Path directory, ModelConfig config, Map<String, float[]> weights, DType dtype,
+                          boolean gpt2Prefix, Map<String, float[]> extras, long maxShardBytes) throws IOException {
         ModelLayout layout = ModelLayout.of(config);
         var writer = new SafetensorsWriter().putMetadata("format", "pt");
         extras.forEach((name, values) -> writer.add(name, values, DType.F32, values.length));
@@ -57,7 +63,7 @@ public final class MergeFixtures {
                     layout.weight(entry.getKey()).shape());
         }
         Files.createDirectories(directory);
-        writer.write(directory.resolve("model.safetensors"));
+        writer.writeSharded(directory, maxShardBytes);
         Files.writeString(directory.resolve("config.json"), config.toJson());
         Files.writeString(directory.resolve("tokenizer.json"), "{\"version\": \"1.0\", \"stand-in\": true}");
         return directory;

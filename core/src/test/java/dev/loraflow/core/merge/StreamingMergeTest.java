@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.io.Sha256;
+import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.peft.LoraWeights;
@@ -18,14 +19,18 @@ import dev.loraflow.core.safetensors.ShardedSafetensors;
 import dev.loraflow.core.safetensors.TensorInfo;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -117,5 +122,52 @@ class StreamingMergeTest {
         try (SafetensorsFile unchanged = SafetensorsFile.open(base.resolve("model.safetensors"))) {
             assertEquals(stored, unchanged.tensors().getFirst().dtype());
         }
+    }
+
+    /**
+     * A recorded base digest is checked against digests taken from the merge's own reads of the base, and what the
+     * merge does not copy — headers, a tied head it leaves out, tensors it converts, shards read out of their order —
+     * is read for the digest all the same: a change anywhere in the base is refused before anything is published.
+     */
+    @ParameterizedTest(name = "stored {0}, written {1}")
+    @CsvSource({"BF16, BASE", "F16, F32"})
+    void aRecordedBaseDigestIsCheckedAgainstEveryByteOfTheBaseInTheSamePass(DType stored, LoraMerge.OutputDType output)
+            throws IOException {
+        ModelConfig config = MergeFixtures.GPT2;
+        Map<String, float[]> weights = MergeFixtures.weights(config, 5);
+        long dataBytes = weights.values().stream().mapToLong(values -> values.length * 4L).sum();
+        // the hub's gpt2 layout (a tied lm_head saved), in three shards in save order, not the merged file's order
+        Path base = MergeFixtures.writeBase(temp.resolve("base"), config, weights, stored, false,
+                Map.of("lm_head.weight", new float[] {0.5f, 0.25f}), dataBytes / 6);
+        assertTrue(Files.exists(base.resolve(SafetensorsWriter.INDEX_FILE)), "the base is sharded");
+        PeftAdapter adapter = MergeFixtures.adapter(config, MergeFixtures.lora(config), 9, 0.3f);
+        String baseSha256 = ModelDigest.of(base);
+        LoraMerge.Options options = LoraMerge.Options.defaults().withDtype(output);
+
+        LoraMerge.Result hashedFirst = LoraMerge.merge(base, adapter, null, temp.resolve("a"), options);
+        LoraMerge.Result hashedAlong = LoraMerge.merge(base, adapter, null, temp.resolve("b"),
+                options.withExpectedBaseSha256(baseSha256));
+        assertEquals(baseSha256, hashedFirst.baseSha256());
+        assertEquals(hashedFirst.weightsSha256(), hashedAlong.weightsSha256());
+        Path merged = temp.resolve("b").resolve(SafetensorsWriter.SINGLE_FILE);
+        assertArrayEquals(Files.readAllBytes(temp.resolve("a").resolve(SafetensorsWriter.SINGLE_FILE)),
+                Files.readAllBytes(merged));
+        assertEquals(Sha256.of(merged), hashedAlong.weightsSha256());
+
+        // one bit of the head the merge leaves out, which it never reads to copy
+        try (ShardedSafetensors shards = ShardedSafetensors.open(base)) {
+            SafetensorsFile shard = shards.shardOf("lm_head.weight");
+            try (FileChannel file = FileChannel.open(shard.path(), StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+                ByteBuffer first = ByteBuffer.allocate(1);
+                file.read(first, shard.fileOffset("lm_head.weight"));
+                file.write(ByteBuffer.wrap(new byte[] {(byte) (first.get(0) ^ 1)}), shard.fileOffset("lm_head.weight"));
+            }
+        }
+        Path out = temp.resolve("c");
+        MergeException mismatch = assertThrows(MergeException.class, () -> LoraMerge.merge(base, adapter, null, out,
+                options.withExpectedBaseSha256(baseSha256)));
+        assertEquals(MergeException.Kind.BASE_SHA256_MISMATCH, mismatch.kind());
+        assertTrue(mismatch.getMessage().contains(ModelDigest.of(base)), mismatch.getMessage());
+        assertFalse(Files.exists(out), "nothing is published");
     }
 }
