@@ -33,6 +33,9 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
     /** JIT, buffers, tokenizer and the rest of a running JVM. */
     private static final long BASELINE = 64L << 20;
 
+    /** The least heap a command is given: small models, the data and the JSON around them. */
+    private static final long SMALLEST_HEAP = 512L << 20;
+
     /**
      * The estimate for training the model on batches of {@code batch × seqLen} or, with {@code training}
      * false, for generating up to {@code seqLen} tokens (a key/value cache of that many, one prompt's
@@ -95,6 +98,15 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
 
     public long heapBytes() {
         return weights.heapBytes() + adapter + activations + BASELINE;
+    }
+
+    /**
+     * The maximum heap (-Xmx) for a JVM that is to hold {@code needed} bytes on its heap: a quarter more, so that
+     * the collector has room to copy into and does not run back to back, at least 512 MiB, and
+     * never above {@code ceiling} (what the machine allows; a command that then does not fit says so itself).
+     */
+    public static long heapLimit(long needed, long ceiling) {
+        return Math.min(ceiling, Math.max(SMALLEST_HEAP, needed + needed / 4));
     }
 
     /**
