@@ -22,6 +22,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
+import java.util.OptionalLong;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
@@ -37,7 +38,7 @@ import picocli.CommandLine.Spec;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
         description = "Continues a prompt with the model's KV-cache decoder; prints the ids (and text with a tokenizer) as one JSON line.")
-final class GenerateCommand implements Callable<Integer> {
+final class GenerateCommand implements Callable<Integer>, HeapSized {
 
     private static final String ADAPTER_NAME = "adapter";
     // The engine's INFO lines (a model closed) are a service's record; here the JSON line is the output.
@@ -84,6 +85,19 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0", description = "Seeds the sampling (default: ${DEFAULT-VALUE}).")
     private long seed;
 
+    /** What core's Java decoder holds: a prompt of up to a few thousand tokens and the new ones, in the key/value cache. */
+    private MemoryEstimate javaDecoderEstimate() throws IOException {
+        ModelConfig config = ModelConfig.read(model.resolve("config.json"));
+        int tokens = (int) Math.min(config.maxPositions(), 4096L + maxNewTokens);
+        return MemoryEstimate.of(model, config, null, Quantization.NONE, 1, tokens, false);
+    }
+
+    /** Core's Java decoder on a Hugging Face directory; an exported graph runs in ONNX Runtime, off the heap. */
+    @Override
+    public OptionalLong heapNeeded() throws Exception {
+        return exportedGraph() != null ? OptionalLong.empty() : OptionalLong.of(javaDecoderEstimate().heapBytes());
+    }
+
     @Override
     public Integer call() throws Exception {
         Options.positive(spec, "--max-new-tokens", maxNewTokens);
@@ -95,11 +109,7 @@ final class GenerateCommand implements Callable<Integer> {
             return generateWithEngine(onnx);
         }
         if (java.nio.file.Files.isRegularFile(model.resolve("config.json"))) {
-            ModelConfig config = ModelConfig.read(model.resolve("config.json"));
-            // a prompt of up to a few thousand tokens and the new ones, in the key/value cache
-            int tokens = (int) Math.min(config.maxPositions(), 4096L + maxNewTokens);
-            MemoryEstimate.of(model, config, null, Quantization.NONE, 1, tokens, false)
-                    .require("a model stored in bf16 (its linear weights are then mapped, not on the heap)");
+            javaDecoderEstimate().require("a model stored in bf16 (its linear weights are then mapped, not on the heap)");
         }
         try (ModelFiles files = ModelFiles.open(model, adapter)) {
             int[] promptIds = promptIds(files.tokenizer());

@@ -20,6 +20,7 @@ import dev.loraflow.core.train.TrainingSettings;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.OptionalLong;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -29,7 +30,7 @@ import picocli.CommandLine.Spec;
 @Command(name = "train", mixinStandardHelpOptions = true,
         description = {"Trains a LoRA adapter on a base model and writes it as a PEFT adapter directory,",
                 "with the training state beside it so that --resume continues bit-identically."})
-final class TrainCommand implements Callable<Integer> {
+final class TrainCommand implements Callable<Integer>, HeapSized {
 
     @Spec
     private CommandSpec spec;
@@ -143,33 +144,11 @@ final class TrainCommand implements Callable<Integer> {
                     + " or choose another --out");
         }
 
-        Quantization asked;
-        try {
-            asked = quantize == null ? null : Quantization.parse(quantize);
-        } catch (IllegalArgumentException e) {
-            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
-        }
-        // A resumed run keeps the adapter config it started with (its quantization too); the LoRA options apply
-        // to new runs only.
-        ModelConfig baseConfig = ModelConfig.read(base.resolve("config.json"));
-        LoraAdapterConfig lora;
-        Quantization quantization;
-        if (resume) {
-            lora = PeftAdapter.read(out).config();
-            quantization = Quantization.recordedIn(lora);
-            if (asked != null && asked != quantization) {
-                throw new IllegalStateException(out + " was trained on a base quantized as " + quantization
-                        + "; resume it with --quantize " + quantization + " or without --quantize");
-            }
-        } else {
-            quantization = asked == null ? Quantization.NONE : asked;
-            lora = quantization.recordIn(loraConfig(baseConfig));
-        }
-        int sequenceLength = seqLen != null ? seqLen : Math.min(256, baseConfig.maxPositions());
-        Options.check(spec, sequenceLength > 1 && sequenceLength <= baseConfig.maxPositions(),
-                "--seq-len must be in [2, " + baseConfig.maxPositions() + "] (the model's context), got " + sequenceLength);
-        MemoryEstimate estimate = MemoryEstimate.forTraining(base, baseConfig, lora, quantization, batchSize,
-                sequenceLength, gradientCheckpointing, false);
+        Plan plan = plan();
+        LoraAdapterConfig lora = plan.lora();
+        Quantization quantization = plan.quantization();
+        int sequenceLength = plan.sequenceLength();
+        MemoryEstimate estimate = plan.estimate();
         estimate.require((quantization == Quantization.NONE ? "--quantize nf4, " : "")
                 + (estimate.gradientCheckpointing() ? "" : "--gradient-checkpointing, ")
                 + "a smaller --batch-size or --seq-len,");
@@ -224,6 +203,45 @@ final class TrainCommand implements Callable<Integer> {
             spec.commandLine().getOut().println(summary);
         }
         return 0;
+    }
+
+    /** The run's adapter config, quantization, sequence length and the memory its step takes. */
+    private record Plan(LoraAdapterConfig lora, Quantization quantization, int sequenceLength, MemoryEstimate estimate) {}
+
+    private Plan plan() throws Exception {
+        Quantization asked;
+        try {
+            asked = quantize == null ? null : Quantization.parse(quantize);
+        } catch (IllegalArgumentException e) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
+        }
+        // A resumed run keeps the adapter config it started with (its quantization too); the LoRA options apply
+        // to new runs only.
+        ModelConfig baseConfig = ModelConfig.read(base.resolve("config.json"));
+        LoraAdapterConfig lora;
+        Quantization quantization;
+        if (resume) {
+            lora = PeftAdapter.read(out).config();
+            quantization = Quantization.recordedIn(lora);
+            if (asked != null && asked != quantization) {
+                throw new IllegalStateException(out + " was trained on a base quantized as " + quantization
+                        + "; resume it with --quantize " + quantization + " or without --quantize");
+            }
+        } else {
+            quantization = asked == null ? Quantization.NONE : asked;
+            lora = quantization.recordIn(loraConfig(baseConfig));
+        }
+        int sequenceLength = seqLen != null ? seqLen : Math.min(256, baseConfig.maxPositions());
+        Options.check(spec, sequenceLength > 1 && sequenceLength <= baseConfig.maxPositions(),
+                "--seq-len must be in [2, " + baseConfig.maxPositions() + "] (the model's context), got " + sequenceLength);
+        return new Plan(lora, quantization, sequenceLength, MemoryEstimate.forTraining(base, baseConfig, lora, quantization,
+                batchSize, sequenceLength, gradientCheckpointing, false));
+    }
+
+    /** The step's estimate, and the examples, which are read whole: their tokens as ints take about the file's size. */
+    @Override
+    public OptionalLong heapNeeded() throws Exception {
+        return OptionalLong.of(plan().estimate().heapBytes() + Files.size(data));
     }
 
     private LoraAdapterConfig loraConfig(ModelConfig config) {

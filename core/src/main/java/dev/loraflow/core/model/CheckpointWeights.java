@@ -87,12 +87,20 @@ public final class CheckpointWeights {
                 }
                 int rows = Math.toIntExact(spec.shape()[0]);
                 int cols = Math.toIntExact(spec.shape()[1]);
-                boolean half = dtype == DType.F16 || dtype == DType.BF16;
-                FrozenMatrix matrix = half
-                        ? new HalfMatrix(tensors.map(stored, Arena.ofAuto()), rows, cols,
-                                dtype == DType.BF16 ? HalfMatrix.Format.BF16 : HalfMatrix.Format.F16)
-                        : FrozenMatrix.of(tensors.readFloat32(stored), rows, cols);
-                frozen.put(entry.getKey(), holding == Holding.QUANTIZED ? quantization.apply(matrix, Arena.ofAuto()) : matrix);
+                HalfMatrix.Format format = dtype == DType.BF16 ? HalfMatrix.Format.BF16 : HalfMatrix.Format.F16;
+                if (holding == Holding.MAPPED) {
+                    frozen.put(entry.getKey(), new HalfMatrix(tensors.map(stored, Arena.ofAuto()), rows, cols, format));
+                } else if (dtype == DType.F16 || dtype == DType.BF16) {
+                    // Mapped only while it is quantized, and unmapped at once: left to the collector, the mappings
+                    // of every linear weight would stay resident beside their quantized copies (an 8 B model's 14 GB).
+                    try (Arena reading = Arena.ofShared()) {
+                        frozen.put(entry.getKey(), quantization.apply(
+                                new HalfMatrix(tensors.map(stored, reading), rows, cols, format), Arena.ofAuto()));
+                    }
+                } else {
+                    frozen.put(entry.getKey(), quantization.apply(
+                            FrozenMatrix.of(tensors.readFloat32(stored), rows, cols), Arena.ofAuto()));
+                }
             }
             return new BaseWeights(Collections.unmodifiableMap(arrays), Collections.unmodifiableMap(frozen));
         }

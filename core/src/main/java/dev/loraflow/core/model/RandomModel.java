@@ -18,6 +18,7 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
 /**
@@ -31,6 +32,9 @@ public final class RandomModel {
     /** Transformers' default {@code initializer_range} for GPT-2 and Llama. */
     public static final double INITIALIZER_RANGE = 0.02;
     public static final String CONFIG_FILE = "config.json";
+
+    /** Elements drawn by one task when a tensor is drawn on several cores. */
+    private static final int PARALLEL_RUN = 1 << 16;
 
     private RandomModel() {}
 
@@ -49,23 +53,38 @@ public final class RandomModel {
 
     /** Tensor {@code index} of the layout's weights, drawn as {@link #initialWeights} draws it. */
     private static float[] initialWeight(ModelConfig config, long seed, int index) {
+        float[] values = new float[Math.toIntExact(ModelLayout.of(config).weights().get(index).numel())];
+        initialValues(config, seed, index, 0, values, values.length);
+        return values;
+    }
+
+    /**
+     * Elements {@code [start, start + count)} of tensor {@code index}, flattened, into {@code into[0, count)}: element
+     * j of a random tensor is the j-th normal draw of the tensor's stream, Box–Muller on draws 2j and 2j + 1, so a
+     * run of {@value #PARALLEL_RUN} elements starts its own {@link Rng} there and runs are drawn in parallel.
+     */
+    private static void initialValues(ModelConfig config, long seed, int index, long start, float[] into, int count) {
         WeightSpec spec = ModelLayout.of(config).weights().get(index);
-        float[] values = new float[Math.toIntExact(spec.numel())];
         switch (spec.role()) {
             // Gemma's norms multiply by (1 + weight), so its identity weight is 0.
-            case NORM_WEIGHT -> Arrays.fill(values, normWeightOffsetByOne(config) ? 0f : 1f);
-            case NORM_BIAS, LINEAR_BIAS -> { }
+            case NORM_WEIGHT -> Arrays.fill(into, 0, count, normWeightOffsetByOne(config) ? 0f : 1f);
+            case NORM_BIAS, LINEAR_BIAS -> Arrays.fill(into, 0, count, 0f);
             case TOKEN_EMBEDDING, POSITION_EMBEDDING, LINEAR_WEIGHT, OUTPUT_HEAD -> {
                 // GPT-2 scales the projections into the residual stream down so its variance does not grow with depth.
                 boolean residual = config instanceof Gpt2Config && spec.name().endsWith(".c_proj.weight");
                 double std = residual ? INITIALIZER_RANGE / Math.sqrt(2.0 * config.numLayers()) : INITIALIZER_RANGE;
-                Rng rng = new Rng(Rng.hash(seed, index));
-                for (int i = 0; i < values.length; i++) {
-                    values[i] = (float) (std * rng.nextGaussian());
-                }
+                long stream = Rng.hash(seed, index);
+                IntStream.range(0, (count + PARALLEL_RUN - 1) / PARALLEL_RUN).parallel().forEach(run -> {
+                    int from = run * PARALLEL_RUN;
+                    int to = Math.min(count, from + PARALLEL_RUN);
+                    Rng rng = new Rng(stream);
+                    rng.skip(2 * (start + from));
+                    for (int i = from; i < to; i++) {
+                        into[i] = (float) (std * rng.nextGaussian());
+                    }
+                });
             }
         }
-        return values;
     }
 
     private static boolean normWeightOffsetByOne(ModelConfig config) {
@@ -89,8 +108,9 @@ public final class RandomModel {
 
     /**
      * {@link #write(ModelConfig, long, Path)} with the tensors stored in {@code dtype} (F32, BF16 or F16,
-     * each rounded once from the float32 initialisation). Each tensor is drawn as the file is written, so
-     * memory holds one tensor whatever the model's size.
+     * each rounded once from the float32 initialisation). The tensors are drawn a few MiB at a time as the file
+     * is written, on every core, so memory holds one such run whatever the model's size; the bytes are those of
+     * {@link #initialWeights} stored in {@code dtype}.
      */
     public static void write(ModelConfig config, long seed, DType dtype, Path outDir) throws IOException {
         if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16) {
@@ -112,7 +132,8 @@ public final class RandomModel {
             // A tensor's key in the *ForCausalLM state dict is its module's path there plus the parameter name.
             String savedName = layout.peftModulePath(name.substring(0, dot)) + name.substring(dot);
             int tensor = index;
-            writer.addLazy(savedName, dtype, () -> initialWeight(config, seed, tensor), specs.get(index).shape());
+            writer.addRuns(savedName, dtype, (start, into, count) -> initialValues(config, seed, tensor, start, into, count),
+                    specs.get(index).shape());
         }
         writer.write(outDir.resolve(SafetensorsWriter.SINGLE_FILE));
 

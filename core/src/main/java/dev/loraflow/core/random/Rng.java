@@ -21,6 +21,11 @@ public final class Rng {
         return state;
     }
 
+    /** Moves the stream on by {@code draws} numbers at once, as that many {@link #nextLong} calls would. */
+    public void skip(long draws) {
+        state += draws * GOLDEN_GAMMA;
+    }
+
     public long nextLong() {
         state += GOLDEN_GAMMA;
         return hash(state);

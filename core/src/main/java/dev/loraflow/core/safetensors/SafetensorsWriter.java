@@ -65,6 +65,15 @@ public final class SafetensorsWriter {
         float[] values() throws IOException;
     }
 
+    /**
+     * A float tensor's values produced a run at a time as the writer reaches them: elements {@code [start, start +
+     * count)} of the flattened tensor into {@code into[0, count)}. Runs come in order, and {@code into} is reused.
+     */
+    @FunctionalInterface
+    public interface FloatRuns {
+        void fill(long start, float[] into, int count) throws IOException;
+    }
+
     /** A tensor's little-endian bytes, produced when the writer reaches it: from position to limit, copied before the next. */
     @FunctionalInterface
     public interface ByteSource {
@@ -82,7 +91,7 @@ public final class SafetensorsWriter {
     private record FileRegion(Path file, long offset) {}
 
     private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw,
-                         FloatSource lazy, FileRegion region, ByteSource lazyBytes) {}
+                         FloatSource lazy, FileRegion region, ByteSource lazyBytes, FloatRuns runs) {}
 
     /** Tells {@code observer} of every read {@link #addFileRegion}'s tensors make as the file is written. */
     public SafetensorsWriter onRegionRead(RegionReads observer) {
@@ -107,7 +116,7 @@ public final class SafetensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " holds "
                     + numel + " elements but " + values.length + " were given");
         }
-        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null, null, null, null));
+        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), values, null, null, null, null, null));
     }
 
     /**
@@ -118,7 +127,7 @@ public final class SafetensorsWriter {
         requireFloatType(name, dtype);
         long numel = checkedNumel(name, shape);
         return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), null, null,
-                Objects.requireNonNull(source, "source"), null, null));
+                Objects.requireNonNull(source, "source"), null, null, null));
     }
 
     /**
@@ -128,7 +137,7 @@ public final class SafetensorsWriter {
      */
     public SafetensorsWriter addFileRegion(String name, DType dtype, Path file, long offset, long... shape) {
         long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset), null));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset), null, null));
     }
 
     /**
@@ -139,7 +148,18 @@ public final class SafetensorsWriter {
     public SafetensorsWriter addLazyBytes(String name, DType dtype, ByteSource source, long... shape) {
         long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
         return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, null,
-                Objects.requireNonNull(source, "source")));
+                Objects.requireNonNull(source, "source"), null));
+    }
+
+    /**
+     * Adds a float tensor (F32, F16 or BF16) whose values {@code runs} produces a few MiB at a time as the file is
+     * written, so that writing it holds one run, however large the tensor.
+     */
+    public SafetensorsWriter addRuns(String name, DType dtype, FloatRuns runs, long... shape) {
+        requireFloatType(name, dtype);
+        long numel = checkedNumel(name, shape);
+        return put(new Entry(name, dtype, shape.clone(), numel * dtype.byteSize(), null, null, null, null, null,
+                Objects.requireNonNull(runs, "runs")));
     }
 
     private static void requireFloatType(String name, DType dtype) {
@@ -155,7 +175,7 @@ public final class SafetensorsWriter {
             throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape) + " of " + dtype
                     + " needs " + bytes + " bytes but " + littleEndianBytes.length + " were given");
         }
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes, null, null, null));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, littleEndianBytes, null, null, null, null));
     }
 
     private SafetensorsWriter put(Entry entry) {
@@ -288,13 +308,15 @@ public final class SafetensorsWriter {
                             + tensor.byteSize + " declared");
                 }
                 out.put(bytes);
+            } else if (tensor.runs != null) {
+                putRuns(tensor, out);
             } else {
                 float[] values = tensor.lazy != null ? tensor.lazy.values() : tensor.floats;
                 if ((long) values.length * tensor.dtype.byteSize() != tensor.byteSize) {
                     throw new IllegalStateException("tensor '" + tensor.name + "': " + values.length + " values produced, "
                             + tensor.byteSize / tensor.dtype.byteSize() + " declared");
                 }
-                putFloats(tensor.dtype, values, out);
+                putFloats(tensor.dtype, values, values.length, out);
             }
         }
         out.finish();
@@ -381,15 +403,26 @@ public final class SafetensorsWriter {
         }
     }
 
-    private static void putFloats(DType dtype, float[] values, Output out) throws IOException {
+    private static void putRuns(Entry tensor, Output out) throws IOException {
+        long numel = tensor.byteSize / tensor.dtype.byteSize();
+        float[] run = new float[(int) Math.min(numel, CHUNK_BYTES / Float.BYTES)];
+        for (long start = 0; start < numel; start += run.length) {
+            int count = (int) Math.min(run.length, numel - start);
+            tensor.runs.fill(start, run, count);
+            putFloats(tensor.dtype, run, count, out);
+        }
+    }
+
+    /** Stores {@code values[0, count)} as {@code dtype}. */
+    private static void putFloats(DType dtype, float[] values, int count, Output out) throws IOException {
         int index = 0;
-        short[] halves = dtype == DType.BF16 ? new short[Math.min(values.length, CHUNK_BYTES / Short.BYTES)] : null;
-        while (index < values.length) {
+        short[] halves = dtype == DType.BF16 ? new short[Math.min(count, CHUNK_BYTES / Short.BYTES)] : null;
+        while (index < count) {
             if (out.buffer.remaining() < Float.BYTES) {
                 out.drain();
             }
             ByteBuffer buffer = out.buffer;
-            int n = Math.min(values.length - index, buffer.remaining() / dtype.byteSize());
+            int n = Math.min(count - index, buffer.remaining() / dtype.byteSize());
             switch (dtype) {
                 case F32 -> {
                     FloatBuffer floats = buffer.asFloatBuffer();

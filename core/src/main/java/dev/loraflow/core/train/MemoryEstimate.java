@@ -18,7 +18,9 @@ import java.nio.file.Path;
  *
  * <p>The activation count is an upper estimate of what the models save per token and layer (the inputs
  * of every linear layer, the attention's queries, keys, values and probabilities, the MLP's inner
- * activations), plus the logits and their gradient; it errs high so that a run that passes the check fits.
+ * activations), plus the logits and their gradient, plus what every adapted module keeps for its own backward
+ * (its input after dropout: 268 MB for r 16 on q,v of an 8 B model at 256 tokens); it errs high so that a run
+ * that passes the check fits.
  * With gradient checkpointing the backward keeps each block's input and one block's activations instead
  * of every block's.
  *
@@ -32,6 +34,12 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
 
     /** JIT, buffers, tokenizer and the rest of a running JVM. */
     private static final long BASELINE = 64L << 20;
+
+    /** The least heap a command is given: small models, the data and the JSON around them. */
+    private static final long SMALLEST_HEAP = 512L << 20;
+
+    /** Room for the collector beyond a quarter of what is live. */
+    private static final long COLLECTOR_ROOM_MIB = 128;
 
     /**
      * The estimate for training the model on batches of {@code batch × seqLen} or, with {@code training}
@@ -68,13 +76,18 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
                                      boolean gradientCheckpointing) throws IOException {
         ModelLayout layout = ModelLayout.of(config);
         CheckpointWeights.Footprint footprint = CheckpointWeights.footprint(modelDirectory, layout, quantization);
+        long rows = (long) batch * seqLen;
         long adapter = 0;
+        long adaptedInputs = 0;
         if (lora != null) {
             for (LoraTarget target : LoraTargets.select(layout, lora)) {
                 adapter += 4L * 4 * target.rank() * (target.in() + target.out());
+                // Each adapted module keeps, in every block whether checkpointed or not, its input after dropout
+                // (and the mask's bits) for A's gradient, and its projection u and u's gradient.
+                adaptedInputs += rows * ((lora.loraDropout() > 0 ? 4L * target.in() + (target.in() + 7) / 8 : 0)
+                        + 8L * target.rank());
             }
         }
-        long rows = (long) batch * seqLen;
         long hidden = config.hiddenSize();
         long inner = layout.linearModules().stream().filter(module -> !module.outputLayer())
                 .mapToLong(module -> Math.max(module.in(), module.out())).max().orElse(4 * hidden);
@@ -83,8 +96,7 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
         long keysAndValues = 2L * 4 * config.numLayers() * hidden * rows;
         long blockInputs = 4L * (config.numLayers() + 1) * rows * hidden;
         long activations = !training ? keysAndValues + perLayer + logits
-                : gradientCheckpointing ? blockInputs + perLayer + logits
-                : config.numLayers() * perLayer + logits;
+                : adaptedInputs + logits + (gradientCheckpointing ? blockInputs + perLayer : config.numLayers() * perLayer);
         return new MemoryEstimate(footprint, adapter, activations, training && gradientCheckpointing);
     }
 
@@ -95,6 +107,16 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
 
     public long heapBytes() {
         return weights.heapBytes() + adapter + activations + BASELINE;
+    }
+
+    /**
+     * The maximum heap (-Xmx) for a JVM that is to hold {@code needed} bytes on its heap: a quarter more and
+     * {@value #COLLECTOR_ROOM_MIB} MiB, so that the collector has room to copy into and does not run back to back
+     * (G1 also rounds each array of a few MiB up to whole regions), at least 512 MiB, and never above {@code
+     * ceiling} (what the machine allows; a command that then does not fit says so itself).
+     */
+    public static long heapLimit(long needed, long ceiling) {
+        return Math.min(ceiling, Math.max(SMALLEST_HEAP, needed + needed / 4 + (COLLECTOR_ROOM_MIB << 20)));
     }
 
     /**

@@ -12,13 +12,17 @@ import dev.loraflow.core.data.Batch;
 import dev.loraflow.core.data.BatchSampler;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.random.Rng;
+import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.text.Tokenizer;
 import java.io.IOException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.MessageDigest;
 import java.util.Arrays;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -160,6 +164,50 @@ class RandomModelTest {
         // Every tensor gets its own stream: no two weight matrices share their values.
         Map<String, float[]> weights = RandomModel.initialWeights(GPT2, 5);
         assertFalse(weights.get("h.0.attn.c_attn.weight")[0] == weights.get("h.1.attn.c_attn.weight")[0]);
+    }
+
+    /**
+     * SHA-256 of model.safetensors as the build before streaming wrote it ({@code init-model --arch A --layers 2
+     * --hidden 320 --heads 4 --vocab 5000 --context 64 --intermediate 896 --dtype D --seed 7}, 2026-12-05), when each
+     * tensor was drawn whole, one draw after the other: the 5000 × 320 embedding spans two of the writer's runs and
+     * 25 parallel ones.
+     */
+    private static final Map<String, String> DIGESTS_BEFORE_STREAMING = Map.of(
+            "llama F32", "ded7e060173e646d95b1e70b5d8f659eb9852c7c33e26e253719db520d36d627",
+            "gemma F32", "e1f09dc32017c9e23f454a870c2d17e2adf4853e39dade80873852a31a534ecf",
+            "gpt2 F32", "3eeb350b738372ae68473758e4ac8dc6341cd3f290e8bc72dddbe1d7e5195311",
+            "llama BF16", "223e1965f49a87e48ec8e52f862d4ae19e6b646b337bb4ae5c998dbaa529fb25",
+            "gemma BF16", "8be8205565822cb4a65972d9372d2fc97ad6da51152696afd4f94ad163ced857",
+            "gpt2 BF16", "9d93af6b237052d7658ac4e3b957e68e63415703ded4682a602f5380371e80e4",
+            "llama F16", "52926e831a3c25c236dd74ef48382fec85af4001b7333d06b13a37c647f3d49d",
+            "gemma F16", "520da0be09ed0b7a96ac303ba57bb4a2ff58812238fad1d5ae2983bd6eaf4f64",
+            "gpt2 F16", "e6d94a0509e3ceff9403052cf6f62ae8ca8404087555839c5d4eb73428ec9c39");
+
+    @Test
+    void streamedTensorsAreTheBytesOfTheWholeTensorsDrawnInOrder(@TempDir Path tmp) throws Exception {
+        Map<String, ModelConfig> configs = Map.of(
+                "llama", DecoderConfig.of(DecoderConfig.Family.LLAMA, 5000, 320, 896, 2, 4, 4, 80, 64, 1e-5, 10000, false),
+                "gemma", DecoderConfig.of(DecoderConfig.Family.GEMMA, 5000, 320, 896, 2, 4, 4, 80, 64, 1e-6, 10000, true),
+                "gpt2", new Gpt2Config(5000, 64, 320, 2, 4, 896, 1e-5));
+        for (var config : configs.entrySet()) {
+            for (DType dtype : List.of(DType.F32, DType.BF16, DType.F16)) {
+                String key = config.getKey() + " " + dtype;
+                Path model = tmp.resolve(config.getKey() + "-" + dtype);
+                RandomModel.write(config.getValue(), 7, dtype, model);
+                byte[] digest = MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(model.resolve("model.safetensors")));
+                assertEquals(DIGESTS_BEFORE_STREAMING.get(key), HexFormat.of().formatHex(digest), key);
+            }
+        }
+        // The drawn values are those of one sequential stream per tensor, whichever core drew a run.
+        ModelConfig llama = configs.get("llama");
+        List<WeightSpec> specs = ModelLayout.of(llama).weights();
+        int embedding = 0;
+        assertEquals(WeightSpec.Role.TOKEN_EMBEDDING, specs.get(embedding).role());
+        float[] drawn = RandomModel.initialWeights(llama, 7).get(specs.get(embedding).name());
+        Rng rng = new Rng(Rng.hash(7, embedding));
+        for (int i = 0; i < drawn.length; i++) {
+            assertEquals((float) (RandomModel.INITIALIZER_RANGE * rng.nextGaussian()), drawn[i], "element " + i);
+        }
     }
 
     @Test

@@ -1,0 +1,108 @@
+package dev.loraflow.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.RandomModel;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.quant.Quantization;
+import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.core.train.MemoryEstimate;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The launcher's pre-pass ({@link HeapSize}): the -Xmx it gives {@code train} is the step's memory estimate and the
+ * data, a quarter more, and a JVM started with exactly that heap trains without being refused by its own check.
+ */
+class HeapSizeTest {
+
+    private static final long MIB = 1L << 20;
+
+    @TempDir
+    Path temp;
+
+    @Test
+    void theHeapLimitIsAQuarterAnd128MibAboveTheNeedAtLeast512MibAndNeverAboveTheCeiling() {
+        assertEquals(1378 * MIB, MemoryEstimate.heapLimit(1000 * MIB, 8192 * MIB));
+        assertEquals(512 * MIB, MemoryEstimate.heapLimit(100 * MIB, 8192 * MIB));
+        assertEquals(1024 * MIB, MemoryEstimate.heapLimit(1000 * MIB, 1024 * MIB));
+    }
+
+    @Test
+    void trainGetsItsEstimateAndTrainsInExactlyThatHeap() throws Exception {
+        // activations dominate: 8 layers of 4 × 512 tokens, about 820 MB by the estimate
+        ModelConfig config = DecoderConfig.llama(1000, 256, 768, 8, 4, 4, 64, 512, 1e-5, 10000, false);
+        Path base = temp.resolve("base");
+        RandomModel.write(config, 1, DType.BF16, base);
+        Path data = temp.resolve("data.jsonl");
+        Files.writeString(data, IntStream.range(0, 8).mapToObj(i -> IntStream.range(0, 512)
+                .mapToObj(t -> Integer.toString((t * 7 + i) % 1000)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
+                .collect(Collectors.joining()));
+        List<String> train = List.of("train", "--base", base.toString(), "--data", data.toString(), "--steps", "1",
+                "--batch-size", "4", "--seq-len", "512", "--rank", "8", "--targets", "q_proj,v_proj",
+                "--out", temp.resolve("adapter").toString());
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(8).loraDropout(0.05).targetModules("q_proj", "v_proj").build();
+        long dataBytes = Files.size(data);
+        long plain = MemoryEstimate.forTraining(base, config, lora, Quantization.NONE, 4, 512, false, false).heapBytes();
+        long checkpointed = MemoryEstimate.forTraining(base, config, lora, Quantization.NONE, 4, 512, true, false).heapBytes();
+        assertTrue(plain > 600 * MIB && checkpointed < plain, plain + " / " + checkpointed);
+        long ceiling = Runtime.getRuntime().maxMemory();
+
+        // default flags: the step fits this JVM's heap without checkpointing, so the estimate is the plain one
+        assertEquals(Optional.of(xmx(MemoryEstimate.heapLimit(plain + dataBytes, ceiling))), heapOption(train));
+        assertEquals(Optional.of(xmx(MemoryEstimate.heapLimit(checkpointed + dataBytes, ceiling))),
+                heapOption(train, "--gradient-checkpointing"));
+
+        String heap = heapOption(train).orElseThrow();
+        Result trained = run(heap, train);
+        assertEquals(0, trained.exitCode, trained.output);
+        assertTrue(Files.exists(temp.resolve("adapter").resolve("adapter_model.safetensors")), trained.output);
+        assertTrue(!trained.output.contains("gradient checkpointing"), "the sized heap holds the plain step: " + trained.output);
+    }
+
+    @Test
+    void commandsThatLoadNoModelOrWillRefuseTheirArgumentsAreLeftToTheDefaultHeap() throws Exception {
+        assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"init-model", "--preset", "gpt2", "--out", "x"}));
+        assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--help"}));
+        assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--base", temp.resolve("none").toString(),
+                "--data", "d.jsonl", "--out", "a"}));
+        assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--no-such-flag"}));
+        assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {}));
+    }
+
+    private static String xmx(long bytes) {
+        return "-Xmx" + (bytes >> 20) + "m";
+    }
+
+    private static Optional<String> heapOption(List<String> args, String... more) {
+        List<String> all = new ArrayList<>(args);
+        all.addAll(List.of(more));
+        return HeapSize.heapOption(all.toArray(String[]::new));
+    }
+
+    private record Result(int exitCode, String output) {}
+
+    private static Result run(String heap, List<String> args, String... more) throws Exception {
+        List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
+                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", heap,
+                "-cp", System.getProperty("java.class.path"), Main.class.getName()));
+        command.addAll(args);
+        command.addAll(List.of(more));
+        Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
+        String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(process.waitFor(300, TimeUnit.SECONDS));
+        return new Result(process.exitValue(), output);
+    }
+}
