@@ -1,5 +1,6 @@
 """Prints the side-by-side table of run-kernels.sh from the JMH JSON and two OpenBLAS runs."""
 import json
+import re
 import sys
 
 
@@ -24,7 +25,8 @@ def main(jmh_path, reference_before, reference_after):
         if "shape" in params:
             m, k, n = (int(part) for part in params["shape"].split("x"))
             gflops = 2.0 * m * k * n / (milliseconds / 1e3) / 1e9
-            reference = best[(params["shape"], name)]
+            # a frozen-weight variant (...Bf16, ...Nf4) against OpenBLAS's float32 sgemm of the same layout
+            reference = best[(params["shape"], re.sub(r"(Bf16|Nf4)$", "", name))]
             ratios.append(gflops / reference)
             print("%-14s %-16s %8.1f GF/s %8.1f GF/s %6.0f%%" % (params["shape"], name, gflops, reference, 100 * gflops / reference))
         elif "adapter" in params:

@@ -111,6 +111,13 @@ public class GemmBenchmark {
         return y;
     }
 
+    /** Input gradient with the weight frozen in NF4. */
+    @Benchmark
+    public float[] inputGradDyWNf4() {
+        Gemm.sgemm(false, false, m, k, n, 1f, dy, 0, n, wNf4, 0f, dx, 0, k, null);
+        return dx;
+    }
+
     /** Weight gradient: dW [n, k] = dYᵀ · X. */
     @Benchmark
     public float[] weightGradDyTX() {

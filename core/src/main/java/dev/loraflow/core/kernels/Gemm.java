@@ -53,11 +53,9 @@ public final class Gemm {
      */
     private static final int SHARED_A_FLOATS = 1 << 21;
     /**
-     * Floats of a {@link FrozenMatrix} widened at once (16 MiB): a block of op(B)'s columns, cut so that
-     * a huge weight is never widened whole. Each block is a GEMM of its own that packs all of op(A) again, so
-     * blocks are as wide as this allows: a Llama projection (k = 2048) in 2048-column blocks packs the
-     * activations once per 2048 output columns, where 4 MiB blocks packed them four times as often (a fifth of a
-     * training step's time went into packing A).
+     * Floats of a {@link FrozenMatrix} widened at once (16 MiB) on the paths that read op(B) as stored
+     * rather than packed (a C of at most {@value #GEMV_ROWS} rows, or a thin one): a block of op(B)'s columns,
+     * cut so that a huge weight is never widened whole. The packed paths widen straight into their panels.
      */
     private static final int FROZEN_BLOCK_FLOATS = 1 << 22;
 
@@ -79,6 +77,7 @@ public final class Gemm {
         float[] dots = new float[2 * DOT_COLUMNS];
         float[] dotLanes = new float[2 * DOT_COLUMNS * LANES];
         float[] frozenBlock = new float[0];
+        float[] frozenRows = new float[0];
 
         private static float[] atLeast(float[] buffer, int size) {
             return buffer.length >= size ? buffer : new float[size];
@@ -110,6 +109,10 @@ public final class Gemm {
 
         float[] frozenBlock(int size) {
             return frozenBlock = atLeast(frozenBlock, size);
+        }
+
+        float[] frozenRows(int size) {
+            return frozenRows = atLeast(frozenRows, size);
         }
     }
 
@@ -153,27 +156,39 @@ public final class Gemm {
         if (m == 0 || n == 0) {
             return;
         }
+        if (packsPanels(transA, m, n, k, alpha)) {
+            panelSgemm(transA, m, n, k, alpha, a, aOff, lda, new OperandB(transB, b, bOff, ldb, null),
+                    beta, c, cOff, ldc, epilogue);
+            return;
+        }
         if (!transA && m <= GEMV_ROWS && n > THIN && k > 0 && alpha != 0f) {
             gemvSgemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
-            if (epilogue != null) {
-                applyEpilogueSeparately(epilogue, m, n, c, cOff, ldc);
-            }
-            return;
+        } else if (k == 0 || alpha == 0f) {
+            scaleC(m, n, beta, c, cOff, ldc);
+        } else if (!transA) {
+            rowDotSgemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        } else {
+            transposedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
         }
-        boolean blocked = k > 0 && alpha != 0f && !(n <= THIN && (!transA || m >= NR));
-        if (!blocked) {
-            if (k == 0 || alpha == 0f) {
-                scaleC(m, n, beta, c, cOff, ldc);
-            } else if (!transA) {
-                rowDotSgemm(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
-            } else {
-                transposedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
-            }
-            if (epilogue != null) {
-                applyEpilogueSeparately(epilogue, m, n, c, cOff, ldc);
-            }
-            return;
+        if (epilogue != null) {
+            applyEpilogueSeparately(epilogue, m, n, c, cOff, ldc);
         }
+    }
+
+    /**
+     * Whether C [m, n] (m, n > 0) goes through packed panels of op(A) and op(B): every shape except a C of at
+     * most {@value #GEMV_ROWS} rows (op(B) read in place, row by row) and a thin one (dot products along k, or
+     * the transposed problem), and the empty sums of k = 0 or alpha = 0.
+     */
+    private static boolean packsPanels(boolean transA, int m, int n, int k, float alpha) {
+        boolean gemv = !transA && m <= GEMV_ROWS && n > THIN;
+        boolean thin = n <= THIN && (!transA || m >= NR);
+        return k > 0 && alpha != 0f && !gemv && !thin;
+    }
+
+    /** The Goto paths: C's columns in chunks across the threads, or its rows in slices, or one thread. */
+    private static void panelSgemm(boolean transA, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
+                                   OperandB b, float beta, float[] c, int cOff, int ldc, Epilogue epilogue) {
         int threads = (long) m * n * k >= PARALLEL_MIN_FLOPS ? Parallel.threads() : 1;
         // Columns of C go to the threads in chunks taken on demand, with op(A) packed once for all of them.
         // A C much taller than wide is split into row slices instead, each thread packing all of B itself
@@ -182,26 +197,27 @@ public final class Gemm {
         if (threads > 1 && chunkColumns) {
             int rowBlock = Math.max(MC, SHARED_A_FLOATS / k / MR * MR);
             for (int i0 = 0; i0 < m; i0 += rowBlock) {
-                chunkedSgemm(threads, transA, transB, Math.min(rowBlock, m - i0), n, k, alpha,
-                        a, transA ? aOff + i0 : aOff + i0 * lda, lda, b, bOff, ldb, beta, c, cOff + i0 * ldc, ldc,
+                chunkedSgemm(threads, transA, Math.min(rowBlock, m - i0), n, k, alpha,
+                        a, transA ? aOff + i0 : aOff + i0 * lda, lda, b, beta, c, cOff + i0 * ldc, ldc,
                         epilogue == null ? null : epilogue.slice(i0, 0));
             }
         } else if (threads > 1 && m >= threads * MR * 2) {
-            Parallel.forRange(m, MR, MR, (from, to) -> blockedSgemm(transA, transB, to - from, n, k, alpha,
-                    a, transA ? aOff + from : aOff + from * lda, lda, b, bOff, ldb, beta, c, cOff + from * ldc, ldc,
+            Parallel.forRange(m, MR, MR, (from, to) -> blockedSgemm(transA, to - from, n, k, alpha,
+                    a, transA ? aOff + from : aOff + from * lda, lda, b, beta, c, cOff + from * ldc, ldc,
                     epilogue == null ? null : epilogue.slice(from, 0)));
         } else {
-            blockedSgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, epilogue);
+            blockedSgemm(transA, m, n, k, alpha, a, aOff, lda, b, beta, c, cOff, ldc, epilogue);
         }
     }
 
     /**
      * C = alpha·op(A)·op(B) + beta·C (+ the epilogue's terms) with B a {@link FrozenMatrix}: [k, n], or
-     * [n, k] when {@code transB}. op(B) is widened to float32 a block of columns at a time (at most
-     * {@value #FROZEN_BLOCK_FLOATS} floats) and each block multiplied as a float32 B, so every element of C
-     * gets exactly the sums {@link #sgemm(boolean, boolean, int, int, int, float, float[], int, int, float[],
-     * int, int, float, float[], int, int, Epilogue) sgemm} gives on the widened matrix: blocks split only the
-     * columns, and none is left as narrow as the thin path's.
+     * [n, k] when {@code transB}. Where {@link #sgemm(boolean, boolean, int, int, int, float, float[], int, int,
+     * float[], int, int, float, float[], int, int, Epilogue) sgemm} packs op(B) into panels, B is widened straight
+     * into them (one pass over the weight); on the paths that read op(B) as stored it is widened a block of
+     * columns at a time (at most {@value #FROZEN_BLOCK_FLOATS} floats) and each block multiplied as a float32 B.
+     * Either way every element of C gets exactly the sums sgemm gives on the widened matrix: blocks split only
+     * the columns, and none is left as narrow as the thin path's.
      */
     public static void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                              float[] a, int aOff, int lda, FrozenMatrix b,
@@ -213,6 +229,15 @@ public final class Gemm {
         if (m == 0 || n == 0 || k == 0) {
             sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, new float[0], 0, transB ? Math.max(1, k) : n,
                     beta, c, cOff, ldc, epilogue);
+            return;
+        }
+        if (packsPanels(transA, m, n, k, alpha)) {
+            checkMatrix("C", c, cOff, m, n, ldc);
+            checkMatrix("A", a, aOff, transA ? k : m, transA ? m : k, lda);
+            if (epilogue != null) {
+                checkEpilogue(epilogue, m, n);
+            }
+            panelSgemm(transA, m, n, k, alpha, a, aOff, lda, new OperandB(transB, null, 0, 0, b), beta, c, cOff, ldc, epilogue);
             return;
         }
         int width = Math.max(2 * NR, FROZEN_BLOCK_FLOATS / k / NR * NR);
@@ -522,8 +547,8 @@ public final class Gemm {
      * packs its own block of B and keeps its block of C in L2 across the depth blocks. Chunks are as many
      * as a multiple of the thread count, and every element of C sees the same sums whoever computes it.
      */
-    private static void chunkedSgemm(int threads, boolean transA, boolean transB, int m, int n, int k, float alpha,
-                                     float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+    private static void chunkedSgemm(int threads, boolean transA, int m, int n, int k, float alpha,
+                                     float[] a, int aOff, int lda, OperandB b,
                                      float beta, float[] c, int cOff, int ldc, Epilogue epilogue) {
         int panelRows = roundUp(m, MR);
         // [depth block][row panel][kc][MR]: the block at depth pc starts at pc·panelRows
@@ -550,8 +575,8 @@ public final class Gemm {
             }
             for (int pc = 0; pc < k; pc += KC) {
                 int kc = Math.min(KC, k - pc);
-                packB(transB, b, bOff, ldb, pc, kc, jc, nc, packedB, 0);
-                BlockB blockB = new BlockB(packedB, null, 0, ldb, kc);
+                b.pack(pc, kc, jc, nc, packedB, 0);
+                BlockB blockB = new BlockB(packedB, null, 0, 0, kc);
                 Epilogue blockEpilogue = pc + kc < k || epilogue == null ? null : epilogue.slice(0, jc);
                 macroKernel(transA, a, aOff, lda, m, pc, sharedA, pc * panelRows, blockB, nc, alpha, pc == 0 ? beta : 1f,
                         c, cOff + jc, ldc, blockEpilogue, packedV);
@@ -562,12 +587,12 @@ public final class Gemm {
     /**
      * The Goto loop nest on one thread: per (jc, pc) block B is packed once, per ic block A, and the
      * micro-kernel runs over every MR×NR tile. When op(A) is a single panel tall no B panel is used
-     * twice, so packing would only copy it: full panels of an untransposed B are then read in place.
+     * twice, so packing would only copy it: full panels of an untransposed float32 B are then read in place.
      */
-    private static void blockedSgemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
-                                     float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+    private static void blockedSgemm(boolean transA, int m, int n, int k, float alpha,
+                                     float[] a, int aOff, int lda, OperandB b,
                                      float beta, float[] c, int cOff, int ldc, Epilogue epilogue) {
-        boolean direct = m <= MR && !transB;
+        boolean direct = m <= MR && b.readableInPlace();
         Buffers buffers = BUFFERS.get();
         float[] packedB = buffers.packedB(roundUp(Math.min(n, NC), NR) * KC);
         boolean lowRank = epilogue != null && epilogue.hasLowRank();
@@ -582,12 +607,34 @@ public final class Gemm {
                 int kc = Math.min(KC, k - pc);
                 int firstPacked = direct ? nc / NR * NR : 0;
                 if (firstPacked < nc) {
-                    packB(transB, b, bOff, ldb, pc, kc, jc + firstPacked, nc - firstPacked, packedB, firstPacked * kc);
+                    b.pack(pc, kc, jc + firstPacked, nc - firstPacked, packedB, firstPacked * kc);
                 }
-                BlockB blockB = new BlockB(packedB, direct ? b : null, direct ? bOff + pc * ldb + jc : 0, ldb, kc);
+                BlockB blockB = new BlockB(packedB, direct ? b.values() : null, direct ? b.offset() + pc * b.ld() + jc : 0,
+                        b.ld(), kc);
                 Epilogue blockEpilogue = pc + kc < k || epilogue == null ? null : epilogue.slice(0, jc);
                 macroKernel(transA, a, aOff, lda, m, pc, null, 0, blockB, nc, alpha, pc == 0 ? beta : 1f, c, cOff + jc, ldc,
                         blockEpilogue, packedV);
+            }
+        }
+    }
+
+    /**
+     * op(B) as the packed paths read it: a float32 array ({@code values} from {@code offset}, leading dimension
+     * {@code ld}), or a {@link FrozenMatrix} ({@code frozen}, values null) widened as it is packed.
+     */
+    private record OperandB(boolean transB, float[] values, int offset, int ld, FrozenMatrix frozen) {
+
+        /** Full panels of an untransposed float32 B are already laid out as the micro-kernel reads them. */
+        boolean readableInPlace() {
+            return frozen == null && !transB;
+        }
+
+        /** Packs depth [pc, pc+kc) × columns [jc, jc+nc) into panels from packedOff on (see packB). */
+        void pack(int pc, int kc, int jc, int nc, float[] packed, int packedOff) {
+            if (frozen == null) {
+                packB(transB, values, offset, ld, pc, kc, jc, nc, packed, packedOff);
+            } else {
+                packFrozen(transB, frozen, pc, kc, jc, nc, packed, packedOff);
             }
         }
     }
@@ -739,6 +786,39 @@ public final class Gemm {
                     int src = bOff + (pc + p) * ldb + jc + jr;
                     int dst = panel + p * NR;
                     System.arraycopy(b, src, packed, dst, cols);
+                    java.util.Arrays.fill(packed, dst + cols, dst + NR, 0f);
+                }
+            }
+        }
+    }
+
+    /**
+     * packB's panels from a {@link FrozenMatrix}, widened as they are written: the weight is read once, in its
+     * own format, and the panels get exactly the float32 values its widening gives. Untransposed, a depth
+     * index's NR values are a run of one row of B, widened in place in the panel; transposed, a panel's NR
+     * columns are NR rows of B, each widened for the kc depths into a small buffer that stays in L1 and then
+     * transposed into the panel as a float32 B would be.
+     */
+    private static void packFrozen(boolean transB, FrozenMatrix b, int pc, int kc, int jc, int nc,
+                                   float[] packed, int packedOff) {
+        if (transB) {
+            float[] rows = BUFFERS.get().frozenRows(NR * kc);
+            for (int jr = 0; jr < nc; jr += NR) {
+                int cols = Math.min(NR, nc - jr);
+                for (int j = 0; j < cols; j++) {
+                    b.widen(jc + jr + j, pc, kc, rows, j * kc);
+                }
+                packB(true, rows, 0, kc, 0, kc, 0, cols, packed, packedOff + jr * kc);
+            }
+            return;
+        }
+        // row by row of B, so the weight is read sequentially; each row's run feeds every panel at that depth
+        for (int p = 0; p < kc; p++) {
+            for (int jr = 0; jr < nc; jr += NR) {
+                int cols = Math.min(NR, nc - jr);
+                int dst = packedOff + jr * kc + p * NR;
+                b.widen(pc + p, jc + jr, cols, packed, dst);
+                if (cols < NR) {
                     java.util.Arrays.fill(packed, dst + cols, dst + NR, 0f);
                 }
             }

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import dev.loraflow.core.quant.Int8Matrix;
+import dev.loraflow.core.quant.Nf4Matrix;
 import dev.loraflow.core.safetensors.HalfFloats;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -16,8 +18,8 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * GEMM with a frozen BF16/F16 operand against float32 GEMM on the same values widened exactly: the
- * widening is exact and the frozen path sums every element in the same order, so C must agree bit for bit.
+ * GEMM with a frozen operand (BF16/F16, NF4, int8) against float32 GEMM on the same values widened exactly:
+ * the widening is exact and the frozen path sums every element in the same order, so C must agree bit for bit.
  */
 class FrozenGemmTest {
 
@@ -27,8 +29,8 @@ class FrozenGemmTest {
         int[][] mnk = {
             {1, 17, 5}, {3, 1027, 300}, {8, 32, 16}, {7, 33, 31}, {17, 65, 300}, {64, 8, 768},
             {130, 1030, 40}, {257, 97, 513}, {96, 2304, 768}, {33, 70, 5000},
-            // two blocks of widened columns (4096 and 104 at k = 1024)
-            {5, 4200, 1024},
+            // widened straight into packed panels, and (four rows: read in place) in two blocks of 4096 and 104 columns
+            {5, 4200, 1024}, {4, 4200, 1024},
         };
         Stream.Builder<Arguments> all = Stream.builder();
         for (int[] s : mnk) {
@@ -58,27 +60,65 @@ class FrozenGemmTest {
             }
             FrozenMatrix frozen = new HalfMatrix(half, rows, cols, format);
             assertArrayEquals(widened, frozen.toFloat32(), "widening is exact");
-
-            float[] a = KernelChecks.gaussian(random, m * k, 0, 1);
-            float[] bias = KernelChecks.gaussian(random, n, 0, 1);
-            int rank = 4;
-            float[] u = KernelChecks.gaussian(random, m * rank, 0, 1);
-            float[] v = KernelChecks.gaussian(random, n * rank, 0, 1);
-            Epilogue epilogue = Epilogue.lowRank(bias, u, rank, v, rank, true, rank, 0.5f);
-            float[] expected = KernelChecks.gaussian(random, m * n, 0, 1);
-            float[] actual = expected.clone();
-            Gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, widened, 0, cols, 1f, expected, 0, n, epilogue);
-            Gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, frozen, 1f, actual, 0, n, epilogue);
-            assertArrayEquals(expected, actual);
-
-            // the input gradient's layout: op(A) = A stored transposed
-            float[] at = KernelChecks.gaussian(random, k * m, 0, 1);
-            float[] expectedT = new float[m * n];
-            float[] actualT = new float[m * n];
-            Gemm.sgemm(true, transB, m, n, k, 0.75f, at, 0, m, widened, 0, cols, 0f, expectedT, 0, n);
-            Gemm.sgemm(true, transB, m, n, k, 0.75f, at, 0, m, frozen, 0f, actualT, 0, n, null);
-            assertArrayEquals(expectedT, actualT);
+            assertSameAsFloat32Gemm(random, m, n, k, transB, frozen, widened);
         }
+    }
+
+    static Stream<Arguments> quantizedShapes() {
+        // odd widths, so NF4's blocks of 64 straddle rows and the packed runs start at odd elements
+        int[][] mnk = {{3, 200, 96}, {9, 33, 77}, {96, 1030, 513}, {257, 97, 513}, {40, 70, 130}};
+        Stream.Builder<Arguments> all = Stream.builder();
+        for (int[] s : mnk) {
+            for (String format : new String[] {"nf4", "nf4 double", "int8"}) {
+                for (boolean transB : new boolean[] {false, true}) {
+                    all.add(Arguments.of(s[0], s[1], s[2], format, transB));
+                }
+            }
+        }
+        return all.build();
+    }
+
+    @ParameterizedTest(name = "m={0} n={1} k={2} {3} transB={4}")
+    @MethodSource("quantizedShapes")
+    void quantizedWeightEqualsFloat32GemmOnItsDequantizedValues(int m, int n, int k, String format, boolean transB) {
+        Random random = new Random(31L * m + 7L * n + k + format.length() + (transB ? 2 : 0));
+        int rows = transB ? n : k;
+        int cols = transB ? k : n;
+        FrozenMatrix source = FrozenMatrix.of(KernelChecks.gaussian(random, rows * cols, 0, 1), rows, cols);
+        try (Arena arena = Arena.ofShared()) {
+            FrozenMatrix frozen = format.equals("int8")
+                    ? Int8Matrix.quantize(source, arena)
+                    : Nf4Matrix.quantize(source, format.equals("nf4 double"), arena);
+            assertSameAsFloat32Gemm(random, m, n, k, transB, frozen, frozen.toFloat32());
+        }
+    }
+
+    /**
+     * C from the frozen operand equals C from float32 GEMM on {@code widened} bit for bit, in the forward's
+     * layout with a bias and a low-rank epilogue, and in the input gradient's (op(A) stored transposed).
+     */
+    private static void assertSameAsFloat32Gemm(Random random, int m, int n, int k, boolean transB, FrozenMatrix frozen,
+                                                float[] widened) {
+        int cols = transB ? k : n;
+        float[] a = KernelChecks.gaussian(random, m * k, 0, 1);
+        float[] bias = KernelChecks.gaussian(random, n, 0, 1);
+        int rank = 4;
+        float[] u = KernelChecks.gaussian(random, m * rank, 0, 1);
+        float[] v = KernelChecks.gaussian(random, n * rank, 0, 1);
+        Epilogue epilogue = Epilogue.lowRank(bias, u, rank, v, rank, true, rank, 0.5f);
+        float[] expected = KernelChecks.gaussian(random, m * n, 0, 1);
+        float[] actual = expected.clone();
+        Gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, widened, 0, cols, 1f, expected, 0, n, epilogue);
+        Gemm.sgemm(false, transB, m, n, k, 1f, a, 0, k, frozen, 1f, actual, 0, n, epilogue);
+        assertArrayEquals(expected, actual);
+
+        // the input gradient's layout: op(A) = A stored transposed
+        float[] at = KernelChecks.gaussian(random, k * m, 0, 1);
+        float[] expectedT = new float[m * n];
+        float[] actualT = new float[m * n];
+        Gemm.sgemm(true, transB, m, n, k, 0.75f, at, 0, m, widened, 0, cols, 0f, expectedT, 0, n);
+        Gemm.sgemm(true, transB, m, n, k, 0.75f, at, 0, m, frozen, 0f, actualT, 0, n, null);
+        assertArrayEquals(expectedT, actualT);
     }
 
     @ParameterizedTest(name = "transB={0}")
