@@ -81,16 +81,17 @@ final class CausalLmGraphs {
         }
         DecoderGraph.Rotary rotary = g.rotary(
                 RopeTable.create(config.maxPositions(), config.ropeTheta(), config.ropeInverseFrequencies()));
+        // Each residual Add is fused with the RMSNorm that reads its sum: the next block's input norm, or the final one.
+        String normed = g.rmsNorm(x, "model.layers.0.input_layernorm.weight", eps, offset);
         for (int layer = 0; layer < config.numLayers(); layer++) {
             String prefix = "model.layers." + layer + ".";
-            String normed = g.rmsNorm(x, prefix + "input_layernorm.weight", eps, offset);
             List<String> qkv;
             if (config.family().fusedProjections()) {
                 qkv = graph.nodeWithOutputs("Split", 3, List.of(g.linear(normed, prefix + "self_attn.qkv_proj"),
                         graph.ints(queryWidth, keyValueWidth, keyValueWidth)), Attribute.of("axis", 2));
             } else {
-                qkv = List.of(g.linear(normed, prefix + "self_attn.q_proj"), g.linear(normed, prefix + "self_attn.k_proj"),
-                        g.linear(normed, prefix + "self_attn.v_proj"));
+                qkv = g.linears(normed, List.of(prefix + "self_attn.q_proj", prefix + "self_attn.k_proj",
+                        prefix + "self_attn.v_proj"));
             }
             AttentionSpec spec = new AttentionSpec(config.attentionScale(), (float) config.attnLogitSoftcap(),
                     config.slidingWindow(layer));
@@ -99,15 +100,16 @@ final class CausalLmGraphs {
             if (sandwich) {
                 attentionBranch = g.rmsNorm(attentionBranch, prefix + "post_attention_layernorm.weight", eps, offset);
             }
-            x = graph.node("Add", x, attentionBranch);
-            String mlpInput = g.rmsNorm(x, prefix + (sandwich ? "pre_feedforward_layernorm.weight"
-                    : "post_attention_layernorm.weight"), eps, offset);
+            DecoderGraph.Residual afterAttention = g.addRmsNorm(x, attentionBranch,
+                    prefix + (sandwich ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), eps, offset);
+            x = afterAttention.sum();
+            String mlpInput = afterAttention.normed();
             List<String> gateUp;
             if (config.family().fusedProjections()) {
                 gateUp = graph.nodeWithOutputs("Split", 2, List.of(g.linear(mlpInput, prefix + "mlp.gate_up_proj"),
                         graph.ints(inner, inner)), Attribute.of("axis", 2));
             } else {
-                gateUp = List.of(g.linear(mlpInput, prefix + "mlp.gate_proj"), g.linear(mlpInput, prefix + "mlp.up_proj"));
+                gateUp = g.linears(mlpInput, List.of(prefix + "mlp.gate_proj", prefix + "mlp.up_proj"));
             }
             String gated = switch (config.activation()) {
                 case SILU -> g.swiglu(gateUp.get(0), gateUp.get(1));
@@ -117,10 +119,12 @@ final class CausalLmGraphs {
             if (sandwich) {
                 mlpBranch = g.rmsNorm(mlpBranch, prefix + "post_feedforward_layernorm.weight", eps, offset);
             }
-            x = graph.node("Add", x, mlpBranch);
+            DecoderGraph.Residual afterMlp = g.addRmsNorm(x, mlpBranch, layer + 1 < config.numLayers()
+                    ? "model.layers." + (layer + 1) + ".input_layernorm.weight" : "model.norm.weight", eps, offset);
+            x = afterMlp.sum();
+            normed = afterMlp.normed();
         }
-        g.outputHead(g.rmsNorm(x, "model.norm.weight", eps, offset), config.tieWordEmbeddings() ? embedding : null,
-                (float) config.finalLogitSoftcap());
+        g.outputHead(normed, config.tieWordEmbeddings() ? embedding : null, (float) config.finalLogitSoftcap());
         return g;
     }
 }

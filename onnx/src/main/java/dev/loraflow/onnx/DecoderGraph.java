@@ -226,8 +226,61 @@ final class DecoderGraph {
             case INT8 -> int8MatMul(x, withModuleValues(module, values -> int8Weight(name, matrix(module, values))));
             case INT4 -> withModuleValues(module, values -> int4MatMul(x, name, matrix(module, values)));
         };
-        if (layout.weight(canonicalModule + ".bias") != null) {
-            y = graph.node("Add", y, weight(canonicalModule + ".bias"));
+        return withBiasAndLora(x, y, module);
+    }
+
+    /**
+     * The outputs of linear modules that read the same x, in their order. Quantized, their weights lie side by
+     * side in one MatMulNBits or int8 MatMul whose output is split per module: fewer and larger kernels, and x
+     * quantized once, where a decode step's small MatMuls cost as much in dispatch as in arithmetic. Each
+     * module's bias and, un-merged, its own float32 LoRA branch are added after the split. Float32 keeps one
+     * MatMul per module (its kernels gain nothing from it, and its logits stay those of earlier exports).
+     */
+    List<String> linears(String x, List<String> canonicalModules) {
+        if (!quantization.quantized() || canonicalModules.size() < 2) {
+            return canonicalModules.stream().map(module -> linear(x, module)).toList();
+        }
+        List<LinearModule> modules = canonicalModules.stream().map(this::requireModule).toList();
+        int in = modules.getFirst().in();
+        if (modules.stream().anyMatch(module -> module.outputLayer() || module.in() != in)) {
+            throw new IllegalArgumentException(canonicalModules + " do not all read the same input");
+        }
+        int out = modules.stream().mapToInt(LinearModule::out).sum();
+        String name = sideBySideName(canonicalModules) + ".weight";
+        String product = switch (quantization.precision()) {
+            case INT8 -> int8MatMul(x, int8Weight(name, QuantizedWeights.int8SideBySide(modules.stream()
+                    .map(module -> withModuleValues(module, values -> QuantizedWeights.int8(matrix(module, values))))
+                    .toList()), in, out));
+            case INT4 -> int4MatMul(x, name, QuantizedWeights.int4SideBySide(modules.stream()
+                    .map(module -> withModuleValues(module, values -> int4Blocks(matrix(module, values))))
+                    .toList()), in, out);
+            case F32 -> throw new AssertionError("float32 linears are not put side by side");
+        };
+        List<String> parts = graph.nodeWithOutputs("Split", modules.size(),
+                List.of(product, graph.ints(modules.stream().mapToLong(LinearModule::out).toArray())),
+                Attribute.of("axis", -1));
+        List<String> outputs = new ArrayList<>();
+        for (int i = 0; i < modules.size(); i++) {
+            outputs.add(withBiasAndLora(x, parts.get(i), modules.get(i)));
+        }
+        return outputs;
+    }
+
+    /** "model.layers.0.self_attn.q_proj+k_proj+v_proj": the modules' common prefix once, then their own names. */
+    private static String sideBySideName(List<String> canonicalModules) {
+        String first = canonicalModules.getFirst();
+        String prefix = first.substring(0, first.lastIndexOf('.') + 1);
+        StringBuilder name = new StringBuilder(first);
+        for (String module : canonicalModules.subList(1, canonicalModules.size())) {
+            name.append('+').append(module.startsWith(prefix) ? module.substring(prefix.length()) : module);
+        }
+        return name.toString();
+    }
+
+    /** y (+ b) (+ s·(x·Aᵀ)·Bᵀ when un-merged and adapted). */
+    private String withBiasAndLora(String x, String y, LinearModule module) {
+        if (layout.weight(module.path() + ".bias") != null) {
+            y = graph.node("Add", y, weight(module.path() + ".bias"));
         }
         return withLora(x, y, module);
     }
@@ -238,10 +291,12 @@ final class DecoderGraph {
 
     /** An int8 initializer pair quantized from {@code weight}. */
     private Int8Weight int8Weight(String name, QuantizedWeights.Matrix weight) {
-        QuantizedWeights.Int8Columns q = QuantizedWeights.int8(weight);
-        return new Int8Weight(
-                graph.weight(name + ".int8", OnnxGraph.INT8, new TensorPayload.Encoded(q.values()), weight.in(), weight.out()),
-                graph.weight(name + ".scale", new TensorPayload.Plain(q.scales()), weight.out()));
+        return int8Weight(name, QuantizedWeights.int8(weight), weight.in(), weight.out());
+    }
+
+    private Int8Weight int8Weight(String name, QuantizedWeights.Int8Columns q, int in, int out) {
+        return new Int8Weight(graph.weight(name + ".int8", OnnxGraph.INT8, new TensorPayload.Encoded(q.values()), in, out),
+                graph.weight(name + ".scale", new TensorPayload.Plain(q.scales()), out));
     }
 
     /**
@@ -258,16 +313,24 @@ final class DecoderGraph {
 
     /** x·W by com.microsoft.MatMulNBits over W's 4-bit blocks (the bias, if any, is added as in float32). */
     private String int4MatMul(String x, String name, QuantizedWeights.Matrix weight) {
-        QuantizedWeights.Int4Blocks q = QuantizedWeights.int4(weight, quantization.blockSize(), quantization.zeroPoints());
+        return int4MatMul(x, name, int4Blocks(weight), weight.in(), weight.out());
+    }
+
+    private QuantizedWeights.Int4Blocks int4Blocks(QuantizedWeights.Matrix weight) {
+        return QuantizedWeights.int4(weight, quantization.blockSize(), quantization.zeroPoints());
+    }
+
+    /** x·W for W [in, out] held as {@code q}. */
+    private String int4MatMul(String x, String name, QuantizedWeights.Int4Blocks q, int in, int out) {
         List<String> inputs = new ArrayList<>(List.of(x,
-                graph.weight(name + ".int4", OnnxGraph.UINT8, new TensorPayload.Encoded(q.packed()), weight.out(), q.blocks(),
+                graph.weight(name + ".int4", OnnxGraph.UINT8, new TensorPayload.Encoded(q.packed()), out, q.blocks(),
                         q.blobBytes()),
-                graph.weight(name + ".scales", new TensorPayload.Plain(q.scales()), (long) weight.out() * q.blocks())));
+                graph.weight(name + ".scales", new TensorPayload.Plain(q.scales()), (long) out * q.blocks())));
         if (q.zeroPoints() != null) {
             inputs.add(graph.weight(name + ".zero_points", OnnxGraph.UINT8, new TensorPayload.Encoded(q.zeroPoints()),
-                    (long) weight.out() * q.zeroPointBytesPerColumn()));
+                    (long) out * q.zeroPointBytesPerColumn()));
         }
-        return graph.microsoftNode("MatMulNBits", inputs, Attribute.of("K", weight.in()), Attribute.of("N", weight.out()),
+        return graph.microsoftNode("MatMulNBits", inputs, Attribute.of("K", in), Attribute.of("N", out),
                 Attribute.of("bits", 4), Attribute.of("block_size", quantization.blockSize()),
                 Attribute.of("accuracy_level", quantization.accuracyLevel()));
     }
@@ -459,11 +522,28 @@ final class DecoderGraph {
                 ? graph.node("ReduceMean", List.of(squares, graph.ints(-1)), Attribute.of("keepdims", 1))
                 : graph.node("ReduceMean", List.of(squares), Attribute.ofInts("axes", -1), Attribute.of("keepdims", 1));
         String rms = graph.node("Sqrt", graph.node("Add", mean, constant((float) eps)));
+        return graph.node("Mul", graph.node("Div", x, rms), normWeight(canonicalWeight, offsetByOne));
+    }
+
+    /** A residual stream's new value and its RMSNorm. */
+    record Residual(String sum, String normed) {}
+
+    /**
+     * x + branch and its RMSNorm ({@link #rmsNorm}) as one {@code com.microsoft.SkipSimplifiedLayerNormalization}:
+     * ONNX Runtime fuses our RMSNorm into SimplifiedLayerNormalization but not the residual Add before it (its
+     * SkipLayerNorm fusion wants an Add read by the norm alone, and a pre-norm block's sum is read twice).
+     */
+    Residual addRmsNorm(String x, String branch, String canonicalWeight, double eps, boolean offsetByOne) {
+        List<String> outputs = graph.microsoftNodeWithOutputs("SkipSimplifiedLayerNormalization",
+                new boolean[] {true, false, false, true}, List.of(x, branch, normWeight(canonicalWeight, offsetByOne)),
+                Attribute.of("epsilon", (float) eps));
+        return new Residual(outputs.get(3), outputs.get(0));
+    }
+
+    /** w, or 1 + w where {@code offsetByOne} (Gemma). */
+    private String normWeight(String canonicalWeight, boolean offsetByOne) {
         String weight = weight(canonicalWeight);
-        if (offsetByOne) {
-            weight = graph.node("Add", weight, constant(1f));
-        }
-        return graph.node("Mul", graph.node("Div", x, rms), weight);
+        return offsetByOne ? graph.node("Add", weight, constant(1f)) : weight;
     }
 
     /** GPT-2's gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in the order ORT's FastGelu fusion matches. */

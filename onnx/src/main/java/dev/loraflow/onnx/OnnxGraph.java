@@ -175,6 +175,19 @@ final class OnnxGraph {
         return nodeWithOutputs(MICROSOFT_DOMAIN, opType, List.of(fresh(opType)), nodeInputs, attributes).getFirst();
     }
 
+    /**
+     * A node of ONNX Runtime's {@value #MICROSOFT_DOMAIN} operators whose outputs are fresh where {@code produced}
+     * is true and omitted ("", as ONNX spells an optional output nobody reads) where it is false.
+     */
+    List<String> microsoftNodeWithOutputs(String opType, boolean[] produced, List<String> nodeInputs,
+                                          Attribute... attributes) {
+        List<String> outputNames = new ArrayList<>();
+        for (boolean output : produced) {
+            outputNames.add(output ? fresh(opType) : "");
+        }
+        return nodeWithOutputs(MICROSOFT_DOMAIN, opType, outputNames, nodeInputs, attributes);
+    }
+
     /** A node with {@code count} fresh outputs. */
     List<String> nodeWithOutputs(String opType, int count, List<String> nodeInputs, Attribute... attributes) {
         List<String> outputNames = new ArrayList<>();
@@ -192,7 +205,7 @@ final class OnnxGraph {
                 throw new IllegalStateException(opType + " reads '" + input + "', which nothing defines yet");
             }
         }
-        outputNames.forEach(this::define);
+        outputNames.stream().filter(output -> !output.isEmpty()).forEach(this::define);
         nodes.add(new Node(domain, opType, List.copyOf(nodeInputs), List.copyOf(outputNames), List.of(attributes)));
         return outputNames;
     }

@@ -1,5 +1,9 @@
 package dev.loraflow.onnx;
 
+import java.lang.reflect.Array;
+import java.util.List;
+import java.util.function.IntFunction;
+
 /**
  * The arithmetic of the quantized exports: int8 per output channel, and int4 blocks in the layout of
  * ONNX Runtime's {@code com.microsoft.MatMulNBits} as its MatMul4BitsQuantizer (MLAS's blockwise
@@ -60,6 +64,30 @@ final class QuantizedWeights {
                             : (byte) Math.clamp(Math.round(w.get(k, n) / scale), -INT8_MAX, INT8_MAX);
                 }
             }
+        }
+        return new Int8Columns(values, scales);
+    }
+
+    /**
+     * The int8 weights of several matrices over the same input, their output channels side by side in the
+     * given order: one [in, Σ out] MatMulInteger operand, each channel keeping its own scale.
+     */
+    static Int8Columns int8SideBySide(List<Int8Columns> parts) {
+        int in = parts.getFirst().values().length / parts.getFirst().scales().length;
+        int out = parts.stream().mapToInt(part -> part.scales().length).sum();
+        byte[] values = new byte[in * out];
+        float[] scales = new float[out];
+        int column = 0;
+        for (Int8Columns part : parts) {
+            int width = part.scales().length;
+            if ((long) in * width != part.values().length) {
+                throw new IllegalArgumentException("side by side int8 weights need the same input size");
+            }
+            for (int k = 0; k < in; k++) {
+                System.arraycopy(part.values(), k * width, values, k * out + column, width);
+            }
+            System.arraycopy(part.scales(), 0, scales, column, width);
+            column += width;
         }
         return new Int8Columns(values, scales);
     }
@@ -132,6 +160,38 @@ final class QuantizedWeights {
             }
         }
         return new Int4Blocks(packed, scales, points, blocks, blockSize);
+    }
+
+    /**
+     * The int4 blocks of several matrices over the same input, their output channels side by side in the given
+     * order: MatMulNBits' inputs are output-major, so each part's packed bytes, scales and zero points follow the
+     * previous part's.
+     */
+    static Int4Blocks int4SideBySide(List<Int4Blocks> parts) {
+        Int4Blocks first = parts.getFirst();
+        for (Int4Blocks part : parts) {
+            if (part.blocks() != first.blocks() || part.blockSize() != first.blockSize()
+                    || (part.zeroPoints() == null) != (first.zeroPoints() == null)) {
+                throw new IllegalArgumentException("side by side int4 weights need the same input size, blocks and zero points");
+            }
+        }
+        return new Int4Blocks(concatenate(parts.stream().map(Int4Blocks::packed).toList(), byte[]::new),
+                concatenate(parts.stream().map(Int4Blocks::scales).toList(), float[]::new),
+                first.zeroPoints() == null ? null
+                        : concatenate(parts.stream().map(Int4Blocks::zeroPoints).toList(), byte[]::new),
+                first.blocks(), first.blockSize());
+    }
+
+    /** The arrays (byte[] or float[]) one after another in one new array made by {@code create}. */
+    private static <A> A concatenate(List<A> arrays, IntFunction<A> create) {
+        A all = create.apply(arrays.stream().mapToInt(Array::getLength).sum());
+        int at = 0;
+        for (A array : arrays) {
+            int length = Array.getLength(array);
+            System.arraycopy(array, 0, all, at, length);
+            at += length;
+        }
+        return all;
     }
 
     /** C's roundf: halves away from zero (Math.round rounds them up). */

@@ -156,6 +156,98 @@ class QuantizedExportTest {
     }
 
     /**
+     * Quantization is per output channel (int8) or per channel's blocks (int4), so matrices quantized apart and put
+     * side by side are, byte for byte, the quantization of their joined columns.
+     */
+    @Test
+    void sideBySideWeightsEqualTheQuantizedJoinedColumns() {
+        int in = 40;
+        int[] widths = {6, 3, 3};
+        Rng rng = new Rng(7);
+        List<float[]> parts = new java.util.ArrayList<>();
+        float[] joined = new float[in * 12]; // [out, in]: the joined columns are the parts' rows one after another
+        int at = 0;
+        for (int width : widths) {
+            float[] part = new float[in * width];
+            for (int i = 0; i < part.length; i++) {
+                part[i] = rng.nextUniform(1f) * (i % 5 == 0 ? 4 : 1);
+            }
+            parts.add(part);
+            System.arraycopy(part, 0, joined, at, part.length);
+            at += part.length;
+        }
+        QuantizedWeights.Int8Columns int8 = QuantizedWeights.int8SideBySide(java.util.stream.IntStream.range(0, widths.length)
+                .mapToObj(i -> QuantizedWeights.int8(new QuantizedWeights.Matrix(parts.get(i), in, widths[i], false))).toList());
+        QuantizedWeights.Int8Columns int8Joined = QuantizedWeights.int8(new QuantizedWeights.Matrix(joined, in, 12, false));
+        assertTrue(java.util.Arrays.equals(int8Joined.values(), int8.values()));
+        assertTrue(java.util.Arrays.equals(int8Joined.scales(), int8.scales()));
+        for (boolean zeroPoints : new boolean[] {false, true}) {
+            QuantizedWeights.Int4Blocks int4 = QuantizedWeights.int4SideBySide(java.util.stream.IntStream.range(0, widths.length)
+                    .mapToObj(i -> QuantizedWeights.int4(new QuantizedWeights.Matrix(parts.get(i), in, widths[i], false), 16,
+                            zeroPoints)).toList());
+            QuantizedWeights.Int4Blocks int4Joined = QuantizedWeights.int4(new QuantizedWeights.Matrix(joined, in, 12, false), 16,
+                    zeroPoints);
+            assertEquals(int4Joined.blocks(), int4.blocks());
+            assertTrue(java.util.Arrays.equals(int4Joined.packed(), int4.packed()));
+            assertTrue(java.util.Arrays.equals(int4Joined.scales(), int4.scales()));
+            assertTrue(java.util.Arrays.equals(int4Joined.zeroPoints(), int4.zeroPoints()));
+        }
+    }
+
+    /**
+     * A Llama block's q, k and v, and its gate and up, read the same input: quantized, each group is one MatMulNBits
+     * or int8 MatMul over the side-by-side weights, split after (four quantized MatMuls a layer, not seven), and the
+     * logits stay within the bounds, merged and with F32 LoRA branches per projection added after the split. Each
+     * residual Add and the RMSNorm after it are one SkipSimplifiedLayerNormalization (in F32 graphs too, whose
+     * logits {@code OnnxExportTest} holds to the Java forward for every family).
+     */
+    @ParameterizedTest(name = "{0} unmerged={1}")
+    @MethodSource("sideBySideExports")
+    void projectionsReadingTheSameInputShareOneQuantizedMatMul(Precision precision, boolean unmerged) throws Exception {
+        var config = TestModels.LLAMA;
+        Map<String, float[]> weights = TestModels.weights(config, 1);
+        CausalLanguageModel model = TestModels.adapted(config, weights, 2);
+        Path file = dir.resolve("model.onnx");
+        OnnxExporter.export(model, weights, Options.defaults().withUnmerged(unmerged)
+                .withQuantization(WeightQuantization.of(precision)), new Provenance(null, null, null), file);
+        Message graph = ProtoReader.parse(Files.readAllBytes(file)).message(MODEL_GRAPH);
+        Map<String, List<Long>> dims = new HashMap<>();
+        graph.messages(GRAPH_INITIALIZER).forEach(tensor -> dims.put(tensor.string(TENSOR_NAME), tensor.varints(TENSOR_DIMS)));
+        Map<String, Integer> ops = new HashMap<>();
+        graph.messages(GRAPH_NODE).forEach(node -> ops.merge(node.string(NODE_OP_TYPE), 1, Integer::sum));
+        String quantizedOp = precision == Precision.INT4 ? "MatMulNBits" : "MatMulInteger";
+        assertEquals(4 * config.numLayers(), ops.get(quantizedOp), quantizedOp + " nodes");
+        assertEquals(2 * config.numLayers(), ops.get("Split"), "Split nodes");
+        // Every residual Add is fused with the RMSNorm of its sum (the next block's, or the final norm).
+        assertEquals(2 * config.numLayers(), ops.get("SkipSimplifiedLayerNormalization"), "SkipSimplifiedLayerNormalization nodes");
+        long qkv = (long) (config.numHeads() + 2 * config.numKeyValueHeads()) * config.headDim();
+        for (int layer = 0; layer < config.numLayers(); layer++) {
+            String prefix = "model.layers." + layer + ".";
+            List<Long> attention = dims.get(prefix + "self_attn.q_proj+k_proj+v_proj.weight." + precision.label());
+            List<Long> mlp = dims.get(prefix + "mlp.gate_proj+up_proj.weight." + precision.label());
+            if (precision == Precision.INT4) {
+                assertEquals(List.of(qkv, 1L, 16L), attention);
+                assertEquals(List.of(2L * config.intermediateSize(), 1L, 16L), mlp);
+            } else {
+                assertEquals(List.of((long) config.hiddenSize(), qkv), attention);
+                assertEquals(List.of((long) config.hiddenSize(), 2L * config.intermediateSize()), mlp);
+            }
+        }
+        if (!unmerged) {
+            model.merge();
+        }
+        Map<String, FloatTensor> feeds = unmerged ? LoraInputs.of(model.toPeftAdapter()) : Map.of();
+        OnnxVerifier.QuantizedResult check = OnnxVerifier.verifyQuantized(file, model, List.of(), 0, feeds,
+                QuantizedBounds.defaults(precision), 1);
+        assertTrue(check.passed(), check.summary());
+    }
+
+    static Stream<Arguments> sideBySideExports() {
+        return Stream.of(Precision.INT8, Precision.INT4).flatMap(precision -> Stream.of(
+                Arguments.of(precision, false), Arguments.of(precision, true)));
+    }
+
+    /**
      * With accuracy_level 0 (float32 compute) MatMulNBits computes with exactly the dequantized weights: the
      * graph equals the Java F32 forward of a model whose linear weights are dequantized from the same blocks,
      * which holds the packed layout, the scales and the zero points to what ONNX Runtime reads.
