@@ -20,6 +20,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -82,23 +83,46 @@ final class OrtDecodeLoop implements AutoCloseable {
 
     /** Prefill, then one step per further token: {@code count} tokens; stamps[t] is when token t was chosen. */
     int[] generate(int[] prompt, int count, long[] stamps) throws OrtException {
-        int[] generated = new int[count];
-        Map<String, OnnxTensor> prefillInputs = prefillInputs();
+        return generate(new int[][] {prompt}, count, stamps)[0];
+    }
+
+    /**
+     * As {@link #generate(int[], int, long[])} for a batch of prompts of one length, one row each, decoded together
+     * (batch n: every run has n rows, no padding); one row of tokens per prompt.
+     */
+    int[][] generate(int[][] prompts, int count, long[] stamps) throws OrtException {
+        int n = prompts.length;
+        int length = prompts[0].length;
+        long[] ids = new long[n * length];
+        for (int b = 0; b < n; b++) {
+            if (prompts[b].length != length) {
+                throw new IllegalArgumentException("the prompts of a batch must have one length");
+            }
+            for (int i = 0; i < length; i++) {
+                ids[b * length + i] = prompts[b][i];
+            }
+        }
+        int[][] generated = new int[n][count];
+        Map<String, OnnxTensor> prefillInputs = prefillInputs(n);
         OrtSession.Result result = null;
         try {
-            result = step(Arrays.stream(prompt).asLongStream().toArray(), 0, prefillInputs);
-            generated[0] = argmaxLast(result);
+            result = step(ids, n, 0, prefillInputs);
+            argmaxLast(result, n, generated, 0);
             stamps[0] = System.nanoTime();
+            long[] next = new long[n];
             for (int t = 1; t < count; t++) {
                 Map<String, OnnxTensor> past = new HashMap<>(prefillInputs);
                 for (int layer = 0; layer < config.numLayers(); layer++) {
                     past.put(GraphNames.pastKey(layer), tensor(result, GraphNames.presentKey(layer)));
                     past.put(GraphNames.pastValue(layer), tensor(result, GraphNames.presentValue(layer)));
                 }
-                OrtSession.Result next = step(new long[] {generated[t - 1]}, prompt.length + t - 1, past);
+                for (int b = 0; b < n; b++) {
+                    next[b] = generated[b][t - 1];
+                }
+                OrtSession.Result stepResult = step(next, n, length + t - 1, past);
                 result.close();
-                result = next;
-                generated[t] = argmaxLast(result);
+                result = stepResult;
+                argmaxLast(result, n, generated, t);
                 stamps[t] = System.nanoTime();
             }
             return generated;
@@ -112,20 +136,20 @@ final class OrtDecodeLoop implements AutoCloseable {
 
     /** Every step runs the whole sequence so far with an empty past. */
     int[] generateWithoutCache(int[] prompt, int count) throws OrtException {
-        int[] generated = new int[count];
         long[] sequence = new long[prompt.length + count];
         for (int i = 0; i < prompt.length; i++) {
             sequence[i] = prompt[i];
         }
-        Map<String, OnnxTensor> prefillInputs = prefillInputs();
+        Map<String, OnnxTensor> prefillInputs = prefillInputs(1);
+        int[][] generated = new int[1][count];
         try {
             for (int t = 0; t < count; t++) {
-                try (OrtSession.Result result = step(Arrays.copyOf(sequence, prompt.length + t), 0, prefillInputs)) {
-                    generated[t] = argmaxLast(result);
+                try (OrtSession.Result result = step(Arrays.copyOf(sequence, prompt.length + t), 1, 0, prefillInputs)) {
+                    argmaxLast(result, 1, generated, t);
                 }
-                sequence[prompt.length + t] = generated[t];
+                sequence[prompt.length + t] = generated[0][t];
             }
-            return generated;
+            return generated[0];
         } finally {
             prefillInputs.values().forEach(OnnxTensor::close);
         }
@@ -155,14 +179,22 @@ final class OrtDecodeLoop implements AutoCloseable {
         return microsByOp;
     }
 
-    /** The empty past of a prefill, and the extra inputs: the tensors a generation creates once and closes. */
-    private Map<String, OnnxTensor> prefillInputs() throws OrtException {
+    /** {@link #endProfiling}'s microseconds by operator type as milliseconds per run of {@code runs}, largest first. */
+    static Map<String, Double> perRun(Map<String, Long> microsByOp, int runs) {
+        Map<String, Double> perRun = new LinkedHashMap<>();
+        microsByOp.entrySet().stream().sorted(Map.Entry.<String, Long>comparingByValue().reversed())
+                .forEach(op -> perRun.put(op.getKey(), Math.round(op.getValue() / 10.0 / runs) / 100.0));
+        return perRun;
+    }
+
+    /** The empty past of a prefill of n rows, and the extra inputs: the tensors a generation creates once and closes. */
+    private Map<String, OnnxTensor> prefillInputs(int n) throws OrtException {
         Map<String, OnnxTensor> prefillInputs = new HashMap<>();
         for (Map.Entry<String, FloatTensor> input : extraInputs.entrySet()) {
             prefillInputs.put(input.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(input.getValue().values()),
                     input.getValue().shape()));
         }
-        long[] pastShape = {1, kvHeads, 0, config.headDim()};
+        long[] pastShape = {n, kvHeads, 0, config.headDim()};
         for (int layer = 0; layer < config.numLayers(); layer++) {
             prefillInputs.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
             prefillInputs.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
@@ -170,16 +202,18 @@ final class OrtDecodeLoop implements AutoCloseable {
         return prefillInputs;
     }
 
-    private OrtSession.Result step(long[] ids, int past, Map<String, OnnxTensor> pastTensors) throws OrtException {
-        int total = past + ids.length;
-        long[] mask = new long[total];
+    /** One run of n rows of {@code ids.length / n} new tokens each after {@code past} cached ones. */
+    private OrtSession.Result step(long[] ids, int n, int past, Map<String, OnnxTensor> pastTensors) throws OrtException {
+        int rows = ids.length / n;
+        int total = past + rows;
+        long[] mask = new long[n * total];
         Arrays.fill(mask, 1);
-        long[] positions = new long[ids.length];
-        Arrays.setAll(positions, i -> past + i);
+        long[] positions = new long[n * rows];
+        Arrays.setAll(positions, i -> past + i % rows);
         Map<String, OnnxTensor> inputs = new HashMap<>(pastTensors);
-        try (OnnxTensor inputIds = OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {1, ids.length});
-             OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {1, total});
-             OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {1, ids.length})) {
+        try (OnnxTensor inputIds = OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {n, rows});
+             OnnxTensor attentionMask = OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {n, total});
+             OnnxTensor positionIds = OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {n, rows})) {
             inputs.put(GraphNames.INPUT_IDS, inputIds);
             inputs.put(GraphNames.ATTENTION_MASK, attentionMask);
             inputs.put(GraphNames.POSITION_IDS, positionIds);
@@ -191,17 +225,21 @@ final class OrtDecodeLoop implements AutoCloseable {
         return (OnnxTensor) result.get(name).orElseThrow();
     }
 
-    private int argmaxLast(OrtSession.Result result) {
+    /** Each row's arg-max over its last position's logits into generated[row][t]. */
+    private void argmaxLast(OrtSession.Result result, int n, int[][] generated, int t) {
         FloatBuffer logits = tensor(result, GraphNames.LOGITS).getFloatBuffer();
         int vocab = config.vocabSize();
-        int last = logits.limit() - vocab;
-        int best = 0;
-        for (int v = 1; v < vocab; v++) {
-            if (logits.get(last + v) > logits.get(last + best)) {
-                best = v;
+        int positions = logits.limit() / vocab / n;
+        for (int b = 0; b < n; b++) {
+            int last = ((b + 1) * positions - 1) * vocab;
+            int best = 0;
+            for (int v = 1; v < vocab; v++) {
+                if (logits.get(last + v) > logits.get(last + best)) {
+                    best = v;
+                }
             }
+            generated[b][t] = best;
         }
-        return best;
     }
 
     @Override

@@ -8,7 +8,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -28,14 +27,6 @@ public final class QuantizedDecode {
     private static int[] reference;
 
     private QuantizedDecode() {}
-
-    /** ONNX Runtime's kernel microseconds by operator type, as milliseconds per generated token, largest first. */
-    private static Map<String, Double> perToken(Map<String, Long> microsByOp, int generated) {
-        Map<String, Double> perToken = new LinkedHashMap<>();
-        microsByOp.entrySet().stream().sorted(Map.Entry.<String, Long>comparingByValue().reversed())
-                .forEach(op -> perToken.put(op.getKey(), Math.round(op.getValue() / 10.0 / generated) / 100.0));
-        return perToken;
-    }
 
     public static void main(String[] args) throws Exception {
         BenchmarkCommandLine.QUANTIZED_DECODE.run(args, QuantizedDecode::measure);
@@ -106,7 +97,7 @@ public final class QuantizedDecode {
             line.putPOJO("rounds_tokens_per_s", tokensPerSecond);
             line.put("greedy_prefix_equal_to_first", same);
             if (profile) {
-                line.putPOJO("profile_ms_per_token_by_op", perToken(loop.endProfiling(), rounds * tokens));
+                line.putPOJO("profile_ms_per_token_by_op", OrtDecodeLoop.perRun(loop.endProfiling(), rounds * tokens));
             }
             return line;
         } finally {

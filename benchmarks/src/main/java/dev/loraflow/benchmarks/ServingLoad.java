@@ -122,6 +122,7 @@ public final class ServingLoad {
         ObjectNode cache = report.putObject("kv_cache");
         ObjectNode batching = report.putObject("batching");
         ObjectNode adapters = report.putObject("adapters_mix");
+        ObjectNode bareBatching = report.putObject("bare_batching");
         try (Server server = Server.start(serverJar, merged, threads, device, dir.resolve("server-merged.log"));
              Server adapted = Server.start(serverJar, unmerged, threads, device, dir.resolve("server-unmerged.log"));
              OrtDecodeLoop direct = new OrtDecodeLoop(merged, config, OrtDecodeLoop.settings(threads, device), null)) {
@@ -130,6 +131,7 @@ public final class ServingLoad {
             }
             measureOverhead(server, direct, overhead);
             measureKvCache(direct, cache);
+            measureBareBatching(direct, clients, bareBatching);
             // One streaming request first on each, so that the timed ones do not pay for its first use (JIT, classes).
             server.complete(MODEL, prompt, tokens, true);
             adapted.complete(adapterName(0), prompt, tokens, true);
@@ -269,6 +271,57 @@ public final class ServingLoad {
         out.put("without_cache_ms", uncachedMs);
         out.put("speedup", uncachedMs / cachedMs);
         out.put("tokens_agreeing_before_first_difference", agreeing);
+    }
+
+    /**
+     * e. ONNX Runtime alone decoding {@code clients} prompts as one batch against one prompt (the same loop as a.,
+     * rows in a batch without padding), rounds alternating: what batching can give before the engine takes its
+     * share, the bound of c.'s ratio. Then one more round of each with ONNX Runtime's profiler: per step, the
+     * time of each operator type.
+     */
+    private void measureBareBatching(OrtDecodeLoop direct, int clients, ObjectNode out) throws Exception {
+        int rounds = integer("--rounds");
+        log("bare ONNX Runtime batching: " + rounds + " rounds of " + tokens + " tokens at batch 1 and " + clients);
+        int[][] one = {prompt};
+        int[][] batch = new int[clients][];
+        for (int b = 0; b < clients; b++) {
+            batch[b] = prompt.clone();
+            batch[b][0] = (prompt[0] + b) % config.vocabSize();
+        }
+        double[][] wallMs = new double[2][rounds];
+        double[][] cpuMs = new double[2][rounds];
+        for (int round = 0; round < rounds; round++) {
+            for (int kind = 0; kind < 2; kind++) {
+                double cpu = ownCpuMs();
+                long start = System.nanoTime();
+                direct.generate(kind == 0 ? one : batch, tokens, new long[tokens]);
+                wallMs[kind][round] = (System.nanoTime() - start) / 1e6;
+                cpuMs[kind][round] = ownCpuMs() - cpu;
+            }
+            log(String.format("  round %d: batch 1 %.2f ms/step (CPU %.2f), batch %d %.2f ms/step (CPU %.2f)", round + 1,
+                    wallMs[0][round] / tokens, cpuMs[0][round] / tokens, clients, wallMs[1][round] / tokens,
+                    cpuMs[1][round] / tokens));
+        }
+        out.put("batch", clients);
+        out.put("one_ms_per_step", median(wallMs[0]) / tokens);
+        out.put("batch_ms_per_step", median(wallMs[1]) / tokens);
+        out.put("one_cpu_ms_per_step", median(cpuMs[0]) / tokens);
+        out.put("batch_cpu_ms_per_step", median(cpuMs[1]) / tokens);
+        out.put("throughput_ratio", clients * median(wallMs[0]) / median(wallMs[1]));
+        out.put("cpu_throughput_ratio", clients * median(cpuMs[0]) / median(cpuMs[1]));
+        out.set("wall_ms", JSON.valueToTree(wallMs));
+        out.set("cpu_ms", JSON.valueToTree(cpuMs));
+        Path profile = Path.of(options.get("--dir")).resolve("ort-profile");
+        try (OrtDecodeLoop profiled = new OrtDecodeLoop(Path.of(options.get("--dir")).resolve("merged/model.onnx"), config,
+                OrtDecodeLoop.settings(threads, device), profile)) {
+            profiled.generate(one, tokens, new long[tokens]);
+            out.putPOJO("profile_one_ms_per_step_by_op", OrtDecodeLoop.perRun(profiled.endProfiling(), tokens));
+        }
+        try (OrtDecodeLoop profiled = new OrtDecodeLoop(Path.of(options.get("--dir")).resolve("merged/model.onnx"), config,
+                OrtDecodeLoop.settings(threads, device), profile)) {
+            profiled.generate(batch, tokens, new long[tokens]);
+            out.putPOJO("profile_batch_ms_per_step_by_op", OrtDecodeLoop.perRun(profiled.endProfiling(), tokens));
+        }
     }
 
     /** c/d. One streaming request from each of {@code clients} clients at once; the wave ends with the last. */
@@ -532,6 +585,15 @@ public final class ServingLoad {
                             run.get("ttft_p50_ms").doubleValue(), run.get("ttft_p99_ms").doubleValue(),
                             run.get("requests").intValue())));
         }
+        JsonNode bare = report.get("bare_batching");
+        table.append(String.format("%-44s %-44s %s%n", "e. bare ORT, batch " + bare.get("batch") + " vs 1 (tokens/s)",
+                String.format("%.1f vs %.1f ms/step", bare.get("batch_ms_per_step").doubleValue(),
+                        bare.get("one_ms_per_step").doubleValue()),
+                String.format("%.2fx (bounds c.)", bare.get("throughput_ratio").doubleValue())));
+        table.append(String.format("%-44s %-44s %s%n", "   the same per CPU second (driver process)",
+                String.format("%.1f vs %.1f CPU ms/step", bare.get("batch_cpu_ms_per_step").doubleValue(),
+                        bare.get("one_cpu_ms_per_step").doubleValue()),
+                String.format("%.2fx", bare.get("cpu_throughput_ratio").doubleValue())));
         JsonNode mixed = adapters.get("mixed");
         table.append(String.format("%-44s %-44s %s%n", "d. " + adapters.get("adapter_count") + " adapters mixed vs merged, " + adapters.get("concurrent_clients")
                         + " clients",
