@@ -25,10 +25,10 @@ public final class BenchmarkCommandLine {
             """
             The serving service against ONNX Runtime directly (dev.loraflow.benchmarks.ServingLoad): a model of
             GPT-2 small's shape (random weights) exported merged with one adapter and un-merged with --adapters,
-            served by the packaged serving service in a child JVM on a free port. Measures the HTTP overhead against a direct
-            ONNX Runtime loop, the KV cache against recomputing, continuous batching (waves of --clients streaming
-            clients against waves of one) and a different adapter per client against the merged model. Prints a
-            table; bench/run-serving.sh writes the figures to bench-results/serving-<time>.json, the progress and
+            served by the packaged serving service in a child JVM on a free port. Measures the HTTP overhead
+            against a direct ONNX Runtime loop, the KV cache against recomputing, continuous batching (waves of
+            --clients streaming clients against waves of one) and a different adapter per client against the
+            merged model. Prints a table; bench/run-serving.sh writes the figures to bench-results/serving-<time>.json, the progress and
             the servers' logs to the .log beside it, and builds the benchmarks and serving first when they are
             missing or older than their sources (with -Pcuda for --device cuda).
             --quantized [ARGS]: the F32/int8/int4 decode figures beside llama.cpp instead (bench/run-quantized.sh;
