@@ -48,7 +48,9 @@ import java.util.stream.Stream;
  *   <li>continuous batching: waves of {@code --clients} streaming clients, one request each, against
  *       waves of one: tokens/s, p50/p99 latency and time to first token;</li>
  *   <li>adapters: the same waves with every client on its own adapter of the un-merged export (each wave
- *       on the next {@code --clients} of them, so all are used), against the merged model's.</li>
+ *       on the next {@code --clients} of them, so all are used), against the merged model's;</li>
+ *   <li>bare batching: the direct loop on {@code --clients} prompts as one batch against one prompt, and
+ *       ONNX Runtime's profile of each: the bound of the continuous batching ratio.</li>
  * </ol>
  * The three kinds of wave take turns, {@code --waves} each. Prints a table, writes the figures as JSON to
  * {@code --out}. Both sides of every ratio run on the same (shared) machine in turns, so ratios are
