@@ -598,13 +598,9 @@ public final class ServingLoad {
                 String.format("%.1fx faster", cache.get("speedup").doubleValue()));
         JsonNode one = batching.get("one_client");
         JsonNode many = batching.get("clients");
-        row(table, "c. " + batching.get("concurrent_clients") + " clients vs 1 (tokens/s)",
-                String.format("%.1f vs %.1f tokens/s", many.get("tokens_per_second").doubleValue(),
-                        one.get("tokens_per_second").doubleValue()),
-                String.format("%.2fx (>= 5x)", batching.get("throughput_ratio").doubleValue()));
-        row(table, "   the same per server CPU second",
-                String.format("%.1f vs %.1f tokens/CPU-s", many.get("tokens_per_server_cpu_second").doubleValue(),
-                        one.get("tokens_per_server_cpu_second").doubleValue()),
+        versus(table, "c. " + batching.get("concurrent_clients") + " clients vs 1 (tokens/s)", many, one,
+                "tokens_per_second", "tokens/s", String.format("%.2fx (>= 5x)", batching.get("throughput_ratio").doubleValue()));
+        versus(table, "   the same per server CPU second", many, one, "tokens_per_server_cpu_second", "tokens/CPU-s",
                 String.format("%.2fx", batching.get("cpu_throughput_ratio").doubleValue()));
         for (JsonNode run : List.of(one, many)) {
             table.append(String.format("%-44s %s%n", "   " + run.get("clients") + " client(s): latency / TTFT p50 p99",
@@ -614,27 +610,21 @@ public final class ServingLoad {
                             run.get("requests").intValue())));
         }
         JsonNode mixed = adapters.get("mixed");
-        row(table, "d. " + adapters.get("adapter_count") + " adapters mixed vs merged, " + adapters.get("concurrent_clients")
-                        + " clients",
-                String.format("%.1f vs %.1f tokens/s", mixed.get("tokens_per_second").doubleValue(),
-                        adapters.get("merged").get("tokens_per_second").doubleValue()),
+        versus(table, "d. " + adapters.get("adapter_count") + " adapters mixed vs merged, " + adapters.get("concurrent_clients")
+                + " clients", mixed, adapters.get("merged"), "tokens_per_second", "tokens/s",
                 String.format("%.0f %% (>= 70 %%)", 100 * adapters.get("throughput_ratio").doubleValue()));
-        row(table, "   the same per server CPU second",
-                String.format("%.1f vs %.1f tokens/CPU-s", mixed.get("tokens_per_server_cpu_second").doubleValue(),
-                        adapters.get("merged").get("tokens_per_server_cpu_second").doubleValue()),
-                String.format("%.0f %%", 100 * adapters.get("cpu_throughput_ratio").doubleValue()));
+        versus(table, "   the same per server CPU second", mixed, adapters.get("merged"), "tokens_per_server_cpu_second",
+                "tokens/CPU-s", String.format("%.0f %%", 100 * adapters.get("cpu_throughput_ratio").doubleValue()));
         table.append(String.format("%-44s %s%n", "   mixed: latency / TTFT p50 p99",
                 String.format("%.0f / %.0f ms, TTFT %.0f / %.0f ms", mixed.get("latency_p50_ms").doubleValue(),
                         mixed.get("latency_p99_ms").doubleValue(), mixed.get("ttft_p50_ms").doubleValue(),
                         mixed.get("ttft_p99_ms").doubleValue())));
         JsonNode bare = report.get("bare_batching");
-        row(table, "e. bare ORT, batch " + bare.get("batch") + " vs 1 (tokens/s)",
-                String.format("%.1f vs %.1f ms/step", bare.get("batch_ms_per_step").doubleValue(),
-                        bare.get("one_ms_per_step").doubleValue()),
+        row(table, "e. bare ORT, batch " + bare.get("batch") + " vs 1 (tokens/s)", String.format("%.1f vs %.1f ms/step",
+                bare.get("batch_ms_per_step").doubleValue(), bare.get("one_ms_per_step").doubleValue()),
                 String.format("%.2fx (bounds c.)", bare.get("throughput_ratio").doubleValue()));
-        row(table, "   the same per CPU second (driver process)",
-                String.format("%.1f vs %.1f CPU ms/step", bare.get("batch_cpu_ms_per_step").doubleValue(),
-                        bare.get("one_cpu_ms_per_step").doubleValue()),
+        row(table, "   the same per CPU second (driver process)", String.format("%.1f vs %.1f CPU ms/step",
+                bare.get("batch_cpu_ms_per_step").doubleValue(), bare.get("one_cpu_ms_per_step").doubleValue()),
                 String.format("%.2fx", bare.get("cpu_throughput_ratio").doubleValue()));
         for (String batch : List.of("batch", "one")) {
             StringBuilder ops = new StringBuilder();
@@ -645,6 +635,13 @@ public final class ServingLoad {
                     ops));
         }
         return table.toString();
+    }
+
+    /** A line comparing {@code field} of two runs ({@code unit}), with their ratio. */
+    private static void versus(StringBuilder table, String measure, JsonNode first, JsonNode second, String field,
+                               String unit, String ratio) {
+        row(table, measure, String.format("%.1f vs %.1f %s", first.get(field).doubleValue(), second.get(field).doubleValue(),
+                unit), ratio);
     }
 
     /** One line of the table: the measure, its figures and their ratio. */
