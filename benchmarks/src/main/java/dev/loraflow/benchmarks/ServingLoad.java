@@ -47,7 +47,9 @@ import java.util.stream.Stream;
  *   <li>continuous batching: waves of {@code --clients} streaming clients, one request each, against
  *       waves of one: tokens/s, p50/p99 latency and time to first token;</li>
  *   <li>adapters: the same waves with every client on its own adapter of the un-merged export (each wave
- *       on the next {@code --clients} of them, so all are used), against the merged model's.</li>
+ *       on the next {@code --clients} of them, so all are used), against the merged model's;</li>
+ *   <li>bare batching: the direct loop on {@code --clients} prompts as one batch against one prompt, and
+ *       ONNX Runtime's profile of each: the bound of the continuous batching ratio.</li>
  * </ol>
  * The three kinds of wave take turns, {@code --waves} each. Prints a table, writes the figures as JSON to
  * {@code --out}. Both sides of every ratio run on the same (shared) machine in turns, so ratios are
@@ -131,7 +133,7 @@ public final class ServingLoad {
             }
             measureOverhead(server, direct, overhead);
             measureKvCache(direct, cache);
-            measureBareBatching(direct, clients, bareBatching);
+            measureBareBatching(direct, merged, clients, bareBatching);
             // One streaming request first on each, so that the timed ones do not pay for its first use (JIT, classes).
             server.complete(MODEL, prompt, tokens, true);
             adapted.complete(adapterName(0), prompt, tokens, true);
@@ -276,10 +278,10 @@ public final class ServingLoad {
     /**
      * e. ONNX Runtime alone decoding {@code clients} prompts as one batch against one prompt (the same loop as a.,
      * rows in a batch without padding), rounds alternating: what batching can give before the engine takes its
-     * share, the bound of c.'s ratio. Then one more round of each with ONNX Runtime's profiler: per step, the
-     * time of each operator type.
+     * share, the bound of c.'s ratio. Then one more generation of each on {@code model} (the direct loop's graph) with
+     * ONNX Runtime's profiler: per step, the time of each operator type.
      */
-    private void measureBareBatching(OrtDecodeLoop direct, int clients, ObjectNode out) throws Exception {
+    private void measureBareBatching(OrtDecodeLoop direct, Path model, int clients, ObjectNode out) throws Exception {
         int rounds = integer("--rounds");
         log("bare ONNX Runtime batching: " + rounds + " rounds of " + tokens + " tokens at batch 1 and " + clients);
         int[][] one = {prompt};
@@ -311,16 +313,13 @@ public final class ServingLoad {
         out.put("cpu_throughput_ratio", clients * median(cpuMs[0]) / median(cpuMs[1]));
         out.set("wall_ms", JSON.valueToTree(wallMs));
         out.set("cpu_ms", JSON.valueToTree(cpuMs));
-        Path profile = Path.of(options.get("--dir")).resolve("ort-profile");
-        try (OrtDecodeLoop profiled = new OrtDecodeLoop(Path.of(options.get("--dir")).resolve("merged/model.onnx"), config,
-                OrtDecodeLoop.settings(threads, device), profile)) {
-            profiled.generate(one, tokens, new long[tokens]);
-            out.putPOJO("profile_one_ms_per_step_by_op", OrtDecodeLoop.perRun(profiled.endProfiling(), tokens));
-        }
-        try (OrtDecodeLoop profiled = new OrtDecodeLoop(Path.of(options.get("--dir")).resolve("merged/model.onnx"), config,
-                OrtDecodeLoop.settings(threads, device), profile)) {
-            profiled.generate(batch, tokens, new long[tokens]);
-            out.putPOJO("profile_batch_ms_per_step_by_op", OrtDecodeLoop.perRun(profiled.endProfiling(), tokens));
+        Path profile = Path.of(options.text("--dir")).resolve("ort-profile");
+        for (int[][] prompts : List.of(one, batch)) {
+            try (OrtDecodeLoop profiled = new OrtDecodeLoop(model, config, OrtDecodeLoop.settings(threads, device), profile)) {
+                profiled.generate(prompts, tokens, new long[tokens]);
+                out.set(prompts == one ? "profile_one_ms_per_step_by_op" : "profile_batch_ms_per_step_by_op",
+                        JSON.valueToTree(OrtDecodeLoop.perRun(profiled.endProfiling(), tokens)));
+            }
         }
     }
 
@@ -555,29 +554,25 @@ public final class ServingLoad {
                 .append(" ORT threads on ").append(report.get("cpus")).append(" CPUs; load average ")
                 .append(report.get("load_average_start").textValue()).append(" -> ")
                 .append(report.get("load_average_end").textValue()).append('\n');
-        table.append(String.format("%-44s %-44s %s%n", "measure", "figures", "ratio (goal)"));
-        table.append(String.format("%-44s %-44s %s%n", "a. server vs direct ORT loop, batch 1",
+        row(table, "measure", "figures", "ratio (goal)");
+        row(table, "a. server vs direct ORT loop, batch 1",
                 String.format("%.2f vs %.2f ms/token, same tokens: %s", overhead.get("server_ms_per_token").doubleValue(),
                         overhead.get("direct_ms_per_token").doubleValue(), overhead.get("same_tokens").booleanValue()),
-                String.format("%+.1f %% (<= 5 %%)", overhead.get("overhead_percent").doubleValue())));
-        table.append(String.format("%-44s %-44s %s%n", "   the same in CPU time per token",
+                String.format("%+.1f %% (<= 5 %%)", overhead.get("overhead_percent").doubleValue()));
+        row(table, "   the same in CPU time per token",
                 String.format("%.2f vs %.2f ms/token", overhead.get("server_cpu_ms_per_token").doubleValue(),
                         overhead.get("direct_cpu_ms_per_token").doubleValue()),
-                String.format("%+.1f %%", overhead.get("cpu_overhead_percent").doubleValue())));
-        table.append(String.format("%-44s %-44s %s%n", "b. decode with KV cache vs without",
+                String.format("%+.1f %%", overhead.get("cpu_overhead_percent").doubleValue()));
+        row(table, "b. decode with KV cache vs without",
                 String.format("%.1f vs %.1f s", cache.get("with_cache_ms").doubleValue() / 1000,
                         cache.get("without_cache_ms").doubleValue() / 1000),
-                String.format("%.1fx faster", cache.get("speedup").doubleValue())));
+                String.format("%.1fx faster", cache.get("speedup").doubleValue()));
         JsonNode one = batching.get("one_client");
         JsonNode many = batching.get("clients");
-        table.append(String.format("%-44s %-44s %s%n", "c. " + batching.get("concurrent_clients") + " clients vs 1 (tokens/s)",
-                String.format("%.1f vs %.1f tokens/s", many.get("tokens_per_second").doubleValue(),
-                        one.get("tokens_per_second").doubleValue()),
-                String.format("%.2fx (>= 5x)", batching.get("throughput_ratio").doubleValue())));
-        table.append(String.format("%-44s %-44s %s%n", "   the same per server CPU second",
-                String.format("%.1f vs %.1f tokens/CPU-s", many.get("tokens_per_server_cpu_second").doubleValue(),
-                        one.get("tokens_per_server_cpu_second").doubleValue()),
-                String.format("%.2fx", batching.get("cpu_throughput_ratio").doubleValue())));
+        versus(table, "c. " + batching.get("concurrent_clients") + " clients vs 1 (tokens/s)", many, one,
+                "tokens_per_second", "tokens/s", String.format("%.2fx (>= 5x)", batching.get("throughput_ratio").doubleValue()));
+        versus(table, "   the same per server CPU second", many, one, "tokens_per_server_cpu_second", "tokens/CPU-s",
+                String.format("%.2fx", batching.get("cpu_throughput_ratio").doubleValue()));
         for (JsonNode run : List.of(one, many)) {
             table.append(String.format("%-44s %s%n", "   " + run.get("clients") + " client(s): latency / TTFT p50 p99",
                     String.format("%.0f / %.0f ms, TTFT %.0f / %.0f ms (%d requests)",
@@ -585,30 +580,44 @@ public final class ServingLoad {
                             run.get("ttft_p50_ms").doubleValue(), run.get("ttft_p99_ms").doubleValue(),
                             run.get("requests").intValue())));
         }
-        JsonNode bare = report.get("bare_batching");
-        table.append(String.format("%-44s %-44s %s%n", "e. bare ORT, batch " + bare.get("batch") + " vs 1 (tokens/s)",
-                String.format("%.1f vs %.1f ms/step", bare.get("batch_ms_per_step").doubleValue(),
-                        bare.get("one_ms_per_step").doubleValue()),
-                String.format("%.2fx (bounds c.)", bare.get("throughput_ratio").doubleValue())));
-        table.append(String.format("%-44s %-44s %s%n", "   the same per CPU second (driver process)",
-                String.format("%.1f vs %.1f CPU ms/step", bare.get("batch_cpu_ms_per_step").doubleValue(),
-                        bare.get("one_cpu_ms_per_step").doubleValue()),
-                String.format("%.2fx", bare.get("cpu_throughput_ratio").doubleValue())));
         JsonNode mixed = adapters.get("mixed");
-        table.append(String.format("%-44s %-44s %s%n", "d. " + adapters.get("adapter_count") + " adapters mixed vs merged, " + adapters.get("concurrent_clients")
-                        + " clients",
-                String.format("%.1f vs %.1f tokens/s", mixed.get("tokens_per_second").doubleValue(),
-                        adapters.get("merged").get("tokens_per_second").doubleValue()),
-                String.format("%.0f %% (>= 70 %%)", 100 * adapters.get("throughput_ratio").doubleValue())));
-        table.append(String.format("%-44s %-44s %s%n", "   the same per server CPU second",
-                String.format("%.1f vs %.1f tokens/CPU-s", mixed.get("tokens_per_server_cpu_second").doubleValue(),
-                        adapters.get("merged").get("tokens_per_server_cpu_second").doubleValue()),
-                String.format("%.0f %%", 100 * adapters.get("cpu_throughput_ratio").doubleValue())));
+        versus(table, "d. " + adapters.get("adapter_count") + " adapters mixed vs merged, " + adapters.get("concurrent_clients")
+                + " clients", mixed, adapters.get("merged"), "tokens_per_second", "tokens/s",
+                String.format("%.0f %% (>= 70 %%)", 100 * adapters.get("throughput_ratio").doubleValue()));
+        versus(table, "   the same per server CPU second", mixed, adapters.get("merged"), "tokens_per_server_cpu_second",
+                "tokens/CPU-s", String.format("%.0f %%", 100 * adapters.get("cpu_throughput_ratio").doubleValue()));
         table.append(String.format("%-44s %s%n", "   mixed: latency / TTFT p50 p99",
                 String.format("%.0f / %.0f ms, TTFT %.0f / %.0f ms", mixed.get("latency_p50_ms").doubleValue(),
                         mixed.get("latency_p99_ms").doubleValue(), mixed.get("ttft_p50_ms").doubleValue(),
                         mixed.get("ttft_p99_ms").doubleValue())));
+        JsonNode bare = report.get("bare_batching");
+        row(table, "e. bare ORT, batch " + bare.get("batch") + " vs 1 (tokens/s)", String.format("%.1f vs %.1f ms/step",
+                bare.get("batch_ms_per_step").doubleValue(), bare.get("one_ms_per_step").doubleValue()),
+                String.format("%.2fx (bounds c.)", bare.get("throughput_ratio").doubleValue()));
+        row(table, "   the same per CPU second (driver process)", String.format("%.1f vs %.1f CPU ms/step",
+                bare.get("batch_cpu_ms_per_step").doubleValue(), bare.get("one_cpu_ms_per_step").doubleValue()),
+                String.format("%.2fx", bare.get("cpu_throughput_ratio").doubleValue()));
+        for (String batch : List.of("batch", "one")) {
+            StringBuilder ops = new StringBuilder();
+            bare.get("profile_" + batch + "_ms_per_step_by_op").properties().stream().limit(6)
+                    .forEach(op -> ops.append(ops.isEmpty() ? "" : ", ").append(op.getKey()).append(' ')
+                            .append(op.getValue().asText()));
+            table.append(String.format("%-44s %s%n", "   profile, ms/step, batch " + (batch.equals("one") ? 1 : bare.get("batch")),
+                    ops));
+        }
         return table.toString();
+    }
+
+    /** A line comparing {@code field} of two runs ({@code unit}), with their ratio. */
+    private static void versus(StringBuilder table, String measure, JsonNode first, JsonNode second, String field,
+                               String unit, String ratio) {
+        row(table, measure, String.format("%.1f vs %.1f %s", first.get(field).doubleValue(), second.get(field).doubleValue(),
+                unit), ratio);
+    }
+
+    /** One line of the table: the measure, its figures and their ratio. */
+    private static void row(StringBuilder table, String measure, String figures, String ratio) {
+        table.append(String.format("%-44s %-44s %s%n", measure, figures, ratio));
     }
 
     /** Nearest-rank percentile. */

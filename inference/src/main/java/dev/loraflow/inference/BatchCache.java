@@ -4,7 +4,12 @@ import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import dev.loraflow.onnx.GraphNames;
-import java.nio.ByteBuffer;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.util.Map;
@@ -18,9 +23,21 @@ import java.util.Map;
  * after the last: only those rows are copied. All rows are copied only to re-lay them out: when a joining
  * row is longer than {@link #length()}, or when padding fills most of it ({@link #compact}).
  *
- * <p>Buffers grow (doubling) and are kept while the cache is, so a steady batch allocates nothing.
+ * <p>Buffers grow (doubling) and are kept while the cache is, so a steady batch allocates nothing. They come from
+ * {@code malloc}, not {@link java.nio.ByteBuffer#allocateDirect}, which zeroes every byte at once: a batch of 16 rows
+ * of GPT-2 small growing to 273 slots then zeroed 1.3 GB of doubled capacity in one step, stalling every running
+ * generation (seconds on a busy machine, measured in docs/serving.md). Untouched capacity costs no memory; only
+ * what is written is. Slots nothing has written yet are never read: ONNX Runtime writes every slot of present.*,
+ * and a row copied in zeroes its left padding (masked, but weighted by 0 in softmax × values, where 0 × NaN would
+ * be NaN). Freed when the buffer is no longer reachable, as a direct buffer is.
  */
 final class BatchCache {
+
+    private static final MethodHandle MALLOC = Linker.nativeLinker().downcallHandle(
+            Linker.nativeLinker().defaultLookup().find("malloc").orElseThrow(),
+            FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.JAVA_LONG));
+    private static final MethodHandle FREE = Linker.nativeLinker().downcallHandle(
+            Linker.nativeLinker().defaultLookup().find("free").orElseThrow(), FunctionDescriptor.ofVoid(ValueLayout.ADDRESS));
 
     /** Below this length, padding is not worth a re-layout. */
     private static final int MIN_COMPACT_LENGTH = 32;
@@ -125,8 +142,26 @@ final class BatchCache {
     }
 
     private static FloatBuffer allocate(int floats) {
-        return ByteBuffer.allocateDirect(Math.multiplyExact(floats, Float.BYTES)).order(ByteOrder.nativeOrder())
+        long bytes = Math.multiplyExact(floats, Float.BYTES);
+        MemorySegment memory;
+        try {
+            memory = (MemorySegment) MALLOC.invokeExact(bytes);
+        } catch (Throwable e) {
+            throw new IllegalStateException("malloc of the KV cache failed", e);
+        }
+        if (memory.equals(MemorySegment.NULL)) {
+            throw new OutOfMemoryError("no native memory for " + bytes + " bytes of KV cache");
+        }
+        return memory.reinterpret(bytes, Arena.ofAuto(), BatchCache::free).asByteBuffer().order(ByteOrder.nativeOrder())
                 .asFloatBuffer();
+    }
+
+    private static void free(MemorySegment memory) {
+        try {
+            FREE.invokeExact(memory);
+        } catch (Throwable e) {
+            throw new IllegalStateException("free of the KV cache failed", e);
+        }
     }
 
     /**
@@ -186,14 +221,19 @@ final class BatchCache {
         length = newLength;
     }
 
-    /** The last {@code tokens} slots of each head of row {@code from} into the last slots of row {@code to}. */
+    /**
+     * The last {@code tokens} slots of each head of row {@code from} into the last slots of row {@code to}, the
+     * slots before them (padding) zeroed.
+     */
     private void copyRow(FloatBuffer source, int sourceLength, int from, FloatBuffer target, int targetLength, int to,
                          int tokens) {
         int span = tokens * headDim;
+        int padding = (targetLength - tokens) * headDim;
         for (int h = 0; h < heads; h++) {
             int sourceOffset = ((from * heads + h) * sourceLength + sourceLength - tokens) * headDim;
-            int targetOffset = ((to * heads + h) * targetLength + targetLength - tokens) * headDim;
-            target.put(targetOffset, source, sourceOffset, span);
+            int rowStart = (to * heads + h) * targetLength * headDim;
+            MemorySegment.ofBuffer(target).asSlice((long) rowStart * Float.BYTES, (long) padding * Float.BYTES).fill((byte) 0);
+            target.put(rowStart + padding, source, sourceOffset, span);
         }
     }
 }
