@@ -64,7 +64,7 @@ class HeapSizeTest {
                 heapOption(train, "--gradient-checkpointing"));
 
         String heap = heapOption(train).orElseThrow();
-        HeapLimitTest.Result trained = HeapLimitTest.run(List.of(heap), train);
+        HeapLimitTest.Result trained = HeapLimitTest.run(List.of(heap.split(" ")), train);
         assertEquals(0, trained.exitCode(), trained.output());
         assertTrue(Files.exists(temp.resolve("adapter").resolve("adapter_model.safetensors")), trained.output());
         assertTrue(!trained.output().contains("gradient checkpointing"), "the sized heap holds the plain step: " + trained.output());
@@ -81,7 +81,7 @@ class HeapSizeTest {
     }
 
     private static String xmx(long bytes) {
-        return "-Xmx" + (bytes >> 20) + "m";
+        return "-Xmx" + (bytes >> 20) + "m -XX:MaxDirectMemorySize=" + (Runtime.getRuntime().maxMemory() >> 20) + "m";
     }
 
     private static Optional<String> heapOption(List<String> args, String... more) {
