@@ -8,7 +8,7 @@ import picocli.CommandLine.ParseResult;
 
 /**
  * The launcher's pre-pass: {@code java -cp loraflow-cli.jar dev.loraflow.cli.HeapSize <command> [args]} prints the
- * {@code -Xmx} option the command should run with — what it will hold on the heap, with room for the collector
+ * {@code -Xmx} (and {@code -XX:MaxDirectMemorySize}) options the command should run with — what it will hold on the heap, with room for the collector
  * ({@link MemoryEstimate#heapLimit}), within this JVM's own maximum heap — or nothing where the arguments do not
  * tell (a command that loads no model, --help, arguments the command will refuse: it then says why itself).
  * A heap sized for the job keeps the collector from committing memory that nothing lives in, which the memory
@@ -31,8 +31,11 @@ public final class HeapSize {
                 return Optional.empty();
             }
             OptionalLong needed = command.heapNeeded();
-            return needed.isEmpty() ? Optional.empty() : Optional.of(
-                    "-Xmx" + (MemoryEstimate.heapLimit(needed.getAsLong(), Runtime.getRuntime().maxMemory()) >> 20) + "m");
+            long ceiling = Runtime.getRuntime().maxMemory();
+            // Native memory (NF4/int8 weights) is bounded by MaxDirectMemorySize, which follows -Xmx unless given:
+            // it keeps this JVM's limit, the memory check before loading guards it.
+            return needed.isEmpty() ? Optional.empty() : Optional.of("-Xmx" + (MemoryEstimate.heapLimit(needed.getAsLong(),
+                    ceiling) >> 20) + "m -XX:MaxDirectMemorySize=" + (ceiling >> 20) + "m");
         } catch (Exception unsized) {
             // wrong arguments, a missing model: the command itself reports it, under the default heap
             return Optional.empty();

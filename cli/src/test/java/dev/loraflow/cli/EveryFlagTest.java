@@ -13,6 +13,7 @@ import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelPresets;
+import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.TensorInfo;
@@ -625,11 +626,14 @@ class EveryFlagTest {
      */
     @Test
     void outOfMemoryIsOneLineAndExitCodeOne() throws Exception {
+        // eval reads a float32 checkpoint onto the heap (init-model streams, whatever the heap): a 64 MB wte in 32 MB
+        Path model = temp.resolve("too-big");
+        RandomModel.write(new Gpt2Config(16000, 64, 1024, 1, 8, 1024, 1e-5), 1, model);
+        Path data = Files.writeString(temp.resolve("too-big.jsonl"), "{\"input_ids\": [1, 2, 3, 4]}\n");
         List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
                 "-Xmx32m", "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-                "-cp", System.getProperty("java.class.path"), Main.class.getName(), "init-model", "--arch", "gpt2",
-                "--layers", "1", "--hidden", "1024", "--heads", "8", "--vocab", "50000", "--context", "64",
-                "--out", temp.resolve("too-big").toString()));
+                "-cp", System.getProperty("java.class.path"), Main.class.getName(), "eval", "--model", model.toString(),
+                "--data", data.toString()));
         Process process = new ProcessBuilder(command).start();
         process.getOutputStream().close();
         byte[] out = process.getInputStream().readAllBytes();
@@ -640,7 +644,7 @@ class EveryFlagTest {
         // The JVM itself announces the incubator module on every start; everything else is loraflow's line.
         List<String> lines = err.lines().filter(l -> !l.startsWith("WARNING: Using incubator modules")).toList();
         assertEquals(1, lines.size(), err);
-        assertTrue(lines.getFirst().startsWith("loraflow init-model: out of memory"), err);
+        assertTrue(lines.getFirst().startsWith("loraflow eval: out of memory"), err);
         assertTrue(lines.getFirst().contains("LORAFLOW_JAVA_OPTS=-Xmx"), err);
     }
 }

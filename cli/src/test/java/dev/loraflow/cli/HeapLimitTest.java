@@ -68,9 +68,10 @@ class HeapLimitTest {
         assertFalse(Files.exists(temp.resolve("refused").resolve("adapter_model.safetensors")));
     }
 
-    private record Result(int exitCode, String output) {}
+    record Result(int exitCode, String output) {}
 
-    private static Result run(List<String> jvmOptions, List<String> args, String... more) throws Exception {
+    /** Runs the CLI in a JVM of its own, started with {@code jvmOptions}. */
+    static Result run(List<String> jvmOptions, List<String> args, String... more) throws Exception {
         List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
                 "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"));
         command.addAll(jvmOptions);

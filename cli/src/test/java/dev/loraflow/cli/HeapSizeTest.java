@@ -10,13 +10,11 @@ import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.train.MemoryEstimate;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
@@ -66,10 +64,10 @@ class HeapSizeTest {
                 heapOption(train, "--gradient-checkpointing"));
 
         String heap = heapOption(train).orElseThrow();
-        Result trained = run(heap, train);
-        assertEquals(0, trained.exitCode, trained.output);
-        assertTrue(Files.exists(temp.resolve("adapter").resolve("adapter_model.safetensors")), trained.output);
-        assertTrue(!trained.output.contains("gradient checkpointing"), "the sized heap holds the plain step: " + trained.output);
+        HeapLimitTest.Result trained = HeapLimitTest.run(List.of(heap.split(" ")), train);
+        assertEquals(0, trained.exitCode(), trained.output());
+        assertTrue(Files.exists(temp.resolve("adapter").resolve("adapter_model.safetensors")), trained.output());
+        assertTrue(!trained.output().contains("gradient checkpointing"), "the sized heap holds the plain step: " + trained.output());
     }
 
     @Test
@@ -83,26 +81,12 @@ class HeapSizeTest {
     }
 
     private static String xmx(long bytes) {
-        return "-Xmx" + (bytes >> 20) + "m";
+        return "-Xmx" + (bytes >> 20) + "m -XX:MaxDirectMemorySize=" + (Runtime.getRuntime().maxMemory() >> 20) + "m";
     }
 
     private static Optional<String> heapOption(List<String> args, String... more) {
         List<String> all = new ArrayList<>(args);
         all.addAll(List.of(more));
         return HeapSize.heapOption(all.toArray(String[]::new));
-    }
-
-    private record Result(int exitCode, String output) {}
-
-    private static Result run(String heap, List<String> args, String... more) throws Exception {
-        List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
-                "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", heap,
-                "-cp", System.getProperty("java.class.path"), Main.class.getName()));
-        command.addAll(args);
-        command.addAll(List.of(more));
-        Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertTrue(process.waitFor(300, TimeUnit.SECONDS));
-        return new Result(process.exitValue(), output);
     }
 }
