@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -42,9 +44,18 @@ class ChildJvmsTest {
         return kind.start(workspace -> {
             int port = kind.freePorts(1)[0];
             ChildJvm child = workspace.launch(run("listen", Integer.toString(port)));
-            kind.awaitReady(child, TIMEOUT, () -> ChildJvms.accepts(port));
+            // the port accepts connections as soon as it is bound, a moment before the line is written
+            kind.awaitReady(child, TIMEOUT, () -> ChildJvms.accepts(port) && logged(child, "listening on " + port));
             return new Listening(child, port);
         });
+    }
+
+    private static boolean logged(ChildJvm child, String line) {
+        try {
+            return Files.readString(child.logFile()).contains(line);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
     }
 
     @Test
@@ -112,7 +123,8 @@ class ChildJvmsTest {
             }
             int port = kind.freePorts(1)[0];
             ChildJvm child = workspace.launch(run("listen", Integer.toString(port)));
-            kind.awaitReady(child, TIMEOUT, () -> ChildJvms.accepts(port));
+            // the port accepts connections as soon as it is bound, a moment before the line is written
+            kind.awaitReady(child, TIMEOUT, () -> ChildJvms.accepts(port) && logged(child, "listening on " + port));
             return new Listening(child, port);
         });
         listening.child().close();
