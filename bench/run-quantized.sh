@@ -7,7 +7,7 @@
 # bench-results/quantized-<time>.jsonl.
 # usage: run-quantized.sh [--layers 12] [--hidden 768] [--heads 12] [--kv-heads N] [--intermediate N] [--vocab 32000]
 #        [--tokens 256] [--rounds 3]
-#        [--threads "1 2"] [--llama-threads "1 2"] [--preset NAME (instead of the shape, e.g. llama-3.2-1b)] [--anchor DIR]
+#        [--threads "1 2"] [--llama-threads "1 2"] [--preset NAME (instead of the shape; untied output heads only, e.g. tinyllama-1.1b)] [--anchor DIR]
 # On a heavily loaded machine llama.cpp's 2-thread runs crawl (its threads spin at every barrier): --llama-threads 1.
 # The defaults are the values shown; --anchor defaults to ../shared/anchors/llamacpp beside the repository.
 # Environment: JAVA_HOME (a JDK >= 25; ./loraflow finds one), TMPDIR (parent of the work directory, default /tmp).
@@ -63,6 +63,11 @@ HF="$WORK/llama-${layers}x${hidden}"
 [ -n "$preset" ] && { shape=(--preset "$preset"); HF="$WORK/$preset"; }
 log "init-model ${shape[*]} (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 ./loraflow init-model "${shape[@]}" --out "$HF" >&2
+# The anchor's GGUF writer reads lm_head.weight, which a model with tied embeddings does not have (Llama-3.2-1B's
+# preset): say so now rather than after the exports and decodes.
+if /usr/bin/python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("tie_word_embeddings") else 1)' "$HF/config.json"; then
+  usage_error run-quantized "the llama.cpp anchor needs an untied output head; --preset ${preset:-?} ties it to the embeddings: give its shape with --layers/--hidden/--heads/--kv-heads/--intermediate/--vocab instead"
+fi
 # Held-out data for the loss delta: random token sequences (a random model has no task to keep).
 /usr/bin/python3 - "$HF/config.json" > "$WORK/heldout.jsonl" <<'PY'
 import json, random, sys
