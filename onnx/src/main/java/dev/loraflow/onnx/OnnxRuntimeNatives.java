@@ -99,7 +99,7 @@ public final class OnnxRuntimeNatives {
     }
 
     /** {@value #CACHE_PROPERTY}, else {@value #CACHE_ENVIRONMENT}, else a directory of this user's in java.io.tmpdir. */
-    static Path cache() {
+    private static Path cache() {
         String configured = System.getProperty(CACHE_PROPERTY, System.getenv(CACHE_ENVIRONMENT));
         if (configured != null && !configured.isBlank()) {
             return Path.of(configured).toAbsolutePath();
