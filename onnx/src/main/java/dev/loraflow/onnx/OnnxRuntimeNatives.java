@@ -15,16 +15,17 @@ import java.util.Locale;
  * The one way into ONNX Runtime: {@link #environment()} instead of {@code OrtEnvironment.getEnvironment()}.
  *
  * <p>ONNX Runtime's Java binding copies its native libraries (28 MB on Linux x64) out of its jar into a new
- * {@code onnxruntime-java*} directory under {@code java.io.tmpdir} in every JVM that loads it, and leaves
- * them when the JVM is killed (1.29). Before ONNX Runtime is first touched, this class unpacks them once into a
- * verified, content-named directory ({@link NativeLibraryCache}) under {@value #CACHE_PROPERTY} (or
- * {@value #CACHE_ENVIRONMENT}; by default {@code <java.io.tmpdir>/loraflow-onnxruntime-<user>}) and has ONNX
- * Runtime load them from there, through its {@code onnxruntime.native.path} property, set only while ONNX
- * Runtime initialises: the JVM lets one class loader only load a library from a given path, and Quarkus
- * dev and test mode start the application again in a new class loader, whose ONNX Runtime then extracts its
- * own copy as before. Hands off when the user steers ONNX Runtime with any {@code onnxruntime.native.*}
- * property, on file systems without POSIX owners and permissions, and, with a warning, when the cache cannot
- * be used (someone else's directory, a full disk): ONNX Runtime then copies the libraries itself.
+ * {@code onnxruntime-java*} directory under {@code java.io.tmpdir} in every JVM that loads it (1.29): a normal
+ * exit leaves the empty directory behind, a killed JVM all 28 MB. Before ONNX Runtime is first touched, this
+ * class unpacks them once into a verified, content-named directory ({@link NativeLibraryCache}) under
+ * {@value #CACHE_PROPERTY} (or {@value #CACHE_ENVIRONMENT}; by default
+ * {@code <java.io.tmpdir>/loraflow-onnxruntime-<user>}) and has ONNX Runtime load them from there, through its
+ * {@code onnxruntime.native.path} property, set only while ONNX Runtime initialises: the JVM lets one class
+ * loader only load a library from a given path, and Quarkus dev and test mode start the application again in
+ * a new class loader, whose ONNX Runtime then extracts its own copy as before. Hands off when the user steers
+ * ONNX Runtime with any {@code onnxruntime.native.*} property, on file systems without POSIX owners and
+ * permissions, and, with a warning, when the cache cannot be used (someone else's directory, a full disk):
+ * ONNX Runtime then copies the libraries itself.
  */
 public final class OnnxRuntimeNatives {
 
