@@ -16,6 +16,7 @@ import dev.loraflow.onnx.LoraInputs;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.onnx.OnnxExporter.Options;
 import dev.loraflow.onnx.OnnxExporter.Provenance;
+import dev.loraflow.onnx.OnnxRuntimeNatives;
 import dev.loraflow.onnx.OnnxVerifier;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -73,7 +74,7 @@ public final class OnnxExportThroughput {
                 provenance, unmerged).exportNanos() / 1e9);
         line.put("file_mb", Files.size(merged) / 1e6);
 
-        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        OrtEnvironment env = OnnxRuntimeNatives.environment();
         try (OrtSession.SessionOptions sessionOptions = new OrtSession.SessionOptions()) {
             sessionOptions.setIntraOpNumThreads(threads);
             long start = System.nanoTime();

@@ -12,6 +12,7 @@ import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.inference.EngineSettings;
 import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.GraphNames;
+import dev.loraflow.onnx.OnnxRuntimeNatives;
 import java.io.IOException;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
@@ -35,7 +36,7 @@ final class OrtDecodeLoop implements AutoCloseable {
     /** {@link #endProfiling}'s key for the session runs' whole time, kernels and what lies between them. */
     static final String WHOLE_RUN = "(whole run)";
 
-    private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+    private final OrtEnvironment env = OnnxRuntimeNatives.environment();
     private final OrtSession session;
     private final ModelConfig config;
     private final int kvHeads;
@@ -62,6 +63,7 @@ final class OrtDecodeLoop implements AutoCloseable {
     }
 
     private static OrtSession createSession(Path model, EngineSettings settings, Path profile) throws OrtException {
+        OrtEnvironment env = OnnxRuntimeNatives.environment();
         try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
             if (!settings.configure(options).startsWith(settings.provider().name().toLowerCase(Locale.ROOT))) {
                 throw new IllegalStateException("--device cuda, but ONNX Runtime has no CUDA provider here:"
@@ -70,7 +72,7 @@ final class OrtDecodeLoop implements AutoCloseable {
             if (profile != null) {
                 options.enableProfiling(profile.toString());
             }
-            return OrtEnvironment.getEnvironment().createSession(model.toString(), options);
+            return env.createSession(model.toString(), options);
         }
     }
 

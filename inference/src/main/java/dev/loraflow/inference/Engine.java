@@ -9,6 +9,7 @@ import dev.loraflow.core.generate.Sampler;
 import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.GraphNames;
 import dev.loraflow.onnx.LoraInputs;
+import dev.loraflow.onnx.OnnxRuntimeNatives;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -55,7 +56,7 @@ public final class Engine implements AutoCloseable {
     private final BlockingQueue<Sequence> queue;
     private final Map<ServedModel, Group> groups = new LinkedHashMap<>();
     private final Thread thread;
-    private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+    private final OrtEnvironment env = OnnxRuntimeNatives.environment();
     private volatile boolean running = true;
     private volatile int activeSequences;
     private volatile IntConsumer stepObserver = batch -> { };

@@ -14,6 +14,7 @@ import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.GraphNames;
 import dev.loraflow.onnx.LoraInputs;
+import dev.loraflow.onnx.OnnxRuntimeNatives;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.FloatBuffer;
@@ -170,7 +171,7 @@ public final class ServedModel {
                 tokenizer = Tokenizer.load(tokenizerFile);
                 chatTemplate = ChatTemplate.read(tokenizerFile.resolveSibling(Tokenizer.CONFIG_FILE_NAME)).orElse(null);
             }
-            OrtEnvironment env = OrtEnvironment.getEnvironment();
+            OrtEnvironment env = OnnxRuntimeNatives.environment();
             String provider;
             try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
                 provider = settings.configure(options);
@@ -204,7 +205,7 @@ public final class ServedModel {
 
     /** One token of the base model through the graph: a model that loads but cannot run fails here. */
     private void warmUp() throws OrtException, ModelLoadException {
-        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        OrtEnvironment env = OnnxRuntimeNatives.environment();
         Map<String, OnnxTensor> inputs = new HashMap<>();
         try {
             inputs.put(GraphNames.INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(new long[] {0}), new long[] {1, 1}));

@@ -6,6 +6,7 @@ import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import dev.loraflow.onnx.GraphNames;
+import dev.loraflow.onnx.OnnxRuntimeNatives;
 import java.nio.FloatBuffer;
 import java.util.HashMap;
 import java.util.Map;
@@ -18,7 +19,7 @@ class BatchCacheTest {
     private static final int HEADS = 3;
     private static final int HEAD_DIM = 4;
 
-    private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+    private final OrtEnvironment env = OnnxRuntimeNatives.environment();
 
     @Test
     void aJoiningShorterRowReadsZerosInItsPaddingWhereALeftRowLeftNaN() throws OrtException {

@@ -170,7 +170,7 @@ public final class OnnxVerifier {
      */
     public static Result verify(Path onnxModel, CausalLanguageModel reference, Probe probe,
                                 Map<String, FloatTensor> extraInputs, double tolerance, int threads) {
-        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        OrtEnvironment env = OnnxRuntimeNatives.environment();
         try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
             options.setIntraOpNumThreads(threads);
             try (OrtSession session = env.createSession(onnxModel.toString(), options)) {
@@ -188,7 +188,7 @@ public final class OnnxVerifier {
     public static QuantizedResult verifyQuantized(Path onnxModel, CausalLanguageModel reference, List<Example> heldOut,
                                                   int padId, Map<String, FloatTensor> extraInputs, QuantizedBounds bounds,
                                                   int threads) {
-        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        OrtEnvironment env = OnnxRuntimeNatives.environment();
         try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
             options.setIntraOpNumThreads(threads);
             try (OrtSession session = env.createSession(onnxModel.toString(), options)) {
@@ -212,7 +212,7 @@ public final class OnnxVerifier {
      */
     public static double loss(OrtSession session, ModelConfig config, List<Example> examples,
                               Map<String, FloatTensor> extraInputs) throws OrtException {
-        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        OrtEnvironment env = OnnxRuntimeNatives.environment();
         Map<String, FloatTensor> feeds = LoraInputs.withDefaults(session.getInputInfo(), extraInputs);
         int vocab = config.vocabSize();
         double sum = 0;
@@ -315,7 +315,7 @@ public final class OnnxVerifier {
 
     /** One probe's state: the padded batch as ONNX sees it and each sequence's Java KV cache. */
     private static final class Run {
-        private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+        private final OrtEnvironment env = OnnxRuntimeNatives.environment();
         private final OrtSession session;
         private final CausalLanguageModel model;
         private final ModelConfig config;

@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtSession;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -163,7 +162,7 @@ class OnnxFileTest {
                 "lora_merged", "true",
                 "loraflow_version", "0.1.0-SNAPSHOT");
         assertEquals(expected, export.metadata());
-        try (OrtSession session = OrtEnvironment.getEnvironment().createSession(file.toString())) {
+        try (OrtSession session = OnnxRuntimeNatives.environment().createSession(file.toString())) {
             assertEquals(expected, session.getMetadata().getCustomMetadata());
             assertEquals("loraflow", session.getMetadata().getProducerName());
         }

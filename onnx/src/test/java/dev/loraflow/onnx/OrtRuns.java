@@ -21,7 +21,7 @@ final class OrtRuns {
     /** The logits [batch, seq, vocab] of one prefill with an empty past; positions from the mask as Transformers makes them. */
     static float[] prefillLogits(Path model, ModelConfig config, long[][] ids, long[][] mask,
                                  Map<String, FloatTensor> extraInputs) throws Exception {
-        OrtEnvironment env = OrtEnvironment.getEnvironment();
+        OrtEnvironment env = OnnxRuntimeNatives.environment();
         int batch = ids.length;
         int seq = ids[0].length;
         long[] flatIds = new long[batch * seq];

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtSession;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.LinearModule;
@@ -418,7 +417,7 @@ class QuantizedExportTest {
         OnnxVerifier.QuantizedResult check = OnnxVerifier.verifyQuantized(moved.resolve("model.onnx"), model, List.of(), 0,
                 Map.of(), QuantizedBounds.defaults(Precision.INT4), 1);
         assertTrue(check.passed(), check.summary());
-        try (OrtSession session = OrtEnvironment.getEnvironment().createSession(moved.resolve("model.onnx").toString())) {
+        try (OrtSession session = OnnxRuntimeNatives.environment().createSession(moved.resolve("model.onnx").toString())) {
             assertEquals("int4 block 32 symmetric accuracy_level 4, embeddings f32",
                     session.getMetadata().getCustomMetadata().get(OnnxExporter.QUANTIZATION));
         }
