@@ -7,7 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
@@ -19,6 +21,7 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
 
 /** The commands end to end on a generated model, in this JVM and, for resume, in fresh ones. */
 class MainTest {
@@ -121,6 +124,22 @@ class MainTest {
                 "10", "--context", "8", "--out", temp.resolve("bert").toString()).exitCode());
         assertEquals(2, run("init-model", "--arch", "gpt2", "--layers", "1", "--hidden", "9", "--heads", "2", "--vocab",
                 "10", "--context", "8", "--out", temp.resolve("odd").toString()).exitCode());
+    }
+
+    /** picocli formats descriptions with String.format: a bare "%" prints a warning on System.err instead of the text. */
+    @Test
+    void everyCommandsHelpFormatsWithoutPicocliWarnings() {
+        PrintStream stderr = System.err;
+        ByteArrayOutputStream captured = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(captured, true, StandardCharsets.UTF_8));
+        try {
+            for (String command : new CommandLine(new Main()).getSubcommands().keySet()) {
+                assertEquals(0, run(command, "--help").exitCode(), command);
+            }
+        } finally {
+            System.setErr(stderr);
+        }
+        assertEquals("", captured.toString(StandardCharsets.UTF_8));
     }
 
     @Test
