@@ -47,7 +47,7 @@ public final class GraphRuns {
             for (String[] graph : QuantizedDecode.labelledGraphs(options)) {
                 for (int threads : threadCounts) {
                     EngineSettings settings = OrtDecodeLoop.settings(threads, "cpu").withIntraOpSpinning(spinning);
-                    Path profilePrefix = profile ? Files.createTempFile("ort-profile-" + graph[0], "") : null;
+                    Path profilePrefix = profile ? Files.createTempFile(QuantizedDecode.profilePrefixName(graph[0]), "") : null;
                     timed.add(new Timed(graph[0], threads, rounds, profilePrefix,
                             OrtDecodeLoop.createSession(Path.of(graph[1]), settings, profilePrefix, sessionConfig)));
                 }

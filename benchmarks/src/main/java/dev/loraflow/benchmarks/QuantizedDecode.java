@@ -128,7 +128,7 @@ public final class QuantizedDecode {
         }
 
         OrtDecodeLoop open(ModelConfig config, boolean profile) throws Exception {
-            profilePrefix = profile ? Files.createTempFile("ort-profile-" + label, "") : null;
+            profilePrefix = profile ? Files.createTempFile(profilePrefixName(label), "") : null;
             return new OrtDecodeLoop(OrtDecodeLoop.createSession(graph, settings, profilePrefix, sessionConfig), config,
                     Map.of());
         }
@@ -186,5 +186,10 @@ public final class QuantizedDecode {
         double[] sorted = values.clone();
         Arrays.sort(sorted);
         return sorted[sorted.length / 2];
+    }
+
+    /** A temporary file's prefix for a graph's ORT profile: the label's characters a file name cannot hold ("/") as "_". */
+    static String profilePrefixName(String label) {
+        return "ort-profile-" + label.replaceAll("[^A-Za-z0-9+._-]", "_");
     }
 }
