@@ -33,7 +33,7 @@ import picocli.CommandLine;
                 "config.json and the tokenizer files go beside it, so that serve and generate --model FILE.onnx run it.",
                 "--verify runs it under ONNX Runtime against the Java forward and fails when they disagree.",
                 "--quantize int8|int4 stores the linear weights quantized; --verify then reports the logit error and,",
-                "with --verify-data, fails when the held-out loss rises above the bound (1 % int8, 5 % int4)."})
+                "with --verify-data, fails when the held-out loss rises above the bound (1 %% int8, 5 %% int4)."})
 final class ExportOnnxCommand implements Callable<Integer> {
 
     @Spec
