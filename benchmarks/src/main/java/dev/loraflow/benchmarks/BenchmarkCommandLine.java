@@ -120,12 +120,34 @@ public final class BenchmarkCommandLine {
             .integer("--tokens", "256", "tokens generated per round")
             .integer("--rounds", "3", "rounds; each figure is their median")
             .flag("--spinning", "let ONNX Runtime's threads spin (the engine's default is not to)")
+            .text("--session-config", "", "ONNX Runtime session configuration entries beyond the engine's, KEY=VALUE"
+                    + " separated by spaces (e.g. session.intra_op_thread_affinities=2)")
+            .flag("--interleave", "open every graph at every thread count at once and run their rounds in turn, so"
+                    + " that a changing load falls on all of them alike (all the graphs' weights in memory together)")
             .flag("--profile", "also ONNX Runtime's kernel time per token by operator type (slows the loop)")
             .operands("LABEL=FILE.onnx")
             .environment("none");
 
+    static final BenchmarkCommandLine GRAPH_RUNS = new BenchmarkCommandLine("GraphRuns",
+            "java -cp benchmarks/target/benchmarks.jar dev.loraflow.benchmarks.GraphRuns [OPTIONS] LABEL=FILE.onnx ...",
+            """
+            Runs of graphs without state through ONNX Runtime, timed: every input a float tensor of fixed values (a
+            dynamic dimension taken as 1), --runs runs per round, the graphs at each thread count in turn within a
+            round (interleaved, all sessions open at once). Prints one JSON line per graph and thread count: ms per
+            run, the median of the rounds. For bench/matmulnbits_only.py's graphs: one run is the 4-bit matmuls of
+            one decoded token.""")
+            .text("--threads", "2", "comma-separated ONNX Runtime thread counts, e.g. 1,2")
+            .integer("--runs", "255", "runs per round (255: the decode steps of a 256-token generation)")
+            .integer("--rounds", "5", "rounds; each figure is their median")
+            .flag("--spinning", "let ONNX Runtime's threads spin (the engine's default is not to)")
+            .text("--session-config", "", "ONNX Runtime session configuration entries beyond the engine's, KEY=VALUE"
+                    + " separated by spaces")
+            .flag("--profile", "also ONNX Runtime's kernel time per run by operator type")
+            .operands("LABEL=FILE.onnx")
+            .environment("none");
+
     private static final List<BenchmarkCommandLine> ALL = List.of(SERVING_LOAD, STORE_THROUGHPUT, TRAINING_THROUGHPUT,
-            MERGE_THROUGHPUT, ONNX_EXPORT_THROUGHPUT, QUANTIZED_DECODE);
+            MERGE_THROUGHPUT, ONNX_EXPORT_THROUGHPUT, QUANTIZED_DECODE, GRAPH_RUNS);
 
     private enum Kind { INTEGER, TEXT, CHOICE, FLAG }
 
@@ -168,6 +190,23 @@ public final class BenchmarkCommandLine {
 
         public List<String> operands() {
             return operands;
+        }
+
+        /** A text option's whitespace-separated KEY=VALUE pairs, in their order (empty when not given). */
+        public Map<String, String> pairs(String name) {
+            Map<String, String> pairs = new LinkedHashMap<>();
+            String value = text(name);
+            for (String pair : value == null ? new String[0] : value.strip().split("\\s+")) {
+                if (pair.isEmpty()) {
+                    continue;
+                }
+                int equals = pair.indexOf('=');
+                if (equals <= 0) {
+                    throw new UsageException(name + " takes KEY=VALUE pairs separated by spaces, got '" + pair + "'");
+                }
+                pairs.put(pair.substring(0, equals), pair.substring(equals + 1));
+            }
+            return pairs;
         }
     }
 

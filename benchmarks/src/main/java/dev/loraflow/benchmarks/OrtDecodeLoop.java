@@ -48,7 +48,7 @@ final class OrtDecodeLoop implements AutoCloseable {
      * @param profile  where ONNX Runtime writes its profile (a prefix; {@link #endProfiling} says the file), or null
      */
     OrtDecodeLoop(Path model, ModelConfig config, EngineSettings settings, Path profile) throws OrtException {
-        this(createSession(model, settings, profile), config, Map.of());
+        this(createSession(model, settings, profile, Map.of()), config, Map.of());
     }
 
     /** A loop over a session already open (closed with the loop), feeding {@code extraInputs} at every step. */
@@ -62,12 +62,21 @@ final class OrtDecodeLoop implements AutoCloseable {
         };
     }
 
-    private static OrtSession createSession(Path model, EngineSettings settings, Path profile) throws OrtException {
+    /**
+     * A session of {@code model} with the engine's {@code settings}, then ONNX Runtime's session configuration
+     * {@code entries} (onnxruntime_session_options_config_keys.h; the benchmarks' levers beyond the engine's settings),
+     * profiled into {@code profile} unless null.
+     */
+    static OrtSession createSession(Path model, EngineSettings settings, Path profile, Map<String, String> entries)
+            throws OrtException {
         OrtEnvironment env = OnnxRuntimeNatives.environment();
         try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
             if (!settings.configure(options).startsWith(settings.provider().name().toLowerCase(Locale.ROOT))) {
                 throw new IllegalStateException("--device cuda, but ONNX Runtime has no CUDA provider here:"
                         + " build with -Pcuda (bench/gpu-check.sh does)");
+            }
+            for (Map.Entry<String, String> entry : entries.entrySet()) {
+                options.addConfigEntry(entry.getKey(), entry.getValue());
             }
             if (profile != null) {
                 options.enableProfiling(profile.toString());
@@ -163,6 +172,11 @@ final class OrtDecodeLoop implements AutoCloseable {
      * the session runs' whole time under {@value #WHOLE_RUN}.
      */
     Map<String, Long> endProfiling() throws OrtException, IOException {
+        return endProfiling(session);
+    }
+
+    /** {@link #endProfiling()} of any session built with a profile. */
+    static Map<String, Long> endProfiling(OrtSession session) throws OrtException, IOException {
         Path trace = Path.of(session.endProfiling());
         Map<String, Long> microsByOp = new TreeMap<>();
         try {

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 /** The benchmark mains' command lines: defaults, --help, and one clear message for each kind of wrong argument. */
@@ -69,5 +70,22 @@ class BenchmarkCommandLineTest {
         assertTrue(arguments.isSet("--spinning"));
         assertFalse(arguments.isSet("--profile"));
         assertEquals(List.of("f32=a.onnx", "int8=b.onnx"), arguments.operands());
+    }
+
+    @Test
+    void sessionConfigIsKeyValuePairs() {
+        BenchmarkCommandLine.Arguments arguments = BenchmarkCommandLine.QUANTIZED_DECODE.parse(new String[] {"--config",
+                "config.json", "--interleave", "--session-config",
+                " session.intra_op_thread_affinities=1,2;3  session.dynamic_block_base=4", "int4=a.onnx"});
+        assertEquals(Map.of("session.intra_op_thread_affinities", "1,2;3", "session.dynamic_block_base", "4"),
+                arguments.pairs("--session-config"), "split at spaces, each at its first '='");
+        assertTrue(arguments.isSet("--interleave"));
+        assertEquals(Map.of(), BenchmarkCommandLine.GRAPH_RUNS.parse(new String[] {"m=a.onnx"}).pairs("--session-config"));
+        BenchmarkCommandLine.Arguments bad = BenchmarkCommandLine.GRAPH_RUNS.parse(
+                new String[] {"--session-config", "session.dynamic_block_base", "m=a.onnx"});
+        assertEquals("--session-config takes KEY=VALUE pairs separated by spaces, got 'session.dynamic_block_base'",
+                assertThrows(BenchmarkCommandLine.UsageException.class, () -> bad.pairs("--session-config")).getMessage());
+        assertEquals("at least one LABEL=FILE.onnx is required", wrong(BenchmarkCommandLine.GRAPH_RUNS, "--runs", "4"));
+        assertEquals("--runs needs an integer, got 'all'", wrong(BenchmarkCommandLine.GRAPH_RUNS, "--runs", "all", "m=a.onnx"));
     }
 }

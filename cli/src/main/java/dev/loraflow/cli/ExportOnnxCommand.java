@@ -70,6 +70,11 @@ final class ExportOnnxCommand implements Callable<Integer> {
     @Option(names = "--int4-zero-points", description = "int4 blocks with a zero point each (min/max) instead of symmetric.")
     private boolean zeroPoints;
 
+    @Option(names = "--int4-accuracy-level", defaultValue = "" + WeightQuantization.INT8_COMPUTE, paramLabel = "0-4",
+            description = "MatMulNBits' accuracy_level: 4 lets ONNX Runtime's CPU kernel quantize the activations to int8"
+                    + " per block (integer dot products), 0 or 1 computes in float32 (default: ${DEFAULT-VALUE}).")
+    private int accuracyLevel;
+
     @Option(names = "--quantize-embeddings", defaultValue = "keep", paramLabel = "keep|int8",
             description = "With --quantize: the token embedding and output head kept float32, or the embedding int8 per token"
                     + " and the head quantized as the linears (int4 blocks in an int4 export; a tied head reads the"
@@ -175,10 +180,11 @@ final class ExportOnnxCommand implements Callable<Integer> {
                 case "int8" -> true;
                 default -> throw new IllegalArgumentException("quantize-embeddings is keep or int8, got '" + quantizeEmbeddings + "'");
             };
-            Options.check(spec, precision == WeightQuantization.Precision.INT4 || (!zeroPoints && blockSize == WeightQuantization.DEFAULT_BLOCK_SIZE),
-                    "--int4-block-size and --int4-zero-points need --quantize int4");
+            Options.check(spec, precision == WeightQuantization.Precision.INT4 || (!zeroPoints
+                            && blockSize == WeightQuantization.DEFAULT_BLOCK_SIZE && accuracyLevel == WeightQuantization.INT8_COMPUTE),
+                    "--int4-block-size, --int4-zero-points and --int4-accuracy-level need --quantize int4");
             return WeightQuantization.of(precision).withBlockSize(blockSize).withZeroPoints(zeroPoints)
-                    .withEmbeddingsInt8(int8Embeddings);
+                    .withAccuracyLevel(accuracyLevel).withEmbeddingsInt8(int8Embeddings);
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), "--" + e.getMessage());
         }

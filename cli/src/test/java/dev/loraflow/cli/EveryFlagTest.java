@@ -543,9 +543,9 @@ class EveryFlagTest {
 
         Path int4 = temp.resolve("export-int4/model.onnx");
         JsonNode int4Line = ok("export-onnx", "--model", base.toString(), "--adapter", sevens.toString(), "--unmerged",
-                "--quantize", "int4", "--int4-block-size", "16", "--int4-zero-points", "--verify", "--verify-data",
-                sevensData.toString(), "--max-loss-increase", "0.5", "--out", int4.toString()).json();
-        assertEquals("int4 block 16 with zero points accuracy_level 4, embeddings f32", int4Line.get("quantization").asText());
+                "--quantize", "int4", "--int4-block-size", "16", "--int4-zero-points", "--int4-accuracy-level", "0",
+                "--verify", "--verify-data", sevensData.toString(), "--max-loss-increase", "0.5", "--out", int4.toString()).json();
+        assertEquals("int4 block 16 with zero points accuracy_level 0, embeddings f32", int4Line.get("quantization").asText());
         assertTrue(int4Line.get("verified").asBoolean() && int4Line.get("lora_inputs").asInt() == 12, int4Line.toString());
 
         // A bound of 0: the hard-trained adapter's F32 loss on its own data is a sharp minimum that int4 rounding leaves.
@@ -563,6 +563,8 @@ class EveryFlagTest {
                 new String[] {"--quantize", "int5"},
                 new String[] {"--quantize", "int4", "--int4-block-size", "24"},
                 new String[] {"--quantize", "int8", "--int4-zero-points"},
+                new String[] {"--quantize", "int8", "--int4-accuracy-level", "0"},
+                new String[] {"--quantize", "int4", "--int4-accuracy-level", "5"},
                 new String[] {"--quantize", "int8", "--quantize-embeddings", "int4"},
                 new String[] {"--quantize-embeddings", "int8"},
                 new String[] {"--verify", "--verify-data", data.toString()},

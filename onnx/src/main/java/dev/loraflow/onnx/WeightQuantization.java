@@ -78,6 +78,10 @@ public record WeightQuantization(Precision precision, int blockSize, boolean zer
         return new WeightQuantization(precision, blockSize, value, accuracyLevel, embeddingsInt8);
     }
 
+    public WeightQuantization withAccuracyLevel(int value) {
+        return new WeightQuantization(precision, blockSize, zeroPoints, value, embeddingsInt8);
+    }
+
     public WeightQuantization withEmbeddingsInt8(boolean value) {
         return new WeightQuantization(precision, blockSize, zeroPoints, accuracyLevel, value);
     }

@@ -371,7 +371,7 @@ class QuantizedExportTest {
                 node.messages(NODE_ATTRIBUTE).forEach(a -> attributes.put(a.string(ATTRIBUTE_NAME), a.varint(ATTRIBUTE_INT)));
                 assertEquals(4L, attributes.get("bits"));
                 assertEquals((long) quantization.blockSize(), attributes.get("block_size"));
-                assertEquals(4L, attributes.get("accuracy_level"));
+                assertEquals((long) quantization.accuracyLevel(), attributes.get("accuracy_level"));
                 long k = attributes.get("K");
                 long n = attributes.get("N");
                 long blocks = (k + quantization.blockSize() - 1) / quantization.blockSize();
