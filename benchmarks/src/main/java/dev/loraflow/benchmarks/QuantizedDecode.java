@@ -14,8 +14,8 @@ import java.util.Map;
 /**
  * Batch-1 greedy decoding of exported graphs through ONNX Runtime, timed as node-llama-cpp's anchor times
  * llama.cpp (bench/run-quantized.sh runs both on the same weights): prefill of the prompt, then one run per
- * token with present.* fed back as past_key_values.*, the arg-max of the logits row; tokens/s over tokens
- * 2..N, the median of the rounds. Prints one JSON line per graph and thread count (the engine's default
+ * token writing its keys and values into the past_key_values.* buffers in place, the arg-max of the logits row;
+ * tokens/s over tokens 2..N, the median of the rounds. Prints one JSON line per graph and thread count (the engine's default
  * session options: ONNX Runtime's threads do not spin, unless --spinning); with --profile also ONNX Runtime's kernel time
  * per token by operator type over all the rounds (prefill included), which slows the loop itself.
  *

@@ -41,7 +41,7 @@ import java.util.Properties;
  *
  * <p>{@code metadata_props}: {@value #ARCHITECTURE}, {@value #MODEL_TYPE}, {@value #BASE_MODEL_SHA256},
  * and with an adapter {@value #ADAPTER_CHECKPOINT_ID}, {@value #ADAPTER_SHA256}, {@value #LORA_CONFIG}
- * (adapter_config.json), {@value #LORA_MERGED}; quantized, {@value #QUANTIZATION}; always {@value #LORAFLOW_VERSION}.
+ * (adapter_config.json), {@value #LORA_MERGED}; quantized, {@value #QUANTIZATION}; always {@value GraphNames#KV_CACHE} and {@value #LORAFLOW_VERSION}.
  *
  * <p>Quantized export ({@link WeightQuantization}): the linear weights as int8 or int4, the LoRA inputs of an
  * un-merged export float32.
@@ -289,6 +289,7 @@ public final class OnnxExporter {
         if (options.quantization().quantized()) {
             metadata.put(QUANTIZATION, options.quantization().describe());
         }
+        metadata.put(GraphNames.KV_CACHE, GraphNames.KV_CACHE_RIGHT_PADDED);
         metadata.put(LORAFLOW_VERSION, version());
         return metadata;
     }
