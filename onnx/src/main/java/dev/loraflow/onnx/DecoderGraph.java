@@ -27,8 +27,8 @@ import java.util.function.Function;
  * <p>With a {@link WeightQuantization}, the linear modules' MatMuls become int8 or int4 ones, and
  * optionally the token embedding's Gather and the output head int8 (see {@link #embed}, {@link #outputHead}).
  *
- * <p>Query i of a sequence (absolute index past + i) attends to key j ≤ past + i where attention_mask
- * is 1; a query that may attend to nothing (a padding position) gets a uniform average, finite and unused.
+ * <p>Query i of a row (absolute index past + i, past = the row's mask sum − sequence_length) attends to its
+ * keys j ≤ past + i; a padding position's output (after the row's tokens) is unused, and may be anything.
  */
 final class DecoderGraph {
 

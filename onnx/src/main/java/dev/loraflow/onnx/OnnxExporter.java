@@ -28,8 +28,8 @@ import java.util.Properties;
 
 /**
  * Exports a causal LM as one ONNX graph that serves prefill and KV-cached decoding of batched,
- * left-padded requests, with the input and output names Hugging Face Optimum uses (see
- * {@link DecoderGraph} for the interface).
+ * right-padded requests, with the input and output names Hugging Face Optimum uses and each layer's attention one
+ * {@code com.microsoft.GroupQueryAttention} (see the package's description for the interface).
  *
  * <p>Merged export (the default): every adapter is folded into its base weight by core's
  * {@link CausalLanguageModel#merge()}, so the graph is the base model's graph with other numbers and runs
