@@ -14,21 +14,25 @@ import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.GraphNames;
 import dev.loraflow.onnx.OnnxRuntimeNatives;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 
 /**
  * Batch-1 greedy generation through ONNX Runtime directly, without the engine (by default with the session
  * options the engine uses, {@link EngineSettings#configure}): prefill of the prompt, then one run per token
- * with present.* fed back as past_key_values.*, the arg-max of the last logits row. The reference the
+ * past_key_values.* and present.* one buffer, the arg-max of the last logits row. The reference the
  * benchmarks time the server, llama.cpp and the merged-against-base exports against (ServingLoad,
  * QuantizedDecode, OnnxExportThroughput).
  */
@@ -99,7 +103,10 @@ final class OrtDecodeLoop implements AutoCloseable {
 
     /**
      * As {@link #generate(int[], int, long[])} for a batch of prompts of one length, one row each, decoded together
-     * (batch n: every run has n rows, no padding); one row of tokens per prompt.
+     * (batch n: every run has n rows, no padding); one row of tokens per prompt. Each past_key_values.* and its
+     * present.* are one buffer of the whole generation's slots [n, kv_heads, prompt + count, head_dim] (ONNX
+     * Runtime writes each step's new keys into it in place), the logits a buffer of the step's rows: nothing is
+     * allocated or copied per step but the ids, mask and positions.
      */
     int[][] generate(int[][] prompts, int count, long[] stamps) throws OrtException {
         int n = prompts.length;
@@ -114,35 +121,57 @@ final class OrtDecodeLoop implements AutoCloseable {
             }
         }
         int[][] generated = new int[n][count];
-        Map<String, OnnxTensor> prefillInputs = prefillInputs(n);
-        OrtSession.Result result = null;
+        List<OnnxTensor> owned = new ArrayList<>();
         try {
-            result = step(ids, n, 0, prefillInputs);
-            argmaxLast(result, n, generated, 0);
+            Map<String, OnnxTensor> cache = new HashMap<>(extraTensors(owned));
+            Map<String, OnnxTensor> present = new HashMap<>();
+            long[] cacheShape = {n, kvHeads, length + count, config.headDim()};
+            int floats = Math.toIntExact(cacheShape[0] * cacheShape[1] * cacheShape[2] * cacheShape[3]);
+            for (int layer = 0; layer < config.numLayers(); layer++) {
+                for (boolean key : new boolean[] {true, false}) {
+                    FloatBuffer buffer = ByteBuffer.allocateDirect(floats * Float.BYTES).order(ByteOrder.nativeOrder())
+                            .asFloatBuffer();
+                    cache.put(key ? GraphNames.pastKey(layer) : GraphNames.pastValue(layer),
+                            track(owned, OnnxTensor.createTensor(env, buffer, cacheShape)));
+                    present.put(key ? GraphNames.presentKey(layer) : GraphNames.presentValue(layer),
+                            track(owned, OnnxTensor.createTensor(env, buffer, cacheShape)));
+                }
+            }
+            int vocab = config.vocabSize();
+            FloatBuffer logits = ByteBuffer.allocateDirect(n * length * vocab * Float.BYTES).order(ByteOrder.nativeOrder())
+                    .asFloatBuffer();
+            step(ids, n, 0, cache, withLogits(present, logits, n, length, owned));
+            argmaxLast(logits, n, length, generated, 0);
             stamps[0] = System.nanoTime();
+            Map<String, OnnxTensor> decodeOutputs = withLogits(present, logits, n, 1, owned);
             long[] next = new long[n];
             for (int t = 1; t < count; t++) {
-                Map<String, OnnxTensor> past = new HashMap<>(prefillInputs);
-                for (int layer = 0; layer < config.numLayers(); layer++) {
-                    past.put(GraphNames.pastKey(layer), tensor(result, GraphNames.presentKey(layer)));
-                    past.put(GraphNames.pastValue(layer), tensor(result, GraphNames.presentValue(layer)));
-                }
                 for (int b = 0; b < n; b++) {
                     next[b] = generated[b][t - 1];
                 }
-                OrtSession.Result stepResult = step(next, n, length + t - 1, past);
-                result.close();
-                result = stepResult;
-                argmaxLast(result, n, generated, t);
+                step(next, n, length + t - 1, cache, decodeOutputs);
+                argmaxLast(logits, n, 1, generated, t);
                 stamps[t] = System.nanoTime();
             }
             return generated;
         } finally {
-            if (result != null) {
-                result.close();
-            }
-            prefillInputs.values().forEach(OnnxTensor::close);
+            owned.forEach(OnnxTensor::close);
         }
+    }
+
+    /** {@code present} and the logits [n, rows, vocab] over {@code logits}' first floats. */
+    private Map<String, OnnxTensor> withLogits(Map<String, OnnxTensor> present, FloatBuffer logits, int n, int rows,
+                                               List<OnnxTensor> owned) throws OrtException {
+        Map<String, OnnxTensor> outputs = new HashMap<>(present);
+        int vocab = config.vocabSize();
+        outputs.put(GraphNames.LOGITS, track(owned, OnnxTensor.createTensor(env, logits.slice(0, n * rows * vocab),
+                new long[] {n, rows, vocab})));
+        return outputs;
+    }
+
+    private static OnnxTensor track(List<OnnxTensor> owned, OnnxTensor tensor) {
+        owned.add(tensor);
+        return tensor;
     }
 
     /** Every step runs the whole sequence so far with an empty past. */
@@ -151,18 +180,28 @@ final class OrtDecodeLoop implements AutoCloseable {
         for (int i = 0; i < prompt.length; i++) {
             sequence[i] = prompt[i];
         }
-        Map<String, OnnxTensor> prefillInputs = prefillInputs(1);
         int[][] generated = new int[1][count];
+        List<OnnxTensor> owned = new ArrayList<>();
         try {
+            Map<String, OnnxTensor> emptyPast = new HashMap<>(extraTensors(owned));
+            long[] pastShape = {1, kvHeads, 0, config.headDim()};
+            for (int layer = 0; layer < config.numLayers(); layer++) {
+                emptyPast.put(GraphNames.pastKey(layer), track(owned, OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape)));
+                emptyPast.put(GraphNames.pastValue(layer), track(owned, OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape)));
+            }
             for (int t = 0; t < count; t++) {
-                try (OrtSession.Result result = step(Arrays.copyOf(sequence, prompt.length + t), 1, 0, prefillInputs)) {
-                    argmaxLast(result, 1, generated, t);
+                int length = prompt.length + t;
+                FloatBuffer logits = FloatBuffer.allocate(length * config.vocabSize());
+                try (OnnxTensor logitsTensor = OnnxTensor.createTensor(env, logits, new long[] {1, length, config.vocabSize()})) {
+                    // Only the logits are pinned: ONNX Runtime allocates this run's present.* itself.
+                    step(Arrays.copyOf(sequence, length), 1, 0, emptyPast, Map.of(GraphNames.LOGITS, logitsTensor));
+                    argmaxLast(logitsTensor.getFloatBuffer(), 1, length, generated, t);
                 }
-                sequence[prompt.length + t] = generated[0][t];
+                sequence[length] = generated[0][t];
             }
             return generated[0];
         } finally {
-            prefillInputs.values().forEach(OnnxTensor::close);
+            owned.forEach(OnnxTensor::close);
         }
     }
 
@@ -203,23 +242,22 @@ final class OrtDecodeLoop implements AutoCloseable {
         return perRun;
     }
 
-    /** The empty past of a prefill of n rows, and the extra inputs: the tensors a generation creates once and closes. */
-    private Map<String, OnnxTensor> prefillInputs(int n) throws OrtException {
-        Map<String, OnnxTensor> prefillInputs = new HashMap<>();
+    /** The extra inputs as tensors, which the caller closes. */
+    private Map<String, OnnxTensor> extraTensors(List<OnnxTensor> owned) throws OrtException {
+        Map<String, OnnxTensor> tensors = new HashMap<>();
         for (Map.Entry<String, FloatTensor> input : extraInputs.entrySet()) {
-            prefillInputs.put(input.getKey(), OnnxTensor.createTensor(env, FloatBuffer.wrap(input.getValue().values()),
-                    input.getValue().shape()));
+            tensors.put(input.getKey(), track(owned, OnnxTensor.createTensor(env,
+                    FloatBuffer.wrap(input.getValue().values()), input.getValue().shape())));
         }
-        long[] pastShape = {n, kvHeads, 0, config.headDim()};
-        for (int layer = 0; layer < config.numLayers(); layer++) {
-            prefillInputs.put(GraphNames.pastKey(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-            prefillInputs.put(GraphNames.pastValue(layer), OnnxTensor.createTensor(env, FloatBuffer.allocate(0), pastShape));
-        }
-        return prefillInputs;
+        return tensors;
     }
 
-    /** One run of n rows of {@code ids.length / n} new tokens each after {@code past} cached ones. */
-    private OrtSession.Result step(long[] ids, int n, int past, Map<String, OnnxTensor> pastTensors) throws OrtException {
+    /**
+     * One run of n rows of {@code ids.length / n} new tokens each after {@code past} cached ones (an all-ones
+     * mask over past + new), into {@code outputs}.
+     */
+    private void step(long[] ids, int n, int past, Map<String, OnnxTensor> pastTensors, Map<String, OnnxTensor> outputs)
+            throws OrtException {
         int rows = ids.length / n;
         int total = past + rows;
         long[] mask = new long[n * total];
@@ -233,21 +271,15 @@ final class OrtDecodeLoop implements AutoCloseable {
             inputs.put(GraphNames.INPUT_IDS, inputIds);
             inputs.put(GraphNames.ATTENTION_MASK, attentionMask);
             inputs.put(GraphNames.POSITION_IDS, positionIds);
-            return session.run(inputs);
+            session.run(inputs, outputs).close();
         }
     }
 
-    private static OnnxTensor tensor(OrtSession.Result result, String name) {
-        return (OnnxTensor) result.get(name).orElseThrow();
-    }
-
-    /** Each row's arg-max over its last position's logits into generated[row][t]. */
-    private void argmaxLast(OrtSession.Result result, int n, int[][] generated, int t) {
-        FloatBuffer logits = tensor(result, GraphNames.LOGITS).getFloatBuffer();
+    /** Each row's arg-max over its last position's logits (of {@code rows} per row) into generated[row][t]. */
+    private void argmaxLast(FloatBuffer logits, int n, int rows, int[][] generated, int t) {
         int vocab = config.vocabSize();
-        int positions = logits.limit() / vocab / n;
         for (int b = 0; b < n; b++) {
-            int last = ((b + 1) * positions - 1) * vocab;
+            int last = ((b + 1) * rows - 1) * vocab;
             int best = 0;
             for (int v = 1; v < vocab; v++) {
                 if (logits.get(last + v) > logits.get(last + best)) {

@@ -15,9 +15,9 @@ import java.util.Map;
 /**
  * Batch-1 greedy decoding of exported graphs through ONNX Runtime, timed as node-llama-cpp's anchor times
  * llama.cpp (bench/run-quantized.sh runs both on the same weights): prefill of the prompt, then one run per
- * token with present.* fed back as past_key_values.*, the arg-max of the logits row; tokens/s over tokens
- * 2..N, the median of the rounds. Prints one JSON line per graph and thread count (the engine's default
- * session options: ONNX Runtime's threads do not spin, unless --spinning; --session-config adds configuration
+ * token writing its keys and values into the past_key_values.* buffers in place, the arg-max of the logits row;
+ * tokens/s over tokens 2..N, the median of the rounds. Prints one JSON line per graph and thread count (the engine's
+ * default session options: ONNX Runtime's threads do not spin, unless --spinning; --session-config adds configuration
  * entries), with the process's CPU time per decode step beside the wall time (a generation of N tokens less one of
  * 2, over N − 2 steps: what a loaded machine's time slicing does not inflate); with --interleave all the graphs' sessions
  * open at once and their rounds taken in turn; with --profile also ONNX Runtime's kernel time per token by operator

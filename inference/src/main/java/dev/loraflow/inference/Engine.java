@@ -33,13 +33,14 @@ import java.util.function.IntConsumer;
 
 /**
  * Continuous batching over exported KV-cache graphs. One thread runs steps; between steps waiting
- * requests join (their prompts prefilled together, left-padded) and finished ones leave, so concurrent
+ * requests join (their prompts prefilled together, right-padded) and finished ones leave, so concurrent
  * requests share every decode step. Sequences on the same model form a group, decoded in one ONNX Runtime
  * run per step whatever their adapters: an un-merged graph gathers each row's own adapter from the stacked
  * adapters of {@link AdapterSlots}. Different models (a swap in progress) are different groups.
  *
- * <p>A group's KV cache lives in a {@link BatchCache}, left-padded rows in native memory the engine owns:
- * ONNX Runtime reads past.* from it and writes present.* into it (pinned outputs), and the logits into a
+ * <p>A group's KV cache lives in a {@link BatchCache}, right-padded rows in native memory the engine owns, bound
+ * as both past.* and present.* (pinned outputs): the graph's GroupQueryAttention writes each step's new keys and
+ * values into it in place. ONNX Runtime writes the logits into a
  * buffer of the group's, from which greedy decoding takes the arg-max in place. Only a joining or leaving
  * row is copied. A prompt longer than {@link EngineSettings#prefillChunkTokens()} is run in chunks, one per
  * step, between the batch's decode steps. Each accepted request reserves its KV cache (prompt and new
@@ -374,12 +375,12 @@ public final class Engine implements AutoCloseable {
             sequence.end();
             return;
         }
-        group.cache.append(source, row, sequence.fed, group.fed());
+        group.cache.append(source, row, sequence.fed);
         group.members.add(sequence);
         group.adaptersStale = true;
     }
 
-    /** The whole prompts of {@code sequences} in one run, left-padded to the longest, into the group's scratch cache. */
+    /** The whole prompts of {@code sequences} in one run, right-padded to the longest, into the group's scratch cache. */
     private void prefillTogether(Group group, List<Sequence> sequences) throws OrtException {
         ServedModel model = group.model;
         int n = sequences.size();
@@ -389,12 +390,10 @@ public final class Engine implements AutoCloseable {
         long[] positions = new long[n * padded];
         for (int b = 0; b < n; b++) {
             GenerationRequest request = sequences.get(b).request;
-            int padding = padded - request.promptLength();
-            for (int j = 0; j < padded; j++) {
-                boolean real = j >= padding;
-                ids[b * padded + j] = real ? request.promptId(j - padding) : 0;
-                mask[b * padded + j] = real ? 1 : 0;
-                positions[b * padded + j] = real ? j - padding : 1;
+            for (int j = 0; j < request.promptLength(); j++) {
+                ids[b * padded + j] = request.promptId(j);
+                mask[b * padded + j] = 1;
+                positions[b * padded + j] = j;
             }
         }
         group.scratch.reset(n);
@@ -405,7 +404,7 @@ public final class Engine implements AutoCloseable {
             for (int b = 0; b < n; b++) {
                 Sequence sequence = sequences.get(b);
                 sequence.fed = sequence.request.promptLength();
-                sequence.accept(logits, (b * padded + padded - 1) * vocab);
+                sequence.accept(logits, (b * padded + sequence.fed - 1) * vocab);
             }
         } finally {
             closeQuietly(slots);
@@ -419,7 +418,7 @@ public final class Engine implements AutoCloseable {
             sequence.own = new BatchCache(model.numLayers(), model.kvHeads(), model.headDim());
             sequence.own.reset(1);
         }
-        int from = sequence.own.length();
+        int from = sequence.fed;
         int rows = Math.min(chunk, sequence.request.promptLength() - from);
         long[] ids = new long[rows];
         long[] mask = new long[from + rows];
@@ -432,10 +431,10 @@ public final class Engine implements AutoCloseable {
         OnnxTensor slots = group.adapters == null ? null : group.adapters.rows(new int[] {sequence.slot});
         try {
             FloatBuffer logits = run(group, sequence.own, adapterInputs(group, slots), 1, rows, ids, mask, positions);
-            if (from + rows < sequence.request.promptLength()) {
+            sequence.fed = from + rows;
+            if (sequence.fed < sequence.request.promptLength()) {
                 return false;
             }
-            sequence.fed = sequence.request.promptLength();
             sequence.accept(logits, (rows - 1) * model.vocabSize());
             return true;
         } finally {
@@ -463,8 +462,7 @@ public final class Engine implements AutoCloseable {
             }
         }
         int n = members.size();
-        int past = group.cache.length();
-        int total = past + 1;
+        int total = members.stream().mapToInt(sequence -> sequence.fed).max().orElseThrow() + 1;
         long[] ids = new long[n];
         long[] mask = new long[n * total];
         long[] positions = new long[n];
@@ -472,10 +470,7 @@ public final class Engine implements AutoCloseable {
             Sequence sequence = members.get(b);
             ids[b] = sequence.pending;
             positions[b] = sequence.fed;
-            int padding = total - sequence.fed - 1;
-            for (int j = padding; j < total; j++) {
-                mask[b * total + j] = 1;
-            }
+            Arrays.fill(mask, b * total, b * total + sequence.fed + 1, 1L);
         }
         FloatBuffer logits;
         try {
@@ -535,9 +530,9 @@ public final class Engine implements AutoCloseable {
     }
 
     /**
-     * Runs the graph on {@code rows} new tokens per sequence after the cache's, ONNX Runtime writing the
-     * present.* into the cache (which then holds them) and the logits [n, rows, vocab] into the group's
-     * buffer, which it returns.
+     * Runs the graph on {@code rows} new tokens per sequence after the cache's, their mask [n, total] right-padded
+     * (each row's cached and new tokens), ONNX Runtime writing the new keys and values into the cache (which then
+     * holds them) and the logits [n, rows, vocab] into the group's buffer, which it returns.
      */
     private FloatBuffer run(Group group, BatchCache cache, Map<String, OnnxTensor> adapters, int n, int rows, long[] ids,
                             long[] mask, long[] positions) throws OrtException {
@@ -548,11 +543,11 @@ public final class Engine implements AutoCloseable {
         try {
             owned.add(put(inputs, GraphNames.INPUT_IDS, OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {n, rows})));
             owned.add(put(inputs, GraphNames.ATTENTION_MASK,
-                    OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {n, cache.length() + rows})));
+                    OnnxTensor.createTensor(env, LongBuffer.wrap(mask), new long[] {n, mask.length / n})));
             owned.add(put(inputs, GraphNames.POSITION_IDS,
                     OnnxTensor.createTensor(env, LongBuffer.wrap(positions), new long[] {n, rows})));
             Map<String, OnnxTensor> cacheInputs = new HashMap<>();
-            cache.bind(env, rows, cacheInputs, outputs);
+            cache.bind(env, mask.length / n, cacheInputs, outputs);
             owned.addAll(cacheInputs.values());
             owned.addAll(outputs.values());
             inputs.putAll(cacheInputs);
@@ -560,7 +555,6 @@ public final class Engine implements AutoCloseable {
             FloatBuffer logits = group.logits(n * rows * vocab);
             owned.add(put(outputs, GraphNames.LOGITS, OnnxTensor.createTensor(env, logits, new long[] {n, rows, vocab})));
             model.session().run(inputs, outputs).close();
-            cache.advance(rows);
             return logits;
         } finally {
             owned.forEach(OnnxTensor::close);
@@ -609,22 +603,16 @@ public final class Engine implements AutoCloseable {
             return logits.slice(0, floats);
         }
 
-        /** Each member's tokens in the cache, in row order. */
-        int[] fed() {
-            return members.stream().mapToInt(sequence -> sequence.fed).toArray();
-        }
-
         /** Takes these members out: each one's row is filled by the last row, only it copied. */
         void remove(List<Sequence> leaving) {
             int[] rows = leaving.stream().mapToInt(members::indexOf).sorted().toArray();
             for (int i = rows.length - 1; i >= 0; i--) {
                 int row = rows[i];
                 int last = members.size() - 1;
-                cache.remove(row);
+                cache.remove(row, members.get(last).fed);
                 members.set(row, members.get(last));
                 members.remove(last);
             }
-            cache.compact(fed());
             adaptersStale = true;
         }
 

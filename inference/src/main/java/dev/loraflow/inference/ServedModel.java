@@ -106,6 +106,12 @@ public final class ServedModel {
             throw new ModelLoadException(file + ": the graph has " + layers + " layers, config.json says "
                     + config.numLayers());
         }
+        String kvCache = session.getMetadata().getCustomMetadata().get(GraphNames.KV_CACHE);
+        if (!GraphNames.KV_CACHE_RIGHT_PADDED.equals(kvCache)) {
+            throw new ModelLoadException(file + ": its KV cache is not " + GraphNames.KV_CACHE_RIGHT_PADDED + " (metadata "
+                    + GraphNames.KV_CACHE + " " + kvCache + "), from an older export; export it again (export-onnx):"
+                    + " the engine writes each step's keys in place");
+        }
         long[] pastShape = ((TensorInfo) inputInfo.get(GraphNames.pastKey(0)).getInfo()).getShape();
         this.numLayers = layers;
         this.kvHeads = Math.toIntExact(pastShape[1]);

@@ -174,9 +174,8 @@ class EngineTest {
 
     /**
      * One request joins at every step (submitted from the step observer) while short ones leave: the
-     * batch's cache rows are appended, moved into leavers' places, re-laid out for a longer joiner and
-     * compacted after a long one leaves; prompts beyond the 4-token chunk are prefilled in chunks between
-     * steps. Every answer stays the Java Generator's, greedy and sampled.
+     * batch's cache rows are appended, moved into leavers' places and re-strided when a longer joiner grows the
+     * buffers; prompts beyond the 4-token chunk are prefilled in chunks between steps. Every answer stays the Java Generator's, greedy and sampled.
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("architectures")
@@ -189,7 +188,7 @@ class EngineTest {
             List<int[]> prompts = new ArrayList<>();
             List<SamplingSettings> samplings = new ArrayList<>();
             for (int i = 0; i < 24; i++) {
-                // A long first one (40 slots of a 64 context) leaves early enough for the others' padding to be compacted.
+                // A long first one (40 slots of a 64 context) while the others come and go.
                 int length = i == 0 ? 30 : 1 + (7 * i) % 13;
                 int tokens = i == 0 ? 10 : 1 + i % 5;
                 prompts.add(prompt(300 + i, length));

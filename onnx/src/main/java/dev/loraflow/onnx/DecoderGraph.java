@@ -27,8 +27,8 @@ import java.util.function.Function;
  * <p>With a {@link WeightQuantization}, the linear modules' MatMuls become int8 or int4 ones, and
  * optionally the token embedding's Gather and the output head int8 (see {@link #embed}, {@link #outputHead}).
  *
- * <p>Query i of a sequence (absolute index past + i) attends to key j ≤ past + i where attention_mask
- * is 1; a query that may attend to nothing (a padding position) gets a uniform average, finite and unused.
+ * <p>Query i of a row (absolute index past + i, past = the row's mask sum − sequence_length) attends to its
+ * keys j ≤ past + i; a padding position's output (after the row's tokens) is unused, and may be anything.
  */
 final class DecoderGraph {
 
@@ -38,14 +38,16 @@ final class DecoderGraph {
 
     private static final Dim BATCH = Dim.of("batch_size");
     private static final Dim SEQUENCE = Dim.of("sequence_length");
+    /** The cache's slots per row: the tokens cached so far, or a preallocated buffer's capacity (right-padded rows). */
     private static final Dim PAST = Dim.of("past_sequence_length");
-    private static final Dim TOTAL = Dim.of("past_sequence_length + sequence_length");
+    /** The longest row's tokens after this call: the attention mask's width. */
+    private static final Dim TOTAL = Dim.of("total_sequence_length");
+    /** max(past_sequence_length, total_sequence_length): the present is the past's buffer when that holds the new tokens. */
+    private static final Dim PRESENT = Dim.of("present_sequence_length");
     /** The slot input's rows: 1 for every row alike, or batch_size for one adapter per row. */
     private static final Dim LORA_ROWS = Dim.of("lora_rows");
     /** Adapters stacked in the LoRA inputs, each row gathering its own. */
     private static final Dim LORA_SLOTS = Dim.of("lora_slots");
-    /** The score of a key a query may not see: finite, so that a row with no visible key stays finite. */
-    private static final float MASKED_SCORE = -Float.MAX_VALUE;
 
     final OnnxGraph graph;
     private final ModelConfig config;
@@ -62,10 +64,10 @@ final class DecoderGraph {
     /** Token embeddings by canonical name: float32 initializers, or int8 ones with their scales when quantized. */
     private final Map<String, String> floatEmbeddings = new HashMap<>();
     private final Map<String, Int8Weight> int8Embeddings = new HashMap<>();
-    /** Window size → the visibility of a windowed layer's keys. */
-    private final Map<Integer, String> windowedVisible = new HashMap<>();
-    /** [batch, 1, seq, total] bool: which keys each query may attend to. */
-    private final String visible;
+    /** int32 [batch]: each row's tokens after this call, less one (GroupQueryAttention's seqlens_k). */
+    private final String seqlensK;
+    /** int32 scalar: the attention mask's width (GroupQueryAttention's total_sequence_length). */
+    private final String totalSequenceLength;
     /** [batch, seq]: the shape of input_ids, from which the logits' shape is built. */
     private final String inputShape;
     private final List<String> loraInputs = new ArrayList<>();
@@ -111,12 +113,20 @@ final class DecoderGraph {
         }
         graph.output(GraphNames.LOGITS, OnnxGraph.FLOAT, BATCH, SEQUENCE, Dim.of(config.vocabSize()));
         for (int layer = 0; layer < config.numLayers(); layer++) {
-            graph.output(GraphNames.presentKey(layer), OnnxGraph.FLOAT, BATCH, kv, TOTAL, headDim);
-            graph.output(GraphNames.presentValue(layer), OnnxGraph.FLOAT, BATCH, kv, TOTAL, headDim);
+            graph.output(GraphNames.presentKey(layer), OnnxGraph.FLOAT, BATCH, kv, PRESENT, headDim);
+            graph.output(GraphNames.presentValue(layer), OnnxGraph.FLOAT, BATCH, kv, PRESENT, headDim);
+        }
+        if (config.headDim() % 8 != 0) {
+            throw new IllegalArgumentException("head_dim " + config.headDim() + " is not a multiple of 8, which ONNX"
+                    + " Runtime's GroupQueryAttention needs");
         }
 
         this.inputShape = graph.node("Shape", GraphNames.INPUT_IDS);
-        this.visible = visibility();
+        Attribute toInt32 = Attribute.of("to", OnnxGraph.INT32);
+        String tokens = graph.node("ReduceSum", List.of(GraphNames.ATTENTION_MASK, graph.ints(1)), Attribute.of("keepdims", 0));
+        this.seqlensK = graph.node("Cast", graph.node("Sub", tokens, graph.scalar(1L)), toInt32);
+        this.totalSequenceLength = graph.node("Cast", graph.node("Gather",
+                graph.node("Shape", GraphNames.ATTENTION_MASK), graph.scalar(1L), Attribute.of("axis", 0)), toInt32);
     }
 
     static String loraA(String peftModulePath) {
@@ -134,41 +144,6 @@ final class DecoderGraph {
     /** The LoRA input names, A, B and scaling per adapted module, in module order. */
     List<String> loraInputs() {
         return List.copyOf(loraInputs);
-    }
-
-    /** Key j visible to query i when j ≤ past + i (by index, whatever the positions) and attention_mask[b, j] = 1. */
-    private String visibility() {
-        String sequence = graph.node("Gather", inputShape, graph.scalar(1L), Attribute.of("axis", 0));
-        String total = graph.node("Gather", graph.node("Shape", GraphNames.ATTENTION_MASK), graph.scalar(1L), Attribute.of("axis", 0));
-        String past = graph.node("Sub", total, sequence);
-        String one = graph.scalar(1L);
-        String keys = graph.node("Range", List.of(graph.scalar(0L), total, one));
-        String queries = graph.node("Range", List.of(past, total, one));
-        String causal = graph.node("LessOrEqual",
-                graph.node("Unsqueeze", keys, graph.ints(0)),       // [1, total]
-                graph.node("Unsqueeze", queries, graph.ints(1)));   // [seq, 1]
-        String padding = graph.node("Unsqueeze",
-                graph.node("Cast", GraphNames.ATTENTION_MASK, Attribute.of("to", OnnxGraph.BOOL)), graph.ints(1, 2)); // [batch, 1, 1, total]
-        return graph.node("And", padding, causal);
-    }
-
-    /**
-     * {@link #visibility} narrowed to a sliding window: key j also needs j > past + i − window (by index,
-     * as Transformers' cache positions), built once per window size.
-     */
-    private String windowedVisibility(int window) {
-        return windowedVisible.computeIfAbsent(window, size -> {
-            String sequence = graph.node("Gather", inputShape, graph.scalar(1L), Attribute.of("axis", 0));
-            String total = graph.node("Gather", graph.node("Shape", GraphNames.ATTENTION_MASK), graph.scalar(1L),
-                    Attribute.of("axis", 0));
-            String one = graph.scalar(1L);
-            String keys = graph.node("Range", List.of(graph.scalar(0L), total, one));
-            String queries = graph.node("Range", List.of(graph.node("Sub", total, sequence), total, one));
-            String inWindow = graph.node("Greater",
-                    graph.node("Unsqueeze", keys, graph.ints(0)),                                        // [1, total]
-                    graph.node("Unsqueeze", graph.node("Sub", queries, graph.scalar((long) size)), graph.ints(1))); // [seq, 1]
-            return graph.node("And", visible, inWindow);
-        });
     }
 
     /** c·tanh(x/c) in float32, the order Transformers computes Gemma 2's caps in. */
@@ -580,48 +555,32 @@ final class DecoderGraph {
     }
 
     /**
-     * {@link #attention} with the scale, soft-cap and sliding window of {@code spec}, as core's kernels
-     * apply them: scores·scale, then c·tanh(scores/c), then the mask.
+     * {@link #attention} with the scale, soft-cap and sliding window of {@code spec}, as core's kernels apply
+     * them: scores·scale, then c·tanh(scores/c), then the mask. One {@code com.microsoft.GroupQueryAttention}
+     * (GPT-2 too, kv_num_heads = num_heads): it writes the new keys and values into present.* after each row's
+     * seqlens_k − sequence_length cached ones, in place when past.* and present.* are one buffer (ONNX Runtime
+     * compares their data pointers), and reads each row's first seqlens_k + 1 slots only. Its local_window_size is
+     * Transformers' sliding_window: each query sees that many keys, itself and those before it (ONNX Runtime 1.29,
+     * checked against the Java forward by the windowed families' tests).
      */
     String attention(int layer, String query, String key, String value, Rotary rotary, AttentionSpec spec) {
-        int heads = config.numHeads();
-        int headDim = config.headDim();
         if (rotary != null) {
-            query = rotate(query, heads, rotary);
+            query = rotate(query, config.numHeads(), rotary);
             key = rotate(key, kvHeads, rotary);
         }
-        String q = splitHeads(query, heads);
-        String k = splitHeads(key, kvHeads);
-        String keys = graph.nodeNamed("Concat", GraphNames.presentKey(layer), List.of(GraphNames.pastKey(layer), k), Attribute.of("axis", 2));
-        String values = graph.nodeNamed("Concat", GraphNames.presentValue(layer), List.of(GraphNames.pastValue(layer), splitHeads(value, kvHeads)),
-                Attribute.of("axis", 2));
-        if (kvHeads != heads) {
-            keys = repeatKeyValueHeads(keys, heads / kvHeads);
-            values = repeatKeyValueHeads(values, heads / kvHeads);
-        }
-        String scores = graph.node("Mul",
-                graph.node("MatMul", q, graph.node("Transpose", keys, Attribute.ofInts("perm", 0, 1, 3, 2))),
-                constant(spec.scale()));
+        List<Attribute> attributes = new ArrayList<>(List.of(Attribute.of("num_heads", config.numHeads()),
+                Attribute.of("kv_num_heads", kvHeads), Attribute.of("scale", spec.scale())));
         if (spec.logitSoftcap() > 0) {
-            scores = softcap(scores, spec.logitSoftcap());
+            attributes.add(Attribute.of("softcap", spec.logitSoftcap()));
         }
-        String mask = spec.slidingWindow() > 0 ? windowedVisibility(spec.slidingWindow()) : visible;
-        String masked = graph.node("Where", List.of(mask, scores, constant(MASKED_SCORE)));
-        String context = graph.node("MatMul", graph.node("Softmax", masked, Attribute.of("axis", -1)), values);
-        return graph.node("Reshape", graph.node("Transpose", context, Attribute.ofInts("perm", 0, 2, 1, 3)),
-                graph.ints(0, 0, (long) heads * headDim));
-    }
-
-    /** [batch, seq, heads·D] → [batch, heads, seq, D]. */
-    private String splitHeads(String x, int count) {
-        return graph.node("Transpose", graph.node("Reshape", x, graph.ints(0, 0, count, config.headDim())),
-                Attribute.ofInts("perm", 0, 2, 1, 3));
-    }
-
-    /** Query head h reads key-value head h / group, as Transformers' repeat_kv: [b, kv, t, D] → [b, kv·group, t, D]. */
-    private String repeatKeyValueHeads(String x, int group) {
-        String expanded = graph.node("Expand", graph.node("Unsqueeze", x, graph.ints(2)), graph.ints(1, 1, group, 1, 1));
-        return graph.node("Reshape", expanded, graph.ints(0, (long) kvHeads * group, -1, config.headDim()));
+        if (spec.slidingWindow() > 0) {
+            attributes.add(Attribute.of("local_window_size", spec.slidingWindow()));
+        }
+        return graph.microsoftNodeNamed("GroupQueryAttention",
+                List.of(graph.freshName("GroupQueryAttention"), GraphNames.presentKey(layer), GraphNames.presentValue(layer)),
+                List.of(query, key, value, GraphNames.pastKey(layer), GraphNames.pastValue(layer), seqlensK,
+                        totalSequenceLength),
+                attributes.toArray(Attribute[]::new)).getFirst();
     }
 
     /**

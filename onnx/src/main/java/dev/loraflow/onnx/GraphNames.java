@@ -10,6 +10,14 @@ public final class GraphNames {
     public static final String ATTENTION_MASK = "attention_mask";
     public static final String POSITION_IDS = "position_ids";
     public static final String LOGITS = "logits";
+    /**
+     * The metadata_props key saying how the graph's KV cache is laid out, {@link #KV_CACHE_RIGHT_PADDED} for every
+     * graph the exporter writes (see the package's description); graphs without it (older exports, left-padded
+     * Concat caches) cannot be run by the engine.
+     */
+    public static final String KV_CACHE = "kv_cache";
+    /** Rows right-padded, read up to each row's length, new tokens written in place when past and present share a buffer. */
+    public static final String KV_CACHE_RIGHT_PADDED = "right-padded, GroupQueryAttention";
 
     private GraphNames() {}
 

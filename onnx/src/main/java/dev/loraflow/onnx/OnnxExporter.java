@@ -28,8 +28,8 @@ import java.util.Properties;
 
 /**
  * Exports a causal LM as one ONNX graph that serves prefill and KV-cached decoding of batched,
- * left-padded requests, with the input and output names Hugging Face Optimum uses (see
- * {@link DecoderGraph} for the interface).
+ * right-padded requests, with the input and output names Hugging Face Optimum uses and each layer's attention one
+ * {@code com.microsoft.GroupQueryAttention} (see the package's description for the interface).
  *
  * <p>Merged export (the default): every adapter is folded into its base weight by core's
  * {@link CausalLanguageModel#merge()}, so the graph is the base model's graph with other numbers and runs
@@ -41,7 +41,7 @@ import java.util.Properties;
  *
  * <p>{@code metadata_props}: {@value #ARCHITECTURE}, {@value #MODEL_TYPE}, {@value #BASE_MODEL_SHA256},
  * and with an adapter {@value #ADAPTER_CHECKPOINT_ID}, {@value #ADAPTER_SHA256}, {@value #LORA_CONFIG}
- * (adapter_config.json), {@value #LORA_MERGED}; quantized, {@value #QUANTIZATION}; always {@value #LORAFLOW_VERSION}.
+ * (adapter_config.json), {@value #LORA_MERGED}; quantized, {@value #QUANTIZATION}; always {@value GraphNames#KV_CACHE} and {@value #LORAFLOW_VERSION}.
  *
  * <p>Quantized export ({@link WeightQuantization}): the linear weights as int8 or int4, the LoRA inputs of an
  * un-merged export float32.
@@ -289,6 +289,7 @@ public final class OnnxExporter {
         if (options.quantization().quantized()) {
             metadata.put(QUANTIZATION, options.quantization().describe());
         }
+        metadata.put(GraphNames.KV_CACHE, GraphNames.KV_CACHE_RIGHT_PADDED);
         metadata.put(LORAFLOW_VERSION, version());
         return metadata;
     }

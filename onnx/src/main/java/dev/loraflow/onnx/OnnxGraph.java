@@ -26,6 +26,7 @@ final class OnnxGraph {
     static final int FLOAT = 1;
     static final int UINT8 = 2;
     static final int INT8 = 3;
+    static final int INT32 = 6;
     static final int INT64 = 7;
     static final int BOOL = 9;
 
@@ -185,6 +186,15 @@ final class OnnxGraph {
         for (boolean output : produced) {
             outputNames.add(output ? fresh(opType) : "");
         }
+        return nodeWithOutputs(MICROSOFT_DOMAIN, opType, outputNames, nodeInputs, attributes);
+    }
+
+    /**
+     * A node of ONNX Runtime's {@value #MICROSOFT_DOMAIN} operators with outputs of given names, fresh ones from
+     * {@link #freshName}.
+     */
+    List<String> microsoftNodeNamed(String opType, List<String> outputNames, List<String> nodeInputs,
+                                    Attribute... attributes) {
         return nodeWithOutputs(MICROSOFT_DOMAIN, opType, outputNames, nodeInputs, attributes);
     }
 
@@ -361,6 +371,11 @@ final class OnnxGraph {
         if (!values.add(valueName)) {
             throw new IllegalStateException("'" + valueName + "' is defined twice in the graph");
         }
+    }
+
+    /** A name no value has yet, for a node output named with others ({@link #microsoftNodeNamed}). */
+    String freshName(String prefix) {
+        return fresh(prefix);
     }
 
     private String fresh(String prefix) {

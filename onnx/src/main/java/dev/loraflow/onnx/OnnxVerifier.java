@@ -63,7 +63,7 @@ public final class OnnxVerifier {
 
     /**
      * The probe: {@code batch} prompts of lengths maxPromptLength, maxPromptLength − 2, … (at least 1),
-     * left-padded to the longest, random ids from {@code seed}; then {@code decodeSteps} greedy tokens.
+     * right-padded to the longest, random ids from {@code seed}; then {@code decodeSteps} greedy tokens.
      *
      * @param kvCache decode by feeding present.* back as past_key_values.*; without, each step re-runs
      *                the whole sequence with an empty past
@@ -76,7 +76,7 @@ public final class OnnxVerifier {
             }
         }
 
-        /** Batch 4 with left padding (7, 5, 3, 1 tokens), then 5 decode steps through the KV cache. */
+        /** Batch 4 with right padding (7, 5, 3, 1 tokens), then 5 decode steps through the KV cache. */
         public static Probe standard() {
             return new Probe(4, 7, 5, true, 20240601L);
         }
@@ -375,15 +375,15 @@ public final class OnnxVerifier {
             Map<String, OnnxTensor> emptyPast = emptyPast();
             OrtSession.Result result = null;
             try {
-                result = runOnnx(padded, 0, emptyPast);
+                result = runOnnx(false, emptyPast);
                 float[] logits = logits(result);
                 for (int b = 0; b < batch; b++) {
                     int length = sequences.get(b).size();
                     for (int t = 0; t < length; t++) {
-                        compare(promptLogits[b], t, logits, (b * padded + padded - length + t) * vocab);
+                        compare(promptLogits[b], t, logits, (b * padded + t) * vocab);
                     }
                 }
-                float[][] onnxLast = lastRows(logits, padded);
+                float[][] onnxLast = lastRows(logits, padded, false);
                 for (int step = 0; step < probe.decodeSteps(); step++) {
                     // Both sides are fed the Java model's choice, so that a differing argmax does not end the comparison.
                     for (int b = 0; b < batch; b++) {
@@ -393,17 +393,16 @@ public final class OnnxVerifier {
                         sequences.get(b).add(javaToken);
                         javaLast[b] = model.decode(caches[b], new int[] {javaToken}).clone();
                     }
-                    int total = padded + step + 1;
-                    int rows = probe.kvCache() ? 1 : total;
+                    int rows = probe.kvCache() ? 1 : padded + step + 1;
                     OrtSession.Result next = probe.kvCache()
-                            ? runOnnx(1, total - 1, presentAsPast(result))
-                            : runOnnx(total, 0, emptyPast);
+                            ? runOnnx(true, presentAsPast(result))
+                            : runOnnx(false, emptyPast);
                     result.close();
                     result = next;
                     logits = logits(result);
-                    onnxLast = lastRows(logits, rows);
+                    onnxLast = lastRows(logits, rows, probe.kvCache());
                     for (int b = 0; b < batch; b++) {
-                        compare(javaLast[b], 0, logits, (b * rows + rows - 1) * vocab);
+                        compare(javaLast[b], 0, onnxLast[b], 0);
                     }
                 }
             } finally {
@@ -423,25 +422,23 @@ public final class OnnxVerifier {
         }
 
         /**
-         * Runs the last {@code rows} tokens of every sequence, left-padded to {@code past + rows}, after
-         * {@code past} cached ones; position ids are the mask's cumulative sum − 1, padding at 1, as
-         * Transformers' generate makes them.
+         * Runs every sequence, right-padded to the longest (the mask's width): its last token after the cached
+         * ones ({@code decodeStep}, the past holding each row's tokens but the last in its first slots), or all
+         * of its tokens with an empty past; position ids 0, 1, … per row, padding at 0.
          */
-        private OrtSession.Result runOnnx(int rows, int pastLength, Map<String, OnnxTensor> pastInputs) throws OrtException {
-            int total = pastLength + rows;
+        private OrtSession.Result runOnnx(boolean decodeStep, Map<String, OnnxTensor> pastInputs) throws OrtException {
+            int total = sequences.stream().mapToInt(List::size).max().orElseThrow();
+            int rows = decodeStep ? 1 : total;
             long[] inputIds = new long[batch * rows];
             long[] mask = new long[batch * total];
             long[] positions = new long[batch * rows];
             for (int b = 0; b < batch; b++) {
                 List<Integer> tokens = sequences.get(b);
-                int padding = total - tokens.size();
-                for (int j = 0; j < total; j++) {
-                    mask[b * total + j] = j >= padding ? 1 : 0;
-                }
-                for (int i = 0; i < rows; i++) {
-                    int j = pastLength + i;
-                    inputIds[b * rows + i] = j >= padding ? tokens.get(j - padding) : 0;
-                    positions[b * rows + i] = j >= padding ? j - padding : 1;
+                Arrays.fill(mask, b * total, b * total + tokens.size(), 1L);
+                int first = decodeStep ? tokens.size() - 1 : 0;
+                for (int i = 0; i < rows && first + i < tokens.size(); i++) {
+                    inputIds[b * rows + i] = tokens.get(first + i);
+                    positions[b * rows + i] = first + i;
                 }
             }
             Map<String, OnnxTensor> inputs = new HashMap<>(pastInputs);
@@ -501,10 +498,11 @@ public final class OnnxVerifier {
             return values;
         }
 
-        private float[][] lastRows(float[] logits, int rows) {
+        /** Each row's logits at its last token: the one new token of a decode step, or the row's last of {@code rows}. */
+        private float[][] lastRows(float[] logits, int rows, boolean decodeStep) {
             float[][] last = new float[batch][];
             for (int b = 0; b < batch; b++) {
-                int from = (b * rows + rows - 1) * vocab;
+                int from = (b * rows + (decodeStep ? 0 : sequences.get(b).size() - 1)) * vocab;
                 last[b] = Arrays.copyOfRange(logits, from, from + vocab);
             }
             return last;

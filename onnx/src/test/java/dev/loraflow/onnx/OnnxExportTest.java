@@ -98,8 +98,8 @@ class OnnxExportTest {
         OnnxExporter.export(adapted, weights, Options.defaults().withUnmerged(true), NONE, unmerged);
         Map<String, FloatTensor> adapter = LoraInputs.of(adapted.toPeftAdapter());
 
-        long[][] ids = {{3, 1, 4, 1, 5}, {0, 0, 9, 2, 6}};
-        long[][] mask = {{1, 1, 1, 1, 1}, {0, 0, 1, 1, 1}};
+        long[][] ids = {{3, 1, 4, 1, 5}, {9, 2, 6, 0, 0}};
+        long[][] mask = {{1, 1, 1, 1, 1}, {1, 1, 1, 0, 0}};
         float[] mergedLogits = OrtRuns.prefillLogits(merged, config, ids, mask, Map.of());
         float[] unmergedLogits = OrtRuns.prefillLogits(unmerged, config, ids, mask, adapter);
         assertEquals(mergedLogits.length, unmergedLogits.length);

@@ -99,8 +99,8 @@ class OnnxFileTest {
         Message onnx = read(file);
         assertEquals(8, onnx.varint(MODEL_IR_VERSION));
         assertEquals(17L, opsets(onnx).get(""));
-        // RoPE as ONNX Runtime's com.microsoft.RotaryEmbedding: the contrib domain is imported where it is used.
-        assertEquals(config instanceof Gpt2Config ? null : 1L, opsets(onnx).get(OnnxGraph.MICROSOFT_DOMAIN));
+        // Attention as ONNX Runtime's com.microsoft.GroupQueryAttention (and RoPE as its RotaryEmbedding), every family.
+        assertEquals(1L, opsets(onnx).get(OnnxGraph.MICROSOFT_DOMAIN));
         Message graph = onnx.message(MODEL_GRAPH);
 
         List<String> inputs = new ArrayList<>(List.of("input_ids", "attention_mask", "position_ids"));
@@ -115,11 +115,11 @@ class OnnxFileTest {
         String headDim = Integer.toString(config.headDim());
         List<Message> inputInfos = graph.messages(GRAPH_INPUT);
         assertEquals(List.of("batch_size", "sequence_length"), dims(inputInfos.get(0)));
-        assertEquals(List.of("batch_size", "past_sequence_length + sequence_length"), dims(inputInfos.get(1)));
+        assertEquals(List.of("batch_size", "total_sequence_length"), dims(inputInfos.get(1)));
         assertEquals(List.of("batch_size", kv, "past_sequence_length", headDim), dims(inputInfos.get(3)));
         List<Message> outputInfos = graph.messages(GRAPH_OUTPUT);
         assertEquals(List.of("batch_size", "sequence_length", Integer.toString(config.vocabSize())), dims(outputInfos.get(0)));
-        assertEquals(List.of("batch_size", kv, "past_sequence_length + sequence_length", headDim), dims(outputInfos.get(1)));
+        assertEquals(List.of("batch_size", kv, "present_sequence_length", headDim), dims(outputInfos.get(1)));
 
         // One place names the weights: every tensor of the checkpoint layout is an initializer of that name.
         Set<String> initializers = new HashSet<>();
@@ -160,6 +160,7 @@ class OnnxFileTest {
                 "adapter_sha256", PROVENANCE.adapterSha256(),
                 "lora_config", model.loraConfig().toJson(),
                 "lora_merged", "true",
+                "kv_cache", GraphNames.KV_CACHE_RIGHT_PADDED,
                 "loraflow_version", "0.1.0-SNAPSHOT");
         assertEquals(expected, export.metadata());
         try (OrtSession session = OnnxRuntimeNatives.environment().createSession(file.toString())) {
@@ -170,7 +171,8 @@ class OnnxFileTest {
         CausalLanguageModel base = TestModels.base(config, weights);
         Map<String, String> baseMetadata = OnnxExporter.export(base, weights, Options.defaults(),
                 new Provenance("c".repeat(64), null, null), file).metadata();
-        assertEquals(Set.of("architecture", "model_type", "base_model_sha256", "loraflow_version"), baseMetadata.keySet());
+        assertEquals(Set.of("architecture", "model_type", "base_model_sha256", "kv_cache", "loraflow_version"),
+                baseMetadata.keySet());
     }
 
     @Test
@@ -340,8 +342,9 @@ class OnnxFileTest {
         List<Message> inputs = read(file).message(MODEL_GRAPH).messages(GRAPH_INPUT);
         Message a = inputs.stream().filter(input -> input.string(1).equals("lora.transformer.h.0.attn.c_attn.A")).findFirst().orElseThrow();
         Message b = inputs.stream().filter(input -> input.string(1).equals("lora.transformer.h.0.attn.c_attn.B")).findFirst().orElseThrow();
-        assertEquals(List.of("lora_slots", "transformer.h.0.attn.c_attn.r", "20"), dims(a));
-        assertEquals(List.of("lora_slots", "60", "transformer.h.0.attn.c_attn.r"), dims(b));
+        int hidden = config.hiddenSize();
+        assertEquals(List.of("lora_slots", "transformer.h.0.attn.c_attn.r", Integer.toString(hidden)), dims(a));
+        assertEquals(List.of("lora_slots", Integer.toString(3 * hidden), "transformer.h.0.attn.c_attn.r"), dims(b));
         Message scaling = inputs.stream().filter(input -> input.string(1).equals("lora.transformer.h.0.attn.c_attn.scaling"))
                 .findFirst().orElseThrow();
         assertEquals(List.of("lora_slots", "1", "1"), dims(scaling));

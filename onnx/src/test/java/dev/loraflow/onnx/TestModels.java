@@ -16,12 +16,12 @@ import java.util.Map;
  */
 final class TestModels {
 
-    /** Head dimension 5 (odd), a bias everywhere, tied head. */
-    static final Gpt2Config GPT2 = new Gpt2Config(41, 32, 20, 2, 4, 28, 1e-5);
-    /** Grouped-query attention, 6 heads over 2, head_dim 6 (not hidden / heads), untied head. */
-    static final DecoderConfig LLAMA = DecoderConfig.llama(29, 20, 36, 2, 6, 2, 6, 32, 1e-5, 10000, false);
+    /** Head dimension 8 (GroupQueryAttention's smallest), a bias everywhere, tied head. */
+    static final Gpt2Config GPT2 = new Gpt2Config(41, 32, 32, 2, 4, 28, 1e-5);
+    /** Grouped-query attention, 6 heads over 2, head_dim 8 (not hidden / heads), untied head. */
+    static final DecoderConfig LLAMA = DecoderConfig.llama(29, 20, 36, 2, 6, 2, 8, 32, 1e-5, 10000, false);
     /** As {@link #LLAMA} with the head tied to the embedding and one key-value head per query head. */
-    static final DecoderConfig LLAMA_TIED = DecoderConfig.llama(29, 24, 36, 2, 4, 4, 6, 32, 1e-6, 500000, true);
+    static final DecoderConfig LLAMA_TIED = DecoderConfig.llama(29, 24, 36, 2, 4, 4, 8, 32, 1e-6, 500000, true);
 
     /** The decoder families beyond Llama 2's shape: core's tiny configs (Llama 3, Qwen2, Mistral, Gemma, Gemma 2, Phi-3). */
     static final List<DecoderConfig> FAMILIES = TinyModels.DECODER_FAMILIES.stream()

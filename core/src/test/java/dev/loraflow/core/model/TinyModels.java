@@ -16,16 +16,16 @@ public final class TinyModels {
 
     /** An odd head dimension (20 / 4 = 5), and a context longer than a decode chunk. */
     public static final Gpt2Config GPT2 = new Gpt2Config(41, 80, 20, 2, 4, 28, 1e-5);
-    /** Grouped-query attention (6 heads over 2) with head_dim 6, not hidden / heads. */
-    public static final DecoderConfig LLAMA = DecoderConfig.llama(29, 20, 36, 2, 6, 2, 6, 80, 1e-5, 10000, false);
+    /** Grouped-query attention (6 heads over 2) with head_dim 8, not hidden / heads. */
+    public static final DecoderConfig LLAMA = DecoderConfig.llama(29, 20, 36, 2, 6, 2, 8, 80, 1e-5, 10000, false);
 
     /** Llama 3: rope_theta 500000 and llama3 rope scaling whose three frequency bands all occur (D = 8, original 16). */
     public static final DecoderConfig LLAMA3 = DecoderConfig.of(Family.LLAMA, 29, 16, 36, 2, 4, 2, 8, 80, 1e-5, 500000,
             false).withRopeScaling(RopeScaling.llama3(8, 1, 4, 16));
     /** Qwen2: biases on q/k/v, tied head, rope_theta 1e6. */
-    public static final DecoderConfig QWEN2 = DecoderConfig.of(Family.QWEN2, 29, 24, 36, 2, 4, 2, 6, 80, 1e-6, 1e6, true);
+    public static final DecoderConfig QWEN2 = DecoderConfig.of(Family.QWEN2, 29, 24, 36, 2, 4, 2, 8, 80, 1e-6, 1e6, true);
     /** Mistral: a sliding window of 4 on every layer, shorter than the tests' sequences. */
-    public static final DecoderConfig MISTRAL = DecoderConfig.of(Family.MISTRAL, 29, 16, 36, 2, 4, 2, 4, 80, 1e-5, 1e6,
+    public static final DecoderConfig MISTRAL = DecoderConfig.of(Family.MISTRAL, 29, 16, 36, 2, 4, 2, 8, 80, 1e-5, 1e6,
             false).withSlidingWindow(4);
     /** Gemma: (1 + w) norms, √hidden embedding scale, gelu_pytorch_tanh, head_dim 8 ≠ 16/4, one kv head, tied. */
     public static final DecoderConfig GEMMA = DecoderConfig.of(Family.GEMMA, 29, 16, 36, 2, 4, 1, 8, 80, 1e-6, 10000, true);
@@ -36,9 +36,12 @@ public final class TinyModels {
     public static final DecoderConfig GEMMA2 = DecoderConfig.of(Family.GEMMA2, 29, 16, 36, 3, 4, 2, 8, 80, 1e-6, 10000,
             true).withGemma2Attention(12, 2, 3).withSlidingWindow(3);
     /** Phi-3: fused qkv_proj and gate_up_proj, a sliding window of 5. */
-    public static final DecoderConfig PHI3 = DecoderConfig.of(Family.PHI3, 29, 20, 36, 2, 4, 2, 6, 80, 1e-5, 10000,
+    public static final DecoderConfig PHI3 = DecoderConfig.of(Family.PHI3, 29, 20, 36, 2, 4, 2, 8, 80, 1e-5, 10000,
             false).withSlidingWindow(5);
-    /** One tiny config per decoder family, Llama 2-style first. */
+    /**
+     * One tiny config per decoder family, Llama 2-style first; head dimensions multiples of 8, as ONNX Runtime's
+     * GroupQueryAttention (the exported graphs' attention) needs.
+     */
     public static final List<DecoderConfig> DECODER_FAMILIES = List.of(LLAMA, LLAMA3, QWEN2, MISTRAL, GEMMA, GEMMA2, PHI3);
 
     private TinyModels() {}
