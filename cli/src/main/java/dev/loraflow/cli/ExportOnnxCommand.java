@@ -106,6 +106,11 @@ final class ExportOnnxCommand implements Callable<Integer> {
         // Float32 weights are written tensor by tensor whatever the checkpoint's dtype; quantized ones at most as large.
         OnnxExporter.Requirements needs = OnnxExporter.requirements(model, quantization);
         needs.require("export-onnx", out);
+        if (verify) {
+            OnnxVerifier.requireMemory(model, needs.diskBytes(), "the " + (quantization.quantized()
+                    ? quantization.precision().label() : "float32") + " graph", "export without --verify (or --quantize int4"
+                    + " for a smaller graph), or verify on a machine with more memory");
+        }
         spec.commandLine().getErr().println("loraflow export-onnx: writing " + (quantization.quantized() ? "under " : "about ")
                 + Resources.size(needs.diskBytes()) + " of " + (quantization.quantized() ? quantization.precision().label()
                 : "float32") + " weights to " + out.toAbsolutePath().getParent() + " ("

@@ -154,8 +154,7 @@ public final class CheckpointMerger {
         OnnxExporter.Requirements exportNeeds = OnnxExporter.requirements(base);
         Resources.requireDisk("merge", staging, mergeNeeds.outputBytes() + exportNeeds.diskBytes(),
                 "the merged model and its float32 ONNX graph");
-        Resources.requireMemory(exportNeeds.diskBytes(), "ONNX Runtime's session of the float32 graph, to verify it",
-                "give the merger more memory");
+        OnnxVerifier.requireMemory(base, exportNeeds.diskBytes(), "the float32 graph", "give the merger more memory");
         try {
             LoraMerge.merge(base, adapter, Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)), merged, options);
         } catch (MergeException e) {
