@@ -111,6 +111,13 @@ final class ExportOnnxCommand implements Callable<Integer> {
         // Float32 weights are written tensor by tensor whatever the checkpoint's dtype; quantized ones at most as large.
         OnnxExporter.Requirements needs = OnnxExporter.requirements(model, quantization);
         needs.require("export-onnx", out);
+        if (verify) {
+            boolean smallest = quantization.precision() == WeightQuantization.Precision.INT4;
+            OnnxVerifier.requireMemory(model, needs.diskBytes(), "the " + (quantization.quantized()
+                    ? quantization.precision().label() : "float32") + " graph", "export without --verify"
+                    + (smallest ? "" : " (or with --quantize int4, a smaller graph)") + ", or verify on a machine with"
+                    + " more memory");
+        }
         spec.commandLine().getErr().println("loraflow export-onnx: writing " + (quantization.quantized() ? "under " : "about ")
                 + Resources.size(needs.diskBytes()) + " of " + (quantization.quantized() ? quantization.precision().label()
                 : "float32") + " weights to " + out.toAbsolutePath().getParent() + " ("

@@ -7,6 +7,7 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
 import dev.loraflow.core.generate.StopTokens;
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.peft.PeftAdapter;
@@ -14,6 +15,7 @@ import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.onnx.FloatTensor;
 import dev.loraflow.onnx.GraphNames;
 import dev.loraflow.onnx.LoraInputs;
+import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.onnx.OnnxRuntimeNatives;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -166,6 +168,12 @@ public final class ServedModel {
                 throw new ModelLoadException(onnxFile + ": needs config.json in " + companions + " (the context length and layers)");
             }
             config = ModelConfig.read(configFile);
+            if (settings.provider() == EngineSettings.Provider.CPU) {
+                // ONNX Runtime holds the graph's weights in memory: a graph larger than what is available is refused
+                // with one line here rather than failing in its allocator or waking the kernel's OOM killer.
+                Resources.requireMemory(graphBytes(onnxFile), "the weights of the graph for ONNX Runtime's session",
+                        "free memory, or run a quantized export (export-onnx --quantize int4 or int8)");
+            }
         } catch (IOException | RuntimeException e) {
             throw new ModelLoadException(onnxFile + ": " + e.getMessage(), e);
         }
@@ -194,6 +202,12 @@ public final class ServedModel {
             closeQuietly(session, tokenizer);
             throw new ModelLoadException(onnxFile + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The .onnx file and the external data beside it, when it has one. */
+    static long graphBytes(Path onnxFile) throws IOException {
+        Path externalData = onnxFile.resolveSibling(onnxFile.getFileName() + OnnxExporter.EXTERNAL_DATA_SUFFIX);
+        return Files.size(onnxFile) + (Files.isRegularFile(externalData) ? Files.size(externalData) : 0);
     }
 
     private static void closeQuietly(OrtSession session, Tokenizer tokenizer) {

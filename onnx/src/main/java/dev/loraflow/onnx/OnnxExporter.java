@@ -7,9 +7,11 @@ import dev.loraflow.core.lora.LoRALinear;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.CheckpointWeights;
 import dev.loraflow.core.model.Gpt2Config;
+import dev.loraflow.core.model.LinearModule;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.model.WeightSpec;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.safetensors.SafetensorsFile;
@@ -133,19 +135,22 @@ public final class OnnxExporter {
                          long exportNanos, String modelSha256, String externalDataSha256) {}
 
     /**
-     * What exporting a model directory takes, from its checkpoint header alone: the disk the graph fills
-     * (4 bytes per parameter as float32, an 8 B model's 32 GB; a quantized graph less) and the heap the
-     * export holds.
+     * What exporting a model directory takes, from its config and checkpoint header alone: the disk the graph
+     * fills (4 bytes per parameter as float32, an 8 B model's 32 GB; a quantized graph its own size, an 8 B
+     * model's about 8.7 GB as int4 with float32 embeddings) and the heap the export holds.
      *
      * @param diskBytes the .onnx and its external data together, at most
      * @param heapBytes the float32 tensors held on the heap, the largest one merged, the quantized weights
      *                  (built before they are written) and the graph
+     * @param quantization how the graph stores its linear weights
      */
-    public record Requirements(long diskBytes, long heapBytes) {
+    public record Requirements(long diskBytes, long heapBytes, WeightQuantization quantization) {
 
         /** Ends the command with one line when the disk where {@code out} goes or the heap is too small. */
         public void require(String command, Path out) throws IOException {
-            Resources.requireDisk(command, out, diskBytes, "the graph's weights, at most 4 bytes per parameter");
+            Resources.requireDisk(command, out, diskBytes, quantization.quantized()
+                    ? "the graph's " + quantization.precision().label() + " weights and float32 tensors"
+                    : "the graph's weights, 4 bytes per parameter");
             Resources.requireHeap(heapBytes, "the float32 tensors held, the largest one merged, the quantized weights"
                     + " and the graph", "try " + Resources.LARGER_HEAP);
         }
@@ -158,22 +163,59 @@ public final class OnnxExporter {
 
     /**
      * @param quantization a quantized export quantizes one module's float32 weight at a time (widened or merged,
-     *                     the largest tensor's worth) and holds every quantized weight, about a byte per
-     *                     parameter with its scales, until the graph is written
+     *                     the largest tensor's worth) and holds every quantized weight with its scales until the
+     *                     graph is written; what it does not quantize it writes as float32
      */
     public static Requirements requirements(Path modelDirectory, WeightQuantization quantization) throws IOException {
         ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
-        CheckpointWeights.Footprint footprint = CheckpointWeights.footprint(modelDirectory, ModelLayout.of(config),
-                Quantization.NONE);
+        ModelLayout layout = ModelLayout.of(config);
+        CheckpointWeights.Footprint footprint = CheckpointWeights.footprint(modelDirectory, layout, Quantization.NONE);
         long largest = 0;
         try (ShardedSafetensors checkpoint = ShardedSafetensors.open(modelDirectory)) {
             for (String name : checkpoint.tensorNames()) {
                 largest = Math.max(largest, 4 * checkpoint.info(name).numel());
             }
         }
-        long quantizedHeld = quantization.quantized() ? footprint.parameters() : 0;
-        return new Requirements(4 * footprint.parameters(),
-                footprint.heapBytes() + 2 * largest + quantizedHeld + (64L << 20));
+        Map<String, LinearModule> modules = new LinkedHashMap<>();
+        for (LinearModule module : layout.linearModules()) {
+            modules.put(module.path() + ".weight", module);
+        }
+        long quantizedBytes = 0;
+        long floatBytes = 0;
+        for (WeightSpec spec : layout.weights()) {
+            long stored = quantizedBytes(spec, modules.get(spec.name()), quantization);
+            if (stored < 0) {
+                floatBytes += 4 * spec.numel();
+            } else {
+                quantizedBytes += stored;
+            }
+        }
+        // The rotary cos and sin tables of the decoders, [max_positions, head_dim / 2] float32 each.
+        long rotary = config instanceof DecoderConfig ? 4L * config.maxPositions() * config.headDim() : 0;
+        long weights = floatBytes + quantizedBytes + rotary;
+        // The nodes, names and protobuf framing around the weights: a small share of any real model's graph.
+        long disk = weights + weights / 64 + (1L << 20);
+        return new Requirements(disk, footprint.heapBytes() + 2 * largest + quantizedBytes + rotary + (64L << 20),
+                quantization);
+    }
+
+    /**
+     * The bytes a quantized export stores for {@code spec} (as {@link DecoderGraph} quantizes: the linear weights;
+     * the token embedding and an untied head only with int8 embeddings), or −1 for a tensor written as float32.
+     */
+    private static long quantizedBytes(WeightSpec spec, LinearModule module, WeightQuantization quantization) {
+        if (!quantization.quantized()) {
+            return -1;
+        }
+        long[] shape = spec.shape();
+        return switch (spec.role()) {
+            case LINEAR_WEIGHT -> module == null ? -1 : quantization.storedBytes(module.in(), module.out());
+            case OUTPUT_HEAD -> quantization.embeddingsInt8() && module != null
+                    ? quantization.storedBytes(module.in(), module.out()) : -1;
+            // int8 per token row, [vocab, hidden] with a scale per token
+            case TOKEN_EMBEDDING -> quantization.embeddingsInt8() ? shape[0] * shape[1] + 4 * shape[0] : -1;
+            default -> -1;
+        };
     }
 
     private OnnxExporter() {}

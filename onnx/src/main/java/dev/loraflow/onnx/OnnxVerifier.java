@@ -7,12 +7,17 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.kernels.Softmax;
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.CheckpointWeights;
 import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.train.Evaluation;
+import java.io.IOException;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Path;
@@ -157,6 +162,26 @@ public final class OnnxVerifier {
     }
 
     private OnnxVerifier() {}
+
+    /**
+     * Ends the command with one line, before anything is exported, when verifying a graph of about {@code graphBytes}
+     * against the Java model of {@code referenceDirectory} would not fit the memory available: ONNX Runtime holds the
+     * graph's weights, and the Java reference reads every one of its mapped (BF16/F16) weights at each token, so both
+     * stay resident while the probe runs (an 8 B BF16 model and its int4 graph: about 24 GB).
+     *
+     * @param graph   what the graph is, e.g. "the int4 graph"
+     * @param options what would make it fit
+     */
+    public static void requireMemory(Path referenceDirectory, long graphBytes, String graph, String options)
+            throws IOException {
+        ModelConfig config = ModelConfig.read(referenceDirectory.resolve("config.json"));
+        CheckpointWeights.Footprint reference = CheckpointWeights.footprint(referenceDirectory, ModelLayout.of(config),
+                Quantization.NONE);
+        Resources.requireMemory(graphBytes + reference.mappedBytes() + reference.nativeBytes(), "to verify: "
+                + Resources.size(graphBytes) + " for ONNX Runtime's session of " + graph + " beside the "
+                + Resources.size(reference.mappedBytes() + reference.nativeBytes())
+                + " of mapped weights the Java reference runs on", options);
+    }
 
     /** The standard probe, tolerance 1e-4, no extra inputs, one ONNX Runtime thread. */
     public static Result verify(Path onnxModel, CausalLanguageModel reference) {

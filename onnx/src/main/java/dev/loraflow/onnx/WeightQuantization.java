@@ -90,6 +90,22 @@ public record WeightQuantization(Precision precision, int blockSize, boolean zer
         return precision != Precision.F32;
     }
 
+    /**
+     * The bytes a linear weight of {@code in × out} takes in the graph: int8 one a weight and a float32 scale per
+     * output channel; int4 half a byte a weight, zero-padded to whole blocks, a float32 scale per block (and half
+     * a byte of zero point per block with zero points); float32 four a weight.
+     */
+    public long storedBytes(int in, int out) {
+        return switch (precision) {
+            case F32 -> 4L * in * out;
+            case INT8 -> (long) in * out + 4L * out;
+            case INT4 -> {
+                long blocks = (in + blockSize - 1) / blockSize;
+                yield out * blocks * (blockSize / 2 + 4) + (zeroPoints ? out * ((blocks + 1) / 2) : 0);
+            }
+        };
+    }
+
     /** For the metadata and the reports, e.g. "int4 block 32 symmetric, embeddings f32". */
     public String describe() {
         if (!quantized()) {

@@ -148,14 +148,18 @@ public final class CheckpointMerger {
         Path onnx = staging.resolve("onnx").resolve(ONNX_FILE);
         LoraMerge.Options options = new LoraMerge.Options(settings.dtype(), checkpoint.baseModelSha256());
         // Checked before anything is written: a model this process cannot merge, export and verify fails with the
-        // check's one line rather than an OutOfMemoryError or a full disk part way.
-        LoraMerge.Requirements mergeNeeds = LoraMerge.requirements(base, options);
-        mergeNeeds.require("merge", merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
-        OnnxExporter.Requirements exportNeeds = OnnxExporter.requirements(base);
-        Resources.requireDisk("merge", staging, mergeNeeds.outputBytes() + exportNeeds.diskBytes(),
-                "the merged model and its float32 ONNX graph");
-        Resources.requireMemory(exportNeeds.diskBytes(), "ONNX Runtime's session of the float32 graph, to verify it",
-                "give the merger more memory");
+        // check's one line (a warning, no stack trace: the checkpoint is fine, the machine too small for it) rather
+        // than an OutOfMemoryError or a full disk part way.
+        try {
+            LoraMerge.Requirements mergeNeeds = LoraMerge.requirements(base, options);
+            mergeNeeds.require("merge", merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
+            OnnxExporter.Requirements exportNeeds = OnnxExporter.requirements(base);
+            Resources.requireDisk("merge", staging, mergeNeeds.outputBytes() + exportNeeds.diskBytes(),
+                    "the merged model and its float32 ONNX graph");
+            OnnxVerifier.requireMemory(base, exportNeeds.diskBytes(), "the float32 graph", "give the merger more memory");
+        } catch (Resources.InsufficientResourcesException e) {
+            throw new Refused("error", e.getMessage());
+        }
         try {
             LoraMerge.merge(base, adapter, Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)), merged, options);
         } catch (MergeException e) {

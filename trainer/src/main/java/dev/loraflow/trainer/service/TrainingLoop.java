@@ -370,6 +370,9 @@ public final class TrainingLoop implements Runnable, AutoCloseable {
                 return true;
             }
             waitingSince.remove(partition);
+            // Hashing, mapping (and quantizing) a large base takes minutes (an 8 B one: 16 GB to read): say so meanwhile.
+            publish(new JobStatus(jobId, "STARTING: loading base model " + job.baseModel(), 0, job.totalSteps(),
+                    Double.NaN, 0, null, null, 0, 0, 0, 0, 0));
             BaseModels.Base base;
             try {
                 base = bases.get(job.baseModel());

@@ -290,6 +290,8 @@ class TrainingLoopFaultsTest {
         assertTrue(state.startsWith("FAILED: cannot start: needs about ") && state.contains("of Java heap")
                 && state.contains("lora.quantize nf4") && !state.contains("\n"), state);
         assertFalse(states.stream().anyMatch(s -> s.startsWith("PAUSED")), "not retried: " + states);
+        // Before the check the job said what it was doing, as it does for the minutes an 8 B base takes to load.
+        assertTrue(states.stream().anyMatch(s -> s.equals("STARTING: loading base model " + job.baseModel())), states.toString());
         assertTrue(deadLetters.stream().filter(letter -> letter.path("job_id").asText().equals(job.jobId()))
                 .allMatch(letter -> letter.path("reason").asText().contains("needs about")), deadLetters.toString());
     }
