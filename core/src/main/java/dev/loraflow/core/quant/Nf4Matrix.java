@@ -222,8 +222,8 @@ public final class Nf4Matrix implements FrozenMatrix {
                 // a vector of values from half as many bytes: each byte in two lanes, shifted to its high or low
                 // nibble, the nibbles looked up in the code table held in registers, times the block's absmax
                 FloatVector scales = FloatVector.broadcast(FLOATS, scale);
-                long lastByte = codes.byteSize() - FLOATS.length();
-                for (; index + FLOATS.length() <= blockEnd && (index >>> 1) <= lastByte; index += FLOATS.length()) {
+                long lastLoad = codes.byteSize() - FLOATS.length();   // a load reads a vector's lanes of bytes
+                for (; index + FLOATS.length() <= blockEnd && (index >>> 1) <= lastLoad; index += FLOATS.length()) {
                     IntVector nibbles = ((IntVector) ByteVector.fromMemorySegment(BYTES, codes, index >>> 1,
                                     ByteOrder.LITTLE_ENDIAN)
                             .rearrange(EACH_BYTE_TWICE)
