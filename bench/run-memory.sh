@@ -6,8 +6,9 @@
 #          compute efficiency: 4 · parameters · tokens/s FLOP/s against the best OpenBLAS sgemm GFLOP/s of
 #          bench/openblas_reference.py measured just before (the machine's fp32 peak as bench sees it);
 #   merge  of the trained adapter against cp of the checkpoint, and cp followed by sync of the copy (merge forces
-#          its output to disk before renaming it into place): seconds, peak RSS and CPU seconds; merge twice, with
-#          the base's digest unknown (hashed first) and given with --base-sha256 (hashed as the merge reads it).
+#          its output to disk before renaming it into place): seconds, peak RSS and CPU seconds; merge twice, the
+#          adapter as train wrote it (its base digest recorded: hashed as the merge reads the base, one pass) and a
+#          plain PEFT copy of it (no digest: the base hashed in a pass of its own first).
 # Rows go to $WORK/memory-<time>.md as a markdown table, and to stdout.
 # Settings from the environment: WORK (/tmp/loraflow-bench-memory), STEPS (3), LORAFLOW_JAVA_OPTS.
 # Disk: tinyllama 2.2 GB checkpoint + 2.2 GB merged; 8b 16 GB + 16 GB. Needs GNU time (/usr/bin/time).
@@ -103,14 +104,17 @@ for _ in range(64): print(json.dumps({'input_ids': [r.randrange(vocab) for _ in 
   read -r cps_secs _ cps_cpu <<<"$(measured sh -c "cp '$base/model.safetensors' '$WORK/$shape-copy.safetensors' && sync '$WORK/$shape-copy.safetensors'")"
   echo "| $shape | cp model.safetensors && sync | $cps_secs | | $cps_cpu s CPU |" | tee -a "$REPORT"
   rm -f "$WORK/$shape-copy.safetensors"
-  # the adapter of `train` records no base digest: the base is hashed in a pass of its own, then merged; with
-  # --base-sha256 (as the merger service has it from the checkpoint event) it is hashed from the merge's own reads
-  for known in no yes; do
-    digest=()
-    [ "$known" = yes ] && digest=(--base-sha256 "$(grep -o '"base_sha256":"[0-9a-f]*"' "$WORK/merge.log" | cut -d'"' -f4)")
-    read -r secs rss cpu <<<"$(measured "$LF" merge --base "$base" --adapter "$WORK/$shape-adapter-none" --out "$merged" "${digest[@]}")"
-    cp "$WORK/last.log" "$WORK/merge.log"
-    echo "| $shape | merge$([ "$known" = yes ] && echo " --base-sha256") | $secs | $(gb "$rss") | $cpu s CPU; $(awk -v m="$secs" -v c="$cp_secs" -v s="$cps_secs" 'BEGIN { printf "%.1f× cp, %.1f× cp && sync", m / c, m / s }') |" | tee -a "$REPORT"
+  # the adapter of `train` records the base's digest (trainer_state.json), so the base is hashed from the merge's own
+  # reads, in one pass (as the merger service does with the checkpoint event's); a plain PEFT copy of it records none,
+  # and the base is hashed in a pass of its own first
+  plain="$WORK/$shape-adapter-plain"
+  rm -rf "$plain"
+  mkdir -p "$plain"
+  cp "$WORK/$shape-adapter-none/adapter_config.json" "$WORK/$shape-adapter-none/adapter_model.safetensors" "$plain/"
+  for adapter in "$WORK/$shape-adapter-none" "$plain"; do
+    read -r secs rss cpu <<<"$(measured "$LF" merge --base "$base" --adapter "$adapter" --out "$merged")"
+    passes="$(grep -o '"base_passes":[0-9]' "$WORK/last.log" | cut -d: -f2)"
+    echo "| $shape | merge, $passes pass(es) over the base | $secs | $(gb "$rss") | $cpu s CPU; $(awk -v m="$secs" -v c="$cp_secs" -v s="$cps_secs" 'BEGIN { printf "%.1f× cp, %.1f× cp && sync", m / c, m / s }') |" | tee -a "$REPORT"
     rm -rf "$merged"
     sync
   done

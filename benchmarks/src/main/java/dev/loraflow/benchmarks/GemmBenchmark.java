@@ -27,8 +27,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * The three matmul layouts of a linear layer at GPT-2-small training shapes: 512 rows (batch × sequence)
  * through 768→768 (attention out), 768→2304 (c_attn), 768→3072 (c_fc) and 3072→768 (mlp c_proj).
  * Each operation is 2·M·K·N floating-point operations; bench/run-kernels.sh turns times into GFLOP/s.
- * The {@code ...Bf16} and {@code ...Nf4} variants take the weight as a frozen operand (BF16 off the heap,
- * or NF4), widened as it is packed: the goal is within 10 % of the float32 ones.
+ * The {@code ...Bf16}, {@code ...F16} and {@code ...Nf4} variants take the weight as a frozen operand (BF16 or F16
+ * off the heap, or NF4), widened as it is packed: the goal is within 10 % of the float32 ones; {@code widen...}
+ * times the widening alone.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -37,6 +38,8 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 5, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector"})
 public class GemmBenchmark {
+
+    private static final ValueLayout.OfShort U16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     /** rows × in × out of the linear layer. */
     @Param({"512x768x768", "512x768x2304", "512x768x3072", "512x3072x768"})
@@ -52,6 +55,7 @@ public class GemmBenchmark {
     private float[] dx;
     private float[] dw;
     private FrozenMatrix wBf16;
+    private FrozenMatrix wF16;
     private FrozenMatrix wNf4;
 
     @Setup
@@ -68,11 +72,14 @@ public class GemmBenchmark {
         dx = new float[m * k];
         dw = new float[n * k];
         Arena arena = Arena.ofShared();
-        MemorySegment half = arena.allocate(2L * n * k);
+        MemorySegment bf16 = arena.allocate(2L * n * k);
+        MemorySegment f16 = arena.allocate(2L * n * k);
         for (int i = 0; i < n * k; i++) {
-            half.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i, HalfFloats.toBf16(w[i]));
+            bf16.setAtIndex(U16_LE, i, HalfFloats.toBf16(w[i]));
+            f16.setAtIndex(U16_LE, i, HalfFloats.toF16(w[i]));
         }
-        wBf16 = new HalfMatrix(half, n, k, HalfMatrix.Format.BF16);
+        wBf16 = new HalfMatrix(bf16, n, k, HalfMatrix.Format.BF16);
+        wF16 = new HalfMatrix(f16, n, k, HalfMatrix.Format.F16);
         wNf4 = Nf4Matrix.quantize(wBf16, true, arena);
     }
 
@@ -104,6 +111,20 @@ public class GemmBenchmark {
         return dx;
     }
 
+    /** Forward with the weight frozen in F16. */
+    @Benchmark
+    public float[] forwardXWtF16() {
+        Gemm.sgemm(false, true, m, n, k, 1f, x, 0, k, wF16, 0f, y, 0, n, null);
+        return y;
+    }
+
+    /** Input gradient with the weight frozen in F16. */
+    @Benchmark
+    public float[] inputGradDyWF16() {
+        Gemm.sgemm(false, false, m, k, n, 1f, dy, 0, n, wF16, 0f, dx, 0, k, null);
+        return dx;
+    }
+
     /** Forward with the weight frozen in NF4. */
     @Benchmark
     public float[] forwardXWtNf4() {
@@ -116,6 +137,29 @@ public class GemmBenchmark {
     public float[] inputGradDyWNf4() {
         Gemm.sgemm(false, false, m, k, n, 1f, dy, 0, n, wNf4, 0f, dx, 0, k, null);
         return dx;
+    }
+
+    /** The widening alone, which the frozen GEMMs do as they pack: the BF16 weight to float32, row by row. */
+    @Benchmark
+    public float[] widenBf16() {
+        return widenWhole(wBf16);
+    }
+
+    @Benchmark
+    public float[] widenF16() {
+        return widenWhole(wF16);
+    }
+
+    @Benchmark
+    public float[] widenNf4() {
+        return widenWhole(wNf4);
+    }
+
+    private float[] widenWhole(FrozenMatrix weight) {
+        for (int row = 0; row < n; row++) {
+            weight.widen(row, 0, k, dw, row * k);
+        }
+        return dw;
     }
 
     /** Weight gradient: dW [n, k] = dYᵀ · X. */

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
+import dev.loraflow.core.train.TrainingCheckpoint;
 import dev.loraflow.core.merge.LoraMerge.OutputDType;
 import dev.loraflow.core.merge.LoraMerge;
 import java.nio.file.Files;
@@ -18,7 +19,8 @@ import picocli.CommandLine;
 @Command(name = "merge", mixinStandardHelpOptions = true,
         description = {"Folds a PEFT LoRA adapter into its base model: W = W0 + s·B·A, computed in float32, written as a",
                 "Hugging Face model directory (config.json, model.safetensors with the base's tensor names, tokenizer files).",
-                "A trainer checkpoint's recorded base SHA-256 must match the base; NaN/Inf aborts naming the module."})
+                "The base SHA-256 a training checkpoint records (or --base-sha256) must match the base, checked as it is",
+                "read; NaN/Inf aborts naming the module."})
 final class MergeCommand implements Callable<Integer> {
 
     @Spec
@@ -37,7 +39,8 @@ final class MergeCommand implements Callable<Integer> {
             description = "f32, f16, bf16, or base: each tensor as the base stores it (default: ${DEFAULT-VALUE}).")
     private String dtype;
 
-    @Option(names = "--base-sha256", description = "The base digest the adapter was trained on, checked as the base is read; a mismatch writes nothing.")
+    @Option(names = "--base-sha256", description = "The base digest the adapter was trained on, checked as the base is read; a mismatch writes nothing "
+            + "(default: what the adapter directory's trainer_state.json records, else none: the base is hashed in a pass of its own first).")
     private String baseSha256;
 
     @Override
@@ -50,7 +53,15 @@ final class MergeCommand implements Callable<Integer> {
         }
         Options.check(spec, baseSha256 == null || baseSha256.matches("[0-9a-f]{64}"),
                 "--base-sha256 must be 64 lower-case hex digits, got " + baseSha256);
-        LoraMerge.Options options = new LoraMerge.Options(outputDType, baseSha256);
+        // The digest the base must have: given, or recorded by the training run that made the adapter. Known, the base
+        // is hashed from the very reads that merge it (one pass); unknown, in a pass of its own first.
+        String expectedFrom = "--base-sha256";
+        String expected = baseSha256;
+        if (expected == null) {
+            expected = TrainingCheckpoint.recordedBaseSha256(adapter).orElse(null);
+            expectedFrom = expected == null ? null : adapter.resolve(TrainingCheckpoint.STATE_FILE).toString();
+        }
+        LoraMerge.Options options = new LoraMerge.Options(outputDType, expected);
         LoraMerge.Requirements needs = LoraMerge.requirements(base, options);
         needs.require("merge", out, Files.size(adapter.resolve(PeftAdapter.WEIGHTS_FILE)));
         Quantization trainedOn = Quantization.recordedIn(PeftAdapter.read(adapter).config());
@@ -65,6 +76,8 @@ final class MergeCommand implements Callable<Integer> {
         line.put("dtype", outputDType.toString());
         line.put("base", base.toString());
         line.put("base_sha256", result.baseSha256());
+        line.put("base_sha256_expected_from", expectedFrom);
+        line.put("base_passes", expected == null ? 2 : 1);
         line.put("adapter_trained_on", trainedOn == Quantization.NONE ? "base as stored" : trainedOn + " quantization of the base");
         line.put("model_safetensors_sha256", result.weightsSha256());
         line.put("adapter_sha256", result.adapterSha256());

@@ -7,6 +7,7 @@ import dev.loraflow.core.data.Example;
 import dev.loraflow.core.data.JsonlExamples;
 import dev.loraflow.core.model.LoraTargets;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.optim.AdamW;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.PeftAdapter;
@@ -22,6 +23,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.OptionalLong;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -29,7 +31,8 @@ import picocli.CommandLine.Spec;
 
 @Command(name = "train", mixinStandardHelpOptions = true,
         description = {"Trains a LoRA adapter on a base model and writes it as a PEFT adapter directory,",
-                "with the training state beside it so that --resume continues bit-identically."})
+                "with the training state beside it so that --resume continues bit-identically; the state records the",
+                "base's SHA-256 (taken while training runs), which merge and --resume check the base against."})
 final class TrainCommand implements Callable<Integer>, HeapSized {
 
     @Spec
@@ -156,6 +159,9 @@ final class TrainCommand implements Callable<Integer>, HeapSized {
             spec.commandLine().getErr().println("loraflow train: gradient checkpointing on: without it the step's "
                     + "activations would not fit in memory (--no-gradient-checkpointing to refuse)");
         }
+        // Hashed on a thread of its own while the model loads and the first steps run; every checkpoint records it,
+        // so that a merge of the adapter checks its base as it reads it, in one pass.
+        CompletableFuture<String> baseSha256 = ModelDigest.inBackground(base);
         try (ModelFiles files = ModelFiles.openForTraining(base, lora, seed, quantization)) {
             ModelConfig config = files.model().config();
             List<Example> examples = JsonlExamples.read(data, files.tokenizer(), config.vocabSize());
@@ -164,7 +170,7 @@ final class TrainCommand implements Callable<Integer>, HeapSized {
                     new AdamW.Settings(0.9f, 0.999f, 1e-8f, (float) weightDecay), maxGradNorm, seed,
                     estimate.gradientCheckpointing());
             String dataId = "sha256:" + Trainer.fingerprint(examples) + (shuffle ? ";shuffled" : ";in-order");
-            Trainer trainer = new Trainer(files.model(), settings, dataId);
+            Trainer trainer = new Trainer(files.model(), settings, dataId, baseSha256);
             if (resume) {
                 trainer.restore(out);
             }
@@ -193,6 +199,7 @@ final class TrainCommand implements Callable<Integer>, HeapSized {
             trainer.save(out);
             ObjectNode summary = new ObjectMapper().createObjectNode();
             summary.put("adapter", out.toString());
+            summary.put("base_sha256", baseSha256.join());
             summary.put("steps", trainer.completedSteps());
             summary.put("tokens", tokens);
             summary.put("quantization", quantization.toString());

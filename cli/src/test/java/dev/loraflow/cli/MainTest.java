@@ -162,6 +162,18 @@ class MainTest {
                 "--steps", "1", "--seq-len", "8");
         assertEquals(1, again.exitCode());
         assertTrue(again.err().contains("--resume"), again.err());
+
+        Path otherBase = temp.resolve("other-base");
+        assertEquals(0, run("init-model", "--arch", "gpt2", "--layers", "2", "--hidden", "32", "--heads", "4", "--vocab",
+                "300", "--context", "32", "--seed", "2", "--out", otherBase.toString()).exitCode());
+        byte[] state = Files.readAllBytes(adapter.resolve("trainer_state.json"));
+        Run elsewhere = run("train", "--base", otherBase.toString(), "--data", data.toString(), "--out", adapter.toString(),
+                "--steps", "2", "--seq-len", "8", "--resume");
+        assertEquals(1, elsewhere.exitCode());
+        assertTrue(elsewhere.err().strip().lines().toList().getLast().contains("resume the run on the base it started on"),
+                elsewhere.err());
+        assertFalse(elsewhere.err().contains("\tat "), "no stack trace: " + elsewhere.err());
+        assertArrayEquals(state, Files.readAllBytes(adapter.resolve("trainer_state.json")), "the checkpoint stays");
     }
 
     /** Each run in its own JVM, so that a resumed process starts cold as after a crash. */
@@ -176,7 +188,8 @@ class MainTest {
         runJvm(common, "--out", resumed.toString(), "--until-step", "3");
         assertEquals(3, JSON.readTree(resumed.resolve("trainer_state.json").toFile()).get("step").asInt());
         runJvm(common, "--out", resumed.toString(), "--resume");
-        for (String file : List.of("adapter_model.safetensors", "optimizer.safetensors", "adapter_config.json")) {
+        for (String file : List.of("adapter_model.safetensors", "optimizer.safetensors", "adapter_config.json",
+                "trainer_state.json")) {
             assertArrayEquals(Files.readAllBytes(straight.resolve(file)), Files.readAllBytes(resumed.resolve(file)), file);
         }
     }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.loraflow.cli.MainTest.Run;
+import dev.loraflow.core.model.ModelDigest;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.TensorInfo;
@@ -26,6 +27,8 @@ class MergeExportCommandsTest {
     static Path base;
     static Path adapter;
     static Path data;
+    /** The base digest the train command reported. */
+    static String trainedOn;
 
     @BeforeAll
     static void baseAndTrainedAdapter() throws IOException {
@@ -44,6 +47,49 @@ class MergeExportCommandsTest {
                 "--steps", "3", "--batch-size", "2", "--seq-len", "8", "--rank", "4", "--lr", "5e-2", "--targets",
                 "c_attn,c_proj,c_fc");
         assertEquals(0, train.exitCode(), train.err());
+        trainedOn = train.json().get("base_sha256").asText();
+    }
+
+    @Test
+    void aTrainedAdapterRecordsItsBaseSoMergeChecksItInOnePassAndRefusesAnotherBase() throws IOException {
+        assertEquals(ModelDigest.of(base), trainedOn, "train records the digest of the base it loaded");
+        Run merge = MainTest.run("merge", "--base", base.toString(), "--adapter", adapter.toString(), "--out",
+                temp.resolve("one-pass").toString());
+        assertEquals(0, merge.exitCode(), merge.err());
+        JsonNode result = merge.json();
+        assertEquals(1, result.get("base_passes").asInt(), "hashed from the reads that merge it: " + merge.out());
+        assertEquals(adapter.resolve("trainer_state.json").toString(), result.get("base_sha256_expected_from").asText());
+        assertEquals(trainedOn, result.get("base_sha256").asText());
+
+        // the same base with one weight's last byte changed
+        Path tampered = Files.createDirectories(temp.resolve("tampered-base"));
+        try (var files = Files.list(base)) {
+            for (Path file : files.toList()) {
+                Files.copy(file, tampered.resolve(file.getFileName()));
+            }
+        }
+        Path weights = tampered.resolve("model.safetensors");
+        byte[] bytes = Files.readAllBytes(weights);
+        bytes[bytes.length - 1] ^= 1;
+        Files.write(weights, bytes);
+        Path refusedOut = temp.resolve("refused");
+        Run refused = MainTest.run("merge", "--base", tampered.toString(), "--adapter", adapter.toString(), "--out",
+                refusedOut.toString());
+        assertEquals(1, refused.exitCode(), refused.out());
+        assertTrue(refused.err().contains(trainedOn) && refused.err().strip().lines().count() == 1, refused.err());
+        assertFalse(Files.exists(refusedOut), "nothing is left of a merge into the wrong base");
+
+        // a plain PEFT adapter records no base: the base is hashed in a pass of its own
+        Path plain = Files.createDirectories(temp.resolve("plain-adapter"));
+        for (String file : List.of("adapter_config.json", "adapter_model.safetensors")) {
+            Files.copy(adapter.resolve(file), plain.resolve(file));
+        }
+        Run twoPasses = MainTest.run("merge", "--base", tampered.toString(), "--adapter", plain.toString(), "--out",
+                temp.resolve("two-passes").toString());
+        assertEquals(0, twoPasses.exitCode(), twoPasses.err());
+        assertEquals(2, twoPasses.json().get("base_passes").asInt());
+        assertTrue(twoPasses.json().get("base_sha256_expected_from").isNull());
+        assertEquals(ModelDigest.of(tampered), twoPasses.json().get("base_sha256").asText());
     }
 
     @Test

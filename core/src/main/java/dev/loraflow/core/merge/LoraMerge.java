@@ -1,7 +1,5 @@
 package dev.loraflow.core.merge;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.loraflow.core.io.AtomicFiles;
 import dev.loraflow.core.io.DigestingChannel;
 import dev.loraflow.core.io.DirectFileWriter;
@@ -21,6 +19,7 @@ import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.SafetensorsWriter;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import dev.loraflow.core.safetensors.TensorInfo;
+import dev.loraflow.core.train.TrainingCheckpoint;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -41,7 +40,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Optional;
 import java.security.MessageDigest;
 import java.util.Set;
 import java.util.stream.Stream;
@@ -75,8 +73,6 @@ public final class LoraMerge {
     public static final List<String> COPIED_FILES = List.of("tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
             "generation_config.json", "chat_template.jinja");
-    /** The trainer service's job state beside the adapter, which records the base it trained on. */
-    public static final String JOB_STATE_FILE = "job_state.json";
     /** safetensors metadata of the merged file, beside {@code format: pt}. */
     public static final String BASE_MODEL_SHA256 = "loraflow.base_model_sha256";
     public static final String ADAPTER_SHA256 = "loraflow.adapter_sha256";
@@ -198,30 +194,19 @@ public final class LoraMerge {
     }
 
     /**
-     * The CLI's {@code merge --base DIR --adapter DIR --out DIR [--dtype ...]}: when the adapter directory
-     * is a trainer checkpoint, its recorded base digest is checked unless {@code options} names one.
+     * The CLI's {@code merge --base DIR --adapter DIR --out DIR [--dtype ...]}: when the adapter directory is a
+     * training checkpoint (of {@code train} or the trainer service), the base digest it records is checked as the
+     * base is read unless {@code options} names one ({@link TrainingCheckpoint#recordedBaseSha256}).
      */
     public static Result mergeDirectory(Path baseDirectory, Path adapterDirectory, Path outDirectory, Options options)
             throws IOException {
         PeftAdapter adapter = PeftAdapter.read(adapterDirectory);
         if (options.expectedBaseSha256() == null) {
-            options = options.withExpectedBaseSha256(recordedBaseSha256(adapterDirectory).orElse(null));
+            options = options.withExpectedBaseSha256(
+                    TrainingCheckpoint.recordedBaseSha256(adapterDirectory).orElse(null));
         }
         return merge(baseDirectory, adapter, Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)),
                 outDirectory, options);
-    }
-
-    /** The base digest a trainer checkpoint records in {@value #JOB_STATE_FILE}, if the directory has one. */
-    public static Optional<String> recordedBaseSha256(Path adapterDirectory) throws IOException {
-        Path state = adapterDirectory.resolve(JOB_STATE_FILE);
-        if (!Files.isRegularFile(state)) {
-            return Optional.empty();
-        }
-        JsonNode sha = new ObjectMapper().readTree(state.toFile()).path("base_sha256");
-        if (!sha.isTextual() || sha.asText().isBlank()) {
-            throw new IOException(state + ": has no base_sha256");
-        }
-        return Optional.of(sha.asText());
     }
 
     /**

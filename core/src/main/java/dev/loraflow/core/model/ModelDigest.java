@@ -11,6 +11,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 
 /**
  * The SHA-256 that names a base model on the platform (the trainer's checkpoint events carry it as
@@ -28,6 +29,24 @@ public final class ModelDigest {
 
     public static String of(Path modelDirectory) throws IOException {
         return of(modelDirectory, Map.of());
+    }
+
+    /**
+     * The digest, taken on a thread of its own, for a caller that needs it only later: a training run starts it
+     * before it loads the model and records it in its checkpoints, so the hashing (about a second of one core per
+     * GB) overlaps the load and the first steps instead of preceding them. The thread is a daemon: a run that ends
+     * without waiting for it is not held up.
+     */
+    public static CompletableFuture<String> inBackground(Path modelDirectory) {
+        CompletableFuture<String> digest = new CompletableFuture<>();
+        Thread.ofPlatform().daemon().name("loraflow-model-digest").start(() -> {
+            try {
+                digest.complete(of(modelDirectory));
+            } catch (IOException | RuntimeException e) {
+                digest.completeExceptionally(e);
+            }
+        });
+        return digest;
     }
 
     /**

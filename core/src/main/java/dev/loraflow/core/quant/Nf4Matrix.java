@@ -5,6 +5,14 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.stream.IntStream;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * A frozen weight in QLoRA's 4-bit NormalFloat (NF4), laid out as bitsandbytes lays it out: the matrix
@@ -34,8 +42,19 @@ public final class Nf4Matrix implements FrozenMatrix {
     public static final int ABSMAX_BLOCK = 256;
 
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT;
-    /** Eight packed bytes, the first in the lowest bits. */
-    private static final ValueLayout.OfLong WORD = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Integer> INTS = VectorSpecies.of(int.class, FLOATS.vectorShape());
+    /** A vector's codes: half as many bytes as it has values, loaded into a byte vector of as many lanes. */
+    private static final VectorSpecies<Byte> BYTES =
+            VectorSpecies.of(byte.class, VectorShape.forBitSize(FLOATS.length() * Byte.SIZE));
+    private static final VectorShuffle<Byte> EACH_BYTE_TWICE = VectorShuffle.fromOp(BYTES, lane -> lane / 2);
+    /** The first of a byte's two values is its high nibble. */
+    private static final IntVector NIBBLE_SHIFTS =
+            IntVector.fromArray(INTS, IntStream.range(0, INTS.length()).map(lane -> lane % 2 == 0 ? 4 : 0).toArray(), 0);
+    /** The code table as float32 bits: one vector of 16 lanes, or two of 8; widening by table lookup needs one of those. */
+    private static final boolean VECTOR_LOOKUP = FLOATS.length() == 16 || FLOATS.length() == 8;
+    private static final IntVector CODE_BITS;
+    private static final IntVector CODE_BITS_HIGH;
     /** Each byte's two values, normalised (before the absmax): the high nibble's first. */
     private static final float[] PAIRS = new float[512];
 
@@ -44,6 +63,12 @@ public final class Nf4Matrix implements FrozenMatrix {
             PAIRS[2 * b] = CODE[b >>> 4];
             PAIRS[2 * b + 1] = CODE[b & 15];
         }
+        int[] codeBits = new int[CODE.length];
+        for (int i = 0; i < CODE.length; i++) {
+            codeBits[i] = Float.floatToRawIntBits(CODE[i]);
+        }
+        CODE_BITS = VECTOR_LOOKUP ? IntVector.fromArray(INTS, codeBits, 0) : null;
+        CODE_BITS_HIGH = VECTOR_LOOKUP && FLOATS.length() == 8 ? IntVector.fromArray(INTS, codeBits, 8) : null;
     }
 
     private final int rows;
@@ -193,13 +218,23 @@ public final class Nf4Matrix implements FrozenMatrix {
                 dst[out++] = CODE[code(index)] * scale;
                 index++;
             }
-            // sixteen values from one 8-byte read, each byte's two through one table read
-            for (; index + 15 < blockEnd; index += 16) {
-                long word = codes.get(WORD, index >>> 1);
-                for (int shift = 0; shift < Long.SIZE; shift += Byte.SIZE) {
-                    int pair = 2 * (int) ((word >>> shift) & 0xFF);
-                    dst[out++] = PAIRS[pair] * scale;
-                    dst[out++] = PAIRS[pair + 1] * scale;
+            if (VECTOR_LOOKUP) {
+                // a vector of values from half as many bytes: each byte in two lanes, shifted to its high or low
+                // nibble, the nibbles looked up in the code table held in registers, times the block's absmax
+                FloatVector scales = FloatVector.broadcast(FLOATS, scale);
+                long lastLoad = codes.byteSize() - FLOATS.length();   // a load reads a vector's lanes of bytes
+                for (; index + FLOATS.length() <= blockEnd && (index >>> 1) <= lastLoad; index += FLOATS.length()) {
+                    IntVector nibbles = ((IntVector) ByteVector.fromMemorySegment(BYTES, codes, index >>> 1,
+                                    ByteOrder.LITTLE_ENDIAN)
+                            .rearrange(EACH_BYTE_TWICE)
+                            .convertShape(VectorOperators.B2I, INTS, 0))
+                            .lanewise(VectorOperators.LSHR, NIBBLE_SHIFTS)
+                            .and(0x0F);
+                    IntVector normalized = CODE_BITS_HIGH == null
+                            ? nibbles.selectFrom(CODE_BITS)
+                            : nibbles.selectFrom(CODE_BITS, CODE_BITS_HIGH);
+                    normalized.reinterpretAsFloats().mul(scales).intoArray(dst, out);
+                    out += FLOATS.length();
                 }
             }
             // whole bytes: both values through one table read

@@ -16,6 +16,8 @@ import java.nio.ByteOrder;
 import java.security.MessageDigest;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /**
  * LoRA training of a model's adapters: gradient accumulation over micro-batches, clipping, AdamW on
@@ -40,21 +42,41 @@ public final class Trainer {
     private final AdamW optimizer;
     private final List<Parameter> parameters;
     private final CausalLanguageModel.Workspace workspace;
+    /** The base model's digest, perhaps still being taken; null where the caller does not know the base. */
+    private final CompletableFuture<String> baseSha256;
     private long step;
     private long dataPosition;
+    /** The base digest of the checkpoint this run resumed, which the base must match; null when none. */
+    private String resumedBaseSha256;
 
     /**
+     * A run whose checkpoints record no base digest (a merge of its adapter then hashes the base first).
+     *
      * @param dataId names the data and its order (e.g. {@link #fingerprint} of a file's examples, or a
      *               job id): a checkpoint resumes only a run over the same data
      * @throws IllegalArgumentException if the model has no adapter or the sequence length exceeds its context
      */
     public Trainer(CausalLanguageModel model, TrainingSettings settings, String dataId) {
+        this(model, settings, dataId, null);
+    }
+
+    /**
+     * @param baseSha256 the {@link dev.loraflow.core.model.ModelDigest ModelDigest} of the base the model was loaded
+     *                   from, recorded in each checkpoint so that a merge of the adapter checks its base as it reads
+     *                   it, in one pass; it may still be being taken ({@link
+     *                   dev.loraflow.core.model.ModelDigest#inBackground}): only {@link #save} waits for it. A resumed
+     *                   run whose base differs from its checkpoint's stops at the first step after it is known.
+     * @throws IllegalArgumentException if the model has no adapter or the sequence length exceeds its context
+     */
+    public Trainer(CausalLanguageModel model, TrainingSettings settings, String dataId,
+                   CompletableFuture<String> baseSha256) {
         if (model.trainableParameters().isEmpty()) {
             throw new IllegalArgumentException("the model has no LoRA adapter to train");
         }
         this.model = model;
         this.settings = settings;
         this.dataId = dataId;
+        this.baseSha256 = baseSha256;
         this.parameters = model.trainableParameters();
         this.optimizer = new AdamW(parameters, settings.optimizer());
         this.workspace = model.newWorkspace(settings.batchSize(), settings.seqLen(), settings.gradientCheckpointing());
@@ -100,6 +122,12 @@ public final class Trainer {
     public StepResult step(List<Batch> microBatches, long dataPositionAfter) {
         if (finished()) {
             throw new IllegalStateException("training already ran its " + settings.steps() + " steps");
+        }
+        if (baseSha256 != null && baseSha256.isDone() && !baseSha256.isCompletedExceptionally()) {
+            String mismatch = baseMismatch(baseSha256.join());
+            if (mismatch != null) {
+                throw new IllegalStateException(mismatch);
+            }
         }
         int accumulation = settings.gradAccum();
         if (microBatches.size() != accumulation) {
@@ -156,10 +184,35 @@ public final class Trainer {
         }
     }
 
-    /** Writes the adapter and everything a resumed run needs into {@code directory}. */
+    /**
+     * Writes the adapter and everything a resumed run needs into {@code directory}, once the base's digest is known.
+     *
+     * @throws TrainingStateException if this run resumed a checkpoint trained on another base; nothing is written
+     */
     public void save(Path directory) throws IOException {
+        String base = resumedBaseSha256;
+        if (baseSha256 != null) {
+            try {
+                base = baseSha256.join();
+            } catch (CompletionException e) {
+                throw new IOException("cannot record the base model's SHA-256: " + e.getCause().getMessage(), e.getCause());
+            }
+            String mismatch = baseMismatch(base);
+            if (mismatch != null) {
+                throw new TrainingStateException(mismatch);
+            }
+        }
         TrainingCheckpoint.write(directory, model.toPeftAdapter(), parameters, optimizer.state(),
-                TrainingCheckpoint.Progress.of(step, dataPosition, dataId, settings));
+                TrainingCheckpoint.Progress.of(step, dataPosition, dataId, settings, base));
+    }
+
+    /** Why the run may not go on on the base with digest {@code actual}, or null when it may. */
+    private String baseMismatch(String actual) {
+        if (resumedBaseSha256 == null || resumedBaseSha256.equals(actual)) {
+            return null;
+        }
+        return "the checkpoint was trained on the base model with SHA-256 " + resumedBaseSha256 + ", but this base has"
+                + " SHA-256 " + actual + ": resume the run on the base it started on";
     }
 
     /**
@@ -185,5 +238,6 @@ public final class Trainer {
         }
         step = progress.step();
         dataPosition = progress.dataPosition();
+        resumedBaseSha256 = progress.baseSha256();
     }
 }

@@ -23,13 +23,14 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * A training run's complete state in one directory, beside the PEFT adapter it trains:
  * {@code adapter_config.json} + {@code adapter_model.safetensors} (F32, loadable by PEFT as is),
  * {@code optimizer.safetensors} (AdamW's moments, {@code <parameter>.exp_avg} and {@code .exp_avg_sq})
  * and {@code trainer_state.json} (step, data position, the settings that must not change on resume,
- * and the SHA-256 of the other files).
+ * the digest of the base model trained on, and the SHA-256 of the other files).
  *
  * <p>Each file is replaced atomically and the state file goes last, naming the digests of the
  * files it belongs with: a crash between two files leaves a checkpoint that {@link #read} refuses
@@ -41,6 +42,8 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
     public static final String OPTIMIZER_FILE = "optimizer.safetensors";
     static final String FORMAT = "loraflow.training-state";
     static final int VERSION = 1;
+    /** The state file's key for the base model's digest; absent where the run did not know it. */
+    static final String BASE_SHA256 = "base_sha256";
     private static final long MAX_STATE_BYTES = 1 << 20;
     private static final ObjectMapper JSON = new ObjectMapper(
             JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build());
@@ -48,14 +51,16 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
     /**
      * Where a run stands, and what it was run with that a resumed run must repeat.
      *
-     * @param dataId names the training data and its order, see {@link Trainer}
+     * @param dataId     names the training data and its order, see {@link Trainer}
+     * @param baseSha256 the base model's {@link dev.loraflow.core.model.ModelDigest ModelDigest} (a merge of the
+     *                   adapter checks the base against it), or null where the run did not know it
      */
     public record Progress(long step, long dataPosition, String dataId, long seed, int batchSize, int seqLen,
-                           int gradAccum) {
+                           int gradAccum, String baseSha256) {
 
-        static Progress of(long step, long dataPosition, String dataId, TrainingSettings settings) {
+        static Progress of(long step, long dataPosition, String dataId, TrainingSettings settings, String baseSha256) {
             return new Progress(step, dataPosition, dataId, settings.seed(), settings.batchSize(), settings.seqLen(),
-                    settings.gradAccum());
+                    settings.gradAccum(), baseSha256);
         }
 
         /** A run may resume from this progress only with the same data order, batches and dropout keys. */
@@ -135,6 +140,9 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
         state.put("batch_size", progress.batchSize());
         state.put("seq_len", progress.seqLen());
         state.put("grad_accum", progress.gradAccum());
+        if (progress.baseSha256() != null) {
+            state.put(BASE_SHA256, progress.baseSha256());
+        }
         ObjectNode files = state.putObject("sha256");
         for (String file : List.of(PeftAdapter.CONFIG_FILE, PeftAdapter.WEIGHTS_FILE, OPTIMIZER_FILE)) {
             files.put(file, Sha256.of(directory.resolve(file)));
@@ -153,22 +161,7 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
         if (!Files.isRegularFile(stateFile)) {
             throw new TrainingStateException(directory + ": no " + STATE_FILE + " (not a training checkpoint)");
         }
-        if (Files.size(stateFile) > MAX_STATE_BYTES) {
-            throw new TrainingStateException(stateFile + ": larger than " + MAX_STATE_BYTES + " bytes");
-        }
-        JsonNode state;
-        try {
-            state = JSON.readTree(Files.readString(stateFile, StandardCharsets.UTF_8));
-        } catch (JacksonException | java.nio.charset.MalformedInputException e) {
-            throw new TrainingStateException(stateFile + ": not valid JSON: " + e.getMessage(), e);
-        }
-        if (state == null || !state.isObject() || !FORMAT.equals(state.path("format").asText(null))) {
-            throw new TrainingStateException(stateFile + ": not a " + FORMAT + " file");
-        }
-        if (state.path("version").asInt(-1) != VERSION) {
-            throw new TrainingStateException(stateFile + ": version " + state.path("version") + ", this build reads "
-                    + VERSION);
-        }
+        JsonNode state = readState(stateFile);
         JsonNode digests = state.path("sha256");
         for (String file : List.of(PeftAdapter.CONFIG_FILE, PeftAdapter.WEIGHTS_FILE, OPTIMIZER_FILE)) {
             Path path = directory.resolve(file);
@@ -193,12 +186,60 @@ public record TrainingCheckpoint(PeftAdapter adapter, Moments moments, Progress 
                 bounded(state, "seed", stateFile, Long.MIN_VALUE, Long.MAX_VALUE),
                 (int) bounded(state, "batch_size", stateFile, 1, Integer.MAX_VALUE),
                 (int) bounded(state, "seq_len", stateFile, 2, Integer.MAX_VALUE),
-                (int) bounded(state, "grad_accum", stateFile, 1, Integer.MAX_VALUE));
+                (int) bounded(state, "grad_accum", stateFile, 1, Integer.MAX_VALUE), baseSha256(state, stateFile));
         if (optimizer.step() != step) {
             throw new TrainingStateException(directory + ": optimizer is at step " + optimizer.step() + ", the state at "
                     + step);
         }
         return new TrainingCheckpoint(adapter, optimizer, progress);
+    }
+
+    /**
+     * The digest of the base model the checkpoint in {@code directory} was trained on, from its state file alone
+     * (the adapter and moments are neither read nor checked): what a merge of the adapter expects the base to be.
+     * Empty when the directory holds no training checkpoint (a plain PEFT adapter) or one that did not record it.
+     *
+     * @throws TrainingStateException if the state file is malformed
+     */
+    public static Optional<String> recordedBaseSha256(Path directory) throws IOException {
+        Path stateFile = directory.resolve(STATE_FILE);
+        if (!Files.isRegularFile(stateFile)) {
+            return Optional.empty();
+        }
+        return Optional.ofNullable(baseSha256(readState(stateFile), stateFile));
+    }
+
+    /** The state file's JSON, once it is known to be this format's. */
+    private static JsonNode readState(Path stateFile) throws IOException {
+        if (Files.size(stateFile) > MAX_STATE_BYTES) {
+            throw new TrainingStateException(stateFile + ": larger than " + MAX_STATE_BYTES + " bytes");
+        }
+        JsonNode state;
+        try {
+            state = JSON.readTree(Files.readString(stateFile, StandardCharsets.UTF_8));
+        } catch (JacksonException | java.nio.charset.MalformedInputException e) {
+            throw new TrainingStateException(stateFile + ": not valid JSON: " + e.getMessage(), e);
+        }
+        if (state == null || !state.isObject() || !FORMAT.equals(state.path("format").asText(null))) {
+            throw new TrainingStateException(stateFile + ": not a " + FORMAT + " file");
+        }
+        if (state.path("version").asInt(-1) != VERSION) {
+            throw new TrainingStateException(stateFile + ": version " + state.path("version") + ", this build reads "
+                    + VERSION);
+        }
+        return state;
+    }
+
+    /** The recorded base digest, null when there is none (a checkpoint from before it was recorded). */
+    private static String baseSha256(JsonNode state, Path stateFile) throws TrainingStateException {
+        JsonNode value = state.get(BASE_SHA256);
+        if (value == null) {
+            return null;
+        }
+        if (!value.isTextual() || !value.asText().matches("[0-9a-f]{64}")) {
+            throw new TrainingStateException(stateFile + ": \"" + BASE_SHA256 + "\" must be 64 lower-case hex digits");
+        }
+        return value.asText();
     }
 
     /** The parameters an adapter's modules hold: A and B of each. */

@@ -3,6 +3,8 @@ package dev.loraflow.core.kernels;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.loraflow.core.quant.Int8Matrix;
 import dev.loraflow.core.quant.Nf4Matrix;
@@ -15,6 +17,7 @@ import java.util.Random;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
@@ -62,6 +65,52 @@ class FrozenGemmTest {
             assertArrayEquals(widened, frozen.toFloat32(), "widening is exact");
             assertSameAsFloat32Gemm(random, m, n, k, transB, frozen, widened);
         }
+    }
+
+    /**
+     * Every 16-bit pattern, widened a row at a time (the vector path) and in runs from odd columns (its scalar tail too),
+     * has the bits of the scalar conversion: Float.float16ToFloat for F16 (subnormals and Inf included), the top half of
+     * a float32 for BF16. A NaN stays a NaN of its sign; its payload is compared only as far as conversions agree on
+     * it (Float.float16ToFloat keeps a signalling NaN signalling when interpreted; compiled to F16C's vcvtph2ps it
+     * quiets it). Repeated so that the compiled code is checked, not only the interpreted.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(HalfMatrix.Format.class)
+    void everyBitPatternWidensExactly(HalfMatrix.Format format) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment all = arena.allocate(2 * 65536);
+            int[] expected = new int[65536];
+            for (int bits = 0; bits < 65536; bits++) {
+                all.setAtIndex(U16_LE, bits, (short) bits);
+                expected[bits] = Float.floatToRawIntBits(format == HalfMatrix.Format.F16
+                        ? Float.float16ToFloat((short) bits) : Float.intBitsToFloat(bits << 16));
+            }
+            HalfMatrix matrix = new HalfMatrix(all, 256, 256, format);
+            float[] run = new float[256];
+            for (int round = 0; round < 20; round++) {
+                float[] widened = matrix.toFloat32();
+                for (int bits = 0; bits < 65536; bits++) {
+                    if (!sameUpToNanPayload(expected[bits], Float.floatToRawIntBits(widened[bits]))) {
+                        fail(format + " 0x" + Integer.toHexString(bits) + " widened to 0x"
+                                + Integer.toHexString(Float.floatToRawIntBits(widened[bits])) + ", not 0x"
+                                + Integer.toHexString(expected[bits]) + ", in round " + round);
+                    }
+                }
+                int row = round * 13 % 256;
+                int col = 1 + round % 7;
+                matrix.widen(row, col, 256 - col, run, 0);
+                for (int i = 0; i < 256 - col; i++) {
+                    assertTrue(sameUpToNanPayload(expected[row * 256 + col + i], Float.floatToRawIntBits(run[i])),
+                            "row " + row + " col " + (col + i));
+                }
+            }
+        }
+    }
+
+    /** The same float32 bits, or NaNs of the same sign. */
+    private static boolean sameUpToNanPayload(int expected, int actual) {
+        return expected == actual || Float.isNaN(Float.intBitsToFloat(expected)) && Float.isNaN(Float.intBitsToFloat(actual))
+                && (expected < 0) == (actual < 0);
     }
 
     static Stream<Arguments> quantizedShapes() {

@@ -20,6 +20,7 @@ import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.safetensors.HalfFloats;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.TensorInfo;
+import dev.loraflow.core.train.TrainingCheckpoint;
 import dev.loraflow.core.merge.LoraMerge.OutputDType;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
@@ -366,19 +367,24 @@ class LoraMergeTest {
         Path adapterDir = temp.resolve("adapter");
         MergeFixtures.adapter(config, MergeFixtures.lora(config), 2, 0.3f).write(adapterDir, DType.F32);
 
-        Files.writeString(adapterDir.resolve(LoraMerge.JOB_STATE_FILE), "{\"base_sha256\": \"" + "ab".repeat(32) + "\"}");
+        Files.writeString(adapterDir.resolve(TrainingCheckpoint.STATE_FILE), trainingState("ab".repeat(32)));
         MergeException mismatch = assertThrows(MergeException.class, () -> LoraMerge.mergeDirectory(base, adapterDir,
                 temp.resolve("a"), LoraMerge.Options.defaults()));
         assertEquals(MergeException.Kind.BASE_SHA256_MISMATCH, mismatch.kind());
         assertFalse(Files.exists(temp.resolve("a")), "the merge written before the base's digest was known is dropped");
 
-        Files.writeString(adapterDir.resolve(LoraMerge.JOB_STATE_FILE), "{\"base_sha256\": \"" + ModelDigest.of(base) + "\"}");
+        Files.writeString(adapterDir.resolve(TrainingCheckpoint.STATE_FILE), trainingState(ModelDigest.of(base)));
         LoraMerge.Result result = LoraMerge.mergeDirectory(base, adapterDir, temp.resolve("a"),
                 LoraMerge.Options.defaults().withDtype(OutputDType.BF16));
         assertEquals(Set.of(DType.BF16), result.dtypes());
         assertEquals(ModelDigest.of(base), result.baseSha256());
         assertThrows(java.nio.file.FileAlreadyExistsException.class, () -> LoraMerge.mergeDirectory(base, adapterDir,
                 temp.resolve("a"), LoraMerge.Options.defaults()));
+    }
+
+    /** A training checkpoint's state file as far as a merge reads it: the base digest the run recorded. */
+    private static String trainingState(String baseSha256) {
+        return "{\"format\": \"loraflow.training-state\", \"version\": 1, \"base_sha256\": \"" + baseSha256 + "\"}";
     }
 
     @Test

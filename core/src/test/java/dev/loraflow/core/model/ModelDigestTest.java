@@ -2,6 +2,8 @@ package dev.loraflow.core.model;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.safetensors.DType;
@@ -11,6 +13,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.CompletionException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -36,6 +39,18 @@ class ModelDigestTest {
                 + Sha256.of(model.resolve("model.safetensors")) + "  model.safetensors\n";
         assertEquals(Sha256.of(manifest.getBytes(StandardCharsets.UTF_8)), ModelDigest.of(model));
         assertEquals(List.of("config.json", "model.safetensors"), ModelDigest.filesRead(model));
+    }
+
+    @Test
+    void theBackgroundDigestIsTheSameAndAFailureIsItsError() throws IOException {
+        Path model = Files.createDirectories(temp.resolve("background"));
+        Files.writeString(model.resolve("config.json"), CONFIG);
+        weights(1).write(model.resolve("model.safetensors"));
+        assertEquals(ModelDigest.of(model), ModelDigest.inBackground(model).join());
+        CompletionException missing = assertThrows(CompletionException.class,
+                () -> ModelDigest.inBackground(temp.resolve("absent")).join());
+        assertTrue(missing.getCause() instanceof IOException && missing.getCause().getMessage().contains("absent"),
+                String.valueOf(missing.getCause()));
     }
 
     /** As the Hugging Face cache lays a snapshot out: every file a link to a blob named by its hash. */

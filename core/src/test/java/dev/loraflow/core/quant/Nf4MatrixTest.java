@@ -9,6 +9,7 @@ import java.lang.foreign.Arena;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 class Nf4MatrixTest {
@@ -109,29 +110,37 @@ class Nf4MatrixTest {
         }
     }
 
-    @Test
-    void widenOfAnyRunEqualsTheWholeMatrix() {
+    /**
+     * Odd widths (blocks straddle rows, runs start at odd elements and end mid-byte) and a width of whole blocks (the
+     * vector lookup over every block, up to the last byte of the codes); repeated so that compiled code is checked too.
+     */
+    @ParameterizedTest(name = "{0} × {1}")
+    @CsvSource({"5, 77", "7, 300", "4, 256"})
+    void widenOfAnyRunEqualsTheWholeMatrix(int rows, int cols) {
         Random random = new Random(3);
-        int rows = 5;
-        int cols = 77;
         float[] values = new float[rows * cols];
         for (int i = 0; i < values.length; i++) {
             values[i] = (float) random.nextGaussian();
         }
         try (Arena arena = Arena.ofConfined()) {
             Nf4Matrix nf4 = Nf4Matrix.quantize(FrozenMatrix.of(values, rows, cols), true, arena);
-            float[] whole = nf4.toFloat32();
-            // element by element from the code table and the block's absmax, whatever path widen takes (8-byte words)
-            for (int i = 0; i < whole.length; i++) {
-                assertEquals(Nf4Matrix.CODE[nf4.code(i)] * nf4.absmax(i / Nf4Matrix.BLOCK), whole[i], "element " + i);
-            }
-            for (int row = 0; row < rows; row++) {
-                for (int col = 0; col < cols; col += 13) {
-                    int count = Math.min(cols - col, 1 + (row * 7 + col) % 40);
-                    float[] run = new float[count + 2];
-                    nf4.widen(row, col, count, run, 1);
-                    for (int i = 0; i < count; i++) {
-                        assertEquals(whole[row * cols + col + i], run[1 + i], "row " + row + " col " + (col + i));
+            for (int round = 0; round < 200; round++) {
+                float[] whole = nf4.toFloat32();
+                // element by element from the code table and the block's absmax, whatever path widen takes (vectors)
+                for (int i = 0; i < whole.length; i++) {
+                    if (Nf4Matrix.CODE[nf4.code(i)] * nf4.absmax(i / Nf4Matrix.BLOCK) != whole[i]) {
+                        assertEquals(Nf4Matrix.CODE[nf4.code(i)] * nf4.absmax(i / Nf4Matrix.BLOCK), whole[i],
+                                "element " + i + " in round " + round);
+                    }
+                }
+                for (int row = 0; row < rows; row++) {
+                    for (int col = round % 13; col < cols; col += 13) {
+                        int count = Math.min(cols - col, 1 + (row * 7 + col + round) % 80);
+                        float[] run = new float[count + 2];
+                        nf4.widen(row, col, count, run, 1);
+                        for (int i = 0; i < count; i++) {
+                            assertEquals(whole[row * cols + col + i], run[1 + i], "row " + row + " col " + (col + i));
+                        }
                     }
                 }
             }

@@ -2,6 +2,7 @@ package dev.loraflow.core.train;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -23,12 +24,15 @@ import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import java.io.IOException;
 import java.lang.foreign.Arena;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -40,6 +44,7 @@ class TrainerTest {
 
     private static final int VOCAB = PermutationTask.VOCAB;
     private static final int PAIRS = PermutationTask.PAIRS;
+    private static final String BASE_SHA256 = "ab".repeat(32);
 
     @TempDir
     Path temp;
@@ -171,9 +176,17 @@ class TrainerTest {
         return new BatchSampler(examples, settings.batchSize(), settings.seqLen(), 0, settings.seed(), position);
     }
 
+    /** A trainer whose base digest is known from the start, as the trainer service's is. */
     private static Trainer trainer(ModelConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed,
                                    List<Example> data, TrainingSettings settings) {
-        return new Trainer(CausalLanguageModel.create(config, weights, lora, seed), settings, Trainer.fingerprint(data));
+        return trainer(config, weights, lora, seed, data, settings, CompletableFuture.completedFuture(BASE_SHA256));
+    }
+
+    /** @param baseSha256 the base's digest, perhaps not yet taken; null for a run that does not know it */
+    private static Trainer trainer(ModelConfig config, Map<String, float[]> weights, LoraAdapterConfig lora, long seed,
+                                   List<Example> data, TrainingSettings settings, CompletableFuture<String> baseSha256) {
+        return new Trainer(CausalLanguageModel.create(config, weights, lora, seed), settings, Trainer.fingerprint(data),
+                baseSha256);
     }
 
     private static TrainingSettings settings(long steps, int gradAccum) {
@@ -280,6 +293,56 @@ class TrainerTest {
         Files.writeString(checkpoint.resolve(TrainingCheckpoint.STATE_FILE), "{\"format\": 3");
         assertTrue(assertThrows(TrainingStateException.class, () -> fresh.restore(checkpoint)).getMessage()
                 .contains("not valid JSON"));
+    }
+
+    @Test
+    void checkpointsRecordTheBaseDigestAndARunResumedOnAnotherBaseStops() throws IOException {
+        ModelConfig config = (ModelConfig) architectures().findFirst().orElseThrow().get()[1];
+        LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).build();
+        Map<String, float[]> weights = PermutationTask.initialWeights(config, 1);
+        List<Example> data = PermutationTask.examples(20, 7);
+        TrainingSettings settings = settings(4, 1);
+        CompletableFuture<String> base = new CompletableFuture<>();
+        Trainer trainer = trainer(config, weights, lora, 2, data, settings, base);
+        trainer.step(sampler(data, settings, 0));
+        assertFalse(base.isDone(), "a step does not wait for the base's digest");
+        base.complete(BASE_SHA256);
+        Path checkpoint = temp.resolve("checkpoint");
+        trainer.save(checkpoint);
+        assertEquals(Optional.of(BASE_SHA256), TrainingCheckpoint.recordedBaseSha256(checkpoint));
+        assertEquals(Optional.empty(), TrainingCheckpoint.recordedBaseSha256(temp), "not a training checkpoint");
+        Path stateFile = checkpoint.resolve(TrainingCheckpoint.STATE_FILE);
+        byte[] state = Files.readAllBytes(stateFile);
+
+        // resumed on another base: it trains on until the digest is known, then stops and writes nothing
+        CompletableFuture<String> otherBase = new CompletableFuture<>();
+        Trainer elsewhere = trainer(config, weights, lora, 2, data, settings, otherBase);
+        elsewhere.restore(checkpoint);
+        BatchSampler resumed = sampler(data, settings, elsewhere.dataPosition());
+        elsewhere.step(resumed);
+        otherBase.complete("cd".repeat(32));
+        assertTrue(assertThrows(IllegalStateException.class, () -> elsewhere.step(resumed)).getMessage()
+                .contains("trained on the base model with SHA-256 " + BASE_SHA256));
+        assertTrue(assertThrows(TrainingStateException.class, () -> elsewhere.save(checkpoint)).getMessage()
+                .contains("resume the run on the base it started on"));
+        assertArrayEquals(state, Files.readAllBytes(stateFile), "the checkpoint is left as it was");
+
+        Trainer unaware = trainer(config, weights, lora, 2, data, settings, null);
+        unaware.restore(checkpoint);
+        unaware.step(sampler(data, settings, unaware.dataPosition()));
+        unaware.save(temp.resolve("carried"));
+        assertEquals(Optional.of(BASE_SHA256), TrainingCheckpoint.recordedBaseSha256(temp.resolve("carried")),
+                "a run that does not know its base carries its checkpoint's forward");
+
+        Trainer unreadable = trainer(config, weights, lora, 2, data, settings,
+                CompletableFuture.failedFuture(new IOException("base gone")));
+        assertTrue(assertThrows(IOException.class, () -> unreadable.save(temp.resolve("never"))).getMessage()
+                .contains("base gone"));
+        assertFalse(Files.exists(temp.resolve("never")));
+
+        Files.writeString(stateFile, new String(state, StandardCharsets.UTF_8).replace(BASE_SHA256, "not hex"));
+        assertTrue(assertThrows(TrainingStateException.class, () -> TrainingCheckpoint.recordedBaseSha256(checkpoint))
+                .getMessage().contains("64 lower-case hex digits"));
     }
 
     @Test

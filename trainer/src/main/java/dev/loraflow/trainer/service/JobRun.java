@@ -29,6 +29,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
 import java.util.stream.Stream;
 
 /**
@@ -112,7 +113,8 @@ public final class JobRun {
         estimate.require((job.quantization() == Quantization.NONE ? "lora.quantize nf4, " : "")
                 + (estimate.gradientCheckpointing() ? "" : "gradient_checkpointing, ") + "a smaller batch_size or seq_len,");
         CausalLanguageModel model = base.model(lora, job.seed(), job.quantization());
-        this.trainer = new Trainer(model, job.trainingSettings(estimate.gradientCheckpointing()), "job:" + job.jobId());
+        this.trainer = new Trainer(model, job.trainingSettings(estimate.gradientCheckpointing()), "job:" + job.jobId(),
+                CompletableFuture.completedFuture(base.sha256()));
         this.durableOffset = firstOffset;
     }
 

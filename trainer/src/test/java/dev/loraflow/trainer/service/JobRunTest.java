@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.peft.PeftAdapter;
+import dev.loraflow.core.train.TrainingCheckpoint;
 import dev.loraflow.platform.events.CheckpointEvent;
 import dev.loraflow.platform.events.EventFormatException;
 import dev.loraflow.platform.events.TrainingBatch;
@@ -18,6 +19,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -103,6 +105,9 @@ class JobRunTest {
                 adapterBytes(last, store));
         assertEquals(records.size(), last.counts().received());
         assertEquals(records.size(), last.counts().applied());
+        // where ./loraflow merge of the artifact's directory finds the base to check in its one pass
+        Path artifact = store.open(URI.create(last.adapterUri()), last.adapterSha256());
+        assertEquals(Optional.of(last.baseModelSha256()), TrainingCheckpoint.recordedBaseSha256(artifact));
     }
 
     @Test
