@@ -145,10 +145,19 @@ class EngineTest {
             throws Exception {
         CausalLanguageModel java = TinyModels.model(config, 2);
         Path onnx = TinyModels.export(java, TinyModels.weights(config, 2), dir);
-        List<Integer> batchSizes = new ArrayList<>();
+        List<Integer> batchSizes = new java.util.concurrent.CopyOnWriteArrayList<>();
         // Four at a time from a queue of twelve: requests of different lengths leave and others join mid-way.
         try (Engine engine = new Engine(ONE_THREAD.withBatching(4, 12))) {
-            engine.onStep(batchSizes::add);
+            // The engine's thread waits at its first step until all ten are queued, whatever the machine's load.
+            CountDownLatch queued = new CountDownLatch(1);
+            engine.onStep(size -> {
+                batchSizes.add(size);
+                try {
+                    assertTrue(queued.await(60, TimeUnit.SECONDS));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
             ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
             List<int[]> prompts = new ArrayList<>();
             List<SamplingSettings> settings = new ArrayList<>();
@@ -162,6 +171,7 @@ class EngineTest {
                 settings.add(sampling);
                 collectors.add(submit(engine, model, prompt, sampling, List.of(), null));
             }
+            queued.countDown();
             for (int i = 0; i < prompts.size(); i++) {
                 assertSameAsGenerator(java, prompts.get(i), settings.get(i), collectors.get(i));
             }
@@ -544,7 +554,17 @@ class EngineTest {
         try (Engine engine = new Engine(ONE_THREAD.withBatching(8, 16))) {
             ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
             List<Integer> batches = new java.util.concurrent.CopyOnWriteArrayList<>();
-            engine.onStep(batches::add);
+            // The engine's thread waits at its first step until all six are queued, so they decode together
+            // whatever the machine's load (a busy CI runner once ran them one after another).
+            CountDownLatch queued = new CountDownLatch(1);
+            engine.onStep(batch -> {
+                batches.add(batch);
+                try {
+                    assertTrue(queued.await(60, TimeUnit.SECONDS));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
             model.loadAdapter("first", first.toPeftAdapter());
             model.loadAdapter("second", second.toPeftAdapter());
             assertEquals(List.of("first", "second"), model.adapterNames());
@@ -567,6 +587,7 @@ class EngineTest {
                 });
                 collectors.add(submit(engine, model, prompt, greedy, List.of(), adapter));
             }
+            queued.countDown();
             for (int i = 0; i < collectors.size(); i++) {
                 assertSameAsGenerator(references.get(i), prompts.get(i), greedy, collectors.get(i));
             }
