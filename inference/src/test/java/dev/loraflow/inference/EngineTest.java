@@ -150,14 +150,7 @@ class EngineTest {
         try (Engine engine = new Engine(ONE_THREAD.withBatching(4, 12))) {
             // The engine's thread waits at its first step until all ten are queued, whatever the machine's load.
             CountDownLatch queued = new CountDownLatch(1);
-            engine.onStep(size -> {
-                batchSizes.add(size);
-                try {
-                    assertTrue(queued.await(60, TimeUnit.SECONDS));
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-            });
+            recordStepsHeldUntil(engine, batchSizes, queued);
             ServedModel model = ServedModel.load("tiny", "1", onnx, null, ONE_THREAD);
             List<int[]> prompts = new ArrayList<>();
             List<SamplingSettings> settings = new ArrayList<>();
@@ -557,14 +550,7 @@ class EngineTest {
             // The engine's thread waits at its first step until all six are queued, so they decode together
             // whatever the machine's load (a busy CI runner once ran them one after another).
             CountDownLatch queued = new CountDownLatch(1);
-            engine.onStep(batch -> {
-                batches.add(batch);
-                try {
-                    assertTrue(queued.await(60, TimeUnit.SECONDS));
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-            });
+            recordStepsHeldUntil(engine, batches, queued);
             model.loadAdapter("first", first.toPeftAdapter());
             model.loadAdapter("second", second.toPeftAdapter());
             assertEquals(List.of("first", "second"), model.adapterNames());
@@ -708,5 +694,17 @@ class EngineTest {
         assertEquals(PROVIDER == EngineSettings.Provider.CUDA ? "cuda:0" : "cpu", model.provider(),
                 "no CUDA provider or GPU: ONNX Runtime fell back to the CPU (see the log)");
         model.retire();
+    }
+
+    /** Records each step's batch size; the engine's thread waits at its first step until {@code queued} opens. */
+    private static void recordStepsHeldUntil(Engine engine, List<Integer> sizes, CountDownLatch queued) {
+        engine.onStep(size -> {
+            sizes.add(size);
+            try {
+                assertTrue(queued.await(60, TimeUnit.SECONDS));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
     }
 }
