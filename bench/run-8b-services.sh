@@ -3,10 +3,14 @@
 # hard-linked (or copied) into its models root, one job over POST /jobs (LoRA r 16 on q,v, batch 1 × 256, gradient
 # checkpointing, lora.quantize QUANTIZE), STEPS batches of the JSONL's first examples on loraflow.training.batches
 # through kcat as user producer; then the job's final status, the merger's outcome for its checkpoint
-# (GET /merges/JOB/STEPS) and the peak RSS (VmHWM) of every service, sampled every 5 s to rss.txt.
+# (GET /merges/JOB/STEPS) and the peak RSS (VmHWM) of every service, sampled every 5 s to rss.txt. With GRAPHS the
+# merger publishes those graphs (loraflow.merger.graphs, e.g. int4: the 8 B model's F32 graph is 32 GB), its merged
+# model in MERGED_DTYPE (default base), each quantized graph measured on the HELDOUT last lines of DATA (default 2)
+# cut to HELDOUT_TOKENS (64); then serving's load of the announced model is awaited and answers one completion.
 # usage: bench/run-8b-services.sh BASE_DIR DATA.jsonl [nf4|int8|none] [STEPS]
 #   BASE_DIR: a Hugging Face directory (e.g. ./loraflow bench-memory 8b's $WORK/8b-bf16); DATA: {"input_ids": [...]}
-#   lines. Environment: WORK (/tmp/loraflow-8b-services: state, logs and results). Needs kcat and curl.
+#   lines. Environment: WORK (/tmp/loraflow-8b-services: state, logs and results), GRAPHS, MERGED_DTYPE, HELDOUT,
+#   HELDOUT_TOKENS. Needs kcat, curl and python3.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [ $# -ge 2 ] || { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -18,6 +22,16 @@ mkdir -p "$OUT" "$LORAFLOW_HOME/models"
 [ -e "$LORAFLOW_HOME/models/base" ] || cp -al "$BASE" "$LORAFLOW_HOME/models/base" 2>/dev/null \
   || cp -a "$BASE" "$LORAFLOW_HOME/models/base"
 log() { echo "$(date -u +%T) $*" | tee -a "$OUT/timeline.txt"; }
+if [ -n "${GRAPHS:-}" ]; then
+  # Held out: the last lines of DATA (the job trains on its first STEPS), cut short so that the 8 B model's loss on
+  # them takes a minute or two on each side, Java and ONNX Runtime.
+  tail -n "${HELDOUT:-2}" "$DATA" | python3 -c 'import json, sys
+for line in sys.stdin:
+    print(json.dumps({"input_ids": json.loads(line)["input_ids"][:int(sys.argv[1])]}))' "${HELDOUT_TOKENS:-64}" \
+    > "$OUT/heldout.jsonl"
+  export LORAFLOW_MERGER_GRAPHS="$GRAPHS" LORAFLOW_MERGER_DTYPE="${MERGED_DTYPE:-base}" \
+    LORAFLOW_MERGER_QUANTIZE_VERIFY_DATA="$OUT/heldout.jsonl"
+fi
 hwm() { grep -E 'VmHWM' "/proc/$1/status" 2>/dev/null | tr -s ' \t' ' '; }
 log "up"
 "$ROOT/loraflow" up --detach > "$OUT/up.txt" 2>&1 || { log "up failed"; cat "$OUT/up.txt"; exit 1; }
@@ -53,5 +67,22 @@ until case "$outcome" in *'"status"'*) true ;; *) false ;; esac; do
 done
 log "merger: $outcome"
 sample
+if [ -n "${GRAPHS:-}" ] && case "$outcome" in *'"merged"'*) true ;; *) false ;; esac; then
+  # The merged event as the merger stored it (what serving checks the topic's record against).
+  find "$LORAFLOW_HOME" -name "merge-$JOB-$STEPS.outcome.json" -exec cp {} "$OUT/" \; 2>/dev/null
+  models="" deadline=$((SECONDS + 3600))
+  until case "$models" in *"\"$JOB\""*'"loaded":true'*) true ;; *) false ;; esac || [ "$SECONDS" -ge "$deadline" ]; do
+    sleep 5
+    sample
+    models=$(curl -s -H "Authorization: Bearer $API_KEY" "$SERVING_URL/v1/models")
+  done
+  log "serving: $models"
+  answer=$(curl -s -w ' HTTP %{http_code}' -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"$JOB\",\"prompt\":\"The capital of France is\",\"max_tokens\":4,\"temperature\":0}" \
+    "$SERVING_URL/v1/completions")
+  log "completion: $answer"
+  sample
+fi
 log "peak RSS: $(tail -1 "$OUT/rss.txt")"
+log "disk: $(du -sh "$LORAFLOW_HOME" | cut -f1) under $LORAFLOW_HOME; $(df -h "$LORAFLOW_HOME" | awk 'NR == 2 {print $4}') free"
 cp "$LORAFLOW_HOME"/logs/*.log "$OUT/"

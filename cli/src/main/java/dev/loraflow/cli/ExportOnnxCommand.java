@@ -5,7 +5,9 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.data.JsonlExamples;
 import dev.loraflow.core.io.Resources;
-import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.generate.StopTokens;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.merge.LoraMerge;
 import dev.loraflow.onnx.FloatTensor;
@@ -201,22 +203,30 @@ final class ExportOnnxCommand implements Callable<Integer> {
     private OnnxVerifier.QuantizedResult verifyQuantized(Path onnx, WeightQuantization.Precision precision) throws IOException {
         OnnxVerifier.QuantizedBounds bounds = maxLossIncrease == null ? OnnxVerifier.QuantizedBounds.defaults(precision)
                 : new OnnxVerifier.QuantizedBounds(maxLossIncrease);
-        try (ModelFiles files = ModelFiles.open(model, adapter)) {
-            List<Example> heldOut = verifyData == null ? List.of()
-                    : JsonlExamples.read(verifyData, files.tokenizer(), files.model().config().vocabSize());
-            Map<String, FloatTensor> feeds = unmerged ? LoraInputs.of(PeftAdapter.read(adapter)) : Map.of();
-            return OnnxVerifier.verifyQuantized(onnx, files.model(), heldOut, files.padId(), feeds, bounds, 1);
-        }
+        PeftAdapter peft = adapter == null ? null : PeftAdapter.read(adapter);
+        return OnnxVerifier.verifyQuantized(onnx, reference(peft), loraInputs(peft), bounds, 1);
     }
 
     private OnnxVerifier.Result verify(Path onnx) throws IOException {
-        if (adapter == null) {
-            return OnnxVerifier.verify(onnx, CausalLanguageModel.load(model, null, 0));
+        PeftAdapter peft = adapter == null ? null : PeftAdapter.read(adapter);
+        return OnnxVerifier.verify(onnx, reference(peft), loraInputs(peft), OnnxVerifier.DEFAULT_TOLERANCE, 1);
+    }
+
+    /**
+     * The Java model (base + adapter, un-merged) run over the probe and the --verify-data examples, its weights
+     * released before ONNX Runtime's session is created: one of the two in memory at a time.
+     */
+    private OnnxVerifier.Reference reference(PeftAdapter peft) throws IOException {
+        Path tokenizerFile = model.resolve(Tokenizer.FILE_NAME);
+        try (Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null) {
+            List<Example> heldOut = verifyData == null ? List.of() : JsonlExamples.read(verifyData, tokenizer,
+                    ModelConfig.read(model.resolve("config.json")).vocabSize());
+            return OnnxVerifier.Reference.of(model, peft, OnnxVerifier.Probe.standard(), heldOut,
+                    ModelFiles.padId(StopTokens.of(model, tokenizer)));
         }
-        PeftAdapter peft = PeftAdapter.read(adapter);
-        CausalLanguageModel reference = CausalLanguageModel.load(model, peft.config(), 0);
-        reference.loadAdapter(peft);
-        var feeds = unmerged ? LoraInputs.of(peft) : Map.<String, FloatTensor>of();
-        return OnnxVerifier.verify(onnx, reference, OnnxVerifier.Probe.standard(), feeds, OnnxVerifier.DEFAULT_TOLERANCE, 1);
+    }
+
+    private Map<String, FloatTensor> loraInputs(PeftAdapter peft) {
+        return unmerged ? LoraInputs.of(peft) : Map.of();
     }
 }

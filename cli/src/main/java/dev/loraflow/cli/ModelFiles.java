@@ -51,6 +51,10 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, List<Integer> 
 
     /** The id padding positions carry: EOS when there is one (as Transformers' causal LMs pad), else 0. */
     int padId() {
+        return padId(stopTokenIds);
+    }
+
+    static int padId(List<Integer> stopTokenIds) {
         return stopTokenIds.isEmpty() ? 0 : stopTokenIds.get(0);
     }
 

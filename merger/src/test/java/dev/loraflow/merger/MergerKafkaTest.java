@@ -78,16 +78,16 @@ class MergerKafkaTest {
     @Inject
     StoreRetentionService retention;
 
-    private static LocalArtifactStore store() throws IOException {
+    static LocalArtifactStore store() throws IOException {
         return new LocalArtifactStore(MergerProfile.ROOT.resolve("store"));
     }
 
-    private static Path base() {
+    static Path base() {
         return MergerProfile.ROOT.resolve("models").resolve(MergerProfile.BASE);
     }
 
     /** A trained-looking adapter on every attention and MLP module (B random), stored as the trainer stores it. */
-    private static ArtifactStore.Artifact storeAdapter(Gpt2Config shape, long seed, Consumer<LoRALinear> tamper)
+    static ArtifactStore.Artifact storeAdapter(Gpt2Config shape, long seed, Consumer<LoRALinear> tamper)
             throws IOException {
         LoraAdapterConfig lora = LoraAdapterConfig.builder().r(2).loraAlpha(4).targetModules("c_attn", "c_proj", "c_fc").build();
         CausalLanguageModel model = CausalLanguageModel.create(shape, RandomModel.initialWeights(shape, 1), lora, seed);
@@ -104,7 +104,7 @@ class MergerKafkaTest {
         return store().putDirectory(staging);
     }
 
-    private static ArtifactStore.Artifact storeAdapter(long seed) throws IOException {
+    static ArtifactStore.Artifact storeAdapter(long seed) throws IOException {
         return storeAdapter(MergerProfile.CONFIG, seed, module -> {});
     }
 
@@ -114,7 +114,7 @@ class MergerKafkaTest {
                 baseSha256, JSON.createObjectNode().put("r", 2), step, 0, 0, step, new CheckpointEvent.Counts(step, step, 0, 0));
     }
 
-    private static CheckpointEvent checkpoint(String job, long step, boolean last, ArtifactStore.Artifact adapter)
+    static CheckpointEvent checkpoint(String job, long step, boolean last, ArtifactStore.Artifact adapter)
             throws IOException {
         return checkpoint(job, step, last, adapter, adapter.sha256(), ModelDigest.of(base()));
     }
@@ -126,7 +126,7 @@ class MergerKafkaTest {
     }
 
     /** Announces checkpoints as the trainer does. */
-    private void send(CheckpointEvent... events) throws Exception {
+    static void send(CheckpointEvent... events) throws Exception {
         Properties config = client(PlatformUsers.TRAINER);
         config.put(ProducerConfig.ACKS_CONFIG, "all");
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(config, new ByteArraySerializer(), new ByteArraySerializer())) {
@@ -137,7 +137,7 @@ class MergerKafkaTest {
     }
 
     /** Reads {@code topic} from the start until {@code done} holds, or fails after the timeout. */
-    private List<byte[]> readUntil(String topic, Predicate<List<byte[]>> done, Duration timeout) throws Exception {
+    private static List<byte[]> readUntil(String topic, Predicate<List<byte[]>> done, Duration timeout) throws Exception {
         return TopicReader.readUntil(client(PlatformUsers.ADMIN), topic, value -> value, done, timeout);
     }
 
@@ -157,7 +157,7 @@ class MergerKafkaTest {
         return ours;
     }
 
-    private List<MergedModelEvent> mergedEvents(String job, int atLeast) throws Exception {
+    static List<MergedModelEvent> mergedEvents(String job, int atLeast) throws Exception {
         List<MergedModelEvent> ours = new ArrayList<>();
         for (byte[] value : readUntil(MERGED, seen -> count(seen, job) >= atLeast, Duration.ofMinutes(2))) {
             MergedModelEvent event = MergedModelEvent.parse(value);
@@ -241,7 +241,7 @@ class MergerKafkaTest {
         assertEquals(4L, failure.previousVersion(), "the model in service stays version 4");
     }
 
-    private List<MergeFailureEvent> failures(String job, int atLeast) throws Exception {
+    static List<MergeFailureEvent> failures(String job, int atLeast) throws Exception {
         List<MergeFailureEvent> ours = new ArrayList<>();
         for (byte[] value : readUntil(FAILURES, seen -> count(seen, job) >= atLeast, Duration.ofMinutes(2))) {
             MergeFailureEvent event = MergeFailureEvent.parse(value);

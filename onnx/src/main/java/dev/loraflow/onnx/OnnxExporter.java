@@ -17,6 +17,7 @@ import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.safetensors.SafetensorsFile;
 import dev.loraflow.core.safetensors.ShardedSafetensors;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -227,21 +228,24 @@ public final class OnnxExporter {
     public static Result exportDirectory(Path modelDirectory, Path adapterDirectory, Options options, Path out)
             throws IOException {
         ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
-        // BF16/F16 matrices stay mapped from the checkpoint and are widened as they are written.
-        CheckpointWeights.BaseWeights weights = CheckpointWeights.readFrozen(modelDirectory, ModelLayout.of(config),
-                Quantization.NONE);
-        PeftAdapter adapter = adapterDirectory == null ? null : PeftAdapter.read(adapterDirectory);
-        CausalLanguageModel model = CausalLanguageModel.create(config, weights.arrays(), weights.frozen(),
-                adapter == null ? null : adapter.config(), 0);
-        Provenance provenance;
-        if (adapter == null) {
-            provenance = new Provenance(weightsSha256(modelDirectory), null, null);
-        } else {
-            model.loadAdapter(adapter);
-            provenance = new Provenance(weightsSha256(modelDirectory), adapterDirectory.toAbsolutePath().normalize()
-                    .getFileName().toString(), Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
+        // BF16/F16 matrices stay mapped from the checkpoint and are widened as they are written; unmapped on return, not
+        // at a later collection, so that what runs next (a verification's ONNX Runtime session) has the memory.
+        try (Arena mapped = Arena.ofShared()) {
+            CheckpointWeights.BaseWeights weights = CheckpointWeights.readFrozen(modelDirectory, ModelLayout.of(config),
+                    Quantization.NONE, mapped);
+            PeftAdapter adapter = adapterDirectory == null ? null : PeftAdapter.read(adapterDirectory);
+            CausalLanguageModel model = CausalLanguageModel.create(config, weights.arrays(), weights.frozen(),
+                    adapter == null ? null : adapter.config(), 0);
+            Provenance provenance;
+            if (adapter == null) {
+                provenance = new Provenance(weightsSha256(modelDirectory), null, null);
+            } else {
+                model.loadAdapter(adapter);
+                provenance = new Provenance(weightsSha256(modelDirectory), adapterDirectory.toAbsolutePath().normalize()
+                        .getFileName().toString(), Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
+            }
+            return export(model, weights.arrays(), weights.frozen(), options, provenance, out);
         }
-        return export(model, weights.arrays(), weights.frozen(), options, provenance, out);
     }
 
     /**

@@ -14,10 +14,12 @@ import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.random.Rng;
 import dev.loraflow.core.train.Evaluation;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Path;
@@ -165,22 +167,130 @@ public final class OnnxVerifier {
 
     /**
      * Ends the command with one line, before anything is exported, when verifying a graph of about {@code graphBytes}
-     * against the Java model of {@code referenceDirectory} would not fit the memory available: ONNX Runtime holds the
-     * graph's weights, and the Java reference reads every one of its mapped (BF16/F16) weights at each token, so both
-     * stay resident while the probe runs (an 8 B BF16 model and its int4 graph: about 24 GB).
+     * against the Java model of {@code referenceDirectory} would not fit the memory available. The two run one after
+     * the other ({@link Reference}): the Java reference reads every one of its mapped (BF16/F16) weights at each token,
+     * and releases them before ONNX Runtime's session takes the graph's weights, so the larger of the two must fit,
+     * not their sum (an 8 B BF16 model and its int4 graph: 15 GB, where side by side they needed 23 GB).
      *
      * @param graph   what the graph is, e.g. "the int4 graph"
      * @param options what would make it fit
      */
     public static void requireMemory(Path referenceDirectory, long graphBytes, String graph, String options)
             throws IOException {
+        long reference = referenceBytes(referenceDirectory);
+        Resources.requireMemory(verificationPeakBytes(reference, graphBytes), "to verify: "
+                + Resources.size(reference) + " of mapped weights the Java reference runs on, released before ONNX"
+                + " Runtime's session of " + graph + " takes " + Resources.size(graphBytes), options);
+    }
+
+    /** The Java reference's weights off the heap (mapped, or quantized in native memory), from the header alone. */
+    static long referenceBytes(Path referenceDirectory) throws IOException {
         ModelConfig config = ModelConfig.read(referenceDirectory.resolve("config.json"));
         CheckpointWeights.Footprint reference = CheckpointWeights.footprint(referenceDirectory, ModelLayout.of(config),
                 Quantization.NONE);
-        Resources.requireMemory(graphBytes + reference.mappedBytes() + reference.nativeBytes(), "to verify: "
-                + Resources.size(graphBytes) + " for ONNX Runtime's session of " + graph + " beside the "
-                + Resources.size(reference.mappedBytes() + reference.nativeBytes())
-                + " of mapped weights the Java reference runs on", options);
+        return reference.mappedBytes() + reference.nativeBytes();
+    }
+
+    /** What verification holds at its peak: the reference's weights, or later the session's, never both. */
+    static long verificationPeakBytes(long referenceBytes, long graphBytes) {
+        return Math.max(referenceBytes, graphBytes);
+    }
+
+    /**
+     * What the Java reference computes for a verification, kept so that its weights can go before ONNX Runtime
+     * loads the graph: the probe's prompts, the logits of every prompt row and of each greedy step (the tokens
+     * both sides are fed) and, with held-out examples, their loss. A few vocabulary-wide rows: an 8 B model's
+     * probe keeps 24 MB where its weights are 15 GB.
+     */
+    public static final class Reference {
+        private final ModelConfig config;
+        private final Probe probe;
+        private final int[][] prompts;
+        /** [sequence][prompt token × vocab]. */
+        private final float[][] promptLogits;
+        /** [sequence][step]: the Java model's greedy token at each step, fed to both sides. */
+        private final int[][] greedy;
+        /** [step][sequence][vocab]: the logits after the step's token. */
+        private final float[][][] stepLogits;
+        private final List<Example> heldOut;
+        private final Evaluation.Result heldOutLoss;
+
+        private Reference(ModelConfig config, Probe probe, int[][] prompts, float[][] promptLogits, int[][] greedy,
+                          float[][][] stepLogits, List<Example> heldOut, Evaluation.Result heldOutLoss) {
+            this.config = config;
+            this.probe = probe;
+            this.prompts = prompts;
+            this.promptLogits = promptLogits;
+            this.greedy = greedy;
+            this.stepLogits = stepLogits;
+            this.heldOut = heldOut;
+            this.heldOutLoss = heldOutLoss;
+        }
+
+        /**
+         * Runs {@code model} over the probe (prompts of random ids from the probe's seed, then its greedy steps
+         * through a KV cache) and, when {@code heldOut} is not empty, measures its loss there.
+         */
+        public static Reference of(CausalLanguageModel model, Probe probe, List<Example> heldOut, int padId) {
+            ModelConfig config = model.config();
+            int longest = probe.maxPromptLength() + probe.decodeSteps();
+            if (longest > config.maxPositions()) {
+                throw new IllegalArgumentException("the probe needs " + longest + " positions, the model has "
+                        + config.maxPositions());
+            }
+            int vocab = config.vocabSize();
+            int batch = probe.batch();
+            Rng rng = new Rng(probe.seed());
+            int[][] prompts = new int[batch][];
+            for (int b = 0; b < batch; b++) {
+                prompts[b] = new int[probe.promptLength(b)];
+                for (int t = 0; t < prompts[b].length; t++) {
+                    prompts[b][t] = (int) Math.floorMod(rng.nextLong(), vocab);
+                }
+            }
+            float[][] promptLogits = new float[batch][];
+            float[][] last = new float[batch][];
+            CausalLanguageModel.KvCache[] caches = new CausalLanguageModel.KvCache[batch];
+            for (int b = 0; b < batch; b++) {
+                CausalLanguageModel.Workspace ws = model.newWorkspace(1, prompts[b].length);
+                model.forward(ws, prompts[b], null, false, 0);
+                promptLogits[b] = ws.logits();
+                last[b] = Arrays.copyOfRange(ws.logits(), (prompts[b].length - 1) * vocab, prompts[b].length * vocab);
+                caches[b] = model.newKvCache(prompts[b].length + probe.decodeSteps());
+                model.decode(caches[b], prompts[b]);
+            }
+            int[][] greedy = new int[batch][probe.decodeSteps()];
+            float[][][] stepLogits = new float[probe.decodeSteps()][batch][];
+            for (int step = 0; step < probe.decodeSteps(); step++) {
+                for (int b = 0; b < batch; b++) {
+                    greedy[b][step] = argmax(last[b]);
+                    last[b] = model.decode(caches[b], new int[] {greedy[b][step]}).clone();
+                    stepLogits[step][b] = last[b];
+                }
+            }
+            Evaluation.Result loss = heldOut.isEmpty() ? null : Evaluation.evaluate(model, heldOut, 8, padId);
+            return new Reference(config, probe, prompts, promptLogits, greedy, stepLogits, List.copyOf(heldOut), loss);
+        }
+
+        /**
+         * Loads the model of {@code modelDirectory} with {@code adapter} applied un-merged (null: the base alone), runs
+         * {@link #of} on it and releases its weights (unmapped) before returning.
+         */
+        public static Reference of(Path modelDirectory, PeftAdapter adapter, Probe probe, List<Example> heldOut, int padId)
+                throws IOException {
+            try (Arena weights = Arena.ofShared()) {
+                CausalLanguageModel model = CausalLanguageModel.load(modelDirectory,
+                        adapter == null ? null : adapter.config(), 0, Quantization.NONE, weights);
+                if (adapter != null) {
+                    model.loadAdapter(adapter);
+                }
+                return of(model, probe, heldOut, padId);
+            }
+        }
+
+        public ModelConfig config() {
+            return config;
+        }
     }
 
     /** The standard probe, tolerance 1e-4, no extra inputs, one ONNX Runtime thread. */
@@ -195,12 +305,14 @@ public final class OnnxVerifier {
      */
     public static Result verify(Path onnxModel, CausalLanguageModel reference, Probe probe,
                                 Map<String, FloatTensor> extraInputs, double tolerance, int threads) {
-        OrtEnvironment env = OnnxRuntimeNatives.environment();
-        try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
-            options.setIntraOpNumThreads(threads);
-            try (OrtSession session = env.createSession(onnxModel.toString(), options)) {
-                return verify(session, reference, probe, extraInputs, tolerance);
-            }
+        return verify(onnxModel, Reference.of(reference, probe, List.of(), 0), extraInputs, tolerance, threads);
+    }
+
+    /** Checks the graph against what the Java model computed before ({@link Reference}), exactly as F32 must. */
+    public static Result verify(Path onnxModel, Reference reference, Map<String, FloatTensor> extraInputs,
+                                double tolerance, int threads) {
+        try (OrtSession session = openSession(onnxModel, threads)) {
+            return verify(session, reference, extraInputs, tolerance, true);
         } catch (OrtException e) {
             return failure(tolerance, e.getMessage());
         }
@@ -213,21 +325,37 @@ public final class OnnxVerifier {
     public static QuantizedResult verifyQuantized(Path onnxModel, CausalLanguageModel reference, List<Example> heldOut,
                                                   int padId, Map<String, FloatTensor> extraInputs, QuantizedBounds bounds,
                                                   int threads) {
-        OrtEnvironment env = OnnxRuntimeNatives.environment();
-        try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
-            options.setIntraOpNumThreads(threads);
-            try (OrtSession session = env.createSession(onnxModel.toString(), options)) {
-                Result probe = verify(session, reference, Probe.standard(), extraInputs, Double.POSITIVE_INFINITY, false);
-                if (heldOut.isEmpty() || probe.error() != null) {
-                    return new QuantizedResult(probe, bounds, Double.NaN, Double.NaN, 0);
-                }
-                Evaluation.Result f32 = Evaluation.evaluate(reference, heldOut, 8, padId);
-                double graphLoss = loss(session, reference.config(), heldOut, extraInputs);
-                return new QuantizedResult(probe, bounds, f32.loss(), graphLoss, f32.tokens());
+        return verifyQuantized(onnxModel, Reference.of(reference, Probe.standard(), heldOut, padId), extraInputs, bounds,
+                threads);
+    }
+
+    /** As above, against what the Java model computed before: its probe and, when it had held-out examples, their loss. */
+    public static QuantizedResult verifyQuantized(Path onnxModel, Reference reference, Map<String, FloatTensor> extraInputs,
+                                                  QuantizedBounds bounds, int threads) {
+        try (OrtSession session = openSession(onnxModel, threads)) {
+            Result probe = verify(session, reference, extraInputs, Double.POSITIVE_INFINITY, false);
+            if (reference.heldOutLoss == null || probe.error() != null) {
+                return new QuantizedResult(probe, bounds, Double.NaN, Double.NaN, 0);
             }
+            double graphLoss = loss(session, reference.config, reference.heldOut, extraInputs);
+            return new QuantizedResult(probe, bounds, reference.heldOutLoss.loss(), graphLoss,
+                    reference.heldOutLoss.tokens());
         } catch (OrtException e) {
             return new QuantizedResult(failure(Double.POSITIVE_INFINITY, e.getMessage()), bounds, Double.NaN,
                     Double.NaN, 0);
+        }
+    }
+
+    /**
+     * A session of the graph, after a full collection: what ran before it (the reference, an export's quantized
+     * weights: gigabytes at 8 B) is garbage by now, and the collection hands that heap back to the system before ONNX
+     * Runtime takes the graph's weights outside it.
+     */
+    private static OrtSession openSession(Path onnxModel, int threads) throws OrtException {
+        System.gc();
+        try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
+            options.setIntraOpNumThreads(threads);
+            return OnnxRuntimeNatives.environment().createSession(onnxModel.toString(), options);
         }
     }
 
@@ -304,24 +432,18 @@ public final class OnnxVerifier {
     /** Runs the probe on an open session. */
     public static Result verify(OrtSession session, CausalLanguageModel reference, Probe probe,
                                 Map<String, FloatTensor> extraInputs, double tolerance) {
-        return verify(session, reference, probe, extraInputs, tolerance, true);
+        return verify(session, Reference.of(reference, probe, List.of(), 0), extraInputs, tolerance, true);
     }
 
     /**
      * @param exact F32: the absolute {@code tolerance} and identical greedy choices; otherwise (a quantized
      *              graph) {@code tolerance} bounds the error relative to the largest Java logit, greedy choices free
      */
-    private static Result verify(OrtSession session, CausalLanguageModel reference, Probe probe,
-                                 Map<String, FloatTensor> extraInputs, double tolerance, boolean exact) {
-        ModelConfig config = reference.config();
-        int longest = probe.maxPromptLength() + probe.decodeSteps();
-        if (longest > config.maxPositions()) {
-            throw new IllegalArgumentException("the probe needs " + longest + " positions, the model has "
-                    + config.maxPositions());
-        }
+    private static Result verify(OrtSession session, Reference reference, Map<String, FloatTensor> extraInputs,
+                                 double tolerance, boolean exact) {
         try {
             Map<String, FloatTensor> feeds = LoraInputs.withDefaults(session.getInputInfo(), extraInputs);
-            return new Run(session, reference, probe, feeds, tolerance, exact).run();
+            return new Run(session, reference, feeds, tolerance, exact).run();
         } catch (OrtException e) {
             return failure(tolerance, e.getMessage());
         }
@@ -338,11 +460,11 @@ public final class OnnxVerifier {
         };
     }
 
-    /** One probe's state: the padded batch as ONNX sees it and each sequence's Java KV cache. */
+    /** One probe's ONNX side: the padded batch as ONNX sees it, compared with the reference's recorded logits. */
     private static final class Run {
         private final OrtEnvironment env = OnnxRuntimeNatives.environment();
         private final OrtSession session;
-        private final CausalLanguageModel model;
+        private final Reference reference;
         private final ModelConfig config;
         private final Probe probe;
         private final Map<String, FloatTensor> extraInputs;
@@ -353,50 +475,30 @@ public final class OnnxVerifier {
         private final int padded;
         /** [batch][tokens so far], without padding. */
         private final List<List<Integer>> sequences = new ArrayList<>();
-        private final int[][] javaGreedy;
         private double maxAbsError;
         private double maxAbsReference;
         private boolean sawNaN;
         private int rowsChecked;
         private boolean greedyIdentical = true;
 
-        Run(OrtSession session, CausalLanguageModel model, Probe probe, Map<String, FloatTensor> extraInputs,
-            double tolerance, boolean exact) {
+        Run(OrtSession session, Reference reference, Map<String, FloatTensor> extraInputs, double tolerance,
+            boolean exact) {
             this.exact = exact;
             this.session = session;
-            this.model = model;
-            this.config = model.config();
-            this.probe = probe;
+            this.reference = reference;
+            this.config = reference.config;
+            this.probe = reference.probe;
             this.extraInputs = extraInputs;
             this.tolerance = tolerance;
             this.vocab = config.vocabSize();
             this.batch = probe.batch();
             this.padded = probe.promptLength(0);
-            Rng rng = new Rng(probe.seed());
-            for (int b = 0; b < batch; b++) {
-                List<Integer> prompt = new ArrayList<>();
-                for (int t = 0; t < probe.promptLength(b); t++) {
-                    prompt.add((int) Math.floorMod(rng.nextLong(), vocab));
-                }
-                sequences.add(prompt);
+            for (int[] prompt : reference.prompts) {
+                sequences.add(new ArrayList<>(Arrays.stream(prompt).boxed().toList()));
             }
-            this.javaGreedy = new int[batch][probe.decodeSteps()];
         }
 
         Result run() throws OrtException {
-            CausalLanguageModel.KvCache[] caches = new CausalLanguageModel.KvCache[batch];
-            float[][] promptLogits = new float[batch][];
-            float[][] javaLast = new float[batch][];
-            for (int b = 0; b < batch; b++) {
-                int[] prompt = ids(b);
-                CausalLanguageModel.Workspace ws = model.newWorkspace(1, prompt.length);
-                model.forward(ws, prompt, null, false, 0);
-                promptLogits[b] = ws.logits();
-                javaLast[b] = Arrays.copyOfRange(ws.logits(), (prompt.length - 1) * vocab, prompt.length * vocab);
-                caches[b] = model.newKvCache(prompt.length + probe.decodeSteps());
-                model.decode(caches[b], prompt);
-            }
-
             Map<String, OnnxTensor> emptyPast = emptyPast();
             OrtSession.Result result = null;
             try {
@@ -405,18 +507,16 @@ public final class OnnxVerifier {
                 for (int b = 0; b < batch; b++) {
                     int length = sequences.get(b).size();
                     for (int t = 0; t < length; t++) {
-                        compare(promptLogits[b], t, logits, (b * padded + t) * vocab);
+                        compare(reference.promptLogits[b], t, logits, (b * padded + t) * vocab);
                     }
                 }
                 float[][] onnxLast = lastRows(logits, padded, false);
                 for (int step = 0; step < probe.decodeSteps(); step++) {
                     // Both sides are fed the Java model's choice, so that a differing argmax does not end the comparison.
                     for (int b = 0; b < batch; b++) {
-                        int javaToken = argmax(javaLast[b]);
+                        int javaToken = reference.greedy[b][step];
                         greedyIdentical &= argmax(onnxLast[b]) == javaToken;
-                        javaGreedy[b][step] = javaToken;
                         sequences.get(b).add(javaToken);
-                        javaLast[b] = model.decode(caches[b], new int[] {javaToken}).clone();
                     }
                     int rows = probe.kvCache() ? 1 : padded + step + 1;
                     OrtSession.Result next = probe.kvCache()
@@ -427,7 +527,7 @@ public final class OnnxVerifier {
                     logits = logits(result);
                     onnxLast = lastRows(logits, rows, probe.kvCache());
                     for (int b = 0; b < batch; b++) {
-                        compare(javaLast[b], 0, onnxLast[b], 0);
+                        compare(reference.stepLogits[step][b], 0, onnxLast[b], 0);
                     }
                 }
             } finally {
@@ -439,11 +539,7 @@ public final class OnnxVerifier {
             boolean passed = !sawNaN && (exact ? maxAbsError <= tolerance && greedyIdentical
                     : maxAbsError <= tolerance * maxAbsReference);
             return new Result(passed, sawNaN ? Double.NaN : maxAbsError, tolerance, rowsChecked, greedyIdentical,
-                    javaGreedy, null, maxAbsReference);
-        }
-
-        private int[] ids(int b) {
-            return sequences.get(b).stream().mapToInt(Integer::intValue).toArray();
+                    reference.greedy, null, maxAbsReference);
         }
 
         /**
@@ -545,15 +641,15 @@ public final class OnnxVerifier {
             }
             rowsChecked++;
         }
+    }
 
-        private static int argmax(float[] values) {
-            int best = 0;
-            for (int i = 1; i < values.length; i++) {
-                if (values[i] > values[best]) {
-                    best = i;
-                }
+    private static int argmax(float[] values) {
+        int best = 0;
+        for (int i = 1; i < values.length; i++) {
+            if (values[i] > values[best]) {
+                best = i;
             }
-            return best;
         }
+        return best;
     }
 }

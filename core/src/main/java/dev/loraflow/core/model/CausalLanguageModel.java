@@ -8,6 +8,7 @@ import dev.loraflow.core.peft.LoraWeights;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -131,8 +132,18 @@ public sealed interface CausalLanguageModel permits Gpt2Model, DecoderModel {
      */
     static CausalLanguageModel load(Path modelDirectory, LoraAdapterConfig lora, long seed, Quantization quantization)
             throws IOException {
+        return load(modelDirectory, lora, seed, quantization, Arena.ofAuto());
+    }
+
+    /**
+     * As {@link #load(Path, LoraAdapterConfig, long, Quantization)}, the mapped and quantized weights in {@code arena}:
+     * closing it releases them at once, and the model must not be used after.
+     */
+    static CausalLanguageModel load(Path modelDirectory, LoraAdapterConfig lora, long seed, Quantization quantization,
+                                    Arena arena) throws IOException {
         ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
-        CheckpointWeights.BaseWeights weights = CheckpointWeights.readFrozen(modelDirectory, ModelLayout.of(config), quantization);
+        CheckpointWeights.BaseWeights weights = CheckpointWeights.readFrozen(modelDirectory, ModelLayout.of(config),
+                quantization, arena);
         return create(config, weights.arrays(), weights.frozen(), lora, seed);
     }
 

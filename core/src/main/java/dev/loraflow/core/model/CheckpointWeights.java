@@ -68,6 +68,15 @@ public final class CheckpointWeights {
 
     /** Reads {@code checkpoint} as {@link BaseWeights}; the mappings live as long as the matrices are reachable. */
     public static BaseWeights readFrozen(Path checkpoint, ModelLayout layout, Quantization quantization) throws IOException {
+        return readFrozen(checkpoint, layout, quantization, Arena.ofAuto());
+    }
+
+    /**
+     * Reads {@code checkpoint} as {@link BaseWeights} with its mapped and quantized matrices in {@code arena}: closing
+     * it unmaps them at once (and the matrices may no longer be used), where an automatic arena waits for a collection.
+     */
+    public static BaseWeights readFrozen(Path checkpoint, ModelLayout layout, Quantization quantization, Arena arena)
+            throws IOException {
         try (ShardedSafetensors tensors = ShardedSafetensors.open(checkpoint)) {
             Map<String, long[]> found = new LinkedHashMap<>();
             for (String name : tensors.tensorNames()) {
@@ -89,17 +98,17 @@ public final class CheckpointWeights {
                 int cols = Math.toIntExact(spec.shape()[1]);
                 HalfMatrix.Format format = dtype == DType.BF16 ? HalfMatrix.Format.BF16 : HalfMatrix.Format.F16;
                 if (holding == Holding.MAPPED) {
-                    frozen.put(entry.getKey(), new HalfMatrix(tensors.map(stored, Arena.ofAuto()), rows, cols, format));
+                    frozen.put(entry.getKey(), new HalfMatrix(tensors.map(stored, arena), rows, cols, format));
                 } else if (dtype == DType.F16 || dtype == DType.BF16) {
                     // Mapped only while it is quantized, and unmapped at once: left to the collector, the mappings
                     // of every linear weight would stay resident beside their quantized copies (an 8 B model's 14 GB).
                     try (Arena reading = Arena.ofShared()) {
                         frozen.put(entry.getKey(), quantization.apply(
-                                new HalfMatrix(tensors.map(stored, reading), rows, cols, format), Arena.ofAuto()));
+                                new HalfMatrix(tensors.map(stored, reading), rows, cols, format), arena));
                     }
                 } else {
                     frozen.put(entry.getKey(), quantization.apply(
-                            FrozenMatrix.of(tensors.readFloat32(stored), rows, cols), Arena.ofAuto()));
+                            FrozenMatrix.of(tensors.readFloat32(stored), rows, cols), arena));
                 }
             }
             return new BaseWeights(Collections.unmodifiableMap(arrays), Collections.unmodifiableMap(frozen));

@@ -4,7 +4,7 @@ import dev.loraflow.core.io.FileTrees;
 import dev.loraflow.core.io.Resources;
 import dev.loraflow.platform.store.SafePaths;
 import dev.loraflow.core.io.Sha256;
-import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.merge.LoraMerge;
 import dev.loraflow.core.merge.MergeException;
@@ -32,11 +32,12 @@ import org.jboss.logging.Logger;
 
 /**
  * Turns one checkpoint into a served model, or into the reason it is not one: merge into the base (the
- * Hugging Face directory), export that directory to ONNX, verify the graph under ONNX Runtime against
- * the Java forward of the un-merged base + adapter — which checks the merge and the export together —
- * and only then put both into the store. Configured quantized graphs (int8, int4) are exported from the
- * same merged directory, measured against the same reference and stored only within their loss bound. Everything is staged in the work directory first and each
- * store write is atomic, so a crash at any point leaves no partial artifact visible.
+ * Hugging Face directory), export that directory to the configured ONNX graphs ({@code loraflow.merger.graphs}:
+ * f32, int8, int4), verify each under ONNX Runtime against the Java forward of the un-merged base + adapter —
+ * which checks the merge and the export together — and only then put them into the store: the F32 graph within the
+ * logit tolerance, a quantized one within its held-out loss bound. The event names the most precise graph published
+ * for serving. Everything is staged in the work directory first and each store write is atomic, so a crash at any
+ * point leaves no partial artifact visible.
  */
 public final class CheckpointMerger {
 
@@ -113,6 +114,11 @@ public final class CheckpointMerger {
         Path staging = Files.createTempDirectory(settings.workDirectory(), "merge-" + model + "-" + checkpoint.step() + "-");
         try {
             return new Merged(mergeExportVerify(checkpoint, lineage, staging));
+        } catch (Resources.InsufficientResourcesException e) {
+            // The machine, not the checkpoint: one line, no stack trace, and nothing waits for a model that will not come.
+            LOG.warnf("checkpoint %s step %d not merged: %s", model, checkpoint.step(), e.getMessage());
+            return new Failed(new MergeFailureEvent(model, checkpoint.step(), "error", e.getMessage(), Double.NaN,
+                    Double.NaN, previousVersion, lineage));
         } catch (Refused refused) {
             LOG.warnf("checkpoint %s step %d not merged (%s): %s", model, checkpoint.step(), refused.reason, refused.getMessage());
             return new Failed(new MergeFailureEvent(model, checkpoint.step(), refused.reason, refused.getMessage(),
@@ -143,23 +149,32 @@ public final class CheckpointMerger {
             throw new Refused("unreadable_adapter", e.getMessage());
         }
 
+        MergerSettings.Graphs graphs = settings.graphs();
         long start = System.nanoTime();
         Path merged = staging.resolve("merged");
-        Path onnx = staging.resolve("onnx").resolve(ONNX_FILE);
         LoraMerge.Options options = new LoraMerge.Options(settings.dtype(), checkpoint.baseModelSha256());
         // Checked before anything is written: a model this process cannot merge, export and verify fails with the
         // check's one line (a warning, no stack trace: the checkpoint is fine, the machine too small for it) rather
-        // than an OutOfMemoryError or a full disk part way.
-        try {
-            LoraMerge.Requirements mergeNeeds = LoraMerge.requirements(base, options);
-            mergeNeeds.require("merge", merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
-            OnnxExporter.Requirements exportNeeds = OnnxExporter.requirements(base);
-            Resources.requireDisk("merge", staging, mergeNeeds.outputBytes() + exportNeeds.diskBytes(),
-                    "the merged model and its float32 ONNX graph");
-            OnnxVerifier.requireMemory(base, exportNeeds.diskBytes(), "the float32 graph", "give the merger more memory");
-        } catch (Resources.InsufficientResourcesException e) {
-            throw new Refused("error", e.getMessage());
+        // than an OutOfMemoryError or a full disk part way. Only the configured graphs are counted: an 8 B model
+        // published as int4 alone writes its merged model and 8.6 GB, not the 32 GB of a float32 graph.
+        LoraMerge.Requirements mergeNeeds = LoraMerge.requirements(base, options);
+        mergeNeeds.require("merge", merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
+        long graphBytes = 0;
+        long largestGraph = 0;
+        long exportHeap = 0;
+        for (WeightQuantization.Precision precision : graphs.precisions()) {
+            OnnxExporter.Requirements export = OnnxExporter.requirements(base, WeightQuantization.of(precision));
+            graphBytes += export.diskBytes();
+            largestGraph = Math.max(largestGraph, export.diskBytes());
+            exportHeap = Math.max(exportHeap, export.heapBytes());
         }
+        Resources.requireHeap(exportHeap, "to export the " + graphs.describe() + " graphs: the float32 tensors"
+                + " held, the largest one merged, the quantized weights and the graph", "give the merger a larger"
+                + " heap (-Xmx; ./loraflow up: LORAFLOW_JAVA_OPTS)");
+        Resources.requireDisk("merge", staging, mergeNeeds.outputBytes() + graphBytes,
+                "the merged model and its " + graphs.describe() + " ONNX graphs");
+        OnnxVerifier.requireMemory(base, largestGraph, "the largest graph", "give the merger more memory"
+                + (graphs.includesF32() ? ", or publish a quantized graph alone (loraflow.merger.graphs=int4)" : ""));
         try {
             LoraMerge.merge(base, adapter, Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)), merged, options);
         } catch (MergeException e) {
@@ -167,60 +182,93 @@ public final class CheckpointMerger {
         }
         long merging = System.nanoTime() - start;
 
-        OnnxExporter.requirements(merged).require("merge", onnx);
-        OnnxExporter.Result export = OnnxExporter.exportDirectory(merged, null,
-                OnnxExporter.Options.defaults().withOpset(settings.opset()), onnx);
-
+        // The Java forward of base + adapter runs first and its weights are released before any ONNX Runtime session
+        // opens: only one of the two is in memory at a time.
         start = System.nanoTime();
-        CausalLanguageModel reference = CausalLanguageModel.load(base, adapter.config(), 0);
-        reference.loadAdapter(adapter);
-        OnnxVerifier.Result check = OnnxVerifier.verify(onnx, reference, OnnxVerifier.Probe.standard(), Map.of(),
-                settings.tolerance(), settings.verifyThreads());
+        OnnxVerifier.Reference reference = OnnxVerifier.Reference.of(base, adapter, OnnxVerifier.Probe.standard(),
+                graphs.includesQuantized() ? heldOut(base, graphs.verifyData()) : List.of(), 0);
         long verifying = System.nanoTime() - start;
-        if (!check.passed()) {
-            throw new Refused("verification_failed", "the ONNX graph of the merged model does not compute what the"
-                    + " base with its adapter computes: " + check.summary(), check.maxAbsError(), check.tolerance());
-        }
-        settings.fault().afterExport(checkpoint.jobId());
-        start = System.nanoTime();
+        long exporting = 0;
+        MergedModelEvent.Verification verification = null;
+        ArtifactStore.Artifact served = null;
+        String servedFileSha256 = null;
+        String servedPrecision = null;
+        Refused lastRefusal = null;
         List<MergedModelEvent.QuantizedGraph> quantized = new ArrayList<>();
-        for (WeightQuantization.Precision precision : settings.quantized().precisions()) {
-            quantized.add(quantizedGraph(checkpoint, precision, merged, base, reference, staging));
+        for (WeightQuantization.Precision precision : graphs.precisions()) {
+            WeightQuantization quantization = WeightQuantization.of(precision);
+            Path onnx = staging.resolve("onnx-" + precision.label()).resolve(ONNX_FILE);
+            OnnxExporter.Result export = OnnxExporter.exportDirectory(merged, null,
+                    OnnxExporter.Options.defaults().withOpset(settings.opset()).withQuantization(quantization), onnx);
+            exporting += export.exportNanos();
+            start = System.nanoTime();
+            if (precision == WeightQuantization.Precision.F32) {
+                OnnxVerifier.Result check = OnnxVerifier.verify(onnx, reference, Map.of(), settings.tolerance(),
+                        settings.verifyThreads());
+                verifying += System.nanoTime() - start;
+                if (!check.passed()) {
+                    throw new Refused("verification_failed", "the ONNX graph of the merged model does not compute what"
+                            + " the base with its adapter computes: " + check.summary(), check.maxAbsError(),
+                            check.tolerance());
+                }
+                settings.fault().afterExport(checkpoint.jobId());
+                served = store.putDirectory(onnx.getParent());
+                servedFileSha256 = export.modelSha256();
+                servedPrecision = MergedModelEvent.F32;
+                verification = new MergedModelEvent.Verification(true, check.maxAbsError(), check.tolerance(),
+                        check.rowsChecked(), check.greedyIdentical());
+            } else {
+                OnnxVerifier.QuantizedResult check = OnnxVerifier.verifyQuantized(onnx, reference, Map.of(),
+                        new OnnxVerifier.QuantizedBounds(graphs.maxLossIncrease().get(precision)), settings.verifyThreads());
+                verifying += System.nanoTime() - start;
+                if (check.passed() && served == null) {
+                    settings.fault().afterExport(checkpoint.jobId());
+                }
+                MergedModelEvent.QuantizedGraph graph = quantizedGraph(checkpoint, quantization, onnx, check);
+                quantized.add(graph);
+                if (!graph.published()) {
+                    lastRefusal = new Refused("verification_failed", "the " + precision.label() + " graph of the merged"
+                            + " model is not within its bound: " + check.summary(), check.probe().maxAbsError(), Double.NaN);
+                } else if (served == null) {
+                    served = new ArtifactStore.Artifact(URI.create(graph.onnxUri()), graph.onnxSha256());
+                    servedFileSha256 = graph.onnxFileSha256();
+                    servedPrecision = precision.label();
+                    verification = new MergedModelEvent.Verification(true, check.probe().maxAbsError(), Double.NaN,
+                            check.probe().rowsChecked(), check.probe().greedyIdentical());
+                }
+            }
+            // Stored (or refused): the next graph's export gets its disk.
+            deleteTree(onnx.getParent());
         }
-        verifying += System.nanoTime() - start;
-
+        if (served == null) {
+            // Every configured graph was quantized and none kept its loss: nothing to serve, so no model is announced.
+            throw lastRefusal;
+        }
         ArtifactStore.Artifact mergedArtifact = store.putDirectory(merged);
-        ArtifactStore.Artifact onnxArtifact = store.putDirectory(onnx.getParent());
-        return new MergedModelEvent(checkpoint.jobId(), checkpoint.step(), onnxArtifact.uri().toString(),
-                onnxArtifact.sha256(), ONNX_FILE, export.modelSha256(), settings.opset(), mergedArtifact.uri().toString(),
-                mergedArtifact.sha256(), settings.dtype().toString(),
-                new MergedModelEvent.Verification(true, check.maxAbsError(), check.tolerance(), check.rowsChecked(),
-                        check.greedyIdentical()),
-                lineage, new MergedModelEvent.Timings(merging / 1e9, export.exportNanos() / 1e9, verifying / 1e9), quantized);
+        return new MergedModelEvent(checkpoint.jobId(), checkpoint.step(), served.uri().toString(), served.sha256(),
+                ONNX_FILE, servedFileSha256, settings.opset(), mergedArtifact.uri().toString(), mergedArtifact.sha256(),
+                settings.dtype().toString(), verification, lineage,
+                new MergedModelEvent.Timings(merging / 1e9, exporting / 1e9, verifying / 1e9), quantized, servedPrecision);
+    }
+
+    /** The held-out examples quantized graphs are measured on, tokenized as the base's tokenizer does (ids without). */
+    private static List<Example> heldOut(Path base, Path verifyData) throws IOException {
+        Path tokenizerFile = base.resolve(Tokenizer.FILE_NAME);
+        try (Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null) {
+            return JsonlExamples.read(verifyData, tokenizer, ModelConfig.read(base.resolve("config.json")).vocabSize());
+        }
     }
 
     /**
-     * Exports the merged model at {@code precision}, checks it against the F32 Java forward of base + adapter
-     * (logit error, held-out loss) and puts it into the store when its loss is within the configured bound;
-     * a graph beyond it is recorded as refused, with why, and not stored. The F32 graph is served either way.
+     * A quantized graph checked against the F32 Java forward of base + adapter (logit error, held-out loss): put into
+     * the store when its loss is within the configured bound; a graph beyond it is recorded as refused, with why, and
+     * not stored.
      */
-    private MergedModelEvent.QuantizedGraph quantizedGraph(CheckpointEvent checkpoint, WeightQuantization.Precision precision,
-                                                           Path merged, Path base, CausalLanguageModel reference,
-                                                           Path staging) throws IOException {
-        WeightQuantization quantization = WeightQuantization.of(precision);
-        Path onnx = staging.resolve("onnx-" + precision.label()).resolve(ONNX_FILE);
-        OnnxExporter.requirements(merged, quantization).require("merge", onnx);
-        OnnxExporter.exportDirectory(merged, null,
-                OnnxExporter.Options.defaults().withOpset(settings.opset()).withQuantization(quantization), onnx);
-        Path tokenizerFile = base.resolve(Tokenizer.FILE_NAME);
-        List<Example> heldOut;
-        try (Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null) {
-            heldOut = JsonlExamples.read(settings.quantized().verifyData(), tokenizer, reference.config().vocabSize());
-        }
-        double bound = settings.quantized().maxLossIncrease().get(precision);
-        OnnxVerifier.QuantizedResult check = OnnxVerifier.verifyQuantized(onnx, reference, heldOut, 0, Map.of(),
-                new OnnxVerifier.QuantizedBounds(bound), settings.verifyThreads());
-        String label = precision.label();
+    private MergedModelEvent.QuantizedGraph quantizedGraph(CheckpointEvent checkpoint, WeightQuantization quantization,
+                                                           Path onnx, OnnxVerifier.QuantizedResult check)
+            throws IOException {
+        String label = quantization.precision().label();
+        double bound = check.bounds().maxLossIncrease();
         if (!check.passed()) {
             LOG.warnf("checkpoint %s step %d: the %s graph is not published: %s", checkpoint.jobId(), checkpoint.step(),
                     label, check.summary());

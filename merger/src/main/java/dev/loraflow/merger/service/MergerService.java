@@ -69,7 +69,7 @@ public class MergerService {
 
     void start(@Observes StartupEvent event) throws IOException {
         kafka = KafkaConnectorSettings.of(config);
-        settings.quantized(); // a quantize setting that cannot be honoured stops the start here, naming its key
+        settings.graphs(); // a graphs or quantize setting that cannot be honoured stops the start here, naming its key
         clearWorkDirectory(settings.workDirectory());
         ArtifactStore store = storeConfig.open();
         merges = new Merges(settings, store, new CheckpointMerger(settings, store), this::publish);

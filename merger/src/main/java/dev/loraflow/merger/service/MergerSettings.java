@@ -69,7 +69,14 @@ public interface MergerSettings {
     @WithConverter(CrashPointConverter.class)
     CrashPoint fault();
 
-    /** int8, int4 or both, comma-separated: quantized graphs published beside the F32 one; none when absent. */
+    /** The ONNX graphs published for each merged model: f32, int8, int4, comma-separated, at least one. */
+    @WithName("merger.graphs")
+    String graphList();
+
+    /**
+     * int8, int4 or both: quantized graphs published beside those of {@link #graphList} (the key from before
+     * {@code merger.graphs}, when the F32 graph was always published; none when absent).
+     */
     @WithName("merger.quantize")
     Optional<String> quantize();
 
@@ -82,9 +89,9 @@ public interface MergerSettings {
     @WithName("merger.quantize.verify-data")
     Optional<Path> quantizeVerifyData();
 
-    /** The quantized graphs to publish beside the F32 one, checked as a whole (the service reads it at start). */
-    default QuantizedExports quantized() {
-        return QuantizedExports.parse(quantize().orElse(""), int8MaxLossIncrease(), int4MaxLossIncrease(),
+    /** The graphs to publish, checked as a whole (the service reads it at start). */
+    default Graphs graphs() {
+        return Graphs.parse(graphList() + "," + quantize().orElse(""), int8MaxLossIncrease(), int4MaxLossIncrease(),
                 quantizeVerifyData().orElse(null));
     }
 
@@ -110,48 +117,61 @@ public interface MergerSettings {
     }
 
     /**
-     * {@code loraflow.merger.quantize} (e.g. "int8,int4"), each graph checked on the held-out examples of
-     * {@code verifyData} (JSONL, the formats of train --data) and published only when its loss is at most
-     * {@code maxLossIncrease} of its precision above the F32 model's.
+     * {@code loraflow.merger.graphs} (e.g. "f32,int4", or "int4" alone): the F32 graph verified against the Java
+     * forward within the logit tolerance; each quantized graph checked on the held-out examples of {@code verifyData}
+     * (JSONL, the formats of train --data) and published only when its loss is at most {@code maxLossIncrease} of its
+     * precision above the F32 model's.
      *
-     * @param verifyData required when any precision is asked for: no quantized graph is published unmeasured
+     * @param precisions in the order of {@link WeightQuantization.Precision}, the most precise first: the first
+     *                   published is the graph the merged event names for serving
+     * @param verifyData required when any quantized graph is asked for: none is published unmeasured
      */
-    public record QuantizedExports(List<WeightQuantization.Precision> precisions,
-                                   Map<WeightQuantization.Precision, Double> maxLossIncrease, Path verifyData) {
+    public record Graphs(List<WeightQuantization.Precision> precisions,
+                         Map<WeightQuantization.Precision, Double> maxLossIncrease, Path verifyData) {
 
-        public static final QuantizedExports NONE = new QuantizedExports(List.of(), Map.of(), null);
-
-        public QuantizedExports {
-            precisions = List.copyOf(precisions);
+        public Graphs {
+            precisions = precisions.stream().distinct().sorted().toList();
             maxLossIncrease = Map.copyOf(maxLossIncrease);
-            if (precisions.contains(WeightQuantization.Precision.F32)) {
-                throw new IllegalArgumentException("loraflow.merger.quantize lists int8 and/or int4; the F32 graph is always published");
+            if (precisions.isEmpty()) {
+                throw new IllegalArgumentException("loraflow.merger.graphs names no graph: list f32, int8 and/or int4");
             }
-            if (!precisions.isEmpty() && verifyData == null) {
-                throw new IllegalArgumentException("loraflow.merger.quantize needs loraflow.merger.quantize.verify-data:"
-                        + " held-out examples on which each quantized graph's loss is measured before it is published");
+            boolean quantized = precisions.stream().anyMatch(precision -> precision != WeightQuantization.Precision.F32);
+            if (quantized && verifyData == null) {
+                throw new IllegalArgumentException("an int8 or int4 graph (loraflow.merger.graphs) needs"
+                        + " loraflow.merger.quantize.verify-data: held-out examples on which each quantized graph's loss"
+                        + " is measured before it is published");
             }
             for (WeightQuantization.Precision precision : precisions) {
-                if (!maxLossIncrease.containsKey(precision)) {
+                if (precision != WeightQuantization.Precision.F32 && !maxLossIncrease.containsKey(precision)) {
                     throw new IllegalArgumentException("no loss bound for " + precision.label());
                 }
             }
         }
 
-        /** Parses "int8,int4" (blank: none); the bounds are fractions, 0.01 = 1 %. */
-        public static QuantizedExports parse(String precisions, double int8MaxLossIncrease, double int4MaxLossIncrease,
-                                             Path verifyData) {
+        /** Parses "f32,int8,int4" (blank entries skipped, repeats ignored); the bounds are fractions, 0.01 = 1 %. */
+        public static Graphs parse(String precisions, double int8MaxLossIncrease, double int4MaxLossIncrease,
+                                   Path verifyData) {
             List<WeightQuantization.Precision> parsed = new ArrayList<>();
             for (String label : precisions.split(",")) {
                 if (!label.isBlank()) {
-                    WeightQuantization.Precision precision = WeightQuantization.Precision.parse(label);
-                    if (!parsed.contains(precision)) {
-                        parsed.add(precision);
-                    }
+                    parsed.add(WeightQuantization.Precision.parse(label.strip()));
                 }
             }
-            return new QuantizedExports(parsed, Map.of(WeightQuantization.Precision.INT8, int8MaxLossIncrease,
+            return new Graphs(parsed, Map.of(WeightQuantization.Precision.INT8, int8MaxLossIncrease,
                     WeightQuantization.Precision.INT4, int4MaxLossIncrease), verifyData);
+        }
+
+        public boolean includesF32() {
+            return precisions.contains(WeightQuantization.Precision.F32);
+        }
+
+        public boolean includesQuantized() {
+            return !precisions.equals(List.of(WeightQuantization.Precision.F32));
+        }
+
+        /** e.g. "f32+int4". */
+        public String describe() {
+            return String.join("+", precisions.stream().map(WeightQuantization.Precision::label).toList());
         }
     }
 }

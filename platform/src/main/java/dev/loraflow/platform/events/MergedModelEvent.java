@@ -19,17 +19,30 @@ import java.util.List;
  * @param onnxFileSha256 SHA-256 of the .onnx file itself
  * @param mergedUri      the store artifact holding the merged Hugging Face model directory
  * @param dtype          what the merged model's tensors are stored as: f32, f16, bf16 or base
- * @param quantized      the quantized graphs the merger was configured to publish beside the F32 one (field
- *                       {@code quantized}, absent in events of merges without: read as empty), each published or
- *                       refused with the reason
+ * @param quantized      the quantized graphs the merger was configured to publish (field {@code quantized}, absent
+ *                       in events of merges without: read as empty), each published or refused with the reason
+ * @param onnxPrecision  the precision of the graph {@code onnx} names, the one to serve (field {@code onnx.precision}):
+ *                       f32, or — when the merger publishes no F32 graph — the most precise quantized graph published,
+ *                       which is also listed in {@code quantized} with its figures; absent in older events: f32
  */
 public record MergedModelEvent(String model, long modelVersion, String onnxUri, String onnxSha256, String onnxFile,
                                String onnxFileSha256, int opset, String mergedUri, String mergedSha256, String dtype,
                                Verification verification, ModelLineage lineage, Timings timings,
-                               List<QuantizedGraph> quantized) {
+                               List<QuantizedGraph> quantized, String onnxPrecision) {
+
+    public static final String F32 = "f32";
 
     public MergedModelEvent {
         quantized = List.copyOf(quantized);
+    }
+
+    /** A merge whose served graph is the F32 one. */
+    public MergedModelEvent(String model, long modelVersion, String onnxUri, String onnxSha256, String onnxFile,
+                            String onnxFileSha256, int opset, String mergedUri, String mergedSha256, String dtype,
+                            Verification verification, ModelLineage lineage, Timings timings,
+                            List<QuantizedGraph> quantized) {
+        this(model, modelVersion, onnxUri, onnxSha256, onnxFile, onnxFileSha256, opset, mergedUri, mergedSha256, dtype,
+                verification, lineage, timings, quantized, F32);
     }
 
     /** A merge that published the F32 graph only. */
@@ -58,7 +71,10 @@ public record MergedModelEvent(String model, long modelVersion, String onnxUri, 
     public static final String SCHEMA = "loraflow.models.merged";
     public static final int VERSION = 1;
 
-    /** ONNX Runtime against the Java forward of the un-merged base + adapter. */
+    /**
+     * ONNX Runtime against the Java forward of the un-merged base + adapter, for the served graph: a quantized one is
+     * held to its held-out loss bound (in its {@code quantized} entry), not to a logit tolerance (NaN, left out).
+     */
     public record Verification(boolean passed, double maxAbsLogitError, double tolerance, int rowsChecked,
                                boolean greedyIdentical) {}
 
@@ -77,6 +93,7 @@ public record MergedModelEvent(String model, long modelVersion, String onnxUri, 
         onnx.put("file", onnxFile);
         onnx.put("file_sha256", onnxFileSha256);
         onnx.put("opset", opset);
+        onnx.put("precision", onnxPrecision);
         ObjectNode merged = root.putObject("merged_model");
         merged.put("uri", mergedUri);
         merged.put("sha256", mergedSha256);
@@ -84,7 +101,7 @@ public record MergedModelEvent(String model, long modelVersion, String onnxUri, 
         ObjectNode checked = root.putObject("verification");
         checked.put("passed", verification.passed());
         checked.put("max_abs_logit_error", verification.maxAbsLogitError());
-        checked.put("tolerance", verification.tolerance());
+        putFinite(checked, "tolerance", verification.tolerance());
         checked.put("rows_checked", verification.rowsChecked());
         checked.put("greedy_identical", verification.greedyIdentical());
         lineage.writeTo(root);
@@ -138,7 +155,7 @@ public record MergedModelEvent(String model, long modelVersion, String onnxUri, 
                 new Timings(Json.number(seconds, "merge_s", Double.NaN, 0, Double.MAX_VALUE, what),
                         Json.number(seconds, "export_s", Double.NaN, 0, Double.MAX_VALUE, what),
                         Json.number(seconds, "verify_s", Double.NaN, 0, Double.MAX_VALUE, what)),
-                quantized(root, what));
+                quantized(root, what), Json.optionalText(onnx, "precision", F32, what));
     }
 
     /** A NaN (not measured, or a NaN logit) is left out: JSON has no NaN. */

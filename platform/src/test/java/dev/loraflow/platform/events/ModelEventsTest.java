@@ -1,6 +1,7 @@
 package dev.loraflow.platform.events;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -46,6 +47,31 @@ class ModelEventsTest {
         assertEquals(merged, MergedModelEvent.parse(merged.encode()));
         String withoutQuantized = new String(merged.encode(), StandardCharsets.UTF_8).replaceAll(",\"quantized\":\\[.*\\]", "");
         assertEquals(java.util.List.of(), MergedModelEvent.parse(withoutQuantized.getBytes(StandardCharsets.UTF_8)).quantized());
+    }
+
+    @Test
+    void aModelServedFromItsInt4GraphNamesThePrecisionAndAnOlderEventReadsAsF32() throws EventFormatException {
+        MergedModelEvent.QuantizedGraph int4 = new MergedModelEvent.QuantizedGraph("int4", "int4 block 32 symmetric",
+                true, "file:///store/sha256/" + "f".repeat(64), "f".repeat(64), "model.onnx", "0".repeat(64), 0.3, 0.1,
+                2.5, 2.51, 0.004, 0.05, null);
+        MergedModelEvent merged = new MergedModelEvent("j-1", 40, int4.onnxUri(), int4.onnxSha256(), "model.onnx",
+                int4.onnxFileSha256(), 17, "file:///store/sha256/" + "e".repeat(64), "e".repeat(64), "base",
+                new MergedModelEvent.Verification(true, 0.3, Double.NaN, 48, false), LINEAGE,
+                new MergedModelEvent.Timings(0.5, 1.25, 0.75), java.util.List.of(int4), "int4");
+        String json = new String(merged.encode(), StandardCharsets.UTF_8);
+        assertTrue(json.contains("\"precision\":\"int4\",") && !json.contains("\"tolerance\""), json);
+        MergedModelEvent parsed = MergedModelEvent.parse(merged.encode());
+        assertEquals("int4", parsed.onnxPrecision());
+        assertTrue(Double.isNaN(parsed.verification().tolerance()));
+        assertEquals(merged.quantized(), parsed.quantized());
+
+        String older = new String(new MergedModelEvent("j-1", 40, int4.onnxUri(), int4.onnxSha256(), "model.onnx",
+                int4.onnxFileSha256(), 17, "file:///store/sha256/" + "e".repeat(64), "e".repeat(64), "f32",
+                new MergedModelEvent.Verification(true, 3.5e-6, 1e-4, 48, true), LINEAGE,
+                new MergedModelEvent.Timings(0.5, 1.25, 0.75)).encode(), StandardCharsets.UTF_8)
+                .replace(",\"precision\":\"f32\"", "");
+        assertFalse(older.contains("precision"), older);
+        assertEquals(MergedModelEvent.F32, MergedModelEvent.parse(older.getBytes(StandardCharsets.UTF_8)).onnxPrecision());
     }
 
     @Test
