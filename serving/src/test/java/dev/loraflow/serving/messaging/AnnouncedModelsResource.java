@@ -3,6 +3,7 @@ package dev.loraflow.serving.messaging;
 import static dev.loraflow.serving.messaging.Announcements.record;
 
 import dev.loraflow.platform.store.LocalArtifactStore;
+import dev.loraflow.onnx.WeightQuantization;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
@@ -33,6 +34,9 @@ public class AnnouncedModelsResource extends AnnouncingResource {
                 record(topic, MODEL, Announcements.event(MODEL, 9, wrongFileSha).encode()),
                 record(topic, MODEL, "{\"schema\": \"loraflow.models.merged\", \"version\": 1"),
                 record(topic, "other-job", Announcements.event("other-job", 99, a).encode())));
-        return Map.of("loraflow.test.release-a", a.encode(), "loraflow.test.release-b", b.encode());
+        Announcements.Release int4 = Announcements.release(store, SEED_A,
+                WeightQuantization.of(WeightQuantization.Precision.INT4), root);
+        return Map.of("loraflow.test.release-a", a.encode(), "loraflow.test.release-b", b.encode(),
+                "loraflow.test.release-a-int4", int4.encode());
     }
 }

@@ -7,6 +7,8 @@ import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.inference.TinyModels;
+import dev.loraflow.onnx.OnnxExporter;
+import dev.loraflow.onnx.WeightQuantization;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.platform.events.EventFormatException;
@@ -63,10 +65,18 @@ final class Announcements {
      * files serving reads from it (config.json and the tokenizer), not the merged weights it never reads.
      */
     static Release release(LocalArtifactStore store, long seed, Path work) throws IOException {
-        Path exported = TinyModels.export(model(seed), TinyModels.weights(TinyModels.GPT2, seed), work.resolve("export-" + seed));
-        Path onnx = Files.createDirectories(work.resolve("onnx-" + seed));
+        return release(store, seed, WeightQuantization.none(), work);
+    }
+
+    /** As {@link #release(LocalArtifactStore, long, Path)}, the graph's weights stored as {@code quantization} says. */
+    static Release release(LocalArtifactStore store, long seed, WeightQuantization quantization, Path work)
+            throws IOException {
+        String name = seed + "-" + quantization.precision().label();
+        Path exported = TinyModels.export(model(seed), TinyModels.weights(TinyModels.GPT2, seed), work.resolve("export-" + name),
+                OnnxExporter.Options.defaults().withQuantization(quantization));
+        Path onnx = Files.createDirectories(work.resolve("onnx-" + name));
         Files.move(exported, onnx.resolve("model.onnx"));
-        Path merged = Files.createDirectories(work.resolve("merged-" + seed));
+        Path merged = Files.createDirectories(work.resolve("merged-" + name));
         for (String file : new String[] {"config.json", Tokenizer.FILE_NAME, Tokenizer.CONFIG_FILE_NAME}) {
             Files.move(exported.resolveSibling(file), merged.resolve(file));
         }
@@ -82,6 +92,21 @@ final class Announcements {
                 new MergedModelEvent.Verification(true, 2e-6, 1e-4, 56, true),
                 new ModelLineage("tiny-base", SHA_ZERO, model, version, release.mergedUri(), SHA_ZERO),
                 new MergedModelEvent.Timings(0.1, 0.2, 0.3));
+    }
+
+    /**
+     * The event of a merger publishing an int4 graph alone ({@code loraflow.merger.graphs=int4}): {@code onnx} names the
+     * int4 graph, listed again in {@code quantized} with its loss figures.
+     */
+    static MergedModelEvent int4Event(String model, long version, Release release) {
+        MergedModelEvent.QuantizedGraph int4 = new MergedModelEvent.QuantizedGraph("int4",
+                WeightQuantization.of(WeightQuantization.Precision.INT4).describe(), true, release.onnxUri(),
+                release.onnxSha256(), "model.onnx", release.onnxFileSha256(), 0.05, 0.01, 3.8, 3.81, 0.003, 0.05, null);
+        return new MergedModelEvent(model, version, release.onnxUri(), release.onnxSha256(), "model.onnx",
+                release.onnxFileSha256(), 17, release.mergedUri(), release.mergedSha256(), "base",
+                new MergedModelEvent.Verification(true, 0.05, Double.NaN, 56, false),
+                new ModelLineage("tiny-base", SHA_ZERO, model, version, release.mergedUri(), SHA_ZERO),
+                new MergedModelEvent.Timings(0.1, 0.2, 0.3), List.of(int4), "int4");
     }
 
     static ProducerRecord<byte[], byte[]> record(String topic, String key, byte[] value) {

@@ -8,8 +8,10 @@ import static dev.loraflow.serving.messaging.Announcements.recordOutcome;
 import static io.restassured.RestAssured.given;
 import static org.hamcrest.Matchers.containsString;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.broker.PlatformUsers;
 import dev.loraflow.core.generate.Generator;
@@ -113,6 +115,21 @@ class FollowModelsTest {
     /** A version above every one announced so far: the history's (up to 99) and the earlier tests'. */
     private static long nextVersion() {
         return VERSIONS.getAndIncrement();
+    }
+
+    /** A merger that publishes an int4 graph alone announces it as the graph to serve: it is loaded and answers. */
+    @Test
+    void aModelAnnouncedWithOnlyAnInt4GraphIsLoadedAndAnswers() throws Exception {
+        Release int4 = release("a-int4");
+        Path graph = store().open(URI.create(int4.onnxUri()), int4.onnxSha256()).resolve("model.onnx");
+        assertTrue(new String(java.nio.file.Files.readAllBytes(graph), StandardCharsets.ISO_8859_1).contains("MatMulNBits"),
+                "the release's linears are int4 blocks");
+        long version = nextVersion();
+        publish(Announcements.int4Event(MODEL, version, int4).encode());
+        await("the int4 version served", () -> announcedVersion() == version);
+        List<Integer> answer = complete();
+        assertFalse(answer.isEmpty(), "the int4 graph answers");
+        serve("a");
     }
 
     @Test
