@@ -152,9 +152,9 @@ public final class CheckpointMerger {
         // than an OutOfMemoryError or a full disk part way.
         try {
             LoraMerge.Requirements mergeNeeds = LoraMerge.requirements(base, options);
-            mergeNeeds.require("merge", merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
+            mergeNeeds.require(merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
             OnnxExporter.Requirements exportNeeds = OnnxExporter.requirements(base);
-            Resources.requireDisk("merge", staging, mergeNeeds.outputBytes() + exportNeeds.diskBytes(),
+            Resources.requireDisk(staging, mergeNeeds.outputBytes() + exportNeeds.diskBytes(),
                     "the merged model and its float32 ONNX graph");
             OnnxVerifier.requireMemory(base, exportNeeds.diskBytes(), "the float32 graph", "give the merger more memory");
         } catch (Resources.InsufficientResourcesException e) {
@@ -167,7 +167,7 @@ public final class CheckpointMerger {
         }
         long merging = System.nanoTime() - start;
 
-        OnnxExporter.requirements(merged).require("merge", onnx);
+        OnnxExporter.requirements(merged).require(onnx);
         OnnxExporter.Result export = OnnxExporter.exportDirectory(merged, null,
                 OnnxExporter.Options.defaults().withOpset(settings.opset()), onnx);
 
@@ -209,7 +209,7 @@ public final class CheckpointMerger {
                                                            Path staging) throws IOException {
         WeightQuantization quantization = WeightQuantization.of(precision);
         Path onnx = staging.resolve("onnx-" + precision.label()).resolve(ONNX_FILE);
-        OnnxExporter.requirements(merged, quantization).require("merge", onnx);
+        OnnxExporter.requirements(merged, quantization).require(onnx);
         OnnxExporter.exportDirectory(merged, null,
                 OnnxExporter.Options.defaults().withOpset(settings.opset()).withQuantization(quantization), onnx);
         Path tokenizerFile = base.resolve(Tokenizer.FILE_NAME);
