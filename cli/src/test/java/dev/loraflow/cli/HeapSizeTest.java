@@ -14,6 +14,7 @@ import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.train.MemoryEstimate;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.onnx.WeightQuantization;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -47,8 +48,7 @@ class HeapSizeTest {
     void trainGetsItsEstimateAndTrainsInExactlyThatHeap() throws Exception {
         // activations dominate: 8 layers of 4 × 512 tokens, about 820 MB by the estimate
         ModelConfig config = DecoderConfig.llama(1000, 256, 768, 8, 4, 4, 64, 512, 1e-5, 10000, false);
-        Path base = temp.resolve("base");
-        RandomModel.write(config, 1, DType.BF16, base);
+        Path base = bf16Base(config);
         Path data = temp.resolve("data.jsonl");
         Files.writeString(data, IntStream.range(0, 8).mapToObj(i -> IntStream.range(0, 512)
                 .mapToObj(t -> Integer.toString((t * 7 + i) % 1000)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
@@ -77,10 +77,8 @@ class HeapSizeTest {
 
     @Test
     void mergeAndExportGetWhatTheirChecksRequireAndRunInExactlyThatHeap() throws Exception {
-        // an untied head beside the embedding: the float32 tensors an export holds and the largest one a merge forms
-        ModelConfig config = DecoderConfig.llama(16000, 512, 1408, 2, 8, 4, 64, 256, 1e-5, 10000, false);
-        Path base = temp.resolve("base");
-        RandomModel.write(config, 3, DType.BF16, base);
+        // an untied head beside the embedding: the largest tensor a merge forms whole, which an export writes in chunks
+        Path base = bf16Base(DecoderConfig.llama(16000, 512, 1408, 2, 8, 4, 64, 256, 1e-5, 10000, false));
         Path data = temp.resolve("data.jsonl");
         Files.writeString(data, "{\"input_ids\":[1,2,3,4,5,6,7,8]}\n{\"input_ids\":[8,7,6,5,4,3,2,1]}\n");
         Path adapter = temp.resolve("adapter");
@@ -123,6 +121,12 @@ class HeapSizeTest {
                 "--data", "d.jsonl", "--out", "a"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--no-such-flag"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {}));
+    }
+
+    private Path bf16Base(ModelConfig config) throws IOException {
+        Path base = temp.resolve("base");
+        RandomModel.write(config, 1, DType.BF16, base);
+        return base;
     }
 
     private static String xmx(long bytes) {
