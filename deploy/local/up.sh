@@ -141,19 +141,22 @@ ensure_service_jars
 
 if command -v setsid > /dev/null; then SETSID=(setsid); else SETSID=(); fi
 
-# Starts java -jar $2 as process $1 with the environment assignments that follow (and after a "--" the
-# program's arguments), in a session of its own (Ctrl-C reaches only this script, which stops the services
-# in order) and with its log; sets STARTED_PID.
+# Starts java -jar $2 as process $1 with the JVM options (-…, @argfile) and environment assignments that follow (and after
+# a "--" the program's arguments), in a session of its own (Ctrl-C reaches only this script, which stops the
+# services in order) and with its log; sets STARTED_PID.
 start_java() {
-  local name="$1" jar="$2" environment=()
+  local name="$1" jar="$2" environment=() options=()
   shift 2
   while [ $# -gt 0 ] && [ "$1" != -- ]; do
-    environment+=("$1")
+    case "$1" in
+      -*|@*) options+=("$1") ;;
+      *) environment+=("$1") ;;
+    esac
     shift
   done
   [ $# -eq 0 ] || shift
-  env "${environment[@]}" "${SETSID[@]}" "$JAVA_HOME/bin/java" "${JAVA_OPTIONS[@]}" ${LORAFLOW_JAVA_OPTS:-} -jar "$jar" \
-    "$@" > "$LOGS/$name.log" 2>&1 < /dev/null &
+  env "${environment[@]}" "${SETSID[@]}" "$JAVA_HOME/bin/java" "${JAVA_OPTIONS[@]}" "${options[@]}" ${LORAFLOW_JAVA_OPTS:-} \
+    -jar "$jar" "$@" > "$LOGS/$name.log" 2>&1 < /dev/null &
   STARTED_PID=$!
 }
 
@@ -227,12 +230,24 @@ CONF
 )
 write_run_env
 
+# A service's heap holds what stays there: a training job's activations, adapter and optimizer state; the
+# merger's largest tensor formed whole and the reference model's float32 tensors; requests in flight. A model's
+# BF16/F16 weights are mapped from its files, NF4/int8 ones, ONNX Runtime's graphs, arenas and KV caches live
+# outside the heap. No service knows its model before a job or a model arrives, so each gets a ceiling, the
+# trainer half of memory (activations grow with batch x sequence; NF4/int8 weights are bounded by
+# MaxDirectMemorySize, which follows it: half of memory, as the CLI gives them), merger and serving a quarter,
+# and the collector keeps the committed heap near what is live (heap-gc.args) and hands it back to the machine
+# a minute after a job (a periodic collection while idle). Percentages are of the container's limit where one is
+# set; a job that does not fit is refused by the service's own check. An -Xmx in LORAFLOW_JAVA_OPTS overrides.
+declare -A HEAP_PERCENT_OF=([trainer]=50 [merger]=25 [serving]=25)
+
 # Each service listens on 127.0.0.1 only; with port 0 the system picks a free one and Quarkus logs it.
 start_service() {
   local name="$1" health="$2"
   shift 2
   echo "loraflow: starting $name ..." >&2
-  start_java "$name" "$(service_jar "$name")" \
+  start_java "$name" "$(service_jar "$name")" -XX:MaxRAMPercentage="${HEAP_PERCENT_OF[$name]}" \
+    "@$ROOT/deploy/local/heap-gc.args" -XX:G1PeriodicGCInterval=60000 \
     KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP_SERVERS" LORAFLOW_KAFKA_USERNAME="$name" \
     LORAFLOW_KAFKA_PASSWORD="${KAFKA_PASSWORD_OF[$name]}" \
     QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT="${PORT[$name]}" \

@@ -22,6 +22,7 @@ import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalLong;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -36,7 +37,7 @@ import picocli.CommandLine;
                 "--verify runs it under ONNX Runtime against the Java forward and fails when they disagree.",
                 "--quantize int8|int4 stores the linear weights quantized; --verify then reports the logit error and,",
                 "with --verify-data, fails when the held-out loss rises above the bound (1 %% int8, 5 %% int4)."})
-final class ExportOnnxCommand implements Callable<Integer> {
+final class ExportOnnxCommand implements Callable<Integer>, HeapSized {
 
     @Spec
     private CommandSpec spec;
@@ -92,6 +93,16 @@ final class ExportOnnxCommand implements Callable<Integer> {
             description = "Relative held-out loss increase a quantized graph may show (default: 0.01 int8, 0.05 int4).")
     private Double maxLossIncrease;
 
+    /**
+     * What the export holds ({@link OnnxExporter.Requirements#heapBytes}: the quantized weights until the graph is
+     * written, the largest module's weight, the adapter; BF16/F16 matrices stay mapped). --verify is left to the
+     * default heap: it runs the Java forward at batch 4 too.
+     */
+    @Override
+    public OptionalLong heapNeeded() throws Exception {
+        return verify ? OptionalLong.empty() : OptionalLong.of(OnnxExporter.requirements(model, adapter, quantization()).heapBytes());
+    }
+
     @Override
     public Integer call() throws Exception {
         Options.check(spec, !unmerged || adapter != null, "--unmerged needs --adapter: the adapter decides which modules get LoRA inputs");
@@ -111,8 +122,8 @@ final class ExportOnnxCommand implements Callable<Integer> {
         Options.check(spec, maxLossIncrease == null || (quantization.quantized() && maxLossIncrease >= 0),
                 "--max-loss-increase needs --quantize and a fraction ≥ 0");
         // Float32 weights are written tensor by tensor whatever the checkpoint's dtype; quantized ones at most as large.
-        OnnxExporter.Requirements needs = OnnxExporter.requirements(model, quantization);
-        needs.require("export-onnx", out);
+        OnnxExporter.Requirements needs = OnnxExporter.requirements(model, adapter, quantization);
+        needs.require(out);
         if (verify) {
             boolean smallest = quantization.precision() == WeightQuantization.Precision.INT4;
             OnnxVerifier.requireMemory(model, needs.diskBytes(), "the " + (quantization.quantized()

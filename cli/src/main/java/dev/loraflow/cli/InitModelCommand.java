@@ -97,7 +97,7 @@ final class InitModelCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), e.getMessage());
         }
-        Resources.requireDisk("init-model", out, ModelLayout.of(config).weights().stream()
+        Resources.requireDisk(out, ModelLayout.of(config).weights().stream()
                 .mapToLong(weight -> weight.numel() * storedAs.byteSize()).sum(), "the checkpoint");
         RandomModel.write(config, seed, storedAs, out);
         ObjectNode line = new ObjectMapper().createObjectNode();

@@ -3,13 +3,18 @@ package dev.loraflow.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loraflow.core.merge.LoraMerge;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.core.train.MemoryEstimate;
+import dev.loraflow.onnx.OnnxExporter;
+import dev.loraflow.onnx.WeightQuantization;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -22,7 +27,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The launcher's pre-pass ({@link HeapSize}): the -Xmx it gives {@code train} is the step's memory estimate and the
- * data, a quarter more, and a JVM started with exactly that heap trains without being refused by its own check.
+ * data, a quarter more, and a JVM started with exactly that heap trains without being refused by its own check; merge
+ * and export-onnx get what their own checks require, and run in it.
  */
 class HeapSizeTest {
 
@@ -42,8 +48,7 @@ class HeapSizeTest {
     void trainGetsItsEstimateAndTrainsInExactlyThatHeap() throws Exception {
         // activations dominate: 8 layers of 4 × 512 tokens, about 820 MB by the estimate
         ModelConfig config = DecoderConfig.llama(1000, 256, 768, 8, 4, 4, 64, 512, 1e-5, 10000, false);
-        Path base = temp.resolve("base");
-        RandomModel.write(config, 1, DType.BF16, base);
+        Path base = bf16Base(config);
         Path data = temp.resolve("data.jsonl");
         Files.writeString(data, IntStream.range(0, 8).mapToObj(i -> IntStream.range(0, 512)
                 .mapToObj(t -> Integer.toString((t * 7 + i) % 1000)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
@@ -71,6 +76,44 @@ class HeapSizeTest {
     }
 
     @Test
+    void mergeAndExportGetWhatTheirChecksRequireAndRunInExactlyThatHeap() throws Exception {
+        // an untied head beside the embedding: the largest tensor a merge forms whole, which an export writes in chunks
+        Path base = bf16Base(DecoderConfig.llama(16000, 512, 1408, 2, 8, 4, 64, 256, 1e-5, 10000, false));
+        Path data = temp.resolve("data.jsonl");
+        Files.writeString(data, "{\"input_ids\":[1,2,3,4,5,6,7,8]}\n{\"input_ids\":[8,7,6,5,4,3,2,1]}\n");
+        Path adapter = temp.resolve("adapter");
+        MainTest.Run train = MainTest.run("train", "--base", base.toString(), "--data", data.toString(), "--steps", "1",
+                "--batch-size", "2", "--seq-len", "8", "--rank", "4", "--targets", "q_proj,v_proj", "--out", adapter.toString());
+        assertEquals(0, train.exitCode(), train.err());
+        long adapterBytes = Files.size(adapter.resolve(PeftAdapter.WEIGHTS_FILE));
+        long ceiling = Runtime.getRuntime().maxMemory();
+
+        List<String> merge = List.of("merge", "--base", base.toString(), "--adapter", adapter.toString(),
+                "--out", temp.resolve("merged").toString());
+        long mergeHeap = LoraMerge.requirements(base, new LoraMerge.Options(LoraMerge.OutputDType.parse("base"), null))
+                .heapBytes(adapterBytes);
+        assertEquals(Optional.of(xmx(MemoryEstimate.heapLimit(mergeHeap, ceiling))), heapOption(merge));
+        HeapLimitTest.Result merged = HeapLimitTest.run(List.of(heapOption(merge).orElseThrow().split(" ")), merge);
+        assertEquals(0, merged.exitCode(), merged.output());
+
+        List<String> export = List.of("export-onnx", "--model", temp.resolve("merged").toString(), "--quantize", "int4",
+                "--out", temp.resolve("onnx").resolve("model.onnx").toString());
+        long exportHeap = OnnxExporter.requirements(temp.resolve("merged"), WeightQuantization.of(WeightQuantization.Precision.INT4))
+                .heapBytes();
+        assertEquals(Optional.of(xmx(MemoryEstimate.heapLimit(exportHeap, ceiling))), heapOption(export));
+        HeapLimitTest.Result exported = HeapLimitTest.run(List.of(heapOption(export).orElseThrow().split(" ")), export);
+        assertEquals(0, exported.exitCode(), exported.output());
+        assertTrue(Files.size(temp.resolve("onnx").resolve("model.onnx")) > 0, exported.output());
+
+        // an export with the adapter counts it; --verify runs the Java forward too
+        assertEquals(Optional.of(xmx(MemoryEstimate.heapLimit(OnnxExporter.requirements(base, adapter,
+                WeightQuantization.none()).heapBytes(), ceiling))), heapOption(List.of("export-onnx", "--model",
+                base.toString(), "--adapter", adapter.toString(), "--out", "x.onnx")));
+        assertEquals(Optional.empty(), heapOption(export, "--verify"));
+        assertEquals(Optional.empty(), heapOption(merge.subList(0, 5), "--dtype", "f8", "--out", "y"));
+    }
+
+    @Test
     void commandsThatLoadNoModelOrWillRefuseTheirArgumentsAreLeftToTheDefaultHeap() throws Exception {
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"init-model", "--preset", "gpt2", "--out", "x"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--help"}));
@@ -78,6 +121,12 @@ class HeapSizeTest {
                 "--data", "d.jsonl", "--out", "a"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--no-such-flag"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {}));
+    }
+
+    private Path bf16Base(ModelConfig config) throws IOException {
+        Path base = temp.resolve("base");
+        RandomModel.write(config, 1, DType.BF16, base);
+        return base;
     }
 
     private static String xmx(long bytes) {

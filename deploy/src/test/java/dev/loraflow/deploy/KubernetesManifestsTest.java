@@ -541,6 +541,32 @@ class KubernetesManifestsTest {
         }
     }
 
+    /**
+     * Each service's heap is a share of its pod's memory limit (the JVM reads the cgroup's), at most half: the model's
+     * weights live outside it, mapped or native. Its collector settings are those of the services ./loraflow up starts.
+     */
+    @ParameterizedTest
+    @MethodSource("overlays")
+    void everyServicesHeapIsAtMostHalfItsPodsLimitWithTheLocalCollectorSettings(String overlay) throws IOException {
+        RenderedManifests manifests = rendered(overlay);
+        List<String> collector = Files.readAllLines(Path.of("local/heap-gc.args")).stream()
+                .map(line -> line.replaceFirst("#.*", "").strip()).filter(line -> !line.isEmpty()).toList();
+        for (String service : SERVICES) {
+            JsonNode container = RenderedManifests.container(manifests.require("Deployment", service), service);
+            List<String> options = List.of(manifests.environment(container).getOrDefault("JDK_JAVA_OPTIONS", "").split("\\s+"));
+            assertTrue(options.containsAll(collector) && options.contains("-XX:G1PeriodicGCInterval=60000"),
+                    overlay + ": " + service + "'s JDK_JAVA_OPTIONS " + options + " lack the collector settings " + collector);
+            List<Integer> percentages = options.stream().filter(option -> option.startsWith("-XX:MaxRAMPercentage="))
+                    .map(option -> Integer.parseInt(option.substring("-XX:MaxRAMPercentage=".length()))).toList();
+            assertTrue(percentages.size() == 1 && percentages.getFirst() > 0 && percentages.getFirst() <= 50,
+                    overlay + ": " + service + "'s heap is one share of its memory limit, at most half: " + options);
+            assertFalse(options.stream().anyMatch(option -> option.startsWith("-Xmx")), overlay + ": " + service
+                    + "'s heap follows the pod's limit, not a fixed -Xmx");
+            assertTrue(quantity(container.path("resources").path("limits").path("memory")).signum() > 0,
+                    overlay + ": " + service + " has a memory limit for the percentage to be of");
+        }
+    }
+
     @ParameterizedTest
     @MethodSource("overlays")
     void containersSetOnlyConfigurationTheirServiceReads(String overlay) {

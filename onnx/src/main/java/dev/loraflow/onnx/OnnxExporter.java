@@ -141,19 +141,19 @@ public final class OnnxExporter {
      * model's about 8.7 GB as int4 with float32 embeddings) and the heap the export holds.
      *
      * @param diskBytes the .onnx and its external data together, at most
-     * @param heapBytes the float32 tensors held on the heap, the largest one merged, the quantized weights
-     *                  (built before they are written) and the graph
+     * @param heapBytes the float32 tensors held on the heap, the largest module's weight formed whole (merged or
+     *                  quantized), the quantized weights (built before they are written), the adapter and the graph
      * @param quantization how the graph stores its linear weights
      */
     public record Requirements(long diskBytes, long heapBytes, WeightQuantization quantization) {
 
         /** Ends the command with one line when the disk where {@code out} goes or the heap is too small. */
-        public void require(String command, Path out) throws IOException {
-            Resources.requireDisk(command, out, diskBytes, quantization.quantized()
+        public void require(Path out) throws IOException {
+            Resources.requireDisk(out, diskBytes, quantization.quantized()
                     ? "the graph's " + quantization.precision().label() + " weights and float32 tensors"
                     : "the graph's weights, 4 bytes per parameter");
-            Resources.requireHeap(heapBytes, "the float32 tensors held, the largest one merged, the quantized weights"
-                    + " and the graph", "try " + Resources.LARGER_HEAP);
+            Resources.requireHeap(heapBytes, "the float32 tensors held, the largest module's weight, the quantized"
+                    + " weights, the adapter and the graph", "try " + Resources.LARGER_HEAP);
         }
     }
 
@@ -164,22 +164,43 @@ public final class OnnxExporter {
 
     /**
      * @param quantization a quantized export quantizes one module's float32 weight at a time (widened or merged,
-     *                     the largest tensor's worth) and holds every quantized weight with its scales until the
-     *                     graph is written; what it does not quantize it writes as float32
+     *                     the largest linear module's worth) and holds every quantized weight with its scales until
+     *                     the graph is written; what it does not quantize it writes as float32, widened a chunk at a
+     *                     time from the mapped checkpoint (the token embedding and a float32 head are never whole on
+     *                     the heap: an 8 B model's are 2.1 GB each as float32)
      */
     public static Requirements requirements(Path modelDirectory, WeightQuantization quantization) throws IOException {
+        return requirements(modelDirectory, null, quantization);
+    }
+
+    /**
+     * {@link #requirements(Path, WeightQuantization)} of an export with the adapter in {@code adapterDirectory} (null:
+     * none), which holds the adapter as float32 twice (read, and in the model) and, where it adapts the output head,
+     * forms the merged head whole.
+     */
+    public static Requirements requirements(Path modelDirectory, Path adapterDirectory, WeightQuantization quantization)
+            throws IOException {
         ModelConfig config = ModelConfig.read(modelDirectory.resolve("config.json"));
         ModelLayout layout = ModelLayout.of(config);
         CheckpointWeights.Footprint footprint = CheckpointWeights.footprint(modelDirectory, layout, Quantization.NONE);
-        long largest = 0;
-        try (ShardedSafetensors checkpoint = ShardedSafetensors.open(modelDirectory)) {
-            for (String name : checkpoint.tensorNames()) {
-                largest = Math.max(largest, 4 * checkpoint.info(name).numel());
+        long adapterHeap = 0;
+        boolean headAdapted = false;
+        if (adapterDirectory != null) {
+            Path adapterWeights = adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE);
+            adapterHeap = 4 * Files.size(adapterWeights);
+            try (SafetensorsFile adapterFile = SafetensorsFile.open(adapterWeights)) {
+                headAdapted = adapterFile.tensorNames().contains(PeftAdapter.loraAKey(ModelLayout.OUTPUT_HEAD));
             }
         }
+        // The largest float32 weight formed whole: a linear module's, merged or quantized; the head's only where it is
+        // quantized or adapted.
+        long largest = 0;
         Map<String, LinearModule> modules = new LinkedHashMap<>();
         for (LinearModule module : layout.linearModules()) {
             modules.put(module.path() + ".weight", module);
+            if (!module.outputLayer() || quantization.embeddingsInt8() || headAdapted) {
+                largest = Math.max(largest, 4L * module.in() * module.out());
+            }
         }
         long quantizedBytes = 0;
         long floatBytes = 0;
@@ -196,8 +217,8 @@ public final class OnnxExporter {
         long weights = floatBytes + quantizedBytes + rotary;
         // The nodes, names and protobuf framing around the weights: a small share of any real model's graph.
         long disk = weights + weights / 64 + (1L << 20);
-        return new Requirements(disk, footprint.heapBytes() + 2 * largest + quantizedBytes + rotary + (64L << 20),
-                quantization);
+        return new Requirements(disk, footprint.heapBytes() + 2 * largest + quantizedBytes + rotary + adapterHeap
+                + (64L << 20), quantization);
     }
 
     /**

@@ -1,15 +1,25 @@
 package dev.loraflow.onnx;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.loraflow.core.model.DecoderConfig;
+import dev.loraflow.core.model.LinearModule;
+import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.model.RandomModel;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.peft.LoraWeights;
+import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.safetensors.DType;
 import dev.loraflow.onnx.OnnxExporter.Options;
 import dev.loraflow.onnx.WeightQuantization.Precision;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -58,5 +68,40 @@ class ExportRequirementsTest {
         if (quantization.quantized()) {
             assertTrue(needs.diskBytes() < float32, name + ": the quantized graph's bound is below the float32 one");
         }
+    }
+
+    @Test
+    void theHeapCountsTheLargestWeightFormedWholeNotTheHeadWrittenInChunksUnlessAnAdapterAdaptsIt() throws Exception {
+        Path model = dir.resolve("model");
+        RandomModel.write(MODEL, 7, DType.BF16, model);
+        long head = 4L * MODEL.vocabSize() * MODEL.hiddenSize();
+        long largestLinear = 4L * MODEL.intermediateSize() * MODEL.hiddenSize();
+        assertTrue(head > largestLinear);
+        WeightQuantization int4 = WeightQuantization.of(Precision.INT4);
+        long plain = OnnxExporter.requirements(model, int4).heapBytes();
+
+        Path onAttention = dir.resolve("adapter-q");
+        adapter(List.of("model.layers.0.self_attn.q_proj")).write(onAttention, DType.F32);
+        long adapterHeap = 4 * Files.size(onAttention.resolve(PeftAdapter.WEIGHTS_FILE));
+        assertEquals(plain + adapterHeap, OnnxExporter.requirements(model, onAttention, int4).heapBytes());
+
+        Path onHead = dir.resolve("adapter-head");
+        adapter(List.of(ModelLayout.OUTPUT_HEAD)).write(onHead, DType.F32);
+        assertEquals(plain + 2 * (head - largestLinear) + 4 * Files.size(onHead.resolve(PeftAdapter.WEIGHTS_FILE)),
+                OnnxExporter.requirements(model, onHead, int4).heapBytes());
+    }
+
+    /** A rank-2 adapter on {@code modules} of {@link #MODEL}. */
+    private static PeftAdapter adapter(List<String> modules) {
+        LoraAdapterConfig config = LoraAdapterConfig.builder().r(2).targetModules(modules.toArray(String[]::new)).build();
+        ModelLayout layout = ModelLayout.of(MODEL);
+        Map<String, LoraWeights> weights = new LinkedHashMap<>();
+        for (String path : modules) {
+            LinearModule module = layout.linearModules().stream().filter(m -> layout.peftModulePath(m.path()).equals(path))
+                    .findFirst().orElseThrow();
+            weights.put(path, new LoraWeights(path, 2, module.in(), module.out(), new float[2 * module.in()],
+                    new float[2 * module.out()]));
+        }
+        return new PeftAdapter(config, weights);
     }
 }

@@ -172,10 +172,14 @@ public final class LoraMerge {
          *
          * @param adapterBytes the size of adapter_model.safetensors
          */
-        public void require(String command, Path out, long adapterBytes) throws IOException {
-            Resources.requireHeap(2 * largestTensorFloat32Bytes + 4 * adapterBytes + (64L << 20),
-                    "the largest tensor as float32 twice, and the adapter", "try " + Resources.LARGER_HEAP);
-            Resources.requireDisk(command, out, outputBytes, "the merged model.safetensors");
+        public void require(Path out, long adapterBytes) throws IOException {
+            Resources.requireHeap(heapBytes(adapterBytes), "the largest tensor as float32 twice, and the adapter", "try " + Resources.LARGER_HEAP);
+            Resources.requireDisk(out, outputBytes, "the merged model.safetensors");
+        }
+
+        /** The heap a merge holds: the largest tensor as float32 twice beside the adapter; the base streams through. */
+        public long heapBytes(long adapterBytes) {
+            return 2 * largestTensorFloat32Bytes + 4 * adapterBytes + (64L << 20);
         }
     }
 

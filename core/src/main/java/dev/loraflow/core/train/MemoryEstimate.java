@@ -129,7 +129,8 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
                 + Resources.size(activations) + " activations, " + Resources.size(adapter) + " adapter state",
                 "try " + options + " or " + Resources.LARGER_HEAP);
         if (weights.nativeBytes() > 0) {
-            Resources.requireMemory(weights.nativeBytes(), "the quantized weights", "try --quantize nf4 or a machine with more memory");
+            Resources.requireMemory(weights.nativeBytes(), "the quantized weights",
+                    "give it more memory (a larger machine or container limit); nf4 is the smallest quantization");
         }
     }
 }

@@ -158,7 +158,7 @@ public final class CheckpointMerger {
         // than an OutOfMemoryError or a full disk part way. Only the configured graphs are counted: an 8 B model
         // published as int4 alone writes its merged model and 8.6 GB, not the 32 GB of a float32 graph.
         LoraMerge.Requirements mergeNeeds = LoraMerge.requirements(base, options);
-        mergeNeeds.require("merge", merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
+        mergeNeeds.require(merged, Files.size(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)));
         long graphBytes = 0;
         long largestGraph = 0;
         long exportHeap = 0;
@@ -171,7 +171,7 @@ public final class CheckpointMerger {
         Resources.requireHeap(exportHeap, "to export the " + graphs.describe() + " graphs: the float32 tensors"
                 + " held, the largest one merged, the quantized weights and the graph", "give the merger a larger"
                 + " heap (-Xmx; ./loraflow up: LORAFLOW_JAVA_OPTS)");
-        Resources.requireDisk("merge", staging, mergeNeeds.outputBytes() + graphBytes,
+        Resources.requireDisk(staging, mergeNeeds.outputBytes() + graphBytes,
                 "the merged model and its " + graphs.describe() + " ONNX graphs");
         OnnxVerifier.requireMemory(base, largestGraph, "the largest graph", "give the merger more memory"
                 + (graphs.includesF32() ? ", or publish a quantized graph alone (loraflow.merger.graphs=int4)" : ""));
