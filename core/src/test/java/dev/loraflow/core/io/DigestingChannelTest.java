@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.channels.WritableByteChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -28,7 +27,7 @@ class DigestingChannelTest {
         Path file = dir.resolve("out.bin");
         MessageDigest digest = Sha256.newDigest();
         try (FileChannel target = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-            try (DigestingChannel channel = new DigestingChannel(target, digest)) {
+            try (DigestingChannel channel = new DigestingChannel(target::write, digest)) {
                 // a part larger than a buffer through write, which copies; the rest in whole handed-over buffers
                 int offset = DigestingChannel.BUFFER_BYTES + 100;
                 assertEquals(offset, channel.write(ByteBuffer.wrap(expected, 0, offset)));
@@ -47,23 +46,12 @@ class DigestingChannelTest {
 
     @Test
     void aFailedWriteEndsTheStreamWithItsException() throws IOException {
-        WritableByteChannel full = new WritableByteChannel() {
-            @Override
-            public int write(ByteBuffer source) throws IOException {
-                throw new IOException("No space left on device");
-            }
-
-            @Override
-            public boolean isOpen() {
-                return true;
-            }
-
-            @Override
-            public void close() {}
+        DigestingChannel.PositionalTarget full = (source, position) -> {
+            throw new IOException("No space left on device");
         };
         DigestingChannel channel = new DigestingChannel(full, Sha256.newDigest());
         channel.write(ByteBuffer.wrap(new byte[100]));
         IOException failure = assertThrows(IOException.class, channel::close);
-        assertEquals("No space left on device", failure.getMessage());
+        assertEquals("writing bytes 0 to 100 of the file failed: No space left on device", failure.getMessage());
     }
 }
