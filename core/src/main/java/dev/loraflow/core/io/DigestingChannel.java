@@ -61,6 +61,8 @@ public final class DigestingChannel implements WritableByteChannel {
     private final BlockingQueue<Block> digested = new ArrayBlockingQueue<>(BUFFERS + 1);
     private final List<Thread> workers = new ArrayList<>();
     private volatile Throwable failure;
+    /** The failure was thrown to the producer already: closing (in its try-with-resources) does not throw it again. */
+    private boolean failureThrown;
     private long handedOver;
     private boolean closed;
 
@@ -206,6 +208,7 @@ public final class DigestingChannel implements WritableByteChannel {
 
     private void rethrowFailure() throws IOException {
         Throwable cause = failure;
+        failureThrown |= cause != null;
         if (cause instanceof IOException e) {
             throw e;
         } else if (cause instanceof RuntimeException e) {
@@ -244,6 +247,8 @@ public final class DigestingChannel implements WritableByteChannel {
         if (interrupted) {
             Thread.currentThread().interrupt();
         }
-        rethrowFailure();
+        if (!failureThrown) {
+            rethrowFailure();
+        }
     }
 }
