@@ -124,6 +124,8 @@ class LauncherHelpTest {
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
         builder.environment().put("LORAFLOW_HOME", home.toString());
         builder.environment().put("JAVA_HOME", System.getProperty("java.home"));
+        // the commands' class-data-sharing archives stay in the module's target/tmp, not in /tmp
+        builder.environment().put("LORAFLOW_CDS_DIR", home.resolve("cds").toString());
         // Inside a Maven build: the launcher must not start one of its own.
         builder.environment().put("LORAFLOW_NO_BUILD", "1");
         Process process = builder.start();

@@ -44,7 +44,10 @@ public final class DigestingChannel implements WritableByteChannel {
         int write(ByteBuffer source, long position) throws IOException;
     }
 
-    /** Work on a handed-over buffer's bytes, run on the pipeline's reading thread, in hand-over order. */
+    /**
+     * Work on a handed-over buffer's bytes, run on the pipeline's reading thread, in hand-over order; run even after a
+     * failure elsewhere in the pipeline, so that a producer waiting for a reader to finish with its bytes goes on.
+     */
     @FunctionalInterface
     public interface BufferReader {
         void read() throws IOException;
@@ -89,7 +92,7 @@ public final class DigestingChannel implements WritableByteChannel {
     }
 
     private void runReaders() {
-        passOn(filled, read, block -> {
+        passOn(filled, read, true, block -> {
             for (BufferReader reader : block.readers) {
                 reader.read();
             }
@@ -97,14 +100,17 @@ public final class DigestingChannel implements WritableByteChannel {
     }
 
     private void digest() {
-        passOn(read, digested, block -> digest.update(block.buffer.duplicate()));
+        passOn(read, digested, false, block -> digest.update(block.buffer.duplicate()));
     }
 
-    /** One stage: does {@code work} on each block from {@code from} (until a failure) and puts it into {@code to}. */
-    private void passOn(BlockingQueue<Block> from, BlockingQueue<Block> to, BlockWork work) {
+    /**
+     * One stage: does {@code work} on each block from {@code from} (until a failure, unless {@code afterFailure}) and
+     * puts it into {@code to}.
+     */
+    private void passOn(BlockingQueue<Block> from, BlockingQueue<Block> to, boolean afterFailure, BlockWork work) {
         try {
             for (Block block; (block = from.take()) != END; ) {
-                if (failure == null) {
+                if (afterFailure || failure == null) {
                     try {
                         work.run(block);
                     } catch (IOException | RuntimeException | Error e) {

@@ -7,6 +7,7 @@ import dev.loraflow.core.io.CodePointOrder;
 import dev.loraflow.core.io.DigestingChannel;
 import dev.loraflow.core.io.PythonJson;
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
 import java.nio.ByteOrder;
@@ -24,10 +25,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Queue;
 import java.util.Set;
 import java.util.TreeMap;
-import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
 
@@ -381,6 +382,11 @@ public final class SafetensorsWriter {
             put(ByteBuffer.wrap(bytes));
         }
 
+        /** Whether readers wait for the buffer now being filled to be handed over. */
+        boolean readersPending() {
+            return !readers.isEmpty();
+        }
+
         /**
          * Runs {@code reader} on the pipeline's reading thread once the buffer now being filled is handed over (it
          * may read bytes put into it so far, which stay as they are until then), or at once without a pipeline.
@@ -465,7 +471,8 @@ public final class SafetensorsWriter {
     private static void transformRegion(Entry tensor, Output out, RegionReads regionReads, ReadBuffers readBuffers)
             throws IOException {
         FileRegion region = tensor.region;
-        ByteBuffer stored = readBuffers.take((int) tensor.byteSize);
+        // waiting for a buffer is safe only when every reader that will release one is on its way through the pipeline
+        ByteBuffer stored = readBuffers.take((int) tensor.byteSize, out.pipeline != null && !out.readersPending());
         try (FileChannel source = FileChannel.open(region.file(), StandardOpenOption.READ)) {
             while (stored.hasRemaining()) {
                 if (source.read(stored, region.offset() + stored.position()) < 0) {
@@ -491,19 +498,37 @@ public final class SafetensorsWriter {
 
     /**
      * Direct buffers for whole tensors read by {@link #transformRegion}, each reused once the observer has been told
-     * of its bytes; one is allocated when none is free (the observer is behind, or the tensor larger).
+     * of its bytes: {@value #IN_FLIGHT} of them, one read while the observer reads the other, unless the caller may
+     * not wait (then one more is allocated; allocating one per tensor cost more CPU than the merge's writes).
      */
     private static final class ReadBuffers {
-        private final Queue<ByteBuffer> released = new ConcurrentLinkedQueue<>();
+        private static final int IN_FLIGHT = 2;
+
+        private final BlockingQueue<ByteBuffer> released = new LinkedBlockingQueue<>();
+        /** Buffers taken and not yet released. */
+        private int outstanding;
 
         /** A buffer with {@code bytes} to fill (position 0, limit {@code bytes}). */
-        ByteBuffer take(int bytes) {
-            for (ByteBuffer buffer; (buffer = released.poll()) != null; ) {
+        ByteBuffer take(int bytes, boolean mayWait) throws IOException {
+            while (true) {
+                ByteBuffer buffer = released.poll();
+                if (buffer == null && mayWait && outstanding >= IN_FLIGHT) {
+                    try {
+                        buffer = released.take();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new InterruptedIOException("interrupted while waiting for a read buffer");
+                    }
+                }
+                if (buffer == null) {
+                    outstanding++;
+                    return ByteBuffer.allocateDirect(bytes);
+                }
                 if (buffer.capacity() >= bytes) {
                     return buffer.clear().limit(bytes);
                 }
+                outstanding--; // too small for this tensor: dropped
             }
-            return ByteBuffer.allocateDirect(bytes);
         }
 
         void release(ByteBuffer buffer) {
