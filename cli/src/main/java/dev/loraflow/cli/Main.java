@@ -17,7 +17,9 @@ public final class Main implements Runnable {
     /** The footer of every command's --help: what the launcher reads from the environment for it. */
     private static final String ENVIRONMENT = "%nEnvironment: LORAFLOW_JAVA_OPTS (extra JVM options, e.g. -Xmx8g),"
             + " JAVA_HOME (a JDK >= 25; ./loraflow finds one otherwise), LORAFLOW_ONNXRUNTIME_CACHE (where ONNX"
-            + " Runtime's native libraries are unpacked once; default /tmp/loraflow-onnxruntime-<user>).";
+            + " Runtime's native libraries are unpacked once; default /tmp/loraflow-onnxruntime-<user>),"
+            + " LORAFLOW_CDS_DIR (an owner-only directory for each command's class-data-sharing archive, which"
+            + " shortens its start; default $TMPDIR/loraflow-cds-<uid>).";
     /** The arguments were fine but the work failed (bad data, unreadable model, …). */
     static final int FAILURE = 1;
 

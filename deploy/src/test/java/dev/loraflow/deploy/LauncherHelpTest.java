@@ -9,6 +9,7 @@ import java.io.File;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -87,6 +88,34 @@ class LauncherHelpTest {
         assertEquals(1, unknown.output().lines().count(), unknown.output());
     }
 
+    /**
+     * A command's first run leaves its class-data-sharing archive in the owner-only LORAFLOW_CDS_DIR, and a later run
+     * starts from it saying nothing more; a directory others may write to is not used.
+     */
+    @Test
+    void aCommandStartsFromTheArchiveOfItsFirstRunKeptInAnOwnerOnlyDirectory() throws Exception {
+        Result first = loraflow("eval", "--help");
+        assumeFalse(first.output().contains(NO_JAR), "skipped: the jar is not packaged (./mvnw test alone)");
+        Path archives = home.resolve("cds");
+        assertEquals("rwx------", PosixFilePermissions.toString(Files.getPosixFilePermissions(archives)));
+        List<String> written = fileNames(archives);
+        assertEquals(1, written.size(), written.toString());
+        assertTrue(written.getFirst().matches("cli-[0-9]+-eval-[0-9]+\\.jsa"), written.toString());
+        assertEquals(first, loraflow("eval", "--help"));
+        assertEquals(written, fileNames(archives));
+
+        Files.delete(archives.resolve(written.getFirst()));
+        Files.setPosixFilePermissions(archives, PosixFilePermissions.fromString("rwxrwxrwx"));
+        assertEquals(first, loraflow("eval", "--help"));
+        assertEquals(List.of(), fileNames(archives), "an archive written into a directory others may write to");
+    }
+
+    private static List<String> fileNames(Path directory) throws IOException {
+        try (Stream<Path> files = Files.list(directory)) {
+            return files.map(file -> file.getFileName().toString()).sorted().toList();
+        }
+    }
+
     private static void assertNoStackTrace(String what, String output) {
         assertFalse(output.contains("Exception") || output.contains("\tat ") || output.contains("at dev.loraflow"),
                 "./loraflow " + what + " printed a stack trace:\n" + output);
@@ -124,6 +153,8 @@ class LauncherHelpTest {
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
         builder.environment().put("LORAFLOW_HOME", home.toString());
         builder.environment().put("JAVA_HOME", System.getProperty("java.home"));
+        // the commands' class-data-sharing archives stay in the module's target/tmp, not in /tmp
+        builder.environment().put("LORAFLOW_CDS_DIR", home.resolve("cds").toString());
         // Inside a Maven build: the launcher must not start one of its own.
         builder.environment().put("LORAFLOW_NO_BUILD", "1");
         Process process = builder.start();

@@ -3,7 +3,6 @@ package dev.loraflow.core.io;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.channels.WritableByteChannel;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -25,10 +24,10 @@ public final class AtomicFiles {
         void writeTo(FileChannel channel) throws IOException;
     }
 
-    /** Produces a file's content front to back. */
+    /** Produces a file's content through a {@link DirectFileWriter}: front to back, or at positions. */
     @FunctionalInterface
-    public interface StreamWriter {
-        void writeTo(WritableByteChannel channel) throws IOException;
+    public interface DirectContentWriter {
+        void writeTo(DirectFileWriter file) throws IOException;
     }
 
     /** Fills the temporary file that is then renamed over the target. */
@@ -53,7 +52,7 @@ public final class AtomicFiles {
      * Atomically replaces {@code target} with what {@code content} writes, front to back, through a
      * {@link DirectFileWriter}: for files of gigabytes, whose bytes need not pass through the page cache.
      */
-    public static void writeDirect(Path target, StreamWriter content) throws IOException {
+    public static void writeDirect(Path target, DirectContentWriter content) throws IOException {
         replace(target, temporary -> {
             try (DirectFileWriter channel = DirectFileWriter.open(temporary)) {
                 content.writeTo(channel);

@@ -6,18 +6,24 @@ import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.WritableByteChannel;
 import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 
 /**
- * A channel that digests every byte written through it — a file's SHA-256 in the pass that writes it — and
- * does the digesting on a thread of its own and the writing on another, so that on a machine with a second core
- * hashing costs no time beside producing the bytes, and a write that waits for the device (direct I/O, see
- * {@link DirectFileWriter}) holds up neither. A producer that fills whole buffers takes them from
- * {@link #emptyBuffer()} and gives them back with {@link #handOff}, and no byte is copied on the way;
- * {@link #write} copies. The buffers are direct and aligned to {@value #ALIGNMENT} bytes, so that whole ones go to
- * the device as they are. {@link #close()} waits until every byte is written and digested, and throws what the
- * writing threw; it leaves the target open (whoever opened it closes it).
+ * A channel that digests every byte written through it — a file's SHA-256 in the pass that writes it — with the
+ * work spread over threads of its own, so that on a machine with a second core hashing costs no time beside
+ * producing the bytes, and the writes, which wait for the device (direct I/O, see {@link DirectFileWriter}), hold up
+ * nothing: each buffer handed over passes a stage that runs the {@link BufferReader}s given with it (e.g. hashing the
+ * input file its bytes were copied from), then the digest, then one of several writer threads, which write disjoint
+ * ranges of the file at their positions, so that several writes are in flight at once.
+ *
+ * <p>A producer that fills whole buffers takes them from {@link #emptyBuffer()} and gives them back with
+ * {@link #handOff}, and no byte is copied on the way; {@link #write} copies. The buffers are direct and aligned to
+ * {@value #ALIGNMENT} bytes, so that whole ones go to the device as they are. {@link #close()} waits until every
+ * byte is written and digested and every reader has run, and throws the first failure of any of them; it leaves the
+ * target open (whoever opened it closes it).
  */
 public final class DigestingChannel implements WritableByteChannel {
 
@@ -25,68 +31,127 @@ public final class DigestingChannel implements WritableByteChannel {
     public static final int BUFFER_BYTES = 4 << 20;
     /** Alignment of the buffers' addresses: a multiple of every file system block size direct I/O may want. */
     public static final int ALIGNMENT = 4096;
-    /** One being filled, one being digested, one being written, one spare: each stage can run ahead a little. */
-    private static final int BUFFERS = 4;
+    /** Writes in flight at once: the device works on several requests while the digest runs ahead. */
+    public static final int WRITERS = 3;
+    /** One being filled, one being read, one being digested, one per writer, and two spare. */
+    private static final int BUFFERS = 5 + WRITERS;
     /** Put after the last filled buffer: each worker passes it on and ends. */
-    private static final ByteBuffer END = ByteBuffer.allocate(0);
+    private static final Block END = new Block(ByteBuffer.allocate(0), -1, List.of());
 
-    private final WritableByteChannel target;
+    /** Where the bytes go: {@code source}'s remaining bytes at {@code position} (from any of the writer threads). */
+    @FunctionalInterface
+    public interface PositionalTarget {
+        int write(ByteBuffer source, long position) throws IOException;
+    }
+
+    /**
+     * Work on a handed-over buffer's bytes, run on the pipeline's reading thread, in hand-over order; run even after a
+     * failure elsewhere in the pipeline, so that a producer waiting for a reader to finish with its bytes goes on.
+     */
+    @FunctionalInterface
+    public interface BufferReader {
+        void read() throws IOException;
+    }
+
+    /** A filled buffer, where it goes in the file, and what reads it before it is reused. */
+    private record Block(ByteBuffer buffer, long position, List<BufferReader> readers) {}
+
+    private final PositionalTarget target;
     private final MessageDigest digest;
     private final BlockingQueue<ByteBuffer> empty = new ArrayBlockingQueue<>(BUFFERS);
-    private final BlockingQueue<ByteBuffer> filled = new ArrayBlockingQueue<>(BUFFERS + 1);
-    private final BlockingQueue<ByteBuffer> digested = new ArrayBlockingQueue<>(BUFFERS + 1);
-    private final Thread digester;
-    private final Thread writer;
+    private final BlockingQueue<Block> filled = new ArrayBlockingQueue<>(BUFFERS + 1);
+    private final BlockingQueue<Block> read = new ArrayBlockingQueue<>(BUFFERS + 1);
+    private final BlockingQueue<Block> digested = new ArrayBlockingQueue<>(BUFFERS + 1);
+    private final List<Thread> workers = new ArrayList<>();
     private volatile Throwable failure;
+    /** The failure was thrown to the producer already: closing (in its try-with-resources) does not throw it again. */
+    private boolean failureThrown;
+    private long handedOver;
     private boolean closed;
 
-    public DigestingChannel(WritableByteChannel target, MessageDigest digest) {
+    public DigestingChannel(PositionalTarget target, MessageDigest digest) {
         this.target = target;
         this.digest = digest;
         for (int i = 0; i < BUFFERS; i++) {
             // direct, so that the write system call reads it in place (or the device, with direct I/O)
             empty.add(ByteBuffer.allocateDirect(BUFFER_BYTES + ALIGNMENT).alignedSlice(ALIGNMENT).slice(0, BUFFER_BYTES));
         }
-        digester = Thread.ofPlatform().name("output-sha256").daemon().start(this::digest);
-        writer = Thread.ofPlatform().name("output-writer").daemon().start(this::write);
+        workers.add(Thread.ofPlatform().name("output-readers").daemon().start(this::runReaders));
+        workers.add(Thread.ofPlatform().name("output-sha256").daemon().start(this::digest));
+        for (int i = 0; i < WRITERS; i++) {
+            workers.add(Thread.ofPlatform().name("output-writer-" + i).daemon().start(this::write));
+        }
+    }
+
+    private void fail(Throwable cause) {
+        synchronized (this) {
+            if (failure == null) {
+                failure = cause;
+            }
+        }
+    }
+
+    private void runReaders() {
+        passOn(filled, read, true, block -> {
+            for (BufferReader reader : block.readers) {
+                reader.read();
+            }
+        });
     }
 
     private void digest() {
+        passOn(read, digested, false, block -> digest.update(block.buffer.duplicate()));
+    }
+
+    /**
+     * One stage: does {@code work} on each block from {@code from} (until a failure, unless {@code afterFailure}) and
+     * puts it into {@code to}.
+     */
+    private void passOn(BlockingQueue<Block> from, BlockingQueue<Block> to, boolean afterFailure, BlockWork work) {
         try {
-            for (ByteBuffer buffer; (buffer = filled.take()) != END; ) {
-                if (failure == null) {
+            for (Block block; (block = from.take()) != END; ) {
+                if (afterFailure || failure == null) {
                     try {
-                        digest.update(buffer.duplicate());
-                    } catch (RuntimeException | Error e) {
-                        failure = e;
+                        work.run(block);
+                    } catch (IOException | RuntimeException | Error e) {
+                        fail(e);
                     }
                 }
-                digested.put(buffer);
+                to.put(block);
             }
-            digested.put(END);
+            to.put(END);
         } catch (InterruptedException e) {
-            failure = e;
-            digested.add(END); // never full: it holds at most every buffer
+            fail(e);
+            to.add(END); // never full: it holds at most every buffer
         }
+    }
+
+    @FunctionalInterface
+    private interface BlockWork {
+        void run(Block block) throws IOException;
     }
 
     private void write() {
         try {
-            for (ByteBuffer buffer; (buffer = digested.take()) != END; ) {
+            for (Block block; (block = digested.take()) != END; ) {
                 if (failure == null) {
+                    ByteBuffer buffer = block.buffer;
                     try {
                         while (buffer.hasRemaining()) {
-                            target.write(buffer);
+                            target.write(buffer, block.position + buffer.position());
                         }
-                    } catch (IOException | RuntimeException | Error e) {
-                        failure = e;
+                    } catch (IOException e) {
+                        fail(new IOException("writing bytes " + block.position + " to " + (block.position
+                                + buffer.limit()) + " of the file failed: " + e.getMessage(), e));
+                    } catch (RuntimeException | Error e) {
+                        fail(e);
                     }
                 }
-                buffer.clear();
-                empty.put(buffer);
+                empty.put(block.buffer.clear());
             }
+            digested.put(END); // for the next writer: the queue has room, this one just took END from it
         } catch (InterruptedException e) {
-            failure = e;
+            fail(e);
         }
     }
 
@@ -103,13 +168,23 @@ public final class DigestingChannel implements WritableByteChannel {
 
     /**
      * Gives a buffer from {@link #emptyBuffer()} back with bytes {@code [0, position)} to write; the caller must
-     * not touch it afterwards.
+     * not touch it afterwards. Only the last buffer may be partly filled.
      */
     public void handOff(ByteBuffer buffer) throws IOException {
+        handOff(buffer, List.of());
+    }
+
+    /**
+     * {@link #handOff(ByteBuffer)}, with {@code readers} to run on the pipeline's reading thread before the buffer is
+     * reused: they may read slices of the buffer (and anything else their producer leaves alone until they ran).
+     */
+    public void handOff(ByteBuffer buffer, List<BufferReader> readers) throws IOException {
         requireOpen();
         buffer.flip();
+        Block block = new Block(buffer, handedOver, List.copyOf(readers));
+        handedOver += buffer.remaining();
         try {
-            filled.put(buffer);
+            filled.put(block);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new InterruptedIOException("interrupted while handing a buffer over");
@@ -129,7 +204,8 @@ public final class DigestingChannel implements WritableByteChannel {
         return count;
     }
 
-    private void requireOpen() throws IOException {
+    /** Throws the pipeline's first failure, if any: a producer may call it to stop early. */
+    public void requireOpen() throws IOException {
         if (closed) {
             throw new ClosedChannelException();
         }
@@ -138,6 +214,7 @@ public final class DigestingChannel implements WritableByteChannel {
 
     private void rethrowFailure() throws IOException {
         Throwable cause = failure;
+        failureThrown |= cause != null;
         if (cause instanceof IOException e) {
             throw e;
         } else if (cause instanceof RuntimeException e) {
@@ -151,10 +228,10 @@ public final class DigestingChannel implements WritableByteChannel {
 
     @Override
     public boolean isOpen() {
-        return !closed && target.isOpen();
+        return !closed;
     }
 
-    /** Waits for the bytes handed over to be digested and written; the target stays open. */
+    /** Waits for the bytes handed over to be read, digested and written; the target stays open. */
     @Override
     public void close() throws IOException {
         if (closed) {
@@ -164,7 +241,7 @@ public final class DigestingChannel implements WritableByteChannel {
         boolean interrupted = false;
         filled.add(END); // never full: it holds every buffer and END
         // the bytes already handed over are written whatever happens to this thread
-        for (Thread worker : new Thread[] {digester, writer}) {
+        for (Thread worker : workers) {
             while (worker.isAlive()) {
                 try {
                     worker.join();
@@ -176,6 +253,8 @@ public final class DigestingChannel implements WritableByteChannel {
         if (interrupted) {
             Thread.currentThread().interrupt();
         }
-        rethrowFailure();
+        if (!failureThrown) {
+            rethrowFailure();
+        }
     }
 }

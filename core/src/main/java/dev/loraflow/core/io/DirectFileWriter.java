@@ -25,7 +25,8 @@ public final class DirectFileWriter implements WritableByteChannel {
 
     private final FileChannel buffered;
     private final int alignment;
-    private FileChannel direct;
+    /** Null once the file system refused a direct write; then every write goes buffered. */
+    private volatile FileChannel direct;
     private long position;
 
     private DirectFileWriter(FileChannel buffered, FileChannel direct, int alignment) {
@@ -61,28 +62,44 @@ public final class DirectFileWriter implements WritableByteChannel {
     /** Appends all of {@code source}'s remaining bytes. */
     @Override
     public int write(ByteBuffer source) throws IOException {
+        int count = write(source, position);
+        position += count;
+        return count;
+    }
+
+    /**
+     * Writes all of {@code source}'s remaining bytes at {@code at}, without moving the append position: several
+     * threads may write disjoint ranges at once, so that the device has several requests to work on.
+     */
+    public int write(ByteBuffer source, long at) throws IOException {
         int count = source.remaining();
         int whole = count / alignment * alignment;
-        if (direct != null && whole > 0 && position % alignment == 0 && source.isDirect()
+        FileChannel blocksChannel = direct;
+        if (blocksChannel != null && whole > 0 && at % alignment == 0 && source.isDirect()
                 && source.alignmentOffset(source.position(), alignment) == 0) {
             ByteBuffer blocks = source.slice(source.position(), whole);
             try {
                 while (blocks.hasRemaining()) {
-                    direct.write(blocks, position + blocks.position());
+                    blocksChannel.write(blocks, at + blocks.position());
                 }
                 source.position(source.position() + whole);
-                position += whole;
             } catch (IOException refused) {
                 // some file systems open with O_DIRECT but refuse the write (EINVAL): the rest goes buffered, and a
                 // real failure (no space left) fails the buffered write below all the same
-                direct.close();
-                direct = null;
+                refuseDirect(blocksChannel);
             }
         }
         while (source.hasRemaining()) {
-            position += buffered.write(source, position);
+            buffered.write(source, at + count - source.remaining());
         }
         return count;
+    }
+
+    private synchronized void refuseDirect(FileChannel refused) throws IOException {
+        if (direct == refused) {
+            direct = null;
+            refused.close();
+        }
     }
 
     /** Forces what was written, and the file's size, to the device. */
@@ -98,8 +115,9 @@ public final class DirectFileWriter implements WritableByteChannel {
     @Override
     public void close() throws IOException {
         try (buffered) {
-            if (direct != null) {
-                direct.close();
+            FileChannel blocksChannel = direct;
+            if (blocksChannel != null) {
+                blocksChannel.close();
             }
         }
     }

@@ -25,11 +25,9 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -78,8 +76,6 @@ public final class LoraMerge {
     public static final String ADAPTER_SHA256 = "loraflow.adapter_sha256";
 
     private static final String CONFIG_FILE = "config.json";
-    /** The largest tensor merged in its own bytes (a direct buffer's limit); a larger one goes through float32. */
-    private static final long MAX_BUFFER_BYTES = Integer.MAX_VALUE - 8;
     private static final ValueLayout.OfShort BF16_BITS = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     /** The dtype merged tensors are written in. */
@@ -257,7 +253,7 @@ public final class LoraMerge {
         }
         Set<DType> written = EnumSet.noneOf(DType.class);
         MessageDigest weightsDigest = Sha256.newDigest();
-        TensorBuffer scratch = new TensorBuffer();
+        MergedBuffer merged = new MergedBuffer();
         try (ShardedSafetensors base = ShardedSafetensors.open(baseDirectory)) {
             Map<Path, ReadAlongDigest> baseReads = new HashMap<>();
             if (checkBase) {
@@ -282,16 +278,14 @@ public final class LoraMerge {
                 if (target == null && dtype == stored) {
                     SafetensorsFile shard = base.shardOf(name);
                     writer.addFileRegion(name, stored, shard.path(), shard.fileOffset(name), info.shape());
-                } else if (stored == DType.BF16 && dtype == DType.BF16 && info.byteSize() <= MAX_BUFFER_BYTES) {
-                    // merged in place in its own bytes, read through a buffer: no float32 copy, no mapped pages
+                } else if (stored == DType.BF16 && dtype == DType.BF16
+                        && info.byteSize() <= SafetensorsWriter.MAX_TRANSFORMED_BYTES) {
+                    // merged in its own bytes, read through a buffer (hashed beside the merge, so the merged bytes go
+                    // to a buffer of their own): no float32 copy, no mapped pages
                     SafetensorsFile shard = base.shardOf(name);
-                    writer.addLazyBytes(name, dtype, () -> {
-                        ByteBuffer bytes = scratch.read(shard.path(), shard.fileOffset(name), (int) info.byteSize());
-                        ReadAlongDigest baseRead = baseReads.get(shard.path());
-                        if (baseRead != null) {
-                            baseRead.read(shard.fileOffset(name), bytes);
-                        }
-                        target.mergeBf16(MemorySegment.ofBuffer(bytes));
+                    writer.addFileRegion(name, dtype, shard.path(), shard.fileOffset(name), storedBytes -> {
+                        ByteBuffer bytes = merged.take(storedBytes.remaining());
+                        target.mergeBf16(MemorySegment.ofBuffer(storedBytes), MemorySegment.ofBuffer(bytes));
                         return bytes;
                     }, info.shape());
                 } else if (dtype == DType.F64) {
@@ -315,8 +309,8 @@ public final class LoraMerge {
             boolean created = !Files.exists(outDirectory);
             Files.createDirectories(outDirectory);
             try {
-                AtomicFiles.writeDirect(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE), channel -> {
-                    try (DigestingChannel digesting = new DigestingChannel(channel, weightsDigest)) {
+                AtomicFiles.writeDirect(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE), file -> {
+                    try (DigestingChannel digesting = new DigestingChannel(file::write, weightsDigest)) {
                         writer.writeTo(digesting);
                     }
                     if (checkBase) {
@@ -466,16 +460,17 @@ public final class LoraMerge {
         }
 
         /**
-         * The same merge on a bfloat16 weight in place, rounded to bfloat16: the bytes that widening it,
-         * {@link #merge(float[], float[])} and rounding give.
+         * The same merge on a bfloat16 weight {@code w}, into {@code out} (as large; it may be w), rounded to
+         * bfloat16: the bytes that widening it, {@link #merge(float[], float[])} and rounding give.
          *
          * @throws MergeException if a merged value is NaN or Inf
          */
-        void mergeBf16(MemorySegment w) throws MergeException {
+        void mergeBf16(MemorySegment w, MemorySegment out) throws MergeException {
             Update update = update();
-            long bad = RankUpdate.applyBf16(w, update.coefficients, update.basis, update.rows, update.cols, factors.r());
+            long bad = RankUpdate.applyBf16(w, out, update.coefficients, update.basis, update.rows, update.cols,
+                    factors.r());
             if (bad >= 0) {
-                throw nonFinite(HalfFloats.fromBf16(w.getAtIndex(BF16_BITS, bad)), bad, update.cols);
+                throw nonFinite(HalfFloats.fromBf16(out.getAtIndex(BF16_BITS, bad)), bad, update.cols);
             }
         }
 
@@ -518,23 +513,15 @@ public final class LoraMerge {
         }
     }
 
-    /** One direct buffer, grown to the largest tensor read into it and reused: a tensor's bytes as stored. */
-    private static final class TensorBuffer {
+    /** One direct buffer, grown to the largest tensor merged into it and reused: a merged tensor's bytes. */
+    private static final class MergedBuffer {
         private ByteBuffer buffer = ByteBuffer.allocateDirect(0);
 
-        ByteBuffer read(Path file, long offset, int bytes) throws IOException {
+        ByteBuffer take(int bytes) {
             if (buffer.capacity() < bytes) {
                 buffer = ByteBuffer.allocateDirect(bytes);
             }
-            ByteBuffer target = buffer.clear().limit(bytes);
-            try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
-                while (target.hasRemaining()) {
-                    if (channel.read(target, offset + target.position()) < 0) {
-                        throw new IOException(file + ": ends inside a tensor at byte " + (offset + target.position()));
-                    }
-                }
-            }
-            return target.flip();
+            return buffer.clear().limit(bytes);
         }
     }
 

@@ -43,16 +43,18 @@ final class RankUpdate {
     }
 
     /**
-     * The same update on a bfloat16 matrix, in place: w[i, j] = bf16(widen(w[i, j]) + Σ_k coefficients[i, k]·basis[k, j]),
+     * The same update on a bfloat16 matrix: out[i, j] = bf16(widen(w[i, j]) + Σ_k coefficients[i, k]·basis[k, j]),
      * each element's float32 sum formed exactly as {@link #apply} forms it and rounded as
      * {@link HalfFloats#toBf16(float)} rounds, so the bytes are those of widening, {@code apply} and rounding in
      * three passes — in one pass, with no float32 copy of the weight.
      *
-     * @param w [rows, cols] little-endian bfloat16
+     * @param w   [rows, cols] little-endian bfloat16, read only
+     * @param out [rows, cols] little-endian bfloat16; may be w itself
      * @return as {@link #apply}, the float32 sum (before rounding) deciding what is finite
      */
-    static long applyBf16(MemorySegment w, float[] coefficients, float[] basis, int rows, int cols, int r) {
-        return firstBadOverRows(rows, cols, (from, to) -> bf16RowsRange(w, coefficients, basis, cols, r, from, to));
+    static long applyBf16(MemorySegment w, MemorySegment out, float[] coefficients, float[] basis, int rows, int cols,
+                          int r) {
+        return firstBadOverRows(rows, cols, (from, to) -> bf16RowsRange(w, out, coefficients, basis, cols, r, from, to));
     }
 
     /** A range of rows' update: the flat index of its first non-finite result, or −1. */
@@ -81,8 +83,8 @@ final class RankUpdate {
      * in the BF16 merge of an 8 B model that phase churned gigabytes of garbage through the heap, which G1 grew to
      * hold (peak RSS 1.1–2.4 GiB from run to run), while this loop is as fast from its first C1 compilation on.
      */
-    private static long bf16RowsRange(MemorySegment w, float[] coefficients, float[] basis, int cols, int r,
-                                      int fromRow, int toRow) {
+    private static long bf16RowsRange(MemorySegment w, MemorySegment out, float[] coefficients, float[] basis, int cols,
+                                      int r, int fromRow, int toRow) {
         float[] sums = new float[BF16_BLOCK];
         for (int i = fromRow; i < toRow; i++) {
             long row = (long) i * cols;
@@ -129,7 +131,7 @@ final class RankUpdate {
                     }
                 }
                 for (int c = 0; c < width; c++) {
-                    w.setAtIndex(BF16_BITS, row + j + c, HalfFloats.toBf16(sums[c]));
+                    out.setAtIndex(BF16_BITS, row + j + c, HalfFloats.toBf16(sums[c]));
                     finite &= Float.isFinite(sums[c]);
                 }
             }
@@ -137,7 +139,7 @@ final class RankUpdate {
                 // bfloat16 keeps infinities and NaN: the first non-finite rounded value is where a sum was not finite
                 // (or, rarely, an earlier one that rounding took past bfloat16's largest value: an error all the same)
                 for (int column = 0; column < cols; column++) {
-                    if (!Float.isFinite(HalfFloats.fromBf16(w.getAtIndex(BF16_BITS, row + column)))) {
+                    if (!Float.isFinite(HalfFloats.fromBf16(out.getAtIndex(BF16_BITS, row + column)))) {
                         return row + column;
                     }
                 }

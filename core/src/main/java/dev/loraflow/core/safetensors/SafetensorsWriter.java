@@ -7,6 +7,7 @@ import dev.loraflow.core.io.CodePointOrder;
 import dev.loraflow.core.io.DigestingChannel;
 import dev.loraflow.core.io.PythonJson;
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
 import java.nio.ByteOrder;
@@ -26,6 +27,8 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
 
@@ -47,6 +50,9 @@ public final class SafetensorsWriter {
     public static final String SINGLE_FILE = "model.safetensors";
 
     private static final int CHUNK_BYTES = DigestingChannel.BUFFER_BYTES;
+
+    /** The largest tensor {@link #addFileRegion(String, DType, Path, long, RegionTransform, long...)} takes: a direct buffer's limit. */
+    public static final long MAX_TRANSFORMED_BYTES = Integer.MAX_VALUE - 8;
 
     private static final Pattern CHECKPOINT_FILE =
             Pattern.compile("model\\.safetensors(\\.index\\.json)?|model-\\d{5,}-of-\\d{5,}\\.safetensors");
@@ -80,15 +86,25 @@ public final class SafetensorsWriter {
         ByteBuffer bytes() throws IOException;
     }
 
-    /** Told of the bytes read for {@link #addFileRegion} as they are read, e.g. to hash that file in the same pass. */
+    /**
+     * Told of the bytes read for {@link #addFileRegion} as they are read, e.g. to hash that file in the same pass.
+     * Writing to a {@link DigestingChannel}, it is told on the channel's reading thread, beside the writing; else at
+     * once. Either way in the order of the reads, and once for each read.
+     */
     @FunctionalInterface
     public interface RegionReads {
-        /** {@code bytes}, from position to limit, were just read from {@code file} at {@code offset}; not to be changed. */
+        /** {@code bytes}, from position to limit, were read from {@code file} at {@code offset}; not to be changed. */
         void read(Path file, long offset, ByteBuffer bytes) throws IOException;
     }
 
-    /** Bytes of another file, copied through a buffer as the file is written. */
-    private record FileRegion(Path file, long offset) {}
+    /** A tensor's bytes to write, made from its bytes as stored, which it must leave as they are (they are read-only). */
+    @FunctionalInterface
+    public interface RegionTransform {
+        ByteBuffer apply(ByteBuffer stored) throws IOException;
+    }
+
+    /** Bytes of another file, copied through a buffer as the file is written, or changed by {@code transform}. */
+    private record FileRegion(Path file, long offset, RegionTransform transform) {}
 
     private record Entry(String name, DType dtype, long[] shape, long byteSize, float[] floats, byte[] raw,
                          FloatSource lazy, FileRegion region, ByteSource lazyBytes, FloatRuns runs) {}
@@ -137,7 +153,26 @@ public final class SafetensorsWriter {
      */
     public SafetensorsWriter addFileRegion(String name, DType dtype, Path file, long offset, long... shape) {
         long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
-        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset), null, null));
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null, new FileRegion(file, offset, null), null,
+                null));
+    }
+
+    /**
+     * Adds a tensor whose bytes are made by {@code transform} from those of {@code file} at {@code offset} (as many as
+     * {@code shape} of {@code dtype} holds, at most {@value #MAX_TRANSFORMED_BYTES}): read whole into a direct buffer of
+     * the writer's, told to the {@link #onRegionRead} observer as {@link #addFileRegion}'s reads are, and transformed.
+     * The bytes it returns are copied out before the next tensor is produced, so it may hand out the same buffer every
+     * time.
+     */
+    public SafetensorsWriter addFileRegion(String name, DType dtype, Path file, long offset, RegionTransform transform,
+                                           long... shape) {
+        long bytes = Math.multiplyExact(checkedNumel(name, shape), dtype.byteSize());
+        if (bytes > MAX_TRANSFORMED_BYTES) {
+            throw new IllegalArgumentException("tensor '" + name + "': " + bytes + " bytes are more than a transformed"
+                    + " region may hold (" + MAX_TRANSFORMED_BYTES + ")");
+        }
+        return put(new Entry(name, dtype, shape.clone(), bytes, null, null, null,
+                new FileRegion(file, offset, Objects.requireNonNull(transform, "transform")), null, null));
     }
 
     /**
@@ -294,11 +329,14 @@ public final class SafetensorsWriter {
         tensors.sort(REFERENCE_LAYOUT);
         byte[] header = header(metadata, tensors);
         Output out = new Output(channel);
+        ReadBuffers readBuffers = new ReadBuffers();
         out.buffer.putLong(header.length);
         out.put(header);
         for (Entry tensor : tensors) {
             if (tensor.raw != null) {
                 out.put(tensor.raw);
+            } else if (tensor.region != null && tensor.region.transform() != null) {
+                transformRegion(tensor, out, regionReads, readBuffers);
             } else if (tensor.region != null) {
                 copyRegion(tensor, out, regionReads);
             } else if (tensor.lazyBytes != null) {
@@ -329,6 +367,8 @@ public final class SafetensorsWriter {
     private static final class Output {
         private final WritableByteChannel channel;
         private final DigestingChannel pipeline;
+        /** What reads the bytes of {@link #buffer} (or bytes read with them) once it is handed over. */
+        private final List<DigestingChannel.BufferReader> readers = new ArrayList<>();
         ByteBuffer buffer;
 
         Output(WritableByteChannel channel) throws IOException {
@@ -340,6 +380,23 @@ public final class SafetensorsWriter {
 
         void put(byte[] bytes) throws IOException {
             put(ByteBuffer.wrap(bytes));
+        }
+
+        /** Whether readers wait for the buffer now being filled to be handed over. */
+        boolean readersPending() {
+            return !readers.isEmpty();
+        }
+
+        /**
+         * Runs {@code reader} on the pipeline's reading thread once the buffer now being filled is handed over (it
+         * may read bytes put into it so far, which stay as they are until then), or at once without a pipeline.
+         */
+        void readAlong(DigestingChannel.BufferReader reader) throws IOException {
+            if (pipeline != null) {
+                readers.add(reader);
+            } else {
+                reader.read();
+            }
         }
 
         void put(ByteBuffer bytes) throws IOException {
@@ -356,7 +413,8 @@ public final class SafetensorsWriter {
         /** Sends the bytes in the buffer on; the buffer is empty afterwards. */
         void drain() throws IOException {
             if (pipeline != null) {
-                pipeline.handOff(buffer);
+                pipeline.handOff(buffer, readers);
+                readers.clear();
                 buffer = pipeline.emptyBuffer().order(ByteOrder.LITTLE_ENDIAN);
             } else {
                 buffer.flip();
@@ -370,7 +428,8 @@ public final class SafetensorsWriter {
         /** Sends the last bytes on. */
         void finish() throws IOException {
             if (pipeline != null) {
-                pipeline.handOff(buffer);
+                pipeline.handOff(buffer, readers);
+                readers.clear();
                 buffer = null;
             } else {
                 drain();
@@ -393,13 +452,87 @@ public final class SafetensorsWriter {
                 if (read < 0) {
                     throw new IOException(tensor.region.file() + ": ends before tensor '" + tensor.name + "' does");
                 }
-                regionReads.read(tensor.region.file(), position, slice.flip());
+                ByteBuffer bytesRead = slice.flip();
+                long readAt = position;
+                out.readAlong(() -> regionReads.read(tensor.region.file(), readAt, bytesRead));
                 buffer.position(buffer.position() + read);
                 position += read;
                 if (!buffer.hasRemaining()) {
                     out.drain();
                 }
             }
+        }
+    }
+
+    /**
+     * Reads a tensor whole into a buffer that stays as read until the region observer has been told of it (on the
+     * pipeline's reading thread), and puts what {@code transform} makes of it.
+     */
+    private static void transformRegion(Entry tensor, Output out, RegionReads regionReads, ReadBuffers readBuffers)
+            throws IOException {
+        FileRegion region = tensor.region;
+        // waiting for a buffer is safe only when every reader that will release one is on its way through the pipeline
+        ByteBuffer stored = readBuffers.take((int) tensor.byteSize, out.pipeline != null && !out.readersPending());
+        try (FileChannel source = FileChannel.open(region.file(), StandardOpenOption.READ)) {
+            while (stored.hasRemaining()) {
+                if (source.read(stored, region.offset() + stored.position()) < 0) {
+                    throw new IOException(region.file() + ": ends before tensor '" + tensor.name + "' does");
+                }
+            }
+        }
+        ByteBuffer bytesRead = stored.flip().asReadOnlyBuffer();
+        out.readAlong(() -> {
+            try {
+                regionReads.read(region.file(), region.offset(), bytesRead.duplicate());
+            } finally {
+                readBuffers.release(stored);
+            }
+        });
+        ByteBuffer bytes = region.transform().apply(bytesRead.duplicate());
+        if (bytes.remaining() != tensor.byteSize) {
+            throw new IllegalStateException("tensor '" + tensor.name + "': " + bytes.remaining() + " bytes produced, "
+                    + tensor.byteSize + " declared");
+        }
+        out.put(bytes);
+    }
+
+    /**
+     * Direct buffers for whole tensors read by {@link #transformRegion}, each reused once the observer has been told
+     * of its bytes: {@value #IN_FLIGHT} of them, one read while the observer reads the other, unless the caller may
+     * not wait (then one more is allocated; allocating one per tensor cost more CPU than the merge's writes).
+     */
+    private static final class ReadBuffers {
+        private static final int IN_FLIGHT = 2;
+
+        private final BlockingQueue<ByteBuffer> released = new LinkedBlockingQueue<>();
+        /** Buffers taken and not yet released. */
+        private int outstanding;
+
+        /** A buffer with {@code bytes} to fill (position 0, limit {@code bytes}). */
+        ByteBuffer take(int bytes, boolean mayWait) throws IOException {
+            while (true) {
+                ByteBuffer buffer = released.poll();
+                if (buffer == null && mayWait && outstanding >= IN_FLIGHT) {
+                    try {
+                        buffer = released.take();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new InterruptedIOException("interrupted while waiting for a read buffer");
+                    }
+                }
+                if (buffer == null) {
+                    outstanding++;
+                    return ByteBuffer.allocateDirect(bytes);
+                }
+                if (buffer.capacity() >= bytes) {
+                    return buffer.clear().limit(bytes);
+                }
+                outstanding--; // too small for this tensor: dropped
+            }
+        }
+
+        void release(ByteBuffer buffer) {
+            released.add(buffer);
         }
     }
 
