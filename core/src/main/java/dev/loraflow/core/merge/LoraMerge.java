@@ -62,8 +62,9 @@ import java.util.stream.Stream;
  * unchanged ones copied from the base's file through a small buffer (never mapped whole), so memory holds about one
  * tensor (plus the adapter) whatever the model's size. The output's SHA-256 is taken as it is written, on a thread
  * of its own ({@link DigestingChannel}), and it goes to the disk around the page cache ({@link DirectFileWriter});
- * a base whose digest the adapter records is hashed from the same reads that copy it ({@link ReadAlongDigest}), so
- * each byte of the base is read once and each file hashed once.
+ * a base whose digest the adapter records is hashed from the same reads that copy it ({@link ReadAlongDigest}), on
+ * the channel's reading thread, so each byte of the base is read once and each file hashed once, and neither digest
+ * holds up the reads and the update.
  */
 public final class LoraMerge {
 
