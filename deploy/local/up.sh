@@ -235,11 +235,13 @@ write_run_env
 # BF16/F16 weights are mapped from its files, NF4/int8 ones, ONNX Runtime's graphs, arenas and KV caches live
 # outside the heap. No service knows its model before a job or a model arrives, so each gets a ceiling, the
 # trainer half of memory (activations grow with batch x sequence; NF4/int8 weights are bounded by
-# MaxDirectMemorySize, which follows it: half of memory, as the CLI gives them), merger and serving a quarter,
+# MaxDirectMemorySize, which follows it: half of memory, as the CLI gives them), the merger half too (an int4
+# export of an 8 B model holds its 4-bit weights on the heap, and the verification's ONNX Runtime session opens
+# only after a full collection has handed that heap back: docs/merger.md), serving a quarter,
 # and the collector keeps the committed heap near what is live (heap-gc.args) and hands it back to the machine
 # a minute after a job (a periodic collection while idle). Percentages are of the container's limit where one is
 # set; a job that does not fit is refused by the service's own check. An -Xmx in LORAFLOW_JAVA_OPTS overrides.
-declare -A HEAP_PERCENT_OF=([trainer]=50 [merger]=25 [serving]=25)
+declare -A HEAP_PERCENT_OF=([trainer]=50 [merger]=50 [serving]=25)
 
 # Each service listens on 127.0.0.1 only; with port 0 the system picks a free one and Quarkus logs it.
 start_service() {
