@@ -9,7 +9,6 @@ import dev.loraflow.core.merge.LoraMerge.OutputDType;
 import dev.loraflow.core.merge.LoraMerge;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.OptionalLong;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -22,7 +21,7 @@ import picocli.CommandLine;
                 "Hugging Face model directory (config.json, model.safetensors with the base's tensor names, tokenizer files).",
                 "The base SHA-256 a training checkpoint records (or --base-sha256) must match the base, checked as it is",
                 "read; NaN/Inf aborts naming the module."})
-final class MergeCommand implements Callable<Integer>, HeapSized {
+final class MergeCommand implements Callable<Integer> {
 
     @Spec
     private CommandSpec spec;
@@ -43,13 +42,6 @@ final class MergeCommand implements Callable<Integer>, HeapSized {
     @Option(names = "--base-sha256", description = "The base digest the adapter was trained on, checked as the base is read; a mismatch writes nothing "
             + "(default: what the adapter directory's trainer_state.json records, else none: the base is hashed in a pass of its own first).")
     private String baseSha256;
-
-    /** The largest tensor merged and the adapter ({@link LoraMerge.Requirements#heapBytes}). */
-    @Override
-    public OptionalLong heapNeeded() throws Exception {
-        return OptionalLong.of(LoraMerge.requirements(base, new LoraMerge.Options(OutputDType.parse(dtype), null))
-                .heapBytes(Files.size(adapter.resolve(PeftAdapter.WEIGHTS_FILE))));
-    }
 
     @Override
     public Integer call() throws Exception {
