@@ -6,6 +6,7 @@ import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.loraflow.core.data.Example;
+import dev.loraflow.core.generate.Sampler;
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.model.CausalLanguageModel;
@@ -263,7 +264,7 @@ public final class OnnxVerifier {
             float[][][] stepLogits = new float[probe.decodeSteps()][batch][];
             for (int step = 0; step < probe.decodeSteps(); step++) {
                 for (int b = 0; b < batch; b++) {
-                    greedy[b][step] = argmax(last[b]);
+                    greedy[b][step] = Sampler.argmax(last[b]);
                     last[b] = model.decode(caches[b], new int[] {greedy[b][step]}).clone();
                     stepLogits[step][b] = last[b];
                 }
@@ -515,7 +516,7 @@ public final class OnnxVerifier {
                     // Both sides are fed the Java model's choice, so that a differing argmax does not end the comparison.
                     for (int b = 0; b < batch; b++) {
                         int javaToken = reference.greedy[b][step];
-                        greedyIdentical &= argmax(onnxLast[b]) == javaToken;
+                        greedyIdentical &= Sampler.argmax(onnxLast[b]) == javaToken;
                         sequences.get(b).add(javaToken);
                     }
                     int rows = probe.kvCache() ? 1 : padded + step + 1;
@@ -641,15 +642,5 @@ public final class OnnxVerifier {
             }
             rowsChecked++;
         }
-    }
-
-    private static int argmax(float[] values) {
-        int best = 0;
-        for (int i = 1; i < values.length; i++) {
-            if (values[i] > values[best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 }
