@@ -24,10 +24,10 @@ public final class AtomicFiles {
         void writeTo(FileChannel channel) throws IOException;
     }
 
-    /** Produces a file's content through a {@link DirectFileWriter}: front to back, or at positions. */
+    /** Produces a file's content through a {@link WritebackFileWriter}: front to back, or at positions. */
     @FunctionalInterface
-    public interface DirectContentWriter {
-        void writeTo(DirectFileWriter file) throws IOException;
+    public interface LargeContentWriter {
+        void writeTo(WritebackFileWriter file) throws IOException;
     }
 
     /** Fills the temporary file that is then renamed over the target. */
@@ -49,12 +49,12 @@ public final class AtomicFiles {
     }
 
     /**
-     * Atomically replaces {@code target} with what {@code content} writes, front to back, through a
-     * {@link DirectFileWriter}: for files of gigabytes, whose bytes need not pass through the page cache.
+     * Atomically replaces {@code target} with what {@code content} writes through a {@link WritebackFileWriter}: for
+     * files of gigabytes, which it sends to the device as they are written.
      */
-    public static void writeDirect(Path target, DirectContentWriter content) throws IOException {
+    public static void writeLarge(Path target, LargeContentWriter content) throws IOException {
         replace(target, temporary -> {
-            try (DirectFileWriter channel = DirectFileWriter.open(temporary)) {
+            try (WritebackFileWriter channel = WritebackFileWriter.open(temporary)) {
                 content.writeTo(channel);
                 channel.force();
             }

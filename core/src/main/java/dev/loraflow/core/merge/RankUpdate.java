@@ -6,6 +6,7 @@ import dev.loraflow.core.kernels.Parallel;
 import dev.loraflow.core.safetensors.HalfFloats;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -21,8 +22,6 @@ final class RankUpdate {
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final ValueLayout.OfShort BF16_BITS = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LITTLE_ENDIAN);
     private static final int LANES = SPECIES.length();
-    /** Columns of a BF16 row updated together: independent fma chains, enough to keep the FMA units busy. */
-    private static final int BF16_BLOCK = 8;
     /** Rows per task: a task should copy about a megabyte before another core is worth waking. */
     private static final int MIN_ELEMENTS_PER_TASK = 1 << 18;
 
@@ -50,11 +49,17 @@ final class RankUpdate {
      *
      * @param w   [rows, cols] little-endian bfloat16, read only
      * @param out [rows, cols] little-endian bfloat16; may be w itself
-     * @return as {@link #apply}, the float32 sum (before rounding) deciding what is finite
+     * @return the flat index of the first non-finite bfloat16 result (as {@link #apply}'s, but of the rounded values:
+     *     a sum that rounds past bfloat16's largest value is one), or −1 when every element is finite
      */
     static long applyBf16(MemorySegment w, MemorySegment out, float[] coefficients, float[] basis, int rows, int cols,
                           int r) {
-        return firstBadOverRows(rows, cols, (from, to) -> bf16RowsRange(w, out, coefficients, basis, cols, r, from, to));
+        float[][] basisRows = new float[r][];
+        for (int k = 0; k < r; k++) {
+            basisRows[k] = Arrays.copyOfRange(basis, k * cols, (k + 1) * cols);
+        }
+        return firstBadOverRows(rows, cols,
+                (from, to) -> bf16RowsRange(w, out, coefficients, basisRows, cols, r, from, to));
     }
 
     /** A range of rows' update: the flat index of its first non-finite result, or −1. */
@@ -78,68 +83,28 @@ final class RankUpdate {
     }
 
     /**
-     * Scalar, a block of {@value #BF16_BLOCK} columns at a time so that as many fma chains run side by side: Vector
-     * API code runs as allocating Java until C2 has compiled it, and a merge is over within seconds of starting —
-     * in the BF16 merge of an 8 B model that phase churned gigabytes of garbage through the heap, which G1 grew to
-     * hold (peak RSS 1.1–2.4 GiB from run to run), while this loop is as fast from its first C1 compilation on.
+     * A row at a time, in plain loops over arrays that C2 compiles to vector code within the first tensor: the row
+     * widened into float32, one pass over it per k (each basis row an array of its own, since C2 does not vectorize a
+     * loop that reads one array at an offset from where it writes another that may be the same), and rounded back.
+     * The Vector API would be as fast once compiled, but runs as allocating Java until then, and a merge is over
+     * within seconds of starting: in the BF16 merge of an 8 B model that phase churned gigabytes of garbage through
+     * the heap, which G1 grew to hold.
      */
-    private static long bf16RowsRange(MemorySegment w, MemorySegment out, float[] coefficients, float[] basis, int cols,
-                                      int r, int fromRow, int toRow) {
-        float[] sums = new float[BF16_BLOCK];
+    private static long bf16RowsRange(MemorySegment w, MemorySegment out, float[] coefficients, float[][] basisRows,
+                                      int cols, int r, int fromRow, int toRow) {
+        float[] sums = new float[cols];
+        short[] rounded = new short[cols];
         for (int i = fromRow; i < toRow; i++) {
             long row = (long) i * cols;
-            int coefficientRow = i * r;
-            boolean finite = true;
-            for (int j = 0; j < cols; j += BF16_BLOCK) {
-                int width = Math.min(BF16_BLOCK, cols - j);
-                if (width == BF16_BLOCK) {
-                    float s0 = widen(w, row + j);
-                    float s1 = widen(w, row + j + 1);
-                    float s2 = widen(w, row + j + 2);
-                    float s3 = widen(w, row + j + 3);
-                    float s4 = widen(w, row + j + 4);
-                    float s5 = widen(w, row + j + 5);
-                    float s6 = widen(w, row + j + 6);
-                    float s7 = widen(w, row + j + 7);
-                    for (int k = 0; k < r; k++) {
-                        float c = coefficients[coefficientRow + k];
-                        int at = k * cols + j;
-                        s0 = Math.fma(c, basis[at], s0);
-                        s1 = Math.fma(c, basis[at + 1], s1);
-                        s2 = Math.fma(c, basis[at + 2], s2);
-                        s3 = Math.fma(c, basis[at + 3], s3);
-                        s4 = Math.fma(c, basis[at + 4], s4);
-                        s5 = Math.fma(c, basis[at + 5], s5);
-                        s6 = Math.fma(c, basis[at + 6], s6);
-                        s7 = Math.fma(c, basis[at + 7], s7);
-                    }
-                    sums[0] = s0;
-                    sums[1] = s1;
-                    sums[2] = s2;
-                    sums[3] = s3;
-                    sums[4] = s4;
-                    sums[5] = s5;
-                    sums[6] = s6;
-                    sums[7] = s7;
-                } else {
-                    for (int c = 0; c < width; c++) {
-                        float sum = widen(w, row + j + c);
-                        for (int k = 0; k < r; k++) {
-                            sum = Math.fma(coefficients[coefficientRow + k], basis[k * cols + j + c], sum);
-                        }
-                        sums[c] = sum;
-                    }
-                }
-                for (int c = 0; c < width; c++) {
-                    out.setAtIndex(BF16_BITS, row + j + c, HalfFloats.toBf16(sums[c]));
-                    finite &= Float.isFinite(sums[c]);
-                }
+            widen(w, row, sums);
+            for (int k = 0; k < r; k++) {
+                addScaled(coefficients[i * r + k], basisRows[k], sums);
             }
+            boolean finite = roundToBf16(sums, rounded);
+            MemorySegment.copy(rounded, 0, out, BF16_BITS, 2 * row, cols);
             if (!finite) {
-                // bfloat16 keeps infinities and NaN: the first non-finite rounded value is where a sum was not finite
-                // (or, rarely, an earlier one that rounding took past bfloat16's largest value: an error all the same)
                 for (int column = 0; column < cols; column++) {
-                    if (!Float.isFinite(HalfFloats.fromBf16(out.getAtIndex(BF16_BITS, row + column)))) {
+                    if (!Float.isFinite(HalfFloats.fromBf16(rounded[column]))) {
                         return row + column;
                     }
                 }
@@ -148,8 +113,35 @@ final class RankUpdate {
         return -1;
     }
 
-    private static float widen(MemorySegment w, long index) {
-        return HalfFloats.fromBf16(w.getAtIndex(BF16_BITS, index));
+    /** into[j] = the bfloat16 w[from + j], widened. */
+    private static void widen(MemorySegment w, long from, float[] into) {
+        for (int j = 0; j < into.length; j++) {
+            into[j] = Float.intBitsToFloat(w.getAtIndex(BF16_BITS, from + j) << 16);
+        }
+    }
+
+    /** sums[j] = fma(coefficient, basisRow[j], sums[j]). */
+    private static void addScaled(float coefficient, float[] basisRow, float[] sums) {
+        for (int j = 0; j < sums.length; j++) {
+            sums[j] = Math.fma(coefficient, basisRow[j], sums[j]);
+        }
+    }
+
+    /**
+     * rounded[j] = {@link HalfFloats#toBf16}(values[j]) without its NaN branch (a NaN fails the merge whatever its
+     * payload, and stays one: widened from bfloat16 or made by arithmetic, its low 16 bits are zero, so rounding
+     * carries nothing into the exponent): whether every rounded value is finite, none with an exponent of all ones.
+     */
+    private static boolean roundToBf16(float[] values, short[] rounded) {
+        int exponentsAllOnes = 0;
+        for (int j = 0; j < values.length; j++) {
+            int bits = Float.floatToRawIntBits(values[j]);
+            int half = (bits + 0x7FFF + ((bits >>> 16) & 1)) >>> 16;
+            rounded[j] = (short) half;
+            // an exponent field of 0x7F80 (all ones) plus 0x80 carries into bit 15; any other does not
+            exponentsAllOnes |= (half & 0x7F80) + 0x80;
+        }
+        return (exponentsAllOnes & 0x8000) == 0;
     }
 
     private static long rowsRange(float[] w, float[] coefficients, float[] basis, float[] out, int cols, int r,

@@ -76,7 +76,7 @@ class DigestingChannelTest {
         AtomicBoolean allInFlight = new AtomicBoolean(true);
         MessageDigest digest = Sha256.newDigest();
         MessageDigest readAlong = Sha256.newDigest();
-        try (DirectFileWriter writer = DirectFileWriter.open(file)) {
+        try (WritebackFileWriter writer = WritebackFileWriter.open(file)) {
             DigestingChannel.PositionalTarget target = (source, position) -> {
                 if (inFlight.getCount() > 0) {
                     inFlight.countDown();
@@ -114,7 +114,7 @@ class DigestingChannelTest {
     void anIoErrorInOneWriterFailsTheWholeFileAndLeavesNothing() throws IOException {
         Path target = dir.resolve("out").resolve("merged.safetensors");
         Files.createDirectories(target.getParent());
-        IOException failure = assertThrows(IOException.class, () -> AtomicFiles.writeDirect(target, file -> {
+        IOException failure = assertThrows(IOException.class, () -> AtomicFiles.writeLarge(target, file -> {
             DigestingChannel.PositionalTarget failingSecond = (source, position) -> {
                 if (position == DigestingChannel.BUFFER_BYTES) {
                     throw new IOException("No space left on device");
