@@ -24,10 +24,10 @@ public final class AtomicFiles {
         void writeTo(FileChannel channel) throws IOException;
     }
 
-    /** Produces a file's content through a {@link WritebackFileWriter}: front to back, or at positions. */
+    /** Produces a file's content through a {@link LargeFileWriter}: front to back, or at positions. */
     @FunctionalInterface
     public interface LargeContentWriter {
-        void writeTo(WritebackFileWriter file) throws IOException;
+        void writeTo(LargeFileWriter file) throws IOException;
     }
 
     /** Fills the temporary file that is then renamed over the target. */
@@ -49,12 +49,12 @@ public final class AtomicFiles {
     }
 
     /**
-     * Atomically replaces {@code target} with what {@code content} writes through a {@link WritebackFileWriter}: for
-     * files of gigabytes, which it sends to the device as they are written.
+     * Atomically replaces {@code target} with what {@code content} writes through a {@link LargeFileWriter}: for
+     * files of gigabytes, about {@code expectedBytes} long.
      */
-    public static void writeLarge(Path target, LargeContentWriter content) throws IOException {
+    public static void writeLarge(Path target, long expectedBytes, LargeContentWriter content) throws IOException {
         replace(target, temporary -> {
-            try (WritebackFileWriter channel = WritebackFileWriter.open(temporary)) {
+            try (LargeFileWriter channel = LargeFileWriter.open(temporary, expectedBytes)) {
                 content.writeTo(channel);
                 channel.force();
             }

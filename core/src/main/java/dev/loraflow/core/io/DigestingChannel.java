@@ -14,15 +14,16 @@ import java.util.concurrent.BlockingQueue;
 /**
  * A channel that digests every byte written through it — a file's SHA-256 in the pass that writes it — with the
  * work spread over threads of its own, so that on a machine with a second core hashing costs no time beside
- * producing the bytes, and the writes, which now and then wait for the device (see {@link WritebackFileWriter}),
+ * producing the bytes, and the writes, which wait for the device (see {@link LargeFileWriter}),
  * hold up nothing: each buffer handed over passes a stage that runs the {@link BufferReader}s given with it (e.g.
  * hashing the input file its bytes were copied from), then the digest, then one of several writer threads, which
  * write disjoint ranges of the file at their positions, so that one of them waiting for the device stops none of the
  * others.
  *
  * <p>A producer that fills whole buffers takes them from {@link #emptyBuffer()} and gives them back with
- * {@link #handOff}, and no byte is copied on the way; {@link #write} copies. The buffers are direct, so that the
- * write system call reads them in place. {@link #close()} waits until every byte is written and digested and every
+ * {@link #handOff}, and no byte is copied on the way; {@link #write} copies. The buffers are direct and aligned to
+ * {@value #ALIGNMENT} bytes, so that the write system call reads them in place, or the device with direct I/O.
+ * {@link #close()} waits until every byte is written and digested and every
  * reader has run, and throws the first failure of any of them; it leaves the target open (whoever opened it closes
  * it).
  */
@@ -30,7 +31,9 @@ public final class DigestingChannel implements WritableByteChannel {
 
     /** Size of each of the pipeline's buffers: large sequential writes, a few of them in flight. */
     public static final int BUFFER_BYTES = 4 << 20;
-    /** Writes in flight at once: while one waits for the device (a periodic force), the others go on. */
+    /** Alignment of the buffers' addresses: a multiple of every file system block size direct I/O may want. */
+    public static final int ALIGNMENT = 4096;
+    /** Writes in flight at once: while one waits for the device, the others go on. */
     public static final int WRITERS = 3;
     /** One being filled, one being read, one being digested, one per writer, and two spare. */
     private static final int BUFFERS = 5 + WRITERS;
@@ -72,7 +75,7 @@ public final class DigestingChannel implements WritableByteChannel {
         this.target = target;
         this.digest = digest;
         for (int i = 0; i < BUFFERS; i++) {
-            empty.add(ByteBuffer.allocateDirect(BUFFER_BYTES));
+            empty.add(ByteBuffer.allocateDirect(BUFFER_BYTES + ALIGNMENT).alignedSlice(ALIGNMENT).slice(0, BUFFER_BYTES));
         }
         workers.add(Thread.ofPlatform().name("output-readers").daemon().start(this::runReaders));
         workers.add(Thread.ofPlatform().name("output-sha256").daemon().start(this::digest));

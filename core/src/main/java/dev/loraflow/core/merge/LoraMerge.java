@@ -3,10 +3,10 @@ package dev.loraflow.core.merge;
 import dev.loraflow.core.io.AtomicFiles;
 import dev.loraflow.core.io.DigestingChannel;
 import dev.loraflow.core.io.FileTrees;
+import dev.loraflow.core.io.LargeFileWriter;
 import dev.loraflow.core.io.ReadAlongDigest;
 import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.io.Sha256;
-import dev.loraflow.core.io.WritebackFileWriter;
 import dev.loraflow.core.model.LinearModule;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelDigest;
@@ -61,7 +61,7 @@ import java.util.stream.Stream;
  * <p>The merge streams: each tensor is read, merged and written in the order of the output file,
  * unchanged ones copied from the base's file through a small buffer (never mapped whole), so memory holds about one
  * tensor (plus the adapter) whatever the model's size. The output's SHA-256 is taken as it is written, on a thread
- * of its own ({@link DigestingChannel}), and it goes to the disk as it is written ({@link WritebackFileWriter});
+ * of its own ({@link DigestingChannel}), and it goes to the disk by the route for its size ({@link LargeFileWriter});
  * a base whose digest the adapter records is hashed from the same reads that copy it ({@link ReadAlongDigest}), on
  * the channel's reading thread, so each byte of the base is read once and each file hashed once, and neither digest
  * holds up the reads and the update.
@@ -310,7 +310,7 @@ public final class LoraMerge {
             boolean created = !Files.exists(outDirectory);
             Files.createDirectories(outDirectory);
             try {
-                AtomicFiles.writeLarge(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE), file -> {
+                AtomicFiles.writeLarge(outDirectory.resolve(SafetensorsWriter.SINGLE_FILE), writer.dataBytes(), file -> {
                     try (DigestingChannel digesting = new DigestingChannel(file::write, weightsDigest)) {
                         writer.writeTo(digesting);
                     }

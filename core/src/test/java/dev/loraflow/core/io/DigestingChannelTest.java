@@ -21,6 +21,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 class DigestingChannelTest {
 
@@ -67,8 +69,10 @@ class DigestingChannelTest {
      * readers handed over with each buffer see its bytes before it is reused, and the file and digest are the bytes in
      * order, as one thread writing them front to back would leave them.
      */
-    @Test
-    void writesInFlightAtOnceLeaveTheBytesOfASingleWriter() throws IOException, InterruptedException {
+    @ParameterizedTest
+    @EnumSource(LargeFileWriter.Route.class)
+    void writesInFlightAtOnceLeaveTheBytesOfASingleWriter(LargeFileWriter.Route route)
+            throws IOException, InterruptedException {
         byte[] expected = new byte[4 * DigestingChannel.WRITERS * DigestingChannel.BUFFER_BYTES + 777];
         new Random(13).nextBytes(expected);
         Path file = Files.createFile(dir.resolve("merged.safetensors"));
@@ -76,7 +80,7 @@ class DigestingChannelTest {
         AtomicBoolean allInFlight = new AtomicBoolean(true);
         MessageDigest digest = Sha256.newDigest();
         MessageDigest readAlong = Sha256.newDigest();
-        try (WritebackFileWriter writer = WritebackFileWriter.open(file)) {
+        try (LargeFileWriter writer = LargeFileWriter.open(file, route, LargeFileWriter.SYNC_INTERVAL_BYTES)) {
             DigestingChannel.PositionalTarget target = (source, position) -> {
                 if (inFlight.getCount() > 0) {
                     inFlight.countDown();
@@ -114,7 +118,7 @@ class DigestingChannelTest {
     void anIoErrorInOneWriterFailsTheWholeFileAndLeavesNothing() throws IOException {
         Path target = dir.resolve("out").resolve("merged.safetensors");
         Files.createDirectories(target.getParent());
-        IOException failure = assertThrows(IOException.class, () -> AtomicFiles.writeLarge(target, file -> {
+        IOException failure = assertThrows(IOException.class, () -> AtomicFiles.writeLarge(target, 1L << 40, file -> {
             DigestingChannel.PositionalTarget failingSecond = (source, position) -> {
                 if (position == DigestingChannel.BUFFER_BYTES) {
                     throw new IOException("No space left on device");
