@@ -14,18 +14,16 @@ import java.util.concurrent.BlockingQueue;
 /**
  * A channel that digests every byte written through it — a file's SHA-256 in the pass that writes it — with the
  * work spread over threads of its own, so that on a machine with a second core hashing costs no time beside
- * producing the bytes, and the writes, which wait for the device (see {@link LargeFileWriter}),
- * hold up nothing: each buffer handed over passes a stage that runs the {@link BufferReader}s given with it (e.g.
- * hashing the input file its bytes were copied from), then the digest, then one of several writer threads, which
- * write disjoint ranges of the file at their positions, so that one of them waiting for the device stops none of the
- * others.
+ * producing the bytes, and the writes, which wait for the device (see {@link LargeFileWriter}), hold up nothing:
+ * each buffer handed over passes a stage that runs the {@link BufferReader}s given with it (e.g. hashing the input
+ * file its bytes were copied from), then the digest, then one of several writer threads, which write disjoint ranges
+ * of the file at their positions, so that one of them waiting for the device stops none of the others.
  *
  * <p>A producer that fills whole buffers takes them from {@link #emptyBuffer()} and gives them back with
  * {@link #handOff}, and no byte is copied on the way; {@link #write} copies. The buffers are direct and aligned to
  * {@value #ALIGNMENT} bytes, so that the write system call reads them in place, or the device with direct I/O.
- * {@link #close()} waits until every byte is written and digested and every
- * reader has run, and throws the first failure of any of them; it leaves the target open (whoever opened it closes
- * it).
+ * {@link #close()} waits until every byte is written and digested and every reader has run, and throws the first
+ * failure of any of them; it leaves the target open (whoever opened it closes it).
  */
 public final class DigestingChannel implements WritableByteChannel {
 
