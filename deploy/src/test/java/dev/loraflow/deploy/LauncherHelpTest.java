@@ -142,7 +142,57 @@ class LauncherHelpTest {
         return commands;
     }
 
+    /**
+     * The launcher takes a JDK's version from its release file without starting its java (a JVM start for every JDK
+     * it tried, on every command, was half a second of {@code ./loraflow merge --help}), and asks the java of a JDK
+     * that has no release file; either way the command then runs on that JDK's java.
+     */
+    @Test
+    void aJdksVersionComesFromItsReleaseFileElseFromItsJava() throws Exception {
+        Path withRelease = fakeJdk("with-release", "");
+        Files.writeString(withRelease.resolve("release"), "IMPLEMENTOR=\"Test\"\nJAVA_VERSION=\"25.0.3\"\n");
+        List<String> calls = javaCalls(withRelease);
+        assertTrue(calls.stream().anyMatch(call -> call.contains("-jar")), "the command did not run on it: " + calls);
+        assertFalse(calls.stream().anyMatch(call -> call.contains("-XshowSettings")),
+                "started to tell its version although its release file says it: " + calls);
+
+        Path withoutRelease = fakeJdk("without-release",
+                "case \"$*\" in *-XshowSettings*) echo '    java.specification.version = 25' >&2 ;; esac\n");
+        calls = javaCalls(withoutRelease);
+        assertTrue(calls.stream().anyMatch(call -> call.contains("-XshowSettings")), "not asked its version: " + calls);
+        assertTrue(calls.stream().anyMatch(call -> call.contains("-jar")), "the command did not run on it: " + calls);
+    }
+
+    /** The arguments of every start of {@code jdk}'s java while {@code ./loraflow merge --help} runs on it. */
+    private List<String> javaCalls(Path jdk) throws Exception {
+        Result result = loraflow(jdk, "merge", "--help");
+        assumeFalse(result.output().contains(NO_JAR), "skipped: the jar ./loraflow merge runs is not packaged (./mvnw"
+                + " test alone): " + result.output().strip());
+        Path calls = jdk.resolve("calls");
+        return Files.exists(calls) ? Files.readAllLines(calls) : List.of();
+    }
+
+    /**
+     * A JDK's directory whose bin/java writes its arguments to a line of {@code calls} there, runs {@code script} and
+     * fails (it runs no command), beside a bin/javac.
+     */
+    private Path fakeJdk(String name, String script) throws IOException {
+        Path jdk = home.resolve(name);
+        Path bin = Files.createDirectories(jdk.resolve("bin"));
+        Files.writeString(bin.resolve("java"), "#!/bin/sh\necho \"$*\" >> '" + jdk.resolve("calls") + "'\n" + script
+                + "exit 1\n");
+        Files.writeString(bin.resolve("javac"), "#!/bin/sh\nexit 0\n");
+        for (String tool : List.of("java", "javac")) {
+            Files.setPosixFilePermissions(bin.resolve(tool), PosixFilePermissions.fromString("rwxr-xr-x"));
+        }
+        return jdk;
+    }
+
     private Result loraflow(String... arguments) throws IOException, InterruptedException {
+        return loraflow(Path.of(System.getProperty("java.home")), arguments);
+    }
+
+    private Result loraflow(Path javaHome, String... arguments) throws IOException, InterruptedException {
         List<String> command = new ArrayList<>(List.of(REPOSITORY.resolve("loraflow").toString()));
         command.addAll(List.of(arguments));
         Path output = Files.createTempFile(home, "output", ".txt");
@@ -152,7 +202,7 @@ class LauncherHelpTest {
                 .redirectOutput(output.toFile())
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
         builder.environment().put("LORAFLOW_HOME", home.toString());
-        builder.environment().put("JAVA_HOME", System.getProperty("java.home"));
+        builder.environment().put("JAVA_HOME", javaHome.toString());
         // the commands' class-data-sharing archives stay in the module's target/tmp, not in /tmp
         builder.environment().put("LORAFLOW_CDS_DIR", home.resolve("cds").toString());
         // Inside a Maven build: the launcher must not start one of its own.
