@@ -86,10 +86,6 @@ public final class LargeFileWriter implements WritableByteChannel {
         return new LargeFileWriter(route, buffered, direct, alignment, syncInterval);
     }
 
-    public Route route() {
-        return route;
-    }
-
     /** The alignment direct I/O wants of positions, lengths and buffer addresses: the file system's block size. */
     public int alignment() {
         return alignment;
