@@ -7,6 +7,7 @@ import dev.loraflow.core.generate.GenerationResult;
 import dev.loraflow.core.generate.Generator;
 import dev.loraflow.core.generate.SamplingSettings;
 import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.text.Tokenizer;
@@ -18,6 +19,7 @@ import dev.loraflow.inference.GenerationListener;
 import dev.loraflow.inference.GenerationRequest;
 import dev.loraflow.inference.ServedModel;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -85,17 +87,33 @@ final class GenerateCommand implements Callable<Integer>, HeapSized {
     @Option(names = "--seed", defaultValue = "0", description = "Seeds the sampling (default: ${DEFAULT-VALUE}).")
     private long seed;
 
-    /** What core's Java decoder holds: a prompt of up to a few thousand tokens and the new ones, in the key/value cache. */
-    private MemoryEstimate javaDecoderEstimate() throws IOException {
+    /**
+     * What core's Java decoder holds generating from a prompt of {@code promptTokens}: the weights as it maps or reads
+     * them, the adapter, and the key/value cache of the prompt and the new tokens (the generator's capacity).
+     */
+    private MemoryEstimate javaDecoderEstimate(long promptTokens) throws IOException {
         ModelConfig config = ModelConfig.read(model.resolve("config.json"));
-        int tokens = (int) Math.min(config.maxPositions(), 4096L + maxNewTokens);
-        return MemoryEstimate.of(model, config, null, Quantization.NONE, 1, tokens, false);
+        Path adapterConfig = adapter == null ? null : adapter.resolve(LoraAdapterConfig.FILE_NAME);
+        // an adapter directory without its config is reported by the adapter's own reading, after this check
+        LoraAdapterConfig lora = adapterConfig != null && Files.isRegularFile(adapterConfig)
+                ? LoraAdapterConfig.read(adapterConfig) : null;
+        int capacity = (int) Math.max(1, Math.min(config.maxPositions(), promptTokens + maxNewTokens - 1L));
+        return MemoryEstimate.forGeneration(model, config, lora, Quantization.NONE, capacity);
     }
 
-    /** Core's Java decoder on a Hugging Face directory; an exported graph runs in ONNX Runtime, off the heap. */
+    /**
+     * The launcher's pre-pass sizes the heap before the prompt is tokenized: a text prompt is taken as at most two
+     * tokens per UTF-8 byte and 16 more (byte-level BPE and SentencePiece's byte fallback give at most one per byte of
+     * the normalised text, which a normaliser may lengthen); the command checks again with the prompt's own count.
+     */
     @Override
     public OptionalLong heapNeeded() throws Exception {
-        return exportedGraph() != null ? OptionalLong.empty() : OptionalLong.of(javaDecoderEstimate().heapBytes());
+        if (exportedGraph() != null) {
+            return OptionalLong.empty();
+        }
+        long promptTokens = prompt.ids != null ? prompt.ids.size()
+                : 2L * prompt.text.getBytes(StandardCharsets.UTF_8).length + 16;
+        return OptionalLong.of(javaDecoderEstimate(promptTokens).heapBytes());
     }
 
     @Override
@@ -108,13 +126,17 @@ final class GenerateCommand implements Callable<Integer>, HeapSized {
         if (onnx != null) {
             return generateWithEngine(onnx);
         }
-        if (java.nio.file.Files.isRegularFile(model.resolve("config.json"))) {
-            javaDecoderEstimate().require("a model stored in bf16 (its linear weights are then mapped, not on the heap)");
-        }
-        try (ModelFiles files = ModelFiles.open(model, adapter)) {
-            int[] promptIds = promptIds(files.tokenizer());
-            GenerationResult result = Generator.generate(files.model(), promptIds, sampling(files.stopTokenIds()));
-            print(promptIds, result.tokens(), files.tokenizer(), result.finishReason());
+        // the prompt is tokenized first, so that the memory check counts the cache it will fill, before the model loads
+        try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
+            int[] promptIds = promptIds(tokenizer);
+            if (Files.isRegularFile(model.resolve("config.json"))) {
+                javaDecoderEstimate(promptIds.length).require("fewer --max-new-tokens, a shorter prompt, a model stored"
+                        + " in bf16 (its linear weights are then mapped, not on the heap)");
+            }
+            try (ModelFiles files = ModelFiles.open(model, adapter, tokenizer)) {
+                GenerationResult result = Generator.generate(files.model(), promptIds, sampling(files.stopTokenIds()));
+                print(promptIds, result.tokens(), tokenizer, result.finishReason());
+            }
         }
         return 0;
     }

@@ -21,9 +21,15 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, List<Integer> 
      * @param adapterDirectory a PEFT adapter to apply (unmerged), or null for the base model alone
      */
     static ModelFiles open(Path modelDirectory, Path adapterDirectory) throws IOException {
-        if (!Files.isDirectory(modelDirectory)) {
-            throw new IOException(modelDirectory + ": not a model directory");
-        }
+        return open(modelDirectory, adapterDirectory, readTokenizer(modelDirectory));
+    }
+
+    /**
+     * {@link #open(Path, Path)} with the directory's tokenizer read already ({@link #readTokenizer}); closing the files
+     * closes it (closing it again does nothing).
+     */
+    static ModelFiles open(Path modelDirectory, Path adapterDirectory, Tokenizer tokenizer) throws IOException {
+        requireDirectory(modelDirectory);
         CausalLanguageModel model;
         if (adapterDirectory == null) {
             model = CausalLanguageModel.load(modelDirectory, null, 0);
@@ -32,21 +38,23 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, List<Integer> 
             model = CausalLanguageModel.load(modelDirectory, adapter.config(), 0);
             model.loadAdapter(adapter);
         }
-        Path tokenizerFile = modelDirectory.resolve(Tokenizer.FILE_NAME);
-        Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
         return new ModelFiles(model, tokenizer, StopTokens.of(modelDirectory, tokenizer));
     }
 
     /** Base model plus a fresh adapter of {@code lora}, for training. */
     static ModelFiles openForTraining(Path modelDirectory, LoraAdapterConfig lora, long seed, Quantization quantization)
             throws IOException {
-        if (!Files.isDirectory(modelDirectory)) {
-            throw new IOException(modelDirectory + ": not a model directory");
-        }
+        requireDirectory(modelDirectory);
         CausalLanguageModel model = CausalLanguageModel.load(modelDirectory, lora, seed, quantization);
-        Path tokenizerFile = modelDirectory.resolve(Tokenizer.FILE_NAME);
-        Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
+        Tokenizer tokenizer = readTokenizer(modelDirectory);
         return new ModelFiles(model, tokenizer, StopTokens.of(modelDirectory, tokenizer));
+    }
+
+    /** The directory's tokenizer.json, or null where it has none. */
+    static Tokenizer readTokenizer(Path modelDirectory) throws IOException {
+        requireDirectory(modelDirectory);
+        Path tokenizerFile = modelDirectory.resolve(Tokenizer.FILE_NAME);
+        return Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
     }
 
     /** The id padding positions carry: EOS when there is one (as Transformers' causal LMs pad), else 0. */
@@ -62,6 +70,12 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, List<Integer> 
     public void close() {
         if (tokenizer != null) {
             tokenizer.close();
+        }
+    }
+
+    private static void requireDirectory(Path modelDirectory) throws IOException {
+        if (!Files.isDirectory(modelDirectory)) {
+            throw new IOException(modelDirectory + ": not a model directory");
         }
     }
 }

@@ -108,6 +108,33 @@ class HeapSizeTest {
     }
 
     @Test
+    void generateGetsTheHeapOfItsPromptsCacheAndGeneratesInExactlyThatHeap() throws Exception {
+        // a long context and a large vocabulary, as Llama 3's: a cache of the whole context, or of thousands of tokens
+        // with their logits, would need gigabytes; a prompt of 3 tokens and 5 new ones needs a cache of 7
+        DecoderConfig config = DecoderConfig.llama(32000, 256, 768, 2, 4, 4, 64, 131072, 1e-5, 10000, false);
+        Path base = bf16Base(config);
+        long ceiling = Runtime.getRuntime().maxMemory();
+        List<String> generate = List.of("generate", "--model", base.toString(), "--max-new-tokens", "5");
+        long needed = MemoryEstimate.forGeneration(base, config, null, Quantization.NONE, 7).heapBytes();
+        assertTrue(needed < 128 * MIB, "needs " + needed);
+        assertEquals(Optional.of(xmx(MemoryEstimate.heapLimit(needed, ceiling))), heapOption(generate, "--prompt-ids", "1,2,3"));
+        // text is sized before it is tokenized: two tokens per UTF-8 byte and 16 more, "héllo" 6 bytes
+        assertEquals(Optional.of(xmx(MemoryEstimate.heapLimit(MemoryEstimate.forGeneration(base, config, null,
+                Quantization.NONE, 28 + 5 - 1).heapBytes(), ceiling))), heapOption(generate, "--prompt", "héllo"));
+
+        // the command checks again with the prompt's own tokens; its output is the JSON line alone (the tokenizer's
+        // logging library says nothing)
+        String heap = heapOption(generate, "--prompt", "héllo").orElseThrow();
+        HeapLimitTest.Result generated = HeapLimitTest.run(List.of(heap.split(" ")), generate, "--prompt", "héllo");
+        assertEquals(0, generated.exitCode(), generated.output());
+        List<String> lines = generated.output().lines()
+                .filter(line -> !line.startsWith("WARNING: Using incubator modules")).toList();
+        assertEquals(1, lines.size(), generated.output());
+        assertTrue(lines.getFirst().matches("\\{\"prompt_ids\":\\[\\d+(,\\d+)*],\"ids\":\\[\\d+(,\\d+){4}],.*"),
+                generated.output());
+    }
+
+    @Test
     void commandsThatLoadNoModelOrWillRefuseTheirArgumentsAreLeftToTheDefaultHeap() throws Exception {
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"init-model", "--preset", "gpt2", "--out", "x"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--help"}));

@@ -135,6 +135,17 @@ public final class LoRALinear {
         }
     }
 
+    /**
+     * Bytes {@link #newActivations}({@code maxRows}) allocates for a module of {@code inFeatures} inputs at {@code rank}
+     * with {@code dropout}: what a memory estimate counts before any module exists.
+     */
+    public static long activationBytes(long maxRows, int inFeatures, int rank, double dropout) {
+        long elements = maxRows * inFeatures;
+        // the input after dropout, and the mask's bits in whole longs (Dropout.maskWords, for counts beyond an int)
+        long dropped = rank > 0 && (float) dropout > 0f ? 4 * elements + 8 * ((elements + 63) >>> 6) : 0;
+        return dropped + 2 * 4 * maxRows * rank;
+    }
+
     /** Buffers for batches of up to {@code maxRows} rows. */
     public Activations newActivations(int maxRows) {
         if (maxRows <= 0) {

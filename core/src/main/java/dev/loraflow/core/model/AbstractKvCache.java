@@ -35,12 +35,26 @@ abstract class AbstractKvCache implements CausalLanguageModel.KvCache {
                     + config.maxPositions() + "], the model's context");
         }
         this.capacity = capacity;
-        this.chunkRows = Math.min(capacity, CHUNK_ROWS);
+        this.chunkRows = chunkRows(capacity);
         int layerElements = Math.multiplyExact(Math.multiplyExact(kvHeads, config.headDim()), capacity);
         this.keys = new float[config.numLayers()][layerElements];
         this.values = new float[config.numLayers()][layerElements];
         this.scores = new float[CachedAttention.scratchLength(config.numHeads(), capacity)];
         this.logits = new float[config.vocabSize()];
+    }
+
+    /** Rows of the per-token scratch of a cache of {@code capacity} tokens. */
+    static int chunkRows(int capacity) {
+        return Math.min(capacity, CHUNK_ROWS);
+    }
+
+    /**
+     * Bytes of what this class allocates for a cache of {@code capacity} tokens with {@code kvHeads} key/value heads; each
+     * architecture's cache adds its scratch (their {@code kvCacheBytes}).
+     */
+    static long bytes(ModelConfig config, int kvHeads, int capacity) {
+        return 4 * (2L * config.numLayers() * kvHeads * config.headDim() * capacity
+                + CachedAttention.scratchLength(config.numHeads(), capacity) + config.vocabSize());
     }
 
     @Override

@@ -108,6 +108,24 @@ public sealed interface CausalLanguageModel permits Gpt2Model, DecoderModel {
     KvCache newKvCache(int capacity);
 
     /**
+     * Bytes {@link #newKvCache}({@code capacity}) allocates for a model of {@code config} with the adapters of {@code
+     * lora} (null for none), known before the model is loaded: what a generation's memory check counts.
+     */
+    static long kvCacheBytes(ModelConfig config, LoraAdapterConfig lora, int capacity) {
+        long bytes = switch (config) {
+            case Gpt2Config gpt2 -> Gpt2Model.kvCacheBytes(gpt2, capacity);
+            case DecoderConfig decoder -> DecoderModel.kvCacheBytes(decoder, capacity);
+        };
+        if (lora != null) {
+            int rows = AbstractKvCache.chunkRows(capacity);
+            for (LoraTarget target : LoraTargets.select(ModelLayout.of(config), lora)) {
+                bytes += LoRALinear.activationBytes(rows, target.in(), target.rank(), lora.loraDropout());
+            }
+        }
+        return bytes;
+    }
+
+    /**
      * Appends {@code tokens} to the cached sequence at positions length..length+n−1 and returns the
      * logits of the last of them: a prompt's prefill is one call, each generated token another. The new
      * tokens attend to every cached one and causally among themselves, at their absolute positions, as

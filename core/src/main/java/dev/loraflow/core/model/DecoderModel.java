@@ -959,6 +959,19 @@ public final class DecoderModel implements CausalLanguageModel {
         }
     }
 
+    /** Bytes {@link #newKvCache}({@code capacity}) allocates, adapters' scratch aside: the fields of {@link KvCache}. */
+    static long kvCacheBytes(DecoderConfig config, int capacity) {
+        long rows = AbstractKvCache.chunkRows(capacity);
+        long hidden = config.hiddenSize();
+        long queryWidth = (long) config.numHeads() * config.headDim();
+        long keyValueWidth = (long) config.numKeyValueHeads() * config.headDim();
+        long inner = config.intermediateSize();
+        long fused = config.family().fusedProjections() ? Math.max(queryWidth + 2 * keyValueWidth, 2 * inner) : 0;
+        // positions and rstd; residual, normed and branch; query and attentionOutput; key and value; gate, up and gated
+        long perRow = 2 + 3 * hidden + 2 * queryWidth + 2 * keyValueWidth + 3 * inner + fused;
+        return AbstractKvCache.bytes(config, config.numKeyValueHeads(), capacity) + 4 * (rows * perRow + hidden);
+    }
+
     /** A cache of up to {@code capacity} ≤ max_position_embeddings tokens. */
     @Override
     public CausalLanguageModel.KvCache newKvCache(int capacity) {

@@ -586,6 +586,15 @@ public final class Gpt2Model implements CausalLanguageModel {
         }
     }
 
+    /** Bytes {@link #newKvCache}({@code capacity}) allocates, adapters' scratch aside: the fields of {@link KvCache}. */
+    static long kvCacheBytes(Gpt2Config config, int capacity) {
+        long rows = AbstractKvCache.chunkRows(capacity);
+        long e = config.hiddenSize();
+        // residual, normed, attnOut and branch; mean and rstd; fused; fc and act
+        long perRow = 4 * e + 2 + 3 * e + 2L * config.innerSize();
+        return AbstractKvCache.bytes(config, config.numHeads(), capacity) + 4 * rows * perRow;
+    }
+
     /** A cache of up to {@code capacity} ≤ n_positions tokens. */
     @Override
     public CausalLanguageModel.KvCache newKvCache(int capacity) {

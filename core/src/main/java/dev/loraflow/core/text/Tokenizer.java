@@ -226,6 +226,7 @@ public final class Tokenizer implements AutoCloseable {
         return source;
     }
 
+    /** Frees the native tokenizer; closing it again does nothing. */
     @Override
     public void close() {
         tokenizer.close();

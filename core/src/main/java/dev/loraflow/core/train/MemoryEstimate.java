@@ -1,6 +1,8 @@
 package dev.loraflow.core.train;
 
 import dev.loraflow.core.io.Resources;
+import dev.loraflow.core.lora.LoRALinear;
+import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.CheckpointWeights;
 import dev.loraflow.core.model.LoraTarget;
 import dev.loraflow.core.model.LoraTargets;
@@ -22,11 +24,11 @@ import java.nio.file.Path;
  * (its input after dropout: 268 MB for r 16 on q,v of an 8 B model at 256 tokens); it errs high so that a run
  * that passes the check fits.
  * With gradient checkpointing the backward keeps each block's input and one block's activations instead
- * of every block's.
+ * of every block's. A generation's activations are its key/value cache, counted exactly ({@link #forGeneration}).
  *
  * @param weights   the base's footprint
- * @param adapter   LoRA parameters, gradients and moments, bytes on the heap
- * @param activations bytes on the heap for one micro-batch
+ * @param adapter   LoRA parameters with what training or loading them holds beside them, bytes on the heap
+ * @param activations bytes on the heap for one micro-batch, or a generation's key/value cache and scratch
  * @param gradientCheckpointing whether the activations are those of a checkpointed step
  */
 public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, long activations,
@@ -42,13 +44,22 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
     private static final long COLLECTOR_ROOM_MIB = 128;
 
     /**
-     * The estimate for training the model on batches of {@code batch × seqLen} or, with {@code training}
-     * false, for generating up to {@code seqLen} tokens (a key/value cache of that many, one prompt's
-     * prefill at a time).
+     * The estimate for generating with the model: its weights, the adapter of {@code lora} (null for none) as a loaded
+     * one holds it (values and gradients, beside the file's tensors while they are read), and the key/value cache of
+     * {@code capacity} tokens with its scratch, as {@link CausalLanguageModel#kvCacheBytes} counts it — a generation
+     * allocates nothing else of size.
      */
-    public static MemoryEstimate of(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora, Quantization quantization,
-                                    int batch, int seqLen, boolean training) throws IOException {
-        return of(modelDirectory, config, lora, quantization, batch, seqLen, training, false);
+    public static MemoryEstimate forGeneration(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
+                                               Quantization quantization, int capacity) throws IOException {
+        ModelLayout layout = ModelLayout.of(config);
+        long adapter = 0;
+        if (lora != null) {
+            for (LoraTarget target : LoraTargets.select(layout, lora)) {
+                adapter += 3L * 4 * target.rank() * (target.in() + target.out());
+            }
+        }
+        return new MemoryEstimate(CheckpointWeights.footprint(modelDirectory, layout, quantization), adapter,
+                CausalLanguageModel.kvCacheBytes(config, lora, capacity), false);
     }
 
     /**
@@ -61,7 +72,7 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
     public static MemoryEstimate forTraining(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
                                              Quantization quantization, int batch, int seqLen,
                                              Boolean gradientCheckpointing, boolean weightsLoaded) throws IOException {
-        MemoryEstimate plain = of(modelDirectory, config, lora, quantization, batch, seqLen, true,
+        MemoryEstimate plain = of(modelDirectory, config, lora, quantization, batch, seqLen,
                 Boolean.TRUE.equals(gradientCheckpointing));
         if (weightsLoaded) {
             plain = new MemoryEstimate(new CheckpointWeights.Footprint(0, 0, 0, plain.weights.parameters()),
@@ -72,7 +83,7 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
     }
 
     private static MemoryEstimate of(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
-                                     Quantization quantization, int batch, int seqLen, boolean training,
+                                     Quantization quantization, int batch, int seqLen,
                                      boolean gradientCheckpointing) throws IOException {
         ModelLayout layout = ModelLayout.of(config);
         CheckpointWeights.Footprint footprint = CheckpointWeights.footprint(modelDirectory, layout, quantization);
@@ -84,20 +95,18 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
                 adapter += 4L * 4 * target.rank() * (target.in() + target.out());
                 // Each adapted module keeps, in every block whether checkpointed or not, its input after dropout
                 // (and the mask's bits) for A's gradient, and its projection u and u's gradient.
-                adaptedInputs += rows * ((lora.loraDropout() > 0 ? 4L * target.in() + (target.in() + 7) / 8 : 0)
-                        + 8L * target.rank());
+                adaptedInputs += LoRALinear.activationBytes(rows, target.in(), target.rank(), lora.loraDropout());
             }
         }
         long hidden = config.hiddenSize();
         long inner = layout.linearModules().stream().filter(module -> !module.outputLayer())
                 .mapToLong(module -> Math.max(module.in(), module.out())).max().orElse(4 * hidden);
-        long perLayer = 4 * rows * (16 * hidden + 4 * inner) + 4L * batch * config.numHeads() * seqLen * seqLen * 2;
-        long logits = 4 * rows * config.vocabSize() * 2;
-        long keysAndValues = 2L * 4 * config.numLayers() * hidden * rows;
+        long perLayer = 4L * rows * (16 * hidden + 4 * inner) + 4L * batch * config.numHeads() * seqLen * seqLen * 2;
+        long logits = 4L * rows * config.vocabSize() * 2;
         long blockInputs = 4L * (config.numLayers() + 1) * rows * hidden;
-        long activations = !training ? keysAndValues + perLayer + logits
-                : adaptedInputs + logits + (gradientCheckpointing ? blockInputs + perLayer : config.numLayers() * perLayer);
-        return new MemoryEstimate(footprint, adapter, activations, training && gradientCheckpointing);
+        long activations = adaptedInputs + logits
+                + (gradientCheckpointing ? blockInputs + perLayer : config.numLayers() * perLayer);
+        return new MemoryEstimate(footprint, adapter, activations, gradientCheckpointing);
     }
 
     /** Whether the heap and the memory outside it hold what the estimate needs, now. */
