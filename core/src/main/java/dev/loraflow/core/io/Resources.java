@@ -28,10 +28,26 @@ public final class Resources {
 
     private Resources() {}
 
-    /** Bytes the Java heap may still grow to hold: the maximum heap less what is in use. */
+    /**
+     * Bytes the Java heap may still grow to hold: the maximum heap less what is in use, garbage not yet collected
+     * included (see {@link #heapHolds}).
+     */
     public static long heapAvailable() {
         Runtime runtime = Runtime.getRuntime();
         return runtime.maxMemory() - (runtime.totalMemory() - runtime.freeMemory());
+    }
+
+    /**
+     * Whether the heap can take {@code bytes} more, as an allocation would find it: at once where {@link
+     * #heapAvailable} says so, else after a full collection — a long-running service's heap holds the garbage of every
+     * job before, which would otherwise refuse a job that fits.
+     */
+    public static boolean heapHolds(long bytes) {
+        if (bytes <= heapAvailable()) {
+            return true;
+        }
+        System.gc();
+        return bytes <= heapAvailable();
     }
 
     /**
@@ -168,10 +184,9 @@ public final class Resources {
      * @param options what would make it fit, e.g. "try --quantize nf4 or " + {@link #LARGER_HEAP}
      */
     public static void requireHeap(long needed, String what, String options) throws InsufficientResourcesException {
-        long available = heapAvailable();
-        if (needed > available) {
+        if (!heapHolds(needed)) {
             throw new InsufficientResourcesException("needs about " + size(needed) + " of Java heap (" + what
-                    + ") but the JVM has " + size(available) + " left (-Xmx " + size(Runtime.getRuntime().maxMemory())
+                    + ") but the JVM has " + size(heapAvailable()) + " left (-Xmx " + size(Runtime.getRuntime().maxMemory())
                     + "); " + options);
         }
     }

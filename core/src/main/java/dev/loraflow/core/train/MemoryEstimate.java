@@ -111,7 +111,7 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
 
     /** Whether the heap and the memory outside it hold what the estimate needs, now. */
     public boolean fits() {
-        return heapBytes() <= Resources.heapAvailable() && weights.nativeBytes() <= Resources.memoryAvailable();
+        return Resources.heapHolds(heapBytes()) && weights.nativeBytes() <= Resources.memoryAvailable();
     }
 
     public long heapBytes() {

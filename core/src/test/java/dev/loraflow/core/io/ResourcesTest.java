@@ -1,6 +1,8 @@
 package dev.loraflow.core.io;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
@@ -23,6 +25,7 @@ class ResourcesTest {
 
     private Path proc;
     private Path cgroup;
+    private static byte[][] garbage;
 
     private void machine(long memAvailable, String ownCgroupLines) throws IOException {
         proc = temp.resolve("proc");
@@ -112,6 +115,35 @@ class ResourcesTest {
         assertEquals(new Resources.Memory(5 * GIB, -1), Resources.memory(proc, temp.resolve("no-cgroup-mounted")));
         assertEquals(new Resources.Memory(Long.MAX_VALUE, -1),
                 Resources.memory(temp.resolve("no-proc"), temp.resolve("no-cgroup-mounted")));
+    }
+
+    @Test
+    void garbageIsCollectedBeforeTheHeapCheckRefuses() throws IOException {
+        System.gc();
+        Runtime runtime = Runtime.getRuntime();
+        long live = runtime.totalMemory() - runtime.freeMemory();
+        // what the heap holds beside what is live now, less 64 MiB: it fits once the garbage below is collected
+        long needed = runtime.maxMemory() - live - (64L << 20);
+        leaveGarbage(8, 16 << 20);
+        assertTrue(needed > Resources.heapAvailable(), "the garbage is counted as used until it is collected");
+
+        Resources.requireHeap(needed, "a test's", "none");
+        assertTrue(Resources.heapHolds(needed));
+
+        var refused = assertThrows(Resources.InsufficientResourcesException.class,
+                () -> Resources.requireHeap(runtime.maxMemory(), "the whole heap", "a larger one"));
+        assertTrue(refused.getMessage().startsWith("needs about " + Resources.size(runtime.maxMemory())
+                + " of Java heap (the whole heap) but the JVM has "), refused.getMessage());
+        assertFalse(Resources.heapHolds(runtime.maxMemory()));
+    }
+
+    /** Allocates {@code count} arrays of {@code bytes}, reachable from a field (so that they are surely made), and drops them. */
+    private static void leaveGarbage(int count, int bytes) {
+        garbage = new byte[count][];
+        for (int i = 0; i < count; i++) {
+            garbage[i] = new byte[bytes];
+        }
+        garbage = null;
     }
 
     @Test
