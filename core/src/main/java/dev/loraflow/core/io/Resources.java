@@ -3,8 +3,12 @@ package dev.loraflow.core.io;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.stream.Collectors;
 
 /**
  * Checks, before a command starts, that the memory or disk it will need is there, so that a model too
@@ -172,11 +176,17 @@ public final class Resources {
 
     /** Usable bytes on the file system that {@code target} is (or would be) created on. */
     public static long diskAvailable(Path target) throws IOException {
+        Path existing = existingAncestor(target);
+        return existing == null ? Long.MAX_VALUE : Files.getFileStore(existing).getUsableSpace();
+    }
+
+    /** {@code target}, or the nearest of its parents that exists; null where none does. */
+    private static Path existingAncestor(Path target) {
         Path existing = target.toAbsolutePath();
         while (existing != null && !Files.exists(existing)) {
             existing = existing.getParent();
         }
-        return existing == null ? Long.MAX_VALUE : Files.getFileStore(existing).getUsableSpace();
+        return existing;
     }
 
     /**
@@ -209,6 +219,37 @@ public final class Resources {
         if (needed > available) {
             throw new InsufficientResourcesException("needs about " + size(needed) + " of disk (" + what + ") at "
                     + target + ", but its file system has " + size(available) + " free");
+        }
+    }
+
+    /** Bytes to be written under {@code target}, and what they are, for {@link #requireDisk(List)}. */
+    public record DiskNeed(Path target, long bytes, String what) {}
+
+    /**
+     * Free disk for several writes that will be there at once, checked before any of them: the needs whose targets are
+     * on one file system are added up (a staging directory and an artifact store on one disk hold two copies), and
+     * each file system must hold its sum.
+     */
+    public static void requireDisk(List<DiskNeed> needs) throws IOException {
+        Map<Object, List<DiskNeed>> byFileSystem = new LinkedHashMap<>();
+        for (DiskNeed need : needs) {
+            Path existing = existingAncestor(need.target());
+            Object fileSystem = existing == null ? need.target() : Files.getFileStore(existing);
+            byFileSystem.computeIfAbsent(fileSystem, key -> new ArrayList<>()).add(need);
+        }
+        for (List<DiskNeed> group : byFileSystem.values()) {
+            DiskNeed first = group.getFirst();
+            if (group.size() == 1) {
+                requireDisk(first.target(), first.bytes(), first.what());
+                continue;
+            }
+            long needed = group.stream().mapToLong(DiskNeed::bytes).sum();
+            long available = diskAvailable(first.target());
+            if (needed > available) {
+                throw new InsufficientResourcesException("needs about " + size(needed) + " of disk on one file system ("
+                        + group.stream().map(need -> need.what() + ", " + size(need.bytes()) + " at " + need.target())
+                        .collect(Collectors.joining("; ")) + "), but it has " + size(available) + " free");
+            }
         }
     }
 

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -144,6 +145,26 @@ class ResourcesTest {
             garbage[i] = new byte[bytes];
         }
         garbage = null;
+    }
+
+    @Test
+    void writesOnOneFileSystemAreAddedUpAndEachFileSystemHoldsItsOwn() throws IOException {
+        Path staged = temp.resolve("staging").resolve("merged");
+        Path stored = temp.resolve("store");
+        long part = Resources.diskAvailable(temp) / 10 * 6;
+        Resources.requireDisk(List.of(new Resources.DiskNeed(staged, part, "the model, staged")));
+        Resources.requireDisk(List.of(new Resources.DiskNeed(stored, part, "the model, stored")));
+
+        var refused = assertThrows(Resources.InsufficientResourcesException.class, () -> Resources.requireDisk(List.of(
+                new Resources.DiskNeed(staged, part, "the model, staged"),
+                new Resources.DiskNeed(stored, part, "the model, stored"))));
+        assertTrue(refused.getMessage().startsWith("needs about " + Resources.size(2 * part) + " of disk on one file system"
+                + " (the model, staged, " + Resources.size(part) + " at " + staged + "; the model, stored, "
+                + Resources.size(part) + " at " + stored + "), but it has "), refused.getMessage());
+        var alone = assertThrows(Resources.InsufficientResourcesException.class, () -> Resources.requireDisk(List.of(
+                new Resources.DiskNeed(stored, Long.MAX_VALUE / 4, "the store's copy"))));
+        assertTrue(alone.getMessage().startsWith("needs about " + Resources.size(Long.MAX_VALUE / 4) + " of disk (the store's"
+                + " copy) at " + stored + ", but its file system has "), alone.getMessage());
     }
 
     @Test

@@ -28,6 +28,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import org.jboss.logging.Logger;
 
 /**
@@ -171,8 +172,16 @@ public final class CheckpointMerger {
         Resources.requireHeap(exportHeap, "to export the " + graphs.describe() + " graphs: the float32 tensors"
                 + " held, the largest one merged, the quantized weights and the graph", "give the merger a larger"
                 + " heap (-Xmx; ./loraflow up: LORAFLOW_JAVA_OPTS)");
-        Resources.requireDisk(staging, mergeNeeds.outputBytes() + graphBytes,
-                "the merged model and its " + graphs.describe() + " ONNX graphs");
+        // Staged: the merged model and one graph at a time (each deleted once stored). Stored: the model and every
+        // graph, on the same disk as the staging where the store is a local directory there.
+        List<Resources.DiskNeed> disk = new ArrayList<>(List.of(new Resources.DiskNeed(staging,
+                mergeNeeds.outputBytes() + largestGraph, "the merged model and its largest ONNX graph, staged")));
+        Optional<Path> storeRoot = store.localRoot();
+        if (storeRoot.isPresent()) {
+            disk.add(new Resources.DiskNeed(storeRoot.get(), mergeNeeds.outputBytes() + graphBytes,
+                    "the merged model and its " + graphs.describe() + " ONNX graphs, stored"));
+        }
+        Resources.requireDisk(disk);
         OnnxVerifier.requireMemory(base, largestGraph, "the largest graph", "give the merger more memory"
                 + (graphs.includesF32() ? ", or publish a quantized graph alone (loraflow.merger.graphs=int4)" : ""));
         try {

@@ -31,6 +31,12 @@ public interface ArtifactStore {
     Artifact putDirectory(Path source) throws IOException;
 
     /**
+     * The directory on this machine's disk that {@link #putDirectory} copies into, so that a writer can check its free
+     * space first; empty where the artifacts go elsewhere (a bucket).
+     */
+    Optional<Path> localRoot();
+
+    /**
      * A local directory holding the artifact, checked against {@code sha256}: the manifest is hashed again
      * and every file against its line.
      *

@@ -64,6 +64,11 @@ public final class LocalArtifactStore implements ArtifactStore {
     }
 
     @Override
+    public Optional<Path> localRoot() {
+        return Optional.of(root);
+    }
+
+    @Override
     public Artifact putDirectory(Path source) throws IOException {
         List<Path> files = ArtifactManifest.files(source);
         Path staging = root.resolve("tmp").resolve(UUID.randomUUID().toString());

@@ -170,6 +170,12 @@ public final class S3ArtifactStore implements ArtifactStore, AutoCloseable {
 
     // ---------------------------------------------------------------------------------------------- artifacts
 
+    /** Uploads stream from their source: nothing is copied on this machine's disk. */
+    @Override
+    public Optional<Path> localRoot() {
+        return Optional.empty();
+    }
+
     @Override
     public Artifact putDirectory(Path source) throws IOException {
         List<Path> files = ArtifactManifest.files(source);

@@ -170,6 +170,13 @@ class ArtifactStoreContractTest {
         assertNotEquals(artifact, store.putDirectory(directory("c", "alpha", "gamma")));
         assertThrows(ArtifactIntegrityException.class, () -> store.open(artifact.uri(), "not-a-digest"));
         assertThrows(IOException.class, () -> store.open(artifact.uri(), "0".repeat(64)), "another digest's URI");
+        // the disk a write takes: a local store's own directory, where the artifact now is; a bucket's, none here
+        if (kind.equals("local")) {
+            Path root = store.localRoot().orElseThrow();
+            assertTrue(Path.of(artifact.uri()).startsWith(root), artifact.uri() + " under " + root);
+        } else {
+            assertEquals(Optional.empty(), store.localRoot());
+        }
     }
 
     @ParameterizedTest

@@ -114,6 +114,11 @@ class TrainingLoopFaultsTest {
         }
 
         @Override
+        public Optional<Path> localRoot() {
+            return disk.localRoot();
+        }
+
+        @Override
         public Path open(URI uri, String sha256) throws IOException {
             return disk.open(uri, sha256);
         }
