@@ -2,6 +2,7 @@ package dev.loraflow.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.loraflow.core.io.Sha256;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.train.TrainingCheckpoint;
@@ -64,12 +65,14 @@ final class MergeCommand implements Callable<Integer> {
         LoraMerge.Options options = new LoraMerge.Options(outputDType, expected);
         LoraMerge.Requirements needs = LoraMerge.requirements(base, options);
         needs.require(out, Files.size(adapter.resolve(PeftAdapter.WEIGHTS_FILE)));
-        Quantization trainedOn = Quantization.recordedIn(PeftAdapter.read(adapter).config());
+        PeftAdapter peftAdapter = PeftAdapter.read(adapter);
+        Quantization trainedOn = Quantization.recordedIn(peftAdapter.config());
         if (trainedOn != Quantization.NONE) {
             spec.commandLine().getErr().println("loraflow merge: the adapter was trained on the base quantized as "
                     + trainedOn + "; it is merged into the unquantized base " + base + ", as stored, as PEFT recommends");
         }
-        LoraMerge.Result result = LoraMerge.mergeDirectory(base, adapter, out, options);
+        LoraMerge.Result result = LoraMerge.merge(base, peftAdapter, Sha256.of(adapter.resolve(PeftAdapter.WEIGHTS_FILE)),
+                out, options);
         ObjectNode line = new ObjectMapper().createObjectNode();
         line.put("model", out.toString());
         line.put("modules", result.modules().size());
