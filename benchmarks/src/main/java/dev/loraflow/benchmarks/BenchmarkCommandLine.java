@@ -116,12 +116,9 @@ public final class BenchmarkCommandLine {
             llama.cpp (./loraflow bench-serving --quantized runs both). Prints one JSON line per graph and thread
             count. Operands: LABEL=FILE.onnx, one per graph; the first gives the reference tokens.""")
             .text("--config", null, "config.json of the exported model (required)")
-            .text("--threads", "2", "comma-separated ONNX Runtime thread counts, e.g. 1,2")
+            .sessionOptions()
             .integer("--tokens", "256", "tokens generated per round")
             .integer("--rounds", "3", "rounds; each figure is their median")
-            .flag("--spinning", "let ONNX Runtime's threads spin (the engine's default is not to)")
-            .text("--session-config", "", "ONNX Runtime session configuration entries beyond the engine's, KEY=VALUE"
-                    + " separated by spaces (e.g. session.intra_op_thread_affinities=2)")
             .flag("--interleave", "open every graph at every thread count at once and run their rounds in turn, so"
                     + " that a changing load falls on all of them alike (all the graphs' weights in memory together)")
             .flag("--profile", "also ONNX Runtime's kernel time per token by operator type (slows the loop)")
@@ -136,12 +133,9 @@ public final class BenchmarkCommandLine {
             round (interleaved, all sessions open at once). Prints one JSON line per graph and thread count: ms per
             run, the median of the rounds. For bench/matmulnbits_only.py's graphs: one run is the 4-bit matmuls of
             one decoded token.""")
-            .text("--threads", "2", "comma-separated ONNX Runtime thread counts, e.g. 1,2")
+            .sessionOptions()
             .integer("--runs", "255", "runs per round (255: the decode steps of a 256-token generation)")
             .integer("--rounds", "5", "rounds; each figure is their median")
-            .flag("--spinning", "let ONNX Runtime's threads spin (the engine's default is not to)")
-            .text("--session-config", "", "ONNX Runtime session configuration entries beyond the engine's, KEY=VALUE"
-                    + " separated by spaces")
             .flag("--profile", "also ONNX Runtime's kernel time per run by operator type")
             .operands("LABEL=FILE.onnx")
             .environment("none");
@@ -248,6 +242,14 @@ public final class BenchmarkCommandLine {
 
     private BenchmarkCommandLine flag(String option, String text) {
         return add(option, Kind.FLAG, "false", text, List.of());
+    }
+
+    /** How a benchmark that runs graphs opens its ONNX Runtime sessions: thread counts, spinning, configuration entries. */
+    private BenchmarkCommandLine sessionOptions() {
+        return text("--threads", "2", "comma-separated ONNX Runtime thread counts, e.g. 1,2")
+                .flag("--spinning", "let ONNX Runtime's threads spin (the engine's default is not to)")
+                .text("--session-config", "", "ONNX Runtime session configuration entries beyond the engine's,"
+                        + " KEY=VALUE separated by spaces (e.g. session.intra_op_thread_affinities=2)");
     }
 
     private BenchmarkCommandLine operands(String operand) {
