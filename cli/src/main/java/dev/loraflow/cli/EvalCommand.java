@@ -4,7 +4,10 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.data.JsonlExamples;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.text.Tokenizer;
 import dev.loraflow.core.train.Evaluation;
+import dev.loraflow.core.train.MemoryEstimate;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -35,13 +38,20 @@ final class EvalCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Options.positive(spec, "--batch-size", batchSize);
-        try (ModelFiles files = ModelFiles.open(model, adapter)) {
-            List<Example> examples = JsonlExamples.read(data, files.tokenizer(), files.model().config().vocabSize());
-            Evaluation.Result result = Evaluation.evaluate(files.model(), examples, batchSize, files.padId());
-            ObjectNode line = new ObjectMapper().createObjectNode();
-            line.put("loss", result.loss());
-            line.put("tokens", result.tokens());
-            spec.commandLine().getOut().println(line);
+        // the data is read first, so that the memory check counts the batches it makes, before the model loads
+        try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
+            ModelConfig config = ModelConfig.read(model.resolve("config.json"));
+            List<Example> examples = JsonlExamples.read(data, tokenizer, config.vocabSize());
+            MemoryEstimate estimate = Evaluation.memoryEstimate(model, config, ModelFiles.readAdapterConfig(adapter),
+                    examples, batchSize);
+            estimate.require(estimate.optionsWithBf16("a smaller --batch-size"));
+            try (ModelFiles files = ModelFiles.open(model, adapter, tokenizer)) {
+                Evaluation.Result result = Evaluation.evaluate(files.model(), examples, batchSize, files.padId());
+                ObjectNode line = new ObjectMapper().createObjectNode();
+                line.put("loss", result.loss());
+                line.put("tokens", result.tokens());
+                spec.commandLine().getOut().println(line);
+            }
         }
         return 0;
     }

@@ -93,10 +93,7 @@ final class GenerateCommand implements Callable<Integer>, HeapSized {
      */
     private MemoryEstimate javaDecoderEstimate(long promptTokens) throws IOException {
         ModelConfig config = ModelConfig.read(model.resolve("config.json"));
-        Path adapterConfig = adapter == null ? null : adapter.resolve(LoraAdapterConfig.FILE_NAME);
-        // an adapter directory without its config is reported by the adapter's own reading, after this check
-        LoraAdapterConfig lora = adapterConfig != null && Files.isRegularFile(adapterConfig)
-                ? LoraAdapterConfig.read(adapterConfig) : null;
+        LoraAdapterConfig lora = ModelFiles.readAdapterConfig(adapter);
         int capacity = (int) Math.max(1, Math.min(config.maxPositions(), promptTokens + maxNewTokens - 1L));
         return MemoryEstimate.forGeneration(model, config, lora, Quantization.NONE, capacity);
     }
@@ -130,8 +127,8 @@ final class GenerateCommand implements Callable<Integer>, HeapSized {
         try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
             int[] promptIds = promptIds(tokenizer);
             if (Files.isRegularFile(model.resolve("config.json"))) {
-                javaDecoderEstimate(promptIds.length).require("fewer --max-new-tokens, a shorter prompt, a model stored"
-                        + " in bf16 (its linear weights are then mapped, not on the heap)");
+                MemoryEstimate estimate = javaDecoderEstimate(promptIds.length);
+                estimate.require(estimate.optionsWithBf16("fewer --max-new-tokens, a shorter prompt"));
             }
             try (ModelFiles files = ModelFiles.open(model, adapter, tokenizer)) {
                 GenerationResult result = Generator.generate(files.model(), promptIds, sampling(files.stopTokenIds()));

@@ -57,6 +57,15 @@ record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, List<Integer> 
         return Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null;
     }
 
+    /**
+     * The config of a PEFT adapter directory, for a memory check before the adapter is read; null for no directory,
+     * or one without its config (which the adapter's own reading then reports, after the check).
+     */
+    static LoraAdapterConfig readAdapterConfig(Path adapterDirectory) throws IOException {
+        Path config = adapterDirectory == null ? null : adapterDirectory.resolve(LoraAdapterConfig.FILE_NAME);
+        return config != null && Files.isRegularFile(config) ? LoraAdapterConfig.read(config) : null;
+    }
+
     /** The id padding positions carry: EOS when there is one (as Transformers' causal LMs pad), else 0. */
     int padId() {
         return padId(stopTokenIds);

@@ -32,6 +32,8 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -624,14 +626,15 @@ class EveryFlagTest {
 
     /**
      * Out of memory ends like any failure: one line on stderr and exit code 1, no stack trace. A child JVM
-     * with a 32 MiB heap is asked for a model whose embedding alone is 200 MB.
+     * with a 32 MiB heap is asked to evaluate a data set of 3 million tokens, which eval reads whole (a model or
+     * a batch too large is refused before by the memory check: {@code HeapLimitTest}).
      */
     @Test
     void outOfMemoryIsOneLineAndExitCodeOne() throws Exception {
-        // eval reads a float32 checkpoint onto the heap (init-model streams, whatever the heap): a 64 MB wte in 32 MB
-        Path model = temp.resolve("too-big");
-        RandomModel.write(new Gpt2Config(16000, 64, 1024, 1, 8, 1024, 1e-5), 1, model);
-        Path data = Files.writeString(temp.resolve("too-big.jsonl"), "{\"input_ids\": [1, 2, 3, 4]}\n");
+        Path model = temp.resolve("small");
+        RandomModel.write(new Gpt2Config(64, 64, 32, 1, 2, 64, 1e-5), 1, model);
+        Path data = Files.writeString(temp.resolve("too-big.jsonl"), IntStream.range(0, 3_000_000)
+                .mapToObj(id -> Integer.toString(id % 64)).collect(Collectors.joining(",", "{\"input_ids\": [", "]}\n")));
         List<String> command = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"),
                 "-Xmx32m", "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
                 "-cp", System.getProperty("java.class.path"), Main.class.getName(), "eval", "--model", model.toString(),

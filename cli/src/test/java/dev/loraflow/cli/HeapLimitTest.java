@@ -11,6 +11,8 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -66,6 +68,34 @@ class HeapLimitTest {
                 message);
         assertFalse(refused.output.contains("OutOfMemoryError") || refused.output.contains("\tat "), refused.output);
         assertFalse(Files.exists(temp.resolve("refused").resolve("adapter_model.safetensors")));
+    }
+
+    @Test
+    void evalKeepsOneBlocksActivationsAndABatchThatCannotFitIsRefusedInOneLine() throws Exception {
+        // 8 sequences of 512 tokens through 8 blocks: every block's activations kept would need about 2 GB, one
+        // block's (the forward alone needs no more) about 0.5 GB
+        Path model = temp.resolve("bf16");
+        assertEquals(0, run(List.of(), List.of("init-model", "--arch", "llama", "--layers", "8", "--hidden", "512",
+                "--heads", "8", "--intermediate", "1536", "--vocab", "64", "--context", "512", "--seed", "1", "--dtype",
+                "bf16", "--out", model.toString())).exitCode, "init-model");
+        Path data = temp.resolve("data.jsonl");
+        Files.writeString(data, IntStream.range(0, 8).mapToObj(i -> IntStream.range(0, 512)
+                .mapToObj(t -> Integer.toString((t * 7 + i) % 64)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
+                .collect(Collectors.joining()));
+        List<String> eval = List.of("eval", "--model", model.toString(), "--data", data.toString());
+
+        Result evaluated = run(List.of("-Xmx768m"), eval);
+        assertEquals(0, evaluated.exitCode, evaluated.output);
+        assertEquals(8 * 511, new ObjectMapper().readTree(evaluated.output.lines().filter(line -> line.startsWith("{"))
+                .findFirst().orElseThrow()).get("tokens").asInt());
+
+        Result refused = run(List.of("-Xmx256m"), eval);
+        assertEquals(1, refused.exitCode, refused.output);
+        String message = refused.output.lines().filter(line -> line.startsWith("loraflow eval:")).findFirst().orElseThrow();
+        assertTrue(message.contains("needs about") && message.contains("of Java heap") && message.contains("--batch-size")
+                && !message.contains("bf16"), message);
+        assertFalse(refused.output.contains("OutOfMemoryError") || refused.output.contains("\tat "), refused.output);
+        assertEquals(0, run(List.of("-Xmx256m"), eval, "--batch-size", "2").exitCode, "two sequences at a time fit");
     }
 
     record Result(int exitCode, String output) {}

@@ -195,9 +195,9 @@ public final class LoraMerge {
     }
 
     /**
-     * A merge of a PEFT adapter directory, as the CLI's {@code merge} does it: when the directory is a training
-     * checkpoint (of {@code train} or the trainer service), the base digest it records is checked as the base is read
-     * unless {@code options} names one ({@link TrainingCheckpoint#recordedBaseSha256}).
+     * A merge of a PEFT adapter directory: when the directory is a training checkpoint (of {@code train} or the
+     * trainer service), the base digest it records is checked as the base is read unless {@code options} names one
+     * ({@link TrainingCheckpoint#recordedBaseSha256}).
      */
     public static Result mergeDirectory(Path baseDirectory, Path adapterDirectory, Path outDirectory, Options options)
             throws IOException {

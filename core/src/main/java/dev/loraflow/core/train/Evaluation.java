@@ -3,6 +3,11 @@ package dev.loraflow.core.train;
 import dev.loraflow.core.data.Example;
 import dev.loraflow.core.kernels.Softmax;
 import dev.loraflow.core.model.CausalLanguageModel;
+import dev.loraflow.core.model.ModelConfig;
+import dev.loraflow.core.peft.LoraAdapterConfig;
+import dev.loraflow.core.quant.Quantization;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 
@@ -14,23 +19,44 @@ public final class Evaluation {
 
     private Evaluation() {}
 
+    /** The batches {@link #evaluate} runs: {@code rows} sequences of {@code seqLen} tokens. */
+    private record Batches(int rows, int seqLen) {
+
+        static Batches of(ModelConfig config, List<Example> examples, int batchSize) {
+            if (examples.isEmpty()) {
+                throw new IllegalArgumentException("no example to evaluate");
+            }
+            if (batchSize <= 0) {
+                throw new IllegalArgumentException("batch size must be > 0, got " + batchSize);
+            }
+            int longest = examples.stream().mapToInt(example -> example.inputIds().length).max().orElseThrow();
+            return new Batches(Math.min(batchSize, examples.size()), Math.max(2, Math.min(config.maxPositions(), longest)));
+        }
+    }
+
+    /**
+     * What {@link #evaluate} will hold for the model of {@code modelDirectory} with the adapter of {@code lora} (null
+     * for none), known before the model is loaded: its weights, and a checkpointed forward's activations.
+     */
+    public static MemoryEstimate memoryEstimate(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
+                                                List<Example> examples, int batchSize) throws IOException {
+        Batches batches = Batches.of(config, examples, batchSize);
+        return MemoryEstimate.forTraining(modelDirectory, config, lora, Quantization.NONE, batches.rows(),
+                batches.seqLen(), true, false);
+    }
+
     /**
      * Runs the examples in order, {@code batchSize} at a time, each truncated to the model's context
      * and right-padded to the longest of the data: padding only follows a sequence's tokens and is
-     * labelled −100, so under the causal mask it changes no counted loss.
+     * labelled −100, so under the causal mask it changes no counted loss. A forward alone needs no block's
+     * activations after the next block ran: the workspace keeps one block's, as gradient checkpointing does (the
+     * loss is the same bit for bit), so memory grows with one block, not with depth.
      */
     public static Result evaluate(CausalLanguageModel model, List<Example> examples, int batchSize, int padId) {
-        if (examples.isEmpty()) {
-            throw new IllegalArgumentException("no example to evaluate");
-        }
-        if (batchSize <= 0) {
-            throw new IllegalArgumentException("batch size must be > 0, got " + batchSize);
-        }
-        int context = model.config().maxPositions();
-        int seqLen = Math.min(context, examples.stream().mapToInt(example -> example.inputIds().length).max().orElseThrow());
-        seqLen = Math.max(seqLen, 2);
-        int rows = Math.min(batchSize, examples.size());
-        CausalLanguageModel.Workspace workspace = model.newWorkspace(rows, seqLen);
+        Batches batches = Batches.of(model.config(), examples, batchSize);
+        int rows = batches.rows();
+        int seqLen = batches.seqLen();
+        CausalLanguageModel.Workspace workspace = model.newWorkspace(rows, seqLen, true);
         int[] inputIds = new int[rows * seqLen];
         int[] labels = new int[rows * seqLen];
         double lossSum = 0;

@@ -129,6 +129,15 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
     }
 
     /**
+     * The options of {@link #require} followed, where the weights sit on the heap (a checkpoint stored in float32), by
+     * the same model stored in bf16, whose linear weights would be mapped from the file instead.
+     */
+    public String optionsWithBf16(String options) {
+        return weights.heapBytes() > weights.mappedBytes()
+                ? options + ", the model stored in bf16 (its linear weights are then mapped, not on the heap)" : options;
+    }
+
+    /**
      * Ends the command with one line when the estimate does not fit the heap or the memory outside it.
      *
      * @param options what the command could be run with instead, e.g. "--quantize nf4, a smaller --batch-size"
