@@ -10,6 +10,7 @@ import dev.loraflow.core.train.Evaluation;
 import dev.loraflow.core.train.MemoryEstimate;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.OptionalLong;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -18,7 +19,7 @@ import picocli.CommandLine.Model.CommandSpec;
 
 @Command(name = "eval", mixinStandardHelpOptions = true,
         description = "Prints {\"loss\": <mean cross-entropy over counted tokens>, \"tokens\": <count>} for a data set.")
-final class EvalCommand implements Callable<Integer> {
+final class EvalCommand implements Callable<Integer>, HeapSized {
 
     @Spec
     private CommandSpec spec;
@@ -35,6 +36,23 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--batch-size", defaultValue = "8", description = "Sequences per forward (default: ${DEFAULT-VALUE}).")
     private int batchSize;
 
+    /**
+     * The forward's estimate for the batches the data makes (the pre-pass reads and tokenizes the data as the command
+     * will: the sequence length is the longest example's), and the examples themselves, which stay on the heap.
+     */
+    @Override
+    public OptionalLong heapNeeded() throws Exception {
+        try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
+            ModelConfig config = ModelConfig.read(model.resolve("config.json"));
+            List<Example> examples = JsonlExamples.read(data, tokenizer, config.vocabSize());
+            return OptionalLong.of(estimate(config, examples).heapBytes() + Example.heapBytes(examples));
+        }
+    }
+
+    private MemoryEstimate estimate(ModelConfig config, List<Example> examples) throws Exception {
+        return Evaluation.memoryEstimate(model, config, ModelFiles.readAdapterConfig(adapter), examples, batchSize);
+    }
+
     @Override
     public Integer call() throws Exception {
         Options.positive(spec, "--batch-size", batchSize);
@@ -42,8 +60,7 @@ final class EvalCommand implements Callable<Integer> {
         try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
             ModelConfig config = ModelConfig.read(model.resolve("config.json"));
             List<Example> examples = JsonlExamples.read(data, tokenizer, config.vocabSize());
-            MemoryEstimate estimate = Evaluation.memoryEstimate(model, config, ModelFiles.readAdapterConfig(adapter),
-                    examples, batchSize);
+            MemoryEstimate estimate = estimate(config, examples);
             estimate.require(estimate.optionsWithBf16("a smaller --batch-size"));
             try (ModelFiles files = ModelFiles.open(model, adapter, tokenizer)) {
                 Evaluation.Result result = Evaluation.evaluate(files.model(), examples, batchSize, files.padId());

@@ -3,12 +3,15 @@ package dev.loraflow.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.loraflow.core.data.Example;
+import dev.loraflow.core.data.JsonlExamples;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.safetensors.DType;
+import dev.loraflow.core.train.Evaluation;
 import dev.loraflow.core.train.MemoryEstimate;
 import dev.loraflow.onnx.OnnxExporter;
 import dev.loraflow.onnx.WeightQuantization;
@@ -26,7 +29,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The launcher's pre-pass ({@link HeapSize}): the -Xmx it gives {@code train} is the step's memory estimate and the
  * data, a quarter more, and a JVM started with exactly that heap trains without being refused by its own check;
- * export-onnx gets what its own check requires, and runs in it; merge, which streams, is left to the default heap.
+ * export-onnx, generate and eval get what their own checks require, and run in it; merge, which streams, is left to
+ * the default heap.
  */
 class HeapSizeTest {
 
@@ -135,12 +139,35 @@ class HeapSizeTest {
     }
 
     @Test
+    void evalGetsTheHeapOfItsBatchesForwardAndItsExamplesAndEvaluatesInExactlyThatHeap() throws Exception {
+        DecoderConfig config = DecoderConfig.llama(8000, 256, 768, 4, 4, 4, 64, 512, 1e-5, 10000, false);
+        Path base = bf16Base(config);
+        Path data = temp.resolve("data.jsonl");
+        Files.writeString(data, IntStream.range(0, 10).mapToObj(i -> IntStream.range(0, 150 + 5 * i)
+                .mapToObj(t -> Integer.toString((t * 7 + i) % 8000)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
+                .collect(Collectors.joining()));
+        List<Example> examples = JsonlExamples.read(data, null, config.vocabSize());
+        long needed = Evaluation.memoryEstimate(base, config, null, examples, 4).heapBytes() + Example.heapBytes(examples);
+        // the forward's batches of 4 × 195 tokens, not a training step's
+        assertTrue(needed < MemoryEstimate.forTraining(base, config, null, Quantization.NONE, 4, 195, true, false).heapBytes(),
+                "needs " + needed);
+        List<String> eval = List.of("eval", "--model", base.toString(), "--data", data.toString(), "--batch-size", "4");
+        assertEquals(Optional.of(xmx(MemoryEstimate.heapLimit(needed, Runtime.getRuntime().maxMemory()))), heapOption(eval));
+
+        HeapLimitTest.Result evaluated = HeapLimitTest.run(List.of(heapOption(eval).orElseThrow().split(" ")), eval);
+        assertEquals(0, evaluated.exitCode(), evaluated.output());
+        assertTrue(evaluated.output().contains("\"tokens\":" + (10 * 150 + 5 * 45 - 10)), evaluated.output());
+    }
+
+    @Test
     void commandsThatLoadNoModelOrWillRefuseTheirArgumentsAreLeftToTheDefaultHeap() throws Exception {
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"init-model", "--preset", "gpt2", "--out", "x"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--help"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--base", temp.resolve("none").toString(),
                 "--data", "d.jsonl", "--out", "a"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"train", "--no-such-flag"}));
+        assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {"eval", "--model", temp.resolve("none").toString(),
+                "--data", "d.jsonl"}));
         assertEquals(Optional.empty(), HeapSize.heapOption(new String[] {}));
     }
 

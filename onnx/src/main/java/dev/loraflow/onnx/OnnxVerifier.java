@@ -253,7 +253,7 @@ public final class OnnxVerifier {
             float[][] last = new float[batch][];
             CausalLanguageModel.KvCache[] caches = new CausalLanguageModel.KvCache[batch];
             for (int b = 0; b < batch; b++) {
-                CausalLanguageModel.Workspace ws = model.newWorkspace(1, prompts[b].length);
+                CausalLanguageModel.Workspace ws = model.newForwardWorkspace(1, prompts[b].length);
                 model.forward(ws, prompts[b], null, false, 0);
                 promptLogits[b] = ws.logits();
                 last[b] = Arrays.copyOfRange(ws.logits(), (prompts[b].length - 1) * vocab, prompts[b].length * vocab);

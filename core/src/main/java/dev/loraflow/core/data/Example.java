@@ -2,6 +2,7 @@ package dev.loraflow.core.data;
 
 import dev.loraflow.core.kernels.Softmax;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * One training sequence in Hugging Face's convention: labels line up with the input ids (the model
@@ -32,6 +33,18 @@ public record Example(int[] inputIds, int[] labels) {
 
     public int length() {
         return inputIds.length;
+    }
+
+    /**
+     * The heap {@code examples} take: each example's two int arrays (its own copies, see the constructor), their
+     * headers and the record's, and the list's reference to it.
+     */
+    public static long heapBytes(List<Example> examples) {
+        long bytes = 0;
+        for (Example example : examples) {
+            bytes += 8L * example.length() + 2 * 16 + 16 + 8;
+        }
+        return bytes;
     }
 
     @Override

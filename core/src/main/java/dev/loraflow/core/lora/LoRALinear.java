@@ -114,7 +114,7 @@ public final class LoRALinear {
         private final float[] droppedInput;
         /** u = drop(x)·Aᵀ [rows, r]. */
         private final float[] projected;
-        /** s·dy·B, the gradient of u [rows, r]. */
+        /** s·dy·B, the gradient of u [rows, r]; null in buffers for forward passes alone. */
         private final float[] projectedGrad;
         /** Which elements of x the dropout kept, one bit each. */
         private final long[] dropoutMask;
@@ -124,14 +124,14 @@ public final class LoRALinear {
             return LoRALinear.this;
         }
 
-        private Activations(int maxRows) {
+        private Activations(int maxRows, boolean forBackward) {
             this.maxRows = maxRows;
             int r = spec.rank();
-            boolean dropout = r > 0 && spec.dropout() > 0f;
+            boolean dropout = forBackward && r > 0 && spec.dropout() > 0f;
             this.droppedInput = dropout ? new float[maxRows * inFeatures] : null;
             this.dropoutMask = dropout ? new long[Dropout.maskWords(maxRows * inFeatures)] : null;
             this.projected = new float[maxRows * r];
-            this.projectedGrad = new float[maxRows * r];
+            this.projectedGrad = forBackward ? new float[maxRows * r] : null;
         }
     }
 
@@ -143,15 +143,32 @@ public final class LoRALinear {
         long elements = maxRows * inFeatures;
         // the input after dropout, and the mask's bits in whole longs (Dropout.maskWords, for counts beyond an int)
         long dropped = rank > 0 && (float) dropout > 0f ? 4 * elements + 8 * ((elements + 63) >>> 6) : 0;
-        return dropped + 2 * 4 * maxRows * rank;
+        return dropped + 2 * forwardActivationBytes(maxRows, rank);
     }
 
-    /** Buffers for batches of up to {@code maxRows} rows. */
+    /** Bytes {@link #newForwardActivations}({@code maxRows}) allocates for a module at {@code rank}. */
+    public static long forwardActivationBytes(long maxRows, int rank) {
+        return 4 * maxRows * rank;
+    }
+
+    /** Buffers for the forward and backward of batches of up to {@code maxRows} rows. */
     public Activations newActivations(int maxRows) {
+        return newActivations(maxRows, true);
+    }
+
+    /**
+     * Buffers for forward passes alone (no dropout, no backward) of up to {@code maxRows} rows: the low-rank projection
+     * u, without the input after dropout and the gradient a backward keeps.
+     */
+    public Activations newForwardActivations(int maxRows) {
+        return newActivations(maxRows, false);
+    }
+
+    private Activations newActivations(int maxRows, boolean forBackward) {
         if (maxRows <= 0) {
             throw new IllegalArgumentException(name + ": maxRows must be positive, got " + maxRows);
         }
-        return new Activations(maxRows);
+        return new Activations(maxRows, forBackward);
     }
 
     /**
@@ -170,6 +187,10 @@ public final class LoRALinear {
         int r = spec.rank();
         float[] input = x;
         saved.dropoutApplied = training && spec.dropout() > 0f;
+        if (saved.dropoutApplied && saved.droppedInput == null) {
+            throw new IllegalArgumentException(name + ": dropout in a training forward needs activations for the "
+                    + "backward (newActivations), not a forward pass's alone");
+        }
         if (saved.dropoutApplied) {
             Dropout.forward(x, saved.droppedInput, rows * inFeatures, spec.dropout(), dropoutKey, saved.dropoutMask);
             input = saved.droppedInput;
@@ -182,7 +203,7 @@ public final class LoRALinear {
     /** Inference without dropout into a new array: x [rows, in] → y [rows, out]. */
     public float[] infer(float[] x, int rows) {
         float[] y = new float[rows * outFeatures];
-        forward(x, y, rows, newActivations(rows), false, 0);
+        forward(x, y, rows, newForwardActivations(rows), false, 0);
         return y;
     }
 
@@ -197,6 +218,10 @@ public final class LoRALinear {
         }
         if (isMerged()) {
             throw new IllegalStateException(name + ": backward through a merged layer; unmerge() before training");
+        }
+        if (saved.projectedGrad == null) {
+            throw new IllegalStateException(name + ": backward with a forward pass's activations alone; the backward"
+                    + " needs newActivations");
         }
         int r = spec.rank();
         if (r == 0) {

@@ -44,6 +44,19 @@ final class BlockCheckpointing {
         return enabled ? 1 : layers;
     }
 
+    /**
+     * The residual stream entering each of {@code layers} blocks and leaving the last, {@code [layers + 1][size]}: a
+     * matrix of its own per entry where a backward reads them (the checkpoints), or two that alternate for forward
+     * passes alone — a block reads its input and writes the next block's, and nothing reads an earlier one again.
+     */
+    static float[][] residualStream(int layers, int size, boolean forwardOnly) {
+        float[][] stream = new float[layers + 1][];
+        for (int i = 0; i < stream.length; i++) {
+            stream[i] = !forwardOnly || i < 2 ? new float[size] : stream[i - 2];
+        }
+        return stream;
+    }
+
     /** Where block {@code layer}'s activations live. */
     int slot(int layer) {
         return enabled ? 0 : layer;

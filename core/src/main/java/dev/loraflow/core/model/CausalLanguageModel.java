@@ -81,6 +81,28 @@ public sealed interface CausalLanguageModel permits Gpt2Model, DecoderModel {
     Workspace newWorkspace(int batch, int seqLen, boolean gradientCheckpointing);
 
     /**
+     * Buffers for forward passes alone ({@code training} false) over batches of {@code batch} sequences of {@code
+     * seqLen} tokens: the residual stream entering and leaving a block, one block's activations, the logits, and
+     * nothing a backward reads or writes (no gradients, no adapter's input): memory grows with one block, not with
+     * depth, and holds no backward's buffers. The losses and logits are those of {@link #newWorkspace} bit for bit.
+     * A training forward and a backward on it are refused.
+     */
+    Workspace newForwardWorkspace(int batch, int seqLen);
+
+    /**
+     * Bytes {@link #newForwardWorkspace}({@code batch}, {@code seqLen}) allocates for a model of {@code config} with
+     * the adapters of {@code lora} (null for none), known before the model is loaded: what an evaluation's memory
+     * check counts.
+     */
+    static long forwardWorkspaceBytes(ModelConfig config, LoraAdapterConfig lora, int batch, int seqLen) {
+        long bytes = switch (config) {
+            case Gpt2Config gpt2 -> Gpt2Model.forwardWorkspaceBytes(gpt2, batch, seqLen);
+            case DecoderConfig decoder -> DecoderModel.forwardWorkspaceBytes(decoder, batch, seqLen);
+        };
+        return bytes + adapterForwardBytes(config, lora, (long) batch * seqLen);
+    }
+
+    /**
      * Runs the model on {@code batch × seqLen} token ids (row-major; position t of each sequence is t),
      * keeping what the backward needs.
      *
@@ -116,10 +138,15 @@ public sealed interface CausalLanguageModel permits Gpt2Model, DecoderModel {
             case Gpt2Config gpt2 -> Gpt2Model.kvCacheBytes(gpt2, capacity);
             case DecoderConfig decoder -> DecoderModel.kvCacheBytes(decoder, capacity);
         };
+        return bytes + adapterForwardBytes(config, lora, AbstractKvCache.chunkRows(capacity));
+    }
+
+    /** What every adapted module of {@code lora} (null for none) keeps for forward passes of {@code rows} rows. */
+    private static long adapterForwardBytes(ModelConfig config, LoraAdapterConfig lora, long rows) {
+        long bytes = 0;
         if (lora != null) {
-            int rows = AbstractKvCache.chunkRows(capacity);
             for (LoraTarget target : LoraTargets.select(ModelLayout.of(config), lora)) {
-                bytes += LoRALinear.activationBytes(rows, target.in(), target.rank(), lora.loraDropout());
+                bytes += LoRALinear.forwardActivationBytes(rows, target.rank());
             }
         }
         return bytes;

@@ -334,13 +334,17 @@ public final class DecoderModel implements CausalLanguageModel {
 
     /**
      * The activations of one batch shape: everything the forward saves for the backward, the logits,
-     * and the backward's scratch, allocated once so that a training step allocates nothing.
+     * and the backward's scratch, allocated once so that a training step allocates nothing — or, for forward passes
+     * alone, the residual stream entering and leaving a block, one block's activations and the logits (the gradient
+     * buffers are then null).
      */
     private final class Workspace implements CausalLanguageModel.Workspace {
         private final int batch;
         private final int seqLen;
         /** N = batch·seqLen, the rows every projection works on. */
         private final int rows;
+        /** Holds no backward's buffers: a training forward and a backward refuse it. */
+        private final boolean forwardOnly;
         private final BlockCheckpointing checkpointing;
         /** [N], 0..T−1 within each sequence. */
         private final int[] positions;
@@ -390,7 +394,7 @@ public final class DecoderModel implements CausalLanguageModel {
         private final float[] logits;
         /**
          * [N, V]: the logits' gradient: the logits array itself (overwritten), or its own array where a
-         * soft-cap's derivative still needs the capped logits.
+         * soft-cap's derivative still needs the capped logits; null for forward passes alone.
          */
         private final float[] logitsGrad;
         /** [N]: log-sum-exp of each logits row, for the loss gradient. */
@@ -424,8 +428,9 @@ public final class DecoderModel implements CausalLanguageModel {
         private boolean withLoss;
         private int countedTokens;
 
-        private Workspace(int batch, int seqLen, boolean gradientCheckpointing) {
-            this.checkpointing = new BlockCheckpointing(blocks.size(), gradientCheckpointing);
+        private Workspace(int batch, int seqLen, boolean gradientCheckpointing, boolean forwardOnly) {
+            this.forwardOnly = forwardOnly;
+            this.checkpointing = new BlockCheckpointing(blocks.size(), gradientCheckpointing || forwardOnly);
             this.batch = batch;
             this.seqLen = seqLen;
             this.rows = Math.multiplyExact(batch, seqLen);
@@ -440,7 +445,7 @@ public final class DecoderModel implements CausalLanguageModel {
                 positions[row] = row % seqLen;
             }
             this.targets = new int[rows];
-            this.residual = matrices(blocks.size() + 1, rows, hidden);
+            this.residual = BlockCheckpointing.residualStream(blocks.size(), Math.multiplyExact(rows, hidden), forwardOnly);
             this.residualAfterAttention = matrices(slots, rows, hidden);
             this.inputNormRstd = matrices(slots, rows, 1);
             this.attentionInput = savedWhereAdapted(rows, hidden, Block::queryProjection, Block::keyProjection,
@@ -463,18 +468,20 @@ public final class DecoderModel implements CausalLanguageModel {
             this.finalNormRstd = new float[rows];
             this.finalNormOutput = new float[Math.multiplyExact(rows, hidden)];
             this.logits = new float[Math.multiplyExact(rows, config.vocabSize())];
-            this.logitsGrad = finalLogitSoftcap > 0 ? new float[logits.length] : logits;
+            this.logitsGrad = forwardOnly ? null : finalLogitSoftcap > 0 ? new float[logits.length] : logits;
             this.lossLogSumExp = new float[rows];
-            this.linearActivations = linearModules.stream().map(linear -> linear.newActivations(rows)).toList();
+            this.linearActivations = linearModules.stream().map(linear -> forwardOnly
+                    ? linear.newForwardActivations(rows) : linear.newActivations(rows)).toList();
             this.hiddenScratch = new float[rows * hidden];
-            this.residualGrad = new float[rows * hidden];
-            this.normGrad = new float[rows * hidden];
-            this.branchGrad = sandwich ? new float[rows * hidden] : null;
-            this.attentionOutputGrad = new float[rows * queryWidth];
-            this.queryGrad = new float[rows * queryWidth];
-            this.keyGrad = new float[rows * keyValueWidth];
-            this.valueGrad = new float[rows * keyValueWidth];
-            this.gatedGrad = new float[rows * inner];
+            boolean backward = !forwardOnly;
+            this.residualGrad = backward ? new float[rows * hidden] : null;
+            this.normGrad = backward ? new float[rows * hidden] : null;
+            this.branchGrad = backward && sandwich ? new float[rows * hidden] : null;
+            this.attentionOutputGrad = backward ? new float[rows * queryWidth] : null;
+            this.queryGrad = backward ? new float[rows * queryWidth] : null;
+            this.keyGrad = backward ? new float[rows * keyValueWidth] : null;
+            this.valueGrad = backward ? new float[rows * keyValueWidth] : null;
+            this.gatedGrad = backward ? new float[rows * inner] : null;
             this.fused = config.family().fusedProjections()
                     ? new float[Math.multiplyExact(rows, Math.max(queryWidth + 2 * keyValueWidth, 2 * inner))]
                     : null;
@@ -544,6 +551,15 @@ public final class DecoderModel implements CausalLanguageModel {
      */
     @Override
     public CausalLanguageModel.Workspace newWorkspace(int batch, int seqLen, boolean gradientCheckpointing) {
+        return newWorkspace(batch, seqLen, gradientCheckpointing, false);
+    }
+
+    @Override
+    public CausalLanguageModel.Workspace newForwardWorkspace(int batch, int seqLen) {
+        return newWorkspace(batch, seqLen, true, true);
+    }
+
+    private Workspace newWorkspace(int batch, int seqLen, boolean gradientCheckpointing, boolean forwardOnly) {
         if (batch <= 0 || seqLen <= 0) {
             throw new IllegalArgumentException("batch and seqLen must be positive, got " + batch + " and " + seqLen);
         }
@@ -551,7 +567,27 @@ public final class DecoderModel implements CausalLanguageModel {
             throw new IllegalArgumentException("seqLen " + seqLen + " exceeds the context of max_position_embeddings "
                     + config.maxPositions());
         }
-        return new Workspace(batch, seqLen, gradientCheckpointing);
+        return new Workspace(batch, seqLen, gradientCheckpointing, forwardOnly);
+    }
+
+    /**
+     * Bytes {@link #newForwardWorkspace}({@code batch}, {@code seqLen}) allocates beside the adapters' projections
+     * ({@link LoRALinear#forwardActivationBytes}).
+     */
+    static long forwardWorkspaceBytes(DecoderConfig config, int batch, int seqLen) {
+        long rows = (long) batch * seqLen;
+        long hidden = config.hiddenSize();
+        long queryWidth = (long) config.numHeads() * config.headDim();
+        long keyValueWidth = (long) config.numKeyValueHeads() * config.headDim();
+        long inner = config.intermediateSize();
+        long fused = config.family().fusedProjections() ? Math.max(queryWidth + 2 * keyValueWidth, 2 * inner) : 0;
+        long sandwich = config.family().sandwichNorms() ? 2 * hidden + 2 : 0;
+        // positions, targets, the three norms' rstd and the loss's log-sum-exp; the two residual matrices, the residual
+        // after attention, the attention's and the MLP's inputs, the final norm's output and the o/down_proj scratch;
+        // query and attention output; key and value; the heads' log-sum-exp; gate, up and gated; the logits
+        long perRow = 6 + 7 * hidden + 2 * queryWidth + 2 * keyValueWidth + config.numHeads() + 3 * inner
+                + config.vocabSize() + fused + sandwich;
+        return 4 * rows * perRow;
     }
 
     @Override
@@ -578,6 +614,10 @@ public final class DecoderModel implements CausalLanguageModel {
     double forwardWithTargets(int[] tokens, int[] targets, CausalLanguageModel.Workspace workspace, boolean training,
                               long dropoutKey) {
         Workspace ws = own(workspace);
+        if (training && ws.forwardOnly) {
+            throw new IllegalArgumentException("a training forward needs a workspace for the backward (newWorkspace), "
+                    + "not one for forward passes alone");
+        }
         checkIds(tokens, ws.rows, "token", false);
         checkIds(targets, ws.rows, "target", true);
         ws.forwardDone = false;
@@ -754,6 +794,9 @@ public final class DecoderModel implements CausalLanguageModel {
     @Override
     public void backward(CausalLanguageModel.Workspace workspace, float dLoss) {
         Workspace ws = own(workspace);
+        if (ws.forwardOnly) {
+            throw new IllegalStateException("backward on a workspace for forward passes alone; use newWorkspace");
+        }
         if (!ws.forwardDone || !ws.withLoss) {
             throw new IllegalStateException("backward needs a forward with labels on this workspace first (once per forward)");
         }
@@ -951,7 +994,7 @@ public final class DecoderModel implements CausalLanguageModel {
                     ? new float[chunkRows * Math.max(queryWidth + 2 * keyValueWidth, 2 * inner)]
                     : null;
             this.lastNormed = new float[hidden];
-            this.linearActivations = linearModules.stream().map(linear -> linear.newActivations(chunkRows)).toList();
+            this.linearActivations = linearModules.stream().map(linear -> linear.newForwardActivations(chunkRows)).toList();
         }
 
         private DecoderModel owner() {

@@ -171,18 +171,41 @@ public final class Gpt2Model implements CausalLanguageModel {
 
     @Override
     public CausalLanguageModel.Workspace newWorkspace(int batch, int seqLen, boolean gradientCheckpointing) {
-        return new Workspace(batch, seqLen, gradientCheckpointing);
+        return new Workspace(batch, seqLen, gradientCheckpointing, false);
+    }
+
+    @Override
+    public CausalLanguageModel.Workspace newForwardWorkspace(int batch, int seqLen) {
+        return new Workspace(batch, seqLen, true, true);
+    }
+
+    /**
+     * Bytes {@link #newForwardWorkspace}({@code batch}, {@code seqLen}) allocates beside the adapters' projections
+     * ({@link LoRALinear#forwardActivationBytes}).
+     */
+    static long forwardWorkspaceBytes(Gpt2Config config, int batch, int seqLen) {
+        long rows = (long) batch * seqLen;
+        long e = config.hiddenSize();
+        // the two residual matrices, the residual after attention, the attention output, ln_f's output and the branch;
+        // q, k, v and c_attn's fused output; c_fc's output and the GELU's; the two norms' and ln_f's mean and rstd, the
+        // targets and the loss's log-sum-exp; the heads' log-sum-exp; the logits
+        long perRow = 6 * e + 6 * e + 2L * config.innerSize() + 8 + config.numHeads() + config.vocabSize();
+        return 4 * rows * perRow;
     }
 
     /**
      * Everything one batch shape needs between and during the passes: the activations the backward
      * reads, per block (or, checkpointing, per {@link BlockCheckpointing#slot}), and scratch shared by all
-     * blocks. Not thread-safe; one per concurrent batch.
+     * blocks — or, for forward passes alone, the residual stream entering and leaving a block, one block's
+     * activations, the logits and the forward's scratch (the gradient buffers are then null). Not thread-safe; one
+     * per concurrent batch.
      */
     private final class Workspace implements CausalLanguageModel.Workspace {
         private final int batch;
         private final int seqLen;
         private final int rows;
+        /** Holds no backward's buffers: a training forward and a backward refuse it. */
+        private final boolean forwardOnly;
         private final BlockCheckpointing checkpointing;
         /** Input of block l (l < n_layer), then of ln_f: [rows, E] each; what checkpointing keeps. */
         private final float[][] residual;
@@ -227,7 +250,7 @@ public final class Gpt2Model implements CausalLanguageModel {
         private boolean withLoss;
         private int countedTokens;
 
-        private Workspace(int batch, int seqLen, boolean gradientCheckpointing) {
+        private Workspace(int batch, int seqLen, boolean gradientCheckpointing, boolean forwardOnly) {
             if (batch <= 0 || seqLen <= 0) {
                 throw new IllegalArgumentException("batch and seqLen must be positive, got " + batch + " × " + seqLen);
             }
@@ -236,7 +259,8 @@ public final class Gpt2Model implements CausalLanguageModel {
             }
             int e = config.hiddenSize();
             int inner = config.innerSize();
-            this.checkpointing = new BlockCheckpointing(config.numLayers(), gradientCheckpointing);
+            this.forwardOnly = forwardOnly;
+            this.checkpointing = new BlockCheckpointing(config.numLayers(), gradientCheckpointing || forwardOnly);
             int slots = checkpointing.slots();
             this.batch = batch;
             this.seqLen = seqLen;
@@ -249,7 +273,7 @@ public final class Gpt2Model implements CausalLanguageModel {
                         + " tokens is too large for one array; use smaller batches");
             }
             int rowsE = rows * e;
-            this.residual = new float[config.numLayers() + 1][rowsE];
+            this.residual = BlockCheckpointing.residualStream(config.numLayers(), rowsE, forwardOnly);
             this.attnResidual = new float[slots][rowsE];
             this.ln1Mean = new float[slots][rows];
             this.ln1Rstd = new float[slots][rows];
@@ -273,7 +297,8 @@ public final class Gpt2Model implements CausalLanguageModel {
                 LoRALinear[] modules = blocks[layer].modules();
                 moduleActivations[layer] = new LoRALinear.Activations[modules.length];
                 for (int m = 0; m < modules.length; m++) {
-                    moduleActivations[layer][m] = modules[m].newActivations(rows);
+                    moduleActivations[layer][m] = forwardOnly ? modules[m].newForwardActivations(rows)
+                            : modules[m].newActivations(rows);
                 }
             }
             this.lnfMean = new float[rows];
@@ -285,10 +310,10 @@ public final class Gpt2Model implements CausalLanguageModel {
             this.fused = new float[(int) fusedCount];
             this.act = new float[rows * inner];
             this.branch = new float[rowsE];
-            this.dResidual = new float[rowsE];
-            this.dNormed = new float[rowsE];
-            this.dAct = new float[rows * inner];
-            this.dHeads = new float[(int) fusedCount];
+            this.dResidual = forwardOnly ? null : new float[rowsE];
+            this.dNormed = forwardOnly ? null : new float[rowsE];
+            this.dAct = forwardOnly ? null : new float[rows * inner];
+            this.dHeads = forwardOnly ? null : new float[(int) fusedCount];
         }
 
         private Gpt2Model owner() {
@@ -331,6 +356,10 @@ public final class Gpt2Model implements CausalLanguageModel {
     public double forward(CausalLanguageModel.Workspace workspace, int[] inputIds, int[] labels, boolean training,
                           long dropoutKey) {
         Workspace ws = own(workspace);
+        if (training && ws.forwardOnly) {
+            throw new IllegalArgumentException("a training forward needs a workspace for the backward (newWorkspace), "
+                    + "not one for forward passes alone");
+        }
         int rows = ws.rows;
         int e = config.hiddenSize();
         int vocab = config.vocabSize();
@@ -426,6 +455,9 @@ public final class Gpt2Model implements CausalLanguageModel {
     @Override
     public void backward(CausalLanguageModel.Workspace workspace, float dLoss) {
         Workspace ws = own(workspace);
+        if (ws.forwardOnly) {
+            throw new IllegalStateException("backward on a workspace for forward passes alone; use newWorkspace");
+        }
         if (!ws.forwardDone || !ws.withLoss) {
             throw new IllegalStateException("backward needs a forward with labels on this workspace first");
         }
@@ -576,7 +608,7 @@ public final class Gpt2Model implements CausalLanguageModel {
                 LoRALinear[] modules = blocks[layer].modules();
                 moduleActivations[layer] = new LoRALinear.Activations[modules.length];
                 for (int m = 0; m < modules.length; m++) {
-                    moduleActivations[layer][m] = modules[m].newActivations(chunkRows);
+                    moduleActivations[layer][m] = modules[m].newForwardActivations(chunkRows);
                 }
             }
         }

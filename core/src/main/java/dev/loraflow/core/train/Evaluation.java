@@ -29,34 +29,35 @@ public final class Evaluation {
             if (batchSize <= 0) {
                 throw new IllegalArgumentException("batch size must be > 0, got " + batchSize);
             }
-            int longest = examples.stream().mapToInt(example -> example.inputIds().length).max().orElseThrow();
+            int longest = examples.stream().mapToInt(Example::length).max().orElseThrow();
             return new Batches(Math.min(batchSize, examples.size()), Math.max(2, Math.min(config.maxPositions(), longest)));
         }
     }
 
     /**
      * What {@link #evaluate} will hold for the model of {@code modelDirectory} with the adapter of {@code lora} (null
-     * for none), known before the model is loaded: its weights, and a checkpointed forward's activations.
+     * for none), known before the model is loaded: its weights, and the forward's workspace for its batches.
      */
     public static MemoryEstimate memoryEstimate(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
                                                 List<Example> examples, int batchSize) throws IOException {
         Batches batches = Batches.of(config, examples, batchSize);
-        return MemoryEstimate.forTraining(modelDirectory, config, lora, Quantization.NONE, batches.rows(),
-                batches.seqLen(), true, false);
+        return MemoryEstimate.forForwardPasses(modelDirectory, config, lora, Quantization.NONE, batches.rows(),
+                batches.seqLen());
     }
 
     /**
      * Runs the examples in order, {@code batchSize} at a time, each truncated to the model's context
      * and right-padded to the longest of the data: padding only follows a sequence's tokens and is
      * labelled −100, so under the causal mask it changes no counted loss. A forward alone needs no block's
-     * activations after the next block ran: the workspace keeps one block's, as gradient checkpointing does (the
-     * loss is the same bit for bit), so memory grows with one block, not with depth.
+     * activations after the next block ran and nothing for a backward: the workspace keeps the residual stream entering
+     * and leaving one block and that block's activations (the loss is the same bit for bit), so memory grows with one
+     * block, not with depth.
      */
     public static Result evaluate(CausalLanguageModel model, List<Example> examples, int batchSize, int padId) {
         Batches batches = Batches.of(model.config(), examples, batchSize);
         int rows = batches.rows();
         int seqLen = batches.seqLen();
-        CausalLanguageModel.Workspace workspace = model.newWorkspace(rows, seqLen, true);
+        CausalLanguageModel.Workspace workspace = model.newForwardWorkspace(rows, seqLen);
         int[] inputIds = new int[rows * seqLen];
         int[] labels = new int[rows * seqLen];
         double lossSum = 0;

@@ -24,11 +24,13 @@ import java.nio.file.Path;
  * (its input after dropout: 268 MB for r 16 on q,v of an 8 B model at 256 tokens); it errs high so that a run
  * that passes the check fits.
  * With gradient checkpointing the backward keeps each block's input and one block's activations instead
- * of every block's. A generation's activations are its key/value cache, counted exactly ({@link #forGeneration}).
+ * of every block's. A generation's activations are its key/value cache, counted exactly ({@link #forGeneration}), and
+ * those of forward passes alone their workspace, counted exactly too ({@link #forForwardPasses}).
  *
  * @param weights   the base's footprint
  * @param adapter   LoRA parameters with what training or loading them holds beside them, bytes on the heap
- * @param activations bytes on the heap for one micro-batch, or a generation's key/value cache and scratch
+ * @param activations bytes on the heap for one micro-batch, a generation's key/value cache and scratch, or a forward
+ *                    pass's workspace
  * @param gradientCheckpointing whether the activations are those of a checkpointed step
  */
 public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, long activations,
@@ -52,14 +54,32 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
     public static MemoryEstimate forGeneration(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
                                                Quantization quantization, int capacity) throws IOException {
         ModelLayout layout = ModelLayout.of(config);
+        return new MemoryEstimate(CheckpointWeights.footprint(modelDirectory, layout, quantization),
+                loadedAdapterBytes(layout, lora), CausalLanguageModel.kvCacheBytes(config, lora, capacity), false);
+    }
+
+    /**
+     * The estimate for forward passes alone over batches of {@code batch} sequences of {@code seqLen} tokens (an
+     * evaluation, a held-out loss): the weights, the adapter of {@code lora} (null for none) as a loaded one holds it,
+     * and the workspace {@link CausalLanguageModel#forwardWorkspaceBytes} counts — they allocate nothing else of size.
+     */
+    public static MemoryEstimate forForwardPasses(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
+                                                  Quantization quantization, int batch, int seqLen) throws IOException {
+        ModelLayout layout = ModelLayout.of(config);
+        return new MemoryEstimate(CheckpointWeights.footprint(modelDirectory, layout, quantization),
+                loadedAdapterBytes(layout, lora), CausalLanguageModel.forwardWorkspaceBytes(config, lora, batch, seqLen),
+                false);
+    }
+
+    /** A loaded adapter's values and gradients, beside the file's tensors while they are read. */
+    private static long loadedAdapterBytes(ModelLayout layout, LoraAdapterConfig lora) {
         long adapter = 0;
         if (lora != null) {
             for (LoraTarget target : LoraTargets.select(layout, lora)) {
                 adapter += 3L * 4 * target.rank() * (target.in() + target.out());
             }
         }
-        return new MemoryEstimate(CheckpointWeights.footprint(modelDirectory, layout, quantization), adapter,
-                CausalLanguageModel.kvCacheBytes(config, lora, capacity), false);
+        return adapter;
     }
 
     /**

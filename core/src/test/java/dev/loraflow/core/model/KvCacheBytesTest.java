@@ -2,10 +2,6 @@ package dev.loraflow.core.model;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-import dev.loraflow.core.lora.LoRALinear;
-import java.lang.reflect.Field;
-import java.lang.reflect.Modifier;
-import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -13,8 +9,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * {@link CausalLanguageModel#kvCacheBytes}, which a generation's memory check counts before any model exists, against
- * the arrays a real cache of every architecture holds, found by walking its fields: an array added to a cache and not
- * to the count fails here.
+ * the arrays a real cache of every architecture holds, found by walking its fields ({@link HeldArrays}): an array
+ * added to a cache and not to the count fails here.
  */
 class KvCacheBytesTest {
 
@@ -34,40 +30,7 @@ class KvCacheBytesTest {
 
         CausalLanguageModel.KvCache cache = model.newKvCache(capacity);
 
-        assertEquals(arrayBytes(cache), CausalLanguageModel.kvCacheBytes(config, adapted ? TinyModels.lora(config) : null,
+        assertEquals(HeldArrays.bytes(cache), CausalLanguageModel.kvCacheBytes(config, adapted ? TinyModels.lora(config) : null,
                 capacity));
-    }
-
-    /** The elements' bytes of every array {@code object} holds, in fields, arrays of arrays, lists and LoRA scratch. */
-    private static long arrayBytes(Object object) throws IllegalAccessException {
-        long bytes = 0;
-        for (Class<?> type = object.getClass(); type != Object.class; type = type.getSuperclass()) {
-            for (Field field : type.getDeclaredFields()) {
-                if (Modifier.isStatic(field.getModifiers()) || field.isSynthetic()) {
-                    continue; // constants, and the enclosing model
-                }
-                field.setAccessible(true);
-                bytes += valueBytes(field.get(object));
-            }
-        }
-        return bytes;
-    }
-
-    private static long valueBytes(Object value) throws IllegalAccessException {
-        return switch (value) {
-            case float[] floats -> 4L * floats.length;
-            case int[] ints -> 4L * ints.length;
-            case long[] longs -> 8L * longs.length;
-            case Object[] elements -> {
-                long sum = 0;
-                for (Object element : elements) {
-                    sum += valueBytes(element);
-                }
-                yield sum;
-            }
-            case List<?> elements -> valueBytes(elements.toArray());
-            case LoRALinear.Activations activations -> arrayBytes(activations);
-            case null, default -> 0;
-        };
     }
 }

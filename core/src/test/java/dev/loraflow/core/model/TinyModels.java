@@ -115,9 +115,9 @@ public final class TinyModels {
         };
     }
 
-    /** Full-sequence logits [seqLen, vocab] of one sequence, without dropout, from a fresh workspace. */
+    /** Full-sequence logits [seqLen, vocab] of one sequence, without dropout, from a fresh workspace for the forward. */
     public static float[] forwardLogits(CausalLanguageModel model, int[] ids) {
-        CausalLanguageModel.Workspace ws = model.newWorkspace(1, ids.length);
+        CausalLanguageModel.Workspace ws = model.newForwardWorkspace(1, ids.length);
         model.forward(ws, ids, null, false, 0);
         return ws.logits();
     }
