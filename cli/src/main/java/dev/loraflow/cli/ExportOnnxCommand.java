@@ -124,12 +124,15 @@ final class ExportOnnxCommand implements Callable<Integer>, HeapSized {
         // Float32 weights are written tensor by tensor whatever the checkpoint's dtype; quantized ones at most as large.
         OnnxExporter.Requirements needs = OnnxExporter.requirements(model, adapter, quantization);
         needs.require(out);
+        List<Example> heldOut = heldOut();
         if (verify) {
             boolean smallest = quantization.precision() == WeightQuantization.Precision.INT4;
             OnnxVerifier.requireMemory(model, needs.diskBytes(), "the " + (quantization.quantized()
                     ? quantization.precision().label() : "float32") + " graph", "export without --verify"
                     + (smallest ? "" : " (or with --quantize int4, a smaller graph)") + ", or verify on a machine with"
                     + " more memory");
+            OnnxVerifier.requireHeldOutHeap(model, ModelFiles.readAdapterConfig(adapter), heldOut,
+                    "shorter --verify-data examples");
         }
         spec.commandLine().getErr().println("loraflow export-onnx: writing " + (quantization.quantized() ? "under " : "about ")
                 + Resources.size(needs.diskBytes()) + " of " + (quantization.quantized() ? quantization.precision().label()
@@ -150,7 +153,7 @@ final class ExportOnnxCommand implements Callable<Integer>, HeapSized {
         line.put("export_seconds", result.exportNanos() / 1e9);
         line.put("quantization", quantization.describe());
         if (verify && quantization.quantized()) {
-            OnnxVerifier.QuantizedResult check = verifyQuantized(result.model(), quantization.precision());
+            OnnxVerifier.QuantizedResult check = verifyQuantized(result.model(), quantization.precision(), heldOut);
             line.put("verified", check.passed());
             line.put("max_abs_logit_error", check.probe().maxAbsError());
             line.put("relative_logit_error", check.probe().relativeError());
@@ -210,28 +213,36 @@ final class ExportOnnxCommand implements Callable<Integer>, HeapSized {
         }
     }
 
-    /** The probe's logit error against the F32 Java model, and the held-out loss of both when --verify-data is given. */
-    private OnnxVerifier.QuantizedResult verifyQuantized(Path onnx, WeightQuantization.Precision precision) throws IOException {
+    /** The probe's logit error against the F32 Java model, and the held-out loss of both on {@code heldOut}. */
+    private OnnxVerifier.QuantizedResult verifyQuantized(Path onnx, WeightQuantization.Precision precision,
+                                                         List<Example> heldOut) throws IOException {
         OnnxVerifier.QuantizedBounds bounds = maxLossIncrease == null ? OnnxVerifier.QuantizedBounds.defaults(precision)
                 : new OnnxVerifier.QuantizedBounds(maxLossIncrease);
         PeftAdapter peft = adapter == null ? null : PeftAdapter.read(adapter);
-        return OnnxVerifier.verifyQuantized(onnx, reference(peft), loraInputs(peft), bounds, 1);
+        return OnnxVerifier.verifyQuantized(onnx, reference(peft, heldOut), loraInputs(peft), bounds, 1);
     }
 
     private OnnxVerifier.Result verify(Path onnx) throws IOException {
         PeftAdapter peft = adapter == null ? null : PeftAdapter.read(adapter);
-        return OnnxVerifier.verify(onnx, reference(peft), loraInputs(peft), OnnxVerifier.DEFAULT_TOLERANCE, 1);
+        return OnnxVerifier.verify(onnx, reference(peft, List.of()), loraInputs(peft), OnnxVerifier.DEFAULT_TOLERANCE, 1);
+    }
+
+    /** The --verify-data examples, tokenized by the model's tokenizer; none without the option. */
+    private List<Example> heldOut() throws IOException {
+        if (verifyData == null) {
+            return List.of();
+        }
+        try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
+            return JsonlExamples.read(verifyData, tokenizer, ModelConfig.read(model.resolve("config.json")).vocabSize());
+        }
     }
 
     /**
-     * The Java model (base + adapter, un-merged) run over the probe and the --verify-data examples, its weights
-     * released before ONNX Runtime's session is created: one of the two in memory at a time.
+     * The Java model (base + adapter, un-merged) run over the probe and {@code heldOut}, its weights released before
+     * ONNX Runtime's session is created: one of the two in memory at a time.
      */
-    private OnnxVerifier.Reference reference(PeftAdapter peft) throws IOException {
-        Path tokenizerFile = model.resolve(Tokenizer.FILE_NAME);
-        try (Tokenizer tokenizer = Files.isRegularFile(tokenizerFile) ? Tokenizer.load(tokenizerFile) : null) {
-            List<Example> heldOut = verifyData == null ? List.of() : JsonlExamples.read(verifyData, tokenizer,
-                    ModelConfig.read(model.resolve("config.json")).vocabSize());
+    private OnnxVerifier.Reference reference(PeftAdapter peft, List<Example> heldOut) throws IOException {
+        try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
             return OnnxVerifier.Reference.of(model, peft, OnnxVerifier.Probe.standard(), heldOut,
                     ModelFiles.padId(StopTokens.of(model, tokenizer)));
         }

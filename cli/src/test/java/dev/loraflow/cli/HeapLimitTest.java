@@ -99,6 +99,31 @@ class HeapLimitTest {
         assertEquals(0, run(List.of("-Xmx160m"), eval, "--batch-size", "2").exitCode, "two sequences at a time fit");
     }
 
+    @Test
+    void verifyDataWhoseForwardCannotFitTheHeapIsRefusedInOneLineBeforeTheExport() throws Exception {
+        // a 32,000-token vocabulary: 8 held-out sequences of 4,096 tokens have 4.2 GB of logits
+        Path model = temp.resolve("long");
+        assertEquals(0, run(List.of(), List.of("init-model", "--arch", "llama", "--layers", "1", "--hidden", "64",
+                "--heads", "2", "--intermediate", "128", "--vocab", "32000", "--context", "4096", "--seed", "1", "--dtype",
+                "bf16", "--out", model.toString())).exitCode, "init-model");
+        Path heldOut = temp.resolve("heldout.jsonl");
+        Files.writeString(heldOut, IntStream.range(0, 8).mapToObj(i -> IntStream.range(0, 4096)
+                .mapToObj(t -> Integer.toString((t * 7 + i) % 32000)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
+                .collect(Collectors.joining()));
+        Path onnx = temp.resolve("onnx").resolve("model.onnx");
+
+        Result refused = run(List.of("-Xmx512m"), List.of("export-onnx", "--model", model.toString(), "--quantize", "int8",
+                "--verify", "--verify-data", heldOut.toString(), "--out", onnx.toString()));
+
+        assertEquals(1, refused.exitCode, refused.output);
+        String message = refused.output.lines().filter(line -> line.startsWith("loraflow export-onnx: needs about"))
+                .findFirst().orElseThrow(() -> new AssertionError(refused.output));
+        assertTrue(message.contains("of Java heap") && message.contains("shorter --verify-data examples"), message);
+        assertFalse(refused.output.contains("writing under"), "refused before the export: " + refused.output);
+        assertFalse(refused.output.contains("OutOfMemoryError") || refused.output.contains("\tat "), refused.output);
+        assertFalse(Files.exists(onnx), "nothing exported");
+    }
+
     record Result(int exitCode, String output) {}
 
     /** Runs the CLI in a JVM of its own, started with {@code jvmOptions}. */

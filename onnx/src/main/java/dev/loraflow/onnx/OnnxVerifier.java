@@ -15,6 +15,7 @@ import dev.loraflow.core.model.Gpt2Config;
 import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelConfig;
 import dev.loraflow.core.model.ModelLayout;
+import dev.loraflow.core.peft.LoraAdapterConfig;
 import dev.loraflow.core.peft.PeftAdapter;
 import dev.loraflow.core.quant.Quantization;
 import dev.loraflow.core.random.Rng;
@@ -42,6 +43,8 @@ public final class OnnxVerifier {
 
     /** F32 logits may differ by this much: summation order, fused kernels. */
     public static final double DEFAULT_TOLERANCE = 1e-4;
+    /** Sequences per forward of the Java reference's held-out loss. */
+    static final int HELD_OUT_BATCH = 8;
 
     /**
      * What a quantized graph must keep. Its logits differ from the F32 forward by design (how much depends on
@@ -184,6 +187,22 @@ public final class OnnxVerifier {
                 + " Runtime's session of " + graph + " takes " + Resources.size(graphBytes), options);
     }
 
+    /**
+     * Ends the command with one line, before anything is exported, when the Java reference's held-out loss — {@code
+     * heldOut} in forward passes of {@value #HELD_OUT_BATCH} sequences as long as the longest, over the model of {@code
+     * referenceDirectory} with the adapter of {@code lora} (null for none) — would not fit the heap: its logits alone
+     * grow with the examples' length times the vocabulary.
+     *
+     * @param options what would make it fit, e.g. "shorter held-out examples in --verify-data"
+     */
+    public static void requireHeldOutHeap(Path referenceDirectory, LoraAdapterConfig lora, List<Example> heldOut,
+                                          String options) throws IOException {
+        if (!heldOut.isEmpty()) {
+            ModelConfig config = ModelConfig.read(referenceDirectory.resolve("config.json"));
+            Evaluation.memoryEstimate(referenceDirectory, config, lora, heldOut, HELD_OUT_BATCH).require(options);
+        }
+    }
+
     /** The Java reference's weights off the heap (mapped, or quantized in native memory), from the header alone. */
     static long referenceBytes(Path referenceDirectory) throws IOException {
         ModelConfig config = ModelConfig.read(referenceDirectory.resolve("config.json"));
@@ -269,7 +288,7 @@ public final class OnnxVerifier {
                     stepLogits[step][b] = last[b];
                 }
             }
-            Evaluation.Result loss = heldOut.isEmpty() ? null : Evaluation.evaluate(model, heldOut, 8, padId);
+            Evaluation.Result loss = heldOut.isEmpty() ? null : Evaluation.evaluate(model, heldOut, HELD_OUT_BATCH, padId);
             return new Reference(config, probe, prompts, promptLogits, greedy, stepLogits, List.copyOf(heldOut), loss);
         }
 

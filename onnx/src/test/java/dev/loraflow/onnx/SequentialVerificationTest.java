@@ -3,12 +3,15 @@ package dev.loraflow.onnx;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.loraflow.core.data.Example;
+import dev.loraflow.core.io.Resources;
 import dev.loraflow.core.model.CausalLanguageModel;
 import dev.loraflow.core.model.CheckpointWeights;
+import dev.loraflow.core.model.DecoderConfig;
 import dev.loraflow.core.model.ModelLayout;
 import dev.loraflow.core.model.RandomModel;
 import dev.loraflow.core.peft.PeftAdapter;
@@ -26,7 +29,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * Verification in sequence: the Java reference (base + adapter on mapped BF16 weights) runs first and unmaps its
  * weights before ONNX Runtime's session is created, so that an 8 B model needs the larger of the two in memory, not
- * their sum; and it measures exactly what the side-by-side run measured.
+ * their sum; and it measures exactly what the side-by-side run measured. Held-out examples whose forward cannot fit
+ * the heap are refused before anything runs.
  */
 class SequentialVerificationTest {
 
@@ -80,6 +84,28 @@ class SequentialVerificationTest {
         assertEquals(sideBySideLoss.graphLoss(), inSequenceLoss.graphLoss());
         assertEquals(sideBySideLoss.tokens(), inSequenceLoss.tokens());
         assertTrue(inSequenceLoss.tokens() > 0 && inSequenceLoss.passed(), inSequenceLoss.summary());
+    }
+
+    @Test
+    void heldOutExamplesWhoseForwardCannotFitTheHeapAreRefusedInOneLineBeforeAnythingRuns() throws Exception {
+        // a Llama 3-like vocabulary and context: 8 held-out sequences of the whole context would need 8 × 131,072 rows
+        // of 32,000 logits, about 134 GB
+        DecoderConfig config = DecoderConfig.llama(32000, 64, 128, 1, 2, 2, 32, 131072, 1e-5, 10000, false);
+        Path base = dir.resolve("long");
+        RandomModel.write(config, 3, DType.BF16, base);
+        List<Example> whole = new ArrayList<>();
+        List<Example> short8 = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            whole.add(Example.unmasked(new int[config.maxPositions()]));
+            short8.add(Example.unmasked(new int[] {1, 2, 3 + i, 4}));
+        }
+
+        Resources.InsufficientResourcesException refused = assertThrows(Resources.InsufficientResourcesException.class,
+                () -> OnnxVerifier.requireHeldOutHeap(base, null, whole, "shorter examples"));
+        assertTrue(refused.getMessage().contains("of Java heap") && refused.getMessage().contains("try shorter examples")
+                && !refused.getMessage().contains("\n"), refused.getMessage());
+        OnnxVerifier.requireHeldOutHeap(base, null, short8, "shorter examples");
+        OnnxVerifier.requireHeldOutHeap(base, null, List.of(), "shorter examples");
     }
 
     @Test

@@ -184,6 +184,9 @@ public final class CheckpointMerger {
         Resources.requireDisk(disk);
         OnnxVerifier.requireMemory(base, largestGraph, "the largest graph", "give the merger more memory"
                 + (graphs.includesF32() ? ", or publish a quantized graph alone (loraflow.merger.graphs=int4)" : ""));
+        List<Example> heldOut = graphs.includesQuantized() ? heldOut(base, graphs.verifyData()) : List.of();
+        OnnxVerifier.requireHeldOutHeap(base, adapter.config(), heldOut,
+                "shorter held-out examples (loraflow.merger.quantize.verify-data)");
         try {
             LoraMerge.merge(base, adapter, Sha256.of(adapterDirectory.resolve(PeftAdapter.WEIGHTS_FILE)), merged, options);
         } catch (MergeException e) {
@@ -195,7 +198,7 @@ public final class CheckpointMerger {
         // opens: only one of the two is in memory at a time.
         start = System.nanoTime();
         OnnxVerifier.Reference reference = OnnxVerifier.Reference.of(base, adapter, OnnxVerifier.Probe.standard(),
-                graphs.includesQuantized() ? heldOut(base, graphs.verifyData()) : List.of(), 0);
+                heldOut, 0);
         long verifying = System.nanoTime() - start;
         long exporting = 0;
         MergedModelEvent.Verification verification = null;
