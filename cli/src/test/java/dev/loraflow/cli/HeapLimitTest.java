@@ -11,8 +11,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Collectors;
-import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -37,12 +35,8 @@ class HeapLimitTest {
             lines.append("{\"input_ids\": [").append(i).append(", 5, 9, 14, 20, 3, 7, 11]}\n");
         }
         Files.writeString(data, lines);
-        List<String> shape = List.of("init-model", "--arch", "llama", "--layers", "8", "--hidden", "512", "--heads", "8",
-                "--intermediate", "1536", "--vocab", "64", "--context", "32", "--seed", "1");
-        Path bf16 = temp.resolve("bf16");
-        Path f32 = temp.resolve("f32");
-        assertEquals(0, run(List.of(), shape, "--dtype", "bf16", "--out", bf16.toString()).exitCode, "init-model");
-        assertEquals(0, run(List.of(), shape, "--dtype", "f32", "--out", f32.toString()).exitCode, "init-model");
+        Path bf16 = llama("bf16", "bf16", 8, 512, 8, 1536, 64, 32);
+        Path f32 = llama("f32", "f32", 8, 512, 8, 1536, 64, 32);
         long f32Bytes = Files.size(f32.resolve("model.safetensors"));
         assertTrue(f32Bytes > 96L << 20, "the float32 weights (" + f32Bytes + " bytes) must not fit the heap");
 
@@ -75,14 +69,8 @@ class HeapLimitTest {
         // 8 sequences of 512 tokens through 8 blocks: every block's activations kept would need about 2 GB, one
         // block's with what a backward keeps about 0.5 GB, the forward's alone (one block's, the residual entering
         // and leaving it) 0.17 GB
-        Path model = temp.resolve("bf16");
-        assertEquals(0, run(List.of(), List.of("init-model", "--arch", "llama", "--layers", "8", "--hidden", "512",
-                "--heads", "8", "--intermediate", "1536", "--vocab", "64", "--context", "512", "--seed", "1", "--dtype",
-                "bf16", "--out", model.toString())).exitCode, "init-model");
-        Path data = temp.resolve("data.jsonl");
-        Files.writeString(data, IntStream.range(0, 8).mapToObj(i -> IntStream.range(0, 512)
-                .mapToObj(t -> Integer.toString((t * 7 + i) % 64)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
-                .collect(Collectors.joining()));
+        Path model = llama("bf16", "bf16", 8, 512, 8, 1536, 64, 512);
+        Path data = IdLines.write(temp.resolve("data.jsonl"), 8, i -> 512, 64);
         List<String> eval = List.of("eval", "--model", model.toString(), "--data", data.toString());
 
         Result evaluated = run(List.of("-Xmx320m"), eval);
@@ -102,14 +90,8 @@ class HeapLimitTest {
     @Test
     void verifyDataWhoseForwardCannotFitTheHeapIsRefusedInOneLineBeforeTheExport() throws Exception {
         // a 32,000-token vocabulary: 8 held-out sequences of 4,096 tokens have 4.2 GB of logits
-        Path model = temp.resolve("long");
-        assertEquals(0, run(List.of(), List.of("init-model", "--arch", "llama", "--layers", "1", "--hidden", "64",
-                "--heads", "2", "--intermediate", "128", "--vocab", "32000", "--context", "4096", "--seed", "1", "--dtype",
-                "bf16", "--out", model.toString())).exitCode, "init-model");
-        Path heldOut = temp.resolve("heldout.jsonl");
-        Files.writeString(heldOut, IntStream.range(0, 8).mapToObj(i -> IntStream.range(0, 4096)
-                .mapToObj(t -> Integer.toString((t * 7 + i) % 32000)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
-                .collect(Collectors.joining()));
+        Path model = llama("long", "bf16", 1, 64, 2, 128, 32000, 4096);
+        Path heldOut = IdLines.write(temp.resolve("heldout.jsonl"), 8, i -> 4096, 32000);
         Path onnx = temp.resolve("onnx").resolve("model.onnx");
 
         Result refused = run(List.of("-Xmx512m"), List.of("export-onnx", "--model", model.toString(), "--quantize", "int8",
@@ -122,6 +104,17 @@ class HeapLimitTest {
         assertFalse(refused.output.contains("writing under"), "refused before the export: " + refused.output);
         assertFalse(refused.output.contains("OutOfMemoryError") || refused.output.contains("\tat "), refused.output);
         assertFalse(Files.exists(onnx), "nothing exported");
+    }
+
+    /** A random Llama checkpoint of this shape in {@code dtype} ({@code init-model}, seed 1), in temp/{@code name}. */
+    private Path llama(String name, String dtype, int layers, int hidden, int heads, int intermediate, int vocab,
+                       int context) throws Exception {
+        Path model = temp.resolve(name);
+        Result made = run(List.of(), List.of("init-model", "--arch", "llama", "--layers", "" + layers, "--hidden",
+                "" + hidden, "--heads", "" + heads, "--intermediate", "" + intermediate, "--vocab", "" + vocab,
+                "--context", "" + context, "--seed", "1", "--dtype", dtype, "--out", model.toString()));
+        assertEquals(0, made.exitCode, made.output);
+        return model;
     }
 
     record Result(int exitCode, String output) {}

@@ -21,8 +21,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.stream.Collectors;
-import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -51,10 +49,7 @@ class HeapSizeTest {
         // activations dominate: 8 layers of 4 × 512 tokens, about 820 MB by the estimate
         ModelConfig config = DecoderConfig.llama(1000, 256, 768, 8, 4, 4, 64, 512, 1e-5, 10000, false);
         Path base = bf16Base(config);
-        Path data = temp.resolve("data.jsonl");
-        Files.writeString(data, IntStream.range(0, 8).mapToObj(i -> IntStream.range(0, 512)
-                .mapToObj(t -> Integer.toString((t * 7 + i) % 1000)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
-                .collect(Collectors.joining()));
+        Path data = IdLines.write(temp.resolve("data.jsonl"), 8, i -> 512, 1000);
         List<String> train = List.of("train", "--base", base.toString(), "--data", data.toString(), "--steps", "1",
                 "--batch-size", "4", "--seq-len", "512", "--rank", "8", "--targets", "q_proj,v_proj",
                 "--out", temp.resolve("adapter").toString());
@@ -142,10 +137,7 @@ class HeapSizeTest {
     void evalGetsTheHeapOfItsBatchesForwardAndItsExamplesAndEvaluatesInExactlyThatHeap() throws Exception {
         DecoderConfig config = DecoderConfig.llama(8000, 256, 768, 4, 4, 4, 64, 512, 1e-5, 10000, false);
         Path base = bf16Base(config);
-        Path data = temp.resolve("data.jsonl");
-        Files.writeString(data, IntStream.range(0, 10).mapToObj(i -> IntStream.range(0, 150 + 5 * i)
-                .mapToObj(t -> Integer.toString((t * 7 + i) % 8000)).collect(Collectors.joining(",", "{\"input_ids\":[", "]}\n")))
-                .collect(Collectors.joining()));
+        Path data = IdLines.write(temp.resolve("data.jsonl"), 10, i -> 150 + 5 * i, 8000);
         List<Example> examples = JsonlExamples.read(data, null, config.vocabSize());
         long needed = Evaluation.memoryEstimate(base, config, null, examples, 4).heapBytes() + Example.heapBytes(examples);
         // the forward's batches of 4 × 195 tokens, not a training step's
