@@ -36,13 +36,15 @@ public record Example(int[] inputIds, int[] labels) {
     }
 
     /**
-     * The heap {@code examples} take: each example's two int arrays (its own copies, see the constructor), their
-     * headers and the record's, and the list's reference to it.
+     * The heap {@code examples} take: each example's two int arrays (its own copies, see the constructor) with their
+     * 16-byte headers, each rounded up to 8 bytes as HotSpot lays objects out, the record itself (24 bytes), and the
+     * list's reference to it.
      */
     public static long heapBytes(List<Example> examples) {
         long bytes = 0;
         for (Example example : examples) {
-            bytes += 8L * example.length() + 2 * 16 + 16 + 8;
+            long array = (16 + 4L * example.length() + 7) & ~7L;
+            bytes += 2 * array + 24 + 8;
         }
         return bytes;
     }
