@@ -1,6 +1,10 @@
 package dev.loraflow.cli;
 
 import java.io.PrintWriter;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.NotDirectoryException;
 import java.util.List;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -84,8 +88,16 @@ public final class Main implements Runnable {
                     + Math.max(2, heapMiB * 2 / 1024) + "g";
         }
         String message = failure.getMessage();
-        String text = message == null || message.isBlank() ? failure.getClass().getSimpleName()
-                : failure instanceof Error ? failure.getClass().getSimpleName() + ": " + message : message;
+        // A file system failure without a reason says only the path (a missing --data file read "loraflow eval:
+        // d.jsonl"): it is said what happened to it.
+        String text = message == null || message.isBlank() ? failure.getClass().getSimpleName() : switch (failure) {
+            case Error error -> error.getClass().getSimpleName() + ": " + message;
+            case NoSuchFileException missing when missing.getReason() == null -> "no such file or directory: " + message;
+            case AccessDeniedException denied when denied.getReason() == null -> "permission denied: " + message;
+            case FileAlreadyExistsException exists when exists.getReason() == null -> "already exists: " + message;
+            case NotDirectoryException notDirectory when notDirectory.getReason() == null -> "not a directory: " + message;
+            default -> message;
+        };
         // One line, whatever the message holds.
         return text.replaceAll("\\s*\\R\\s*", " ");
     }

@@ -154,6 +154,10 @@ class MainTest {
         Run missing = run("eval", "--model", temp.resolve("nowhere").toString(), "--data", data.toString());
         assertEquals(1, missing.exitCode());
         assertTrue(missing.err().contains("nowhere"), missing.err());
+        // a file the command opens says what is wrong with it, not its path alone
+        Run noData = run("eval", "--model", model.toString(), "--data", temp.resolve("none.jsonl").toString());
+        assertEquals(1, noData.exitCode());
+        assertEquals("loraflow eval: no such file or directory: " + temp.resolve("none.jsonl"), noData.err().strip());
 
         Path adapter = temp.resolve("twice");
         assertEquals(0, run("train", "--base", model.toString(), "--data", data.toString(), "--out", adapter.toString(),
