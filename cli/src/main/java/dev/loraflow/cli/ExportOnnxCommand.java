@@ -124,14 +124,14 @@ final class ExportOnnxCommand implements Callable<Integer>, HeapSized {
         // Float32 weights are written tensor by tensor whatever the checkpoint's dtype; quantized ones at most as large.
         OnnxExporter.Requirements needs = OnnxExporter.requirements(model, adapter, quantization);
         needs.require(out);
-        List<Example> heldOut = heldOut();
+        ReferenceInputs referenceInputs = verify ? referenceInputs() : null;
         if (verify) {
             boolean smallest = quantization.precision() == WeightQuantization.Precision.INT4;
             OnnxVerifier.requireMemory(model, needs.diskBytes(), "the " + (quantization.quantized()
                     ? quantization.precision().label() : "float32") + " graph", "export without --verify"
                     + (smallest ? "" : " (or with --quantize int4, a smaller graph)") + ", or verify on a machine with"
                     + " more memory");
-            OnnxVerifier.requireHeldOutHeap(model, ModelFiles.readAdapterConfig(adapter), heldOut,
+            OnnxVerifier.requireHeldOutHeap(model, ModelFiles.readAdapterConfig(adapter), referenceInputs.heldOut(),
                     "shorter --verify-data examples");
         }
         spec.commandLine().getErr().println("loraflow export-onnx: writing " + (quantization.quantized() ? "under " : "about ")
@@ -153,7 +153,7 @@ final class ExportOnnxCommand implements Callable<Integer>, HeapSized {
         line.put("export_seconds", result.exportNanos() / 1e9);
         line.put("quantization", quantization.describe());
         if (verify && quantization.quantized()) {
-            OnnxVerifier.QuantizedResult check = verifyQuantized(result.model(), quantization.precision(), heldOut);
+            OnnxVerifier.QuantizedResult check = verifyQuantized(result.model(), quantization.precision(), referenceInputs);
             line.put("verified", check.passed());
             line.put("max_abs_logit_error", check.probe().maxAbsError());
             line.put("relative_logit_error", check.probe().relativeError());
@@ -169,7 +169,7 @@ final class ExportOnnxCommand implements Callable<Integer>, HeapSized {
                 throw new IOException(out + ": verification " + check.summary());
             }
         } else if (verify) {
-            OnnxVerifier.Result check = verify(result.model());
+            OnnxVerifier.Result check = verify(result.model(), referenceInputs);
             line.put("verified", check.passed());
             line.put("max_abs_logit_error", check.maxAbsError());
             line.put("greedy_identical", check.greedyIdentical());
@@ -213,39 +213,38 @@ final class ExportOnnxCommand implements Callable<Integer>, HeapSized {
         }
     }
 
-    /** The probe's logit error against the F32 Java model, and the held-out loss of both on {@code heldOut}. */
+    /** The probe's logit error against the F32 Java model, and the held-out loss of both when --verify-data is given. */
     private OnnxVerifier.QuantizedResult verifyQuantized(Path onnx, WeightQuantization.Precision precision,
-                                                         List<Example> heldOut) throws IOException {
+                                                         ReferenceInputs inputs) throws IOException {
         OnnxVerifier.QuantizedBounds bounds = maxLossIncrease == null ? OnnxVerifier.QuantizedBounds.defaults(precision)
                 : new OnnxVerifier.QuantizedBounds(maxLossIncrease);
         PeftAdapter peft = adapter == null ? null : PeftAdapter.read(adapter);
-        return OnnxVerifier.verifyQuantized(onnx, reference(peft, heldOut), loraInputs(peft), bounds, 1);
+        return OnnxVerifier.verifyQuantized(onnx, reference(peft, inputs), loraInputs(peft), bounds, 1);
     }
 
-    private OnnxVerifier.Result verify(Path onnx) throws IOException {
+    private OnnxVerifier.Result verify(Path onnx, ReferenceInputs inputs) throws IOException {
         PeftAdapter peft = adapter == null ? null : PeftAdapter.read(adapter);
-        return OnnxVerifier.verify(onnx, reference(peft, List.of()), loraInputs(peft), OnnxVerifier.DEFAULT_TOLERANCE, 1);
+        return OnnxVerifier.verify(onnx, reference(peft, inputs), loraInputs(peft), OnnxVerifier.DEFAULT_TOLERANCE, 1);
     }
 
-    /** The --verify-data examples, tokenized by the model's tokenizer; none without the option. */
-    private List<Example> heldOut() throws IOException {
-        if (verifyData == null) {
-            return List.of();
-        }
+    /** What the Java reference runs on beside the probe: the --verify-data examples (none without it) and the padding id. */
+    private record ReferenceInputs(List<Example> heldOut, int padId) {}
+
+    /** Read before the export, so that the held-out examples' forward is checked against the heap with the rest. */
+    private ReferenceInputs referenceInputs() throws IOException {
         try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
-            return JsonlExamples.read(verifyData, tokenizer, ModelConfig.read(model.resolve("config.json")).vocabSize());
+            List<Example> heldOut = verifyData == null ? List.of() : JsonlExamples.read(verifyData, tokenizer,
+                    ModelConfig.read(model.resolve("config.json")).vocabSize());
+            return new ReferenceInputs(heldOut, ModelFiles.padId(StopTokens.of(model, tokenizer)));
         }
     }
 
     /**
-     * The Java model (base + adapter, un-merged) run over the probe and {@code heldOut}, its weights released before
-     * ONNX Runtime's session is created: one of the two in memory at a time.
+     * The Java model (base + adapter, un-merged) run over the probe and the held-out examples, its weights released
+     * before ONNX Runtime's session is created: one of the two in memory at a time.
      */
-    private OnnxVerifier.Reference reference(PeftAdapter peft, List<Example> heldOut) throws IOException {
-        try (Tokenizer tokenizer = ModelFiles.readTokenizer(model)) {
-            return OnnxVerifier.Reference.of(model, peft, OnnxVerifier.Probe.standard(), heldOut,
-                    ModelFiles.padId(StopTokens.of(model, tokenizer)));
-        }
+    private OnnxVerifier.Reference reference(PeftAdapter peft, ReferenceInputs inputs) throws IOException {
+        return OnnxVerifier.Reference.of(model, peft, OnnxVerifier.Probe.standard(), inputs.heldOut(), inputs.padId());
     }
 
     private Map<String, FloatTensor> loraInputs(PeftAdapter peft) {

@@ -18,15 +18,10 @@ import java.util.List;
 record ModelFiles(CausalLanguageModel model, Tokenizer tokenizer, List<Integer> stopTokenIds) implements AutoCloseable {
 
     /**
+     * The model with the directory's tokenizer, read already ({@link #readTokenizer}, so that a command can tokenize and
+     * check its memory before the model loads); closing the files closes it (closing it again does nothing).
+     *
      * @param adapterDirectory a PEFT adapter to apply (unmerged), or null for the base model alone
-     */
-    static ModelFiles open(Path modelDirectory, Path adapterDirectory) throws IOException {
-        return open(modelDirectory, adapterDirectory, readTokenizer(modelDirectory));
-    }
-
-    /**
-     * {@link #open(Path, Path)} with the directory's tokenizer read already ({@link #readTokenizer}); closing the files
-     * closes it (closing it again does nothing).
      */
     static ModelFiles open(Path modelDirectory, Path adapterDirectory, Tokenizer tokenizer) throws IOException {
         requireDirectory(modelDirectory);

@@ -53,9 +53,7 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
      */
     public static MemoryEstimate forGeneration(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
                                                Quantization quantization, int capacity) throws IOException {
-        ModelLayout layout = ModelLayout.of(config);
-        return new MemoryEstimate(CheckpointWeights.footprint(modelDirectory, layout, quantization),
-                loadedAdapterBytes(layout, lora), CausalLanguageModel.kvCacheBytes(config, lora, capacity), false);
+        return loaded(modelDirectory, config, lora, quantization, CausalLanguageModel.kvCacheBytes(config, lora, capacity));
     }
 
     /**
@@ -65,21 +63,25 @@ public record MemoryEstimate(CheckpointWeights.Footprint weights, long adapter, 
      */
     public static MemoryEstimate forForwardPasses(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
                                                   Quantization quantization, int batch, int seqLen) throws IOException {
-        ModelLayout layout = ModelLayout.of(config);
-        return new MemoryEstimate(CheckpointWeights.footprint(modelDirectory, layout, quantization),
-                loadedAdapterBytes(layout, lora), CausalLanguageModel.forwardWorkspaceBytes(config, lora, batch, seqLen),
-                false);
+        return loaded(modelDirectory, config, lora, quantization,
+                CausalLanguageModel.forwardWorkspaceBytes(config, lora, batch, seqLen));
     }
 
-    /** A loaded adapter's values and gradients, beside the file's tensors while they are read. */
-    private static long loadedAdapterBytes(ModelLayout layout, LoraAdapterConfig lora) {
+    /**
+     * A model loaded to run, not to train: its weights, a loaded adapter's values and gradients (beside the file's
+     * tensors while they are read), and {@code activations}.
+     */
+    private static MemoryEstimate loaded(Path modelDirectory, ModelConfig config, LoraAdapterConfig lora,
+                                         Quantization quantization, long activations) throws IOException {
+        ModelLayout layout = ModelLayout.of(config);
         long adapter = 0;
         if (lora != null) {
             for (LoraTarget target : LoraTargets.select(layout, lora)) {
                 adapter += 3L * 4 * target.rank() * (target.in() + target.out());
             }
         }
-        return adapter;
+        return new MemoryEstimate(CheckpointWeights.footprint(modelDirectory, layout, quantization), adapter, activations,
+                false);
     }
 
     /**
